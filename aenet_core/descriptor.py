@@ -1,0 +1,396 @@
+"""The Chebyshev descriptor of Artrith, Urban and Ceder (PRB 96, 014112, 2017), as Fortran aenet computes it.
+
+For atom i with neighbours j (r_ij = r_j - r_i, d_ij = |r_ij|, min_cutoff < d):
+
+* radial, n = 0..R:  G_n = sum_{j, d_ij <= Rc_r} T_n(2 d_ij / Rc_r - 1) fc(d_ij; Rc_r)
+* angular, n = 0..A: G_n = sum_{j<k, d <= Rc_a} T_n(cos theta_ijk) fc(d_ij; Rc_a) fc(d_ik; Rc_a)
+
+with Chebyshev polynomials T_n from the recurrence (exact at cos = +-1) and
+fc(r; Rc) = (cos(pi r / Rc) + 1) / 2.  Periodic images, including images of
+atom i itself, are distinct neighbours.  With more than one species a second
+copy of both sets is weighted by the neighbour "typespin" s_j (radial) and
+s_j s_k (angular); the layout is [radial, angular, radial_w, angular_w].
+
+Derivatives are analytic and sparse: per radial edge dG_n/dr_ij and per
+angular triplet the gradients with respect to r_i, r_j and r_k, always of the
+unweighted basis (typespins are applied when they are contracted).  Sums over
+edges and triplets go through ``index_add`` (or torch-scatter when the backend
+allows it); no Python loop runs over atoms, pairs or triplets.
+"""
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+
+from aenet_core import backend
+from aenet_core.neighbors import batched_neighbor_list, prepare_cells
+
+_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+def typespins(n_species: int) -> list:
+    """Fortran aenet's typespin values, in species-list order (S=2: -1, 1; S=3: -1, 0, 1; S=4: -2, -1, 1, 2)."""
+    spins, s = [], int(-n_species / 2)
+    for _ in range(n_species):
+        if s == 0 and n_species % 2 == 0:
+            s += 1
+        spins.append(s)
+        s += 1
+    return spins
+
+
+def chebyshev(x, order: int, with_derivative: bool = False):
+    """T_0..T_order at x, stacked on a new last axis; optionally also dT_n/dx = n U_{n-1}(x).
+
+    Both come from the three-term recurrences, which stay exact at x = +-1.
+    """
+    x2 = 2 * x
+    t = [torch.ones_like(x), x]
+    while len(t) <= order:
+        t.append(x2 * t[-1] - t[-2])
+    t = torch.stack(t[: order + 1], dim=-1)
+    if not with_derivative:
+        return t
+    u = [torch.zeros_like(x), torch.ones_like(x), x2]  # 0, then U_0, U_1, ... (second kind)
+    while len(u) <= order:
+        u.append(x2 * u[-1] - u[-2])
+    n = torch.arange(order + 1, dtype=x.dtype, device=x.device)
+    return t, n * torch.stack(u[: order + 1], dim=-1)
+
+
+def cosine_cutoff(d, rc: float, with_derivative: bool = False):
+    """fc(d) = (cos(pi d / rc) + 1) / 2 for 0 <= d <= rc (zero at rc); optionally also dfc/dd."""
+    arg = (math.pi / rc) * d
+    fc = 0.5 * torch.cos(arg) + 0.5
+    if not with_derivative:
+        return fc
+    return fc, (-0.5 * math.pi / rc) * torch.sin(arg)
+
+
+def _sum_into(values, index, n: int):
+    """Row sums of ``values`` grouped by ``index`` into ``n`` rows."""
+    scatter = backend.scatter_module()
+    if scatter is not None:
+        return scatter.scatter_add(values, index, dim=0, dim_size=n)
+    out = torch.zeros((n,) + values.shape[1:], dtype=values.dtype, device=values.device)
+    return out.index_add_(0, index, values)
+
+
+@dataclass
+class LocalDerivatives:
+    """Sparse analytic derivatives of the raw features of one batch of atoms.
+
+    Radial, per edge e = (i, j): ``dG_drij[e, n]`` = dG^rad_{i,n} / d r_ij; the
+    derivative with respect to r_j is +dG_drij and with respect to r_i is
+    -dG_drij.  Angular, per triplet t = (i, j, k): ``grads_i/j/k[t, n]`` =
+    dG^ang_{i,n} / d r_i, r_j, r_k for this triplet.  All derivatives are of the
+    unweighted basis; ``neighbor_typespin`` (s_j) and ``triplet_typespin``
+    (s_j s_k) give the weights of the second set (None with one species).
+    Atom indices are into the batch of atoms the payload was computed for.
+    """
+
+    n_atoms: int
+    n_radial: int  # R + 1
+    n_angular: int  # A + 1
+    center_idx: torch.Tensor
+    neighbor_idx: torch.Tensor
+    dG_drij: torch.Tensor  # (E, R+1, 3)
+    neighbor_typespin: Optional[torch.Tensor]
+    triplet_center_idx: torch.Tensor
+    neighbor_j_idx: torch.Tensor
+    neighbor_k_idx: torch.Tensor
+    grads_i: torch.Tensor  # (T, A+1, 3)
+    grads_j: torch.Tensor
+    grads_k: torch.Tensor
+    triplet_typespin: Optional[torch.Tensor]
+
+    @property
+    def multi(self) -> bool:
+        return self.neighbor_typespin is not None
+
+    def contract(self, grad_features):
+        """Gradient with respect to positions (N, 3) of sum(grad_features * G).
+
+        ``grad_features`` (N, F) is dE/dG for the raw features; forces are
+        ``-contract(dE/dG)``.  Differentiable in ``grad_features`` (for force
+        training through the network).
+        """
+        nr, na = self.n_radial, self.n_angular
+        g_rad = grad_features[self.center_idx, :nr]
+        g_ang = grad_features[self.triplet_center_idx, nr : nr + na]
+        if self.multi:
+            g_rad = g_rad + self.neighbor_typespin[:, None] * grad_features[self.center_idx, nr + na : 2 * nr + na]
+            g_ang = g_ang + self.triplet_typespin[:, None] * grad_features[self.triplet_center_idx, 2 * nr + na :]
+        radial = torch.einsum("en,enc->ec", g_rad, self.dG_drij)
+        index = torch.cat([self.neighbor_idx, self.center_idx, self.triplet_center_idx, self.neighbor_j_idx, self.neighbor_k_idx])
+        terms = torch.cat([
+            radial,
+            -radial,
+            torch.einsum("tn,tnc->tc", g_ang, self.grads_i),
+            torch.einsum("tn,tnc->tc", g_ang, self.grads_j),
+            torch.einsum("tn,tnc->tc", g_ang, self.grads_k),
+        ])
+        return _sum_into(terms, index, self.n_atoms)
+
+    def to_dense(self):
+        """The full Jacobian dG_{i,f} / dr_{a,c} as an (N, F, N, 3) tensor (tests and debugging only)."""
+        nr, na, n = self.n_radial, self.n_angular, self.n_atoms
+        weights = [(None, None)] + ([(self.neighbor_typespin, self.triplet_typespin)] if self.multi else [])
+        jac = torch.zeros((n, len(weights) * (nr + na), n, 3), dtype=self.dG_drij.dtype, device=self.dG_drij.device)
+        for block, (s_rad, s_ang) in enumerate(weights):
+            rad_cols = block * (nr + na) + torch.arange(nr, device=jac.device)
+            ang_cols = block * (nr + na) + nr + torch.arange(na, device=jac.device)
+            d = self.dG_drij if s_rad is None else self.dG_drij * s_rad[:, None, None]
+            _accumulate(jac, rad_cols, self.center_idx, self.neighbor_idx, d)
+            _accumulate(jac, rad_cols, self.center_idx, self.center_idx, -d)
+            w = 1.0 if s_ang is None else s_ang[:, None, None]
+            for atom, grads in ((self.triplet_center_idx, self.grads_i), (self.neighbor_j_idx, self.grads_j),
+                                (self.neighbor_k_idx, self.grads_k)):
+                _accumulate(jac, ang_cols, self.triplet_center_idx, atom, grads * w)
+        return jac
+
+
+def _accumulate(jac, cols, center, atom, values):
+    """jac[center[e], cols[w], atom[e], :] += values[e, w, :] for every edge/triplet e."""
+    shape = (len(center), len(cols))
+    index = (center[:, None].expand(shape), cols[None, :].expand(shape), atom[:, None].expand(shape))
+    jac.index_put_(index, values, accumulate=True)
+
+
+class ChebyshevDescriptor:
+    """Chebyshev radial and angular features, identical to Fortran aenet's.
+
+    ``species`` fixes the typespin weights (its order is the Fortran ENV
+    order), ``rad_order``/``ang_order`` are the polynomial orders R and A
+    (Fortran ``radial_N``/``angular_N``), cutoffs are in Å, neighbours at
+    ``d <= min_cutoff`` are ignored.  ``n_features`` = R + A + 2, doubled for
+    more than one species.
+    """
+
+    def __init__(self, species, rad_order: int, rad_cutoff: float, ang_order: int, ang_cutoff: float,
+                 min_cutoff: float = 0.55, device="cpu", dtype=torch.float64):
+        self.species = list(species)
+        if not self.species or len(set(self.species)) != len(self.species):
+            raise ValueError(f"species must be a non-empty list of distinct symbols; got {species}")
+        for name, order in (("rad_order", rad_order), ("ang_order", ang_order)):
+            if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or order < 0:
+                raise ValueError(f"{name} must be a non-negative integer; got {order!r}")
+        for name, rc in (("rad_cutoff", rad_cutoff), ("ang_cutoff", ang_cutoff)):
+            if not (isinstance(rc, (int, float, np.floating)) and math.isfinite(rc) and rc > 0):
+                raise ValueError(f"{name} must be a positive number of Å; got {rc!r}")
+        if not (math.isfinite(min_cutoff) and 0 <= min_cutoff < min(rad_cutoff, ang_cutoff)):
+            raise ValueError(f"min_cutoff must be >= 0 and below both cutoffs; got {min_cutoff!r}")
+        if isinstance(dtype, str):
+            dtype = _DTYPES.get(dtype.replace("torch.", ""))
+        if dtype not in _DTYPES.values():
+            raise ValueError(f"dtype must be torch.float64 or torch.float32; got {dtype!r}")
+        self.rad_order, self.ang_order = int(rad_order), int(ang_order)
+        self.rad_cutoff, self.ang_cutoff = float(rad_cutoff), float(ang_cutoff)
+        self.min_cutoff = float(min_cutoff)
+        self.device, self.dtype = torch.device(device), dtype
+        self.species_to_idx = {s: i for i, s in enumerate(self.species)}
+        self.multi = len(self.species) > 1
+        self.typespin = torch.tensor(typespins(len(self.species)), dtype=dtype, device=self.device)
+        self.n_features = (self.rad_order + self.ang_order + 2) * (2 if self.multi else 1)
+
+    @property
+    def n_species(self) -> int:
+        return len(self.species)
+
+    @property
+    def max_cutoff(self) -> float:
+        return max(self.rad_cutoff, self.ang_cutoff)
+
+    def get_config(self) -> dict:
+        """JSON-serialisable parameters; ``ChebyshevDescriptor.from_config`` rebuilds the descriptor."""
+        return {
+            "species": list(self.species),
+            "rad_order": self.rad_order,
+            "rad_cutoff": self.rad_cutoff,
+            "ang_order": self.ang_order,
+            "ang_cutoff": self.ang_cutoff,
+            "min_cutoff": self.min_cutoff,
+            "dtype": str(self.dtype).replace("torch.", ""),
+            "device": str(self.device),
+            "n_features": self.n_features,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict, device=None) -> "ChebyshevDescriptor":
+        params = {k: config[k] for k in ("species", "rad_order", "rad_cutoff", "ang_order", "ang_cutoff", "min_cutoff", "dtype")}
+        return cls(**params, device=device or config.get("device", "cpu"))
+
+    def to(self, device=None, dtype=None) -> "ChebyshevDescriptor":
+        """A copy on another device and/or dtype."""
+        config = self.get_config()
+        if dtype is not None:
+            config["dtype"] = dtype
+        return ChebyshevDescriptor.from_config(config, device=device or self.device)
+
+    def __repr__(self) -> str:
+        c = self.get_config()
+        return "ChebyshevDescriptor(" + ", ".join(f"{k}={v!r}" for k, v in c.items() if k != "n_features") + ")"
+
+    def species_indices(self, species) -> torch.Tensor:
+        """Species symbols (or already an index tensor) to indices into ``self.species``."""
+        if isinstance(species, torch.Tensor):
+            return species.to(device=self.device, dtype=torch.long)
+        try:
+            return torch.tensor([self.species_to_idx[s] for s in species], dtype=torch.long, device=self.device)
+        except KeyError as err:
+            raise ValueError(f"species {err.args[0]!r} is not in the descriptor species {self.species}") from None
+
+    def forward_from_positions(self, positions, species, cell=None, pbc=None):
+        """Raw features (N, F) of one structure; cell rows are lattice vectors."""
+        return self._featurize(*self._single(positions, species, cell, pbc), with_derivatives=False)
+
+    def forward_with_derivatives(self, positions, species, cell=None, pbc=None):
+        """Raw features (N, F) of one structure and their sparse analytic derivatives (``LocalDerivatives``)."""
+        return self._featurize(*self._single(positions, species, cell, pbc), with_derivatives=True)
+
+    def _single(self, positions, species, cell, pbc):
+        positions = self._as_positions(positions)
+        cells, pbcs = prepare_cells([cell], [pbc], self.dtype, self.device)
+        batch = torch.zeros(len(positions), dtype=torch.long, device=self.device)
+        return positions, self._checked_species(species, len(positions)), batch, cells, pbcs
+
+    def _as_positions(self, positions):
+        positions = torch.as_tensor(positions, dtype=self.dtype, device=self.device)
+        if positions.ndim != 2 or positions.shape[1] != 3:
+            raise ValueError(f"positions must have shape (N, 3); got {tuple(positions.shape)}")
+        return positions
+
+    def _checked_species(self, species, n_atoms):
+        idx = self.species_indices(species)
+        if len(idx) != n_atoms:
+            raise ValueError(f"species has {len(idx)} entries but positions has {n_atoms} atoms")
+        return idx
+
+    def _featurize(self, positions, species_idx, batch, cells, pbc, with_derivatives):
+        n_atoms = len(positions)
+        nl = batched_neighbor_list(positions, batch, cells, pbc, self.max_cutoff, self.min_cutoff)
+        edges = (nl.center, nl.neighbor, nl.vectors, nl.distances)
+        r_center, r_neighbor, r_vec, r_dist = _select(nl.distances <= self.rad_cutoff, *edges)
+        a_center, a_neighbor, a_vec, a_dist = _select(nl.distances <= self.ang_cutoff, *edges)
+
+        x = (2 / self.rad_cutoff) * r_dist - 1
+        t, dt = chebyshev(x, self.rad_order, True) if with_derivatives else (chebyshev(x, self.rad_order), None)
+        fc, dfc = cosine_cutoff(r_dist, self.rad_cutoff, True) if with_derivatives else (cosine_cutoff(r_dist, self.rad_cutoff), None)
+        g_rad = t * fc.unsqueeze(1)
+
+        # Triplets (i, j, k), j < k: every pair of angular edges sharing a centre.
+        first, second = _pairs_within_center(a_center, n_atoms)
+        fa, dfa = cosine_cutoff(a_dist, self.ang_cutoff, True) if with_derivatives else (cosine_cutoff(a_dist, self.ang_cutoff), None)
+        u = a_vec / a_dist.unsqueeze(1)
+        u_ij, u_ik = _take(u, first), _take(u, second)
+        cos = (u_ij * u_ik).sum(1)
+        ta, dta = chebyshev(cos, self.ang_order, True) if with_derivatives else (chebyshev(cos, self.ang_order), None)
+        fcj, fck = _take(fa, first), _take(fa, second)
+        fcjk = fcj * fck
+        g_ang = ta * fcjk.unsqueeze(1)
+        t_center = _take(a_center, first)
+        j_idx, k_idx = _take(a_neighbor, first), _take(a_neighbor, second)
+
+        blocks = [_sum_into(g_rad, r_center, n_atoms), _sum_into(g_ang, t_center, n_atoms)]
+        s_j = s_jk = None
+        if self.multi:
+            spin = _take(self.typespin, species_idx)
+            s_j, s_jk = _take(spin, r_neighbor), _take(spin, j_idx) * _take(spin, k_idx)
+            blocks += [_sum_into(g_rad * s_j.unsqueeze(1), r_center, n_atoms),
+                       _sum_into(g_ang * s_jk.unsqueeze(1), t_center, n_atoms)]
+        features = torch.cat(blocks, dim=1)
+        if not with_derivatives:
+            return features
+
+        # Radial: dG/dr_ij = (dT/dd fc + T dfc/dd) u_ij.
+        radial_factor = dt * ((2 / self.rad_cutoff) * fc).unsqueeze(1) + t * dfc.unsqueeze(1)
+        dG_drij = radial_factor.unsqueeze(2) * (r_vec / r_dist.unsqueeze(1)).unsqueeze(1)
+        # Angular: chain rule through cos(theta_ijk), d_ij and d_ik.
+        d_ij, d_ik = _take(a_dist, first).unsqueeze(1), _take(a_dist, second).unsqueeze(1)
+        dcos_dj = (u_ik - cos.unsqueeze(1) * u_ij) / d_ij
+        dcos_dk = (u_ij - cos.unsqueeze(1) * u_ik) / d_ik
+        dG_dcos = (dta * fcjk.unsqueeze(1)).unsqueeze(2)  # (T, A+1, 1)
+        dG_ddij = (ta * (_take(dfa, first) * fck).unsqueeze(1)).unsqueeze(2)
+        dG_ddik = (ta * (fcj * _take(dfa, second)).unsqueeze(1)).unsqueeze(2)
+        grads_j = dG_dcos * dcos_dj.unsqueeze(1) + dG_ddij * u_ij.unsqueeze(1)
+        grads_k = dG_dcos * dcos_dk.unsqueeze(1) + dG_ddik * u_ik.unsqueeze(1)
+        derivatives = LocalDerivatives(
+            n_atoms=n_atoms, n_radial=self.rad_order + 1, n_angular=self.ang_order + 1,
+            center_idx=r_center, neighbor_idx=r_neighbor, dG_drij=dG_drij, neighbor_typespin=s_j,
+            triplet_center_idx=t_center, neighbor_j_idx=j_idx, neighbor_k_idx=k_idx,
+            grads_i=-(grads_j + grads_k), grads_j=grads_j, grads_k=grads_k, triplet_typespin=s_jk,
+        )
+        return features, derivatives
+
+
+def _take(tensor, index):
+    """Rows of ``tensor`` at ``index`` (index_select is much faster than advanced indexing on CPU)."""
+    return tensor.index_select(0, index)
+
+
+def _select(mask, *tensors):
+    """The rows of each tensor where ``mask`` holds (all of them when it holds everywhere)."""
+    if bool(mask.all()):
+        return tensors
+    index = torch.nonzero(mask).squeeze(1)
+    return tuple(t.index_select(0, index) for t in tensors)
+
+
+def _pairs_within_center(center, n_atoms: int):
+    """Index pairs (a, b), a < b, of edges sharing a centre; ``center`` must be sorted.
+
+    Pairs are ordered by centre, then a, then b (the CSR order of Fortran's j<k loops).
+    """
+    degree = torch.bincount(center, minlength=n_atoms)
+    edge = torch.arange(len(center), device=center.device)
+    row_end = torch.cumsum(degree, 0)
+    partners = _take(row_end, center) - 1 - edge  # later edges of the same centre
+    first = torch.repeat_interleave(edge, partners)
+    start_of_first = torch.cumsum(partners, 0) - partners
+    second = first + 1 + torch.arange(len(first), device=center.device) - _take(start_of_first, first)
+    return first, second
+
+
+class BatchedFeaturizer:
+    """Featurise many structures in one pass of the descriptor.
+
+    ``featurizer(batch_positions, batch_species, batch_cells=None, batch_pbc=None)``
+    takes per-structure lists (positions (N_b, 3), species symbols, cell or
+    None, pbc or None) and returns ``(features, batch_indices)``: the raw
+    features of all atoms concatenated in input order, and the structure
+    index of each atom.  ``with_derivatives`` also returns the
+    ``LocalDerivatives`` of the whole batch (atom indices are global).
+    """
+
+    def __init__(self, descriptor: ChebyshevDescriptor):
+        self.descriptor = descriptor
+
+    def __call__(self, batch_positions, batch_species, batch_cells=None, batch_pbc=None):
+        features, batch = self._run(batch_positions, batch_species, batch_cells, batch_pbc, False)
+        return features, batch
+
+    def with_derivatives(self, batch_positions, batch_species, batch_cells=None, batch_pbc=None):
+        """(features, batch_indices, LocalDerivatives) for the whole batch."""
+        return self._run(batch_positions, batch_species, batch_cells, batch_pbc, True)
+
+    def _run(self, batch_positions, batch_species, batch_cells, batch_pbc, with_derivatives):
+        d = self.descriptor
+        n = len(batch_positions)
+        if len(batch_species) != n:
+            raise ValueError(f"batch_species has {len(batch_species)} entries for {n} structures")
+        batch_cells = [None] * n if batch_cells is None else list(batch_cells)
+        batch_pbc = [None] * n if batch_pbc is None else list(batch_pbc)
+        if len(batch_cells) != n or len(batch_pbc) != n:
+            raise ValueError(f"batch_cells and batch_pbc need one entry per structure ({n})")
+        positions = [d._as_positions(p) for p in batch_positions]
+        species = torch.cat([d._checked_species(s, len(p)) for s, p in zip(batch_species, positions)]) if n else torch.zeros(0, dtype=torch.long)
+        counts = torch.tensor([len(p) for p in positions], device=d.device)
+        batch = torch.repeat_interleave(torch.arange(n, device=d.device), counts)
+        cells, pbcs = prepare_cells(batch_cells, batch_pbc, d.dtype, d.device)
+        positions = torch.cat(positions) if n else torch.zeros((0, 3), dtype=d.dtype, device=d.device)
+        out = d._featurize(positions, species, batch, cells, pbcs, with_derivatives)
+        if with_derivatives:
+            return out[0], batch, out[1]
+        return out, batch

@@ -1,0 +1,148 @@
+"""The atomic structure record used throughout aenet_core (units: Å, eV, eV/Å)."""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.calculator import PropertyNotImplementedError
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.data import chemical_symbols
+
+# 'X' is ASE's placeholder for "no element"; it is not a valid species here.
+VALID_SYMBOLS = frozenset(chemical_symbols[1:])
+
+
+def _to_numpy(field, value, dtype):
+    """Convert lists, tuples, numpy arrays and torch tensors to a fresh numpy array."""
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    try:
+        return np.array(value, dtype=dtype)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"Structure.{field} must be numeric array-like; got {type(value).__name__} ({exc})") from exc
+
+
+def _check_finite(field, array):
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"Structure.{field} must be finite; got NaN or inf")
+
+
+@dataclass(eq=False)
+class Structure:
+    """One atomic configuration with optional reference energy and forces.
+
+    ``cell`` holds the lattice vectors as rows; ``pbc`` defaults to all True when a
+    cell is given.  Inputs are converted to numpy (float64 / bool) and validated.
+    """
+
+    positions: np.ndarray
+    species: list[str]
+    energy: float | None = None
+    forces: np.ndarray | None = None
+    cell: np.ndarray | None = None
+    pbc: np.ndarray | None = None
+    name: str | None = None
+
+    def __post_init__(self):
+        self._init_positions_species()
+        self._init_energy_forces()
+        self._init_cell_pbc()
+
+    def _init_positions_species(self):
+        self.positions = _to_numpy("positions", self.positions, np.float64)
+        if self.positions.ndim != 2 or self.positions.shape[1] != 3:
+            raise ValueError(f"Structure.positions must have shape (N, 3); got {self.positions.shape}")
+        _check_finite("positions", self.positions)
+        if isinstance(self.species, str):
+            raise ValueError(f"Structure.species must be a list of element symbols; got the string {self.species!r}")
+        self.species = [str(s) for s in self.species]
+        if len(self.species) != self.n_atoms:
+            raise ValueError(
+                f"Structure.species has {len(self.species)} entries but positions has {self.n_atoms} atoms")
+        for i, symbol in enumerate(self.species):
+            if symbol not in VALID_SYMBOLS:
+                raise ValueError(f"Structure.species: unknown element symbol {symbol!r} at atom index {i}")
+
+    def _init_energy_forces(self):
+        if self.energy is not None:
+            try:
+                self.energy = float(self.energy)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"Structure.energy must be a number; got {self.energy!r}") from exc
+            if not np.isfinite(self.energy):
+                raise ValueError(f"Structure.energy must be finite; got {self.energy}")
+        if self.forces is not None:
+            self.forces = _to_numpy("forces", self.forces, np.float64)
+            if self.forces.shape != self.positions.shape:
+                raise ValueError(
+                    f"Structure.forces must have shape {self.positions.shape} like positions; got {self.forces.shape}")
+            _check_finite("forces", self.forces)
+
+    def _init_cell_pbc(self):
+        if self.cell is None:
+            if self.pbc is not None:
+                raise ValueError("Structure.pbc was given without a cell; pass cell=(3, 3) lattice vectors too")
+            return
+        self.cell = _to_numpy("cell", self.cell, np.float64)
+        if self.cell.shape != (3, 3):
+            raise ValueError(f"Structure.cell must have shape (3, 3); got {self.cell.shape}")
+        _check_finite("cell", self.cell)
+        self.pbc = np.ones(3, dtype=bool) if self.pbc is None else _to_numpy("pbc", self.pbc, bool)
+        if self.pbc.shape != (3,):
+            raise ValueError(f"Structure.pbc must have 3 entries; got {self.pbc.size}")
+
+    @property
+    def n_atoms(self) -> int:
+        return len(self.positions)
+
+    def has_forces(self) -> bool:
+        return self.forces is not None
+
+    def is_periodic(self) -> bool:
+        return self.cell is not None and bool(self.pbc.any())
+
+    def copy(self) -> Structure:
+        return copy.deepcopy(self)
+
+    def to_ase(self) -> Atoms:
+        """ASE Atoms; energy/forces ride on a SinglePointCalculator, the name in info['name']."""
+        atoms = Atoms(symbols=self.species, positions=self.positions, cell=self.cell,
+                      pbc=self.pbc if self.pbc is not None else False)
+        if self.energy is not None or self.forces is not None:
+            atoms.calc = SinglePointCalculator(atoms, energy=self.energy, forces=self.forces)
+        if self.name is not None:
+            atoms.info["name"] = self.name
+        return atoms
+
+    @classmethod
+    def from_ase(cls, atoms: Atoms, name: str | None = None) -> Structure:
+        """Build from ASE Atoms without running any calculator.
+
+        Energy and forces come from the attached calculator's stored results, else
+        from ``atoms.info['energy']`` / ``atoms.arrays['forces']``.  The cell is kept
+        only when some direction is periodic.
+        """
+        energy = _stored_result(atoms, "energy")
+        forces = _stored_result(atoms, "forces")
+        if energy is None:
+            energy = atoms.info.get("energy")
+        if forces is None:
+            forces = atoms.arrays.get("forces")
+        periodic = bool(np.any(atoms.pbc))
+        return cls(positions=atoms.get_positions(), species=atoms.get_chemical_symbols(),
+                   energy=energy, forces=forces,
+                   cell=atoms.cell.array if periodic else None,
+                   pbc=atoms.pbc if periodic else None,
+                   name=name if name is not None else atoms.info.get("name"))
+
+
+def _stored_result(atoms, prop):
+    """A result the attached calculator already holds, or None (never triggers a calculation)."""
+    if atoms.calc is None:
+        return None
+    try:
+        return atoms.calc.get_property(prop, atoms, allow_calculation=False)
+    except PropertyNotImplementedError:
+        return None

@@ -1,0 +1,4 @@
+"""Seed-compatible public module: ``from aenet_core.torch_featurize import ChebyshevDescriptor``."""
+from aenet_core.descriptor import BatchedFeaturizer, ChebyshevDescriptor, LocalDerivatives
+
+__all__ = ["BatchedFeaturizer", "ChebyshevDescriptor", "LocalDerivatives"]

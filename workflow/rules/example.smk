@@ -1,0 +1,12 @@
+rule example_data:
+    output:
+        EXAMPLE_DATA,
+    params:
+        n=config["example_data"]["n_structures"],
+        seed=config["example_data"]["seed"],
+    log:
+        "results/example_data/example_data.log",
+    conda:
+        "../../envs/aenet_core.yaml"
+    shell:
+        "aenet-core example-data --output {output} --n-structures {params.n} --seed {params.seed} > {log} 2>&1"
