@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from aenet_core import backend
-from aenet_core.neighbors import batched_neighbor_list, prepare_cells
+from aenet_core.neighbors import batched_neighbor_list, prepare_cells, row_dot
 
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -42,7 +42,7 @@ def typespins(n_species: int) -> list:
 
 
 def chebyshev(x, order: int, with_derivative: bool = False):
-    """T_0..T_order at x, stacked on a new last axis; optionally also dT_n/dx = n U_{n-1}(x).
+    """T_0..T_order at x, stacked on a new first axis; optionally also dT_n/dx = n U_{n-1}(x).
 
     Both come from the three-term recurrences, which stay exact at x = +-1.
     """
@@ -50,14 +50,14 @@ def chebyshev(x, order: int, with_derivative: bool = False):
     t = [torch.ones_like(x), x]
     while len(t) <= order:
         t.append(x2 * t[-1] - t[-2])
-    t = torch.stack(t[: order + 1], dim=-1)
+    t = torch.stack(t[: order + 1])
     if not with_derivative:
         return t
     u = [torch.zeros_like(x), torch.ones_like(x), x2]  # 0, then U_0, U_1, ... (second kind)
     while len(u) <= order:
         u.append(x2 * u[-1] - u[-2])
-    n = torch.arange(order + 1, dtype=x.dtype, device=x.device)
-    return t, n * torch.stack(u[: order + 1], dim=-1)
+    n = torch.arange(order + 1, dtype=x.dtype, device=x.device).reshape((-1,) + (1,) * x.dim())
+    return t, n * torch.stack(u[: order + 1])
 
 
 def cosine_cutoff(d, rc: float, with_derivative: bool = False):
@@ -70,12 +70,12 @@ def cosine_cutoff(d, rc: float, with_derivative: bool = False):
 
 
 def _sum_into(values, index, n: int):
-    """Row sums of ``values`` grouped by ``index`` into ``n`` rows."""
+    """Sums of the columns of ``values`` (K, E) grouped by ``index`` (E,) into ``n`` columns."""
     scatter = backend.scatter_module()
     if scatter is not None:
-        return scatter.scatter_add(values, index, dim=0, dim_size=n)
-    out = torch.zeros((n,) + values.shape[1:], dtype=values.dtype, device=values.device)
-    return out.index_add_(0, index, values)
+        return scatter.scatter_add(values, index, dim=1, dim_size=n)
+    out = torch.zeros((values.shape[0], n), dtype=values.dtype, device=values.device)
+    return out.index_add_(1, index, values)
 
 
 @dataclass
@@ -123,16 +123,16 @@ class LocalDerivatives:
         if self.multi:
             g_rad = g_rad + self.neighbor_typespin[:, None] * grad_features[self.center_idx, nr + na : 2 * nr + na]
             g_ang = g_ang + self.triplet_typespin[:, None] * grad_features[self.triplet_center_idx, 2 * nr + na :]
-        radial = torch.einsum("en,enc->ec", g_rad, self.dG_drij)
+        radial = torch.einsum("en,enc->ce", g_rad, self.dG_drij)
         index = torch.cat([self.neighbor_idx, self.center_idx, self.triplet_center_idx, self.neighbor_j_idx, self.neighbor_k_idx])
         terms = torch.cat([
             radial,
             -radial,
-            torch.einsum("tn,tnc->tc", g_ang, self.grads_i),
-            torch.einsum("tn,tnc->tc", g_ang, self.grads_j),
-            torch.einsum("tn,tnc->tc", g_ang, self.grads_k),
-        ])
-        return _sum_into(terms, index, self.n_atoms)
+            torch.einsum("tn,tnc->ct", g_ang, self.grads_i),
+            torch.einsum("tn,tnc->ct", g_ang, self.grads_j),
+            torch.einsum("tn,tnc->ct", g_ang, self.grads_k),
+        ], dim=1)
+        return _sum_into(terms, index, self.n_atoms).t()
 
     def to_dense(self):
         """The full Jacobian dG_{i,f} / dr_{a,c} as an (N, F, N, 3) tensor (tests and debugging only)."""
@@ -275,21 +275,22 @@ class ChebyshevDescriptor:
         r_center, r_neighbor, r_vec, r_dist = _select(nl.distances <= self.rad_cutoff, *edges)
         a_center, a_neighbor, a_vec, a_dist = _select(nl.distances <= self.ang_cutoff, *edges)
 
+        # Per-order quantities are (order, E): broadcasting along the last axis is fast on CPU.
         x = (2 / self.rad_cutoff) * r_dist - 1
         t, dt = chebyshev(x, self.rad_order, True) if with_derivatives else (chebyshev(x, self.rad_order), None)
         fc, dfc = cosine_cutoff(r_dist, self.rad_cutoff, True) if with_derivatives else (cosine_cutoff(r_dist, self.rad_cutoff), None)
-        g_rad = t * fc.unsqueeze(1)
+        g_rad = t * fc
 
         # Triplets (i, j, k), j < k: every pair of angular edges sharing a centre.
         first, second = _pairs_within_center(a_center, n_atoms)
         fa, dfa = cosine_cutoff(a_dist, self.ang_cutoff, True) if with_derivatives else (cosine_cutoff(a_dist, self.ang_cutoff), None)
         u = a_vec / a_dist.unsqueeze(1)
         u_ij, u_ik = _take(u, first), _take(u, second)
-        cos = (u_ij * u_ik).sum(1)
+        cos = row_dot(u_ij, u_ik)
         ta, dta = chebyshev(cos, self.ang_order, True) if with_derivatives else (chebyshev(cos, self.ang_order), None)
         fcj, fck = _take(fa, first), _take(fa, second)
         fcjk = fcj * fck
-        g_ang = ta * fcjk.unsqueeze(1)
+        g_ang = ta * fcjk
         t_center = _take(a_center, first)
         j_idx, k_idx = _take(a_neighbor, first), _take(a_neighbor, second)
 
@@ -298,29 +299,32 @@ class ChebyshevDescriptor:
         if self.multi:
             spin = _take(self.typespin, species_idx)
             s_j, s_jk = _take(spin, r_neighbor), _take(spin, j_idx) * _take(spin, k_idx)
-            blocks += [_sum_into(g_rad * s_j.unsqueeze(1), r_center, n_atoms),
-                       _sum_into(g_ang * s_jk.unsqueeze(1), t_center, n_atoms)]
-        features = torch.cat(blocks, dim=1)
+            blocks += [_sum_into(g_rad * s_j, r_center, n_atoms), _sum_into(g_ang * s_jk, t_center, n_atoms)]
+        features = torch.cat(blocks).t().contiguous()
         if not with_derivatives:
             return features
 
-        # Radial: dG/dr_ij = (dT/dd fc + T dfc/dd) u_ij.
-        radial_factor = dt * ((2 / self.rad_cutoff) * fc).unsqueeze(1) + t * dfc.unsqueeze(1)
-        dG_drij = radial_factor.unsqueeze(2) * (r_vec / r_dist.unsqueeze(1)).unsqueeze(1)
-        # Angular: chain rule through cos(theta_ijk), d_ij and d_ik.
-        d_ij, d_ik = _take(a_dist, first).unsqueeze(1), _take(a_dist, second).unsqueeze(1)
-        dcos_dj = (u_ik - cos.unsqueeze(1) * u_ij) / d_ij
-        dcos_dk = (u_ij - cos.unsqueeze(1) * u_ik) / d_ik
-        dG_dcos = (dta * fcjk.unsqueeze(1)).unsqueeze(2)  # (T, A+1, 1)
-        dG_ddij = (ta * (_take(dfa, first) * fck).unsqueeze(1)).unsqueeze(2)
-        dG_ddik = (ta * (fcj * _take(dfa, second)).unsqueeze(1)).unsqueeze(2)
-        grads_j = dG_dcos * dcos_dj.unsqueeze(1) + dG_ddij * u_ij.unsqueeze(1)
-        grads_k = dG_dcos * dcos_dk.unsqueeze(1) + dG_ddik * u_ik.unsqueeze(1)
+        # Radial: dG/dr_ij = (dT/dd fc + T dfc/dd) u_ij, computed as (R+1, 3, E).
+        radial_factor = dt * ((2 / self.rad_cutoff) * fc) + t * dfc
+        u_r = (r_vec / r_dist.unsqueeze(1)).t().contiguous()
+        dG_drij = radial_factor.unsqueeze(1) * u_r
+        # Angular: chain rule through cos(theta_ijk), d_ij and d_ik, computed as (A+1, 3, T).
+        u_ij, u_ik = u_ij.t().contiguous(), u_ik.t().contiguous()
+        dcos_dj = (u_ik - cos * u_ij) / _take(a_dist, first)
+        dcos_dk = (u_ij - cos * u_ik) / _take(a_dist, second)
+        dG_dcos = (dta * fcjk).unsqueeze(1)
+        dG_ddij = (ta * (_take(dfa, first) * fck)).unsqueeze(1)
+        dG_ddik = (ta * (fcj * _take(dfa, second))).unsqueeze(1)
+        grads_j = dG_dcos * dcos_dj + dG_ddij * u_ij
+        grads_k = dG_dcos * dcos_dk + dG_ddik * u_ik
+        grads_i = -(grads_j + grads_k)
+        edge_major = (2, 0, 1)  # the payload is indexed [edge or triplet, order, xyz]
         derivatives = LocalDerivatives(
             n_atoms=n_atoms, n_radial=self.rad_order + 1, n_angular=self.ang_order + 1,
-            center_idx=r_center, neighbor_idx=r_neighbor, dG_drij=dG_drij, neighbor_typespin=s_j,
+            center_idx=r_center, neighbor_idx=r_neighbor, dG_drij=dG_drij.permute(edge_major), neighbor_typespin=s_j,
             triplet_center_idx=t_center, neighbor_j_idx=j_idx, neighbor_k_idx=k_idx,
-            grads_i=-(grads_j + grads_k), grads_j=grads_j, grads_k=grads_k, triplet_typespin=s_jk,
+            grads_i=grads_i.permute(edge_major), grads_j=grads_j.permute(edge_major),
+            grads_k=grads_k.permute(edge_major), triplet_typespin=s_jk,
         )
         return features, derivatives
 

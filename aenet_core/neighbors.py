@@ -7,16 +7,17 @@ atoms or pairs:
    (fractional coordinates in [0, 1)); every vector r_ij is derived from these
    same wrapped coordinates, r_ij = w_j + k @ cell - w_i, where k is the
    integer image offset of atom j;
-2. periodic images are generated for every offset within
-   ``ceil(cutoff / width)`` cells along each periodic axis (width = distance
-   between opposite cell faces) and kept only when they lie within ``cutoff``
-   of the home cell; this covers cells much smaller than the cutoff,
-   including images of the central atom itself;
-3. candidate pairs come, in pure torch, from all (atom, image) pairs of a
-   structure while their number is small, else from a cell list (points
-   hashed into cubic bins of edge >= cutoff, each atom looking into its 27
-   surrounding bins); or from ``torch_cluster.radius`` when the backend
-   allows it;
+2. a neighbour within the cutoff is at most ``reach = cutoff / width`` cells
+   away along each periodic axis (width = distance between opposite cell
+   faces), so cells much smaller than the cutoff, and images of the central
+   atom itself, are covered;
+3. candidates: while a batch has few atom pairs, every atom pair (i, j) of a
+   structure is paired with exactly the images k that satisfy
+   |f_j + k - f_i| <= reach on every axis (no search at all).  Larger batches
+   replicate the atoms into the images within ``reach`` of the home cell and
+   search them with ``torch_cluster.radius`` when the backend allows it, or
+   else with a pure-torch cell list (bins of edge >= cutoff, each atom
+   looking into its 27 surrounding bins);
 4. pairs with ``min_distance < d <= cutoff`` are kept (so an atom is never
    its own neighbour at zero offset) and returned sorted by (centre,
    neighbour, image), so every path produces the identical list.
@@ -93,8 +94,8 @@ def prepare_cells(cells, pbcs, dtype, device):
     return torch.stack(out_cells), torch.stack(out_pbc)
 
 
-# Above this many (atom, image) candidate pairs the cell list replaces the all-pairs search.
-ALL_PAIRS_LIMIT = 1 << 21
+# Above this many atom pairs in a batch, candidates come from a radius search over images.
+PAIR_LIMIT = 1 << 20
 
 
 def batched_neighbor_list(positions, batch, cells, pbc, cutoff: float, min_distance: float = 0.0) -> NeighborList:
@@ -110,30 +111,28 @@ def batched_neighbor_list(positions, batch, cells, pbc, cutoff: float, min_dista
     # Rows b x c, c x a, a x b: the reciprocal vectors times the volume, and the face normals.
     normals = torch.linalg.cross(cells[:, [1, 2, 0]], cells[:, [2, 0, 1]], dim=2)
     volume = (cells[:, 0] * normals[:, 0]).sum(1)
+    cell_of_atom = _take(cells, batch)
     with torch.no_grad():
-        frac = _times(positions.detach(), (normals / volume[:, None, None]).transpose(1, 2).index_select(0, batch))
-        home = torch.floor(frac) * pbc.index_select(0, batch)
+        frac = _times(positions.detach(), _take((normals / volume[:, None, None]).transpose(1, 2), batch))
+        home = torch.floor(frac) * _take(pbc, batch)
         frac = frac - home
-    wrapped = positions - _times(home, cells.index_select(0, batch))
-    widths = volume.abs()[:, None] / torch.linalg.norm(normals, dim=2)
-    points = _periodic_images(wrapped, frac, batch, cells, pbc, cutoff / widths)
+        reach = torch.where(pbc, cutoff * torch.linalg.norm(normals, dim=2) / volume.abs()[:, None], 0.0)
+    wrapped = positions - _times(home, cell_of_atom)
 
     with torch.no_grad():
-        if backend.cluster_module() is not None:
-            center, point = _candidates_cluster(wrapped.detach(), batch, points, cutoff)
-        elif _count_all_pairs(batch, points) <= ALL_PAIRS_LIMIT:
-            center, point = _candidates_all_pairs(batch, points)
+        atoms_per_structure = torch.bincount(batch)
+        if int((atoms_per_structure * atoms_per_structure).sum()) <= PAIR_LIMIT:
+            center, neighbor, offset = _pair_images(frac, batch, atoms_per_structure, reach, pbc)
         else:
-            center, point = _candidates_cell_list(wrapped.detach(), batch, points, cutoff)
-        distance = torch.linalg.norm(_take(points["pos"], point) - _take(wrapped, center), dim=1)
-        keep = torch.nonzero((distance <= cutoff) & (distance > min_distance)).squeeze(1)
-        center, point = _take(center, keep), _take(point, keep)
-        order = torch.argsort(center * len(points["atom"]) + point)
-        center, point = _take(center, order), _take(point, order)
+            center, neighbor, offset = _searched_images(wrapped.detach(), frac, batch, cells, pbc, reach, cutoff)
+        gap = _take(wrapped.detach(), neighbor) - _take(wrapped.detach(), center)
+        gap += _times(offset.to(gap.dtype), _take(cell_of_atom, center))
+        distance2 = row_dot(gap, gap)
+        keep = torch.nonzero((distance2 <= cutoff**2) & (distance2 > min_distance**2)).squeeze(1)
+        center, neighbor, offset = _take(center, keep), _take(neighbor, keep), _take(offset, keep)
 
-    vectors = _take(points["pos"], point) - _take(wrapped, center)
-    return NeighborList(center, _take(points["atom"], point), _take(points["offset"], point), vectors,
-                        torch.linalg.norm(vectors, dim=1), wrapped)
+    vectors = _take(wrapped, neighbor) - _take(wrapped, center) + _times(offset.to(wrapped.dtype), _take(cell_of_atom, center))
+    return NeighborList(center, neighbor, offset, vectors, row_dot(vectors, vectors).sqrt(), wrapped)
 
 
 def _take(tensor, index):
@@ -143,7 +142,13 @@ def _take(tensor, index):
 
 def _times(vectors, matrices):
     """Row vector times matrix for each row: out[n, j] = sum_i vectors[n, i] matrices[n, i, j]."""
-    return (vectors.unsqueeze(2) * matrices).sum(1)
+    return torch.bmm(vectors.unsqueeze(1), matrices).squeeze(1)
+
+
+def row_dot(a, b):
+    """Dot products of corresponding rows of two (E, 3) tensors (a matrix-vector product is far faster
+    than ``.sum(1)`` on CPU)."""
+    return (a * b) @ a.new_ones(3)
 
 
 def _segment_arange(counts):
@@ -153,63 +158,74 @@ def _segment_arange(counts):
     return segment, torch.arange(len(segment), device=counts.device) - _take(starts, segment)
 
 
+def _unravel(rank, sizes):
+    """Row-major multi-index (R, 3) of ``rank`` in grids of the given (R, 3) sizes."""
+    sy, sz = sizes[:, 1], sizes[:, 2]
+    return torch.stack([rank // (sy * sz), (rank // sz) % sy, rank % sz], dim=1)
+
+
+def _pair_images(frac, batch, atoms_per_structure, reach, pbc):
+    """(i, j, k) for every atom pair of a structure and every image k with |f_j + k - f_i| <= reach.
+
+    Sorted by i, then j, then k (row-major).
+    """
+    first_atom = torch.cumsum(atoms_per_structure, 0) - atoms_per_structure
+    center, rank = _segment_arange(_take(atoms_per_structure, batch))
+    structure = _take(batch, center)
+    neighbor = _take(first_atom, structure) + rank
+    f_diff = _take(frac, center) - _take(frac, neighbor)
+    r = _take(reach, structure) + 1e-9
+    periodic = _take(pbc, structure)
+    low = torch.where(periodic, torch.ceil(f_diff - r), 0.0).long()
+    sizes = torch.where(periodic, torch.floor(f_diff + r), 0.0).long() - low + 1
+    pair, rank = _segment_arange(sizes.prod(1))
+    offset = _take(low, pair) + _unravel(rank, _take(sizes, pair))
+    return _take(center, pair), _take(neighbor, pair), offset
+
+
+def _searched_images(wrapped, frac, batch, cells, pbc, reach, cutoff):
+    """(i, j, k) candidates from a radius search over the images within ``reach`` of the home cell."""
+    points = _periodic_images(wrapped, frac, batch, cells, pbc, reach)
+    if backend.cluster_module() is not None:
+        center, point = _candidates_cluster(wrapped, batch, points, cutoff)
+    else:
+        center, point = _candidates_cell_list(wrapped, batch, points, cutoff)
+    order = torch.argsort(center * len(points["atom"]) + point)  # points are ordered by atom, then image
+    center, point = _take(center, order), _take(point, order)
+    return center, _take(points["atom"], point), _take(points["offset"], point)
+
+
 def _periodic_images(wrapped, frac, batch, cells, pbc, reach):
     """Every image of every atom that lies within ``reach`` cell widths of its home cell.
 
-    ``frac`` are the wrapped fractional coordinates, ``reach`` (B, 3) the
-    cutoff in units of the distance between opposite cell faces.  Returns a
-    dict of per-point tensors: ``atom`` (index of the original atom),
-    ``offset`` (int64 lattice offset), ``pos`` (Cartesian position, carrying
-    the gradient of ``wrapped``) and ``structure``; points are ordered by
-    atom, then offset, and the zero-offset copy of each atom is always present.
+    Returns a dict of per-point tensors: ``atom`` (index of the original
+    atom), ``offset`` (int64 lattice offset), ``pos`` (Cartesian position)
+    and ``structure``; points are ordered by atom, then offset.
     """
-    with torch.no_grad():
-        reach = torch.where(pbc, reach, torch.zeros_like(reach))
-        n_images = torch.ceil(reach).long()  # images needed along each axis, per structure
-        sizes = 2 * n_images + 1
+    n_images = torch.ceil(reach).long()  # images needed along each axis, per structure
+    sizes = 2 * n_images + 1
+    per_structure = sizes.prod(1)
+    offset_structure, rank = _segment_arange(per_structure)
+    offsets = _unravel(rank, _take(sizes, offset_structure)) - _take(n_images, offset_structure)
+    first_offset = torch.cumsum(per_structure, 0) - per_structure
 
-        # Offsets of structure b: all k with |k_a| <= n_images[b, a], in row-major order.
-        per_structure = sizes.prod(1)
-        offset_structure, rank = _segment_arange(per_structure)
-        sz, sy = sizes[offset_structure, 2], sizes[offset_structure, 1]
-        grid = torch.stack([rank // (sy * sz), (rank // sz) % sy, rank % sz], dim=1)
-        offsets = grid - _take(n_images, offset_structure)
-        first_offset = torch.cumsum(per_structure, 0) - per_structure
-
-        # Pair every atom with every offset of its structure, then drop distant images.
-        atom, rank = _segment_arange(_take(per_structure, batch))
-        structure = _take(batch, atom)
-        offset = _take(offsets, _take(first_offset, structure) + rank)
-        image_frac = _take(frac, atom) + offset
-        slack = _take(reach, structure) + 1e-6
-        inside = (image_frac >= -slack) & (image_frac <= 1 + slack)
-        keep = torch.nonzero((inside | ~_take(pbc, structure)).all(1)).squeeze(1)
-        atom, offset, structure = _take(atom, keep), _take(offset, keep), _take(structure, keep)
-    pos = _take(wrapped, atom) + _times(offset.to(wrapped.dtype), _take(cells, structure))
-    return {"atom": atom, "offset": offset, "pos": pos, "structure": structure}
-
-
-def _points_per_structure(batch, points):
-    n_structures = int(batch[-1]) + 1 if len(batch) else 0
-    return torch.bincount(points["structure"], minlength=n_structures)
-
-
-def _count_all_pairs(batch, points):
-    atoms = torch.bincount(batch) if len(batch) else batch
-    return int((atoms * _points_per_structure(batch, points)[: len(atoms)]).sum())
-
-
-def _candidates_all_pairs(batch, points):
-    """Every (centre atom, point of the same structure) pair, sorted by centre then point."""
-    per_structure = _points_per_structure(batch, points)
-    first_point = torch.cumsum(per_structure, 0) - per_structure
-    center, rank = _segment_arange(per_structure[batch])
-    return center, first_point[batch[center]] + rank
+    # Pair every atom with every offset of its structure, then drop distant images.
+    atom, rank = _segment_arange(_take(per_structure, batch))
+    structure = _take(batch, atom)
+    which = _take(first_offset, structure) + rank  # index into offsets
+    image_frac = _take(frac, atom) + _take(offsets, which)
+    slack = _take(reach, structure) + 1e-6
+    inside = (image_frac >= -slack) & (image_frac <= 1 + slack)
+    keep = torch.nonzero((inside | ~_take(pbc, structure)).all(1)).squeeze(1)
+    atom, which, structure = _take(atom, keep), _take(which, keep), _take(structure, keep)
+    shifts = _times(offsets.to(wrapped.dtype), _take(cells, offset_structure))  # one per offset
+    pos = _take(wrapped, atom) + _take(shifts, which)
+    return {"atom": atom, "offset": _take(offsets, which), "pos": pos, "structure": structure}
 
 
 def _candidates_cell_list(wrapped, batch, points, cutoff):
     """Candidate pairs (centre atom, point) from a hashed cell list of bins a bit wider than the cutoff."""
-    pos, structure = points["pos"].detach(), points["structure"]
+    pos, structure = points["pos"], points["structure"]
     n_structures = int(batch[-1]) + 1
     bin_edge = cutoff * (1 + 1e-4)  # neighbours are then never two bins apart
 
@@ -240,7 +256,7 @@ def _candidates_cell_list(wrapped, batch, points, cutoff):
 def _candidates_cluster(wrapped, batch, points, cutoff):
     """Candidate pairs from torch_cluster.radius, with the neighbour cap raised until nothing is cut."""
     radius = backend.cluster_module().radius
-    pos = points["pos"].detach()
+    pos = points["pos"]
     cap = 64
     while True:
         found = radius(pos, wrapped, cutoff * (1 + 1e-6), points["structure"], batch, max_num_neighbors=cap)

@@ -8,20 +8,17 @@ from ase.neighborlist import neighbor_list as ase_neighbor_list
 from aenet_core import backend, neighbors
 from aenet_core.neighbors import batched_neighbor_list, neighbor_list, prepare_cells
 
-BACKENDS = ["all_pairs", "cell_list", "torch_cluster"]
+PATHS = ["pair_images", "cell_list", "torch_cluster"]
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=PATHS)
 def search(request, monkeypatch):
-    """Select one candidate search: pure-torch all pairs, pure-torch cell list, or torch-cluster."""
-    if request.param == "torch_cluster":
-        if backend.torch_cluster is None:
-            pytest.skip("torch-cluster is not installed")
-        monkeypatch.setattr(backend, "_backend", "auto")
-    else:
-        monkeypatch.setattr(backend, "_backend", "torch")
-        if request.param == "cell_list":
-            monkeypatch.setattr(neighbors, "ALL_PAIRS_LIMIT", 0)
+    """Select one candidate search: per-pair image ranges, the pure-torch cell list, or torch-cluster."""
+    if request.param == "torch_cluster" and backend.torch_cluster is None:
+        pytest.skip("torch-cluster is not installed")
+    monkeypatch.setattr(backend, "_backend", "auto" if request.param == "torch_cluster" else "torch")
+    if request.param != "pair_images":
+        monkeypatch.setattr(neighbors, "PAIR_LIMIT", 0)
     return request.param
 
 
@@ -98,28 +95,22 @@ def test_vectors_come_from_wrapped_coordinates(search):
     torch.testing.assert_close(a.wrapped_positions, b.wrapped_positions, rtol=0, atol=1e-12)
 
 
-def test_all_backends_give_identical_lists():
+def test_all_paths_give_identical_lists(monkeypatch):
     rng = np.random.default_rng(11)
-    previous = backend.get_backend()
-    try:
-        for _ in range(10):
-            positions, cell, pbc, cutoff = random_case(rng)
-            args = (torch.tensor(positions), cutoff, torch.tensor(cell), torch.tensor(pbc))
-            backend.set_backend("torch")
-            reference = neighbor_list(*args)
-            runs = []
-            limit = neighbors.ALL_PAIRS_LIMIT
-            neighbors.ALL_PAIRS_LIMIT = 0
-            runs.append(neighbor_list(*args))
-            neighbors.ALL_PAIRS_LIMIT = limit
-            if backend.torch_cluster is not None:
-                backend.set_backend("auto")
-                runs.append(neighbor_list(*args))
-            for nl in runs:
-                for field in ("center", "neighbor", "offset", "vectors", "distances"):
-                    assert torch.equal(getattr(nl, field), getattr(reference, field)), field
-    finally:
-        backend.set_backend(previous)
+    cases = [random_case(rng) for _ in range(10)]
+    results = {}
+    for path in PATHS:
+        if path == "torch_cluster" and backend.torch_cluster is None:
+            continue
+        monkeypatch.setattr(backend, "_backend", "auto" if path == "torch_cluster" else "torch")
+        monkeypatch.setattr(neighbors, "PAIR_LIMIT", 1 << 20 if path == "pair_images" else 0)
+        results[path] = [neighbor_list(torch.tensor(p), cut, torch.tensor(c), torch.tensor(q)) for p, c, q, cut in cases]
+    assert len(results) >= 2
+    reference = results.pop("pair_images")
+    for runs in results.values():
+        for nl, ref in zip(runs, reference):
+            for field in ("center", "neighbor", "offset", "vectors", "distances"):
+                assert torch.equal(getattr(nl, field), getattr(ref, field)), field
 
 
 def test_batch_equals_structures_one_by_one(search):
