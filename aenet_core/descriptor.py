@@ -44,20 +44,21 @@ def typespins(n_species: int) -> list:
 def chebyshev(x, order: int, with_derivative: bool = False):
     """T_0..T_order at x, stacked on a new first axis; optionally also dT_n/dx = n U_{n-1}(x).
 
-    Both come from the three-term recurrences, which stay exact at x = +-1.
+    T and U (second kind) share the recurrence P_{n+1} = 2x P_n - P_{n-1}, so
+    both run in one pass; it is exact at x = +-1, unlike cos(n arccos x).
     """
     x2 = 2 * x
-    t = [torch.ones_like(x), x]
-    while len(t) <= order:
-        t.append(x2 * t[-1] - t[-2])
-    t = torch.stack(t[: order + 1])
+    if with_derivative:
+        x, x2 = torch.stack([x, x2]), torch.stack([x2, x2])  # [T_1, U_1] and the factor 2x
+    p = [torch.ones_like(x), x]
+    while len(p) <= order:
+        p.append(x2 * p[-1] - p[-2])
+    p = torch.stack(p[: order + 1])
     if not with_derivative:
-        return t
-    u = [torch.zeros_like(x), torch.ones_like(x), x2]  # 0, then U_0, U_1, ... (second kind)
-    while len(u) <= order:
-        u.append(x2 * u[-1] - u[-2])
-    n = torch.arange(order + 1, dtype=x.dtype, device=x.device).reshape((-1,) + (1,) * x.dim())
-    return t, n * torch.stack(u[: order + 1])
+        return p
+    t, u = p[:, 0], p[:, 1]
+    n = torch.arange(1, order + 1, dtype=x.dtype, device=x.device).reshape((-1,) + (1,) * (x.dim() - 1))
+    return t, torch.cat([torch.zeros_like(t[:1]), n * u[:-1]])
 
 
 def cosine_cutoff(d, rc: float, with_derivative: bool = False):
@@ -382,6 +383,8 @@ class BatchedFeaturizer:
     def _run(self, batch_positions, batch_species, batch_cells, batch_pbc, with_derivatives):
         d = self.descriptor
         n = len(batch_positions)
+        if n == 0:
+            raise ValueError("BatchedFeaturizer needs at least one structure")
         if len(batch_species) != n:
             raise ValueError(f"batch_species has {len(batch_species)} entries for {n} structures")
         batch_cells = [None] * n if batch_cells is None else list(batch_cells)
@@ -389,12 +392,11 @@ class BatchedFeaturizer:
         if len(batch_cells) != n or len(batch_pbc) != n:
             raise ValueError(f"batch_cells and batch_pbc need one entry per structure ({n})")
         positions = [d._as_positions(p) for p in batch_positions]
-        species = torch.cat([d._checked_species(s, len(p)) for s, p in zip(batch_species, positions)]) if n else torch.zeros(0, dtype=torch.long)
-        counts = torch.tensor([len(p) for p in positions], device=d.device)
+        species = torch.cat([d._checked_species(s, len(p)) for s, p in zip(batch_species, positions)])
+        counts = torch.tensor([len(p) for p in positions], dtype=torch.long, device=d.device)
         batch = torch.repeat_interleave(torch.arange(n, device=d.device), counts)
         cells, pbcs = prepare_cells(batch_cells, batch_pbc, d.dtype, d.device)
-        positions = torch.cat(positions) if n else torch.zeros((0, 3), dtype=d.dtype, device=d.device)
-        out = d._featurize(positions, species, batch, cells, pbcs, with_derivatives)
+        out = d._featurize(torch.cat(positions), species, batch, cells, pbcs, with_derivatives)
         if with_derivatives:
             return out[0], batch, out[1]
         return out, batch

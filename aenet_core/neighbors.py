@@ -120,19 +120,43 @@ def batched_neighbor_list(positions, batch, cells, pbc, cutoff: float, min_dista
     wrapped = positions - _times(home, cell_of_atom)
 
     with torch.no_grad():
+        table = _offset_table(cells, reach)
         atoms_per_structure = torch.bincount(batch)
         if int((atoms_per_structure * atoms_per_structure).sum()) <= PAIR_LIMIT:
-            center, neighbor, offset = _pair_images(frac, batch, atoms_per_structure, reach, pbc)
+            center, neighbor, which = _pair_images(frac, batch, atoms_per_structure, reach, pbc, table)
         else:
-            center, neighbor, offset = _searched_images(wrapped.detach(), frac, batch, cells, pbc, reach, cutoff)
-        gap = _take(wrapped.detach(), neighbor) - _take(wrapped.detach(), center)
-        gap += _times(offset.to(gap.dtype), _take(cell_of_atom, center))
+            center, neighbor, which = _searched_images(wrapped.detach(), frac, batch, pbc, reach, table, cutoff)
+        gap = _take(wrapped.detach(), neighbor) - _take(wrapped.detach(), center) + _take(table["shift"], which)
         distance2 = row_dot(gap, gap)
         keep = torch.nonzero((distance2 <= cutoff**2) & (distance2 > min_distance**2)).squeeze(1)
-        center, neighbor, offset = _take(center, keep), _take(neighbor, keep), _take(offset, keep)
+        center, neighbor, which = _take(center, keep), _take(neighbor, keep), _take(which, keep)
 
-    vectors = _take(wrapped, neighbor) - _take(wrapped, center) + _times(offset.to(wrapped.dtype), _take(cell_of_atom, center))
-    return NeighborList(center, neighbor, offset, vectors, row_dot(vectors, vectors).sqrt(), wrapped)
+    vectors = _take(wrapped, neighbor) - _take(wrapped, center) + _take(table["shift"].to(wrapped.dtype), which)
+    return NeighborList(center, neighbor, _take(table["offset"], which), vectors, row_dot(vectors, vectors).sqrt(), wrapped)
+
+
+def _offset_table(cells, reach):
+    """Every lattice offset k a neighbour can need, per structure, with its Cartesian shift k @ cell.
+
+    Structure b gets the grid |k_a| <= floor(reach[b, a]) + 1 (0 along
+    non-periodic axes) in row-major order starting at row ``first[b]``;
+    ``index(structure, k)`` gives the row of offset k of that structure.
+    """
+    half = torch.where(reach > 0, torch.floor(reach) + 1, 0.0).long()
+    sizes = 2 * half + 1
+    per_structure = sizes.prod(1)
+    structure, rank = _segment_arange(per_structure)
+    offset = _unravel(rank, _take(sizes, structure)) - _take(half, structure)
+    first = torch.cumsum(per_structure, 0) - per_structure
+
+    def index(of_structure, k):
+        grid = k + _take(half, of_structure)
+        size = _take(sizes, of_structure)
+        return _take(first, of_structure) + (grid[:, 0] * size[:, 1] + grid[:, 1]) * size[:, 2] + grid[:, 2]
+
+    shift = _times(offset.to(cells.dtype), _take(cells, structure))
+    return {"offset": offset, "shift": shift, "structure": structure, "first": first,
+            "per_structure": per_structure, "index": index}
 
 
 def _take(tensor, index):
@@ -164,10 +188,9 @@ def _unravel(rank, sizes):
     return torch.stack([rank // (sy * sz), (rank // sz) % sy, rank % sz], dim=1)
 
 
-def _pair_images(frac, batch, atoms_per_structure, reach, pbc):
-    """(i, j, k) for every atom pair of a structure and every image k with |f_j + k - f_i| <= reach.
-
-    Sorted by i, then j, then k (row-major).
+def _pair_images(frac, batch, atoms_per_structure, reach, pbc, table):
+    """(i, j, row of k in the offset table) for every atom pair of a structure and every image k
+    with |f_j + k - f_i| <= reach on each periodic axis.  Sorted by i, then j, then k (row-major).
     """
     first_atom = torch.cumsum(atoms_per_structure, 0) - atoms_per_structure
     center, rank = _segment_arange(_take(atoms_per_structure, batch))
@@ -180,47 +203,39 @@ def _pair_images(frac, batch, atoms_per_structure, reach, pbc):
     sizes = torch.where(periodic, torch.floor(f_diff + r), 0.0).long() - low + 1
     pair, rank = _segment_arange(sizes.prod(1))
     offset = _take(low, pair) + _unravel(rank, _take(sizes, pair))
-    return _take(center, pair), _take(neighbor, pair), offset
+    return _take(center, pair), _take(neighbor, pair), table["index"](_take(structure, pair), offset)
 
 
-def _searched_images(wrapped, frac, batch, cells, pbc, reach, cutoff):
-    """(i, j, k) candidates from a radius search over the images within ``reach`` of the home cell."""
-    points = _periodic_images(wrapped, frac, batch, cells, pbc, reach)
+def _searched_images(wrapped, frac, batch, pbc, reach, table, cutoff):
+    """(i, j, row of k in the offset table) candidates from a radius search over the images that lie
+    within ``reach`` of the home cell, sorted like ``_pair_images``."""
+    points = _periodic_images(wrapped, frac, batch, pbc, reach, table)
     if backend.cluster_module() is not None:
         center, point = _candidates_cluster(wrapped, batch, points, cutoff)
     else:
         center, point = _candidates_cell_list(wrapped, batch, points, cutoff)
-    order = torch.argsort(center * len(points["atom"]) + point)  # points are ordered by atom, then image
+    order = torch.argsort(center * len(points["atom"]) + point)  # points are ordered by atom, then offset
     center, point = _take(center, order), _take(point, order)
-    return center, _take(points["atom"], point), _take(points["offset"], point)
+    return center, _take(points["atom"], point), _take(points["which"], point)
 
 
-def _periodic_images(wrapped, frac, batch, cells, pbc, reach):
+def _periodic_images(wrapped, frac, batch, pbc, reach, table):
     """Every image of every atom that lies within ``reach`` cell widths of its home cell.
 
     Returns a dict of per-point tensors: ``atom`` (index of the original
-    atom), ``offset`` (int64 lattice offset), ``pos`` (Cartesian position)
-    and ``structure``; points are ordered by atom, then offset.
+    atom), ``which`` (row of its offset in the offset table), ``pos``
+    (Cartesian position) and ``structure``; points are ordered by atom, then offset.
     """
-    n_images = torch.ceil(reach).long()  # images needed along each axis, per structure
-    sizes = 2 * n_images + 1
-    per_structure = sizes.prod(1)
-    offset_structure, rank = _segment_arange(per_structure)
-    offsets = _unravel(rank, _take(sizes, offset_structure)) - _take(n_images, offset_structure)
-    first_offset = torch.cumsum(per_structure, 0) - per_structure
-
-    # Pair every atom with every offset of its structure, then drop distant images.
-    atom, rank = _segment_arange(_take(per_structure, batch))
+    atom, rank = _segment_arange(_take(table["per_structure"], batch))
     structure = _take(batch, atom)
-    which = _take(first_offset, structure) + rank  # index into offsets
-    image_frac = _take(frac, atom) + _take(offsets, which)
+    which = _take(table["first"], structure) + rank
+    image_frac = _take(frac, atom) + _take(table["offset"], which)
     slack = _take(reach, structure) + 1e-6
     inside = (image_frac >= -slack) & (image_frac <= 1 + slack)
     keep = torch.nonzero((inside | ~_take(pbc, structure)).all(1)).squeeze(1)
     atom, which, structure = _take(atom, keep), _take(which, keep), _take(structure, keep)
-    shifts = _times(offsets.to(wrapped.dtype), _take(cells, offset_structure))  # one per offset
-    pos = _take(wrapped, atom) + _take(shifts, which)
-    return {"atom": atom, "offset": _take(offsets, which), "pos": pos, "structure": structure}
+    pos = _take(wrapped, atom) + _take(table["shift"], which)
+    return {"atom": atom, "which": which, "pos": pos, "structure": structure}
 
 
 def _candidates_cell_list(wrapped, batch, points, cutoff):

@@ -252,6 +252,15 @@ def test_batched_featurizer_checks_lengths():
         BatchedFeaturizer(descriptor)(positions, species[:2], cells)
     with pytest.raises(ValueError, match="one entry per structure"):
         BatchedFeaturizer(descriptor)(positions, species, cells[:1])
+    with pytest.raises(ValueError, match="at least one structure"):
+        BatchedFeaturizer(descriptor)([], [])
+
+
+def test_atoms_without_neighbours_have_zero_features_and_derivatives():
+    descriptor = ChebyshevDescriptor(["H", "O"], 3, 3.0, 2, 2.0)
+    features, derivatives = descriptor.forward_with_derivatives([[0.0, 0.0, 0.0], [10.0, 0.0, 0.0]], ["H", "O"])
+    assert torch.equal(features, torch.zeros(2, descriptor.n_features, dtype=torch.float64))
+    assert torch.equal(derivatives.contract(torch.ones_like(features)), torch.zeros(2, 3, dtype=torch.float64))
 
 
 def test_torch_scatter_and_torch_cluster_give_identical_results():
