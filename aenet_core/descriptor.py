@@ -90,6 +90,8 @@ class LocalDerivatives:
     unweighted basis; ``neighbor_typespin`` (s_j) and ``triplet_typespin``
     (s_j s_k) give the weights of the second set (None with one species).
     Atom indices are into the batch of atoms the payload was computed for.
+    The derivative tensors may be non-contiguous views (they are computed
+    order-major); call ``.contiguous()`` before writing them out raw.
     """
 
     n_atoms: int
