@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ase.io
+import numpy as np
 from ase import Atoms
 
 from aenet_core.io.common import StructureFileError, as_list, atomic_write
@@ -30,11 +31,29 @@ def read_ase(path, index=":", format=None) -> list[Structure]:
 
 
 def write_extxyz(path, structures) -> None:
-    """Write extended XYZ atomically via ``ase.io.write``.
+    """Write extended XYZ atomically, every number at full (round-trip) precision.
 
-    ASE prints per-atom columns (positions, forces) with 8 decimals; energy, cell
-    and pbc are written at full precision.
+    ASE reads the result back (energy and forces as calculator results, the
+    name in ``info['name']``).
     """
-    images = [structure.to_ase() for structure in as_list(structures)]
     with atomic_write(path) as handle:
-        ase.io.write(handle, images, format="extxyz")
+        for structure in as_list(structures):
+            handle.write(_extxyz_frame(structure))
+
+
+def _extxyz_frame(structure: Structure) -> str:
+    properties = "species:S:1:pos:R:3" + (":forces:R:3" if structure.forces is not None else "")
+    info = []
+    if structure.cell is not None:
+        info.append('Lattice="' + " ".join(map(repr, structure.cell.ravel().tolist())) + '"')
+    info.append(f"Properties={properties}")
+    if structure.energy is not None:
+        info.append(f"energy={structure.energy!r}")
+    pbc = structure.pbc if structure.pbc is not None else [False] * 3
+    info.append('pbc="' + " ".join("T" if p else "F" for p in pbc) + '"')
+    if structure.name is not None:
+        info.append('name="' + structure.name.replace("\\", "\\\\").replace('"', '\\"') + '"')
+    columns = [structure.positions] + ([structure.forces] if structure.forces is not None else [])
+    rows = np.concatenate(columns, axis=1).tolist()
+    lines = [f"{symbol} " + " ".join(map(repr, row)) for symbol, row in zip(structure.species, rows)]
+    return f"{structure.n_atoms}\n" + " ".join(info) + "\n" + "\n".join(lines) + "\n"
