@@ -196,11 +196,11 @@ def _pair_images(frac, batch, atoms_per_structure, reach, pbc, table):
     center, rank = _segment_arange(_take(atoms_per_structure, batch))
     structure = _take(batch, center)
     neighbor = _take(first_atom, structure) + rank
-    f_diff = _take(frac, center) - _take(frac, neighbor)
+    periodic_frac = frac * _take(pbc, batch)  # zero along non-periodic axes: only k = 0 fits there
+    f_diff = _take(periodic_frac, center) - _take(periodic_frac, neighbor)
     r = _take(reach, structure) + 1e-9
-    periodic = _take(pbc, structure)
-    low = torch.where(periodic, torch.ceil(f_diff - r), 0.0).long()
-    sizes = torch.where(periodic, torch.floor(f_diff + r), 0.0).long() - low + 1
+    low = torch.ceil(f_diff - r).long()
+    sizes = torch.floor(f_diff + r).long() - low + 1
     pair, rank = _segment_arange(sizes.prod(1))
     offset = _take(low, pair) + _unravel(rank, _take(sizes, pair))
     return _take(center, pair), _take(neighbor, pair), table["index"](_take(structure, pair), offset)
