@@ -18,7 +18,7 @@ edges and triplets go through ``index_add`` (or torch-scatter when the backend
 allows it); no Python loop runs over atoms, pairs or triplets.
 """
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import numpy as np
@@ -81,37 +81,122 @@ def _sum_into(values, index, n: int):
 
 @dataclass
 class LocalDerivatives:
-    """Sparse analytic derivatives of the raw features of one batch of atoms.
+    """Sparse analytic derivatives of the raw features of one batch of atoms, in factored form.
 
-    Radial, per edge e = (i, j): ``dG_drij[e, n]`` = dG^rad_{i,n} / d r_ij; the
-    derivative with respect to r_j is +dG_drij and with respect to r_i is
-    -dG_drij.  Angular, per triplet t = (i, j, k): ``grads_i/j/k[t, n]`` =
-    dG^ang_{i,n} / d r_i, r_j, r_k for this triplet.  All derivatives are of the
-    unweighted basis; ``neighbor_typespin`` (s_j) and ``triplet_typespin``
-    (s_j s_k) give the weights of the second set (None with one species).
-    Atom indices are into the batch of atoms the payload was computed for.
-    The derivative tensors may be non-contiguous views (they are computed
-    order-major); call ``.contiguous()`` before writing them out raw.
+    Radial, per edge e = (i, j) with r_ij = r_j - r_i:
+    dG^rad_{i,n} / d r_j = ``radial_dG_dd[n, e]`` * ``radial_unit[:, e]``
+    (= -d/d r_i), i.e. dG/dd_ij times the unit vector u_ij.
+
+    Angular, per triplet t = (i, j, k):
+    dG^ang_{i,n} / d r_j = dG_dcos[n, t] dcos/dr_j[:, t] + dG_ddij[n, t] u_ij[:, t],
+    likewise for r_k, and d/d r_i = -(d/d r_j + d/d r_k).
+
+    Values are order-major ((orders, E) and (3, E)), which keeps both their
+    computation and the contraction fast; ``dG_drij`` (E, R+1, 3) and
+    ``grads_i/j/k`` (T, A+1, 3) give the expanded per-edge/per-triplet
+    gradients.  All derivatives are of the unweighted basis; ``neighbor_typespin``
+    (s_j) and ``triplet_typespin`` (s_j s_k) weight the second set (None with one
+    species).  Atom indices are into the batch the payload was computed for.
     """
 
     n_atoms: int
     n_radial: int  # R + 1
     n_angular: int  # A + 1
-    center_idx: torch.Tensor
-    neighbor_idx: torch.Tensor
-    dG_drij: torch.Tensor  # (E, R+1, 3)
-    neighbor_typespin: Optional[torch.Tensor]
-    triplet_center_idx: torch.Tensor
+    center_idx: torch.Tensor  # (E,)
+    neighbor_idx: torch.Tensor  # (E,)
+    radial_dG_dd: torch.Tensor  # (R+1, E)
+    radial_unit: torch.Tensor  # (3, E)
+    neighbor_typespin: Optional[torch.Tensor]  # (E,)
+    triplet_center_idx: torch.Tensor  # (T,)
     neighbor_j_idx: torch.Tensor
     neighbor_k_idx: torch.Tensor
-    grads_i: torch.Tensor  # (T, A+1, 3)
-    grads_j: torch.Tensor
-    grads_k: torch.Tensor
-    triplet_typespin: Optional[torch.Tensor]
+    angular_dG_dcos: torch.Tensor  # (A+1, T)
+    angular_dG_ddij: torch.Tensor
+    angular_dG_ddik: torch.Tensor
+    dcos_drj: torch.Tensor  # (3, T)
+    dcos_drk: torch.Tensor
+    unit_ij: torch.Tensor  # (3, T)
+    unit_ik: torch.Tensor
+    triplet_typespin: Optional[torch.Tensor]  # (T,)
+
+    _EDGE_FIELDS = ("center_idx", "neighbor_idx", "radial_dG_dd", "radial_unit", "neighbor_typespin")
+    _TRIPLET_FIELDS = ("triplet_center_idx", "neighbor_j_idx", "neighbor_k_idx", "angular_dG_dcos",
+                       "angular_dG_ddij", "angular_dG_ddik", "dcos_drj", "dcos_drk", "unit_ij", "unit_ik",
+                       "triplet_typespin")
+    _ATOM_INDEX_FIELDS = ("center_idx", "neighbor_idx", "triplet_center_idx", "neighbor_j_idx", "neighbor_k_idx")
 
     @property
     def multi(self) -> bool:
         return self.neighbor_typespin is not None
+
+    @property
+    def dG_drij(self):
+        """(E, R+1, 3): dG^rad_{i,n} / d r_ij per edge."""
+        return (self.radial_dG_dd.unsqueeze(1) * self.radial_unit).permute(2, 0, 1)
+
+    @property
+    def grads_j(self):
+        """(T, A+1, 3): dG^ang_{i,n} / d r_j per triplet."""
+        return self._angular(self.dcos_drj, self.angular_dG_ddij, self.unit_ij)
+
+    @property
+    def grads_k(self):
+        return self._angular(self.dcos_drk, self.angular_dG_ddik, self.unit_ik)
+
+    @property
+    def grads_i(self):
+        return -(self.grads_j + self.grads_k)
+
+    def _angular(self, dcos, dG_dd, unit):
+        grads = self.angular_dG_dcos.unsqueeze(1) * dcos + dG_dd.unsqueeze(1) * unit
+        return grads.permute(2, 0, 1)
+
+    def _fields(self, names):
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+
+    def to(self, device=None, dtype=None) -> "LocalDerivatives":
+        """A copy on ``device``, with floating-point tensors cast to ``dtype`` when given."""
+        moved = {name: t.to(device=device, dtype=dtype if t.is_floating_point() else None)
+                 for name, t in self._fields(self._EDGE_FIELDS + self._TRIPLET_FIELDS).items()}
+        return replace(self, **moved)
+
+    def split(self, atoms_per_structure) -> list:
+        """One payload per structure of a batch (atoms in consecutive blocks), with local atom indices.
+
+        Edges and triplets are sorted by centre, so each structure's rows are one contiguous block.
+        """
+        counts = torch.as_tensor(atoms_per_structure, device=self.center_idx.device)
+        first_atom = torch.cumsum(counts, 0) - counts
+        structure = torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts)
+        blocks = {}
+        for names, centers in ((self._EDGE_FIELDS, self.center_idx), (self._TRIPLET_FIELDS, self.triplet_center_idx)):
+            sizes = torch.bincount(structure[centers], minlength=len(counts)).tolist()
+            for name, tensor in self._fields(names).items():
+                blocks[name] = torch.split(tensor, sizes, dim=-1)
+        parts = []
+        for b, n in enumerate(counts.tolist()):
+            fields = {name: pieces[b] for name, pieces in blocks.items()}
+            for name in self._ATOM_INDEX_FIELDS:
+                fields[name] = fields[name] - first_atom[b]
+            parts.append(replace(self, n_atoms=n, **fields))
+        return parts
+
+    @classmethod
+    def concatenate(cls, parts) -> "LocalDerivatives":
+        """One payload for consecutive blocks of atoms, the inverse of ``split``."""
+        offsets, total = [], 0
+        for part in parts:
+            offsets.append(total)
+            total += part.n_atoms
+        fields = {}
+        for name in cls._EDGE_FIELDS + cls._TRIPLET_FIELDS:
+            if getattr(parts[0], name) is None:
+                continue
+            pieces = [getattr(p, name) for p in parts]
+            if name in cls._ATOM_INDEX_FIELDS:
+                pieces = [piece + offset for piece, offset in zip(pieces, offsets)]
+            fields[name] = torch.cat(pieces, dim=-1)
+        return replace(parts[0], n_atoms=total, **fields)
 
     def contract(self, grad_features):
         """Gradient with respect to positions (N, 3) of sum(grad_features * G).
@@ -121,37 +206,36 @@ class LocalDerivatives:
         training through the network).
         """
         nr, na = self.n_radial, self.n_angular
-        g_rad = grad_features[self.center_idx, :nr]
-        g_ang = grad_features[self.triplet_center_idx, nr : nr + na]
+        g = grad_features.t()
+        g_rad = g[:nr].index_select(1, self.center_idx)
+        g_ang = g[nr: nr + na].index_select(1, self.triplet_center_idx)
         if self.multi:
-            g_rad = g_rad + self.neighbor_typespin[:, None] * grad_features[self.center_idx, nr + na : 2 * nr + na]
-            g_ang = g_ang + self.triplet_typespin[:, None] * grad_features[self.triplet_center_idx, 2 * nr + na :]
-        radial = torch.einsum("en,enc->ce", g_rad, self.dG_drij)
-        index = torch.cat([self.neighbor_idx, self.center_idx, self.triplet_center_idx, self.neighbor_j_idx, self.neighbor_k_idx])
-        terms = torch.cat([
-            radial,
-            -radial,
-            torch.einsum("tn,tnc->ct", g_ang, self.grads_i),
-            torch.einsum("tn,tnc->ct", g_ang, self.grads_j),
-            torch.einsum("tn,tnc->ct", g_ang, self.grads_k),
-        ], dim=1)
+            g_rad = g_rad + self.neighbor_typespin * g[nr + na: 2 * nr + na].index_select(1, self.center_idx)
+            g_ang = g_ang + self.triplet_typespin * g[2 * nr + na:].index_select(1, self.triplet_center_idx)
+        radial = self.radial_unit * (g_rad * self.radial_dG_dd).sum(0)
+        via_cos = (g_ang * self.angular_dG_dcos).sum(0)
+        on_j = self.dcos_drj * via_cos + self.unit_ij * (g_ang * self.angular_dG_ddij).sum(0)
+        on_k = self.dcos_drk * via_cos + self.unit_ik * (g_ang * self.angular_dG_ddik).sum(0)
+        index = torch.cat([self.neighbor_idx, self.center_idx, self.triplet_center_idx, self.neighbor_j_idx,
+                           self.neighbor_k_idx])
+        terms = torch.cat([radial, -radial, -(on_j + on_k), on_j, on_k], dim=1)
         return _sum_into(terms, index, self.n_atoms).t()
 
     def to_dense(self):
         """The full Jacobian dG_{i,f} / dr_{a,c} as an (N, F, N, 3) tensor (tests and debugging only)."""
         nr, na, n = self.n_radial, self.n_angular, self.n_atoms
         weights = [(None, None)] + ([(self.neighbor_typespin, self.triplet_typespin)] if self.multi else [])
-        jac = torch.zeros((n, len(weights) * (nr + na), n, 3), dtype=self.dG_drij.dtype, device=self.dG_drij.device)
+        dG_drij, grads = self.dG_drij, (self.grads_i, self.grads_j, self.grads_k)
+        jac = torch.zeros((n, len(weights) * (nr + na), n, 3), dtype=dG_drij.dtype, device=dG_drij.device)
         for block, (s_rad, s_ang) in enumerate(weights):
             rad_cols = block * (nr + na) + torch.arange(nr, device=jac.device)
             ang_cols = block * (nr + na) + nr + torch.arange(na, device=jac.device)
-            d = self.dG_drij if s_rad is None else self.dG_drij * s_rad[:, None, None]
+            d = dG_drij if s_rad is None else dG_drij * s_rad[:, None, None]
             _accumulate(jac, rad_cols, self.center_idx, self.neighbor_idx, d)
             _accumulate(jac, rad_cols, self.center_idx, self.center_idx, -d)
             w = 1.0 if s_ang is None else s_ang[:, None, None]
-            for atom, grads in ((self.triplet_center_idx, self.grads_i), (self.neighbor_j_idx, self.grads_j),
-                                (self.neighbor_k_idx, self.grads_k)):
-                _accumulate(jac, ang_cols, self.triplet_center_idx, atom, grads * w)
+            for atom, values in zip((self.triplet_center_idx, self.neighbor_j_idx, self.neighbor_k_idx), grads):
+                _accumulate(jac, ang_cols, self.triplet_center_idx, atom, values * w)
         return jac
 
 
@@ -307,27 +391,19 @@ class ChebyshevDescriptor:
         if not with_derivatives:
             return features
 
-        # Radial: dG/dr_ij = (dT/dd fc + T dfc/dd) u_ij, computed as (R+1, 3, E).
-        radial_factor = dt * ((2 / self.rad_cutoff) * fc) + t * dfc
-        u_r = (r_vec / r_dist.unsqueeze(1)).t().contiguous()
-        dG_drij = radial_factor.unsqueeze(1) * u_r
-        # Angular: chain rule through cos(theta_ijk), d_ij and d_ik, computed as (A+1, 3, T).
+        # dG/dd_ij = dT/dd fc + T dfc/dd per radial edge; the chain rule through cos(theta_ijk),
+        # d_ij and d_ik per triplet.  Kept factored: see LocalDerivatives.
         u_ij, u_ik = u_ij.t().contiguous(), u_ik.t().contiguous()
-        dcos_dj = (u_ik - cos * u_ij) / _take(a_dist, first)
-        dcos_dk = (u_ij - cos * u_ik) / _take(a_dist, second)
-        dG_dcos = (dta * fcjk).unsqueeze(1)
-        dG_ddij = (ta * (_take(dfa, first) * fck)).unsqueeze(1)
-        dG_ddik = (ta * (fcj * _take(dfa, second))).unsqueeze(1)
-        grads_j = dG_dcos * dcos_dj + dG_ddij * u_ij
-        grads_k = dG_dcos * dcos_dk + dG_ddik * u_ik
-        grads_i = -(grads_j + grads_k)
-        edge_major = (2, 0, 1)  # the payload is indexed [edge or triplet, order, xyz]
         derivatives = LocalDerivatives(
             n_atoms=n_atoms, n_radial=self.rad_order + 1, n_angular=self.ang_order + 1,
-            center_idx=r_center, neighbor_idx=r_neighbor, dG_drij=dG_drij.permute(edge_major), neighbor_typespin=s_j,
+            center_idx=r_center, neighbor_idx=r_neighbor,
+            radial_dG_dd=dt * ((2 / self.rad_cutoff) * fc) + t * dfc,
+            radial_unit=(r_vec / r_dist.unsqueeze(1)).t().contiguous(), neighbor_typespin=s_j,
             triplet_center_idx=t_center, neighbor_j_idx=j_idx, neighbor_k_idx=k_idx,
-            grads_i=grads_i.permute(edge_major), grads_j=grads_j.permute(edge_major),
-            grads_k=grads_k.permute(edge_major), triplet_typespin=s_jk,
+            angular_dG_dcos=dta * fcjk, angular_dG_ddij=ta * (_take(dfa, first) * fck),
+            angular_dG_ddik=ta * (fcj * _take(dfa, second)),
+            dcos_drj=(u_ik - cos * u_ij) / _take(a_dist, first), dcos_drk=(u_ij - cos * u_ik) / _take(a_dist, second),
+            unit_ij=u_ij, unit_ik=u_ik, triplet_typespin=s_jk,
         )
         return features, derivatives
 

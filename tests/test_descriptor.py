@@ -9,7 +9,7 @@ from ase.io import read
 
 from aenet_core import backend
 from aenet_core.descriptor import chebyshev, typespins
-from aenet_core.torch_featurize import BatchedFeaturizer, ChebyshevDescriptor
+from aenet_core.torch_featurize import BatchedFeaturizer, ChebyshevDescriptor, LocalDerivatives
 
 # (structure, reference, species order, rad order, rad cutoff, ang order, ang cutoff), per reference/README.md
 FORTRAN_CASES = [
@@ -291,3 +291,22 @@ def test_cuda_matches_cpu():
     torch.testing.assert_close(features.cpu(), cpu_features, rtol=0, atol=1e-10)
     weights = torch.randn(cpu_features.shape, dtype=torch.float64)
     torch.testing.assert_close(derivatives.contract(weights.cuda()).cpu(), cpu_der.contract(weights), rtol=0, atol=1e-10)
+
+
+def test_derivatives_split_and_concatenate_round_trip():
+    descriptor, positions, species, cells = mixed_batch()
+    featurizer = BatchedFeaturizer(descriptor)
+    features, batch, together = featurizer.with_derivatives(positions, species, cells)
+    parts = together.split([len(p) for p in positions])
+    weights = torch.randn(features.shape, dtype=torch.float64)
+    offset = 0
+    for part, p, s, c in zip(parts, positions, species, cells):
+        _, alone = descriptor.forward_with_derivatives(p, s, c)
+        assert part.n_atoms == len(p)
+        torch.testing.assert_close(part.contract(weights[offset: offset + len(p)]),
+                                   alone.contract(weights[offset: offset + len(p)]), rtol=0, atol=1e-12)
+        offset += len(p)
+    rejoined = LocalDerivatives.concatenate(parts)
+    assert rejoined.n_atoms == together.n_atoms
+    for name in ("center_idx", "neighbor_j_idx", "dG_drij", "grads_k", "triplet_typespin"):
+        assert torch.equal(getattr(rejoined, name), getattr(together, name)), name
