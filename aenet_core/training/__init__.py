@@ -1,0 +1,1 @@
+"""Training one potential: configuration, data and batches, the loop, results (public names in torch_training)."""

@@ -1,0 +1,373 @@
+"""Training configuration: optimizer methods and ``TorchTrainingConfig``.
+
+Every value is checked on construction; a bad one raises ``ValueError`` naming
+the field, the allowed values and what was received.  Numbers, paths, devices
+and statistics are normalised to plain Python types so that a configuration
+survives ``to_dict`` -> JSON -> ``from_dict`` unchanged.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar, NamedTuple
+
+import numpy as np
+import torch
+
+
+class _Rule(NamedTuple):
+    """How one numeric field is checked."""
+
+    integer: bool  # int only (bool rejected) rather than any finite real
+    text: str  # allowed range in words, e.g. ">= 0"
+    test: Callable[[float], bool]
+    optional: bool = False  # None allowed
+
+
+def _any(x):
+    return True
+
+
+def _nonneg(x):
+    return x >= 0
+
+
+def _positive(x):
+    return x > 0
+
+
+def _unit(x):
+    return 0 <= x <= 1
+
+
+def _beta(x):
+    return 0 <= x < 1
+
+
+def _number(owner: str, name: str, value, rule: _Rule):
+    """The value as int/float (or None when allowed); ValueError when it breaks the rule."""
+    if value is None and rule.optional:
+        return None
+    kind = numbers.Integral if rule.integer else numbers.Real
+    if not (isinstance(value, kind) and not isinstance(value, (bool, np.bool_))
+            and math.isfinite(value) and rule.test(value)):
+        allowed = " ".join(filter(None, ["an int" if rule.integer else "a finite number", rule.text]))
+        allowed += " or None" if rule.optional else ""
+        raise ValueError(f"{owner}.{name} must be {allowed}; got {value!r}")
+    return int(value) if rule.integer else float(value)
+
+
+def _check_numbers(obj, rules: Mapping[str, _Rule]) -> None:
+    """Validate and normalise the numeric fields of a (possibly frozen) dataclass."""
+    owner = type(obj).__name__
+    for name, rule in rules.items():
+        object.__setattr__(obj, name, _number(owner, name, getattr(obj, name), rule))
+
+
+class _Method:
+    """Shared behaviour of the optimizer methods (frozen dataclasses)."""
+
+    method_name: ClassVar[str]
+    _rules: ClassVar[dict[str, _Rule]]
+
+    def __post_init__(self):
+        _check_numbers(self, self._rules)
+
+    def to_params_dict(self) -> dict[str, Any]:
+        """The hyper-parameters as a plain, JSON-serialisable dict."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Adam(_Method):
+    """Adam with learning rate ``mu``; ``batchsize`` structures per step."""
+
+    mu: float = 0.001
+    batchsize: int = 32
+    weight_decay: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.999
+    epsilon: float = 1e-8
+
+    method_name: ClassVar[str] = "adam"
+    _rules: ClassVar[dict[str, _Rule]] = {
+        "mu": _Rule(False, "> 0", _positive),
+        "batchsize": _Rule(True, ">= 1", _positive),
+        "weight_decay": _Rule(False, ">= 0", _nonneg),
+        "beta1": _Rule(False, "in [0, 1)", _beta),
+        "beta2": _Rule(False, "in [0, 1)", _beta),
+        "epsilon": _Rule(False, "> 0", _positive),
+    }
+
+    def build(self, parameters) -> torch.optim.Adam:
+        return torch.optim.Adam(parameters, lr=self.mu, betas=(self.beta1, self.beta2),
+                                eps=self.epsilon, weight_decay=self.weight_decay)
+
+
+@dataclass(frozen=True)
+class SGD(_Method):
+    """Stochastic gradient descent with optional momentum."""
+
+    lr: float = 0.01
+    batchsize: int = 32
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+
+    method_name: ClassVar[str] = "sgd"
+    _rules: ClassVar[dict[str, _Rule]] = {
+        "lr": _Rule(False, "> 0", _positive),
+        "batchsize": _Rule(True, ">= 1", _positive),
+        "momentum": _Rule(False, ">= 0", _nonneg),
+        "weight_decay": _Rule(False, ">= 0", _nonneg),
+    }
+
+    def build(self, parameters) -> torch.optim.SGD:
+        return torch.optim.SGD(parameters, lr=self.lr, momentum=self.momentum,
+                               weight_decay=self.weight_decay)
+
+
+_METHODS = {cls.method_name: cls for cls in (Adam, SGD)}
+
+
+def method_from_dict(d: Mapping[str, Any]) -> Adam | SGD:
+    """Rebuild a method from ``{'name': 'adam'|'sgd', **params}``."""
+    params = dict(d)
+    name = params.pop("name", None)
+    if name not in _METHODS:
+        raise ValueError(f"optimizer method name must be one of 'adam', 'sgd'; got {name!r}")
+    return _METHODS[name](**params)
+
+
+class RemovedOptionError(TypeError, ValueError):
+    """A configuration option that no longer exists was passed."""
+
+
+_REMOVED = ("force_resample_each_epoch", "epochs_per_force_window")
+
+_CHOICES = {
+    "sampling_policy": ("uniform", "energy_weighted", "error_weighted"),
+    "force_sampling": ("random", "fixed"),
+    "cache_scope": ("train", "val", "all"),
+    "precision": ("auto", "float32", "float64"),
+    "memory_mode": ("cpu", "gpu"),  # 'mixed' is refused separately
+}
+
+_NUMBERS = {
+    "iterations": _Rule(True, ">= 0", _nonneg),
+    "testpercent": _Rule(False, "in [0, 100]", lambda x: 0 <= x <= 100),
+    "seed": _Rule(True, ">= 0", _nonneg, optional=True),
+    "split_seed": _Rule(True, ">= 0", _nonneg, optional=True),
+    "force_weight": _Rule(False, "in [0, 1]", _unit),
+    "force_fraction": _Rule(False, "in [0, 1]", _unit),
+    "force_resample_num_epochs": _Rule(True, ">= 0", _nonneg),
+    "force_min_structures_per_epoch": _Rule(True, ">= 0", _nonneg, optional=True),
+    "cache_feature_max_entries": _Rule(True, ">= 0", _nonneg, optional=True),
+    "cache_neighbor_max_entries": _Rule(True, ">= 0", _nonneg, optional=True),
+    "cache_force_triplet_max_entries": _Rule(True, ">= 0", _nonneg, optional=True),
+    "max_energy": _Rule(False, "", _any, optional=True),
+    "max_forces": _Rule(False, "> 0", _positive, optional=True),
+    "num_workers": _Rule(True, ">= 0", _nonneg),
+    "prefetch_factor": _Rule(True, ">= 1", _positive),
+    "E_shift": _Rule(False, "", _any, optional=True),
+    "E_scaling": _Rule(False, "> 0", _positive, optional=True),
+    "checkpoint_interval": _Rule(True, ">= 0", _nonneg),
+    "max_checkpoints": _Rule(True, ">= 1", _positive, optional=True),
+    "scheduler_patience": _Rule(True, ">= 0", _nonneg),
+    "scheduler_factor": _Rule(False, "in (0, 1)", lambda x: 0 < x < 1),
+    "scheduler_min_lr": _Rule(False, ">= 0", _nonneg),
+}
+
+_BOOLS = (
+    "force_scale_unbiased", "cache_features", "cache_neighbors", "cache_force_triplets",
+    "cache_warmup", "save_energies", "save_forces", "timing", "normalize_features",
+    "normalize_energy", "persistent_workers", "show_progress", "show_batch_progress",
+    "save_best", "use_scheduler",
+)
+
+
+def _fail(name: str, allowed: str, value) -> ValueError:
+    return ValueError(f"TorchTrainingConfig.{name} must be {allowed}; got {value!r}")
+
+
+def _path(name: str, value) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, (str, os.PathLike)):
+        raise _fail(name, "None or a path (str or os.PathLike)", value)
+    return os.fspath(value)
+
+
+def _device(value) -> str | None:
+    if value is None:
+        return None
+    try:
+        if not isinstance(value, (str, torch.device)):
+            raise TypeError
+        return str(torch.device(value))
+    except (RuntimeError, TypeError):
+        raise _fail("device", "None, a device string such as 'cpu' or 'cuda:0', or a torch.device",
+                    value) from None
+
+
+def _atomic_energies(value) -> dict[str, float] | None:
+    if value is None:
+        return None
+    allowed = "None or a mapping of element symbol to finite energy"
+    if not isinstance(value, Mapping):
+        raise _fail("atomic_energies", allowed, value)
+    for symbol, energy in value.items():
+        if not (isinstance(symbol, str) and isinstance(energy, numbers.Real)
+                and not isinstance(energy, bool) and math.isfinite(energy)):
+            raise _fail("atomic_energies", allowed, value)
+    return {symbol: float(energy) for symbol, energy in value.items()}
+
+
+def _feature_stats(value) -> dict[str, tuple[float, ...]] | None:
+    if value is None:
+        return None
+    allowed = ("None or a mapping with keys 'mean' and 'std' holding 1-D arrays of equal,"
+               " non-zero length, finite values and std > 0")
+    if not isinstance(value, Mapping) or set(value) != {"mean", "std"}:
+        raise _fail("feature_stats", allowed, value)
+    try:
+        mean, std = (np.asarray(value[k], dtype=float) for k in ("mean", "std"))
+    except (TypeError, ValueError):
+        raise _fail("feature_stats", allowed, value) from None
+    if not (mean.ndim == 1 and mean.shape == std.shape and mean.size > 0
+            and np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
+        raise _fail("feature_stats", allowed, value)
+    return {"mean": tuple(mean.tolist()), "std": tuple(std.tolist())}
+
+
+@dataclass
+class TorchTrainingConfig:
+    """Settings of one training run (defaults follow the aenet-python reference).
+
+    On construction ``method=None`` becomes ``Adam()``, numbers become int/float,
+    paths and devices become strings, ``atomic_energies`` a plain dict and
+    ``feature_stats`` a dict of float tuples.
+    """
+
+    iterations: int = 100
+    method: Adam | SGD | None = None
+    testpercent: float = 10
+    seed: int | None = None
+    split_seed: int | None = None
+    force_weight: float = 0.0
+    force_fraction: float = 1.0
+    sampling_policy: str = "uniform"
+    force_sampling: str = "random"
+    force_resample_num_epochs: int = 0
+    force_min_structures_per_epoch: int | None = 1
+    force_scale_unbiased: bool = False
+    cache_features: bool = False
+    cache_feature_max_entries: int | None = 1024
+    cache_neighbors: bool = False
+    cache_neighbor_max_entries: int | None = 512
+    cache_force_triplets: bool = False
+    cache_force_triplet_max_entries: int | None = 256
+    cache_persist_dir: str | None = None
+    cache_scope: str = "all"
+    cache_warmup: bool = False
+    memory_mode: str = "gpu"
+    max_energy: float | None = None
+    max_forces: float | None = None
+    save_energies: bool = False
+    save_forces: bool = False
+    timing: bool = False
+    device: str | None = None
+    precision: str = "auto"
+    atomic_energies: dict[str, float] | None = None
+    normalize_features: bool = True
+    normalize_energy: bool = True
+    num_workers: int = 0
+    prefetch_factor: int = 2
+    persistent_workers: bool = True
+    feature_stats: dict[str, Any] | None = None
+    E_shift: float | None = None
+    E_scaling: float | None = None
+    show_progress: bool = True
+    show_batch_progress: bool = False
+    checkpoint_dir: str | None = "checkpoints"
+    checkpoint_interval: int = 1
+    max_checkpoints: int | None = None
+    save_best: bool = True
+    use_scheduler: bool = False
+    scheduler_patience: int = 10
+    scheduler_factor: float = 0.5
+    scheduler_min_lr: float = 1e-6
+
+    def __new__(cls, *args, **kwargs):
+        # The generated __init__ would only say "unexpected keyword"; name the replacement.
+        for name in _REMOVED:
+            if name in kwargs:
+                raise RemovedOptionError(
+                    f"TorchTrainingConfig.{name} was removed; use force_resample_num_epochs "
+                    "(epochs between force-subset resamples, 0 = never) instead")
+        return super().__new__(cls)
+
+    def __post_init__(self):
+        if self.method is None:
+            self.method = Adam()
+        if not isinstance(self.method, (Adam, SGD)):
+            raise _fail("method", "an Adam or SGD instance or None", self.method)
+        if self.memory_mode == "mixed":
+            raise NotImplementedError("memory_mode='mixed' is not implemented; use 'cpu' or 'gpu'")
+        for name, choices in _CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise _fail(name, "one of " + ", ".join(map(repr, choices)), getattr(self, name))
+        for name in _BOOLS:
+            value = getattr(self, name)
+            if not isinstance(value, (bool, np.bool_)):
+                raise _fail(name, "True or False", value)
+            setattr(self, name, bool(value))
+        _check_numbers(self, _NUMBERS)
+        if (self.E_shift is None) != (self.E_scaling is None):
+            raise ValueError("TorchTrainingConfig.E_shift and E_scaling must be given together "
+                             f"or both left None; got E_shift={self.E_shift!r}, "
+                             f"E_scaling={self.E_scaling!r}")
+        self.checkpoint_dir = _path("checkpoint_dir", self.checkpoint_dir)
+        self.cache_persist_dir = _path("cache_persist_dir", self.cache_persist_dir)
+        self.device = _device(self.device)
+        self.atomic_energies = _atomic_energies(self.atomic_energies)
+        self.feature_stats = _feature_stats(self.feature_stats)
+
+    @property
+    def alpha(self) -> float:
+        """Force weight α of the loss (1-α)·RMSE_E + α·RMSE_F."""
+        return self.force_weight
+
+    @property
+    def batch_size(self) -> int:
+        return self.method.batchsize
+
+    def resolved_device(self) -> torch.device:
+        """The training device: ``device``, or CUDA when available, else CPU."""
+        if self.device is not None:
+            return torch.device(self.device)
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    def resolved_dtype(self, descriptor_dtype: torch.dtype) -> torch.dtype:
+        """The model dtype: ``precision``, or the descriptor's dtype for 'auto'."""
+        return {"float32": torch.float32, "float64": torch.float64}.get(
+            self.precision, descriptor_dtype)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict that ``from_dict`` turns back into an equal config."""
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["method"] = {"name": self.method.method_name, **self.method.to_params_dict()}
+        if self.atomic_energies is not None:
+            d["atomic_energies"] = dict(self.atomic_energies)
+        if self.feature_stats is not None:
+            d["feature_stats"] = {k: list(v) for k, v in self.feature_stats.items()}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TorchTrainingConfig:
+        d = dict(d)
+        if isinstance(d.get("method"), Mapping):
+            d["method"] = method_from_dict(d["method"])
+        return cls(**d)

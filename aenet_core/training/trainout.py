@@ -1,0 +1,216 @@
+"""Training results: per-epoch history, error tables, statistics, files and plots.
+
+The trainer records a history dict of equal-length lists, one value per
+epoch (0-based).  ``TrainOut`` wraps it: ``errors`` and ``timing`` tables,
+``stats`` of final and best values, strict-JSON and CSV export, and
+matplotlib figures built without pyplot (no GUI backend is ever needed).
+"""
+import json
+import math
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from aenet_core.io.common import atomic_write
+
+# errors column -> history key
+ERROR_COLUMNS = {
+    "MAE_train": "train_energy_mae",
+    "RMSE_train": "train_energy_rmse",
+    "MAE_test": "test_energy_mae",
+    "RMSE_test": "test_energy_rmse",
+    "RMSE_force_train": "train_force_rmse",
+    "RMSE_force_test": "test_force_rmse",
+}
+REQUIRED_KEYS = ("train_energy_rmse", "test_energy_rmse", "train_energy_mae", "test_energy_mae")
+CSV_KEYS = ("train_energy_rmse", "test_energy_rmse", "train_force_rmse", "test_force_rmse",
+            "learning_rate", "epoch_time")
+
+
+def _as_series(key, values):
+    """One history entry as a 1-D float array; None becomes NaN."""
+    try:
+        arr = np.array([np.nan if v is None else v for v in values], dtype=float)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"history[{key!r}] must be a list of numbers") from err
+    if arr.ndim != 1:
+        raise ValueError(f"history[{key!r}] must be a flat list of numbers, one per epoch")
+    return arr
+
+
+def _final(arr):
+    return float(arr[-1]) if arr.size else math.nan
+
+
+def _minimum(arr):
+    """(min value, 1-based epoch) ignoring NaN; (NaN, None) when nothing is finite."""
+    if not np.any(~np.isnan(arr)):
+        return math.nan, None
+    i = int(np.nanargmin(arr))
+    return float(arr[i]), i + 1
+
+
+def _format(value):
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+class TrainOut:
+    """Results of one training run, built from the trainer's per-epoch history."""
+
+    def __init__(self, history, config=None):
+        self.config = dict(config or {})
+        self.history = {key: _as_series(key, values) for key, values in history.items()}
+        for key in REQUIRED_KEYS:
+            if key not in self.history:
+                raise ValueError(f"history is missing required key {key!r}")
+        self.num_epochs = len(self.history[REQUIRED_KEYS[0]])
+        for key, arr in self.history.items():
+            if len(arr) != self.num_epochs:
+                raise ValueError(
+                    f"history[{key!r}] has {len(arr)} values, expected {self.num_epochs} "
+                    f"(one per epoch, like {REQUIRED_KEYS[0]!r})")
+
+    @classmethod
+    def from_json(cls, path, config=None):
+        """Read a history.json; NaN may be stored as null or as NaN."""
+        with open(path, encoding="utf-8") as fh:
+            return cls(json.load(fh), config)
+
+    def to_json(self, path):
+        """Write the history as strict JSON (non-finite values as null), atomically."""
+        data = {key: [v if math.isfinite(v) else None for v in arr.tolist()]
+                for key, arr in self.history.items()}
+        with atomic_write(path) as handle:
+            json.dump(data, handle, indent=1, allow_nan=False)
+
+    def to_csv(self, path):
+        """Write epoch, energy/force RMSEs, learning rate and epoch time as CSV, atomically."""
+        table = pd.DataFrame({"epoch": np.arange(self.num_epochs)})
+        for key in CSV_KEYS:
+            table[key] = self._series(key)
+        with atomic_write(path) as handle:
+            table.to_csv(handle, index=False)
+
+    def _series(self, key):
+        """History values for ``key``, or all NaN when the key is absent."""
+        return self.history.get(key, np.full(self.num_epochs, np.nan))
+
+    def _frame(self, columns):
+        index = pd.RangeIndex(self.num_epochs, name="epoch")
+        return pd.DataFrame({name: self._series(key) for name, key in columns.items()},
+                            index=index)
+
+    @property
+    def errors(self):
+        """Energy MAE/RMSE (eV/atom) and force RMSE (eV/Å) per epoch."""
+        return self._frame(ERROR_COLUMNS)
+
+    @property
+    def timing(self):
+        """``epoch_time`` and every other ``*_time`` history entry (seconds) per epoch."""
+        keys = ["epoch_time"] + [k for k in self.history if k.endswith("_time") and k != "epoch_time"]
+        return self._frame({key: key for key in keys})
+
+    @property
+    def learning_rate(self):
+        return self._series("learning_rate").tolist()
+
+    @property
+    def has_force_data(self):
+        return bool(np.isfinite(self._series("train_force_rmse")).any()
+                    or np.isfinite(self._series("test_force_rmse")).any())
+
+    @property
+    def stats(self):
+        """Final values and test minima (with 1-based epoch) of the error columns."""
+        err = self.errors
+        out = {f"final_{col}": _final(err[col].to_numpy())
+               for col in ("MAE_train", "RMSE_train", "MAE_test", "RMSE_test")}
+        out["min_RMSE_test"], out["epoch_min_RMSE_test"] = _minimum(err["RMSE_test"].to_numpy())
+        for col in ("RMSE_force_train", "RMSE_force_test"):
+            out[f"final_{col}"] = _final(err[col].to_numpy())
+        out["min_RMSE_force_test"], out["epoch_min_RMSE_force_test"] = _minimum(
+            err["RMSE_force_test"].to_numpy())
+        return out
+
+    def __str__(self):
+        lines = ["Training statistics:"]
+        lines += [f"  {key}: {_format(value)}" for key, value in self.stats.items()]
+        return "\n".join(lines)
+
+    def print(self):
+        """Print the statistics and a short epoch-time summary."""
+        print(self)
+        times = self._series("epoch_time")
+        if np.isfinite(times).any():
+            print(f"Timing: last epoch {_format(float(times[-1]))} s, "
+                  f"mean epoch {_format(float(np.nanmean(times)))} s "
+                  f"over {self.num_epochs} epochs")
+
+    # ----- plots -----
+
+    def _plot(self, ax, columns, ylabel):
+        """Draw the non-empty columns against the 1-based epoch on ``ax``."""
+        err = self.errors
+        epochs = np.arange(1, self.num_epochs + 1)
+        plotted = []
+        for col, label in columns:
+            values = err[col].to_numpy()
+            if np.isfinite(values).any():
+                ax.plot(epochs, values, label=label)
+                plotted.append(values)
+        ax.set_xlabel("Epoch")
+        ax.set_ylabel(ylabel)
+        if not plotted:
+            ax.text(0.5, 0.5, "No data to plot", ha="center", va="center",
+                    transform=ax.transAxes)
+            return
+        if any((v[np.isfinite(v)] > 0).any() for v in plotted):
+            ax.set_yscale("log")
+        ax.legend()
+
+    @staticmethod
+    def _target(ax):
+        """(figure, axes): the given axes, or a new single-panel figure."""
+        if ax is not None:
+            return ax.figure, ax
+        fig = Figure(figsize=(6, 4), layout="constrained")
+        return fig, fig.add_subplot()
+
+    @staticmethod
+    def _finish(fig, outfile):
+        if outfile is not None:
+            fig.savefig(outfile)
+        return fig
+
+    def _energy_panel(self, ax):
+        self._plot(ax, [("RMSE_train", "train"), ("RMSE_test", "test")],
+                   "Energy RMSE (eV/atom)")
+
+    def _force_panel(self, ax):
+        self._plot(ax, [("RMSE_force_train", "train"), ("RMSE_force_test", "test")],
+                   "Force RMSE (eV/Å)")
+
+    def plot_training_errors(self, outfile=None, ax=None):
+        """Energy RMSE (train, test) vs epoch, log y; returns the Figure."""
+        fig, ax = self._target(ax)
+        self._energy_panel(ax)
+        return self._finish(fig, outfile)
+
+    def plot_force_errors(self, outfile=None, ax=None):
+        """Force RMSE (train, test) vs epoch, log y; returns the Figure."""
+        if not self.has_force_data:
+            raise ValueError("no force errors in the training history "
+                             "(energy-only training); nothing to plot")
+        fig, ax = self._target(ax)
+        self._force_panel(ax)
+        return self._finish(fig, outfile)
+
+    def plot_training_summary(self, outfile=None):
+        """Energy panel, plus a force panel beside it when force errors exist."""
+        panels = [self._energy_panel] + ([self._force_panel] if self.has_force_data else [])
+        fig = Figure(figsize=(6 * len(panels), 4), layout="constrained")
+        for draw, ax in zip(panels, fig.subplots(1, len(panels), squeeze=False)[0]):
+            draw(ax)
+        return self._finish(fig, outfile)
