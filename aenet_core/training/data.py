@@ -1,0 +1,249 @@
+"""Training data in memory: labelled structures, the train/test split, and featurized batches.
+
+A ``StructureDataset`` holds the structures that pass the energy/force filters.
+``FeatureSource`` turns a list of dataset indices into a ``Batch``: raw
+features of every atom, plus the sparse descriptor derivatives of the
+structures that are force-supervised in this batch.  Features and derivatives
+are computed for the whole batch in one pass of the descriptor, or taken from
+bounded per-structure caches when the configuration asks for them.
+"""
+import random
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from aenet_core.descriptor import BatchedFeaturizer, LocalDerivatives
+from aenet_core.io import read_structures
+from aenet_core.structure import Structure
+
+
+def as_structures(inputs) -> list:
+    """Structures from Structure objects, ase.Atoms or file paths (every frame of every file)."""
+    structures = []
+    for index, item in enumerate(inputs):
+        if isinstance(item, Structure):
+            structures.append(item)
+        elif isinstance(item, (str, Path)):
+            structures.extend(read_structures(item))
+        elif hasattr(item, "get_chemical_symbols"):
+            structures.append(Structure.from_ase(item))
+        else:
+            raise ValueError(f"structures[{index}] must be a Structure, ase.Atoms or a file path; "
+                             f"got {type(item).__name__}")
+    return structures
+
+
+def split_indices(n: int, testpercent: float, split_seed) -> tuple:
+    """(train, test) index lists: shuffle range(n) with random.Random(split_seed), the first
+    int(n * testpercent / 100) are the test set; both lists are returned sorted."""
+    order = list(range(n))
+    random.Random(split_seed).shuffle(order)
+    n_test = int(n * testpercent / 100)
+    return sorted(order[n_test:]), sorted(order[:n_test])
+
+
+class StructureDataset:
+    """Labelled structures for training, after the ``max_energy``/``max_forces`` filters.
+
+    ``max_energy`` is a referenced energy per atom in eV (structures above it
+    are dropped); ``max_forces`` drops structures with any force component
+    larger in magnitude.  ``source_indices[i]`` is the position of entry i in
+    the input list.
+    """
+
+    def __init__(self, structures, descriptor, max_energy=None, max_forces=None, atomic_energies=None):
+        self.descriptor = descriptor
+        self.atomic_energies = dict(atomic_energies or {})
+        kept, sources = [], []
+        for index, structure in enumerate(as_structures(structures)):
+            label = structure.name or f"structure {index}"
+            if structure.energy is None:
+                raise ValueError(f"{label}: no energy; training needs a total energy for every structure")
+            unknown = sorted(set(structure.species) - set(descriptor.species))
+            if unknown:
+                raise ValueError(f"{label}: species {unknown} are not in the descriptor species {descriptor.species}")
+            if max_energy is not None and self._referenced(structure) > max_energy:
+                continue
+            if max_forces is not None and structure.has_forces() and np.abs(structure.forces).max() > max_forces:
+                continue
+            kept.append(structure)
+            sources.append(index)
+        if not kept:
+            raise ValueError("no structure is left after the max_energy/max_forces filters")
+        self.structures, self.source_indices = kept, sources
+        self.species_indices = [descriptor.species_indices(s.species) for s in kept]
+
+    def __len__(self) -> int:
+        return len(self.structures)
+
+    def get_structure(self, index: int) -> Structure:
+        return self.structures[index]
+
+    def _referenced(self, structure) -> float:
+        reference = sum(self.atomic_energies.get(s, 0.0) for s in structure.species)
+        return (structure.energy - reference) / structure.n_atoms
+
+    def referenced_energy_per_atom(self, index: int) -> float:
+        """(E - sum of atomic reference energies) / N: the quantity the energy loss is measured in."""
+        return self._referenced(self.structures[index])
+
+    def has_forces(self, index: int) -> bool:
+        return self.structures[index].has_forces()
+
+
+@dataclass
+class Batch:
+    """Featurized structures; the force-supervised ones come first.
+
+    Atoms of structure ``b`` have ``batch == b``; ``derivatives`` and
+    ``forces_ref`` cover the first ``n_force_atoms`` atoms (the atoms of the
+    first ``n_force_structures`` structures).
+    """
+
+    indices: list  # dataset index of each structure, in batch order
+    features: torch.Tensor
+    species_idx: torch.Tensor
+    batch: torch.Tensor
+    n_atoms: torch.Tensor
+    energy_ref: torch.Tensor  # total energies (eV)
+    n_force_structures: int
+    derivatives: Optional[LocalDerivatives]
+    forces_ref: Optional[torch.Tensor]
+
+    @property
+    def n_structures(self) -> int:
+        return len(self.indices)
+
+    @property
+    def n_force_atoms(self) -> int:
+        return int(self.n_atoms[: self.n_force_structures].sum())
+
+    def to(self, device, dtype) -> "Batch":
+        def move(t):
+            return None if t is None else t.to(device=device, dtype=dtype if t.is_floating_point() else t.dtype)
+
+        derivatives = None if self.derivatives is None else self.derivatives.to(device, dtype)
+        return Batch(self.indices, move(self.features), move(self.species_idx), move(self.batch),
+                     move(self.n_atoms), move(self.energy_ref), self.n_force_structures, derivatives,
+                     move(self.forces_ref))
+
+
+class BoundedCache:
+    """Least-recently-used cache; ``max_entries`` None keeps everything, 0 keeps nothing."""
+
+    def __init__(self, max_entries):
+        self.max_entries = max_entries
+        self.entries = OrderedDict()
+        self.hits = self.misses = 0
+
+    def get(self, key):
+        if key in self.entries:
+            self.entries.move_to_end(key)
+            self.hits += 1
+            return self.entries[key]
+        self.misses += 1
+        return None
+
+    def put(self, key, value):
+        if self.max_entries == 0:
+            return
+        self.entries[key] = value
+        self.entries.move_to_end(key)
+        if self.max_entries is not None and len(self.entries) > self.max_entries:
+            self.entries.popitem(last=False)
+
+    def __len__(self):
+        return len(self.entries)
+
+
+class FeatureSource:
+    """Featurizes batches of a ``StructureDataset``, optionally through per-structure caches.
+
+    ``feature_cache`` holds energy-view raw features, ``derivative_cache``
+    holds (features, LocalDerivatives) of force-supervised structures; either
+    may be None (no caching).  ``featurizer_calls`` counts descriptor passes.
+    """
+
+    def __init__(self, dataset: StructureDataset, feature_cache=None, derivative_cache=None):
+        self.dataset = dataset
+        self.featurizer = BatchedFeaturizer(dataset.descriptor)
+        self.feature_cache = feature_cache
+        self.derivative_cache = derivative_cache
+        self.featurizer_calls = 0
+
+    def batch(self, indices, use_forces) -> Batch:
+        """Featurize ``indices``; ``use_forces(i)`` says whether structure i is force-supervised."""
+        forced = [i for i in indices if use_forces(i)]
+        energy_only = [i for i in indices if not use_forces(i)]
+        order = forced + energy_only
+        parts, derivatives = [], None
+        if forced:
+            features, derivatives = self._with_derivatives(forced)
+            parts.append(features)
+        if energy_only:
+            parts.append(self._features(energy_only))
+        structures = [self.dataset.structures[i] for i in order]
+        n_atoms = torch.tensor([s.n_atoms for s in structures])
+        labels = [self.dataset.structures[i].forces for i in forced]
+        forces_ref = torch.as_tensor(np.concatenate(labels)) if forced and all(f is not None for f in labels) else None
+        return Batch(
+            indices=order,
+            features=torch.cat(parts),
+            species_idx=torch.cat([self.dataset.species_indices[i] for i in order]),
+            batch=torch.repeat_interleave(torch.arange(len(order)), n_atoms),
+            n_atoms=n_atoms,
+            energy_ref=torch.tensor([np.nan if s.energy is None else s.energy for s in structures],
+                                    dtype=torch.float64),
+            n_force_structures=len(forced),
+            derivatives=derivatives,
+            forces_ref=forces_ref,
+        )
+
+    def _run(self, indices, with_derivatives):
+        self.featurizer_calls += 1
+        structures = [self.dataset.structures[i] for i in indices]
+        args = ([s.positions for s in structures], [s.species for s in structures],
+                [s.cell for s in structures], [s.pbc for s in structures])
+        if with_derivatives:
+            features, _, derivatives = self.featurizer.with_derivatives(*args)
+            return features, derivatives
+        return self.featurizer(*args)[0]
+
+    def _features(self, indices):
+        return self._cached(indices, self.feature_cache, False)
+
+    def _with_derivatives(self, indices):
+        return self._cached(indices, self.derivative_cache, True)
+
+    def _cached(self, indices, cache, with_derivatives):
+        """Featurize ``indices`` in one pass, or per structure through ``cache`` when there is one."""
+        if cache is None:
+            return self._run(indices, with_derivatives)
+        values = {i: cache.get(i) for i in indices}
+        missing = [i for i in indices if values[i] is None]
+        if missing:
+            computed = self._run(missing, with_derivatives)
+            sizes = [self.dataset.structures[i].n_atoms for i in missing]
+            if with_derivatives:
+                pieces = zip(torch.split(computed[0], sizes), computed[1].split(sizes))
+            else:
+                pieces = torch.split(computed, sizes)
+            for i, piece in zip(missing, pieces):
+                values[i] = piece
+                cache.put(i, piece)
+        if with_derivatives:
+            return (torch.cat([values[i][0] for i in indices]),
+                    LocalDerivatives.concatenate([values[i][1] for i in indices]))
+        return torch.cat([values[i] for i in indices])
+
+
+def warn_missing_references(atomic_energies, species) -> None:
+    missing = [s for s in species if s not in (atomic_energies or {})]
+    if missing:
+        warnings.warn(f"no atomic reference energy for {missing}; using 0.0 eV, so the model learns "
+                      f"total rather than cohesive energies for them", stacklevel=3)

@@ -1,0 +1,223 @@
+"""Training one potential: the seed example, reproducibility, forces, normalisation, sampling, files."""
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from aenet_core.example_data import make_cuau_structures
+from aenet_core.model import energy_normalization, feature_statistics
+from aenet_core.torch_featurize import ChebyshevDescriptor
+from aenet_core.torch_training import Adam, Structure, TorchANNPotential, TorchTrainingConfig
+from aenet_core.training.data import FeatureSource, StructureDataset, split_indices
+from aenet_core.training.potential import _Sampler, adaptive_weights
+from aenet_core.training.trainer import ForceSelection
+
+REFERENCES = {"Cu": -0.5, "Au": -0.2}
+
+
+@pytest.fixture(scope="module")
+def cuau():
+    return make_cuau_structures(14, seed=5)
+
+
+def descriptor():
+    return ChebyshevDescriptor(["Cu", "Au"], 4, 4.5, 2, 3.5, min_cutoff=0.5)
+
+
+def potential():
+    return TorchANNPotential({"Cu": [(6, "tanh"), (6, "tanh")], "Au": [(6, "tanh")]}, descriptor())
+
+
+def config(**overrides):
+    settings = dict(iterations=4, method=Adam(mu=0.01, batchsize=4), testpercent=25, split_seed=3, seed=7,
+                    device="cpu", atomic_energies=REFERENCES, checkpoint_dir=None, save_best=False,
+                    show_progress=False)
+    return TorchTrainingConfig(**(settings | overrides))
+
+
+def test_seed_energy_only_example_runs():
+    structures = [
+        Structure(positions=np.array([[0.0, 0.0, 0.0], [0.9, 0.0, 0.0], [0.0, 0.9, 0.0]]), species=["H"] * 3, energy=0.0),
+        Structure(positions=np.array([[0.1, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), species=["H"] * 3, energy=0.5),
+    ]
+    desc = ChebyshevDescriptor(species=["H"], rad_order=1, rad_cutoff=2.0, ang_order=0, ang_cutoff=2.0,
+                               min_cutoff=0.1, device="cpu", dtype=torch.float64)
+    mlp = TorchANNPotential({"H": [(4, "tanh")]}, descriptor=desc)
+    cfg = TorchTrainingConfig(iterations=1, method=Adam(mu=0.001, batchsize=1), testpercent=50, force_weight=0.0,
+                              atomic_energies={"H": 0.0}, normalize_features=False, normalize_energy=False,
+                              memory_mode="cpu", device="cpu", checkpoint_dir=None, checkpoint_interval=0,
+                              max_checkpoints=None, save_best=False, use_scheduler=False, show_progress=False)
+    results = mlp.train(structures=structures, config=cfg)
+    tail = results.errors[["RMSE_train", "RMSE_test"]].tail(1)
+    assert len(results.errors) == 1 and np.isfinite(tail.to_numpy()).all()
+
+
+def test_same_seed_gives_bit_identical_weights_and_history(cuau):
+    runs = []
+    for _ in range(2):
+        p = potential()
+        out = p.train(structures=cuau, config=config(force_weight=0.2, force_fraction=0.5))
+        runs.append((p.model.state_dict(), out.errors))
+    (a, errors_a), (b, errors_b) = runs
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert errors_a.equals(errors_b)
+    other = potential()
+    other.train(structures=cuau, config=config(force_weight=0.2, force_fraction=0.5, seed=8))
+    assert not torch.equal(other.model.state_dict()["networks.functions.0.0.weight"],
+                           a["networks.functions.0.0.weight"])
+
+
+def test_training_reduces_energy_and_force_errors(cuau):
+    p = potential()
+    out = p.train(structures=cuau, config=config(iterations=40, force_weight=0.3))
+    errors = out.errors
+    assert errors["RMSE_train"].iloc[-1] < 0.5 * errors["RMSE_train"].iloc[0]
+    assert errors["RMSE_force_train"].iloc[-1] < errors["RMSE_force_train"].iloc[0]
+    assert np.isfinite(errors["RMSE_force_test"]).all() and out.has_force_data
+
+
+def test_predicted_forces_are_the_negative_energy_gradient(cuau):
+    p = potential()
+    p.train(structures=cuau[:6], config=config(iterations=2, force_weight=0.5))
+    s = cuau[0]
+    moved = Structure(s.positions + np.array([1, -2, 0]) @ s.cell + 0.3 * s.cell[0], s.species, cell=s.cell)
+    out = p.predict([moved], eval_forces=True)
+    h = 1e-5
+    for atom in range(moved.n_atoms):
+        for c in range(3):
+            plus, minus = moved.positions.copy(), moved.positions.copy()
+            plus[atom, c] += h
+            minus[atom, c] -= h
+            e = p.predict([Structure(plus, s.species, cell=s.cell), Structure(minus, s.species, cell=s.cell)])
+            numeric = -(e.total_energy[0] - e.total_energy[1]) / (2 * h)
+            assert math.isclose(out.forces[0][atom, c], numeric, abs_tol=1e-6)
+
+
+def test_predict_reports_physical_energies(cuau):
+    p = potential()
+    p.train(structures=cuau, config=config(iterations=2))
+    out = p.predict(cuau[:3])
+    for total, cohesive, atom_energies, s in zip(out.total_energy, out.cohesive_energy, out.atom_energies, cuau):
+        assert math.isclose(float(np.sum(atom_energies)), total, rel_tol=1e-12)
+        references = sum(REFERENCES[x] for x in s.species)
+        assert math.isclose(cohesive, total - references, rel_tol=1e-12)
+    assert out.forces is None and out.num_structures == 3
+
+
+def test_save_and_load_reproduce_predictions(cuau, tmp_path):
+    p = potential()
+    p.train(structures=cuau, config=config(iterations=3, force_weight=0.1))
+    path = tmp_path / "model.pt"
+    p.save(path)
+    q = TorchANNPotential.from_file(path)
+    assert q.arch == p.arch and q.descriptor.get_config() == p.descriptor.get_config()
+    assert q.training_config == p.training_config and q.history == p.history
+    a, b = p.predict(cuau[:4], eval_forces=True), q.predict(cuau[:4], eval_forces=True)
+    assert a.total_energy == b.total_energy
+    assert all(np.array_equal(x, y) for x, y in zip(a.forces, b.forces))
+    assert [f.name for f in tmp_path.iterdir()] == ["model.pt"]
+
+
+def test_split_recipe():
+    train, test = split_indices(20, 25, 11)
+    order = list(range(20))
+    random.Random(11).shuffle(order)
+    assert test == sorted(order[:5]) and train == sorted(order[5:])
+    assert split_indices(7, 0, 1) == (list(range(7)), [])
+
+
+def test_no_test_set_gives_nan_test_columns(cuau):
+    out = potential().train(structures=cuau, config=config(testpercent=0, iterations=2))
+    assert out.errors["RMSE_test"].isna().all() and out.errors["RMSE_train"].notna().all()
+
+
+def test_normalisation_comes_from_the_training_split(cuau):
+    p = potential()
+    cfg = config(iterations=1)
+    p.train(structures=cuau, config=cfg)
+    dataset = StructureDataset(cuau, p.descriptor, atomic_energies=REFERENCES)
+    train, _ = split_indices(len(dataset), cfg.testpercent, cfg.split_seed)
+    features = FeatureSource(dataset).batch(train, lambda _: False).features
+    stats = feature_statistics([features])
+    torch.testing.assert_close(p.model.feature_mean, stats["mean"])
+    torch.testing.assert_close(p.model.feature_std, stats["std"])
+    shift, scaling = energy_normalization(dataset.referenced_energy_per_atom(i) for i in train)
+    assert float(p.model.E_shift) == pytest.approx(shift) and float(p.model.E_scaling) == pytest.approx(scaling)
+
+
+def test_energy_and_force_filters(cuau):
+    desc = descriptor()
+    e = [StructureDataset([s], desc, atomic_energies=REFERENCES).referenced_energy_per_atom(0) for s in cuau]
+    threshold = sorted(e)[len(e) // 2]
+    kept = StructureDataset(cuau, desc, max_energy=threshold, atomic_energies=REFERENCES)
+    assert kept.source_indices == [i for i, v in enumerate(e) if v <= threshold]
+    biggest = [np.abs(s.forces).max() for s in cuau]
+    kept = StructureDataset(cuau, desc, max_forces=float(np.median(biggest)))
+    assert kept.source_indices == [i for i, f in enumerate(biggest) if f <= np.median(biggest)]
+    with pytest.raises(ValueError, match="no energy"):
+        StructureDataset([Structure(cuau[0].positions, cuau[0].species, cell=cuau[0].cell)], desc)
+
+
+def test_force_fraction_and_minimum():
+    selection = ForceSelection(list(range(10)), 0.25, 1, random.Random(0))
+    selection.draw()
+    assert len(selection.selected) == 2
+    selection = ForceSelection(list(range(10)), 0.05, 3, random.Random(0))
+    selection.draw()
+    assert len(selection.selected) == 3
+    selection = ForceSelection(list(range(4)), 1.0, 1, random.Random(0))
+    selection.draw()
+    assert selection.selected == {0, 1, 2, 3}
+
+
+def test_energy_weighted_sampling_weights(cuau):
+    dataset = StructureDataset(cuau, descriptor(), atomic_energies=REFERENCES)
+    indices = list(range(len(dataset)))
+    sampler = _Sampler("energy_weighted", dataset, indices, seed=1)
+    e = np.array([dataset.referenced_energy_per_atom(i) for i in indices])
+    delta = e - e.min()
+    np.testing.assert_allclose(sampler.weights.numpy(), 1 / (1 + delta / delta.max()))
+    assert len(sampler.order(None)) == len(indices)
+
+
+def test_error_weighted_scores_follow_the_seed_formula():
+    scores = torch.tensor([0.0, float("nan"), -1.0, 2.0, 6.0], dtype=torch.float64)
+    weights = adaptive_weights(scores)
+    expected = torch.tensor([1e-12, 1e-12, 1e-12, 2.0, 6.0], dtype=torch.float64)
+    torch.testing.assert_close(weights, expected / expected.mean())
+    assert torch.equal(adaptive_weights(torch.zeros(3, dtype=torch.float64)), torch.ones(3, dtype=torch.float64))
+
+
+def test_error_weighted_training_updates_scores(cuau):
+    p = potential()
+    out = p.train(structures=cuau, config=config(iterations=3, sampling_policy="error_weighted"))
+    assert len(out.errors) == 3  # the sampler ran; its update is covered below
+    dataset = StructureDataset(cuau, descriptor(), atomic_energies=REFERENCES)
+    sampler = _Sampler("error_weighted", dataset, [0, 1, 2, 3], seed=0)
+    sampler.update({1: 0.4, 3: 0.1})
+    torch.testing.assert_close(sampler.scores, torch.tensor([1.0, 0.4, 1.0, 0.1], dtype=torch.float64))
+    torch.testing.assert_close(sampler.weights.mean(), torch.tensor(1.0, dtype=torch.float64))
+
+
+def test_feature_cache_avoids_recomputation(cuau):
+    dataset = StructureDataset(cuau, descriptor(), atomic_energies=REFERENCES)
+    from aenet_core.training.data import BoundedCache
+    source = FeatureSource(dataset, feature_cache=BoundedCache(None), derivative_cache=BoundedCache(None))
+    first = source.batch([0, 1, 2], lambda i: i == 1)
+    calls = source.featurizer_calls
+    again = source.batch([2, 1, 0], lambda i: i == 1)
+    assert source.featurizer_calls == calls == 2
+    assert torch.equal(first.features[first.n_atoms[0]:], torch.cat([again.features[again.n_atoms[0]:][
+        again.n_atoms[1]:], again.features[again.n_atoms[0]:][: again.n_atoms[1]]]))
+    limited = FeatureSource(dataset, feature_cache=BoundedCache(1))
+    limited.batch([0, 1], lambda _: False)
+    assert len(limited.feature_cache) == 1
+
+
+def test_float32_precision_builds_a_float32_model(cuau):
+    p = potential()
+    p.train(structures=cuau, config=config(iterations=1, precision="float32"))
+    assert p.model.feature_mean.dtype == torch.float32
+    assert all(t.dtype == torch.float32 for t in p.model.parameters())
