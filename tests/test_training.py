@@ -11,7 +11,7 @@ from aenet_core.model import energy_normalization, feature_statistics
 from aenet_core.torch_featurize import ChebyshevDescriptor
 from aenet_core.torch_training import Adam, Structure, TorchANNPotential, TorchTrainingConfig
 from aenet_core.training.data import FeatureSource, StructureDataset, split_indices
-from aenet_core.training.potential import _Sampler, adaptive_weights
+from aenet_core.training.run import Sampler, adaptive_weights
 from aenet_core.training.trainer import ForceSelection
 
 REFERENCES = {"Cu": -0.5, "Au": -0.2}
@@ -175,11 +175,11 @@ def test_force_fraction_and_minimum():
 def test_energy_weighted_sampling_weights(cuau):
     dataset = StructureDataset(cuau, descriptor(), atomic_energies=REFERENCES)
     indices = list(range(len(dataset)))
-    sampler = _Sampler("energy_weighted", dataset, indices, seed=1)
+    sampler = Sampler("energy_weighted", dataset, indices, seed=1)
     e = np.array([dataset.referenced_energy_per_atom(i) for i in indices])
     delta = e - e.min()
     np.testing.assert_allclose(sampler.weights.numpy(), 1 / (1 + delta / delta.max()))
-    assert len(sampler.order(None)) == len(indices)
+    assert len(sampler.order()) == len(indices)
 
 
 def test_error_weighted_scores_follow_the_seed_formula():
@@ -195,7 +195,7 @@ def test_error_weighted_training_updates_scores(cuau):
     out = p.train(structures=cuau, config=config(iterations=3, sampling_policy="error_weighted"))
     assert len(out.errors) == 3  # the sampler ran; its update is covered below
     dataset = StructureDataset(cuau, descriptor(), atomic_energies=REFERENCES)
-    sampler = _Sampler("error_weighted", dataset, [0, 1, 2, 3], seed=0)
+    sampler = Sampler("error_weighted", dataset, [0, 1, 2, 3], seed=0)
     sampler.update({1: 0.4, 3: 0.1})
     torch.testing.assert_close(sampler.scores, torch.tensor([1.0, 0.4, 1.0, 0.1], dtype=torch.float64))
     torch.testing.assert_close(sampler.weights.mean(), torch.tensor(1.0, dtype=torch.float64))
@@ -221,3 +221,45 @@ def test_float32_precision_builds_a_float32_model(cuau):
     p.train(structures=cuau, config=config(iterations=1, precision="float32"))
     assert p.model.feature_mean.dtype == torch.float32
     assert all(t.dtype == torch.float32 for t in p.model.parameters())
+
+
+def test_checkpoints_rotation_and_best_model(cuau, tmp_path):
+    p = potential()
+    p.train(structures=cuau, config=config(iterations=5, checkpoint_dir=str(tmp_path), checkpoint_interval=2,
+                                           save_best=True))
+    assert sorted(f.name for f in tmp_path.glob("checkpoint_epoch_*.pt")) == ["checkpoint_epoch_0001.pt",
+                                                                               "checkpoint_epoch_0003.pt"]
+    best = TorchANNPotential.from_file(tmp_path / "best_model.pt")
+    assert best.best_val_loss is not None and len(best.history["train_energy_rmse"]) <= 5
+    rotated = tmp_path / "rotated"
+    potential().train(structures=cuau, config=config(iterations=5, checkpoint_dir=str(rotated), max_checkpoints=2))
+    assert sorted(f.name for f in rotated.glob("checkpoint_epoch_*.pt")) == ["checkpoint_epoch_0003.pt",
+                                                                              "checkpoint_epoch_0004.pt"]
+
+
+@pytest.mark.parametrize("policy", ["uniform", "error_weighted"])
+def test_resume_gives_the_same_weights_as_one_run(cuau, tmp_path, policy):
+    settings = dict(force_weight=0.3, force_fraction=0.5, force_resample_num_epochs=2, sampling_policy=policy,
+                    use_scheduler=True, scheduler_patience=0)
+    whole = potential()
+    whole.train(structures=cuau, config=config(iterations=6, **settings))
+    first = potential()
+    first.train(structures=cuau, config=config(iterations=3, checkpoint_dir=str(tmp_path), **settings))
+    second = potential()
+    out = second.train(structures=cuau, config=config(iterations=3, **settings),
+                       resume_from=tmp_path / "checkpoint_epoch_0002.pt")
+    a, b = whole.model.state_dict(), second.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert len(out.errors) == 6
+    assert out.learning_rate == whole.history["learning_rate"]
+
+
+def test_resume_refuses_another_descriptor(cuau, tmp_path):
+    potential().train(structures=cuau, config=config(iterations=1, checkpoint_dir=str(tmp_path)))
+    other = TorchANNPotential({"Cu": [(6, "tanh"), (6, "tanh")], "Au": [(6, "tanh")]},
+                              ChebyshevDescriptor(["Cu", "Au"], 5, 4.5, 2, 3.5, min_cutoff=0.5))
+    with pytest.raises(ValueError, match="descriptor or architecture differs"):
+        other.train(structures=cuau, config=config(iterations=1), resume_from=tmp_path / "checkpoint_epoch_0000.pt")
+    with pytest.raises(ValueError, match="not a readable"):
+        (tmp_path / "junk.pt").write_text("not a model")
+        TorchANNPotential.from_file(tmp_path / "junk.pt")

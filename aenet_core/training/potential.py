@@ -1,7 +1,5 @@
 """``TorchANNPotential``: train, save, load and evaluate one aenet-style potential."""
-import math
 import random
-import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -9,15 +7,15 @@ from typing import Optional
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from aenet_core.descriptor import ChebyshevDescriptor
 from aenet_core.io.common import atomic_write
 from aenet_core.model import AtomisticModel, energy_normalization, feature_statistics
-from aenet_core.training.config import TorchTrainingConfig, method_from_dict
+from aenet_core.training.config import TorchTrainingConfig
 from aenet_core.training.data import (BoundedCache, FeatureSource, StructureDataset, as_structures, split_indices,
                                       warn_missing_references)
-from aenet_core.training.trainer import ForceSelection, empty_history, run_epoch
+from aenet_core.training.run import TrainingRun
+from aenet_core.training.trainer import empty_history
 from aenet_core.training.trainout import TrainOut
 
 MODEL_SCHEMA_VERSION = "1.0"
@@ -66,72 +64,50 @@ class TorchANNPotential:
         self.history = empty_history()
         self.training_config = None
         self.best_val_loss = None
-        self._optimizer_state = None
+        self._run_state = None  # the finished run's state: a saved model can be trained further
 
     # ----------------------------------------------------------------------------- training
 
     def train(self, structures=None, dataset=None, train_dataset=None, test_dataset=None,
-              config: Optional[TorchTrainingConfig] = None) -> TrainOut:
+              config: Optional[TorchTrainingConfig] = None, resume_from=None) -> TrainOut:
         """Train on ``structures`` (Structures, ase.Atoms or file paths; split by ``testpercent``), or on
-        a prebuilt ``dataset`` (split likewise), or on ``train_dataset``/``test_dataset`` as given."""
+        a prebuilt ``dataset`` (split likewise), or on ``train_dataset``/``test_dataset`` as given.
+
+        ``resume_from`` (a checkpoint or model file written by training) restores weights,
+        normalisation, optimizer, scheduler, history, random generators, force subsets and
+        sampler scores, then trains ``config.iterations`` more epochs.
+        """
         config = config or TorchTrainingConfig()
         device, dtype = config.resolved_device(), config.resolved_dtype(self.descriptor.dtype)
         if config.seed is not None:
             _seed_everything(config.seed)
         train_set, train_idx, test_set, test_idx = self._resolve_data(structures, dataset, train_dataset,
                                                                       test_dataset, config)
-        atomic_energies = train_set.atomic_energies
-        warn_missing_references(atomic_energies, self.descriptor.species)
+        warn_missing_references(train_set.atomic_energies, self.descriptor.species)
         # Built after seeding, so the initial weights follow config.seed.
         self.model = AtomisticModel(self.arch, self.descriptor.species, self.descriptor.n_features,
-                                    atomic_energies=atomic_energies, dtype=dtype).to(device)
+                                    atomic_energies=train_set.atomic_energies, dtype=dtype).to(device)
         train_source = self._source(train_set, config, "train")
         test_source = self._source(test_set, config, "val") if test_idx else None
         self._normalize(train_source, train_idx, config)
-
-        optimizer = config.method.build(self.model.parameters())
-        scheduler = None
-        if config.use_scheduler and test_idx:
-            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                optimizer, mode="min", patience=config.scheduler_patience, factor=config.scheduler_factor,
-                min_lr=config.scheduler_min_lr)
-        alpha = config.force_weight
-        seed = config.seed
-        train_forces = self._force_selection(train_set, train_idx, config, 0 if seed is None else seed)
-        test_forces = self._force_selection(test_set, test_idx, config, 1 if seed is None else seed + 1)
-        shuffle = torch.Generator().manual_seed(seed + 200) if seed is not None else None
-        sampler = _Sampler(config.sampling_policy, train_set, train_idx, seed)
-
-        history = empty_history()
-        epochs = range(config.iterations)
-        for epoch in tqdm(epochs, desc="epochs", disable=not config.show_progress):
-            started = time.perf_counter()
-            if train_forces and config.force_sampling == "random" and config.force_resample_num_epochs > 0 \
-                    and epoch > 0 and epoch % config.force_resample_num_epochs == 0:
-                train_forces.draw()
-            order = sampler.order(shuffle)
-            train_means, errors, timing = run_epoch(
-                self.model, train_source, order, config.batch_size, train_forces, alpha, config, device, dtype,
-                optimizer=optimizer, progress=config.show_batch_progress)
-            sampler.update(errors)
-            test_means = self._evaluate(test_source, test_idx, test_forces, alpha, config, device, dtype)
-            val_loss = _combined(test_means, alpha)
-            if scheduler is not None:
-                scheduler.step(val_loss)
-            if not math.isnan(val_loss) and (self.best_val_loss is None or val_loss < self.best_val_loss):
-                self.best_val_loss = val_loss
-            _record(history, train_means, test_means, optimizer.param_groups[0]["lr"],
-                    time.perf_counter() - started, timing)
-
-        if config.iterations:  # the last epoch's metrics from a full pass with the final weights
-            final_train = self._evaluate(train_source, train_idx, train_forces, alpha, config, device, dtype)
-            final_test = self._evaluate(test_source, test_idx, test_forces, alpha, config, device, dtype)
-            for key, value in _metric_entries(final_train, final_test).items():
-                history[key][-1] = value
-        self.history = history
         self.training_config = config
-        self._optimizer_state = optimizer.state_dict()
-        return TrainOut(history, config=config.to_dict())
+        run = TrainingRun(self, config, train_source, train_idx, test_source, test_idx, device, dtype)
+        if resume_from is not None:
+            self._resume(run, resume_from)
+        self.history = run.run()
+        self.best_val_loss = run.best_val_loss
+        self._run_state = run.state_dict()
+        return TrainOut(self.history, config=config.to_dict())
+
+    def _resume(self, run, path):
+        payload = _load_payload(path)
+        if payload.get("run_state") is None:
+            raise ValueError(f"{path}: not a training checkpoint (no run state); resume needs a file "
+                             f"written during training")
+        if payload["descriptor_config"] != self.descriptor.get_config() or payload["architecture"] != self.arch:
+            raise ValueError(f"{path}: the checkpoint's descriptor or architecture differs from this potential's")
+        self.model.load_state_dict(payload["model_state_dict"])
+        run.load_state_dict(payload["run_state"], payload["training_history"], payload["best_val_loss"])
 
     def _resolve_data(self, structures, dataset, train_dataset, test_dataset, config):
         if train_dataset is not None:
@@ -173,29 +149,14 @@ class TorchANNPotential:
                     source.dataset.referenced_energy_per_atom(i) for i in indices)
             self.model.set_energy_normalization(shift, scaling)
 
-    @staticmethod
-    def _force_selection(dataset, indices, config, seed):
-        if config.force_weight == 0 or dataset is None:
-            return None
-        labelled = [i for i in indices if dataset.has_forces(i)]
-        if not labelled:
-            return None
-        minimum = config.force_min_structures_per_epoch or 0
-        selection = ForceSelection(labelled, config.force_fraction, minimum, random.Random(seed))
-        selection.draw()
-        return selection
-
-    def _evaluate(self, source, indices, forces, alpha, config, device, dtype):
-        if source is None or not indices:
-            return {"energy_rmse": float("nan"), "energy_mae": float("nan"), "force_rmse": float("nan")}
-        means, _, _ = run_epoch(self.model, source, indices, config.batch_size, forces, alpha, config, device,
-                                dtype, label="validate")
-        return means
-
     # ----------------------------------------------------------------------------- files
 
     def save(self, path) -> None:
         """Write the model (weights, normalisation, descriptor, history, config) to ``path`` atomically."""
+        self.write_model_file(path)
+
+    def write_model_file(self, path, run=None) -> None:
+        """The model file; with the ``run`` of an ongoing training it is also a checkpoint to resume from."""
         payload = {
             "schema_version": MODEL_SCHEMA_VERSION,
             "timestamp": datetime.now(timezone.utc).isoformat(),
@@ -203,11 +164,11 @@ class TorchANNPotential:
             "architecture": self.arch,
             "descriptor_config": self.descriptor.get_config(),
             "model_state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-            "optimizer_state_dict": self._optimizer_state,
-            "training_history": self.history,
-            "best_val_loss": self.best_val_loss,
+            "training_history": run.history if run else self.history,
+            "best_val_loss": run.best_val_loss if run else self.best_val_loss,
             "training_config": self.training_config.to_dict() if self.training_config else None,
             "atomic_energies": dict(zip(self.descriptor.species, self.model.atomic_energies.tolist())),
+            "run_state": run.state_dict() if run else self._run_state,
         }
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(path, binary=True) as handle:
@@ -216,10 +177,7 @@ class TorchANNPotential:
     @classmethod
     def from_file(cls, path, device=None) -> "TorchANNPotential":
         """Load a model written by ``save``; ``device`` moves it (a stored CUDA device falls back to CPU)."""
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-        if payload.get("schema_version") != MODEL_SCHEMA_VERSION:
-            raise ValueError(f"{path}: model schema {payload.get('schema_version')!r} is not "
-                             f"{MODEL_SCHEMA_VERSION!r}")
+        payload = _load_payload(path)
         config = payload["descriptor_config"]
         stored = torch.device(config.get("device", "cpu"))
         target = device or (stored if stored.type != "cuda" or torch.cuda.is_available() else "cpu")
@@ -231,7 +189,7 @@ class TorchANNPotential:
         potential.model.to(target)
         potential.history = payload["training_history"]
         potential.best_val_loss = payload["best_val_loss"]
-        potential._optimizer_state = payload["optimizer_state_dict"]
+        potential._run_state = payload["run_state"]
         if payload["training_config"] is not None:
             potential.training_config = TorchTrainingConfig.from_dict(payload["training_config"])
         return potential
@@ -277,70 +235,20 @@ class _UnlabelledDataset:
         self.species_indices = [descriptor.species_indices(s.species) for s in structures]
 
 
-class _Sampler:
-    """Training order per epoch: uniform shuffling, or weighted draws with replacement."""
-
-    def __init__(self, policy, dataset, indices, seed):
-        self.policy, self.indices = policy, list(indices)
-        self.generator = torch.Generator().manual_seed(seed + 100) if seed is not None else None
-        self.scores = torch.ones(len(self.indices), dtype=torch.float64)
-        if policy == "energy_weighted":
-            e = torch.tensor([dataset.referenced_energy_per_atom(i) for i in self.indices], dtype=torch.float64)
-            delta = e - e.min()
-            self.weights = torch.ones_like(e) if delta.max() <= 0 else 1.0 / (1.0 + delta / delta.max())
-        else:
-            self.weights = torch.ones(len(self.indices), dtype=torch.float64)
-
-    def order(self, shuffle) -> list:
-        if self.policy == "uniform":
-            return [self.indices[i] for i in torch.randperm(len(self.indices), generator=shuffle).tolist()]
-        draws = torch.multinomial(self.weights, len(self.indices), replacement=True, generator=self.generator)
-        return [self.indices[i] for i in draws.tolist()]
-
-    def update(self, errors: dict) -> None:
-        """error_weighted: each sampled structure's score becomes its mean |dE|/N of the epoch."""
-        if self.policy != "error_weighted":
-            return
-        position = {index: k for k, index in enumerate(self.indices)}
-        for index, error in errors.items():
-            self.scores[position[index]] = error
-        self.weights = adaptive_weights(self.scores)
-
-
-def adaptive_weights(scores):
-    """Non-finite -> 0, clamp at 0; all zero -> uniform; else clamp at 1e-12 and scale to unit mean."""
-    u = torch.where(torch.isfinite(scores), scores, torch.zeros_like(scores)).clamp(min=0)
-    if not bool((u > 0).any()):
-        return torch.ones_like(u)
-    u = u.clamp(min=1e-12)
-    return u / u.mean()
-
-
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
 
 
-def _combined(means, alpha):
-    loss = (1 - alpha) * means["energy_rmse"]
-    if alpha > 0 and not math.isnan(means["force_rmse"]):
-        loss += alpha * means["force_rmse"]
-    return loss
-
-
-def _metric_entries(train, test) -> dict:
-    return {
-        "train_energy_rmse": train["energy_rmse"], "test_energy_rmse": test["energy_rmse"],
-        "train_energy_mae": train["energy_mae"], "test_energy_mae": test["energy_mae"],
-        "train_force_rmse": train["force_rmse"], "test_force_rmse": test["force_rmse"],
-    }
-
-
-def _record(history, train, test, lr, epoch_time, timing) -> None:
-    for key, value in _metric_entries(train, test).items():
-        history[key].append(value)
-    history["learning_rate"].append(lr)
-    history["epoch_time"].append(epoch_time)
-    for key, value in timing.items():
-        history[key].append(value)
+def _load_payload(path) -> dict:
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise
+    except Exception as err:
+        raise ValueError(f"{path}: not a readable aenet_core model file ({type(err).__name__}: {err})") from err
+    if not isinstance(payload, dict) or payload.get("schema_version") != MODEL_SCHEMA_VERSION:
+        found = payload.get("schema_version") if isinstance(payload, dict) else type(payload).__name__
+        raise ValueError(f"{path}: model schema {found!r} is not {MODEL_SCHEMA_VERSION!r}")
+    return payload
