@@ -15,6 +15,8 @@ from aenet_core.training.run import Sampler, adaptive_weights
 from aenet_core.training.trainer import ForceSelection
 
 REFERENCES = {"Cu": -0.5, "Au": -0.2}
+# The small test sets here are deliberate; the warning itself is tested below.
+pytestmark = pytest.mark.filterwarnings("ignore:the validation set has only:UserWarning")
 
 
 @pytest.fixture(scope="module")
@@ -263,3 +265,42 @@ def test_resume_refuses_another_descriptor(cuau, tmp_path):
     with pytest.raises(ValueError, match="not a readable"):
         (tmp_path / "junk.pt").write_text("not a model")
         TorchANNPotential.from_file(tmp_path / "junk.pt")
+
+
+def test_energy_and_force_files(cuau, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    p = potential()
+    p.train(structures=cuau, config=config(iterations=2, force_weight=0.2, save_energies=True, save_forces=True,
+                                           timing=True))
+    assert "Timing (s):" in capsys.readouterr().out
+    rows = [line.split() for line in (tmp_path / "energies.test.0").read_text().splitlines()[1:]]
+    dataset = StructureDataset(cuau, descriptor(), atomic_energies=REFERENCES)
+    _, test = split_indices(len(dataset), 25, 3)
+    assert [r[-1] for r in rows] == [dataset.get_structure_identifier(i) for i in test]
+    predicted = p.predict([dataset.get_structure(i) for i in test]).total_energy
+    for row, i, e in zip(rows, test, predicted):
+        s = dataset.get_structure(i)
+        assert float(row[0]) == pytest.approx(s.energy, rel=1e-6) and float(row[1]) == pytest.approx(e, rel=1e-6)
+        assert int(row[2]) == s.n_atoms and [int(row[7]), int(row[8])] == [s.species.count("Cu"), s.species.count("Au")]
+    forces = (tmp_path / "forces.train.0").read_text().splitlines()
+    assert forces[1].startswith("# ") and len(forces[2].split()) == 10
+    assert (tmp_path / "energies.train.0").exists() and (tmp_path / "forces.test.0").exists()
+
+
+def test_prebuilt_datasets_own_their_references(cuau):
+    desc = descriptor()
+    dataset = StructureDataset(cuau, desc, atomic_energies=REFERENCES)
+    with pytest.raises(ValueError, match="conflicts with the dataset"):
+        potential().train(dataset=dataset, config=config(atomic_energies={"Cu": 0.0, "Au": 0.0}))
+    with pytest.raises(ValueError, match="different atomic reference energies"):
+        potential().train(train_dataset=dataset, test_dataset=StructureDataset(cuau[:3], desc),
+                          config=config(atomic_energies=None))
+    with pytest.warns(UserWarning, match="max_energy/max_forces apply only"):
+        out = potential().train(train_dataset=dataset, test_dataset=None,
+                                config=config(iterations=1, max_energy=0.0, atomic_energies=None))
+    assert out.errors["RMSE_test"].isna().all()
+
+
+def test_small_validation_set_warns(cuau):
+    with pytest.warns(UserWarning, match="validation set has only 3 structures"):
+        potential().train(structures=cuau, config=config(iterations=1, use_scheduler=True))

@@ -84,6 +84,10 @@ class StructureDataset:
     def get_structure(self, index: int) -> Structure:
         return self.structures[index]
 
+    def get_structure_identifier(self, index: int) -> str:
+        """The structure's name, or ``structure_NNNNNN`` after its position in the input."""
+        return self.structures[index].name or f"structure_{self.source_indices[index]:06d}"
+
     def _referenced(self, structure) -> float:
         reference = sum(self.atomic_energies.get(s, 0.0) for s in structure.species)
         return (structure.energy - reference) / structure.n_atoms

@@ -1,5 +1,7 @@
 """``TorchANNPotential``: train, save, load and evaluate one aenet-style potential."""
 import random
+import time
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,6 +16,7 @@ from aenet_core.model import AtomisticModel, energy_normalization, feature_stati
 from aenet_core.training.config import TorchTrainingConfig
 from aenet_core.training.data import (BoundedCache, FeatureSource, StructureDataset, as_structures, split_indices,
                                       warn_missing_references)
+from aenet_core.training.outputs import write_energies, write_forces
 from aenet_core.training.run import TrainingRun
 from aenet_core.training.trainer import empty_history
 from aenet_core.training.trainout import TrainOut
@@ -77,6 +80,7 @@ class TorchANNPotential:
         normalisation, optimizer, scheduler, history, random generators, force subsets and
         sampler scores, then trains ``config.iterations`` more epochs.
         """
+        started = time.perf_counter()
         config = config or TorchTrainingConfig()
         device, dtype = config.resolved_device(), config.resolved_dtype(self.descriptor.dtype)
         if config.seed is not None:
@@ -94,10 +98,33 @@ class TorchANNPotential:
         run = TrainingRun(self, config, train_source, train_idx, test_source, test_idx, device, dtype)
         if resume_from is not None:
             self._resume(run, resume_from)
+        setup_time = time.perf_counter() - started
         self.history = run.run()
         self.best_val_loss = run.best_val_loss
         self._run_state = run.state_dict()
-        return TrainOut(self.history, config=config.to_dict())
+        splits = (("train", train_set, train_idx), ("test", test_set, test_idx))
+        self._write_predictions(splits, config)
+        out = TrainOut(self.history, config=config.to_dict())
+        if config.timing:
+            print(_timing_report(setup_time, out.timing))
+        return out
+
+    def _write_predictions(self, splits, config) -> None:
+        """energies.<split>.0 (save_energies) and forces.<split>.0 (save_forces) in the working directory."""
+        if not (config.save_energies or config.save_forces):
+            return
+        for split, dataset, indices in splits:
+            if not indices:
+                continue
+            structures = [dataset.get_structure(i) for i in indices]
+            names = [dataset.get_structure_identifier(i) for i in indices]
+            out = self.predict(structures, eval_forces=config.save_forces)
+            if config.save_energies:
+                rows = [(n, s.species, s.energy, e) for n, s, e in zip(names, structures, out.total_energy)]
+                write_energies(f"energies.{split}.0", rows, self.descriptor.species, float(self.model.E_scaling))
+            if config.save_forces:
+                rows = [(n, s.species, s.positions, s.forces, f) for n, s, f in zip(names, structures, out.forces)]
+                write_forces(f"forces.{split}.0", rows)
 
     def _resume(self, run, path):
         payload = _load_payload(path)
@@ -110,19 +137,28 @@ class TorchANNPotential:
         run.load_state_dict(payload["run_state"], payload["training_history"], payload["best_val_loss"])
 
     def _resolve_data(self, structures, dataset, train_dataset, test_dataset, config):
-        if train_dataset is not None:
-            test_idx = list(range(len(test_dataset))) if test_dataset is not None else []
-            return train_dataset, list(range(len(train_dataset))), test_dataset, test_idx
-        if dataset is None:
+        """(train dataset, train indices, test dataset, test indices) from whichever input was given."""
+        if train_dataset is None and dataset is None:
             if structures is None:
                 raise ValueError("train() needs structures=, dataset= or train_dataset=")
             dataset = StructureDataset(as_structures(structures), self.descriptor, max_energy=config.max_energy,
                                        max_forces=config.max_forces, atomic_energies=config.atomic_energies)
-        train_idx, test_idx = split_indices(len(dataset), config.testpercent, config.split_seed)
+        else:
+            _check_prebuilt(train_dataset if train_dataset is not None else dataset, test_dataset, config)
+        if train_dataset is not None:
+            test_idx = list(range(len(test_dataset))) if test_dataset is not None else []
+            train_set, train_idx, test_set = train_dataset, list(range(len(train_dataset))), test_dataset
+        else:
+            train_idx, test_idx = split_indices(len(dataset), config.testpercent, config.split_seed)
+            train_set = test_set = dataset
         if not train_idx:
-            raise ValueError(f"testpercent={config.testpercent} leaves no training structure "
-                             f"out of {len(dataset)}")
-        return dataset, train_idx, dataset, test_idx
+            raise ValueError(f"testpercent={config.testpercent} leaves no training structure out of "
+                             f"{len(train_set)}")
+        validation_driven = config.use_scheduler or (config.save_best and config.checkpoint_dir is not None)
+        if 0 < len(test_idx) < 10 and validation_driven:
+            warnings.warn(f"the validation set has only {len(test_idx)} structures; use_scheduler and save_best "
+                          f"react to its noisy metrics", stacklevel=3)
+        return train_set, train_idx, test_set, test_idx
 
     def _source(self, dataset, config, split):
         cached = config.cache_scope in ("all", split)
@@ -252,3 +288,30 @@ def _load_payload(path) -> dict:
         found = payload.get("schema_version") if isinstance(payload, dict) else type(payload).__name__
         raise ValueError(f"{path}: model schema {found!r} is not {MODEL_SCHEMA_VERSION!r}")
     return payload
+
+
+def _timing_report(setup_time, timing) -> str:
+    """Per-phase seconds: set-up once, then totals and per-epoch means of each recorded phase."""
+    lines = ["Timing (s):", f"  set-up (data, featurization for normalisation): {setup_time:.3f}"]
+    for column in timing.columns:
+        values = timing[column]
+        lines.append(f"  {column}: total {values.sum():.3f}, per epoch {values.mean():.4f}")
+    return "\n".join(lines)
+
+
+def _check_prebuilt(train_set, test_set, config) -> None:
+    """Prebuilt datasets own their atomic references and filters; refuse a conflicting configuration."""
+    if config.max_energy is not None or config.max_forces is not None:
+        warnings.warn("config.max_energy/max_forces apply only to structures= input; a prebuilt dataset is "
+                      "filtered when it is built", stacklevel=4)
+    owned = dict(train_set.atomic_energies or {})
+    if test_set is not None and dict(test_set.atomic_energies or {}) != owned:
+        raise ValueError(f"the train and test datasets have different atomic reference energies: {owned} vs "
+                         f"{dict(test_set.atomic_energies or {})}")
+    if config.atomic_energies:
+        if owned and config.atomic_energies != owned:
+            raise ValueError(f"config.atomic_energies {config.atomic_energies} conflicts with the dataset's "
+                             f"{owned}; the dataset's references are used for prebuilt datasets")
+        if not owned:
+            warnings.warn("config.atomic_energies is ignored: the prebuilt dataset has no atomic references "
+                          "(build it with atomic_energies= to use them)", stacklevel=4)

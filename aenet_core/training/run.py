@@ -134,7 +134,9 @@ class TrainingRun:
             config.force_weight, config, self.device, self.dtype, optimizer=self.optimizer,
             progress=config.show_batch_progress)
         self.sampler.update(errors)
+        validation_started = time.perf_counter()
         test_means = self.evaluate(self.test_source, self.test_idx, self.test_forces)
+        timing["validation_time"] = time.perf_counter() - validation_started
         val_loss = (1 - config.force_weight) * test_means["energy_rmse"]
         if config.force_weight > 0 and not math.isnan(test_means["force_rmse"]):
             val_loss += config.force_weight * test_means["force_rmse"]

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 HISTORY_KEYS = ("train_energy_rmse", "test_energy_rmse", "train_energy_mae", "test_energy_mae",
                 "train_force_rmse", "test_force_rmse", "learning_rate", "epoch_time", "forward_time",
-                "backward_time", "data_time")
+                "backward_time", "data_time", "validation_time")
 
 
 def empty_history() -> dict:
