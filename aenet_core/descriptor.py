@@ -206,7 +206,7 @@ class LocalDerivatives:
         training through the network).
         """
         nr, na = self.n_radial, self.n_angular
-        g = grad_features.t()
+        g = grad_features.t().contiguous()  # (F, N): gathering along the last axis is fast
         g_rad = g[:nr].index_select(1, self.center_idx)
         g_ang = g[nr: nr + na].index_select(1, self.triplet_center_idx)
         if self.multi:
