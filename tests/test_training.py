@@ -304,3 +304,31 @@ def test_prebuilt_datasets_own_their_references(cuau):
 def test_small_validation_set_warns(cuau):
     with pytest.warns(UserWarning, match="validation set has only 3 structures"):
         potential().train(structures=cuau, config=config(iterations=1, use_scheduler=True))
+
+
+def test_dataloader_workers_give_the_same_training(cuau):
+    settings = dict(iterations=3, force_weight=0.2, force_fraction=0.5, force_resample_num_epochs=1,
+                    cache_features=True)
+    serial, parallel = potential(), potential()
+    serial_out = serial.train(structures=cuau, config=config(**settings))
+    parallel_out = parallel.train(structures=cuau, config=config(num_workers=2, prefetch_factor=2,
+                                                                 persistent_workers=True, **settings))
+    a, b = serial.model.state_dict(), parallel.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    columns = ["RMSE_train", "RMSE_test", "RMSE_force_train", "RMSE_force_test"]
+    assert serial_out.errors[columns].equals(parallel_out.errors[columns])
+
+
+def test_cache_warmup_fills_the_caches_before_training(cuau):
+    from aenet_core.training.data import BoundedCache
+    from aenet_core.training.potential import _warm_up
+
+    dataset = StructureDataset(cuau, descriptor(), atomic_energies=REFERENCES)
+    source = FeatureSource(dataset, feature_cache=BoundedCache(None), derivative_cache=BoundedCache(None))
+    _warm_up(config(cache_warmup=True, force_weight=0.2), [(source, list(range(10))), (None, [])])
+    assert len(source.feature_cache) == 10 and len(source.derivative_cache) == 10
+    calls = source.featurizer_calls
+    source.batch(list(range(10)), lambda i: i % 2 == 0)
+    assert source.featurizer_calls == calls == 2
+    with pytest.warns(UserWarning, match="cache_warmup is skipped"):
+        potential().train(structures=cuau, config=config(iterations=1, cache_warmup=True, num_workers=1))

@@ -164,6 +164,10 @@ class BoundedCache:
     def __len__(self):
         return len(self.entries)
 
+    def __getstate__(self):
+        # Each DataLoader worker starts with an empty cache of its own.
+        return {"max_entries": self.max_entries, "entries": OrderedDict(), "hits": 0, "misses": 0}
+
 
 class FeatureSource:
     """Featurizes batches of a ``StructureDataset``, optionally through per-structure caches.
@@ -251,3 +255,56 @@ def warn_missing_references(atomic_energies, species) -> None:
     if missing:
         warnings.warn(f"no atomic reference energy for {missing}; using 0.0 eV, so the model learns "
                       f"total rather than cohesive energies for them", stacklevel=3)
+
+
+class _PlanDataset(torch.utils.data.Dataset):
+    """Featurizes the batch that a plan key (dataset indices, force-supervised indices) describes."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def __getitem__(self, key):
+        indices, forced = key
+        return self.source.batch(list(indices), set(forced).__contains__)
+
+
+class _PlanSampler(torch.utils.data.Sampler):
+    """Yields the current epoch's plan keys; the loader re-reads ``plan`` at every epoch."""
+
+    def __init__(self, plan):
+        self.plan = plan
+
+    def __iter__(self):
+        return iter(list(self.plan))
+
+    def __len__(self):
+        return len(self.plan)
+
+
+def _first(batch):
+    return batch
+
+
+class BatchLoader:
+    """Featurized batches in plan order: in this process, or prepared by DataLoader workers.
+
+    A plan is a list of (dataset indices, force-supervised indices) per batch.
+    With ``num_workers > 0`` the workers (and, with ``persistent_workers``,
+    their per-process caches) live across epochs; the plan is read anew each
+    epoch, so batch order and force subsets are the same as without workers.
+    """
+
+    def __init__(self, source, num_workers=0, prefetch_factor=2, persistent_workers=True):
+        self.source = source
+        self.plan = []
+        self.loader = None
+        if num_workers > 0:
+            self.loader = torch.utils.data.DataLoader(
+                _PlanDataset(source), sampler=_PlanSampler(self.plan), batch_size=None, num_workers=num_workers,
+                prefetch_factor=prefetch_factor, persistent_workers=persistent_workers, collate_fn=_first)
+
+    def __call__(self, plan):
+        if self.loader is None:
+            return (self.source.batch(list(indices), set(forced).__contains__) for indices, forced in plan)
+        self.plan[:] = plan
+        return iter(self.loader)

@@ -94,6 +94,8 @@ class TorchANNPotential:
         train_source = self._source(train_set, config, "train")
         test_source = self._source(test_set, config, "val") if test_idx else None
         self._normalize(train_source, train_idx, config)
+        if config.cache_warmup:
+            _warm_up(config, ((train_source, train_idx), (test_source, test_idx)))
         self.training_config = config
         run = TrainingRun(self, config, train_source, train_idx, test_source, test_idx, device, dtype)
         if resume_from is not None:
@@ -315,3 +317,18 @@ def _check_prebuilt(train_set, test_set, config) -> None:
         if not owned:
             warnings.warn("config.atomic_energies is ignored: the prebuilt dataset has no atomic references "
                           "(build it with atomic_energies= to use them)", stacklevel=4)
+
+
+def _warm_up(config, splits) -> None:
+    """Fill the runtime caches before epoch 0 (in this process, so not with DataLoader workers)."""
+    if config.num_workers > 0:
+        warnings.warn("cache_warmup is skipped with num_workers > 0: each worker keeps its own caches",
+                      stacklevel=3)
+        return
+    for source, indices in splits:
+        if source is None:
+            continue
+        if source.feature_cache is not None:
+            source.batch(indices, lambda _: False)
+        if source.derivative_cache is not None and config.force_weight > 0:
+            source.batch([i for i in indices if source.dataset.has_forces(i)], lambda _: True)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from aenet_core.training.data import BatchLoader
 from aenet_core.training.trainer import ForceSelection, empty_history, run_epoch
 
 NAN_METRICS = {"energy_rmse": float("nan"), "energy_mae": float("nan"), "force_rmse": float("nan")}
@@ -91,8 +92,10 @@ class TrainingRun:
 
     def __init__(self, potential, config, train_source, train_idx, test_source, test_idx, device, dtype):
         self.potential, self.config = potential, config
-        self.train_source, self.train_idx = train_source, train_idx
-        self.test_source, self.test_idx = test_source, test_idx
+        workers = (config.num_workers, config.prefetch_factor, config.persistent_workers)
+        self.train_loader, self.train_idx = BatchLoader(train_source, *workers), train_idx
+        self.test_loader = BatchLoader(test_source, *workers) if test_source else None
+        self.test_idx = test_idx
         self.device, self.dtype = device, dtype
         model = potential.model
         self.optimizer = config.method.build(model.parameters())
@@ -118,8 +121,8 @@ class TrainingRun:
         for epoch in tqdm(epochs, desc="epochs", disable=not config.show_progress):
             self._epoch(epoch)
         if config.iterations:  # the last epoch's metrics from a full pass with the final weights
-            final = _metric_entries(self.evaluate(self.train_source, self.train_idx, self.train_forces),
-                                    self.evaluate(self.test_source, self.test_idx, self.test_forces))
+            final = _metric_entries(self.evaluate(self.train_loader, self.train_idx, self.train_forces),
+                                    self.evaluate(self.test_loader, self.test_idx, self.test_forces))
             for key, value in final.items():
                 self.history[key][-1] = value
         return self.history
@@ -130,12 +133,12 @@ class TrainingRun:
         if self.train_forces and resample and epoch > 0 and epoch % config.force_resample_num_epochs == 0:
             self.train_forces.draw()
         train_means, errors, timing = run_epoch(
-            self.potential.model, self.train_source, self.sampler.order(), config.batch_size, self.train_forces,
+            self.potential.model, self.train_loader, self.sampler.order(), config.batch_size, self.train_forces,
             config.force_weight, config, self.device, self.dtype, optimizer=self.optimizer,
             progress=config.show_batch_progress)
         self.sampler.update(errors)
         validation_started = time.perf_counter()
-        test_means = self.evaluate(self.test_source, self.test_idx, self.test_forces)
+        test_means = self.evaluate(self.test_loader, self.test_idx, self.test_forces)
         timing["validation_time"] = time.perf_counter() - validation_started
         val_loss = (1 - config.force_weight) * test_means["energy_rmse"]
         if config.force_weight > 0 and not math.isnan(test_means["force_rmse"]):
@@ -154,10 +157,10 @@ class TrainingRun:
         self.next_epoch = epoch + 1
         self._checkpoint(epoch, improved)
 
-    def evaluate(self, source, indices, forces):
-        if source is None or not indices:
+    def evaluate(self, loader, indices, forces):
+        if loader is None or not indices:
             return dict(NAN_METRICS)
-        means, _, _ = run_epoch(self.potential.model, source, indices, self.config.batch_size, forces,
+        means, _, _ = run_epoch(self.potential.model, loader, indices, self.config.batch_size, forces,
                                 self.config.force_weight, self.config, self.device, self.dtype, label="validate")
         return means
 

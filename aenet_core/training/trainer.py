@@ -86,22 +86,26 @@ class _ForceView:
         return torch.cat([partial, partial.new_zeros(self.n_atoms - len(partial), 3)])
 
 
-def run_epoch(model, source, order, batch_size, selection, alpha, config, device, dtype, optimizer=None,
+def run_epoch(model, loader, order, batch_size, selection, alpha, config, device, dtype, optimizer=None,
               progress=False, label="train"):
     """One pass over ``order`` (dataset indices, in draw order); returns (means, per-structure errors, timings)."""
     train = optimizer is not None
     model.train(train)
+    dataset = loader.source.dataset
+    selected = selection.selected if selection is not None else set()
+    plan = []
+    for start in range(0, len(order), batch_size):
+        indices = tuple(order[start: start + batch_size])
+        plan.append((indices, tuple(i for i in indices if i in selected)))
     sums = {"energy_rmse": 0.0, "energy_mae": 0.0, "force_rmse": 0.0}
-    n_batches = n_force_batches = 0
+    n_force_batches = 0
     errors = {}
     timing = {"forward_time": 0.0, "backward_time": 0.0, "data_time": 0.0}
-    starts = range(0, len(order), batch_size)
-    for start in tqdm(starts, desc=label, leave=False, disable=not progress):
-        indices = order[start: start + batch_size]
+    batches = loader(plan)
+    for indices, _ in tqdm(plan, desc=label, leave=False, disable=not progress):
         t0 = time.perf_counter()
-        use_forces = (lambda i: i in selection.selected) if selection is not None else (lambda i: False)
-        batch = source.batch(indices, use_forces).to(device, dtype)
-        labelled_atoms = sum(source.dataset.structures[i].n_atoms for i in indices if source.dataset.has_forces(i))
+        batch = next(batches).to(device, dtype)
+        labelled_atoms = sum(dataset.structures[i].n_atoms for i in indices if dataset.has_forces(i))
         t1 = time.perf_counter()
         with torch.set_grad_enabled(train or alpha > 0):
             loss, metrics = batch_loss(model, batch, alpha, config.force_scale_unbiased, labelled_atoms, train)
@@ -119,12 +123,11 @@ def run_epoch(model, source, order, batch_size, selection, alpha, config, device
         if not math.isnan(metrics.force_rmse):
             sums["force_rmse"] += metrics.force_rmse
             n_force_batches += 1
-        n_batches += 1
         for index, error in zip(batch.indices, metrics.abs_errors.tolist()):
             errors.setdefault(index, []).append(error)
     means = {
-        "energy_rmse": sums["energy_rmse"] / n_batches,
-        "energy_mae": sums["energy_mae"] / n_batches,
+        "energy_rmse": sums["energy_rmse"] / len(plan),
+        "energy_mae": sums["energy_mae"] / len(plan),
         "force_rmse": sums["force_rmse"] / n_force_batches if n_force_batches else float("nan"),
     }
     return means, {i: sum(e) / len(e) for i, e in errors.items()}, timing
