@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from aenet_core import backend
-from aenet_core.neighbors import batched_neighbor_list, prepare_cells, row_dot
+from aenet_core.neighbors import (batched_neighbor_list, neighbor_list_from_pairs, pairs_by_structure,
+                                  prepare_cells, row_dot)
 
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -355,9 +356,12 @@ class ChebyshevDescriptor:
             raise ValueError(f"species has {len(idx)} entries but positions has {n_atoms} atoms")
         return idx
 
-    def _featurize(self, positions, species_idx, batch, cells, pbc, with_derivatives):
+    def _featurize(self, positions, species_idx, batch, cells, pbc, with_derivatives, pairs=None):
         n_atoms = len(positions)
-        nl = batched_neighbor_list(positions, batch, cells, pbc, self.max_cutoff, self.min_cutoff)
+        if pairs is None:
+            nl = batched_neighbor_list(positions, batch, cells, pbc, self.max_cutoff, self.min_cutoff)
+        else:
+            nl = neighbor_list_from_pairs(positions, batch, cells, pbc, *pairs)
         edges = (nl.center, nl.neighbor, nl.vectors, nl.distances)
         r_center, r_neighbor, r_vec, r_dist = _select(nl.distances <= self.rad_cutoff, *edges)
         a_center, a_neighbor, a_vec, a_dist = _select(nl.distances <= self.ang_cutoff, *edges)
@@ -450,15 +454,32 @@ class BatchedFeaturizer:
     def __init__(self, descriptor: ChebyshevDescriptor):
         self.descriptor = descriptor
 
-    def __call__(self, batch_positions, batch_species, batch_cells=None, batch_pbc=None):
-        features, batch = self._run(batch_positions, batch_species, batch_cells, batch_pbc, False)
+    def __call__(self, batch_positions, batch_species, batch_cells=None, batch_pbc=None, pairs=None):
+        features, batch = self._run(batch_positions, batch_species, batch_cells, batch_pbc, False, pairs)
         return features, batch
 
-    def with_derivatives(self, batch_positions, batch_species, batch_cells=None, batch_pbc=None):
+    def with_derivatives(self, batch_positions, batch_species, batch_cells=None, batch_pbc=None, pairs=None):
         """(features, batch_indices, LocalDerivatives) for the whole batch."""
-        return self._run(batch_positions, batch_species, batch_cells, batch_pbc, True)
+        return self._run(batch_positions, batch_species, batch_cells, batch_pbc, True, pairs)
 
-    def _run(self, batch_positions, batch_species, batch_cells, batch_pbc, with_derivatives):
+    def neighbor_pairs(self, batch_positions, batch_species, batch_cells=None, batch_pbc=None) -> list:
+        """Per structure, the (centre, neighbour, image offset) pairs the descriptor uses (local indices).
+
+        Passing them back, concatenated with atom offsets, as ``pairs=`` skips the neighbour search.
+        """
+        positions, _, batch, cells, pbcs = self._inputs(batch_positions, batch_species, batch_cells, batch_pbc)
+        d = self.descriptor
+        nl = batched_neighbor_list(positions, batch, cells, pbcs, d.max_cutoff, d.min_cutoff)
+        return pairs_by_structure(nl, torch.bincount(batch, minlength=len(batch_positions)))
+
+    def _run(self, batch_positions, batch_species, batch_cells, batch_pbc, with_derivatives, pairs=None):
+        positions, species, batch, cells, pbcs = self._inputs(batch_positions, batch_species, batch_cells, batch_pbc)
+        out = self.descriptor._featurize(positions, species, batch, cells, pbcs, with_derivatives, pairs)
+        if with_derivatives:
+            return out[0], batch, out[1]
+        return out, batch
+
+    def _inputs(self, batch_positions, batch_species, batch_cells, batch_pbc):
         d = self.descriptor
         n = len(batch_positions)
         if n == 0:
@@ -474,7 +495,4 @@ class BatchedFeaturizer:
         counts = torch.tensor([len(p) for p in positions], dtype=torch.long, device=d.device)
         batch = torch.repeat_interleave(torch.arange(n, device=d.device), counts)
         cells, pbcs = prepare_cells(batch_cells, batch_pbc, d.dtype, d.device)
-        out = d._featurize(torch.cat(positions), species, batch, cells, pbcs, with_derivatives)
-        if with_derivatives:
-            return out[0], batch, out[1]
-        return out, batch
+        return torch.cat(positions), species, batch, cells, pbcs

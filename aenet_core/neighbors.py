@@ -108,18 +108,9 @@ def batched_neighbor_list(positions, batch, cells, pbc, cutoff: float, min_dista
     """
     if not cutoff > 0:
         raise ValueError(f"cutoff must be positive; got {cutoff}")
-    # Rows b x c, c x a, a x b: the reciprocal vectors times the volume, and the face normals.
-    normals = torch.linalg.cross(cells[:, [1, 2, 0]], cells[:, [2, 0, 1]], dim=2)
-    volume = (cells[:, 0] * normals[:, 0]).sum(1)
-    cell_of_atom = _take(cells, batch)
+    wrapped, frac, normals, volume = _wrap(positions, batch, cells, pbc)
     with torch.no_grad():
-        frac = _times(positions.detach(), _take((normals / volume[:, None, None]).transpose(1, 2), batch))
-        home = torch.floor(frac) * _take(pbc, batch)
-        frac = frac - home
         reach = torch.where(pbc, cutoff * torch.linalg.norm(normals, dim=2) / volume.abs()[:, None], 0.0)
-    wrapped = positions - _times(home, cell_of_atom)
-
-    with torch.no_grad():
         table = _offset_table(cells, reach)
         atoms_per_structure = torch.bincount(batch)
         if int((atoms_per_structure * atoms_per_structure).sum()) <= PAIR_LIMIT:
@@ -130,9 +121,45 @@ def batched_neighbor_list(positions, batch, cells, pbc, cutoff: float, min_dista
         distance2 = row_dot(gap, gap)
         keep = torch.nonzero((distance2 <= cutoff**2) & (distance2 > min_distance**2)).squeeze(1)
         center, neighbor, which = _take(center, keep), _take(neighbor, keep), _take(which, keep)
+    shift = _take(table["shift"].to(wrapped.dtype), which)
+    return _edges(wrapped, center, neighbor, _take(table["offset"], which), shift)
 
-    vectors = _take(wrapped, neighbor) - _take(wrapped, center) + _take(table["shift"].to(wrapped.dtype), which)
-    return NeighborList(center, neighbor, _take(table["offset"], which), vectors, row_dot(vectors, vectors).sqrt(), wrapped)
+
+def neighbor_list_from_pairs(positions, batch, cells, pbc, center, neighbor, offset) -> NeighborList:
+    """The NeighborList of known pairs (i, j, image k), e.g. cached from an earlier search.
+
+    Vectors are recomputed from ``positions``, wrapped as ``batched_neighbor_list`` wraps them.
+    """
+    wrapped = _wrap(positions, batch, cells, pbc)[0]
+    shift = _times(offset.to(wrapped.dtype), _take(cells, _take(batch, center)))
+    return _edges(wrapped, center, neighbor, offset, shift)
+
+
+def pairs_by_structure(nl: NeighborList, atoms_per_structure) -> list:
+    """(centre, neighbour, offset) per structure of a batch, with atom indices local to the structure."""
+    counts = torch.as_tensor(atoms_per_structure, device=nl.center.device)
+    first_atom = torch.cumsum(counts, 0) - counts
+    structure = torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts)
+    sizes = torch.bincount(_take(structure, nl.center), minlength=len(counts)).tolist()
+    blocks = zip(torch.split(nl.center, sizes), torch.split(nl.neighbor, sizes), torch.split(nl.offset, sizes))
+    return [(c - first_atom[b], n - first_atom[b], k) for b, (c, n, k) in enumerate(blocks)]
+
+
+def _wrap(positions, batch, cells, pbc):
+    """Positions moved into the home cell along periodic axes (differentiable), their fractional
+    coordinates, and each cell's face normals (b x c, c x a, a x b) and signed volume."""
+    normals = torch.linalg.cross(cells[:, [1, 2, 0]], cells[:, [2, 0, 1]], dim=2)
+    volume = (cells[:, 0] * normals[:, 0]).sum(1)
+    with torch.no_grad():
+        frac = _times(positions.detach(), _take((normals / volume[:, None, None]).transpose(1, 2), batch))
+        home = torch.floor(frac) * _take(pbc, batch)
+    wrapped = positions - _times(home, _take(cells, batch))
+    return wrapped, frac - home, normals, volume
+
+
+def _edges(wrapped, center, neighbor, offset, shift) -> NeighborList:
+    vectors = _take(wrapped, neighbor) - _take(wrapped, center) + shift
+    return NeighborList(center, neighbor, offset, vectors, row_dot(vectors, vectors).sqrt(), wrapped)
 
 
 def _offset_table(cells, reach):

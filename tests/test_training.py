@@ -332,3 +332,49 @@ def test_cache_warmup_fills_the_caches_before_training(cuau):
     assert source.featurizer_calls == calls == 2
     with pytest.warns(UserWarning, match="cache_warmup is skipped"):
         potential().train(structures=cuau, config=config(iterations=1, cache_warmup=True, num_workers=1))
+
+
+def test_neighbor_cache_avoids_neighbor_searches(cuau):
+    from aenet_core.training.data import BoundedCache
+
+    dataset = StructureDataset(cuau, descriptor(), atomic_energies=REFERENCES)
+    plain = FeatureSource(dataset)
+    cached = FeatureSource(dataset, neighbor_cache=BoundedCache(None))
+    for indices, forced in (([0, 1, 2, 3], {1}), ([3, 2, 1, 0], {0, 2}), ([4, 0, 4], set())):
+        a, b = plain.batch(indices, forced.__contains__), cached.batch(indices, forced.__contains__)
+        assert torch.equal(a.features, b.features)
+        if forced:
+            weights = torch.randn_like(a.features[: a.n_force_atoms])
+            assert torch.equal(a.derivatives.contract(weights), b.derivatives.contract(weights))
+    assert cached.neighbor_searches == 3 and len(cached.neighbor_cache) == 5
+    cached.batch([0, 1, 2, 3, 4], lambda _: True)
+    assert cached.neighbor_searches == 3
+
+
+def test_persisted_caches_are_reused_by_a_later_run(cuau, tmp_path):
+    settings = dict(iterations=2, force_weight=0.2, cache_features=True, cache_neighbors=True,
+                    cache_force_triplets=True, cache_persist_dir=str(tmp_path / "cache"))
+    first = potential()
+    first.train(structures=cuau, config=config(**settings))
+    files = sorted(p.relative_to(tmp_path) for p in (tmp_path / "cache").rglob("*.pt"))
+    kinds = {p.parts[2] for p in files}
+    assert kinds == {"features", "neighbors", "derivatives"}
+
+    from aenet_core.training.data import PersistentCache
+    dataset = StructureDataset(cuau, descriptor(), atomic_energies=REFERENCES)
+    source = FeatureSource(dataset, feature_cache=PersistentCache(None, tmp_path / "cache", dataset, "features"),
+                           derivative_cache=PersistentCache(None, tmp_path / "cache", dataset, "derivatives"))
+    train, _ = split_indices(len(dataset), 25, 3)
+    forced = set(range(len(cuau))) - set(train[:4])  # train[:4] come from the energy-view feature files
+    fresh = FeatureSource(dataset).batch(list(range(len(cuau))), forced.__contains__)
+    reused = source.batch(list(range(len(cuau))), forced.__contains__)
+    assert source.featurizer_calls == 0
+    assert source.feature_cache.disk_hits == 4 and source.derivative_cache.disk_hits == len(cuau) - 4
+    assert torch.equal(fresh.features, reused.features)
+    weights = torch.randn_like(fresh.features[: fresh.n_force_atoms])
+    assert torch.equal(fresh.derivatives.contract(weights), reused.derivatives.contract(weights))
+
+    second = potential()
+    second.train(structures=cuau, config=config(**settings))
+    a, b = first.model.state_dict(), second.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -7,6 +7,8 @@ structures that are force-supervised in this batch.  Features and derivatives
 are computed for the whole batch in one pass of the descriptor, or taken from
 bounded per-structure caches when the configuration asks for them.
 """
+import hashlib
+import json
 import random
 import warnings
 from collections import OrderedDict
@@ -19,6 +21,7 @@ import torch
 
 from aenet_core.descriptor import BatchedFeaturizer, LocalDerivatives
 from aenet_core.io import read_structures
+from aenet_core.io.common import atomic_write
 from aenet_core.structure import Structure
 
 
@@ -169,20 +172,80 @@ class BoundedCache:
         return {"max_entries": self.max_entries, "entries": OrderedDict(), "hits": 0, "misses": 0}
 
 
+class PersistentCache(BoundedCache):
+    """A BoundedCache whose entries are also kept on disk, keyed by structure content and descriptor.
+
+    Files live in ``directory/<descriptor hash>/<kind>/<structure hash>.pt``, so a
+    later run (or another process) with the same descriptor and structures reads
+    them instead of featurizing again.  Files are written atomically and loaded
+    with ``weights_only=True``.
+    """
+
+    def __init__(self, max_entries, directory, dataset, kind):
+        super().__init__(max_entries)
+        config = dataset.descriptor.get_config()
+        config.pop("device")
+        digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+        self.directory = Path(directory) / digest / kind
+        self.dataset = dataset
+        self.disk_hits = 0
+
+    def _file(self, index) -> Path:
+        s = self.dataset.structures[index]
+        content = hashlib.sha256()
+        for part in (s.positions, s.cell, s.pbc):
+            content.update(b"-" if part is None else np.ascontiguousarray(part).tobytes())
+        content.update(" ".join(s.species).encode())
+        return self.directory / f"{content.hexdigest()}.pt"
+
+    def get(self, key):
+        value = super().get(key)
+        if value is None and self.max_entries != 0 and self._file(key).exists():
+            value = _restore(torch.load(self._file(key), weights_only=True))
+            self.disk_hits += 1
+            super().put(key, value)
+        return value
+
+    def put(self, key, value):
+        super().put(key, value)
+        path = self._file(key)
+        if self.max_entries != 0 and not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_write(path, binary=True) as handle:
+                torch.save(_storable(value), handle)
+
+
+def _storable(value):
+    """Cache values as plain tensors/tuples/dicts (loadable with weights_only=True)."""
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], LocalDerivatives):
+        return {"features": value[0], "derivatives": dict(value[1].__dict__)}
+    return value
+
+
+def _restore(value):
+    if isinstance(value, dict) and "derivatives" in value:
+        return value["features"], LocalDerivatives(**value["derivatives"])
+    return value
+
+
 class FeatureSource:
     """Featurizes batches of a ``StructureDataset``, optionally through per-structure caches.
 
     ``feature_cache`` holds energy-view raw features, ``derivative_cache``
-    holds (features, LocalDerivatives) of force-supervised structures; either
-    may be None (no caching).  ``featurizer_calls`` counts descriptor passes.
+    holds (features, LocalDerivatives) of force-supervised structures and
+    ``neighbor_cache`` the neighbour pairs of each structure, so that a
+    structure featurized again needs no neighbour search; any may be None
+    (no caching).  ``featurizer_calls`` counts descriptor passes and
+    ``neighbor_searches`` the neighbour searches.
     """
 
-    def __init__(self, dataset: StructureDataset, feature_cache=None, derivative_cache=None):
+    def __init__(self, dataset: StructureDataset, feature_cache=None, derivative_cache=None, neighbor_cache=None):
         self.dataset = dataset
         self.featurizer = BatchedFeaturizer(dataset.descriptor)
         self.feature_cache = feature_cache
         self.derivative_cache = derivative_cache
-        self.featurizer_calls = 0
+        self.neighbor_cache = neighbor_cache
+        self.featurizer_calls = self.neighbor_searches = 0
 
     def batch(self, indices, use_forces) -> Batch:
         """Featurize ``indices``; ``use_forces(i)`` says whether structure i is force-supervised."""
@@ -214,13 +277,35 @@ class FeatureSource:
 
     def _run(self, indices, with_derivatives):
         self.featurizer_calls += 1
-        structures = [self.dataset.structures[i] for i in indices]
-        args = ([s.positions for s in structures], [s.species for s in structures],
-                [s.cell for s in structures], [s.pbc for s in structures])
+        args = self._arguments(indices)
+        pairs = None if self.neighbor_cache is None else self._pairs(indices)
         if with_derivatives:
-            features, _, derivatives = self.featurizer.with_derivatives(*args)
+            features, _, derivatives = self.featurizer.with_derivatives(*args, pairs=pairs)
             return features, derivatives
-        return self.featurizer(*args)[0]
+        return self.featurizer(*args, pairs=pairs)[0]
+
+    def _arguments(self, indices):
+        structures = [self.dataset.structures[i] for i in indices]
+        return ([s.positions for s in structures], [s.species for s in structures],
+                [s.cell for s in structures], [s.pbc for s in structures])
+
+    def _pairs(self, indices):
+        """Neighbour pairs of the batch from the cache, searching only for structures not in it."""
+        found = {i: self.neighbor_cache.get(i) for i in indices}
+        missing = list(dict.fromkeys(i for i in indices if found[i] is None))
+        if missing:
+            self.neighbor_searches += 1
+            for i, pairs in zip(missing, self.featurizer.neighbor_pairs(*self._arguments(missing))):
+                found[i] = pairs
+                self.neighbor_cache.put(i, pairs)
+        first_atom, center, neighbor, offset = 0, [], [], []
+        for i in indices:
+            c, n, k = found[i]
+            center.append(c + first_atom)
+            neighbor.append(n + first_atom)
+            offset.append(k)
+            first_atom += self.dataset.structures[i].n_atoms
+        return torch.cat(center), torch.cat(neighbor), torch.cat(offset)
 
     def _features(self, indices):
         return self._cached(indices, self.feature_cache, False)

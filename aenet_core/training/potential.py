@@ -14,8 +14,8 @@ from aenet_core.descriptor import ChebyshevDescriptor
 from aenet_core.io.common import atomic_write
 from aenet_core.model import AtomisticModel, energy_normalization, feature_statistics
 from aenet_core.training.config import TorchTrainingConfig
-from aenet_core.training.data import (BoundedCache, FeatureSource, StructureDataset, as_structures, split_indices,
-                                      warn_missing_references)
+from aenet_core.training.data import (BoundedCache, FeatureSource, PersistentCache, StructureDataset, as_structures,
+                                      split_indices, warn_missing_references)
 from aenet_core.training.outputs import write_energies, write_forces
 from aenet_core.training.run import TrainingRun
 from aenet_core.training.trainer import empty_history
@@ -163,11 +163,20 @@ class TorchANNPotential:
         return train_set, train_idx, test_set, test_idx
 
     def _source(self, dataset, config, split):
-        cached = config.cache_scope in ("all", split)
-        features = BoundedCache(config.cache_feature_max_entries) if cached and config.cache_features else None
-        derivatives = (BoundedCache(config.cache_force_triplet_max_entries)
-                       if cached and config.cache_force_triplets else None)
-        return FeatureSource(dataset, feature_cache=features, derivative_cache=derivatives)
+        """The split's FeatureSource with the runtime caches the configuration enables for it."""
+        def cache(enabled, max_entries, kind):
+            if not enabled or config.cache_scope not in ("all", split):
+                return None
+            if config.cache_persist_dir is not None:
+                return PersistentCache(max_entries, config.cache_persist_dir, dataset, kind)
+            return BoundedCache(max_entries)
+
+        return FeatureSource(dataset,
+                             feature_cache=cache(config.cache_features, config.cache_feature_max_entries, "features"),
+                             derivative_cache=cache(config.cache_force_triplets,
+                                                    config.cache_force_triplet_max_entries, "derivatives"),
+                             neighbor_cache=cache(config.cache_neighbors, config.cache_neighbor_max_entries,
+                                                  "neighbors"))
 
     def _normalize(self, source, indices, config):
         if config.normalize_features:
