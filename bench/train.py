@@ -27,7 +27,7 @@ REFERENCE = {  # aenet-python on this kind of machine (2 threads)
 }
 
 
-def run(structures, case):
+def run(structures, case, cache=False):
     descriptor = ChebyshevDescriptor(["Ti", "O"], 10, 6.0, 3, 3.5, min_cutoff=0.5)
     potential = TorchANNPotential({s: [(10, "tanh"), (10, "tanh")] for s in ["Ti", "O"]}, descriptor)
     common = dict(method=Adam(mu=1e-3, batchsize=32), testpercent=10, split_seed=7, seed=1, device="cpu",
@@ -35,14 +35,16 @@ def run(structures, case):
     if case == "energy":
         config = TorchTrainingConfig(iterations=200, force_weight=0.0, cache_features=True, **common)
     else:
-        config = TorchTrainingConfig(iterations=20, force_weight=0.1, force_fraction=1.0, **common)
+        config = TorchTrainingConfig(iterations=20, force_weight=0.1, force_fraction=1.0, cache_neighbors=cache,
+                                     cache_force_triplets=cache, **common)
     started = time.perf_counter()
     out = potential.train(structures=structures, config=config)
     total = time.perf_counter() - started
     epoch_times = out.timing["epoch_time"].tolist()
     per_epoch = statistics.median(epoch_times[1:]) if len(epoch_times) > 1 else epoch_times[0]
     s = out.stats
-    line = (f"({case}) train() {total:.2f} s, {per_epoch * 1e3:.1f} ms/epoch (median, first excluded); "
+    label = case + (", cached" if cache else "")
+    line = (f"({label}) train() {total:.2f} s, {per_epoch * 1e3:.1f} ms/epoch (median, first excluded); "
             f"final RMSE {s['final_RMSE_train']:.4f} / {s['final_RMSE_test']:.4f} eV/atom")
     if case == "forces":
         line += f", {s['final_RMSE_force_train']:.3f} / {s['final_RMSE_force_test']:.3f} eV/Å"
@@ -54,12 +56,16 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True)
     parser.add_argument("--case", choices=["energy", "forces", "both"], default="both")
+    parser.add_argument("--cache", action="store_true",
+                        help="(b) also with cache_neighbors and cache_force_triplets (not in the reference run)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     structures = [s for f in sorted(Path(args.data).glob("*.xsf")) for s in read_structures(f)]
     for case in (["energy", "forces"] if args.case == "both" else [args.case]):
         run(structures, case)
+        if case == "forces" and args.cache:
+            run(structures, case, cache=True)
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 

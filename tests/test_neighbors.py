@@ -171,3 +171,12 @@ def test_cutoff_must_be_positive():
 def test_set_backend_validates():
     with pytest.raises(ValueError, match="backend"):
         backend.set_backend("fortran")
+
+
+def test_allocator_tuning_can_be_switched_off(monkeypatch):
+    from aenet_core.allocator import keep_freed_memory
+
+    monkeypatch.setenv("AENET_CORE_MALLOC_TUNING", "0")
+    assert keep_freed_memory() is False
+    monkeypatch.delenv("AENET_CORE_MALLOC_TUNING")
+    assert isinstance(keep_freed_memory(), bool)

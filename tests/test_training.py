@@ -378,3 +378,12 @@ def test_persisted_caches_are_reused_by_a_later_run(cuau, tmp_path):
     second.train(structures=cuau, config=config(**settings))
     a, b = first.model.state_dict(), second.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_predict_dataset_matches_predict(cuau):
+    p = potential()
+    p.train(structures=cuau, config=config(iterations=1))
+    dataset = StructureDataset(cuau[:5], p.descriptor)
+    a, b = p.predict_dataset(dataset, eval_forces=True), p.predict(cuau[:5], eval_forces=True)
+    assert a.total_energy == b.total_energy and a.structure_paths == [s.name for s in cuau[:5]]
+    assert all(np.array_equal(x, y) for x, y in zip(a.forces, b.forces))

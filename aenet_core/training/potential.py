@@ -272,6 +272,14 @@ class TorchANNPotential:
                           total_energy=totals, cohesive_energy=cohesive, atom_energies=atom_energies,
                           forces=forces if eval_forces else None, structure_paths=paths)
 
+    def predict_dataset(self, dataset, eval_forces: bool = False, batch_size: int = 32) -> PredictOut:
+        """``predict`` over every structure of a dataset (anything with ``__len__`` and ``get_structure``)."""
+        structures = [dataset.get_structure(i) for i in range(len(dataset))]
+        out = self.predict(structures, eval_forces=eval_forces, batch_size=batch_size)
+        if hasattr(dataset, "get_structure_identifier"):
+            out.structure_paths = [dataset.get_structure_identifier(i) for i in range(len(dataset))]
+        return out
+
 
 class _UnlabelledDataset:
     """The minimal dataset interface FeatureSource needs, for structures without labels."""

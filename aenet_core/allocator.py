@@ -1,0 +1,26 @@
+"""Keep freed heap memory for reuse instead of returning it to the OS (glibc only).
+
+Featurization allocates and frees many tensors of a few MB.  glibc serves such
+blocks with mmap and unmaps them on free, so every new tensor pays page faults
+again; its adaptive threshold makes the cost depend on the allocation history
+(batched featurization ran up to 40 % slower after a run of small structures).
+Raising the mmap and trim thresholds keeps those pages in the heap.  Set
+``AENET_CORE_MALLOC_TUNING=0`` to leave the allocator alone.
+"""
+import ctypes
+import os
+
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+_THRESHOLD = 256 * 1024 * 1024
+
+
+def keep_freed_memory() -> bool:
+    """Apply the tuning; False where it is switched off or the C library is not glibc."""
+    if os.environ.get("AENET_CORE_MALLOC_TUNING", "1") == "0":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, _THRESHOLD)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, _THRESHOLD))
+    except (OSError, AttributeError):
+        return False
