@@ -30,6 +30,7 @@ test: setup
 bench: setup
 	$(BIN)/python bench/featurize.py --data ../shared/data/TiO2
 	$(BIN)/python bench/featurize.py --data ../shared/data/LMNTO
+	$(BIN)/python bench/train.py --data ../shared/data/TiO2 --cache
 
 clean:
 	rm -rf $(VENV) .snakemake .pytest_cache
