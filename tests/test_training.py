@@ -387,3 +387,42 @@ def test_predict_dataset_matches_predict(cuau):
     a, b = p.predict_dataset(dataset, eval_forces=True), p.predict(cuau[:5], eval_forces=True)
     assert a.total_energy == b.total_energy and a.structure_paths == [s.name for s in cuau[:5]]
     assert all(np.array_equal(x, y) for x, y in zip(a.forces, b.forces))
+
+
+def test_seed_page_training_patterns_and_scheduler_example():
+    """The configuration blocks of the seed page's 'Common Training Patterns' and scheduler example."""
+    small = TorchTrainingConfig(iterations=200, method=Adam(mu=0.001, batchsize=16), testpercent=10,
+                                force_weight=0.1, device="cpu")
+    large = TorchTrainingConfig(iterations=50, method=Adam(mu=0.001, batchsize=64), testpercent=10,
+                                force_weight=0.1, device="cuda", cache_features=True,
+                                cache_feature_max_entries=1024, num_workers=8, prefetch_factor=4)
+    fastest = TorchTrainingConfig(iterations=100, method=Adam(mu=0.001, batchsize=32), testpercent=10,
+                                  force_weight=0.0, cache_features=True, cache_warmup=True, device="cuda")
+    forces = TorchTrainingConfig(iterations=100, method=Adam(mu=0.001, batchsize=32), testpercent=10,
+                                 force_weight=0.1, force_fraction=0.3, cache_neighbors=True, num_workers=4,
+                                 device="cuda")
+    assert (small.batch_size, large.batch_size, fastest.cache_warmup, forces.force_fraction) == (16, 64, True, 0.3)
+    assert str(large.resolved_device()) == "cuda"
+    scheduled = TorchTrainingConfig(iterations=200, method=Adam(mu=0.001, batchsize=32), testpercent=10,
+                                    use_scheduler=True, scheduler_patience=10, scheduler_factor=0.5,
+                                    scheduler_min_lr=1e-6)
+    assert (scheduled.use_scheduler, scheduled.scheduler_patience) == (True, 10)
+
+
+def test_scheduler_reduces_the_learning_rate_on_a_plateau(cuau):
+    out = potential().train(structures=cuau, config=config(iterations=6, use_scheduler=True, scheduler_patience=0,
+                                                           scheduler_factor=0.5, method=Adam(mu=0.5, batchsize=4)))
+    rates = out.learning_rate
+    assert rates[0] <= 0.5 and min(rates) < 0.5 and all(b <= a for a, b in zip(rates, rates[1:]))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_training_on_cuda_with_a_cpu_descriptor_matches_cpu(cuau):
+    cpu, gpu = potential(), potential()
+    cpu_out = cpu.train(structures=cuau, config=config(iterations=2, force_weight=0.2))
+    gpu_out = gpu.train(structures=cuau, config=config(iterations=2, force_weight=0.2, device="cuda"))
+    assert next(gpu.model.parameters()).is_cuda
+    np.testing.assert_allclose(gpu_out.errors.to_numpy(), cpu_out.errors.to_numpy(), rtol=1e-6)
+    a = cpu.predict(cuau[:3], eval_forces=True)
+    b = gpu.predict(cuau[:3], eval_forces=True)
+    np.testing.assert_allclose(a.total_energy, b.total_energy, rtol=1e-9)
