@@ -426,3 +426,27 @@ def test_training_on_cuda_with_a_cpu_descriptor_matches_cpu(cuau):
     a = cpu.predict(cuau[:3], eval_forces=True)
     b = gpu.predict(cuau[:3], eval_forces=True)
     np.testing.assert_allclose(a.total_energy, b.total_energy, rtol=1e-9)
+
+
+def test_error_weighted_scores_update_on_the_cached_energy_only_path(cuau):
+    p = potential()
+    p.train(structures=cuau, config=config(iterations=2, sampling_policy="error_weighted", cache_features=True))
+    scores = p._run_state["sampler"]["scores"]
+    assert not torch.equal(scores, torch.ones_like(scores))  # the reference never updates them on this path
+    weights = p._run_state["sampler"]["weights"]
+    torch.testing.assert_close(weights, adaptive_weights(scores))
+
+
+def test_force_scale_unbiased_divides_by_the_root_of_the_supervised_fraction(cuau):
+    from aenet_core.model import AtomisticModel
+    from aenet_core.training.trainer import batch_loss
+
+    dataset = StructureDataset(cuau[:4], descriptor(), atomic_energies=REFERENCES)
+    batch = FeatureSource(dataset).batch([0, 1, 2, 3], lambda i: i == 0)
+    model = AtomisticModel({"Cu": [(3, "tanh")], "Au": [(3, "tanh")]}, ["Cu", "Au"], descriptor().n_features)
+    labelled = sum(s.n_atoms for s in cuau[:4])
+    plain, m_plain = batch_loss(model, batch, 0.5, False, labelled, train=False)
+    scaled, m_scaled = batch_loss(model, batch, 0.5, True, labelled, train=False)
+    fraction = cuau[0].n_atoms / labelled
+    assert m_scaled.force_rmse == pytest.approx(m_plain.force_rmse / math.sqrt(fraction))
+    assert float((scaled - plain).detach()) == pytest.approx(0.5 * (m_scaled.force_rmse - m_plain.force_rmse))
