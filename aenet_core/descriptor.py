@@ -45,21 +45,21 @@ def typespins(n_species: int) -> list:
 def chebyshev(x, order: int, with_derivative: bool = False):
     """T_0..T_order at x, stacked on a new first axis; optionally also dT_n/dx = n U_{n-1}(x).
 
-    T and U (second kind) share the recurrence P_{n+1} = 2x P_n - P_{n-1}, so
-    both run in one pass; it is exact at x = +-1, unlike cos(n arccos x).
+    Both come from the three-term recurrence P_{n+1} = 2x P_n - P_{n-1} (U is the
+    second kind), which stays exact at x = +-1, unlike cos(n arccos x).
     """
     x2 = 2 * x
-    if with_derivative:
-        x, x2 = torch.stack([x, x2]), torch.stack([x2, x2])  # [T_1, U_1] and the factor 2x
-    p = [torch.ones_like(x), x]
-    while len(p) <= order:
-        p.append(x2 * p[-1] - p[-2])
-    p = torch.stack(p[: order + 1])
+    t = [torch.ones_like(x), x]
+    while len(t) <= order:
+        t.append(x2 * t[-1] - t[-2])
+    t = torch.stack(t[: order + 1])
     if not with_derivative:
-        return p
-    t, u = p[:, 0], p[:, 1]
-    n = torch.arange(1, order + 1, dtype=x.dtype, device=x.device).reshape((-1,) + (1,) * (x.dim() - 1))
-    return t, torch.cat([torch.zeros_like(t[:1]), n * u[:-1]])
+        return t
+    u = [torch.zeros_like(x), torch.ones_like(x), x2]  # u[n] = U_{n-1}
+    while len(u) <= order:
+        u.append(x2 * u[-1] - u[-2])
+    n = torch.arange(order + 1, dtype=x.dtype, device=x.device).reshape((-1,) + (1,) * x.dim())
+    return t, n * torch.stack(u[: order + 1])
 
 
 def cosine_cutoff(d, rc: float, with_derivative: bool = False):
