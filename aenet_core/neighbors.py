@@ -182,7 +182,7 @@ def _offset_table(cells, reach):
         return _take(first, of_structure) + (grid[:, 0] * size[:, 1] + grid[:, 1]) * size[:, 2] + grid[:, 2]
 
     shift = _times(offset.to(cells.dtype), _take(cells, structure))
-    return {"offset": offset, "shift": shift, "structure": structure, "first": first,
+    return {"offset": offset, "shift": shift, "structure": structure, "first": first, "sizes": sizes,
             "per_structure": per_structure, "index": index}
 
 
@@ -227,10 +227,16 @@ def _pair_images(frac, batch, atoms_per_structure, reach, pbc, table):
     f_diff = _take(periodic_frac, center) - _take(periodic_frac, neighbor)
     r = _take(reach, structure) + 1e-9
     low = torch.ceil(f_diff - r).long()
-    sizes = torch.floor(f_diff + r).long() - low + 1
+    sizes = torch.floor(f_diff + r).long() - low + 1  # the box of offsets each pair needs
+    # Per pair: the table row of offset ``low`` and the table's row strides along x and y; each
+    # candidate then adds its position inside the box (row-major, like the table).
+    table_sizes = _take(table["sizes"], structure)
+    per_pair = torch.stack([table["index"](structure, low), table_sizes[:, 1] * table_sizes[:, 2], table_sizes[:, 2],
+                            sizes[:, 1] * sizes[:, 2], sizes[:, 2], sizes[:, 1]], dim=1)
     pair, rank = _segment_arange(sizes.prod(1))
-    offset = _take(low, pair) + _unravel(rank, _take(sizes, pair))
-    return _take(center, pair), _take(neighbor, pair), table["index"](_take(structure, pair), offset)
+    base, stride_x, stride_y, box_yz, box_z, box_y = _take(per_pair, pair).unbind(1)
+    which = base + (rank // box_yz) * stride_x + ((rank // box_z) % box_y) * stride_y + rank % box_z
+    return _take(center, pair), _take(neighbor, pair), which
 
 
 def _searched_images(wrapped, frac, batch, pbc, reach, table, cutoff):
