@@ -310,3 +310,15 @@ def test_derivatives_split_and_concatenate_round_trip():
     assert rejoined.n_atoms == together.n_atoms
     for name in ("center_idx", "neighbor_j_idx", "dG_drij", "grads_k", "triplet_typespin"):
         assert torch.equal(getattr(rejoined, name), getattr(together, name)), name
+
+
+@pytest.mark.parametrize("case", [periodic_case, isolated_case])
+def test_contraction_backward_is_its_exact_transpose(case):
+    descriptor, positions, species, cell = case()
+    _, derivatives = descriptor.forward_with_derivatives(positions, species, cell)
+    weights = torch.randn(len(positions), descriptor.n_features, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(derivatives.contract, (weights,))
+    upstream = torch.randn(len(positions), 3, dtype=torch.float64)
+    (grad,) = torch.autograd.grad(derivatives.contract(weights), weights, upstream)
+    expected = torch.einsum("ifac,ac->if", derivatives.to_dense(), upstream)
+    torch.testing.assert_close(grad, expected, rtol=0, atol=1e-12)
