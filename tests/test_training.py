@@ -450,3 +450,30 @@ def test_force_scale_unbiased_divides_by_the_root_of_the_supervised_fraction(cua
     fraction = cuau[0].n_atoms / labelled
     assert m_scaled.force_rmse == pytest.approx(m_plain.force_rmse / math.sqrt(fraction))
     assert float((scaled - plain).detach()) == pytest.approx(0.5 * (m_scaled.force_rmse - m_plain.force_rmse))
+
+
+def test_fixed_force_subsets_stay_and_random_ones_are_resampled(cuau):
+    def subsets(sampling):
+        p = potential()
+        p.train(structures=cuau, config=config(iterations=1, force_weight=0.2, force_fraction=0.4,
+                                               force_sampling=sampling, force_resample_num_epochs=1))
+        first = p._run_state["forces"]["train"][1]
+        p.train(structures=cuau, config=config(iterations=4, force_weight=0.2, force_fraction=0.4,
+                                               force_sampling=sampling, force_resample_num_epochs=1))
+        return first, p._run_state["forces"]["train"][1]
+
+    first, last = subsets("fixed")
+    assert first == last and len(first) == int(11 * 0.4)
+    first, last = subsets("random")
+    assert first != last and len(last) == len(first)
+
+
+def test_cache_scope_limits_caching_to_a_split(cuau):
+    p = potential()
+    dataset = StructureDataset(cuau, p.descriptor)
+    cfg = config(cache_features=True, cache_neighbors=True, cache_scope="train")
+    assert p._source(dataset, cfg, "train").feature_cache is not None
+    assert p._source(dataset, cfg, "val").feature_cache is None and p._source(dataset, cfg, "val").neighbor_cache is None
+    bounded = p._source(dataset, config(cache_features=True, cache_feature_max_entries=0), "train")
+    bounded.batch([0, 1], lambda _: False)
+    assert len(bounded.feature_cache) == 0
