@@ -106,6 +106,9 @@ def test_predict_reports_physical_energies(cuau):
         references = sum(REFERENCES[x] for x in s.species)
         assert math.isclose(cohesive, total - references, rel_tol=1e-12)
     assert out.forces is None and out.num_structures == 3
+    assert out.num_atoms(1) == cuau[1].n_atoms
+    assert out.total_energy_per_atom[1] == pytest.approx(out.total_energy[1] / cuau[1].n_atoms)
+    assert out.cohesive_energy_per_atom[2] == pytest.approx(out.cohesive_energy[2] / cuau[2].n_atoms)
 
 
 def test_save_and_load_reproduce_predictions(cuau, tmp_path):
