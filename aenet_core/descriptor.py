@@ -385,12 +385,23 @@ class ChebyshevDescriptor:
         t_center = _take(a_center, first)
         j_idx, k_idx = _take(a_neighbor, first), _take(a_neighbor, second)
 
-        blocks = [_sum_into(g_rad, r_center, n_atoms), _sum_into(g_ang, t_center, n_atoms)]
         s_j = s_jk = None
         if self.multi:
-            spin = _take(self.typespin, species_idx)
-            s_j, s_jk = _take(spin, r_neighbor), _take(spin, j_idx) * _take(spin, k_idx)
-            blocks += [_sum_into(g_rad * s_j, r_center, n_atoms), _sum_into(g_ang * s_jk, t_center, n_atoms)]
+            # Sum each centre's terms per neighbour species (pair) once; both the plain and the
+            # typespin-weighted sets follow from those partial sums without per-edge products.
+            n_sp = self.n_species
+            sp_j, sp_k = _take(species_idx, j_idx), _take(species_idx, k_idx)
+            by_species = _sum_into(g_rad, r_center * n_sp + _take(species_idx, r_neighbor), n_atoms * n_sp)
+            by_pair = _sum_into(g_ang, (t_center * n_sp + sp_j) * n_sp + sp_k, n_atoms * n_sp * n_sp)
+            by_species = by_species.reshape(-1, n_atoms, n_sp)
+            by_pair = by_pair.reshape(-1, n_atoms, n_sp * n_sp)
+            pair_spin = torch.outer(self.typespin, self.typespin).reshape(-1)
+            blocks = [by_species.sum(2), by_pair.sum(2), by_species @ self.typespin, by_pair @ pair_spin]
+            if with_derivatives:
+                spin = _take(self.typespin, species_idx)
+                s_j, s_jk = _take(spin, r_neighbor), _take(spin, j_idx) * _take(spin, k_idx)
+        else:
+            blocks = [_sum_into(g_rad, r_center, n_atoms), _sum_into(g_ang, t_center, n_atoms)]
         features = torch.cat(blocks).t().contiguous()
         if not with_derivatives:
             return features
