@@ -26,7 +26,7 @@ import torch
 
 from aenet_core import backend
 from aenet_core.neighbors import (batched_neighbor_list, neighbor_list_from_pairs, pairs_by_structure,
-                                  prepare_cells, row_dot)
+                                  prepare_cells, row_dot, rows_per_structure)
 
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -166,16 +166,13 @@ class LocalDerivatives:
 
         Edges and triplets are sorted by centre, so each structure's rows are one contiguous block.
         """
-        counts = torch.as_tensor(atoms_per_structure, device=self.center_idx.device)
-        first_atom = torch.cumsum(counts, 0) - counts
-        structure = torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts)
         blocks = {}
         for names, centers in ((self._EDGE_FIELDS, self.center_idx), (self._TRIPLET_FIELDS, self.triplet_center_idx)):
-            sizes = torch.bincount(structure[centers], minlength=len(counts)).tolist()
+            first_atom, sizes = rows_per_structure(centers, atoms_per_structure)
             for name, tensor in self._fields(names).items():
                 blocks[name] = torch.split(tensor, sizes, dim=-1)
         parts = []
-        for b, n in enumerate(counts.tolist()):
+        for b, n in enumerate(torch.as_tensor(atoms_per_structure).tolist()):
             fields = {name: pieces[b] for name, pieces in blocks.items()}
             for name in self._ATOM_INDEX_FIELDS:
                 fields[name] = fields[name] - first_atom[b]

@@ -137,12 +137,17 @@ def neighbor_list_from_pairs(positions, batch, cells, pbc, center, neighbor, off
 
 def pairs_by_structure(nl: NeighborList, atoms_per_structure) -> list:
     """(centre, neighbour, offset) per structure of a batch, with atom indices local to the structure."""
-    counts = torch.as_tensor(atoms_per_structure, device=nl.center.device)
-    first_atom = torch.cumsum(counts, 0) - counts
-    structure = torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts)
-    sizes = torch.bincount(_take(structure, nl.center), minlength=len(counts)).tolist()
+    first_atom, sizes = rows_per_structure(nl.center, atoms_per_structure)
     blocks = zip(torch.split(nl.center, sizes), torch.split(nl.neighbor, sizes), torch.split(nl.offset, sizes))
     return [(c - first_atom[b], n - first_atom[b], k) for b, (c, n, k) in enumerate(blocks)]
+
+
+def rows_per_structure(center, atoms_per_structure):
+    """For rows sorted by centre atom: each structure's first atom index and its number of rows."""
+    counts = torch.as_tensor(atoms_per_structure, device=center.device)
+    first_atom = torch.cumsum(counts, 0) - counts
+    structure = torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts)
+    return first_atom, torch.bincount(_take(structure, center), minlength=len(counts)).tolist()
 
 
 def _wrap(positions, batch, cells, pbc):

@@ -1,4 +1,4 @@
-"""The training loop: batches, loss, epochs, validation and the history it records.
+"""One pass over a split: featurized batches, the loss, the optimizer step and the epoch's metrics.
 
 Loss per batch (physical units): (1 - a) RMSE_E + a RMSE_F, with RMSE_E over
 per-atom energy errors (eV/atom) and RMSE_F over all force components of the
