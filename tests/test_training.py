@@ -221,11 +221,15 @@ def test_feature_cache_avoids_recomputation(cuau):
     assert len(limited.feature_cache) == 1
 
 
-def test_float32_precision_builds_a_float32_model(cuau):
+def test_float32_precision_builds_a_float32_model(cuau, tmp_path):
     p = potential()
     p.train(structures=cuau, config=config(iterations=1, precision="float32"))
     assert p.model.feature_mean.dtype == torch.float32
     assert all(t.dtype == torch.float32 for t in p.model.parameters())
+    p.save(tmp_path / "model.pt")
+    q = TorchANNPotential.from_file(tmp_path / "model.pt")
+    assert all(t.dtype == torch.float32 for t in q.model.state_dict().values())
+    assert q.predict(cuau[:2]).total_energy == p.predict(cuau[:2]).total_energy
 
 
 def test_checkpoints_rotation_and_best_model(cuau, tmp_path):

@@ -59,7 +59,7 @@ class AtomisticModel(nn.Module):
 
     def forward(self, features, species_idx, batch, n_structures: int):
         """Total energies (B,) of the structures that ``batch`` assigns each atom to."""
-        return self._total(self.network_outputs(features, species_idx), species_idx, batch, n_structures)
+        return self.sum_per_structure(self.atom_energies_and_forces(features, species_idx)[0], batch, n_structures)
 
     def energies_and_forces(self, features, species_idx, batch, n_structures: int, derivatives,
                             create_graph: bool = False):
@@ -68,12 +68,21 @@ class AtomisticModel(nn.Module):
         With ``create_graph=True`` the forces stay differentiable in the
         weights (for force training).
         """
+        energies, forces = self.atom_energies_and_forces(features, species_idx, derivatives, create_graph)
+        return self.sum_per_structure(energies, batch, n_structures), forces
+
+    def atom_energies_and_forces(self, features, species_idx, derivatives=None, create_graph: bool = False):
+        """Physical per-atom energies (N,) and, when ``derivatives`` are given, forces (N, 3), from one
+        evaluation of the networks."""
+        if derivatives is None:
+            return self.atom_energies(self.network_outputs(features, species_idx), species_idx), None
         features = features.detach().requires_grad_(True)
         outputs = self.network_outputs(features, species_idx)
         (d_out_d_features,) = torch.autograd.grad(outputs.sum(), features, create_graph=create_graph)
         forces = -derivatives.contract(d_out_d_features) / self.E_scaling
-        return self._total(outputs, species_idx, batch, n_structures), forces
+        return self.atom_energies(outputs, species_idx), forces
 
-    def _total(self, outputs, species_idx, batch, n_structures):
-        energies = self.atom_energies(outputs, species_idx)
-        return energies.new_zeros(n_structures).index_add(0, batch, energies)
+    @staticmethod
+    def sum_per_structure(atom_values, batch, n_structures: int):
+        """Per-structure sums (B,) of per-atom values."""
+        return atom_values.new_zeros(n_structures).index_add(0, batch, atom_values)

@@ -200,16 +200,18 @@ class PersistentCache(BoundedCache):
 
     def get(self, key):
         value = super().get(key)
-        if value is None and self.max_entries != 0 and self._file(key).exists():
-            value = _restore(torch.load(self._file(key), weights_only=True))
-            self.disk_hits += 1
-            super().put(key, value)
+        if value is None and self.max_entries != 0:
+            path = self._file(key)
+            if path.exists():
+                value = _restore(torch.load(path, weights_only=True))
+                self.disk_hits += 1
+                super().put(key, value)  # in memory only: the file is already there
         return value
 
     def put(self, key, value):
         super().put(key, value)
-        path = self._file(key)
-        if self.max_entries != 0 and not path.exists():
+        path = self._file(key) if self.max_entries != 0 else None
+        if path is not None and not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_write(path, binary=True) as handle:
                 torch.save(_storable(value), handle)

@@ -230,8 +230,7 @@ class TorchANNPotential:
         target = device or (stored if stored.type != "cuda" or torch.cuda.is_available() else "cpu")
         potential = cls(payload["architecture"], ChebyshevDescriptor.from_config(config, device=target))
         state = payload["model_state_dict"]
-        potential.model = AtomisticModel(payload["architecture"], potential.descriptor.species,
-                                         potential.descriptor.n_features, dtype=state["feature_mean"].dtype)
+        potential.model.to(dtype=state["feature_mean"].dtype)  # the trained precision, e.g. float32
         potential.model.load_state_dict(state)
         potential.model.to(target)
         potential.history = payload["training_history"]
@@ -255,16 +254,12 @@ class TorchANNPotential:
             dataset = _UnlabelledDataset(chunk, self.descriptor)
             batch = FeatureSource(dataset).batch(list(range(len(chunk))), lambda _: eval_forces).to(device, dtype)
             with torch.set_grad_enabled(eval_forces):
-                if eval_forces:
-                    energy, f = self.model.energies_and_forces(batch.features, batch.species_idx, batch.batch,
-                                                               len(chunk), batch.derivatives)
-                    forces += [x.detach().cpu().numpy() for x in torch.split(f, batch.n_atoms.tolist())]
-                else:
-                    energy = self.model(batch.features, batch.species_idx, batch.batch, len(chunk))
-                outputs = self.model.network_outputs(batch.features, batch.species_idx)
-                per_atom = self.model.atom_energies(outputs, batch.species_idx)
-            totals += energy.detach().cpu().tolist()
-            atom_energies += [x.detach().cpu().numpy() for x in torch.split(per_atom, batch.n_atoms.tolist())]
+                per_atom, f = self.model.atom_energies_and_forces(batch.features, batch.species_idx, batch.derivatives)
+            sizes = batch.n_atoms.tolist()
+            totals += self.model.sum_per_structure(per_atom, batch.batch, len(chunk)).detach().cpu().tolist()
+            atom_energies += [x.detach().cpu().numpy() for x in torch.split(per_atom, sizes)]
+            if eval_forces:
+                forces += [x.detach().cpu().numpy() for x in torch.split(f, sizes)]
         references = self.model.atomic_energies.detach().cpu().numpy()
         cohesive = [total - sum(references[self.descriptor.species_to_idx[s]] for s in st.species)
                     for total, st in zip(totals, structures)]
