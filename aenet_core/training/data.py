@@ -50,7 +50,55 @@ def split_indices(n: int, testpercent: float, split_seed) -> tuple:
     return sorted(order[n_test:]), sorted(order[:n_test])
 
 
-class StructureDataset:
+class InMemoryStructures:
+    """Structures held in memory, with the accessors ``FeatureSource`` uses (shared by every dataset).
+
+    A dataset supplies per-entry labels (``atom_counts``, ``energies``,
+    ``species_of``, ``forces_of``, ``has_forces``), the structures themselves
+    (``get_structure``) and, when it persists them, raw features and
+    derivatives (``stored_features``/``stored_derivatives``; None here: they
+    are computed by the descriptor).
+    """
+
+    def __init__(self, structures, descriptor, atomic_energies=None):
+        self.structures = list(structures)
+        self.descriptor = descriptor
+        self.atomic_energies = dict(atomic_energies or {})
+        self._species = [descriptor.species_indices(s.species) for s in self.structures]
+
+    def __len__(self) -> int:
+        return len(self.structures)
+
+    def get_structure(self, index: int) -> Structure:
+        return self.structures[index]
+
+    def atom_counts(self, indices) -> list:
+        return [self.structures[i].n_atoms for i in indices]
+
+    def energies(self, indices) -> list:
+        """Total energies (eV; NaN where a structure has none)."""
+        return [np.nan if self.structures[i].energy is None else self.structures[i].energy for i in indices]
+
+    def species_of(self, indices) -> torch.Tensor:
+        """Species indices (into ``descriptor.species``) of every atom of ``indices``, concatenated."""
+        return torch.cat([self._species[i] for i in indices])
+
+    def forces_of(self, indices):
+        """Reference forces (sum N, 3) of ``indices`` concatenated, or None if any structure has none."""
+        forces = [self.structures[i].forces for i in indices]
+        return None if any(f is None for f in forces) else np.concatenate(forces)
+
+    def has_forces(self, index: int) -> bool:
+        return self.structures[index].has_forces()
+
+    def stored_features(self, indices):
+        return None
+
+    def stored_derivatives(self, indices):
+        return None
+
+
+class StructureDataset(InMemoryStructures):
     """Labelled structures for training, after the ``max_energy``/``max_forces`` filters.
 
     ``max_energy`` is a referenced energy per atom in eV (structures above it
@@ -60,7 +108,6 @@ class StructureDataset:
     """
 
     def __init__(self, structures, descriptor, max_energy=None, max_forces=None, atomic_energies=None):
-        self.descriptor = descriptor
         self.atomic_energies = dict(atomic_energies or {})
         kept, sources = [], []
         for index, structure in enumerate(as_structures(structures)):
@@ -78,14 +125,8 @@ class StructureDataset:
             sources.append(index)
         if not kept:
             raise ValueError("no structure is left after the max_energy/max_forces filters")
-        self.structures, self.source_indices = kept, sources
-        self.species_indices = [descriptor.species_indices(s.species) for s in kept]
-
-    def __len__(self) -> int:
-        return len(self.structures)
-
-    def get_structure(self, index: int) -> Structure:
-        return self.structures[index]
+        super().__init__(kept, descriptor, atomic_energies)
+        self.source_indices = sources
 
     def get_structure_identifier(self, index: int) -> str:
         """The structure's name, or ``structure_NNNNNN`` after its position in the input."""
@@ -98,9 +139,6 @@ class StructureDataset:
     def referenced_energy_per_atom(self, index: int) -> float:
         """(E - sum of atomic reference energies) / N: the quantity the energy loss is measured in."""
         return self._referenced(self.structures[index])
-
-    def has_forces(self, index: int) -> bool:
-        return self.structures[index].has_forces()
 
 
 @dataclass
@@ -191,7 +229,7 @@ class PersistentCache(BoundedCache):
         self.disk_hits = 0
 
     def _file(self, index) -> Path:
-        s = self.dataset.structures[index]
+        s = self.dataset.get_structure(index)
         content = hashlib.sha256()
         for part in (s.positions, s.cell, s.pbc):
             content.update(b"-" if part is None else np.ascontiguousarray(part).tobytes())
@@ -260,21 +298,18 @@ class FeatureSource:
             parts.append(features)
         if energy_only:
             parts.append(self._features(energy_only))
-        structures = [self.dataset.structures[i] for i in order]
-        n_atoms = torch.tensor([s.n_atoms for s in structures])
-        labels = [self.dataset.structures[i].forces for i in forced]
-        forces_ref = torch.as_tensor(np.concatenate(labels)) if forced and all(f is not None for f in labels) else None
+        n_atoms = torch.tensor(self.dataset.atom_counts(order))
+        forces = self.dataset.forces_of(forced) if forced else None
         return Batch(
             indices=order,
             features=torch.cat(parts),
-            species_idx=torch.cat([self.dataset.species_indices[i] for i in order]),
+            species_idx=self.dataset.species_of(order),
             batch=torch.repeat_interleave(torch.arange(len(order)), n_atoms),
             n_atoms=n_atoms,
-            energy_ref=torch.tensor([np.nan if s.energy is None else s.energy for s in structures],
-                                    dtype=torch.float64),
+            energy_ref=torch.tensor(self.dataset.energies(order), dtype=torch.float64),
             n_force_structures=len(forced),
             derivatives=derivatives,
-            forces_ref=forces_ref,
+            forces_ref=None if forces is None else torch.as_tensor(forces),
         )
 
     def _run(self, indices, with_derivatives):
@@ -287,7 +322,7 @@ class FeatureSource:
         return self.featurizer(*args, pairs=pairs)[0]
 
     def _arguments(self, indices):
-        structures = [self.dataset.structures[i] for i in indices]
+        structures = [self.dataset.get_structure(i) for i in indices]
         return ([s.positions for s in structures], [s.species for s in structures],
                 [s.cell for s in structures], [s.pbc for s in structures])
 
@@ -301,12 +336,12 @@ class FeatureSource:
                 found[i] = pairs
                 self.neighbor_cache.put(i, pairs)
         first_atom, center, neighbor, offset = 0, [], [], []
-        for i in indices:
+        for i, n_atoms in zip(indices, self.dataset.atom_counts(indices)):
             c, n, k = found[i]
             center.append(c + first_atom)
             neighbor.append(n + first_atom)
             offset.append(k)
-            first_atom += self.dataset.structures[i].n_atoms
+            first_atom += n_atoms
         return torch.cat(center), torch.cat(neighbor), torch.cat(offset)
 
     def _features(self, indices):
@@ -316,14 +351,18 @@ class FeatureSource:
         return self._cached(indices, self.derivative_cache, True)
 
     def _cached(self, indices, cache, with_derivatives):
-        """Featurize ``indices`` in one pass, or per structure through ``cache`` when there is one."""
+        """What the dataset stores for ``indices``; else featurize them in one pass, or per structure
+        through ``cache`` when there is one."""
+        stored = (self.dataset.stored_derivatives if with_derivatives else self.dataset.stored_features)(indices)
+        if stored is not None:
+            return stored
         if cache is None:
             return self._run(indices, with_derivatives)
         values = {i: cache.get(i) for i in indices}
         missing = [i for i in indices if values[i] is None]
         if missing:
             computed = self._run(missing, with_derivatives)
-            sizes = [self.dataset.structures[i].n_atoms for i in missing]
+            sizes = self.dataset.atom_counts(missing)
             if with_derivatives:
                 pieces = zip(torch.split(computed[0], sizes), computed[1].split(sizes))
             else:

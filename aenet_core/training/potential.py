@@ -14,8 +14,8 @@ from aenet_core.descriptor import ChebyshevDescriptor
 from aenet_core.io.common import atomic_write
 from aenet_core.model import AtomisticModel, energy_normalization, feature_statistics
 from aenet_core.training.config import TorchTrainingConfig
-from aenet_core.training.data import (BoundedCache, FeatureSource, PersistentCache, StructureDataset, as_structures,
-                                      split_indices, warn_missing_references)
+from aenet_core.training.data import (BoundedCache, FeatureSource, InMemoryStructures, PersistentCache,
+                                      StructureDataset, as_structures, split_indices, warn_missing_references)
 from aenet_core.training.outputs import write_energies, write_forces
 from aenet_core.training.run import TrainingRun
 from aenet_core.training.trainer import empty_history
@@ -251,7 +251,7 @@ class TorchANNPotential:
         totals, atom_energies, forces = [], [], []
         for start in range(0, len(structures), batch_size):
             chunk = structures[start: start + batch_size]
-            dataset = _UnlabelledDataset(chunk, self.descriptor)
+            dataset = InMemoryStructures(chunk, self.descriptor)
             batch = FeatureSource(dataset).batch(list(range(len(chunk))), lambda _: eval_forces).to(device, dtype)
             with torch.set_grad_enabled(eval_forces):
                 per_atom, f = self.model.atom_energies_and_forces(batch.features, batch.species_idx, batch.derivatives)
@@ -274,15 +274,6 @@ class TorchANNPotential:
         if hasattr(dataset, "get_structure_identifier"):
             out.structure_paths = [dataset.get_structure_identifier(i) for i in range(len(dataset))]
         return out
-
-
-class _UnlabelledDataset:
-    """The minimal dataset interface FeatureSource needs, for structures without labels."""
-
-    def __init__(self, structures, descriptor):
-        self.structures = structures
-        self.descriptor = descriptor
-        self.species_indices = [descriptor.species_indices(s.species) for s in structures]
 
 
 def _seed_everything(seed: int) -> None:

@@ -105,7 +105,7 @@ def run_epoch(model, loader, order, batch_size, selection, alpha, config, device
     for indices, _ in tqdm(plan, desc=label, leave=False, disable=not progress):
         t0 = time.perf_counter()
         batch = next(batches).to(device, dtype)
-        labelled_atoms = sum(dataset.structures[i].n_atoms for i in indices if dataset.has_forces(i))
+        labelled_atoms = sum(dataset.atom_counts([i for i in indices if dataset.has_forces(i)]))
         t1 = time.perf_counter()
         with torch.set_grad_enabled(train or alpha > 0):
             loss, metrics = batch_loss(model, batch, alpha, config.force_scale_unbiased, labelled_atoms, train)
