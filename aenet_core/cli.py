@@ -8,10 +8,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from aenet_core.database import HDF5StructureDataset
 from aenet_core.descriptor import BatchedFeaturizer, ChebyshevDescriptor
 from aenet_core.example_data import make_cuau_structures
 from aenet_core.io import read_structures, write_extxyz
 from aenet_core.io.common import atomic_write
+from aenet_core.reference_energies import ReferenceEnergies, iter_composition_energy_samples_from_files
+from aenet_core.split import Split
 
 
 def _example_data(args):
@@ -25,9 +28,7 @@ def _featurize(args):
     structures = [s for path in args.inputs for s in read_structures(path)]
     if not structures:
         raise SystemExit(f"no structures found in {args.inputs}")
-    species = args.species or sorted({s for st in structures for s in st.species})
-    descriptor = ChebyshevDescriptor(species, args.rad_order, args.rad_cutoff, args.ang_order,
-                                     args.ang_cutoff, args.min_cutoff)
+    descriptor = _descriptor(args, args.species or sorted({s for st in structures for s in st.species}))
     featurizer = BatchedFeaturizer(descriptor)
     features, started = [], time.perf_counter()
     chunks = range(0, len(structures), args.batch_size)
@@ -42,9 +43,76 @@ def _featurize(args):
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(args.output, binary=True) as handle:
         np.savez(handle, features=features, n_atoms=n_atoms, names=np.array([s.name or "" for s in structures]),
-                 species=np.array(species))
+                 species=np.array(descriptor.species))
     print(f"{len(structures)} structures, {len(features)} atoms, {descriptor.n_features} features per atom, "
           f"{len(features) / seconds:.0f} atoms/s -> {args.output}")
+
+
+def _descriptor(args, species) -> ChebyshevDescriptor:
+    return ChebyshevDescriptor(species, args.rad_order, args.rad_cutoff, args.ang_order, args.ang_cutoff,
+                               args.min_cutoff)
+
+
+def _energy_pairs(pairs) -> dict:
+    """SYMBOL=ENERGY arguments as a dict."""
+    out = {}
+    for pair in pairs or []:
+        symbol, _, value = pair.partition("=")
+        try:
+            out[symbol] = float(value)
+        except ValueError:
+            raise SystemExit(f"--fixed expects SYMBOL=ENERGY (eV); got {pair!r}") from None
+    return out
+
+
+def _reference_energies(args):
+    samples = iter_composition_energy_samples_from_files(args.inputs)
+    fixed = _energy_pairs(args.fixed) or None
+    if args.method == "reference_compounds":
+        if not args.compounds:
+            raise SystemExit("--method reference_compounds needs --compounds (e.g. --compounds TiO2 Ti)")
+        result = ReferenceEnergies.from_reference_compounds(samples, reference_compounds=args.compounds,
+                                                            fixed_atomic_energies=fixed)
+    else:
+        if args.subset_fraction is not None:
+            samples = list(samples)
+        result = ReferenceEnergies.from_regression(samples, fixed_atomic_energies=fixed, subset_size=args.subset_size,
+                                                   subset_fraction=args.subset_fraction, random_seed=args.seed)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    result.save(args.output)
+    meta = result.metadata
+    print(f"{result.method}: {result.atomic_energies} from {meta['n_samples_used']} samples, "
+          f"rmse {meta['rmse']:.4g} eV -> {args.output}")
+
+
+def _build_database(args):
+    references = ReferenceEnergies.load(args.reference_energies).atomic_energies if args.reference_energies else {}
+    species = args.species or sorted({x for path in args.inputs for s in read_structures(path) for x in s.species})
+    started = time.perf_counter()
+    db = HDF5StructureDataset(_descriptor(args, species), args.output, sources=args.inputs, mode="build",
+                              max_energy=args.max_energy, atomic_energies=references,
+                              compression=args.compression)
+    db.build_database(show_progress=sys.stderr.isatty(), build_workers=args.workers, persist_features=True,
+                      persist_force_derivatives=not args.no_derivatives, storage_dtype=args.storage_dtype)
+    print(f"{len(db)} structures ({db._attrs['n_filtered']} filtered out) in {time.perf_counter() - started:.1f} s "
+          f"-> {args.output} ({Path(args.output).stat().st_size / 1e6:.1f} MB)")
+
+
+def _split(args):
+    with HDF5StructureDataset(None, args.database, mode="load") as db:
+        split = Split.create(db, args.testpercent, args.split_seed)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    split.save(args.output)
+    print(f"{len(split.train)} train / {len(split.test)} test (split_seed {args.split_seed}) -> {args.output}")
+
+
+def _add_descriptor_arguments(parser):
+    parser.add_argument("--species", nargs="+", help="descriptor species order (default: sorted symbols)")
+    parser.add_argument("--rad-order", type=int, required=True)
+    parser.add_argument("--rad-cutoff", type=float, required=True)
+    parser.add_argument("--ang-order", type=int, required=True)
+    parser.add_argument("--ang-cutoff", type=float, required=True)
+    parser.add_argument("--min-cutoff", type=float, default=0.55)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,14 +128,42 @@ def build_parser() -> argparse.ArgumentParser:
     featurize = commands.add_parser("featurize", help="raw Chebyshev features of structure files (npz)")
     featurize.add_argument("inputs", nargs="+", help="structure files (XSF, extxyz, anything ASE reads)")
     featurize.add_argument("--output", required=True)
-    featurize.add_argument("--species", nargs="+", help="descriptor species order (default: sorted symbols)")
-    featurize.add_argument("--rad-order", type=int, required=True)
-    featurize.add_argument("--rad-cutoff", type=float, required=True)
-    featurize.add_argument("--ang-order", type=int, required=True)
-    featurize.add_argument("--ang-cutoff", type=float, required=True)
-    featurize.add_argument("--min-cutoff", type=float, default=0.55)
+    _add_descriptor_arguments(featurize)
     featurize.add_argument("--batch-size", type=int, default=32)
     featurize.set_defaults(func=_featurize)
+
+    refs = commands.add_parser("reference-energies", help="fit atomic reference energies (JSON)")
+    refs.add_argument("inputs", nargs="+", help="structure files with total energies")
+    refs.add_argument("--output", required=True)
+    refs.add_argument("--method", choices=["regression", "reference_compounds"], default="regression")
+    refs.add_argument("--compounds", nargs="+", help="reference compounds as formulas (reference_compounds)")
+    refs.add_argument("--fixed", nargs="+", metavar="SYMBOL=EV", help="atomic energies held fixed (all of them: "
+                      "the file simply records these values)")
+    subset = refs.add_mutually_exclusive_group()
+    subset.add_argument("--subset-size", type=int)
+    subset.add_argument("--subset-fraction", type=float)
+    refs.add_argument("--seed", type=int, help="seed of the subset's reservoir sampling")
+    refs.set_defaults(func=_reference_energies)
+
+    build = commands.add_parser("build-database", help="HDF5 database with persisted features and derivatives")
+    build.add_argument("inputs", nargs="+", help="structure files (XSF, extxyz, anything ASE reads)")
+    build.add_argument("--output", required=True)
+    _add_descriptor_arguments(build)
+    build.add_argument("--reference-energies", help="JSON from reference-energies (atomic energies for the filter "
+                       "and for training)")
+    build.add_argument("--max-energy", type=float, help="drop structures above this referenced energy (eV/atom)")
+    build.add_argument("--workers", type=int, default=0, help="featurizing processes (0: in this process)")
+    build.add_argument("--storage-dtype", choices=["float64", "float32"], default="float64")
+    build.add_argument("--compression", choices=["gzip", "lzf"])
+    build.add_argument("--no-derivatives", action="store_true", help="persist features only (energy training)")
+    build.set_defaults(func=_build_database)
+
+    split = commands.add_parser("split", help="train/test split file of a database")
+    split.add_argument("database")
+    split.add_argument("--output", required=True)
+    split.add_argument("--testpercent", type=float, default=10.0)
+    split.add_argument("--split-seed", type=int, required=True)
+    split.set_defaults(func=_split)
     return parser
 
 

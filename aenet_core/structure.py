@@ -138,6 +138,14 @@ class Structure:
                    name=name if name is not None else atoms.info.get("name"))
 
 
+def hash_structure(hasher, structure: Structure) -> None:
+    """Feed everything that defines a labelled structure (geometry, species, labels) to ``hasher``."""
+    s = structure
+    hasher.update(" ".join(s.species).encode() + b"|")
+    for part in (s.positions, s.cell, s.pbc, None if s.energy is None else np.float64(s.energy), s.forces):
+        hasher.update(b"-" if part is None else b"+" + np.ascontiguousarray(part).tobytes())
+
+
 def _stored_result(atoms, prop):
     """A result the attached calculator already holds, or None (never triggers a calculation)."""
     if atoms.calc is None:

@@ -3,7 +3,10 @@ import numpy as np
 import pytest
 
 from aenet_core.cli import main
+from aenet_core.database import HDF5StructureDataset
 from aenet_core.io import read_structures
+from aenet_core.reference_energies import ReferenceEnergies
+from aenet_core.split import Split
 
 
 def test_example_data_then_featurize(tmp_path):
@@ -30,3 +33,29 @@ def test_featurize_rejects_a_species_missing_from_the_descriptor(tmp_path):
         main(["featurize", str(data), "--output", str(tmp_path / "f.npz"), "--species", "Cu",
               "--rad-order", "2", "--rad-cutoff", "4.0", "--ang-order", "1", "--ang-cutoff", "3.0"])
     assert not (tmp_path / "f.npz").exists()
+
+
+def test_reference_energies_database_and_split(tmp_path):
+    data = tmp_path / "example.extxyz"
+    main(["example-data", "--output", str(data), "--n-structures", "8", "--seed", "1"])
+    refs = tmp_path / "refs.json"
+    main(["reference-energies", str(data), "--output", str(refs)])
+    fitted = ReferenceEnergies.load(refs)
+    assert fitted.method == "regression" and set(fitted.atomic_energies) == {"Cu", "Au"}
+    fixed = tmp_path / "fixed.json"
+    main(["reference-energies", str(data), "--output", str(fixed), "--fixed", "Cu=-0.5", "Au=-0.25"])
+    assert ReferenceEnergies.load(fixed).atomic_energies == {"Cu": -0.5, "Au": -0.25}
+
+    db_path = tmp_path / "db.h5"
+    main(["build-database", str(data), "--output", str(db_path), "--reference-energies", str(refs),
+          "--species", "Cu", "Au", "--rad-order", "4", "--rad-cutoff", "4.5", "--ang-order", "2",
+          "--ang-cutoff", "3.5"])
+    db = HDF5StructureDataset(None, db_path, mode="load")
+    assert len(db) == 8 and db.has_persisted_derivatives and db.atomic_energies == fitted.atomic_energies
+    split_path = tmp_path / "split.json"
+    main(["split", str(db_path), "--output", str(split_path), "--testpercent", "25", "--split-seed", "3"])
+    split = Split.load(split_path)
+    assert len(split.test) == 2 and split.split_seed == 3
+    split.check(db)
+    with pytest.raises(SystemExit, match="SYMBOL=ENERGY"):
+        main(["reference-energies", str(data), "--output", str(fixed), "--fixed", "Cu:-0.5"])

@@ -8,9 +8,10 @@ import torch
 
 from aenet_core.example_data import make_cuau_structures
 from aenet_core.model import energy_normalization, feature_statistics
+from aenet_core.split import split_indices
 from aenet_core.torch_featurize import ChebyshevDescriptor
 from aenet_core.torch_training import Adam, Structure, TorchANNPotential, TorchTrainingConfig
-from aenet_core.training.data import FeatureSource, StructureDataset, split_indices
+from aenet_core.training.data import FeatureSource, StructureDataset
 from aenet_core.training.run import Sampler, adaptive_weights
 from aenet_core.training.trainer import ForceSelection
 

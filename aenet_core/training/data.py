@@ -9,7 +9,6 @@ bounded per-structure caches when the configuration asks for them.
 """
 import hashlib
 import json
-import random
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Optional
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from aenet_core.descriptor import BatchedFeaturizer, LocalDerivatives
 from aenet_core.io import read_structures
@@ -39,15 +39,6 @@ def as_structures(inputs) -> list:
             raise ValueError(f"structures[{index}] must be a Structure, ase.Atoms or a file path; "
                              f"got {type(item).__name__}")
     return structures
-
-
-def split_indices(n: int, testpercent: float, split_seed) -> tuple:
-    """(train, test) index lists: shuffle range(n) with random.Random(split_seed), the first
-    int(n * testpercent / 100) are the test set; both lists are returned sorted."""
-    order = list(range(n))
-    random.Random(split_seed).shuffle(order)
-    n_test = int(n * testpercent / 100)
-    return sorted(order[n_test:]), sorted(order[:n_test])
 
 
 class InMemoryStructures:
@@ -139,6 +130,30 @@ class StructureDataset(InMemoryStructures):
     def referenced_energy_per_atom(self, index: int) -> float:
         """(E - sum of atomic reference energies) / N: the quantity the energy loss is measured in."""
         return self._referenced(self.structures[index])
+
+
+class CachedStructureDataset(StructureDataset):
+    """A ``StructureDataset`` whose raw features are computed once, at construction.
+
+    Energy-view features of every structure are kept in memory, so energy
+    training on it never featurizes again; force-supervised structures still
+    get their derivatives from the descriptor (or a ``HDF5StructureDataset``
+    with persisted derivatives).
+    """
+
+    def __init__(self, structures, descriptor, max_energy=None, max_forces=None, atomic_energies=None,
+                 show_progress=True, batch_size=64):
+        super().__init__(structures, descriptor, max_energy, max_forces, atomic_energies)
+        featurizer, self._features = BatchedFeaturizer(descriptor), []
+        starts = range(0, len(self.structures), batch_size)
+        for start in tqdm(starts, desc="featurizing", unit=" batches", disable=not show_progress):
+            chunk = self.structures[start: start + batch_size]
+            features, _ = featurizer([s.positions for s in chunk], [s.species for s in chunk],
+                                     [s.cell for s in chunk], [s.pbc for s in chunk])
+            self._features.extend(torch.split(features, [s.n_atoms for s in chunk]))
+
+    def stored_features(self, indices):
+        return torch.cat([self._features[i] for i in indices])
 
 
 @dataclass

@@ -1,4 +1,5 @@
 """``TorchANNPotential``: train, save, load and evaluate one aenet-style potential."""
+import math
 import random
 import time
 import warnings
@@ -13,9 +14,10 @@ import torch
 from aenet_core.descriptor import ChebyshevDescriptor
 from aenet_core.io.common import atomic_write
 from aenet_core.model import AtomisticModel, energy_normalization, feature_statistics
+from aenet_core.split import as_split, split_indices
 from aenet_core.training.config import TorchTrainingConfig
 from aenet_core.training.data import (BoundedCache, FeatureSource, InMemoryStructures, PersistentCache,
-                                      StructureDataset, as_structures, split_indices, warn_missing_references)
+                                      StructureDataset, as_structures, warn_missing_references)
 from aenet_core.training.outputs import write_energies, write_forces
 from aenet_core.training.run import TrainingRun
 from aenet_core.training.trainer import empty_history
@@ -72,9 +74,13 @@ class TorchANNPotential:
     # ----------------------------------------------------------------------------- training
 
     def train(self, structures=None, dataset=None, train_dataset=None, test_dataset=None,
-              config: Optional[TorchTrainingConfig] = None, resume_from=None) -> TrainOut:
+              config: Optional[TorchTrainingConfig] = None, resume_from=None, split=None) -> TrainOut:
         """Train on ``structures`` (Structures, ase.Atoms or file paths; split by ``testpercent``), or on
         a prebuilt ``dataset`` (split likewise), or on ``train_dataset``/``test_dataset`` as given.
+
+        ``split`` (an ``aenet_core.split.Split`` or a split file) fixes the train/test indices of
+        ``structures``/``dataset`` instead of ``testpercent``/``split_seed``; it must have been drawn
+        from the same data.
 
         ``resume_from`` (a checkpoint or model file written by training) restores weights,
         normalisation, optimizer, scheduler, history, random generators, force subsets and
@@ -86,7 +92,7 @@ class TorchANNPotential:
         if config.seed is not None:
             _seed_everything(config.seed)
         train_set, train_idx, test_set, test_idx = self._resolve_data(structures, dataset, train_dataset,
-                                                                      test_dataset, config)
+                                                                      test_dataset, config, split)
         warn_missing_references(train_set.atomic_energies, self.descriptor.species)
         # Built after seeding, so the initial weights follow config.seed.
         self.model = AtomisticModel(self.arch, self.descriptor.species, self.descriptor.n_features,
@@ -138,18 +144,26 @@ class TorchANNPotential:
         self.model.load_state_dict(payload["model_state_dict"])
         run.load_state_dict(payload["run_state"], payload["training_history"], payload["best_val_loss"])
 
-    def _resolve_data(self, structures, dataset, train_dataset, test_dataset, config):
+    def _resolve_data(self, structures, dataset, train_dataset, test_dataset, config, split):
         """(train dataset, train indices, test dataset, test indices) from whichever input was given."""
+        if split is not None and train_dataset is not None:
+            raise ValueError("split= applies to structures= or dataset=, not to train_dataset=/test_dataset=")
         if train_dataset is None and dataset is None:
             if structures is None:
                 raise ValueError("train() needs structures=, dataset= or train_dataset=")
             dataset = StructureDataset(as_structures(structures), self.descriptor, max_energy=config.max_energy,
                                        max_forces=config.max_forces, atomic_energies=config.atomic_energies)
         else:
-            _check_prebuilt(train_dataset if train_dataset is not None else dataset, test_dataset, config)
+            _check_prebuilt(train_dataset if train_dataset is not None else dataset, test_dataset, config,
+                            self.descriptor)
         if train_dataset is not None:
             test_idx = list(range(len(test_dataset))) if test_dataset is not None else []
             train_set, train_idx, test_set = train_dataset, list(range(len(train_dataset))), test_dataset
+        elif split is not None:
+            split = as_split(split)
+            split.check(dataset)
+            train_set = test_set = dataset
+            train_idx, test_idx = list(split.train), list(split.test)
         else:
             train_idx, test_idx = split_indices(len(dataset), config.testpercent, config.split_seed)
             train_set = test_set = dataset
@@ -304,8 +318,22 @@ def _timing_report(setup_time, timing) -> str:
     return "\n".join(lines)
 
 
-def _check_prebuilt(train_set, test_set, config) -> None:
-    """Prebuilt datasets own their atomic references and filters; refuse a conflicting configuration."""
+def _check_prebuilt(train_set, test_set, config, descriptor) -> None:
+    """Prebuilt datasets own their atomic references and filters; refuse a conflicting configuration,
+    a dataset featurized with another descriptor, or entries without an energy."""
+    mine = {k: v for k, v in descriptor.get_config().items() if k not in ("dtype", "device")}
+    for data in (train_set, test_set):
+        if data is None:
+            continue
+        theirs = {k: v for k, v in data.descriptor.get_config().items() if k not in ("dtype", "device")}
+        differing = [k for k in mine if mine[k] != theirs.get(k)]
+        if differing:
+            raise ValueError(f"the dataset's descriptor differs from the potential's in {differing}: "
+                             f"{[theirs.get(k) for k in differing]} vs {[mine[k] for k in differing]}")
+        missing = [i for i, e in enumerate(data.energies(range(len(data)))) if math.isnan(e)]
+        if missing:
+            raise ValueError(f"{len(missing)} dataset entries have no energy (first: entry {missing[0]}); "
+                             f"training needs a total energy for every structure")
     if config.max_energy is not None or config.max_forces is not None:
         warnings.warn("config.max_energy/max_forces apply only to structures= input; a prebuilt dataset is "
                       "filtered when it is built", stacklevel=4)

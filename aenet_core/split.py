@@ -1,0 +1,102 @@
+"""Train/test splits as files, tied to the content of the dataset they index.
+
+A split file (JSON, ``format = "aenet_core.split"``) holds the train and test
+indices, ``split_seed``, ``testpercent``, the number of entries and the
+``content_sha256`` of the dataset, and the recipe that drew it: shuffle
+``range(n)`` with ``random.Random(split_seed)``; the first
+``int(n * testpercent / 100)`` indices are the test set, the rest the training
+set; both lists are stored sorted.  This is the trainer's own recipe, so
+``train(dataset=db, split=...)`` and ``train(dataset=db, testpercent=p,
+split_seed=s)`` use the same structures.  A split whose hash does not match the
+dataset is refused.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from aenet_core.io.common import atomic_write
+from aenet_core.structure import hash_structure
+
+FORMAT = "aenet_core.split"
+VERSION = 1
+RECIPE = ("random.Random(split_seed).shuffle(list(range(n_entries))); the first int(n_entries * testpercent / 100) "
+          "are the test set, the rest the training set; both stored sorted")
+
+
+def split_indices(n: int, testpercent: float, split_seed) -> tuple:
+    """(train, test) index lists by the recipe above."""
+    order = list(range(n))
+    random.Random(split_seed).shuffle(order)
+    n_test = int(n * testpercent / 100)
+    return sorted(order[n_test:]), sorted(order[:n_test])
+
+
+def content_sha256(dataset) -> str:
+    """The dataset's content hash: its own when it stores one, else computed from its structures."""
+    stored = getattr(dataset, "content_sha256", None)
+    if stored is not None:
+        return stored
+    hasher = hashlib.sha256()
+    for i in range(len(dataset)):
+        hash_structure(hasher, dataset.get_structure(i))
+    return hasher.hexdigest()
+
+
+@dataclass(frozen=True)
+class Split:
+    train: list
+    test: list
+    split_seed: int | None
+    testpercent: float
+    n_entries: int
+    content_sha256: str
+    recipe: str = RECIPE
+
+    @classmethod
+    def create(cls, dataset, testpercent: float = 10.0, split_seed: int | None = None) -> Split:
+        if not 0 <= testpercent < 100:
+            raise ValueError(f"testpercent must be in [0, 100); got {testpercent!r}")
+        train, test = split_indices(len(dataset), testpercent, split_seed)
+        return cls(train, test, split_seed, float(testpercent), len(dataset), content_sha256(dataset))
+
+    def check(self, dataset, label="split") -> None:
+        """Refuse a dataset other than the one this split was drawn from."""
+        if len(dataset) != self.n_entries or content_sha256(dataset) != self.content_sha256:
+            raise ValueError(f"{label} was drawn from a different dataset (content hash "
+                             f"{self.content_sha256[:12]}…, {self.n_entries} entries) than the one given "
+                             f"({len(dataset)} entries); make a new split for this dataset")
+
+    def save(self, path) -> None:
+        with atomic_write(path) as handle:
+            json.dump({"format": FORMAT, "version": VERSION, **asdict(self)}, handle, indent=1)
+
+    @classmethod
+    def load(cls, path) -> Split:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not a split file (invalid JSON: {err})") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ValueError(f"{path}: not an aenet_core split file (format is "
+                             f"{data.get('format') if isinstance(data, dict) else None!r})")
+        if data.get("version") != VERSION:
+            raise ValueError(f"{path}: split file version {data.get('version')!r}; this aenet_core reads {VERSION}")
+        fields = ("train", "test", "split_seed", "testpercent", "n_entries", "content_sha256", "recipe")
+        missing = [k for k in fields if k not in data]
+        if missing:
+            raise ValueError(f"{path}: split file lacks {missing}")
+        split = cls(**{k: data[k] for k in fields})
+        everything = split.train + split.test
+        if len(set(everything)) != len(everything) or any(not 0 <= i < split.n_entries for i in everything):
+            raise ValueError(f"{path}: train and test indices overlap or fall outside 0..{split.n_entries - 1}")
+        return split
+
+
+def as_split(split) -> Split:
+    """A Split, or one loaded from a path."""
+    return split if isinstance(split, Split) else Split.load(split)

@@ -1,0 +1,317 @@
+"""The HDF5 database: round trips, persisted payloads, filters, errors, atomic builds, training from it."""
+import pickle
+from dataclasses import replace
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+import aenet_core.database as database
+from aenet_core.database import DatabaseError, HDF5StructureDataset
+from aenet_core.descriptor import BatchedFeaturizer, ChebyshevDescriptor
+from aenet_core.example_data import make_cuau_structures
+from aenet_core.io import write_extxyz
+from aenet_core.structure import Structure
+from aenet_core.torch_training import Adam, CachedStructureDataset, TorchANNPotential, TorchTrainingConfig
+
+REFERENCES = {"Cu": -0.5, "Au": -0.2}
+PAYLOAD_FIELDS = ("center_idx", "neighbor_idx", "radial_dG_dd", "radial_unit", "neighbor_typespin",
+                  "triplet_center_idx", "neighbor_j_idx", "neighbor_k_idx", "angular_dG_dcos", "angular_dG_ddij",
+                  "angular_dG_ddik", "dcos_drj", "dcos_drk", "unit_ij", "unit_ik", "triplet_typespin")
+pytestmark = pytest.mark.filterwarnings("ignore:the validation set has only:UserWarning")
+
+
+def descriptor(**changes):
+    params = dict(species=["Cu", "Au"], rad_order=4, rad_cutoff=4.5, ang_order=2, ang_cutoff=3.5, min_cutoff=0.5)
+    return ChebyshevDescriptor(**(params | changes))
+
+
+@pytest.fixture(scope="module")
+def cuau():
+    return make_cuau_structures(12, seed=3)
+
+
+@pytest.fixture(scope="module")
+def cuau_file(cuau, tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "cuau.extxyz"
+    write_extxyz(path, cuau)
+    return path
+
+
+def build(path, sources, **kwargs):
+    options = {k: kwargs.pop(k) for k in ("build_workers", "storage_dtype") if k in kwargs}
+    db = HDF5StructureDataset(kwargs.pop("desc", None) or descriptor(), path, sources=sources, mode="build", **kwargs)
+    db.build_database(show_progress=False, persist_features=True, persist_force_derivatives=True, **options)
+    return db
+
+
+def featurize(structures, desc=None):
+    return BatchedFeaturizer(desc or descriptor()).with_derivatives(
+        [s.positions for s in structures], [s.species for s in structures],
+        [s.cell for s in structures], [s.pbc for s in structures])
+
+
+def assert_same_payload(a, b, exact=True):
+    for name in PAYLOAD_FIELDS:
+        x, y = getattr(a, name), getattr(b, name)
+        if exact:
+            assert torch.equal(x, y), name
+        else:
+            torch.testing.assert_close(x, y.to(x.dtype), rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_round_trip_structures_labels_and_identifiers(tmp_path, cuau, cuau_file):
+    db = build(tmp_path / "db.h5", [cuau_file])
+    assert len(db) == len(cuau)
+    for i, original in enumerate(cuau):
+        s = db.get_structure(i)
+        np.testing.assert_array_equal(s.positions, original.positions)
+        np.testing.assert_array_equal(s.forces, original.forces)
+        np.testing.assert_array_equal(s.cell, original.cell)
+        np.testing.assert_array_equal(s.pbc, original.pbc)
+        assert s.species == original.species and s.energy == original.energy and s.name == original.name
+        assert db.get_structure_identifier(i) == f"cuau.extxyz#frame={i}"
+    meta = db.get_entry_metadata(5)
+    assert meta == {"source_id": str(cuau_file), "frame_idx": 5, "display_name": "cuau.extxyz", "name": "cuau-005",
+                    "has_forces": True, "n_atoms": cuau[5].n_atoms, "energy": cuau[5].energy}
+    assert db.energies([3, 1]) == [cuau[3].energy, cuau[1].energy]
+    assert db.atom_counts([0, 2]) == [cuau[0].n_atoms, cuau[2].n_atoms]
+    with pytest.raises(IndexError, match="out of range"):
+        db.get_structure(len(cuau))
+
+
+def test_persisted_features_and_derivatives_equal_a_fresh_featurization(tmp_path, cuau, monkeypatch):
+    monkeypatch.setattr(database, "CHUNK_ATOMS", 40)  # several build chunks
+    db = build(tmp_path / "db.h5", cuau)
+    order = [7, 2, 3, 4, 11, 0]  # a run of consecutive entries and jumps
+    features, derivatives = db.stored_derivatives(order)
+    expected_features, _, expected = featurize([cuau[i] for i in order])
+    assert torch.equal(features, expected_features)
+    assert_same_payload(derivatives, expected)
+    assert torch.equal(db.stored_features(order), expected_features)
+
+
+def test_float32_storage_is_smaller_and_close(tmp_path, cuau):
+    db64 = build(tmp_path / "f64.h5", cuau)
+    db32 = build(tmp_path / "f32.h5", cuau, storage_dtype="float32")
+    assert (tmp_path / "f32.h5").stat().st_size < 0.7 * (tmp_path / "f64.h5").stat().st_size
+    f64, d64 = db64.stored_derivatives(range(len(cuau)))
+    f32, d32 = db32.stored_derivatives(range(len(cuau)))
+    assert f32.dtype == torch.float64  # served in the descriptor's dtype
+    torch.testing.assert_close(f32, f64, rtol=1e-6, atol=1e-6)
+    assert_same_payload(d64, d32, exact=False)
+
+
+def test_parallel_build_writes_the_same_content(tmp_path, cuau, monkeypatch):
+    monkeypatch.setattr(database, "CHUNK_ATOMS", 60)
+    serial = build(tmp_path / "serial.h5", cuau)
+    parallel = build(tmp_path / "parallel.h5", cuau, build_workers=2)
+    assert serial.content_sha256 == parallel.content_sha256
+    with h5py.File(tmp_path / "serial.h5") as a, h5py.File(tmp_path / "parallel.h5") as b:
+        names = []
+        a.visititems(lambda name, item: names.append(name) if isinstance(item, h5py.Dataset) else None)
+        assert len(names) > 20
+        for name in names:
+            np.testing.assert_array_equal(a[name][()], b[name][()], err_msg=name)
+
+
+def test_mixed_labels_molecules_and_derivatives_only_for_force_entries(tmp_path, cuau):
+    molecule = Structure([[0, 0, 0], [2.5, 0, 0], [0, 2.4, 0.3]], ["Cu", "Au", "Cu"], energy=-1.0)
+    no_forces = Structure(cuau[1].positions, cuau[1].species, energy=cuau[1].energy, cell=cuau[1].cell)
+    sources = [cuau[0], molecule, no_forces, cuau[2].to_ase()]
+    db = build(tmp_path / "db.h5", sources)
+    assert [db.has_forces(i) for i in range(4)] == [True, False, False, True]
+    assert db.get_structure(1).cell is None and db.get_structure(1).forces is None
+    assert db.get_structure_identifier(1) == "structure_000001#frame=0"
+    features, _, expected = featurize([cuau[0], cuau[2]])
+    stored_features, stored = db.stored_derivatives([0, 3])
+    assert_same_payload(stored, expected)
+    assert torch.equal(stored_features, features)
+    molecule_features, _ = BatchedFeaturizer(descriptor())([molecule.positions], [molecule.species])
+    assert torch.equal(db.stored_features([1]), molecule_features)
+    with pytest.raises(ValueError, match="force-labelled entries only"):
+        db.stored_derivatives([1])
+
+
+def test_max_energy_filter_is_recorded_and_restored(tmp_path, cuau_file, cuau):
+    referenced = [(s.energy - sum(REFERENCES[x] for x in s.species)) / s.n_atoms for s in cuau]
+    threshold = float(np.median(referenced))
+    kept = [i for i, e in enumerate(referenced) if e <= threshold]
+    db = build(tmp_path / "db.h5", [cuau_file], max_energy=threshold, atomic_energies=REFERENCES)
+    assert len(db) == len(kept) and db._attrs["n_filtered"] == len(cuau) - len(kept)
+    assert [db.get_entry_metadata(i)["frame_idx"] for i in range(len(db))] == kept  # frames before filtering
+    reopened = HDF5StructureDataset(None, tmp_path / "db.h5", mode="load")
+    assert reopened.max_energy == threshold and reopened.atomic_energies == REFERENCES
+    assert reopened.referenced_energy_per_atom(0) == pytest.approx(referenced[kept[0]])
+    with pytest.raises(DatabaseError, match="atomic_energies"):
+        HDF5StructureDataset(None, tmp_path / "db.h5", mode="load", atomic_energies={"Cu": 0.0, "Au": 0.0})
+
+
+def test_descriptor_is_recovered_or_checked(tmp_path, cuau):
+    build(tmp_path / "db.h5", cuau)
+    recovered = HDF5StructureDataset(None, tmp_path / "db.h5", mode="load")
+    assert recovered.descriptor.get_config() == descriptor().get_config()
+    with pytest.raises(DatabaseError, match=r"rad_cutoff=4\.5.*rad_cutoff=5\.0.*mode='build'"):
+        HDF5StructureDataset(descriptor(rad_cutoff=5.0), tmp_path / "db.h5")
+    with pytest.raises(DatabaseError, match="species"):
+        HDF5StructureDataset(descriptor(species=["Au", "Cu"]), tmp_path / "db.h5")
+
+
+def test_auto_mode_reuses_a_matching_file_and_refuses_a_different_recipe(tmp_path, cuau):
+    path = tmp_path / "db.h5"
+    build(path, cuau)
+    stamp = path.stat().st_mtime_ns
+    auto = HDF5StructureDataset(descriptor(), path, sources=cuau)
+    auto.build_database(show_progress=False, persist_features=True, persist_force_derivatives=True)
+    assert path.stat().st_mtime_ns == stamp and len(auto) == len(cuau)
+    with pytest.raises(DatabaseError, match="mode='build'"):
+        auto.build_database(show_progress=False, persist_features=True)
+    with pytest.raises(ValueError, match="mode='load'"):
+        HDF5StructureDataset(None, path, mode="load").build_database()
+    with pytest.raises(FileNotFoundError, match="mode='build'"):
+        HDF5StructureDataset(descriptor(), tmp_path / "missing.h5", mode="load")
+
+
+def test_interrupted_build_leaves_the_previous_file_and_no_temp(tmp_path, cuau, monkeypatch):
+    path = tmp_path / "db.h5"
+    build(path, cuau[:4])
+    before = path.read_bytes()
+    calls = []
+
+    def failing(structures, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("killed mid-build")
+        return featurize_chunk(structures, *args, **kwargs)
+
+    featurize_chunk = database.featurize_chunk
+    monkeypatch.setattr(database, "featurize_chunk", failing)
+    monkeypatch.setattr(database, "CHUNK_ATOMS", 30)
+    with pytest.raises(RuntimeError, match="killed"):
+        build(path, cuau)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["db.h5"]
+    fresh = tmp_path / "fresh.h5"
+    with pytest.raises(RuntimeError, match="killed"):
+        calls.clear()
+        build(fresh, cuau)
+    assert not fresh.exists()
+
+
+def test_bad_sources_name_the_file_and_frame(tmp_path, cuau_file):
+    with pytest.raises(ValueError, match=r"cuau.extxyz \(frame 0\): species \['Au', 'Cu'\]"):
+        build(tmp_path / "db.h5", [cuau_file], desc=descriptor(species=["Ni"]))
+    with pytest.raises(ValueError, match="sources"):
+        build(tmp_path / "db.h5", [])
+    with pytest.raises(ValueError, match=r"sources\[0\]"):
+        build(tmp_path / "db.h5", [42])
+    assert not (tmp_path / "db.h5").exists()
+
+
+def test_foreign_corrupt_and_future_files_give_clear_errors(tmp_path, cuau):
+    text = tmp_path / "text.h5"
+    text.write_text("not hdf5")
+    with pytest.raises(DatabaseError, match="not a readable HDF5 file"):
+        HDF5StructureDataset(descriptor(), text)
+    foreign = tmp_path / "foreign.h5"
+    with h5py.File(foreign, "w") as f:
+        f.create_dataset("x", data=[1, 2])
+    with pytest.raises(DatabaseError, match="not an aenet_core database"):
+        HDF5StructureDataset(descriptor(), foreign)
+    good = tmp_path / "good.h5"
+    build(good, cuau[:3])
+    future, broken = tmp_path / "future.h5", tmp_path / "broken.h5"
+    for target in (future, broken):
+        target.write_bytes(good.read_bytes())
+    with h5py.File(future, "a") as f:
+        f.attrs["schema_version"] = 99
+    with pytest.raises(DatabaseError, match="schema version 99 is newer"):
+        HDF5StructureDataset(None, future)
+    with h5py.File(broken, "a") as f:
+        del f["entries/energy"]
+    with pytest.raises(DatabaseError, match="missing.*rebuild"):
+        HDF5StructureDataset(None, broken)
+
+
+def test_gzip_compression_and_pickling_for_workers(tmp_path, cuau):
+    db = build(tmp_path / "db.h5", cuau, compression="gzip", compression_level=4)
+    features = db.stored_features([1, 2])
+    db.get_structure(0)
+    clone = pickle.loads(pickle.dumps(db))
+    assert clone._handle is None and not clone._structures
+    assert torch.equal(clone.stored_features([1, 2]), features)
+    with db:
+        pass
+    assert db._handle is None
+    with pytest.raises(ValueError, match="compression"):
+        HDF5StructureDataset(descriptor(), tmp_path / "x.h5", compression="zstd")
+
+
+def test_energy_training_from_the_database_reads_features_only(tmp_path, cuau, monkeypatch):
+    db = HDF5StructureDataset(descriptor(), tmp_path / "features.h5", sources=cuau, mode="build",
+                              atomic_energies=REFERENCES)
+    db.build_database(show_progress=False, persist_features=True)
+    assert db.has_persisted_features and not db.has_persisted_derivatives
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("featurized or read structures during energy training")
+
+    monkeypatch.setattr(BatchedFeaturizer, "_run", forbidden)
+    monkeypatch.setattr(db, "get_structure", forbidden)
+    config = TorchTrainingConfig(iterations=3, method=Adam(mu=0.01, batchsize=4), testpercent=25, split_seed=1,
+                                 seed=2, force_weight=0.0, checkpoint_dir=None, save_best=False, show_progress=False)
+    out = potential().train(dataset=db, config=config)
+    assert np.isfinite(out.errors["RMSE_train"]).all()
+
+
+def test_force_training_from_the_database_matches_training_from_structures(tmp_path, cuau, monkeypatch):
+    db = build(tmp_path / "db.h5", cuau, atomic_energies=REFERENCES)
+    config = TorchTrainingConfig(iterations=3, method=Adam(mu=0.01, batchsize=4), testpercent=25, split_seed=1,
+                                 seed=2, force_weight=0.3, checkpoint_dir=None, save_best=False, show_progress=False)
+    reference = potential()
+    expected = reference.train(structures=cuau, config=replace(config, atomic_energies=REFERENCES))
+    calls = []
+    run = BatchedFeaturizer._run
+    monkeypatch.setattr(BatchedFeaturizer, "_run", lambda *a, **k: calls.append(1) or run(*a, **k))
+    from_db = potential()
+    out = from_db.train(dataset=db, config=config)
+    assert calls == []  # nothing featurized: features and derivatives came from the file
+    for a, b in zip(reference.model.state_dict().values(), from_db.model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert out.errors.equals(expected.errors)
+
+
+def test_training_refuses_a_database_with_another_descriptor(tmp_path, cuau):
+    db = build(tmp_path / "db.h5", cuau)
+    other = TorchANNPotential({"Cu": [(4, "tanh")], "Au": [(4, "tanh")]}, descriptor(rad_order=5))
+    with pytest.raises(ValueError, match=r"descriptor differs .*rad_order"):
+        other.train(dataset=db, config=TorchTrainingConfig(iterations=1, show_progress=False, checkpoint_dir=None))
+
+
+def test_cached_structure_dataset_features_once(cuau, monkeypatch):
+    dataset = CachedStructureDataset(cuau, descriptor(), atomic_energies=REFERENCES, show_progress=False)
+    assert len(dataset) == len(cuau)
+    expected, _ = BatchedFeaturizer(descriptor())([s.positions for s in cuau[3:5]], [s.species for s in cuau[3:5]],
+                                                  [s.cell for s in cuau[3:5]], [s.pbc for s in cuau[3:5]])
+    assert torch.equal(dataset.stored_features([3, 4]), expected)
+    monkeypatch.setattr(BatchedFeaturizer, "_run", lambda *a, **k: pytest.fail("featurized again"))
+    config = TorchTrainingConfig(iterations=2, method=Adam(mu=0.01, batchsize=4), testpercent=25, force_weight=0.0,
+                                 checkpoint_dir=None, save_best=False, show_progress=False)
+    assert len(potential().train(dataset=dataset, config=config).errors) == 2
+
+
+def test_tio2_database_matches_the_featurizer(tmp_path, shared_data):
+    files = sorted((shared_data / "TiO2").glob("*.xsf"))[:6]
+    desc = ChebyshevDescriptor(["Ti", "O"], 10, 6.0, 3, 3.5, min_cutoff=0.5)
+    db = build(tmp_path / "tio2.h5", files, desc=desc)
+    structures = [db.get_structure(i) for i in range(len(db))]
+    features, _, expected = featurize(structures, desc)
+    stored_features, stored = db.stored_derivatives(range(len(db)))
+    assert torch.equal(stored_features, features)
+    assert_same_payload(stored, expected)
+    assert db.get_structure_identifier(0) == f"{files[0].name}#frame=0"
+
+
+def potential():
+    return TorchANNPotential({"Cu": [(5, "tanh")], "Au": [(5, "tanh")]}, descriptor())
