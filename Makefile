@@ -31,6 +31,7 @@ bench: setup
 	$(BIN)/python bench/featurize.py --data ../shared/data/TiO2
 	$(BIN)/python bench/featurize.py --data ../shared/data/LMNTO
 	$(BIN)/python bench/train.py --data ../shared/data/TiO2 --cache
+	$(BIN)/python bench/database.py --data ../shared/data
 
 clean:
 	rm -rf $(VENV) .snakemake .pytest_cache

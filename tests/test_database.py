@@ -315,3 +315,13 @@ def test_tio2_database_matches_the_featurizer(tmp_path, shared_data):
 
 def potential():
     return TorchANNPotential({"Cu": [(5, "tanh")], "Au": [(5, "tanh")]}, descriptor())
+
+
+def test_dataloader_workers_open_their_own_handle(tmp_path, cuau):
+    db = build(tmp_path / "db.h5", cuau, atomic_energies=REFERENCES)
+    db.stored_features([0])  # the parent holds an open handle; workers must not reuse it
+    config = TorchTrainingConfig(iterations=2, method=Adam(mu=0.01, batchsize=4), testpercent=25, split_seed=1,
+                                 seed=2, force_weight=0.3, checkpoint_dir=None, save_best=False, show_progress=False)
+    serial = potential().train(dataset=db, config=config)
+    workers = potential().train(dataset=db, config=replace(config, num_workers=1))
+    assert workers.errors.equals(serial.errors)
