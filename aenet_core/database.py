@@ -373,7 +373,7 @@ class HDF5StructureDataset:
             raise ValueError(f"compression_level applies to compression='gzip' only, 0-9; got {compression_level!r}")
         if in_memory_cache_size is None or in_memory_cache_size < 0:
             raise ValueError(f"in_memory_cache_size must be >= 0; got {in_memory_cache_size!r}")
-        self.database_file = Path(database_file)
+        self.database_file = Path(database_file).resolve()  # stays valid if the working directory changes
         self.descriptor, self.sources, self.mode, self.seed = descriptor, sources, mode, seed
         self.max_energy = max_energy
         self.atomic_energies = dict(atomic_energies or {})

@@ -1,4 +1,6 @@
 """Seed-compatible public module: ``from aenet_core.torch_training import TorchANNPotential, ...``."""
+from aenet_core.committee import (AenetEnsembleResult, TorchCommitteeConfig, TorchCommitteePotential,
+                                  TorchCommitteePredictResult, TorchCommitteeTrainResult)
 from aenet_core.database import HDF5StructureDataset
 from aenet_core.structure import Structure
 from aenet_core.training.config import SGD, Adam, TorchTrainingConfig
@@ -6,5 +8,6 @@ from aenet_core.training.data import CachedStructureDataset, StructureDataset
 from aenet_core.training.potential import PredictOut, TorchANNPotential
 from aenet_core.training.trainout import TrainOut
 
-__all__ = ["SGD", "Adam", "CachedStructureDataset", "HDF5StructureDataset", "PredictOut", "Structure",
-           "StructureDataset", "TorchANNPotential", "TorchTrainingConfig", "TrainOut"]
+__all__ = ["SGD", "Adam", "AenetEnsembleResult", "CachedStructureDataset", "HDF5StructureDataset", "PredictOut",
+           "Structure", "StructureDataset", "TorchANNPotential", "TorchCommitteeConfig", "TorchCommitteePotential",
+           "TorchCommitteePredictResult", "TorchCommitteeTrainResult", "TorchTrainingConfig", "TrainOut"]

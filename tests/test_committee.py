@@ -1,0 +1,228 @@
+"""Committees: training layout and seeds, single-member jobs and aggregation, resume, failures,
+ensemble statistics, dataset prediction, and calibrated uncertainty."""
+import json
+import warnings
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from aenet_core.committee import (AenetEnsembleResult, Calibration, TorchCommitteeConfig, TorchCommitteePotential,
+                                  aggregate_committee, train_member)
+from aenet_core.example_data import make_cuau_structures
+from aenet_core.split import Split
+from aenet_core.structure import Structure
+from aenet_core.torch_featurize import ChebyshevDescriptor
+from aenet_core.torch_training import Adam, StructureDataset, TorchANNPotential, TorchTrainingConfig
+
+REFERENCES = {"Cu": -0.5, "Au": -0.2}
+ARCH = {"Cu": [(5, "tanh")], "Au": [(5, "tanh")]}
+pytestmark = pytest.mark.filterwarnings("ignore:the validation set has only:UserWarning")
+
+
+def descriptor():
+    return ChebyshevDescriptor(["Cu", "Au"], 4, 4.5, 2, 3.5, min_cutoff=0.5)
+
+
+def config(**changes):
+    settings = dict(iterations=3, method=Adam(mu=0.01, batchsize=4), testpercent=25, split_seed=2, seed=5,
+                    force_weight=0.1, atomic_energies=REFERENCES, checkpoint_dir=None, save_best=False,
+                    checkpoint_interval=0, show_progress=False)
+    return TorchTrainingConfig(**(settings | changes))
+
+
+@pytest.fixture(scope="module")
+def cuau():
+    return make_cuau_structures(12, seed=4)
+
+
+@pytest.fixture(scope="module")
+def trained(cuau, tmp_path_factory):
+    out = tmp_path_factory.mktemp("committee") / "run"
+    committee = TorchCommitteePotential(ARCH, descriptor())
+    result = committee.train(structures=cuau, config=config(),
+                             committee_config=TorchCommitteeConfig(num_members=3, base_seed=11, output_dir=out))
+    return committee, result, out
+
+
+def weights(potential):
+    return [t.clone() for t in potential.model.state_dict().values()]
+
+
+def test_seed_page_committee_example_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    structures = [Structure(positions=np.array([[0.0, 0.0, 0.0], [0.9, 0.0, 0.0], [0.0, 0.9, 0.0]]),
+                            species=["H"] * 3, energy=0.0),
+                  Structure(positions=np.array([[0.1, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]),
+                            species=["H"] * 3, energy=0.5)]
+    desc = ChebyshevDescriptor(species=["H"], rad_order=1, rad_cutoff=2.0, ang_order=0, ang_cutoff=2.0,
+                               min_cutoff=0.1)
+    committee = TorchCommitteePotential({"H": [(4, "tanh")]}, descriptor=desc)
+    train_config = TorchTrainingConfig(iterations=1, method=Adam(mu=0.001, batchsize=1), testpercent=50, split_seed=7,
+                                       atomic_energies={"H": 0.0}, normalize_features=False, normalize_energy=False,
+                                       memory_mode="cpu", device="cpu", checkpoint_dir=None, checkpoint_interval=0,
+                                       max_checkpoints=None, save_best=False, use_scheduler=False,
+                                       show_progress=False)
+    committee_config = TorchCommitteeConfig(num_members=2, base_seed=11, max_parallel=1, output_dir="committee_run")
+    result = committee.train(structures=structures, config=train_config, committee_config=committee_config)
+    assert result.metadata_path == (tmp_path / "committee_run" / "committee_metadata.json")
+    assert [member.seed for member in result.members] == [11, 12]
+    assert "Training statistics:" in str(result) and "±" in str(result)
+    assert len(result.trainouts[0].errors) == 1 and len(result.to_dataframe()) == 2
+    for member in ("member_000", "member_001"):
+        assert {p.name for p in (tmp_path / "committee_run" / member).iterdir()} == {
+            "model.pt", "history.json", "history.csv", "summary.json"}
+    reloaded = TorchCommitteePotential.from_directory(result.output_dir)
+    predictions = reloaded.predict(structures, eval_forces=False)
+    assert len(predictions) == 2 and predictions[0].num_members == 2
+    assert predictions.member_outputs[0].total_energy[0] == predictions[0].member_energies[0]
+
+
+def test_members_share_the_split_and_differ_by_seed(trained):
+    committee, result, out = trained
+    metadata = json.loads((out / "committee_metadata.json").read_text())
+    assert [m["seed"] for m in metadata["members"]] == [11, 12, 13]
+    assert {m["split_seed"] for m in metadata["members"]} == {2}
+    assert metadata["descriptor_config"] == descriptor().get_config() and metadata["architecture"]["Cu"]
+    csv = (out / "member_000" / "history.csv").read_text().splitlines()
+    assert csv[0] == "epoch,train_energy_rmse,test_energy_rmse,train_force_rmse,test_force_rmse,learning_rate,epoch_time"
+    assert "nan" not in csv[1].split(",")[-2:] and float(csv[1].split(",")[-1]) > 0  # real lr and epoch time
+    a, b = weights(committee.members[0]), weights(committee.members[1])
+    assert not all(torch.equal(x, y) for x, y in zip(a, b))
+    stats = result.stats["final_RMSE_test"]
+    values = result.to_dataframe()["final_RMSE_test"].to_numpy()
+    assert stats["mean"] == pytest.approx(values.mean()) and stats["std"] == pytest.approx(values.std())
+    assert stats["n"] == 3
+
+
+def test_a_single_member_job_reproduces_the_committee_member(trained, cuau, tmp_path):
+    committee, _, _ = trained
+    dataset = StructureDataset(cuau, descriptor(), atomic_energies=REFERENCES)
+    split = Split.create(dataset, 25, 2)
+    potential = TorchANNPotential(ARCH, descriptor())
+    summary = train_member(potential, tmp_path / "member_001", config(), dataset, split, member_index=1, seed=12)
+    assert summary["status"] == "completed"
+    for x, y in zip(weights(potential), weights(committee.members[1])):
+        assert torch.equal(x, y)
+    path = aggregate_committee(tmp_path)
+    loaded = TorchCommitteePotential.from_directory(path)
+    assert len(loaded.members) == 1 and json.loads(path.read_text())["execution_mode"] == "aggregated"
+
+
+def test_an_interrupted_member_resumes_from_its_checkpoint(cuau, tmp_path):
+    dataset = StructureDataset(cuau, descriptor(), atomic_energies=REFERENCES)
+    split = Split.create(dataset, 25, 2)
+    full = config(iterations=4, checkpoint_interval=1)
+    straight = TorchANNPotential(ARCH, descriptor())
+    train_member(straight, tmp_path / "straight", full, dataset, split, seed=3)
+    # A member "killed" after epoch 2: its checkpoints exist, model.pt and summary.json do not.
+    interrupted = tmp_path / "interrupted"
+    train_member(TorchANNPotential(ARCH, descriptor()), interrupted, replace(full, iterations=2), dataset, split,
+                 seed=3)
+    for name in ("model.pt", "summary.json", "history.json", "history.csv"):
+        (interrupted / name).unlink()
+    resumed = TorchANNPotential(ARCH, descriptor())
+    summary = train_member(resumed, interrupted, full, dataset, split, seed=3)
+    assert summary["metrics"]["epochs_recorded"] == 4
+    for x, y in zip(weights(straight), weights(resumed)):
+        assert torch.equal(x, y)
+    # Checkpoints made for other settings are not trusted: the member trains from scratch.
+    other = replace(full, method=Adam(mu=0.02, batchsize=4))
+    for name in ("model.pt", "summary.json"):
+        (interrupted / name).unlink()
+    stale, fresh = TorchANNPotential(ARCH, descriptor()), TorchANNPotential(ARCH, descriptor())
+    train_member(stale, interrupted, other, dataset, split, seed=3)
+    train_member(fresh, tmp_path / "fresh", other, dataset, split, seed=3)
+    for x, y in zip(weights(stale), weights(fresh)):
+        assert torch.equal(x, y)
+
+
+def test_a_failing_member_is_recorded_and_the_others_kept(cuau, tmp_path):
+    committee = TorchCommitteePotential(ARCH, descriptor())
+    with pytest.warns(UserWarning, match="1 committee member"):
+        result = committee.train(structures=cuau, config=config(iterations=1), committee_config=TorchCommitteeConfig(
+            num_members=2, member_seeds=[1, 2], devices=["cpu", "nonsense-device"], output_dir=tmp_path))
+    assert [m.status for m in result.members] == ["completed", "failed"]
+    assert "nonsense-device" in result.failed_members[0].error and "failed" in str(result)
+    metadata = json.loads(result.metadata_path.read_text())
+    assert len(metadata["failures"]) == 1 and metadata["failures"][0]["model_path"] is None
+    assert len(TorchCommitteePotential.from_directory(tmp_path).members) == 1
+
+
+def test_ensemble_statistics():
+    forces = np.random.default_rng(0).normal(size=(3, 4, 3))
+    r = AenetEnsembleResult.from_member_predictions([1.0, 2.0, 4.0], forces)
+    assert r.energy == r.energy_mean == pytest.approx(7 / 3) and r.energy_std == pytest.approx(np.std([1, 2, 4]))
+    np.testing.assert_allclose(r.forces_std, forces.std(0))
+    np.testing.assert_allclose(r.force_uncertainty, forces.std(0).mean(1))
+    ref = AenetEnsembleResult.from_member_predictions([1.0, 2.0, 4.0], forces, aggregation="reference",
+                                                      reference_member=2)
+    assert ref.energy == 4.0 and np.array_equal(ref.forces, forces[2]) and ref.energy_mean == r.energy_mean
+    with pytest.raises(ValueError, match="aggregation"):
+        AenetEnsembleResult.from_member_predictions([1.0], aggregation="median")
+    with pytest.raises(ValueError, match="reference_member"):
+        AenetEnsembleResult.from_member_predictions([1.0, 2.0], aggregation="reference", reference_member=5)
+
+
+def test_dataset_prediction_tables_and_selection(trained, cuau):
+    committee, _, _ = trained
+    dataset = StructureDataset(cuau, descriptor(), atomic_energies=REFERENCES)
+    result = committee.predict_dataset(dataset, indices=[7, 2, 5], eval_forces=True)
+    table = result.to_dataframe()
+    assert table["index"].tolist() == [0, 1, 2] and table["source_index"].tolist() == [7, 2, 5]
+    members = np.array([m.predict([cuau[2]]).total_energy[0] for m in committee.members])
+    assert table.loc[1, "energy_mean"] == pytest.approx(members.mean(), abs=1e-9)
+    assert table.loc[1, "energy_std"] == pytest.approx(members.std(), abs=1e-9)
+    top = result.top_uncertain(2)
+    assert top["energy_std"].tolist() == sorted(table["energy_std"], reverse=True)[:2]
+    assert result[0].forces.shape == (cuau[7].n_atoms, 3) and np.all(result.max_force_uncertainty >= 0)
+
+
+def test_calibration_recovers_a_known_scale_and_is_reloaded(trained, cuau):
+    rng = np.random.default_rng(1)
+    stds = rng.uniform(0.01, 0.1, size=4000)
+    calibration = Calibration.fit(2.5 * stds * rng.normal(size=stds.size), stds)
+    assert calibration.factor == pytest.approx(2.5, rel=0.05)
+    curve = calibration.curve
+    np.testing.assert_allclose(curve["observed_rmse"], curve["predicted_std"], rtol=0.15)
+    with pytest.raises(ValueError, match="at least 2"):
+        Calibration.fit([0.1, 0.2], [0.0, 0.1])
+
+    committee, _, out = trained
+    dataset = StructureDataset(cuau, descriptor(), atomic_energies=REFERENCES)
+    fitted = committee.calibrate(dataset, indices=range(len(cuau)), n_bins=3)
+    predictions = committee.predict_dataset(dataset)
+    errors = (predictions.energy_mean - np.array(dataset.energies(range(len(cuau))))) / predictions.n_atoms
+    assert fitted.factor == pytest.approx(np.sqrt(np.mean((errors * predictions.n_atoms / predictions.energy_std)
+                                                          ** 2)))
+    assert np.allclose(predictions.to_dataframe()["energy_std_calibrated"], fitted.factor * predictions.energy_std)
+    fitted.save(out / "calibration.json")
+    assert TorchCommitteePotential.from_directory(out).calibration_factor == fitted.factor
+    (out / "calibration.json").unlink()
+
+
+def test_parallel_members_equal_sequential_ones(cuau, tmp_path):
+    results = {}
+    for parallel in (1, 2):
+        committee = TorchCommitteePotential(ARCH, descriptor())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            committee.train(structures=cuau, config=config(iterations=2), committee_config=TorchCommitteeConfig(
+                num_members=2, base_seed=7, max_parallel=parallel, output_dir=tmp_path / str(parallel)))
+        results[parallel] = [weights(m) for m in committee.members]
+    for a, b in zip(results[1], results[2]):
+        assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert json.loads((tmp_path / "2" / "committee_metadata.json").read_text())["execution_mode"] == "parallel"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(num_members=0), "num_members"),
+    (dict(num_members=2, member_seeds=[1]), "member_seeds"),
+    (dict(num_members=2, max_parallel=0), "max_parallel"),
+    (dict(num_members=2, devices=[]), "devices"),
+    (dict(num_members=True), "num_members"),
+])
+def test_committee_config_validation(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        TorchCommitteeConfig(**kwargs)
