@@ -151,9 +151,11 @@ def test_state_dict_carries_normalisation_and_references():
     copy = AtomisticModel({"H": [(2, "tanh")]}, ["H"], 3)
     copy.load_state_dict(model.state_dict())
     assert float(copy.E_shift) == -1.5 and float(copy.E_scaling) == 3.0
-    assert copy.atomic_energies.tolist() == [-1604.604515075] and copy.feature_std.tolist() == [0.5, 0.5, 2.0]
+    assert copy.atomic_energies.tolist() == [-1604.604515075] and copy.feature_std.tolist() == [[0.5, 0.5, 2.0]]
     assert all(t.dtype == torch.float64 for t in copy.state_dict().values())
-    with pytest.raises(ValueError, match="positive"):
-        model.set_feature_statistics([0.0] * 3, [1.0, 0.0, 1.0])
+    with pytest.raises(ValueError, match="non-negative"):
+        model.set_feature_statistics([0.0] * 3, [1.0, -1.0, 1.0])
+    with pytest.raises(ValueError, match="shape"):
+        model.set_feature_statistics([0.0] * 4, [1.0] * 4)
     with pytest.raises(ValueError, match="E_scaling"):
         model.set_energy_normalization(0.0, 0.0)

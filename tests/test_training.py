@@ -147,8 +147,9 @@ def test_normalisation_comes_from_the_training_split(cuau):
     train, _ = split_indices(len(dataset), cfg.testpercent, cfg.split_seed)
     features = FeatureSource(dataset).batch(train, lambda _: False).features
     stats = feature_statistics([features])
-    torch.testing.assert_close(p.model.feature_mean, stats["mean"])
-    torch.testing.assert_close(p.model.feature_std, stats["std"])
+    for species_row in range(len(p.descriptor.species)):  # the same global statistics for every species
+        torch.testing.assert_close(p.model.feature_mean[species_row], stats["mean"])
+        torch.testing.assert_close(p.model.feature_std[species_row], stats["std"])
     shift, scaling = energy_normalization(dataset.referenced_energy_per_atom(i) for i in train)
     assert float(p.model.E_shift) == pytest.approx(shift) and float(p.model.E_scaling) == pytest.approx(scaling)
 
@@ -220,6 +221,24 @@ def test_feature_cache_avoids_recomputation(cuau):
     limited = FeatureSource(dataset, feature_cache=BoundedCache(1))
     limited.batch([0, 1], lambda _: False)
     assert len(limited.feature_cache) == 1
+
+
+def test_schema_1_0_model_files_load_with_their_statistics_for_every_species(cuau, tmp_path):
+    p = potential()
+    p.train(structures=cuau, config=config(iterations=1))
+    p.save(tmp_path / "model.pt")
+    payload = torch.load(tmp_path / "model.pt", weights_only=False)
+    payload["schema_version"] = "1.0"  # one (F,) mean/std row shared by all species
+    for key in ("feature_mean", "feature_std"):
+        payload["model_state_dict"][key] = payload["model_state_dict"][key][0].clone()
+    torch.save(payload, tmp_path / "old.pt")
+    old = TorchANNPotential.from_file(tmp_path / "old.pt")
+    assert old.model.feature_mean.shape == (2, p.descriptor.n_features)
+    assert old.predict(cuau[:3]).total_energy == p.predict(cuau[:3]).total_energy
+    payload["schema_version"] = "0.9"
+    torch.save(payload, tmp_path / "older.pt")
+    with pytest.raises(ValueError, match="model schema '0.9'"):
+        TorchANNPotential.from_file(tmp_path / "older.pt")
 
 
 def test_float32_precision_builds_a_float32_model(cuau, tmp_path):

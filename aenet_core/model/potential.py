@@ -1,22 +1,28 @@
 """Energies and forces of a batch of atoms from raw features: normalise, evaluate, assemble.
 
 E_structure = sum_i out_i / E_scaling + N E_shift + sum_i E_atom[type_i], where
-out_i is the network output for the standardised features of atom i.  Forces
-are the exact negative gradient: autograd gives dE/dG through the networks
-only, and the sparse analytic descriptor derivatives carry it to positions.
+out_i is the network output for the standardised features of atom i.  Features
+are standardised per species, (G - mean[s]) / std[s], as in Fortran aenet
+(training sets the same statistics for every species); a column with
+std <= 1e-10 normalises to 0.  Forces are the exact negative gradient:
+autograd gives dE/dG through the networks only, and the sparse analytic
+descriptor derivatives carry it to positions.
 """
 import torch
 from torch import nn
 
 from aenet_core.model.network import AtomicNetworks
 
+# Fortran aenet zeroes a feature whose spread sqrt(cov - avg^2) is at most this (sfsetup.f90).
+DEGENERATE_STD = 1e-10
+
 
 class AtomisticModel(nn.Module):
     """Per-species networks plus the normalisation and atomic reference energies they were trained with.
 
     All of the state (weights and the buffers ``feature_mean``,
-    ``feature_std``, ``E_shift``, ``E_scaling``, ``atomic_energies``) lives in
-    ``state_dict``.
+    ``feature_std`` (both (S, F), one row per species), ``E_shift``,
+    ``E_scaling``, ``atomic_energies``) lives in ``state_dict``.
     """
 
     def __init__(self, arch, species, n_features: int, atomic_energies=None, dtype=torch.float64):
@@ -24,8 +30,9 @@ class AtomisticModel(nn.Module):
         self.species = list(species)
         self.networks = AtomicNetworks(arch, self.species, n_features)
         reference = atomic_energies or {}
-        self.register_buffer("feature_mean", torch.zeros(n_features, dtype=dtype))
-        self.register_buffer("feature_std", torch.ones(n_features, dtype=dtype))
+        shape = (len(self.species), n_features)
+        self.register_buffer("feature_mean", torch.zeros(shape, dtype=dtype))
+        self.register_buffer("feature_std", torch.ones(shape, dtype=dtype))
         self.register_buffer("E_shift", torch.tensor(0.0, dtype=dtype))
         self.register_buffer("E_scaling", torch.tensor(1.0, dtype=dtype))
         energies = [float(reference.get(s, 0.0)) for s in self.species]
@@ -37,11 +44,22 @@ class AtomisticModel(nn.Module):
         return self.networks.arch
 
     def set_feature_statistics(self, mean, std) -> None:
-        std = torch.as_tensor(std, dtype=self.feature_std.dtype)
-        if not bool((std > 0).all()):
-            raise ValueError("feature std must be positive in every column")
-        self.feature_mean.copy_(torch.as_tensor(mean, dtype=self.feature_mean.dtype))
+        """Feature mean and std, (F,) shared by all species or (S, F) per species (rows in species order)."""
+        mean, std = self._per_species("mean", mean), self._per_species("std", std)
+        if not bool(torch.isfinite(mean).all()):
+            raise ValueError("feature mean must be finite in every column")
+        if not bool((torch.isfinite(std) & (std >= 0)).all()):
+            raise ValueError("feature std must be finite and non-negative in every column")
+        self.feature_mean.copy_(mean)
         self.feature_std.copy_(std)
+
+    def _per_species(self, name, values):
+        values = torch.as_tensor(values, dtype=self.feature_mean.dtype, device=self.feature_mean.device)
+        try:
+            return values.broadcast_to(self.feature_mean.shape)
+        except RuntimeError:
+            raise ValueError(f"feature {name} must have shape (F,) or (S, F) = {tuple(self.feature_mean.shape)}; "
+                             f"got {tuple(values.shape)}") from None
 
     def set_energy_normalization(self, shift: float, scaling: float) -> None:
         if not scaling > 0:
@@ -51,7 +69,13 @@ class AtomisticModel(nn.Module):
 
     def network_outputs(self, features, species_idx):
         """Raw per-atom network outputs (N,) in normalised energy units."""
-        return self.networks((features - self.feature_mean) / self.feature_std, species_idx)
+        return self.networks(self.normalized_features(features, species_idx), species_idx)
+
+    def normalized_features(self, features, species_idx):
+        """(G - mean[s]) / std[s] per atom, 0 in columns whose std is at most ``DEGENERATE_STD``."""
+        inverse_std = self.feature_std.reciprocal().masked_fill(self.feature_std <= DEGENERATE_STD, 0.0)
+        mean = self.feature_mean.index_select(0, species_idx)
+        return (features - mean) * inverse_std.index_select(0, species_idx)
 
     def atom_energies(self, outputs, species_idx):
         """Physical per-atom energies (eV): out / E_scaling + E_shift + E_atom."""

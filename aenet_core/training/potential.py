@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from aenet_core.descriptor import ChebyshevDescriptor
+from aenet_core.export import load_aenet_ascii, to_aenet_ascii
 from aenet_core.io.common import atomic_write
 from aenet_core.model import AtomisticModel, energy_normalization, feature_statistics
 from aenet_core.split import as_split, split_indices
@@ -23,7 +24,8 @@ from aenet_core.training.run import TrainingRun
 from aenet_core.training.trainer import empty_history
 from aenet_core.training.trainout import TrainOut
 
-MODEL_SCHEMA_VERSION = "1.0"
+# 1.1: feature_mean/feature_std are (S, F), one row per species; 1.0 files (one (F,) row) still load.
+MODEL_SCHEMA_VERSION = "1.1"
 
 
 @dataclass
@@ -254,6 +256,26 @@ class TorchANNPotential:
             potential.training_config = TorchTrainingConfig.from_dict(payload["training_config"])
         return potential
 
+    def to_aenet_ascii(self, output_dir, prefix="potential", structures=None, descriptor_stats=None) -> dict:
+        """Write aenet ``.nn.ascii`` files, ``<prefix>.<Species>.nn.ascii`` per species, and a manifest.
+
+        ``structures`` (Structures, ase.Atoms or files) fill only the training-set counts and
+        ``descriptor_stats`` only sfval_min/max; see ``aenet_core.export.to_aenet_ascii``.
+        """
+        if structures is not None:
+            structures = as_structures(structures)
+        return to_aenet_ascii(self, output_dir, prefix=prefix, structures=structures,
+                              descriptor_stats=descriptor_stats)
+
+    @classmethod
+    def from_aenet_ascii(cls, files, device=None) -> "TorchANNPotential":
+        """A potential from aenet ``.nn.ascii`` files ``{species: path}``, one per descriptor species
+        (Fortran-trained files with per-species feature statistics included)."""
+        descriptor, model = load_aenet_ascii(files, device=device)
+        potential = cls(model.arch, descriptor)
+        potential.model = model
+        return potential
+
     # ----------------------------------------------------------------------------- inference
 
     def predict(self, structures, eval_forces: bool = False, batch_size: int = 32) -> PredictOut:
@@ -303,10 +325,21 @@ def _load_payload(path) -> dict:
         raise
     except Exception as err:
         raise ValueError(f"{path}: not a readable aenet_core model file ({type(err).__name__}: {err})") from err
-    if not isinstance(payload, dict) or payload.get("schema_version") != MODEL_SCHEMA_VERSION:
-        found = payload.get("schema_version") if isinstance(payload, dict) else type(payload).__name__
-        raise ValueError(f"{path}: model schema {found!r} is not {MODEL_SCHEMA_VERSION!r}")
+    found = payload.get("schema_version") if isinstance(payload, dict) else type(payload).__name__
+    if found == "1.0":
+        _upgrade_from_1_0(payload)
+    elif found != MODEL_SCHEMA_VERSION:
+        raise ValueError(f"{path}: model schema {found!r} is not {MODEL_SCHEMA_VERSION!r} (or the older '1.0')")
     return payload
+
+
+def _upgrade_from_1_0(payload) -> None:
+    """Schema 1.0 stored one (F,) feature mean and std for all species; give every species that row."""
+    state = payload["model_state_dict"]
+    n_species = len(payload["descriptor_config"]["species"])
+    for key in ("feature_mean", "feature_std"):
+        state[key] = state[key].expand(n_species, -1).clone()
+    payload["schema_version"] = MODEL_SCHEMA_VERSION
 
 
 def _timing_report(setup_time, timing) -> str:
