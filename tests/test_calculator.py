@@ -1,0 +1,232 @@
+"""AenetCalculator: ASE results for one potential and for a committee, caching, MD energy conservation."""
+import numpy as np
+import pytest
+from ase import units
+from ase.build import bulk
+from ase.calculators.calculator import PropertyNotImplementedError
+from ase.md.verlet import VelocityVerlet
+
+from aenet_core.calculator import AenetCalculator
+from aenet_core.committee import TorchCommitteeConfig, TorchCommitteePotential
+from aenet_core.example_data import make_cuau_structures
+from aenet_core.torch_featurize import ChebyshevDescriptor
+from aenet_core.torch_training import Adam, TorchANNPotential, TorchTrainingConfig
+
+ARCH = {"Cu": [(5, "tanh")], "Au": [(5, "tanh")]}
+
+
+def _descriptor():
+    return ChebyshevDescriptor(["Cu", "Au"], 4, 4.5, 2, 3.5, min_cutoff=0.5)
+
+
+def _config():
+    return TorchTrainingConfig(iterations=2, method=Adam(mu=0.01, batchsize=4), testpercent=20, force_weight=0.1,
+                               atomic_energies={"Cu": -0.5, "Au": -0.2}, checkpoint_dir=None, save_best=False,
+                               show_progress=False, seed=0, split_seed=0)
+
+
+@pytest.fixture(scope="module")
+def potential():
+    model = TorchANNPotential(ARCH, _descriptor())
+    model.train(structures=make_cuau_structures(10, seed=1), config=_config())
+    return model
+
+
+@pytest.fixture(scope="module")
+def committee_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("calc") / "committee"
+    TorchCommitteePotential(ARCH, _descriptor()).train(
+        structures=make_cuau_structures(10, seed=1), config=_config(),
+        committee_config=TorchCommitteeConfig(num_members=2, base_seed=3, output_dir=path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def committee(committee_dir):
+    return TorchCommitteePotential.from_directory(committee_dir)
+
+
+def _cell(seed=2):
+    """Eight atoms, three of them Au, rattled off the lattice sites so forces are non-zero."""
+    atoms = bulk("Cu", "fcc", a=3.7, cubic=True).repeat((2, 1, 1))
+    atoms.symbols[[1, 4, 6]] = "Au"
+    atoms.rattle(0.05, seed=seed)
+    return atoms
+
+
+def _count_predict(monkeypatch, model):
+    calls = []
+    original = model.predict
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("eval_forces"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(model, "predict", counting)
+    return calls
+
+
+# ------------------------------------------------------------------------------- one potential
+
+
+def test_matches_predict_exactly(potential):
+    atoms = _cell()
+    atoms.calc = AenetCalculator(potential)
+    forces = atoms.get_forces()
+    energy = atoms.get_potential_energy()
+    reference = potential.predict([atoms.copy()], eval_forces=True)
+    assert energy == reference.total_energy[0]
+    assert atoms.get_potential_energy(force_consistent=True) == energy
+    np.testing.assert_array_equal(forces, reference.forces[0])
+    np.testing.assert_array_equal(atoms.calc.results["energies"], reference.atom_energies[0])
+    assert atoms.get_potential_energies().sum() == pytest.approx(energy, abs=1e-10)
+    assert np.abs(forces).max() > 1e-3
+
+
+def test_forces_are_minus_the_energy_gradient(potential):
+    atoms = _cell(seed=5)
+    atoms.calc = AenetCalculator(potential)
+    forces = atoms.get_forces()
+    h = 1e-5
+    numeric = np.zeros_like(forces)
+    for i in range(len(atoms)):
+        for k in range(3):
+            energies = []
+            for step in (h, -h):
+                atoms.positions[i, k] += step
+                energies.append(atoms.get_potential_energy())
+                atoms.positions[i, k] -= step
+            numeric[i, k] = -(energies[0] - energies[1]) / (2 * h)
+    np.testing.assert_allclose(forces, numeric, atol=1e-6, rtol=0)
+
+
+def test_velocity_verlet_conserves_energy(potential):
+    # Measured: max |E_total(t) - E_total(0)| = 2.5e-5 eV while the potential energy swings by 0.049 eV;
+    # forces scaled by 1.01 or 0.99 drift by 4.6e-4 to 5.1e-4 eV.  The 2e-4 eV bound leaves 8x room for
+    # the O(dt^2) Verlet error yet fails when the forces are off by 1% from -dE/dx.
+    atoms = _cell()
+    atoms.calc = AenetCalculator(potential)
+    # Maxwell-Boltzmann momenta at 1000 K, drawn here: ASE's helper for this changed name in 3.29.
+    rng = np.random.default_rng(0)
+    atoms.set_momenta(rng.normal(size=(len(atoms), 3)) * np.sqrt(atoms.get_masses()[:, None] * units.kB * 1000))
+    total, potential_energy = [], []
+
+    def record():
+        total.append(atoms.get_total_energy())
+        potential_energy.append(atoms.get_potential_energy())
+
+    dyn = VelocityVerlet(atoms, timestep=1 * units.fs)
+    dyn.attach(record, interval=1)
+    dyn.run(20)
+    total = np.array(total)
+    assert len(total) == 21
+    assert np.ptp(potential_energy) > 0.02
+    assert np.abs(total - total[0]).max() < 2e-4
+
+
+def test_energy_only_request_skips_forces(potential, monkeypatch):
+    calls = _count_predict(monkeypatch, potential)
+    atoms = _cell()
+    atoms.calc = AenetCalculator(potential)
+    atoms.get_potential_energy()
+    assert calls == [False] and "forces" not in atoms.calc.results
+    atoms.get_forces()
+    atoms.get_potential_energy()
+    assert calls == [False, True]
+
+
+def test_results_are_cached_until_atoms_change(potential, monkeypatch):
+    calls = _count_predict(monkeypatch, potential)
+    atoms = _cell()
+    atoms.calc = AenetCalculator(potential)
+    first = atoms.get_potential_energy()
+    assert atoms.get_potential_energy() == first
+    assert len(calls) == 1
+    atoms.positions[0, 0] += 0.05
+    assert atoms.get_potential_energy() != first
+    assert len(calls) == 2
+
+
+def test_unknown_species_is_named(potential):
+    atoms = _cell()
+    atoms.symbols[0] = "Ni"
+    atoms.calc = AenetCalculator(potential)
+    with pytest.raises(ValueError, match=r"species \['Ni'\].*\['Cu', 'Au'\]"):
+        atoms.get_potential_energy()
+
+
+def test_loads_a_model_file(committee_dir):
+    path = committee_dir / "member_000" / "model.pt"
+    atoms = _cell()
+    calc = AenetCalculator(str(path))
+    assert not calc.is_committee
+    assert calc.get_potential_energy(atoms) == TorchANNPotential.from_file(path).predict([atoms]).total_energy[0]
+    with pytest.raises(TypeError, match="TorchANNPotential"):
+        AenetCalculator(42)
+
+
+# ------------------------------------------------------------------------------- committee
+
+
+def test_committee_mean_and_spread(committee):
+    atoms = _cell()
+    atoms.calc = AenetCalculator(committee)
+    forces = atoms.get_forces()
+    results = atoms.calc.results
+    members = [m.predict([atoms.copy()], eval_forces=True) for m in committee.members]
+    member_energies = np.array([m.total_energy[0] for m in members])
+    np.testing.assert_allclose(results["member_energies"], member_energies, rtol=0, atol=1e-12)
+    assert atoms.get_potential_energy() == pytest.approx(member_energies.mean(), abs=1e-12)
+    assert results["energy_std"] == pytest.approx(member_energies.std(ddof=0), abs=1e-12)
+    assert results["energy_std"] > 0
+    np.testing.assert_allclose(forces, np.mean([m.forces[0] for m in members], axis=0), rtol=0, atol=1e-12)
+    assert results["forces_std"].shape == (len(atoms), 3)
+    np.testing.assert_allclose(results["force_uncertainty"], results["forces_std"].mean(axis=1), rtol=0, atol=0)
+    energies = atoms.get_potential_energies()
+    np.testing.assert_allclose(energies, np.mean([m.atom_energies[0] for m in members], axis=0), atol=1e-12)
+    assert energies.sum() == pytest.approx(atoms.get_potential_energy(), abs=1e-10)
+    assert "energy_std_calibrated" not in results
+
+
+def test_committee_get_property(committee):
+    atoms = _cell()
+    calc = AenetCalculator(committee)
+    std = calc.get_property("energy_std", atoms)
+    assert std == calc.results["energy_std"]
+    assert std > 0
+    assert "forces" not in calc.results
+    uncertainty = calc.get_property("force_uncertainty", atoms)
+    assert uncertainty.shape == (len(atoms),) and "forces_std" in calc.results
+    with pytest.raises(PropertyNotImplementedError, match="energy_std_calibrated"):
+        calc.get_property("energy_std_calibrated", atoms)
+
+
+def test_committee_calibrated_std(committee, monkeypatch):
+    monkeypatch.setattr(committee, "calibration_factor", 1.7)
+    calc = AenetCalculator(committee)
+    calibrated = calc.get_property("energy_std_calibrated", _cell())
+    assert calibrated == 1.7 * calc.results["energy_std"]
+    assert calibrated > 0
+
+
+def test_committee_from_directory_path(committee, committee_dir):
+    atoms = _cell()
+    expected = AenetCalculator(committee).get_potential_energy(atoms)
+    for path in (committee_dir, committee_dir / "committee_metadata.json"):
+        calc = AenetCalculator(path)
+        assert calc.is_committee and len(calc.model.members) == 2
+        assert calc.get_potential_energy(atoms) == expected
+        assert "member_energies" in calc.implemented_properties
+
+
+def test_committee_caching(committee, monkeypatch):
+    calls = _count_predict(monkeypatch, committee)
+    atoms = _cell()
+    atoms.calc = AenetCalculator(committee)
+    atoms.get_forces()
+    atoms.get_potential_energy()
+    atoms.calc.get_property("energy_std", atoms)
+    assert calls == [True]
+    atoms.positions[3, 1] -= 0.02
+    atoms.get_potential_energy()
+    assert calls == [True, False]
