@@ -1,5 +1,6 @@
 """Command-line entry point ``aenet-core``: the subcommands the workflow rules call."""
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -8,6 +9,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from aenet_core.committee import TorchCommitteePotential, TorchCommitteeTrainResult, aggregate_committee, train_member
 from aenet_core.database import HDF5StructureDataset
 from aenet_core.descriptor import BatchedFeaturizer, ChebyshevDescriptor
 from aenet_core.example_data import make_cuau_structures
@@ -15,6 +17,9 @@ from aenet_core.io import read_structures, write_extxyz
 from aenet_core.io.common import atomic_write
 from aenet_core.reference_energies import ReferenceEnergies, iter_composition_energy_samples_from_files
 from aenet_core.split import Split
+from aenet_core.training.config import TorchTrainingConfig
+from aenet_core.training.potential import TorchANNPotential
+from aenet_core.evaluation import evaluate_committee, plot_learning_curves
 
 
 def _example_data(args):
@@ -106,6 +111,52 @@ def _split(args):
     print(f"{len(split.train)} train / {len(split.test)} test (split_seed {args.split_seed}) -> {args.output}")
 
 
+def _json_argument(text, option):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise SystemExit(f"{option} is not valid JSON ({err}): {text!r}") from None
+
+
+def _train_member(args):
+    db = HDF5StructureDataset(None, args.database, mode="load")
+    settings = _json_argument(args.training, "--training")
+    config = TorchTrainingConfig.from_dict({"show_progress": False, **settings, "atomic_energies": None})
+    arch = {species: [tuple(layer) for layer in layers]
+            for species, layers in _json_argument(args.arch, "--arch").items()}
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    potential = TorchANNPotential(arch, db.descriptor)
+    summary = train_member(potential, args.output_dir, config, db, Split.load(args.split),
+                           member_index=args.member_index, seed=args.seed, device=args.device)
+    if summary["status"] != "completed":
+        raise SystemExit(f"member {args.member_index} failed: {summary['error']}")
+    metrics = summary["metrics"]
+    print(f"member {args.member_index} (seed {args.seed}): final RMSE train/test {metrics['final_RMSE_train']} / "
+          f"{metrics['final_RMSE_test']} eV/atom -> {args.output_dir}")
+
+
+def _aggregate(args):
+    path = aggregate_committee(args.committee_dir, member_dirs=args.members)
+    result = TorchCommitteeTrainResult.from_metadata(path)
+    if args.table:
+        with atomic_write(args.table) as handle:
+            result.to_dataframe().to_csv(handle, index=False)
+    if args.plot:
+        plot_learning_curves(result, args.plot)
+    print(result)
+
+
+def _export(args):
+    committee = TorchCommitteePotential.from_directory(args.committee)
+    members = committee.to_aenet_ascii(args.output_dir, prefix=args.prefix)
+    print(f"{len(members)} members x {len(committee.descriptor.species)} species -> {args.output_dir}")
+
+
+def _evaluate(args):
+    evaluate_committee(args.committee_dir, args.database, args.split, args.output_dir, args.n_uncertain)
+
+
 def _add_descriptor_arguments(parser):
     parser.add_argument("--species", nargs="+", help="descriptor species order (default: sorted symbols)")
     parser.add_argument("--rad-order", type=int, required=True)
@@ -164,6 +215,40 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--testpercent", type=float, default=10.0)
     split.add_argument("--split-seed", type=int, required=True)
     split.set_defaults(func=_split)
+
+    member = commands.add_parser("train-member", help="train one committee member from a database and a split")
+    member.add_argument("--database", required=True)
+    member.add_argument("--split", required=True)
+    member.add_argument("--arch", required=True, help='JSON {"Cu": [[10, "tanh"], [10, "tanh"]], ...}')
+    member.add_argument("--training", required=True, help="JSON of TorchTrainingConfig fields")
+    member.add_argument("--member-index", type=int, required=True)
+    member.add_argument("--seed", type=int)
+    member.add_argument("--device", default="cpu")
+    member.add_argument("--threads", type=int, help="torch CPU threads")
+    member.add_argument("--output-dir", required=True, help="the member folder (member_XXX)")
+    member.set_defaults(func=_train_member)
+
+    aggregate = commands.add_parser("aggregate", help="committee_metadata.json from member folders")
+    aggregate.add_argument("committee_dir")
+    aggregate.add_argument("--members", nargs="+", help="member folders to include (default: all member_*)")
+    aggregate.add_argument("--table", help="per-member CSV table")
+    aggregate.add_argument("--plot", help="learning curves of every member (PNG/PDF/SVG)")
+    aggregate.set_defaults(func=_aggregate)
+
+    export = commands.add_parser("export", help="each committee member as aenet .nn.ascii files")
+    export.add_argument("committee", help="committee directory or its committee_metadata.json")
+    export.add_argument("--output-dir", required=True)
+    export.add_argument("--prefix", default="potential")
+    export.set_defaults(func=_export)
+
+    evaluate = commands.add_parser("evaluate", help="committee predictions, uncertainty and calibration on the "
+                                   "test split")
+    evaluate.add_argument("committee_dir")
+    evaluate.add_argument("--database", required=True)
+    evaluate.add_argument("--split", required=True)
+    evaluate.add_argument("--output-dir", required=True)
+    evaluate.add_argument("--n-uncertain", type=int, default=10, help="how many most uncertain structures to list")
+    evaluate.set_defaults(func=_evaluate)
     return parser
 
 

@@ -199,14 +199,25 @@ def _member_job(arch, descriptor_config, member_dir, config, dataset, split, ind
 
 
 def aggregate_committee(output_dir, committee_config: TorchCommitteeConfig | None = None,
-                        execution_mode: str = "aggregated", datasets=None) -> Path:
+                        execution_mode: str = "aggregated", datasets=None, member_dirs=None) -> Path:
     """Write committee_metadata.json from the member folders' summary.json files; returns its path.
 
-    Members trained one by one (e.g. one cluster job each) are aggregated this way.
+    Members trained one by one (e.g. one cluster job each) are aggregated this way;
+    ``member_dirs`` (default: every ``member_*`` folder) names the members to include.
     """
     output_dir = Path(output_dir)
+    if member_dirs is None:
+        paths = sorted(output_dir.glob("member_*/summary.json"))
+    else:
+        paths = [Path(d) / "summary.json" for d in member_dirs]
+        missing = [str(p) for p in paths if not p.exists()]
+        if missing:
+            raise FileNotFoundError(f"no summary.json in {missing}: those members have not finished")
+        outside = [str(p.parent) for p in paths if p.parent.resolve().parent != output_dir.resolve()]
+        if outside:
+            raise ValueError(f"member folders {outside} are not inside {output_dir}")
     summaries = []
-    for path in sorted(output_dir.glob("member_*/summary.json")):
+    for path in paths:
         summary = json.loads(path.read_text(encoding="utf-8"))
         relative = path.parent.name
         for key in ("member_dir", "model_path", "history_json_path", "history_csv_path", "summary_path",
@@ -548,6 +559,28 @@ class TorchCommitteePotential:
 
     def member_model_paths(self) -> list:
         return list(self.model_paths)
+
+    # -- export -------------------------------------------------------------------------
+
+    def to_aenet_ascii(self, output_dir, prefix="potential", structures=None, descriptor_stats=None) -> list:
+        """Each member's ``.nn.ascii`` files in ``output_dir/member_XXX/``; returns one ``{species: path}``
+        per member (the manifest ensemble tools take) and writes it, with the members' seeds and
+        descriptor, to ``output_dir/manifest.json``."""
+        if not self.members:
+            raise ValueError("the committee has no members; train it or load it with from_directory()")
+        output_dir = Path(output_dir)
+        members = []
+        for index, member in enumerate(self.members):
+            folder = output_dir / member_dir_name(index, len(self.members))
+            written = member.to_aenet_ascii(folder, prefix=prefix, structures=structures,
+                                            descriptor_stats=descriptor_stats)
+            members.append({species: str(folder / name) for species, name in written["files"].items()})
+        manifest = {"format": "aenet_core committee nn.ascii", "prefix": prefix, "members": [
+            {species: str(Path(path).relative_to(output_dir)) for species, path in m.items()} for m in members],
+            "model_paths": [str(p) for p in self.model_paths], "descriptor": self.descriptor.get_config()}
+        with atomic_write(output_dir / "manifest.json") as handle:
+            json.dump(manifest, handle, indent=1)
+        return members
 
     # -- prediction ---------------------------------------------------------------------
 

@@ -1,0 +1,124 @@
+"""Committee evaluation on the test split: predictions, errors, calibrated uncertainty, plots, and the
+structures most worth relabelling.  Plots use matplotlib's object API (no GUI backend needed)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from aenet_core.committee import Calibration, TorchCommitteePotential, TorchCommitteeTrainResult
+from aenet_core.database import HDF5StructureDataset
+from aenet_core.io import write_extxyz
+from aenet_core.io.common import atomic_write
+from aenet_core.split import Split
+from aenet_core.structure import Structure
+
+
+def _save(fig: Figure, path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path, binary=True) as handle:
+        fig.savefig(handle, format=path.suffix.lstrip(".") or "png", dpi=120, bbox_inches="tight")
+
+
+def plot_learning_curves(result: TorchCommitteeTrainResult, path) -> None:
+    """Energy (and force) RMSE per epoch of every completed member, train and test."""
+    outs = [(m.member_index, m.trainout) for m in result.completed_members]
+    with_forces = any(out.has_force_data for _, out in outs)
+    fig = Figure(figsize=(6 * (2 if with_forces else 1), 4))
+    panels = [("RMSE_train", "RMSE_test", "energy RMSE (eV/atom)")]
+    if with_forces:
+        panels.append(("RMSE_force_train", "RMSE_force_test", "force RMSE (eV/Å)"))
+    for k, (train, test, label) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), k + 1)
+        for index, out in outs:
+            epochs = out.errors.index + 1
+            line, = ax.plot(epochs, out.errors[train], label=f"member {index} train")
+            ax.plot(epochs, out.errors[test], ls="--", color=line.get_color(), label=f"member {index} test")
+        ax.set(xlabel="epoch", ylabel=label, yscale="log")
+        ax.legend(fontsize=7)
+    _save(fig, path)
+
+
+def evaluate_committee(committee_dir, database, split, output_dir, n_uncertain: int = 10) -> dict:
+    """Predict the test split with the committee and write, under ``output_dir``:
+    predictions.csv, summary.json, calibration.json, parity.png, uncertainty.png,
+    most_uncertain.csv and most_uncertain.extxyz (geometries without labels, for relabelling)."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    committee = TorchCommitteePotential.from_directory(committee_dir)
+    db = HDF5StructureDataset(None, database, mode="load")
+    split = Split.load(split)
+    split.check(db, label=str(split))
+    indices = split.test or split.train  # no test split: report on the training structures
+    predictions = committee.predict_dataset(db, indices, eval_forces=True)
+    n_atoms = np.array(predictions.n_atoms, float)
+    reference = np.array(db.energies(indices), float)
+    error = (predictions.energy_mean - reference) / n_atoms
+    std = predictions.energy_std / n_atoms
+    calibration = Calibration.fit(error, std)
+    calibration.save(output_dir / "calibration.json")
+    predictions.calibration_factor = calibration.factor
+
+    table = predictions.to_dataframe().drop(columns=["member_energies"])
+    table["reference_energy"] = reference
+    table["error_per_atom"] = error
+    table["energy_std_per_atom"] = std
+    table["energy_std_calibrated_per_atom"] = calibration.factor * std
+    with atomic_write(output_dir / "predictions.csv") as handle:
+        table.to_csv(handle, index=False)
+    ranked = table.sort_values("energy_std_calibrated_per_atom", ascending=False, kind="stable").head(n_uncertain)
+    with atomic_write(output_dir / "most_uncertain.csv") as handle:
+        ranked.to_csv(handle, index=False)
+    unlabelled = []
+    for source, identifier in zip(ranked["source_index"], ranked["identifier"]):
+        s = db.get_structure(int(source))
+        unlabelled.append(Structure(s.positions, s.species, cell=s.cell, pbc=s.pbc, name=identifier))
+    write_extxyz(output_dir / "most_uncertain.extxyz", unlabelled)
+
+    force_errors = [p.forces_mean - db.get_structure(i).forces for p, i in zip(predictions, indices)
+                    if db.has_forces(i)]
+    summary = {
+        "split": "test" if split.test else "train", "n_structures": len(indices),
+        "energy_rmse_per_atom": float(np.sqrt(np.mean(error ** 2))), "energy_mae_per_atom": float(np.mean(abs(error))),
+        "force_rmse": float(np.sqrt(np.mean(np.concatenate(force_errors) ** 2))) if force_errors else None,
+        "mean_energy_std_per_atom": float(std.mean()), "calibration_factor": calibration.factor,
+        "num_members": len(committee.members),
+    }
+    with atomic_write(output_dir / "summary.json") as handle:
+        json.dump(summary, handle, indent=1)
+    _plot_parity(reference / n_atoms, predictions.energy_mean / n_atoms, calibration.factor * std,
+                 output_dir / "parity.png")
+    _plot_uncertainty(error, std, calibration, output_dir / "uncertainty.png")
+    return summary
+
+
+def _plot_parity(reference, predicted, calibrated_std, path) -> None:
+    fig = Figure(figsize=(5, 5))
+    ax = fig.add_subplot()
+    ax.errorbar(reference, predicted, yerr=calibrated_std, fmt="o", ms=3, elinewidth=0.8, alpha=0.8)
+    low, high = min(reference.min(), predicted.min()), max(reference.max(), predicted.max())
+    ax.plot([low, high], [low, high], color="k", lw=0.8)
+    ax.set(xlabel="reference energy (eV/atom)", ylabel="committee mean (eV/atom)",
+           title="test split; bars: calibrated committee std")
+    _save(fig, path)
+
+
+def _plot_uncertainty(error, std, calibration: Calibration, path) -> None:
+    fig = Figure(figsize=(11, 4.5))
+    ax = fig.add_subplot(1, 2, 1)
+    ax.scatter(std, abs(error), s=10)
+    grid = np.linspace(0, std.max() * 1.05, 50)
+    ax.plot(grid, calibration.factor * grid, color="k", lw=0.8, label=f"|error| = {calibration.factor:.3g} σ")
+    ax.set(xlabel="committee std σ (eV/atom)", ylabel="|error| (eV/atom)")
+    ax.legend()
+    ax = fig.add_subplot(1, 2, 2)
+    curve = calibration.curve
+    ax.plot(curve["predicted_std"], curve["observed_rmse"], "o-")
+    top = max(curve["predicted_std"].max(), curve["observed_rmse"].max()) * 1.05
+    ax.plot([0, top], [0, top], color="k", lw=0.8)
+    ax.set(xlabel="calibrated std per bin (eV/atom)", ylabel="observed RMSE per bin (eV/atom)",
+           title="calibration curve")
+    _save(fig, path)
