@@ -1,5 +1,5 @@
-# aenet_core workflow. The default config.yaml featurizes a built-in Cu-Au example;
-# the training DAG (reference energies -> database -> split -> committee) grows here.
+# aenet_core workflow: example data (optional) -> reference energies -> database -> split ->
+# one training job per committee member -> aggregation, .nn.ascii export and evaluation.
 from snakemake.utils import min_version
 
 min_version("8.0")
@@ -8,12 +8,24 @@ min_version("8.0")
 configfile: "config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
+wildcard_constraints:
+    run="[A-Za-z0-9_.-]+",
+    member="[0-9]+",
+    db="[0-9a-f]+",
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/example.smk"
-include: "workflow/rules/featurize.smk"
+include: "workflow/rules/database.smk"
+include: "workflow/rules/committee.smk"
+include: "workflow/rules/export.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 rule all:
     input:
-        expand("results/{run}/features.npz", run=RUNS),
+        [path for run in RUNS for path in run_outputs(run)],
     default_target: True

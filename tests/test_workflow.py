@@ -1,17 +1,18 @@
-"""The Snakemake workflow: config validation and the DAG (dry runs)."""
+"""The Snakemake workflow: config validation, the DAG over several configs (dry runs), lint, and a
+tiny full run with the rerun-nothing, add-a-member, failed-member and reproducibility checks."""
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = shutil.which("snakemake") or str(Path(sys.executable).parent / "snakemake")
-
-
-def snakemake(*args, cwd=ROOT):
-    return subprocess.run([SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+TINY = {"iterations": 3, "method": {"name": "adam", "mu": 0.005, "batchsize": 4}, "force_weight": 0.1}
 
 
 @pytest.fixture(autouse=True)
@@ -20,17 +21,165 @@ def needs_snakemake():
         pytest.skip("snakemake is not installed")
 
 
-def test_default_config_dry_run_plans_example_and_featurize(tmp_path):
-    result = snakemake("-n", "--directory", str(tmp_path), "--snakefile", str(ROOT / "Snakefile"),
-                       "--configfile", str(ROOT / "config.yaml"))
+def default_config() -> dict:
+    return yaml.safe_load((ROOT / "config.yaml").read_text())
+
+
+def snakemake(workdir, config, *args, timeout=600):
+    path = Path(workdir) / "test-config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    command = [SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), "--configfile",
+               str(path), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=workdir)
+
+
+def planned_jobs(result) -> dict:
+    """{rule: count} from a dry run's job table."""
+    assert result.returncode == 0, result.stdout + result.stderr
+    table = result.stdout.split("Job stats:")[1].split("total")[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+def test_default_config_plans_the_whole_dag(tmp_path):
+    jobs = planned_jobs(snakemake(tmp_path, default_config(), "-n"))
+    assert jobs == {"example_data": 1, "reference_energies": 1, "build_database": 1, "split": 1, "train_member": 2,
+                    "aggregate": 1, "export": 1, "evaluate": 1, "all": 1}
+
+
+def test_a_sweep_shares_what_it_can(tmp_path):
+    config = default_config()
+    base = config["runs"]["example"]
+    config["runs"] = {
+        "small": base | {"architecture": [[5, "tanh"]]},
+        "large": base | {"architecture": [[20, "tanh"], [20, "tanh"]], "committee": {"num_members": 3}},
+        "wide_cutoff": base | {"descriptor": base["descriptor"] | {"rad_cutoff": 5.5}},
+    }
+    jobs = planned_jobs(snakemake(tmp_path, config, "-n"))
+    assert jobs["build_database"] == 2 and jobs["reference_energies"] == 2  # small and large share one
+    assert jobs["train_member"] == 2 + 3 + 2 and jobs["split"] == 3 and jobs["example_data"] == 1
+
+
+def test_own_data_is_one_line(tmp_path, shared_data):
+    config = default_config()
+    config["runs"] = {"tio2": {"sources": str(shared_data / "TiO2" / "*.xsf"), "descriptor": {
+        "species": ["Ti", "O"], "rad_order": 10, "rad_cutoff": 6.0, "ang_order": 3, "ang_cutoff": 3.5}}}
+    result = snakemake(tmp_path, config, "-n", "-p")
+    jobs = planned_jobs(result)
+    assert "example_data" not in jobs and jobs["train_member"] == 2
+    assert result.stdout.count("structure-0") >= 100  # every file is an input of the database build
+
+
+def test_a_cuda_run_asks_for_a_gpu_per_member(tmp_path):
+    config = default_config()
+    config["runs"]["example"]["device"] = "cuda"
+    result = snakemake(tmp_path, config, "-n")
+    members = [block for block in result.stdout.split("rule ")[1:] if block.startswith("train_member")]
+    assert len(members) == 2 and all("gpu=1" in block for block in members)
+    assert "gpu=1" not in "".join(b for b in result.stdout.split("rule ")[1:] if b.startswith("build_database"))
+
+
+@pytest.mark.parametrize("edit, key", [
+    (lambda c: c["runs"]["example"]["descriptor"].update(rad_ordr=4), "rad_ordr"),
+    (lambda c: c["runs"]["example"]["descriptor"].update(rad_order=-1), "-1"),
+    (lambda c: c["runs"]["example"].update(architecture=[[10, "relu"]]), "relu"),
+    (lambda c: c["runs"]["example"]["training"].update(split_seed=3), "split_seed"),
+    (lambda c: c["runs"]["example"].update(device="gpu0"), "gpu0"),
+])
+def test_a_bad_config_stops_before_any_job(tmp_path, edit, key):
+    config = default_config()
+    edit(config)
+    result = snakemake(tmp_path, config, "-n")
+    assert result.returncode != 0 and key in result.stderr + result.stdout
+    assert "Job stats" not in result.stdout
+
+
+def test_lint_reports_nothing(tmp_path):
+    result = snakemake(tmp_path, default_config(), "--lint")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Lints for" not in result.stdout + result.stderr
+
+
+def tiny_config(num_members=2) -> dict:
+    config = default_config()
+    config["example_data"] = {"n_structures": 10, "seed": 3}
+    run = config["runs"]["example"]
+    run.update(training=TINY, committee={"num_members": num_members, "base_seed": 11}, threads=1,
+               split={"testpercent": 30, "split_seed": 7})
+    return config
+
+
+def member_weights(workdir, member):
+    state = torch.load(Path(workdir) / f"results/example/committee/member_{member}/model.pt",
+                       weights_only=False)["model_state_dict"]
+    return [state[k] for k in sorted(state)]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """The tiny default run, completed once for the checks below."""
+    workdir = tmp_path_factory.mktemp("workflow")
+    result = snakemake(workdir, tiny_config(), "--cores", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return workdir
+
+
+def test_the_full_run_writes_every_product(finished):
+    results = finished / "results" / "example"
+    for path in ("split.json", "committee/committee_metadata.json", "committee/members.csv",
+                 "committee/learning_curves.png", "ascii/manifest.json", "ascii/member_001/potential.Cu.nn.ascii",
+                 "evaluation/parity.png", "evaluation/uncertainty.png", "evaluation/most_uncertain.csv",
+                 "evaluation/most_uncertain.extxyz", "evaluation/calibration.json", "logs/train_member_000.log",
+                 "benchmarks/train_member_000.tsv"):
+        assert (results / path).is_file(), path
+    assert not list(finished.rglob("*.tmp"))
+
+
+def test_rerunning_a_finished_workflow_runs_nothing(finished):
+    result = snakemake(finished, tiny_config(), "-n")
+    assert result.returncode == 0 and "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_adding_a_member_trains_only_that_member(finished, tmp_path):
+    work = tmp_path / "copy"
+    shutil.copytree(finished, work, symlinks=True)
+    jobs = planned_jobs(snakemake(work, tiny_config(3), "-n"))
+    assert jobs == {"train_member": 1, "aggregate": 1, "export": 1, "evaluate": 1, "all": 1}
+    result = snakemake(work, tiny_config(3), "-n", "-p")
+    assert "--member-index 002" in result.stdout
+
+
+def test_two_clean_runs_give_identical_weights(finished, tmp_path):
+    result = snakemake(tmp_path, tiny_config(), "--cores", "2")
     assert result.returncode == 0, result.stderr
-    assert "example_data" in result.stdout and "featurize" in result.stdout
+    for member in ("000", "001"):
+        for a, b in zip(member_weights(finished, member), member_weights(tmp_path, member)):
+            assert torch.equal(a, b)
 
 
-def test_a_typo_in_the_config_stops_before_any_job(tmp_path):
-    config = tmp_path / "config.yaml"
-    config.write_text((ROOT / "config.yaml").read_text().replace("rad_order", "rad_ordr"))
-    result = snakemake("-n", "--directory", str(tmp_path), "--snakefile", str(ROOT / "Snakefile"),
-                       "--configfile", str(config))
-    assert result.returncode != 0
-    assert "rad_ordr" in result.stderr + result.stdout
+def test_a_failed_member_keeps_the_others_and_a_rerun_trains_only_it(finished, tmp_path):
+    work = tmp_path / "copy"
+    shutil.copytree(finished, work, symlinks=True)
+    # As if member 1 had never finished: its folder and everything downstream of the committee are gone.
+    results = work / "results/example"
+    for path in ("committee/member_001", "committee/committee_metadata.json", "ascii", "evaluation"):
+        shutil.rmtree(results / path) if (results / path).is_dir() else (results / path).unlink()
+    member = results / "committee/member_001"
+    member.mkdir()
+    (member / "checkpoints").write_text("a file where the member needs a folder: the job fails")
+    kept = (results / "committee/member_000/model.pt").stat().st_mtime_ns
+    failed = snakemake(work, tiny_config(), "--cores", "2", "--keep-going")
+    assert failed.returncode != 0 and "member 1 failed" in (results / "logs/train_member_001.log").read_text()
+    assert (results / "committee/member_000/model.pt").stat().st_mtime_ns == kept
+    assert not (member / "summary.json").exists() and not (member / "model.pt").exists()
+    (member / "checkpoints").unlink()
+    jobs = planned_jobs(snakemake(work, tiny_config(), "-n"))
+    assert jobs == {"train_member": 1, "aggregate": 1, "export": 1, "evaluate": 1, "all": 1}
+    assert snakemake(work, tiny_config(), "--cores", "2").returncode == 0
+
+
+def test_the_report_has_the_plots_and_the_member_table(finished):
+    result = snakemake(finished, tiny_config(), "--report", "report.html", timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    html = (finished / "report.html").read_text(errors="replace")
+    for name in ("parity.png", "uncertainty.png", "learning_curves.png", "members.csv"):
+        assert name in html

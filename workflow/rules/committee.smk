@@ -1,0 +1,58 @@
+rule train_member:
+    input:
+        database=run_database,
+        split="results/{run}/split.json",
+    output:
+        model="results/{run}/committee/member_{member}/model.pt",
+        history_json="results/{run}/committee/member_{member}/history.json",
+        history_csv="results/{run}/committee/member_{member}/history.csv",
+        summary="results/{run}/committee/member_{member}/summary.json",
+    params:
+        arch=arch_json,
+        training=training_json,
+        seed=member_seed_of,
+        device=run_device,
+        member_dir=subpath(output.summary, parent=True),
+    log:
+        "results/{run}/logs/train_member_{member}.log",
+    benchmark:
+        "results/{run}/benchmarks/train_member_{member}.tsv"
+    threads: run_threads
+    resources:
+        gpu=gpus,
+    conda:
+        "../../envs/aenet_core.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} aenet-core train-member --database {input.database:q} --split {input.split:q} "
+        "--arch {params.arch:q} --training {params.training:q} --member-index {wildcards.member} "
+        "--seed {params.seed} --device {params.device} --threads {threads} --output-dir {params.member_dir:q} "
+        "> {log:q} 2>&1"
+
+
+rule aggregate:
+    input:
+        member_summaries,
+    output:
+        metadata="results/{run}/committee/committee_metadata.json",
+        table=report(
+            "results/{run}/committee/members.csv",
+            caption="../report/members.rst",
+            category="Committee",
+            labels={"run": "{run}", "figure": "members"},
+        ),
+        curves=report(
+            "results/{run}/committee/learning_curves.png",
+            caption="../report/learning_curves.rst",
+            category="Committee",
+            labels={"run": "{run}", "figure": "learning curves"},
+        ),
+    params:
+        committee_dir=subpath(output.metadata, parent=True),
+        members=member_dirs,
+    log:
+        "results/{run}/logs/aggregate.log",
+    conda:
+        "../../envs/aenet_core.yaml"
+    shell:
+        "aenet-core aggregate {params.committee_dir:q} --members {params.members:q} --table {output.table:q} "
+        "--plot {output.curves:q} > {log:q} 2>&1"

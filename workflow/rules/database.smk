@@ -1,0 +1,50 @@
+rule reference_energies:
+    input:
+        db_sources,
+    output:
+        "results/databases/{db}/reference_energies.json",
+    params:
+        args=reference_energy_args,
+    log:
+        "results/databases/{db}/logs/reference_energies.log",
+    conda:
+        "../../envs/aenet_core.yaml"
+    shell:
+        "aenet-core reference-energies {input:q} --output {output:q} {params.args} > {log:q} 2>&1"
+
+
+rule build_database:
+    input:
+        sources=db_sources,
+        reference_energies="results/databases/{db}/reference_energies.json",
+    output:
+        "results/databases/{db}/database.h5",
+    params:
+        args=database_args,
+    log:
+        "results/databases/{db}/logs/build_database.log",
+    benchmark:
+        "results/databases/{db}/benchmarks/build_database.tsv"
+    threads: 2
+    conda:
+        "../../envs/aenet_core.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} aenet-core build-database {input.sources:q} --output {output:q} "
+        "--reference-energies {input.reference_energies:q} {params.args} > {log:q} 2>&1"
+
+
+rule split:
+    input:
+        run_database,
+    output:
+        "results/{run}/split.json",
+    params:
+        testpercent=split_testpercent,
+        split_seed=split_seed,
+    log:
+        "results/{run}/logs/split.log",
+    conda:
+        "../../envs/aenet_core.yaml"
+    shell:
+        "aenet-core split {input:q} --output {output:q} --testpercent {params.testpercent} "
+        "--split-seed {params.split_seed} > {log:q} 2>&1"

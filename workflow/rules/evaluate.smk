@@ -1,0 +1,41 @@
+rule evaluate:
+    input:
+        committee="results/{run}/committee/committee_metadata.json",
+        database=run_database,
+        split="results/{run}/split.json",
+    output:
+        summary="results/{run}/evaluation/summary.json",
+        predictions="results/{run}/evaluation/predictions.csv",
+        calibration="results/{run}/evaluation/calibration.json",
+        parity=report(
+            "results/{run}/evaluation/parity.png",
+            caption="../report/parity.rst",
+            category="Evaluation",
+            labels={"run": "{run}", "figure": "parity"},
+        ),
+        uncertainty=report(
+            "results/{run}/evaluation/uncertainty.png",
+            caption="../report/uncertainty.rst",
+            category="Evaluation",
+            labels={"run": "{run}", "figure": "uncertainty"},
+        ),
+        uncertain_table=report(
+            "results/{run}/evaluation/most_uncertain.csv",
+            caption="../report/most_uncertain.rst",
+            category="Evaluation",
+            labels={"run": "{run}", "figure": "most uncertain"},
+        ),
+        uncertain_structures="results/{run}/evaluation/most_uncertain.extxyz",
+    params:
+        n_uncertain=n_uncertain,
+        committee_dir=subpath(input.committee, parent=True),
+        output_dir=subpath(output.summary, parent=True),
+    log:
+        "results/{run}/logs/evaluate.log",
+    benchmark:
+        "results/{run}/benchmarks/evaluate.tsv"
+    conda:
+        "../../envs/aenet_core.yaml"
+    shell:
+        "aenet-core evaluate {params.committee_dir:q} --database {input.database:q} --split {input.split:q} "
+        "--output-dir {params.output_dir:q} --n-uncertain {params.n_uncertain} > {log:q} 2>&1"
