@@ -176,7 +176,8 @@ def train_member(potential: TorchANNPotential, member_dir, config: TorchTraining
             out = potential.train(dataset=dataset, split=split, config=member_config, resume_from=resume)
         out.to_json(member_dir / "history.json")
         out.to_csv(member_dir / "history.csv")
-        potential.save(member_dir / "model.pt")
+        potential.save(member_dir / "model.pt", extra_metadata={
+            "committee_member_index": member_index, "committee_seed": seed, "committee_split_seed": split.split_seed})
         summary.update(status="completed", metrics=member_metrics(out, potential.best_val_loss),
                        model_path="model.pt", history_json_path="history.json", history_csv_path="history.csv",
                        summary_path="summary.json", error=None)

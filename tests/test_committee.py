@@ -77,6 +77,17 @@ def test_seed_page_committee_example_runs(tmp_path, monkeypatch):
     predictions = reloaded.predict(structures, eval_forces=False)
     assert len(predictions) == 2 and predictions[0].num_members == 2
     assert predictions.member_outputs[0].total_energy[0] == predictions[0].member_energies[0]
+    assert reloaded.members[1].extra_metadata == {"committee_member_index": 1, "committee_seed": 12,
+                                                  "committee_split_seed": 7}
+    test_dataset = StructureDataset(structures, desc, atomic_energies={"H": 0.0})
+    dataset_predictions = reloaded.predict_dataset(test_dataset)
+    assert dataset_predictions.to_dataframe()["source_index"].tolist() == [0, 1]
+    assert len(predictions.top_uncertain(n=10)) == 2
+    members = reloaded.to_aenet_ascii(tmp_path / "ascii_committee", prefix="committee", structures=structures)
+    assert members[0] == {"H": str(tmp_path / "ascii_committee" / "member_000" / "committee.H.nn.ascii")}
+    for member, files in zip(reloaded.members, members):
+        again = TorchANNPotential.from_aenet_ascii(files).predict(structures).total_energy
+        np.testing.assert_allclose(again, member.predict(structures).total_energy, rtol=0, atol=1e-8)
 
 
 def test_members_share_the_split_and_differ_by_seed(trained):

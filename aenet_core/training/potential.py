@@ -72,6 +72,7 @@ class TorchANNPotential:
         self.training_config = None
         self.best_val_loss = None
         self._run_state = None  # the finished run's state: a saved model can be trained further
+        self.extra_metadata = {}
 
     # ----------------------------------------------------------------------------- training
 
@@ -214,8 +215,10 @@ class TorchANNPotential:
 
     # ----------------------------------------------------------------------------- files
 
-    def save(self, path) -> None:
-        """Write the model (weights, normalisation, descriptor, history, config) to ``path`` atomically."""
+    def save(self, path, extra_metadata: dict | None = None) -> None:
+        """Write the model (weights, normalisation, descriptor, history, config) to ``path`` atomically;
+        ``extra_metadata`` (JSON-like) is stored with it and restored as ``potential.extra_metadata``."""
+        self.extra_metadata = dict(extra_metadata or self.extra_metadata)
         self.write_model_file(path)
 
     def write_model_file(self, path, run=None) -> None:
@@ -232,6 +235,7 @@ class TorchANNPotential:
             "training_config": self.training_config.to_dict() if self.training_config else None,
             "atomic_energies": dict(zip(self.descriptor.species, self.model.atomic_energies.tolist())),
             "run_state": run.state_dict() if run else self._run_state,
+            "extra_metadata": self.extra_metadata,
         }
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(path, binary=True) as handle:
@@ -252,6 +256,7 @@ class TorchANNPotential:
         potential.history = payload["training_history"]
         potential.best_val_loss = payload["best_val_loss"]
         potential._run_state = payload["run_state"]
+        potential.extra_metadata = payload.get("extra_metadata") or {}
         if payload["training_config"] is not None:
             potential.training_config = TorchTrainingConfig.from_dict(payload["training_config"])
         return potential
