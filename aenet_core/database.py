@@ -358,19 +358,23 @@ class HDF5StructureDataset:
     filter at build time and are recorded in the file.  ``seed`` is accepted
     for API compatibility; the dataset draws no random numbers (splits use
     ``split_seed``).  ``in_memory_cache_size`` bounds the structures kept after
-    ``get_structure``.  ``compression`` is None, ``'gzip'`` (with
+    ``get_structure``; ``payload_cache_mb`` bounds the persisted features and
+    derivatives kept in memory once read (least recently used go first), so that
+    epochs after the first read nothing.  ``compression`` is None, ``'gzip'`` (with
     ``compression_level`` 0-9) or ``'lzf'``; None (the default) reads fastest.
     """
 
     def __init__(self, descriptor=None, database_file="database.h5", sources=None, mode="auto", *,
                  max_energy=None, atomic_energies=None, seed=None, in_memory_cache_size=2048,
-                 compression=None, compression_level=None):
+                 compression=None, compression_level=None, payload_cache_mb=1024):
         if mode not in ("auto", "build", "load"):
             raise ValueError(f"mode must be 'auto', 'build' or 'load'; got {mode!r}")
         if compression not in COMPRESSIONS:
             raise ValueError(f"compression must be one of {COMPRESSIONS}; got {compression!r}")
         if compression_level is not None and (compression != "gzip" or not 0 <= compression_level <= 9):
             raise ValueError(f"compression_level applies to compression='gzip' only, 0-9; got {compression_level!r}")
+        if payload_cache_mb is None or payload_cache_mb < 0:
+            raise ValueError(f"payload_cache_mb must be >= 0; got {payload_cache_mb!r}")
         if in_memory_cache_size is None or in_memory_cache_size < 0:
             raise ValueError(f"in_memory_cache_size must be >= 0; got {in_memory_cache_size!r}")
         self.database_file = Path(database_file).resolve()  # stays valid if the working directory changes
@@ -380,6 +384,8 @@ class HDF5StructureDataset:
         self.in_memory_cache_size = in_memory_cache_size
         self.compression, self.compression_level = compression, compression_level
         self._handle, self._handle_pid, self._structures = None, None, OrderedDict()
+        self._payload_cache_limit = int(payload_cache_mb * 2**20)
+        self._payload_cache, self._payload_cache_bytes = OrderedDict(), 0
         self._loaded = False
         if mode == "load" and not self.database_file.exists():
             raise FileNotFoundError(f"{self.database_file}: no such database; build it with mode='build' "
@@ -465,6 +471,7 @@ class HDF5StructureDataset:
                 for name in ("name", "source_id", "display_name"):
                     entries[name] = f["entries/" + name].asstr()[:].tolist()
                 atomic_number = f["atoms/atomic_number"][:]
+                self._forces = f["atoms/forces"][:]  # 24 bytes per atom: labels stay in memory
                 stored = self._stored_descriptor(f)
                 self._has_features = "features/values" in f
                 self._has_derivatives = "derivatives/edge_offset" in f
@@ -554,6 +561,8 @@ class HDF5StructureDataset:
     def close(self):
         self._close()
         self._structures.clear()
+        self._payload_cache.clear()
+        self._payload_cache_bytes = 0
 
     def _close(self):
         if self._handle is not None and self._handle_pid == os.getpid():
@@ -569,6 +578,7 @@ class HDF5StructureDataset:
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_handle"], state["_handle_pid"], state["_structures"] = None, None, OrderedDict()
+        state["_payload_cache"], state["_payload_cache_bytes"] = OrderedDict(), 0
         return state
 
     # -- entries ------------------------------------------------------------------------
@@ -615,7 +625,8 @@ class HDF5StructureDataset:
     def forces_of(self, indices):
         if not all(self.has_forces(i) for i in indices):
             return None
-        return self._rows(self._file()["atoms/forces"], self._entries["atom_offset"], indices)
+        offsets = self._entries["atom_offset"]
+        return np.concatenate([self._forces[offsets[i]: offsets[i + 1]] for i in indices])
 
     def referenced_energy_per_atom(self, index: int) -> float:
         offsets, energy = self._entries["atom_offset"], self._entries["energy"][index]
@@ -635,7 +646,7 @@ class HDF5StructureDataset:
             positions=f["atoms/positions"][lo:hi],
             species=[self.descriptor.species[s] for s in self._species_idx[lo:hi].tolist()],
             energy=None if math.isnan(e["energy"][index]) else float(e["energy"][index]),
-            forces=f["atoms/forces"][lo:hi] if e["has_forces"][index] else None,
+            forces=self._forces[lo:hi].copy() if e["has_forces"][index] else None,
             cell=e["cell"][index] if has_cell else None, pbc=e["pbc"][index] if has_cell else None,
             name=e["name"][index] or None)
         if self.in_memory_cache_size:
@@ -666,8 +677,7 @@ class HDF5StructureDataset:
         """Raw features (sum N, F) of ``indices`` in order, or None when the file stores none."""
         if not self._has_features:
             return None
-        values = self._rows(self._file()["features/values"], self._entries["atom_offset"], indices)
-        return torch.from_numpy(values).to(self.descriptor.dtype)
+        return torch.cat([features for features, _ in self._payloads(indices, False)])
 
     def stored_derivatives(self, indices):
         """(features, LocalDerivatives) of force-labelled ``indices`` from the file, or None."""
@@ -675,8 +685,46 @@ class HDF5StructureDataset:
             return None
         if not all(self.has_forces(i) for i in indices):
             raise ValueError(f"{self.database_file}: derivatives are stored for force-labelled entries only")
-        f, dtype = self._file(), self.descriptor.dtype
-        counts = self.atom_counts(indices)
+        payloads = self._payloads(indices, True)
+        return (torch.cat([features for features, _ in payloads]),
+                LocalDerivatives.concatenate([derivatives for _, derivatives in payloads]))
+
+    def _payloads(self, indices, with_derivatives) -> list:
+        """Per entry (features, LocalDerivatives or None), from the payload cache or read from the file
+        (entries missing from the cache are read together, consecutive ones in one slice per field)."""
+        indices = list(indices)
+        cache = self._payload_cache
+        missing = sorted({i for i in indices if i not in cache or (with_derivatives and cache[i][1] is None)})
+        fetched = dict(zip(missing, self._read_payloads(missing, with_derivatives))) if missing else {}
+        out = []
+        for i in indices:
+            if i in fetched:
+                out.append(fetched[i])
+            else:
+                cache.move_to_end(i)
+                out.append(cache[i][:2])
+        for i, value in fetched.items():
+            self._cache_payload(i, value)
+        return out
+
+    def _cache_payload(self, index, value):
+        size = value[0].nbytes + (0 if value[1] is None else sum(
+            t.nbytes for t in value[1].__dict__.values() if isinstance(t, torch.Tensor)))
+        if size > self._payload_cache_limit:
+            return
+        old = self._payload_cache.pop(index, None)
+        self._payload_cache_bytes += size - (0 if old is None else old[2])
+        self._payload_cache[index] = (*value, size)
+        while self._payload_cache_bytes > self._payload_cache_limit:
+            self._payload_cache_bytes -= self._payload_cache.popitem(last=False)[1][2]
+
+    def _read_payloads(self, indices, with_derivatives) -> list:
+        """(features, LocalDerivatives or None) of each of ``indices`` (sorted), read from the file."""
+        f, dtype, counts = self._file(), self.descriptor.dtype, self.atom_counts(indices)
+        features = torch.from_numpy(self._rows(f["features/values"], self._entries["atom_offset"], indices))
+        features = torch.split(features.to(dtype), counts)
+        if not with_derivatives:
+            return [(x, None) for x in features]
         first_atom = np.concatenate([[0], np.cumsum(counts)[:-1]])
         fields = {}
         for group, names, offsets in (("edges", EDGE_FIELDS, self._edge_offset),
@@ -689,16 +737,15 @@ class HDF5StructureDataset:
                     fields[field] = torch.from_numpy(self._rows(dataset, offsets, indices)).long() + shift
                 else:
                     fields[field] = torch.from_numpy(self._rows(dataset, offsets, indices, axis=1)).to(dtype)
-        species = self.species_of(indices)
         neighbor_spin = triplet_spin = None
         if self.descriptor.multi:
-            spin = self.descriptor.typespin.to(dtype)[species]
+            spin = self.descriptor.typespin.to(dtype)[self.species_of(indices)]
             neighbor_spin = spin[fields["neighbor_idx"]]
             triplet_spin = spin[fields["neighbor_j_idx"]] * spin[fields["neighbor_k_idx"]]
         derivatives = LocalDerivatives(n_atoms=int(sum(counts)), n_radial=self.descriptor.rad_order + 1,
                                        n_angular=self.descriptor.ang_order + 1, neighbor_typespin=neighbor_spin,
                                        triplet_typespin=triplet_spin, **fields)
-        return self.stored_features(indices), derivatives
+        return list(zip(features, derivatives.split(counts)))
 
     @staticmethod
     def _rows(dataset, offsets, indices, axis=0):

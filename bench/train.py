@@ -11,11 +11,14 @@ epoch (median without the first), final RMSEs and peak RSS.
 import argparse
 import resource
 import statistics
+import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
+from aenet_core.database import HDF5StructureDataset
 from aenet_core.io import read_structures
 from aenet_core.torch_featurize import ChebyshevDescriptor
 from aenet_core.torch_training import Adam, TorchANNPotential, TorchTrainingConfig
@@ -27,7 +30,7 @@ REFERENCE = {  # aenet-python on this kind of machine (2 threads)
 }
 
 
-def run(structures, case, cache=False):
+def run(structures, case, cache=False, database=None):
     descriptor = ChebyshevDescriptor(["Ti", "O"], 10, 6.0, 3, 3.5, min_cutoff=0.5)
     potential = TorchANNPotential({s: [(10, "tanh"), (10, "tanh")] for s in ["Ti", "O"]}, descriptor)
     common = dict(method=Adam(mu=1e-3, batchsize=32), testpercent=10, split_seed=7, seed=1, device="cpu",
@@ -38,12 +41,15 @@ def run(structures, case, cache=False):
         config = TorchTrainingConfig(iterations=20, force_weight=0.1, force_fraction=1.0, cache_neighbors=cache,
                                      cache_force_triplets=cache, **common)
     started = time.perf_counter()
-    out = potential.train(structures=structures, config=config)
+    if database is None:
+        out = potential.train(structures=structures, config=config)
+    else:  # the workflow's path: persisted features and derivatives, built beforehand
+        out = potential.train(dataset=database, config=replace(config, atomic_energies=None))
     total = time.perf_counter() - started
     epoch_times = out.timing["epoch_time"].tolist()
     per_epoch = statistics.median(epoch_times[1:]) if len(epoch_times) > 1 else epoch_times[0]
     s = out.stats
-    label = case + (", cached" if cache else "")
+    label = case + (", cached" if cache else "") + (", from the database" if database is not None else "")
     line = (f"({label}) train() {total:.2f} s, {per_epoch * 1e3:.1f} ms/epoch (median, first excluded); "
             f"final RMSE {s['final_RMSE_train']:.4f} / {s['final_RMSE_test']:.4f} eV/atom")
     if case == "forces":
@@ -52,12 +58,24 @@ def run(structures, case, cache=False):
     print(f"     aenet-python: {REFERENCE[case]}")
 
 
+def build_database(structures):
+    descriptor = ChebyshevDescriptor(["Ti", "O"], 10, 6.0, 3, 3.5, min_cutoff=0.5)
+    path = Path(tempfile.mkdtemp()) / "tio2.h5"
+    started = time.perf_counter()
+    db = HDF5StructureDataset(descriptor, path, sources=structures, mode="build", atomic_energies=ATOMIC_ENERGIES)
+    db.build_database(show_progress=False, persist_features=True, persist_force_derivatives=True)
+    print(f"     database built in {time.perf_counter() - started:.2f} s")
+    return db
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True)
     parser.add_argument("--case", choices=["energy", "forces", "both"], default="both")
     parser.add_argument("--cache", action="store_true",
                         help="(b) also with cache_neighbors and cache_force_triplets (not in the reference run)")
+    parser.add_argument("--database", action="store_true",
+                        help="also train from an HDF5 database with persisted derivatives (built first, timed apart)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -66,6 +84,8 @@ def main():
         run(structures, case)
         if case == "forces" and args.cache:
             run(structures, case, cache=True)
+        if args.database:
+            run(structures, case, database=build_database(structures))
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 

@@ -325,3 +325,30 @@ def test_dataloader_workers_open_their_own_handle(tmp_path, cuau):
     serial = potential().train(dataset=db, config=config)
     workers = potential().train(dataset=db, config=replace(config, num_workers=1))
     assert workers.errors.equals(serial.errors)
+
+
+def test_payload_cache_reads_each_entry_once_within_its_bound(tmp_path, cuau, monkeypatch):
+    build(tmp_path / "db.h5", cuau)
+    reads = []
+    read = HDF5StructureDataset._read_payloads
+
+    def counting(self, indices, with_derivatives):
+        reads.append(list(indices))
+        return read(self, indices, with_derivatives)
+
+    monkeypatch.setattr(HDF5StructureDataset, "_read_payloads", counting)
+    db = HDF5StructureDataset(None, tmp_path / "db.h5", mode="load")
+    first = db.stored_derivatives([3, 1, 3])
+    again = db.stored_derivatives([1, 3])
+    assert reads == [[1, 3]]  # one read of the two distinct entries; the second call is served from memory
+    assert torch.equal(again[0], torch.cat([first[0][: cuau[3].n_atoms + cuau[1].n_atoms][cuau[3].n_atoms:],
+                                            first[0][: cuau[3].n_atoms]]))
+    expected = featurize([cuau[3], cuau[1], cuau[3]])
+    assert_same_payload(first[1], expected[2])
+    small = HDF5StructureDataset(None, tmp_path / "db.h5", mode="load", payload_cache_mb=0)
+    reads.clear()
+    small.stored_features([0])
+    small.stored_features([0])
+    assert reads == [[0], [0]]
+    with pytest.raises(ValueError, match="payload_cache_mb"):
+        HDF5StructureDataset(None, tmp_path / "db.h5", payload_cache_mb=-1)
