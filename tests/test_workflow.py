@@ -1,5 +1,6 @@
 """The Snakemake workflow: config validation, the DAG over several configs (dry runs), lint, and a
 tiny full run with the rerun-nothing, add-a-member, failed-member and reproducibility checks."""
+import os
 import re
 import shutil
 import subprocess
@@ -30,7 +31,9 @@ def snakemake(workdir, config, *args, timeout=600):
     path.write_text(yaml.safe_dump(config))
     command = [SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), "--configfile",
                str(path), *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=workdir)
+    # The rules run `python -m aenet_core.cli`: the interpreter of this test run must come first on PATH.
+    env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=workdir, env=env)
 
 
 def planned_jobs(result) -> dict:

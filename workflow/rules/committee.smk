@@ -23,7 +23,7 @@ rule train_member:
     conda:
         "../../envs/aenet_core.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} aenet-core train-member --database {input.database:q} --split {input.split:q} "
+        "OMP_NUM_THREADS={threads} python -m aenet_core.cli train-member --database {input.database:q} --split {input.split:q} "
         "--arch {params.arch:q} --training {params.training:q} --member-index {wildcards.member} "
         "--seed {params.seed} --device {params.device} --threads {threads} --output-dir {params.member_dir:q} "
         "> {log:q} 2>&1"
@@ -54,5 +54,5 @@ rule aggregate:
     conda:
         "../../envs/aenet_core.yaml"
     shell:
-        "aenet-core aggregate {params.committee_dir:q} --members {params.members:q} --table {output.table:q} "
+        "python -m aenet_core.cli aggregate {params.committee_dir:q} --members {params.members:q} --table {output.table:q} "
         "--plot {output.curves:q} > {log:q} 2>&1"

@@ -3,6 +3,7 @@
 import glob
 import hashlib
 import json
+import shlex
 
 from snakemake.utils import validate
 
@@ -10,6 +11,9 @@ from snakemake.utils import validate
 validate(config, schema="../schemas/config.schema.yaml")
 
 RUNS = sorted(config["runs"])
+# Rules run the library's command line (python -m aenet_core.cli) from this repository: the same
+# code in the Makefile's virtual environment and in a --sdm conda environment (dependencies only).
+shell.prefix(f"set -euo pipefail; export PYTHONPATH={shlex.quote(workflow.basedir)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 EXAMPLE_DATA = "results/example_data/example.extxyz"
 
 

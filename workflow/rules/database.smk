@@ -10,7 +10,7 @@ rule reference_energies:
     conda:
         "../../envs/aenet_core.yaml"
     shell:
-        "aenet-core reference-energies {input:q} --output {output:q} {params.args} > {log:q} 2>&1"
+        "python -m aenet_core.cli reference-energies {input:q} --output {output:q} {params.args} > {log:q} 2>&1"
 
 
 rule build_database:
@@ -29,7 +29,7 @@ rule build_database:
     conda:
         "../../envs/aenet_core.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} aenet-core build-database {input.sources:q} --output {output:q} "
+        "OMP_NUM_THREADS={threads} python -m aenet_core.cli build-database {input.sources:q} --output {output:q} "
         "--reference-energies {input.reference_energies:q} {params.args} > {log:q} 2>&1"
 
 
@@ -46,5 +46,5 @@ rule split:
     conda:
         "../../envs/aenet_core.yaml"
     shell:
-        "aenet-core split {input:q} --output {output:q} --testpercent {params.testpercent} "
+        "python -m aenet_core.cli split {input:q} --output {output:q} --testpercent {params.testpercent} "
         "--split-seed {params.split_seed} > {log:q} 2>&1"

@@ -37,5 +37,5 @@ rule evaluate:
     conda:
         "../../envs/aenet_core.yaml"
     shell:
-        "aenet-core evaluate {params.committee_dir:q} --database {input.database:q} --split {input.split:q} "
+        "python -m aenet_core.cli evaluate {params.committee_dir:q} --database {input.database:q} --split {input.split:q} "
         "--output-dir {params.output_dir:q} --n-uncertain {params.n_uncertain} > {log:q} 2>&1"

@@ -9,4 +9,4 @@ rule example_data:
     conda:
         "../../envs/aenet_core.yaml"
     shell:
-        "aenet-core example-data --output {output} --n-structures {params.n} --seed {params.seed} > {log} 2>&1"
+        "python -m aenet_core.cli example-data --output {output} --n-structures {params.n} --seed {params.seed} > {log} 2>&1"

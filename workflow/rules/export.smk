@@ -11,4 +11,4 @@ rule export:
     conda:
         "../../envs/aenet_core.yaml"
     shell:
-        "aenet-core export {input:q} --output-dir {params.output_dir:q} --prefix {params.prefix} > {log:q} 2>&1"
+        "python -m aenet_core.cli export {input:q} --output-dir {params.output_dir:q} --prefix {params.prefix} > {log:q} 2>&1"
