@@ -677,7 +677,8 @@ class HDF5StructureDataset:
         """Raw features (sum N, F) of ``indices`` in order, or None when the file stores none."""
         if not self._has_features:
             return None
-        return torch.cat([features for features, _ in self._payloads(indices, False)])
+        payloads, block = self._payloads(indices, False)
+        return block["features"] if block else torch.cat([features for features, _ in payloads])
 
     def stored_derivatives(self, indices):
         """(features, LocalDerivatives) of force-labelled ``indices`` from the file, or None."""
@@ -685,67 +686,88 @@ class HDF5StructureDataset:
             return None
         if not all(self.has_forces(i) for i in indices):
             raise ValueError(f"{self.database_file}: derivatives are stored for force-labelled entries only")
-        payloads = self._payloads(indices, True)
-        return (torch.cat([features for features, _ in payloads]),
-                LocalDerivatives.concatenate([derivatives for _, derivatives in payloads]))
-
-    def _payloads(self, indices, with_derivatives) -> list:
-        """Per entry (features, LocalDerivatives or None), from the payload cache or read from the file
-        (entries missing from the cache are read together, consecutive ones in one slice per field)."""
         indices = list(indices)
-        cache = self._payload_cache
-        missing = sorted({i for i in indices if i not in cache or (with_derivatives and cache[i][1] is None)})
-        fetched = dict(zip(missing, self._read_payloads(missing, with_derivatives))) if missing else {}
-        out = []
-        for i in indices:
-            if i in fetched:
-                out.append(fetched[i])
-            else:
-                cache.move_to_end(i)
-                out.append(cache[i][:2])
-        for i, value in fetched.items():
-            self._cache_payload(i, value)
-        return out
-
-    def _cache_payload(self, index, value):
-        size = value[0].nbytes + (0 if value[1] is None else sum(
-            t.nbytes for t in value[1].__dict__.values() if isinstance(t, torch.Tensor)))
-        if size > self._payload_cache_limit:
-            return
-        old = self._payload_cache.pop(index, None)
-        self._payload_cache_bytes += size - (0 if old is None else old[2])
-        self._payload_cache[index] = (*value, size)
-        while self._payload_cache_bytes > self._payload_cache_limit:
-            self._payload_cache_bytes -= self._payload_cache.popitem(last=False)[1][2]
-
-    def _read_payloads(self, indices, with_derivatives) -> list:
-        """(features, LocalDerivatives or None) of each of ``indices`` (sorted), read from the file."""
-        f, dtype, counts = self._file(), self.descriptor.dtype, self.atom_counts(indices)
-        features = torch.from_numpy(self._rows(f["features/values"], self._entries["atom_offset"], indices))
-        features = torch.split(features.to(dtype), counts)
-        if not with_derivatives:
-            return [(x, None) for x in features]
-        first_atom = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        payloads, block = self._payloads(indices, True)
+        counts = self.atom_counts(indices)
+        first_atom = torch.tensor(np.concatenate([[0], np.cumsum(counts)[:-1]]), dtype=torch.long)
         fields = {}
         for group, names, offsets in (("edges", EDGE_FIELDS, self._edge_offset),
                                       ("triplets", TRIPLET_FIELDS, self._triplet_offset)):
-            rows = [int(offsets[i + 1] - offsets[i]) for i in indices]
-            shift = torch.from_numpy(np.repeat(first_atom, rows))
+            # Stored indices are local to each entry: shift every row by its entry's first atom.
+            rows = torch.from_numpy(offsets[np.add(indices, 1)] - offsets[indices])
+            shift = torch.repeat_interleave(first_atom, rows)
             for name, field in names.items():
-                dataset = f[f"derivatives/{group}/{name}"]
-                if dataset.ndim == 1:
-                    fields[field] = torch.from_numpy(self._rows(dataset, offsets, indices)).long() + shift
-                else:
-                    fields[field] = torch.from_numpy(self._rows(dataset, offsets, indices, axis=1)).to(dtype)
+                joined = block[group][name] if block else torch.cat([p[1][group][name] for p in payloads], dim=-1)
+                fields[field] = joined.long() + shift if joined.dtype == torch.int32 else joined
         neighbor_spin = triplet_spin = None
         if self.descriptor.multi:
-            spin = self.descriptor.typespin.to(dtype)[self.species_of(indices)]
+            spin = self.descriptor.typespin.to(self.descriptor.dtype)[self.species_of(indices)]
             neighbor_spin = spin[fields["neighbor_idx"]]
             triplet_spin = spin[fields["neighbor_j_idx"]] * spin[fields["neighbor_k_idx"]]
         derivatives = LocalDerivatives(n_atoms=int(sum(counts)), n_radial=self.descriptor.rad_order + 1,
                                        n_angular=self.descriptor.ang_order + 1, neighbor_typespin=neighbor_spin,
                                        triplet_typespin=triplet_spin, **fields)
-        return list(zip(features, derivatives.split(counts)))
+        features = block["features"] if block else torch.cat([features for features, _ in payloads])
+        return features, derivatives
+
+    def _payloads(self, indices, with_derivatives) -> tuple:
+        """Per entry (features, {'edges' or 'triplets': {name: tensor}} or None), from the payload
+        cache or read from the file (missing entries are read together, consecutive ones in one
+        slice), and the block as read when it is exactly ``indices`` (nothing to concatenate)."""
+        indices = list(indices)
+        cache = self._payload_cache
+        missing = sorted({i for i in indices if i not in cache or (with_derivatives and cache[i][1] is None)})
+        fetched, block = self._read_payloads(missing, with_derivatives) if missing else ({}, None)
+        out = []
+        for i in indices:
+            if i in fetched:
+                out.append(fetched[i][:2])
+            else:
+                cache.move_to_end(i)
+                out.append(cache[i][:2])
+        for i, value in fetched.items():
+            self._cache_payload(i, value)
+        return out, block if missing == indices else None
+
+    def _cache_payload(self, index, value):
+        """Keep (features, derivatives, bytes) of an entry; the least recently used go past the bound."""
+        if value[2] > self._payload_cache_limit:
+            return
+        old = self._payload_cache.pop(index, None)
+        self._payload_cache_bytes += value[2] - (0 if old is None else old[2])
+        self._payload_cache[index] = value
+        while self._payload_cache_bytes > self._payload_cache_limit:
+            self._payload_cache_bytes -= self._payload_cache.popitem(last=False)[1][2]
+
+    def _read_payloads(self, indices, with_derivatives) -> tuple:
+        """{entry: (features, derivative fields or None, bytes)} for sorted ``indices`` and the block
+        they were cut from: each field is read once for all of them, and every entry gets views of
+        its rows (indices stay local)."""
+        f, dtype = self._file(), self.descriptor.dtype
+        counts = self.atom_counts(indices)
+        features = torch.from_numpy(self._rows(f["features/values"], self._entries["atom_offset"], indices)).to(dtype)
+        pieces = {i: [x] for i, x in zip(indices, torch.split(features, counts))}
+        sizes = {i: x.nbytes for i, (x,) in pieces.items()}
+        derivatives = {i: {} for i in indices} if with_derivatives else None
+        block = {"features": features}
+        for group, name, offsets in self._derivative_fields() if with_derivatives else ():
+            dataset = f[f"derivatives/{group}/{name}"]
+            rows = [int(offsets[i + 1] - offsets[i]) for i in indices]
+            values = torch.from_numpy(self._rows(dataset, offsets, indices, axis=dataset.ndim - 1))
+            values = values if values.dtype == torch.int32 else values.to(dtype)
+            block.setdefault(group, {})[name] = values
+            for i, part in zip(indices, torch.split(values, rows, dim=-1)):
+                derivatives[i].setdefault(group, {})[name] = part
+                sizes[i] += part.nbytes
+        entries = {i: (pieces[i][0], None if derivatives is None else derivatives[i], sizes[i]) for i in indices}
+        return entries, block
+
+    def _derivative_fields(self):
+        """(group, name, row offsets) of every stored derivative array /derivatives/<group>/<name>."""
+        for group, names, offsets in (("edges", EDGE_FIELDS, self._edge_offset),
+                                      ("triplets", TRIPLET_FIELDS, self._triplet_offset)):
+            for name in names:
+                yield group, name, offsets
 
     @staticmethod
     def _rows(dataset, offsets, indices, axis=0):
