@@ -711,15 +711,18 @@ class HDF5StructureDataset:
         return features, derivatives
 
     def _payloads(self, indices, with_derivatives) -> tuple:
-        """Per entry (features, {'edges' or 'triplets': {name: tensor}} or None), from the payload
-        cache or read from the file (missing entries are read together, consecutive ones in one
-        slice), and the block as read when it is exactly ``indices`` (nothing to concatenate)."""
+        """(per-entry payloads, block): the entries missing from the payload cache are read together
+        (consecutive ones in one slice per field).  When that read is exactly ``indices`` the block
+        as read is returned (nothing to concatenate) and the list is empty; otherwise each entry's
+        (features, {'edges' or 'triplets': {name: tensor}} or None) comes in the order asked for."""
         indices = list(indices)
         cache = self._payload_cache
         missing = sorted({i for i in indices if i not in cache or (with_derivatives and cache[i][1] is None)})
-        fetched, block = self._read_payloads(missing, with_derivatives) if missing else ({}, None)
+        block = self._read_block(missing, with_derivatives) if missing else None
+        whole = missing == indices
+        fetched = self._cut(block, missing) if missing and (self._payload_cache_limit or not whole) else {}
         out = []
-        for i in indices:
+        for i in [] if whole else indices:
             if i in fetched:
                 out.append(fetched[i][:2])
             else:
@@ -727,40 +730,47 @@ class HDF5StructureDataset:
                 out.append(cache[i][:2])
         for i, value in fetched.items():
             self._cache_payload(i, value)
-        return out, block if missing == indices else None
+        return out, block if whole else None
 
     def _cache_payload(self, index, value):
-        """Keep (features, derivatives, bytes) of an entry; the least recently used go past the bound."""
+        """Keep (features, derivatives, bytes) of an entry; the least recently used go past the bound.
+
+        The entry's views are copied, so that a cached entry never keeps the rest of its read block
+        alive and the bound holds for the memory really used."""
         if value[2] > self._payload_cache_limit:
             return
+        features, derivatives, size = value
+        if derivatives is not None:
+            derivatives = {group: {name: t.clone() for name, t in fields.items()}
+                           for group, fields in derivatives.items()}
         old = self._payload_cache.pop(index, None)
-        self._payload_cache_bytes += value[2] - (0 if old is None else old[2])
-        self._payload_cache[index] = value
+        self._payload_cache_bytes += size - (0 if old is None else old[2])
+        self._payload_cache[index] = (features.clone(), derivatives, size)
         while self._payload_cache_bytes > self._payload_cache_limit:
             self._payload_cache_bytes -= self._payload_cache.popitem(last=False)[1][2]
 
-    def _read_payloads(self, indices, with_derivatives) -> tuple:
-        """{entry: (features, derivative fields or None, bytes)} for sorted ``indices`` and the block
-        they were cut from: each field is read once for all of them, and every entry gets views of
-        its rows (indices stay local)."""
+    def _read_block(self, indices, with_derivatives) -> dict:
+        """Features and (optionally) derivative arrays of sorted ``indices``, each read once for all of
+        them: {'features': (sum N, F), 'edges'/'triplets': {name: tensor}} (atom indices stay local)."""
         f, dtype = self._file(), self.descriptor.dtype
-        counts = self.atom_counts(indices)
-        features = torch.from_numpy(self._rows(f["features/values"], self._entries["atom_offset"], indices)).to(dtype)
-        pieces = {i: [x] for i, x in zip(indices, torch.split(features, counts))}
-        sizes = {i: x.nbytes for i, (x,) in pieces.items()}
-        derivatives = {i: {} for i in indices} if with_derivatives else None
-        block = {"features": features}
+        block = {"features": torch.from_numpy(self._rows(f["features/values"], self._entries["atom_offset"],
+                                                         indices)).to(dtype)}
         for group, name, offsets in self._derivative_fields() if with_derivatives else ():
             dataset = f[f"derivatives/{group}/{name}"]
-            rows = [int(offsets[i + 1] - offsets[i]) for i in indices]
             values = torch.from_numpy(self._rows(dataset, offsets, indices, axis=dataset.ndim - 1))
-            values = values if values.dtype == torch.int32 else values.to(dtype)
-            block.setdefault(group, {})[name] = values
-            for i, part in zip(indices, torch.split(values, rows, dim=-1)):
-                derivatives[i].setdefault(group, {})[name] = part
-                sizes[i] += part.nbytes
-        entries = {i: (pieces[i][0], None if derivatives is None else derivatives[i], sizes[i]) for i in indices}
-        return entries, block
+            block.setdefault(group, {})[name] = values if values.dtype == torch.int32 else values.to(dtype)
+        return block
+
+    def _cut(self, block, indices) -> dict:
+        """{entry: (features, derivative fields or None, bytes)}: views of each entry's rows of ``block``."""
+        features = torch.split(block["features"], self.atom_counts(indices))
+        entries = {i: [x, None if "edges" not in block else {}, x.nbytes] for i, x in zip(indices, features)}
+        for group, name, offsets in self._derivative_fields() if "edges" in block else ():
+            rows = [int(offsets[i + 1] - offsets[i]) for i in indices]
+            for i, part in zip(indices, torch.split(block[group][name], rows, dim=-1)):
+                entries[i][1].setdefault(group, {})[name] = part
+                entries[i][2] += part.nbytes
+        return {i: tuple(value) for i, value in entries.items()}
 
     def _derivative_fields(self):
         """(group, name, row offsets) of every stored derivative array /derivatives/<group>/<name>."""

@@ -330,13 +330,13 @@ def test_dataloader_workers_open_their_own_handle(tmp_path, cuau):
 def test_payload_cache_reads_each_entry_once_within_its_bound(tmp_path, cuau, monkeypatch):
     build(tmp_path / "db.h5", cuau)
     reads = []
-    read = HDF5StructureDataset._read_payloads
+    read = HDF5StructureDataset._read_block
 
     def counting(self, indices, with_derivatives):
         reads.append(list(indices))
         return read(self, indices, with_derivatives)
 
-    monkeypatch.setattr(HDF5StructureDataset, "_read_payloads", counting)
+    monkeypatch.setattr(HDF5StructureDataset, "_read_block", counting)
     db = HDF5StructureDataset(None, tmp_path / "db.h5", mode="load")
     first = db.stored_derivatives([3, 1, 3])
     again = db.stored_derivatives([1, 3])
