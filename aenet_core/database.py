@@ -211,7 +211,7 @@ class _Writer:
     def __init__(self, path: Path, descriptor, storage_dtype, compression, compression_level):
         self.path = path
         self.tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        self.file = h5py.File(self.tmp, "w")
+        self.file = h5py.File(self.tmp, "w", rdcc_nbytes=0)
         self.storage = np.dtype(storage_dtype)
         self.compression = dict(compression=compression,
                                 compression_opts=compression_level if compression == "gzip" else None)
