@@ -40,6 +40,7 @@ from aenet_core.split import Split, as_split
 from aenet_core.training.config import TorchTrainingConfig
 from aenet_core.training.data import StructureDataset, as_structures
 from aenet_core.training.potential import TorchANNPotential
+from aenet_core.training.run import checkpoint_epoch, checkpoint_files
 from aenet_core.training.trainout import TrainOut
 
 METADATA_SCHEMA_VERSION = "1.0"
@@ -122,21 +123,25 @@ def member_metrics(trainout: TrainOut, best_val_loss) -> dict:
     return metrics
 
 
-def _fingerprint(potential, config, split, seed) -> str:
-    """Identifies what a member's checkpoints were made for (everything but the epoch count)."""
+def _fingerprint(potential, config, dataset, split, seed) -> str:
+    """Identifies what a member's checkpoints were made for (everything but the epoch count): settings,
+    model, data (content, atomic references, database recipe), split and seed."""
     settings = {key: value for key, value in config.to_dict().items()
                 if key not in ("iterations", "show_progress", "show_batch_progress", "checkpoint_dir")}
     payload = {"config": settings, "arch": potential.arch, "descriptor": potential.descriptor.get_config(),
-               "split": [split.content_sha256, split.train, split.test], "seed": seed}
+               "split": [split.content_sha256, split.train, split.test], "seed": seed,
+               "atomic_energies": dataset.atomic_energies, "database": getattr(dataset, "recipe_sha256", None)}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _resume_point(checkpoints: Path, fingerprint: str):
-    """The latest checkpoint made for this very member, or None (stale checkpoints are removed)."""
+def _resume_point(checkpoints: Path, fingerprint: str, iterations: int):
+    """The latest checkpoint made for this very member and no later than ``iterations`` epochs, or None
+    (other checkpoints are removed)."""
     stamp = checkpoints / "fingerprint.txt"
     if stamp.exists() and stamp.read_text().strip() == fingerprint:
-        found = sorted(checkpoints.glob("checkpoint_epoch_*.pt"))
-        return found[-1] if found else None
+        found = checkpoint_files(checkpoints)
+        if found and checkpoint_epoch(found[-1]) < iterations:
+            return found[-1]
     for old in checkpoints.glob("*.pt"):
         old.unlink()
     checkpoints.mkdir(parents=True, exist_ok=True)
@@ -168,10 +173,10 @@ def train_member(potential: TorchANNPotential, member_dir, config: TorchTraining
         summary["training_config"] = member_config.to_dict()
         resume = None
         if checkpoints is not None:
-            resume = _resume_point(checkpoints, _fingerprint(potential, member_config, split, seed))
+            resume = _resume_point(checkpoints, _fingerprint(potential, member_config, dataset, split, seed),
+                                   config.iterations)
         if resume is not None:
-            done = int(resume.stem.rsplit("_", 1)[1]) + 1  # checkpoint_epoch_<0-based epoch>.pt
-            member_config = replace(member_config, iterations=max(0, config.iterations - done))
+            member_config = replace(member_config, iterations=config.iterations - checkpoint_epoch(resume) - 1)
         with contextlib.chdir(member_dir):  # energies.*/forces.* files land in the member folder
             out = potential.train(dataset=dataset, split=split, config=member_config, resume_from=resume)
         out.to_json(member_dir / "history.json")
@@ -477,6 +482,7 @@ class TorchCommitteePotential:
         self.arch, self.descriptor = arch, descriptor
         self.members: list = []
         self.model_paths: list = []
+        self.member_indices: list = []  # committee member numbers, when loaded from a committee directory
         self.calibration_factor = None
 
     # -- training -----------------------------------------------------------------------
@@ -523,6 +529,7 @@ class TorchCommitteePotential:
         if result.completed_members:
             loaded = self.from_files([m.model_path for m in result.completed_members])
             self.members, self.model_paths = loaded.members, loaded.model_paths
+            self.member_indices = [m.member_index for m in result.completed_members]
         return result
 
     # -- loading ------------------------------------------------------------------------
@@ -544,16 +551,19 @@ class TorchCommitteePotential:
         return committee
 
     @classmethod
-    def from_directory(cls, path, device=None) -> TorchCommitteePotential:
-        """The completed members of a committee directory (or of its committee_metadata.json)."""
+    def from_directory(cls, path, device=None, calibration=None) -> TorchCommitteePotential:
+        """The completed members of a committee directory (or of its committee_metadata.json), with the
+        calibration factor of ``calibration`` (a calibration.json; default: the directory's own, if any)."""
         path = Path(path)
         metadata = path / METADATA_FILE if path.is_dir() else path
         if not metadata.exists():
             raise FileNotFoundError(f"{metadata}: no committee metadata; train the committee or run "
                                     f"aggregate_committee() on its directory")
         result = TorchCommitteeTrainResult.from_metadata(metadata)
-        committee = cls.from_files([m.model_path for m in result.completed_members], device=device)
-        calibration = metadata.parent / "calibration.json"
+        completed = result.completed_members
+        committee = cls.from_files([m.model_path for m in completed], device=device)
+        committee.member_indices = [m.member_index for m in completed]
+        calibration = Path(calibration) if calibration is not None else metadata.parent / "calibration.json"
         if calibration.exists():
             committee.calibration_factor = json.loads(calibration.read_text(encoding="utf-8"))["factor"]
         return committee
@@ -571,8 +581,9 @@ class TorchCommitteePotential:
             raise ValueError("the committee has no members; train it or load it with from_directory()")
         output_dir = Path(output_dir)
         members = []
-        for index, member in enumerate(self.members):
-            folder = output_dir / member_dir_name(index, len(self.members))
+        indices = self.member_indices or list(range(len(self.members)))
+        for index, member in zip(indices, self.members):
+            folder = output_dir / member_dir_name(index, max(indices) + 1)
             written = member.to_aenet_ascii(folder, prefix=prefix, structures=structures,
                                             descriptor_stats=descriptor_stats)
             members.append({species: str(folder / name) for species, name in written["files"].items()})
@@ -587,10 +598,17 @@ class TorchCommitteePotential:
 
     def predict(self, structures, eval_forces: bool = False, aggregation: str = "mean", reference_member: int = 0,
                 batch_size: int = 32) -> TorchCommitteePredictResult:
-        paths = [str(s) for s in structures] if all(isinstance(s, (str, Path)) for s in structures) else None
-        structures = as_structures(structures)
-        identifiers = paths or [s.name or f"structure_{i:06d}" for i, s in enumerate(structures)]
-        indices = list(range(len(structures)))
+        """Committee predictions for Structures, ase.Atoms or structure files (every frame; identified
+        as ``path#frame=N``)."""
+        frames, identifiers = [], []
+        for position, item in enumerate(structures):
+            found = as_structures([item])
+            frames += found
+            if isinstance(item, (str, Path)):
+                identifiers += [f"{item}#frame={k}" for k in range(len(found))]
+            else:
+                identifiers.append(found[0].name or f"structure_{position:06d}")
+        structures, indices = frames, list(range(len(frames)))
         return self._predict(structures, eval_forces, aggregation, reference_member, batch_size, indices, indices,
                              identifiers)
 

@@ -95,7 +95,7 @@ def _source_items(sources):
     for index, item in enumerate(sources):
         if isinstance(item, (str, Path)):
             for frame, structure in enumerate(read_structures(item)):
-                yield str(item), Path(item).name, frame, structure
+                yield str(item), str(item), frame, structure
         elif isinstance(item, Structure) or hasattr(item, "get_chemical_symbols"):
             structure = item if isinstance(item, Structure) else Structure.from_ase(item)
             label = structure.name or f"structure_{index:06d}"
@@ -427,7 +427,7 @@ class HDF5StructureDataset:
         self._load_metadata()
 
     def _recipe(self, descriptor, features, derivatives, storage_dtype) -> dict:
-        sources = [str(s) if isinstance(s, (str, Path)) else "structure" for s in self.sources]
+        sources = [_source_stamp(s) for s in self.sources]
         return {"sources": sources, "max_energy": self.max_energy, "atomic_energies": self.atomic_energies,
                 "descriptor": descriptor_compat(self.descriptor) if descriptor else None,
                 "features": features, "derivatives": derivatives, "storage_dtype": storage_dtype}
@@ -588,6 +588,12 @@ class HDF5StructureDataset:
         """Hash of every stored structure and label, in entry order (splits refer to it)."""
         self._require_loaded()
         return str(self._attrs["content_sha256"])
+
+    @property
+    def recipe_sha256(self) -> str:
+        """Hash of how the file was built (sources, filter, descriptor, what was persisted, storage)."""
+        self._require_loaded()
+        return str(self._attrs["recipe_sha256"])
 
     @property
     def has_persisted_features(self) -> bool:
@@ -799,6 +805,19 @@ class HDF5StructureDataset:
             start += hi - lo
             k = end
         return out
+
+
+def _source_stamp(source):
+    """What identifies a source's content for the build recipe: a file's path, size and modification
+    time, or a hash of an in-memory structure."""
+    if isinstance(source, (str, Path)):
+        stat = Path(source).stat()
+        return [str(source), stat.st_size, stat.st_mtime_ns]
+    if not (isinstance(source, Structure) or hasattr(source, "get_chemical_symbols")):
+        return type(source).__name__  # refused with a clear message when the build reads it
+    hasher = hashlib.sha256()
+    hash_structure(hasher, source if isinstance(source, Structure) else Structure.from_ase(source))
+    return hasher.hexdigest()
 
 
 def _as_sequence(sources):

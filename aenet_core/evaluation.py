@@ -50,26 +50,31 @@ def evaluate_committee(committee_dir, database, split, output_dir, n_uncertain: 
     output_dir.mkdir(parents=True, exist_ok=True)
     committee = TorchCommitteePotential.from_directory(committee_dir)
     db = HDF5StructureDataset(None, database, mode="load")
-    split = Split.load(split)
-    split.check(db, label=str(split))
+    split_path, split = split, Split.load(split)
+    split.check(db, label=str(split_path))
     indices = split.test or split.train  # no test split: report on the training structures
     predictions = committee.predict_dataset(db, indices, eval_forces=True)
     n_atoms = np.array(predictions.n_atoms, float)
     reference = np.array(db.energies(indices), float)
     error = (predictions.energy_mean - reference) / n_atoms
     std = predictions.energy_std / n_atoms
-    calibration = Calibration.fit(error, std)
-    calibration.save(output_dir / "calibration.json")
-    predictions.calibration_factor = calibration.factor
+    try:
+        calibration = Calibration.fit(error, std)
+        calibration.save(output_dir / "calibration.json")
+        factor = predictions.calibration_factor = calibration.factor
+    except ValueError as err:  # e.g. one member, or one test structure: no spread to scale
+        calibration, factor = None, float("nan")
+        with atomic_write(output_dir / "calibration.json") as handle:
+            json.dump({"factor": None, "reason": str(err)}, handle, indent=1)
 
     table = predictions.to_dataframe().drop(columns=["member_energies"])
     table["reference_energy"] = reference
     table["error_per_atom"] = error
     table["energy_std_per_atom"] = std
-    table["energy_std_calibrated_per_atom"] = calibration.factor * std
+    table["energy_std_calibrated_per_atom"] = factor * std
     with atomic_write(output_dir / "predictions.csv") as handle:
         table.to_csv(handle, index=False)
-    ranked = table.sort_values("energy_std_calibrated_per_atom", ascending=False, kind="stable").head(n_uncertain)
+    ranked = table.sort_values("energy_std_per_atom", ascending=False, kind="stable").head(n_uncertain)
     with atomic_write(output_dir / "most_uncertain.csv") as handle:
         ranked.to_csv(handle, index=False)
     unlabelled = []
@@ -84,13 +89,14 @@ def evaluate_committee(committee_dir, database, split, output_dir, n_uncertain: 
         "split": "test" if split.test else "train", "n_structures": len(indices),
         "energy_rmse_per_atom": float(np.sqrt(np.mean(error ** 2))), "energy_mae_per_atom": float(np.mean(abs(error))),
         "force_rmse": float(np.sqrt(np.mean(np.concatenate(force_errors) ** 2))) if force_errors else None,
-        "mean_energy_std_per_atom": float(std.mean()), "calibration_factor": calibration.factor,
+        "mean_energy_std_per_atom": float(std.mean()),
+        "calibration_factor": None if calibration is None else calibration.factor,
         "num_members": len(committee.members),
     }
     with atomic_write(output_dir / "summary.json") as handle:
         json.dump(summary, handle, indent=1)
-    _plot_parity(reference / n_atoms, predictions.energy_mean / n_atoms, calibration.factor * std,
-                 output_dir / "parity.png")
+    bars = std if calibration is None else calibration.factor * std
+    _plot_parity(reference / n_atoms, predictions.energy_mean / n_atoms, bars, output_dir / "parity.png")
     _plot_uncertainty(error, std, calibration, output_dir / "uncertainty.png")
     return summary
 
@@ -102,19 +108,26 @@ def _plot_parity(reference, predicted, calibrated_std, path) -> None:
     low, high = min(reference.min(), predicted.min()), max(reference.max(), predicted.max())
     ax.plot([low, high], [low, high], color="k", lw=0.8)
     ax.set(xlabel="reference energy (eV/atom)", ylabel="committee mean (eV/atom)",
-           title="test split; bars: calibrated committee std")
+           title="test split; bars: (calibrated) committee std")
     _save(fig, path)
 
 
-def _plot_uncertainty(error, std, calibration: Calibration, path) -> None:
+def _plot_uncertainty(error, std, calibration: Calibration | None, path) -> None:
+    """|error| against σ with the fitted line, and the calibration curve (or why there is none)."""
     fig = Figure(figsize=(11, 4.5))
     ax = fig.add_subplot(1, 2, 1)
     ax.scatter(std, abs(error), s=10)
-    grid = np.linspace(0, std.max() * 1.05, 50)
-    ax.plot(grid, calibration.factor * grid, color="k", lw=0.8, label=f"|error| = {calibration.factor:.3g} σ")
     ax.set(xlabel="committee std σ (eV/atom)", ylabel="|error| (eV/atom)")
-    ax.legend()
     ax = fig.add_subplot(1, 2, 2)
+    if calibration is None:
+        ax.text(0.5, 0.5, "no calibration: it needs at least 2 members\nand 2 structures with a spread",
+                ha="center", va="center", transform=ax.transAxes)
+        _save(fig, path)
+        return
+    grid = np.linspace(0, std.max() * 1.05, 50)
+    fig.axes[0].plot(grid, calibration.factor * grid, color="k", lw=0.8,
+                     label=f"|error| = {calibration.factor:.3g} σ")
+    fig.axes[0].legend()
     curve = calibration.curve
     ax.plot(curve["predicted_std"], curve["observed_rmse"], "o-")
     top = max(curve["predicted_std"].max(), curve["observed_rmse"].max()) * 1.05

@@ -10,7 +10,10 @@ import torch
 
 from aenet_core.committee import (AenetEnsembleResult, Calibration, TorchCommitteeConfig, TorchCommitteePotential,
                                   aggregate_committee, train_member)
+from aenet_core.database import HDF5StructureDataset
+from aenet_core.evaluation import evaluate_committee
 from aenet_core.example_data import make_cuau_structures
+from aenet_core.io import read_structures
 from aenet_core.split import Split
 from aenet_core.structure import Structure
 from aenet_core.torch_featurize import ChebyshevDescriptor
@@ -237,3 +240,44 @@ def test_parallel_members_equal_sequential_ones(cuau, tmp_path):
 def test_committee_config_validation(kwargs, message):
     with pytest.raises(ValueError, match=message):
         TorchCommitteeConfig(**kwargs)
+
+
+def test_checkpoints_for_other_references_or_a_longer_run_are_not_resumed(cuau, tmp_path):
+    dataset = StructureDataset(cuau, descriptor(), atomic_energies=REFERENCES)
+    split = Split.create(dataset, 25, 2)
+    settings = config(iterations=3, checkpoint_interval=1)
+    member = tmp_path / "member"
+    train_member(TorchANNPotential(ARCH, descriptor()), member, settings, dataset, split, seed=3)
+    shorter, fresh_short = TorchANNPotential(ARCH, descriptor()), TorchANNPotential(ARCH, descriptor())
+    summary = train_member(shorter, member, replace(settings, iterations=2), dataset, split, seed=3)
+    train_member(fresh_short, tmp_path / "fresh_short", replace(settings, iterations=2), dataset, split, seed=3)
+    assert summary["metrics"]["epochs_recorded"] == 2
+    assert all(torch.equal(x, y) for x, y in zip(weights(shorter), weights(fresh_short)))
+    other = StructureDataset(cuau, descriptor(), atomic_energies={"Cu": -1.0, "Au": -2.0})
+    moved = TorchANNPotential(ARCH, descriptor())
+    summary = train_member(moved, member, replace(settings, atomic_energies=None), other, Split.create(other, 25, 2),
+                           seed=3)
+    assert summary["status"] == "completed", summary["error"]
+    assert moved.model.atomic_energies.tolist() == [-1.0, -2.0]
+    assert json.loads((member / "summary.json").read_text())["metrics"]["epochs_recorded"] == 3
+
+
+@pytest.mark.parametrize("num_members", [1, 2])
+def test_evaluation_writes_every_product_even_without_a_calibration(cuau, tmp_path, num_members):
+    db = HDF5StructureDataset(descriptor(), tmp_path / "db.h5", sources=cuau, mode="build", atomic_energies=REFERENCES)
+    db.build_database(show_progress=False, persist_features=True, persist_force_derivatives=True)
+    split = Split.create(db, 40, 2)
+    split.save(tmp_path / "split.json")
+    for index in range(num_members):
+        train_member(TorchANNPotential(ARCH, descriptor()), tmp_path / "committee" / f"member_{index:03d}",
+                     replace(config(iterations=2), atomic_energies=None), db, split, index, seed=index)
+    aggregate_committee(tmp_path / "committee")
+    summary = evaluate_committee(tmp_path / "committee", tmp_path / "db.h5", tmp_path / "split.json",
+                                 tmp_path / "evaluation", n_uncertain=3)
+    names = {p.name for p in (tmp_path / "evaluation").iterdir()}
+    assert names == {"summary.json", "predictions.csv", "calibration.json", "parity.png", "uncertainty.png",
+                     "most_uncertain.csv", "most_uncertain.extxyz"}
+    assert summary["n_structures"] == len(split.test) and summary["num_members"] == num_members
+    calibration = json.loads((tmp_path / "evaluation" / "calibration.json").read_text())
+    assert (calibration["factor"] is None) == (num_members == 1)
+    assert len(read_structures(tmp_path / "evaluation" / "most_uncertain.extxyz")) == 3

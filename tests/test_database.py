@@ -71,9 +71,9 @@ def test_round_trip_structures_labels_and_identifiers(tmp_path, cuau, cuau_file)
         np.testing.assert_array_equal(s.cell, original.cell)
         np.testing.assert_array_equal(s.pbc, original.pbc)
         assert s.species == original.species and s.energy == original.energy and s.name == original.name
-        assert db.get_structure_identifier(i) == f"cuau.extxyz#frame={i}"
+        assert db.get_structure_identifier(i) == f"{cuau_file}#frame={i}"
     meta = db.get_entry_metadata(5)
-    assert meta == {"source_id": str(cuau_file), "frame_idx": 5, "display_name": "cuau.extxyz", "name": "cuau-005",
+    assert meta == {"source_id": str(cuau_file), "frame_idx": 5, "display_name": str(cuau_file), "name": "cuau-005",
                     "has_forces": True, "n_atoms": cuau[5].n_atoms, "energy": cuau[5].energy}
     assert db.energies([3, 1]) == [cuau[3].energy, cuau[1].energy]
     assert db.atom_counts([0, 2]) == [cuau[0].n_atoms, cuau[2].n_atoms]
@@ -310,7 +310,7 @@ def test_tio2_database_matches_the_featurizer(tmp_path, shared_data):
     stored_features, stored = db.stored_derivatives(range(len(db)))
     assert torch.equal(stored_features, features)
     assert_same_payload(stored, expected)
-    assert db.get_structure_identifier(0) == f"{files[0].name}#frame=0"
+    assert db.get_structure_identifier(0) == f"{files[0]}#frame=0"
 
 
 def potential():
@@ -352,3 +352,18 @@ def test_payload_cache_reads_each_entry_once_within_its_bound(tmp_path, cuau, mo
     assert reads == [[0], [0]]
     with pytest.raises(ValueError, match="payload_cache_mb"):
         HDF5StructureDataset(None, tmp_path / "db.h5", payload_cache_mb=-1)
+
+
+def test_auto_mode_notices_changed_sources(tmp_path, cuau, cuau_file):
+    path = tmp_path / "db.h5"
+    build(path, cuau[:4])
+    with pytest.raises(DatabaseError, match="other sources or settings"):
+        HDF5StructureDataset(descriptor(), path, sources=cuau[4:8]).build_database(
+            show_progress=False, persist_features=True, persist_force_derivatives=True)
+    copy = tmp_path / "copy.extxyz"
+    copy.write_bytes(cuau_file.read_bytes())
+    build(tmp_path / "file.h5", [copy])
+    write_extxyz(copy, cuau[:3])  # the same file name, other content
+    with pytest.raises(DatabaseError, match="other sources or settings"):
+        HDF5StructureDataset(descriptor(), tmp_path / "file.h5", sources=[copy]).build_database(
+            show_progress=False, persist_features=True, persist_force_derivatives=True)

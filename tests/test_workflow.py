@@ -86,6 +86,7 @@ def test_a_cuda_run_asks_for_a_gpu_per_member(tmp_path):
     (lambda c: c["runs"]["example"]["descriptor"].update(rad_order=-1), "-1"),
     (lambda c: c["runs"]["example"].update(architecture=[[10, "relu"]]), "relu"),
     (lambda c: c["runs"]["example"]["training"].update(split_seed=3), "split_seed"),
+    (lambda c: c["runs"]["example"]["training"].update(iteratons=5), "iteratons"),
     (lambda c: c["runs"]["example"].update(device="gpu0"), "gpu0"),
 ])
 def test_a_bad_config_stops_before_any_job(tmp_path, edit, key):
@@ -94,6 +95,18 @@ def test_a_bad_config_stops_before_any_job(tmp_path, edit, key):
     result = snakemake(tmp_path, config, "-n")
     assert result.returncode != 0 and key in result.stderr + result.stdout
     assert "Job stats" not in result.stdout
+
+
+def test_the_schema_knows_every_training_option():
+    from dataclasses import fields
+
+    from aenet_core.training.config import TorchTrainingConfig
+
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    training = schema["properties"]["runs"]["additionalProperties"]["properties"]["training"]
+    settable = set(training["properties"]) - {"testpercent", "split_seed", "seed", "device", "atomic_energies"}
+    assert settable == {f.name for f in fields(TorchTrainingConfig)} - {"testpercent", "split_seed", "seed",
+                                                                        "device", "atomic_energies"}
 
 
 def test_lint_reports_nothing(tmp_path):

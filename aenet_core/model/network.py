@@ -75,11 +75,15 @@ class AtomicNetworks(nn.Module):
         modules.append(nn.Linear(width, 1))
         return nn.Sequential(*modules)
 
-    def forward(self, features, species_idx):
-        """Per-atom outputs (N,) for features (N, F) and species indices (N,)."""
+    def forward(self, features, species_idx, mean=None, inverse_std=None):
+        """Per-atom outputs (N,) for features (N, F) and species indices (N,); with ``mean`` and
+        ``inverse_std`` (S, F) each species' features are first standardised with its own row."""
         out = features.new_zeros(len(features))
         for s, network in enumerate(self.functions):
             atoms = torch.nonzero(species_idx == s).squeeze(1)
             if len(atoms):
-                out = out.index_put((atoms,), network(features.index_select(0, atoms)).squeeze(1))
+                x = features.index_select(0, atoms)
+                if mean is not None:
+                    x = (x - mean[s]) * inverse_std[s]
+                out = out.index_put((atoms,), network(x).squeeze(1))
         return out

@@ -69,13 +69,15 @@ class AtomisticModel(nn.Module):
 
     def network_outputs(self, features, species_idx):
         """Raw per-atom network outputs (N,) in normalised energy units."""
-        return self.networks(self.normalized_features(features, species_idx), species_idx)
+        return self.networks(features, species_idx, self.feature_mean, self._inverse_std())
 
     def normalized_features(self, features, species_idx):
         """(G - mean[s]) / std[s] per atom, 0 in columns whose std is at most ``DEGENERATE_STD``."""
-        inverse_std = self.feature_std.reciprocal().masked_fill(self.feature_std <= DEGENERATE_STD, 0.0)
-        mean = self.feature_mean.index_select(0, species_idx)
-        return (features - mean) * inverse_std.index_select(0, species_idx)
+        return (features - self.feature_mean.index_select(0, species_idx)) * \
+            self._inverse_std().index_select(0, species_idx)
+
+    def _inverse_std(self):
+        return self.feature_std.reciprocal().masked_fill(self.feature_std <= DEGENERATE_STD, 0.0)
 
     def atom_energies(self, outputs, species_idx):
         """Physical per-atom energies (eV): out / E_scaling + E_shift + E_atom."""

@@ -176,7 +176,7 @@ class TrainingRun:
         if config.checkpoint_interval and (epoch + 1) % config.checkpoint_interval == 0:
             self.potential.write_model_file(directory / f"checkpoint_epoch_{epoch:04d}.pt", self)
             if config.max_checkpoints is not None:
-                for old in sorted(directory.glob("checkpoint_epoch_*.pt"))[: -config.max_checkpoints]:
+                for old in checkpoint_files(directory)[: -config.max_checkpoints]:
                     old.unlink()
 
     def state_dict(self) -> dict:
@@ -206,6 +206,16 @@ class TrainingRun:
         self.history = {key: list(values) for key, values in history.items()}
         self.best_val_loss = best_val_loss
         self.next_epoch = state["epoch"] + 1
+
+
+def checkpoint_files(directory) -> list:
+    """The periodic checkpoints ``checkpoint_epoch_<epoch>.pt`` in ``directory``, oldest epoch first."""
+    return sorted(Path(directory).glob("checkpoint_epoch_*.pt"), key=checkpoint_epoch)
+
+
+def checkpoint_epoch(path) -> int:
+    """The 0-based epoch after which a periodic checkpoint was written."""
+    return int(Path(path).stem.rsplit("_", 1)[1])
 
 
 def _metric_entries(train, test) -> dict:

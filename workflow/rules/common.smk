@@ -97,11 +97,15 @@ def database_args(wildcards):
     args = (
         f"--species {' '.join(d['species'])} --rad-order {d['rad_order']} --rad-cutoff {d['rad_cutoff']} "
         f"--ang-order {d['ang_order']} --ang-cutoff {d['ang_cutoff']} --min-cutoff {d['min_cutoff']} "
-        f"--storage-dtype {c['database']['storage_dtype']} --workers {c['database']['workers']}"
+        f"--storage-dtype {c['database']['storage_dtype']}"
     )
     if c["max_energy"] is not None:
         args += f" --max-energy {c['max_energy']!r}"
     return args
+
+
+def database_threads(wildcards):
+    return run_config(DATABASE_RUNS[wildcards.db])["threads"]
 
 
 def run_database(wildcards):

@@ -25,7 +25,7 @@ rule build_database:
         "results/databases/{db}/logs/build_database.log",
     benchmark:
         "results/databases/{db}/benchmarks/build_database.tsv"
-    threads: 2
+    threads: database_threads
     conda:
         "../../envs/aenet_core.yaml"
     shell:
