@@ -39,7 +39,7 @@ from aenet_core.io.common import atomic_write
 from aenet_core.split import Split, as_split
 from aenet_core.training.config import TorchTrainingConfig
 from aenet_core.training.data import StructureDataset, as_structures
-from aenet_core.training.potential import TorchANNPotential
+from aenet_core.training.potential import TorchANNPotential, predict_with_models
 from aenet_core.training.run import checkpoint_epoch, checkpoint_files
 from aenet_core.training.trainout import TrainOut
 
@@ -626,7 +626,8 @@ class TorchCommitteePotential:
                  identifiers):
         if not self.members:
             raise ValueError("the committee has no members; train it or load it with from_directory()")
-        outputs = [m.predict(structures, eval_forces=eval_forces, batch_size=batch_size) for m in self.members]
+        outputs = predict_with_models([m.model for m in self.members], self.descriptor, structures, eval_forces,
+                                      batch_size)
         predictions = []
         for i in range(len(structures)):
             forces = [o.forces[i] for o in outputs] if eval_forces else None

@@ -286,27 +286,9 @@ class TorchANNPotential:
     def predict(self, structures, eval_forces: bool = False, batch_size: int = 32) -> PredictOut:
         """Energies (and forces) of Structures, ase.Atoms or structure files."""
         paths = [str(s) for s in structures] if all(isinstance(s, (str, Path)) for s in structures) else None
-        structures = as_structures(structures)
-        device = next(self.model.parameters()).device
-        dtype = self.model.feature_mean.dtype
-        totals, atom_energies, forces = [], [], []
-        for start in range(0, len(structures), batch_size):
-            chunk = structures[start: start + batch_size]
-            dataset = InMemoryStructures(chunk, self.descriptor)
-            batch = FeatureSource(dataset).batch(list(range(len(chunk))), lambda _: eval_forces).to(device, dtype)
-            with torch.set_grad_enabled(eval_forces):
-                per_atom, f = self.model.atom_energies_and_forces(batch.features, batch.species_idx, batch.derivatives)
-            sizes = batch.n_atoms.tolist()
-            totals += self.model.sum_per_structure(per_atom, batch.batch, len(chunk)).detach().cpu().tolist()
-            atom_energies += [x.detach().cpu().numpy() for x in torch.split(per_atom, sizes)]
-            if eval_forces:
-                forces += [x.detach().cpu().numpy() for x in torch.split(f, sizes)]
-        references = self.model.atomic_energies.detach().cpu().numpy()
-        cohesive = [total - sum(references[self.descriptor.species_to_idx[s]] for s in st.species)
-                    for total, st in zip(totals, structures)]
-        return PredictOut(coords=[s.positions for s in structures], atom_types=[list(s.species) for s in structures],
-                          total_energy=totals, cohesive_energy=cohesive, atom_energies=atom_energies,
-                          forces=forces if eval_forces else None, structure_paths=paths)
+        out = predict_with_models([self.model], self.descriptor, as_structures(structures), eval_forces, batch_size)[0]
+        out.structure_paths = paths
+        return out
 
     def predict_dataset(self, dataset, eval_forces: bool = False, batch_size: int = 32) -> PredictOut:
         """``predict`` over every structure of a dataset (anything with ``__len__`` and ``get_structure``)."""
@@ -315,6 +297,35 @@ class TorchANNPotential:
         if hasattr(dataset, "get_structure_identifier"):
             out.structure_paths = [dataset.get_structure_identifier(i) for i in range(len(dataset))]
         return out
+
+
+def predict_with_models(models, descriptor, structures, eval_forces: bool, batch_size: int) -> list:
+    """One PredictOut per model (all on one device and dtype, sharing ``descriptor``) for ``structures``:
+    each batch is featurized once and every model evaluated on it."""
+    device, dtype = next(models[0].parameters()).device, models[0].feature_mean.dtype
+    totals, atom_energies, forces = ([[] for _ in models] for _ in range(3))
+    for start in range(0, len(structures), batch_size):
+        chunk = structures[start: start + batch_size]
+        batch = FeatureSource(InMemoryStructures(chunk, descriptor)).batch(list(range(len(chunk))),
+                                                                           lambda _: eval_forces).to(device, dtype)
+        sizes = batch.n_atoms.tolist()
+        for k, model in enumerate(models):
+            with torch.set_grad_enabled(eval_forces):
+                per_atom, f = model.atom_energies_and_forces(batch.features, batch.species_idx, batch.derivatives)
+            totals[k] += model.sum_per_structure(per_atom, batch.batch, len(chunk)).detach().cpu().tolist()
+            atom_energies[k] += [x.detach().cpu().numpy() for x in torch.split(per_atom, sizes)]
+            if eval_forces:
+                forces[k] += [x.detach().cpu().numpy() for x in torch.split(f, sizes)]
+    outs = []
+    for k, model in enumerate(models):
+        references = model.atomic_energies.detach().cpu().numpy()
+        cohesive = [total - sum(references[descriptor.species_to_idx[s]] for s in st.species)
+                    for total, st in zip(totals[k], structures)]
+        outs.append(PredictOut(coords=[s.positions for s in structures],
+                               atom_types=[list(s.species) for s in structures], total_energy=totals[k],
+                               cohesive_energy=cohesive, atom_energies=atom_energies[k],
+                               forces=forces[k] if eval_forces else None))
+    return outs
 
 
 def _seed_everything(seed: int) -> None:
