@@ -11,6 +11,7 @@ import torch
 from aenet_core.committee import (AenetEnsembleResult, Calibration, TorchCommitteeConfig, TorchCommitteePotential,
                                   aggregate_committee, train_member)
 from aenet_core.database import HDF5StructureDataset
+from aenet_core.descriptor import BatchedFeaturizer
 from aenet_core.evaluation import evaluate_committee
 from aenet_core.example_data import make_cuau_structures
 from aenet_core.io import read_structures
@@ -281,3 +282,17 @@ def test_evaluation_writes_every_product_even_without_a_calibration(cuau, tmp_pa
     calibration = json.loads((tmp_path / "evaluation" / "calibration.json").read_text())
     assert (calibration["factor"] is None) == (num_members == 1)
     assert len(read_structures(tmp_path / "evaluation" / "most_uncertain.extxyz")) == 3
+
+
+def test_committee_prediction_featurizes_once_for_all_members(trained, cuau, monkeypatch):
+    committee, _, _ = trained
+    expected = [m.predict(cuau[:5], eval_forces=True) for m in committee.members]
+    calls = []
+    run = BatchedFeaturizer._run
+    monkeypatch.setattr(BatchedFeaturizer, "_run", lambda *a, **k: calls.append(1) or run(*a, **k))
+    result = committee.predict(cuau[:5], eval_forces=True)
+    assert len(calls) == 1 and len(committee.members) == 3
+    for k, out in enumerate(expected):
+        np.testing.assert_allclose(result.member_outputs[k].total_energy, out.total_energy, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(np.concatenate(result.member_outputs[k].forces), np.concatenate(out.forces),
+                                   rtol=0, atol=1e-12)
