@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from aenet_core.committee import TorchCommitteePotential, TorchCommitteeTrainResult, aggregate_committee, train_member
 from aenet_core.database import HDF5StructureDataset
-from aenet_core.descriptor import BatchedFeaturizer, ChebyshevDescriptor
+from aenet_core.descriptor import BatchedFeaturizer, ChebyshevDescriptor, structure_batch
 from aenet_core.example_data import make_cuau_structures
 from aenet_core.io import read_structures, write_extxyz
 from aenet_core.io.common import atomic_write
@@ -39,8 +39,7 @@ def _featurize(args):
     chunks = range(0, len(structures), args.batch_size)
     for start in tqdm(chunks, desc="featurize", unit="batch", disable=not sys.stderr.isatty()):
         chunk = structures[start: start + args.batch_size]
-        f, _ = featurizer([s.positions for s in chunk], [s.species for s in chunk],
-                          [s.cell for s in chunk], [s.pbc for s in chunk])
+        f, _ = featurizer(*structure_batch(chunk))
         features.append(f)
     seconds = time.perf_counter() - started
     features = torch.cat(features).numpy()

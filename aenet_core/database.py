@@ -50,7 +50,7 @@ from ase.data import atomic_numbers, chemical_symbols
 from tqdm.auto import tqdm
 
 from aenet_core import __version__
-from aenet_core.descriptor import BatchedFeaturizer, ChebyshevDescriptor, LocalDerivatives
+from aenet_core.descriptor import BatchedFeaturizer, ChebyshevDescriptor, LocalDerivatives, structure_batch
 from aenet_core.io import read_structures
 from aenet_core.neighbors import rows_per_structure
 from aenet_core.structure import Structure, hash_structure
@@ -160,7 +160,7 @@ def featurize_chunk(structures, descriptor, features: bool, derivatives: bool) -
     for subset, with_derivatives in ((forced, True), (rest, False)):
         if not subset:
             continue
-        args = _featurizer_args([structures[k] for k in subset])
+        args = structure_batch([structures[k] for k in subset])
         if with_derivatives:
             values, _, payload = featurizer.with_derivatives(*args)
             out.update(_local_derivatives(payload, counts, subset))
@@ -172,11 +172,6 @@ def featurize_chunk(structures, descriptor, features: bool, derivatives: bool) -
     if derivatives and not forced:
         out.update(_local_derivatives(None, counts, []))
     return out
-
-
-def _featurizer_args(structures):
-    return ([s.positions for s in structures], [s.species for s in structures],
-            [s.cell for s in structures], [s.pbc for s in structures])
 
 
 def _local_derivatives(payload, counts, subset) -> dict:

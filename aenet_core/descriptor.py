@@ -448,6 +448,13 @@ def _pairs_within_center(center, n_atoms: int):
     return first, second
 
 
+def structure_batch(structures) -> tuple:
+    """The per-structure argument lists of ``BatchedFeaturizer`` (positions, species, cells, pbc) of
+    Structure-like objects."""
+    return ([s.positions for s in structures], [s.species for s in structures],
+            [s.cell for s in structures], [s.pbc for s in structures])
+
+
 class BatchedFeaturizer:
     """Featurise many structures in one pass of the descriptor.
 

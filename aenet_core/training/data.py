@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from aenet_core.descriptor import BatchedFeaturizer, LocalDerivatives
+from aenet_core.descriptor import BatchedFeaturizer, LocalDerivatives, structure_batch
 from aenet_core.io import read_structures
 from aenet_core.io.common import atomic_write
 from aenet_core.structure import Structure
@@ -148,8 +148,7 @@ class CachedStructureDataset(StructureDataset):
         starts = range(0, len(self.structures), batch_size)
         for start in tqdm(starts, desc="featurizing", unit=" batches", disable=not show_progress):
             chunk = self.structures[start: start + batch_size]
-            features, _ = featurizer([s.positions for s in chunk], [s.species for s in chunk],
-                                     [s.cell for s in chunk], [s.pbc for s in chunk])
+            features, _ = featurizer(*structure_batch(chunk))
             self._features.extend(torch.split(features, [s.n_atoms for s in chunk]))
 
     def stored_features(self, indices):
@@ -337,9 +336,7 @@ class FeatureSource:
         return self.featurizer(*args, pairs=pairs)[0]
 
     def _arguments(self, indices):
-        structures = [self.dataset.get_structure(i) for i in indices]
-        return ([s.positions for s in structures], [s.species for s in structures],
-                [s.cell for s in structures], [s.pbc for s in structures])
+        return structure_batch([self.dataset.get_structure(i) for i in indices])
 
     def _pairs(self, indices):
         """Neighbour pairs of the batch from the cache, searching only for structures not in it."""
