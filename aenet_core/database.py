@@ -53,7 +53,7 @@ from aenet_core import __version__
 from aenet_core.descriptor import BatchedFeaturizer, ChebyshevDescriptor, LocalDerivatives, structure_batch
 from aenet_core.io import read_structures
 from aenet_core.neighbors import rows_per_structure
-from aenet_core.structure import Structure, hash_structure
+from aenet_core.structure import Structure, hash_structure, referenced_energy_per_atom
 
 FORMAT = "aenet_core.database"
 SCHEMA_VERSION = 1
@@ -116,8 +116,7 @@ def _chunks(items, descriptor, max_energy, atomic_energies, counter):
         if max_energy is not None:
             if structure.energy is None:
                 raise ValueError(f"{where}: no energy, so the max_energy filter cannot judge it")
-            reference = sum(atomic_energies.get(s, 0.0) for s in structure.species)
-            if (structure.energy - reference) / structure.n_atoms > max_energy:
+            if referenced_energy_per_atom(structure.energy, structure.species, atomic_energies) > max_energy:
                 counter["filtered"] += 1
                 continue
         chunk.append((source_id, display, frame, structure))
@@ -630,10 +629,9 @@ class HDF5StructureDataset:
         return np.concatenate([self._forces[offsets[i]: offsets[i + 1]] for i in indices])
 
     def referenced_energy_per_atom(self, index: int) -> float:
-        offsets, energy = self._entries["atom_offset"], self._entries["energy"][index]
-        species = self._species_idx[offsets[index]: offsets[index + 1]]
-        reference = sum(self.atomic_energies.get(self.descriptor.species[s], 0.0) for s in species.tolist())
-        return float((energy - reference) / len(species))
+        offsets = self._entries["atom_offset"]
+        species = [self.descriptor.species[s] for s in self._species_idx[offsets[index]: offsets[index + 1]].tolist()]
+        return float(referenced_energy_per_atom(self._entries["energy"][index], species, self.atomic_energies))
 
     def get_structure(self, index: int) -> Structure:
         index = self._index(index)

@@ -138,6 +138,12 @@ class Structure:
                    name=name if name is not None else atoms.info.get("name"))
 
 
+def referenced_energy_per_atom(energy: float, species, atomic_energies) -> float:
+    """(E - sum of the atoms' reference energies) / N, the energy scale training and filters use;
+    species without a reference count as 0 eV."""
+    return (energy - sum(atomic_energies.get(s, 0.0) for s in species)) / len(species)
+
+
 def hash_structure(hasher, structure: Structure) -> None:
     """Feed everything that defines a labelled structure (geometry, species, labels) to ``hasher``."""
     s = structure

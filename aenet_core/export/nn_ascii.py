@@ -29,6 +29,7 @@ from aenet_core.export.nn_ascii_file import (
 from aenet_core.io.common import as_list, atomic_write
 from aenet_core.model import ACTIVATIONS, AtomisticModel
 from aenet_core.model.potential import DEGENERATE_STD
+from aenet_core.structure import referenced_energy_per_atom
 
 DESCRIPTION = "aenet_core Chebyshev descriptor export"
 TRAINSET_NAME = "aenet_core"
@@ -122,8 +123,7 @@ def _training_set_counts(structures, model) -> tuple:
         if structure.energy is None or unknown:
             raise ValueError(f"structures[{index}]: the training-set info needs an energy and only the species "
                              f"{model.species}; got energy {structure.energy}, unknown species {unknown}")
-        reference = sum(references[s] for s in structure.species)
-        per_atom.append((structure.energy - reference) / len(structure.species))
+        per_atom.append(referenced_energy_per_atom(structure.energy, structure.species, references))
     neval = {s: sum(st.species.count(s) for st in structures) for s in model.species}
     counts = dict(n_atoms_total=sum(neval.values()), n_structures=len(structures),
                   e_min=min(per_atom, default=0.0), e_max=max(per_atom, default=0.0),

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from aenet_core.descriptor import BatchedFeaturizer, LocalDerivatives, structure_batch
 from aenet_core.io import read_structures
 from aenet_core.io.common import atomic_write
-from aenet_core.structure import Structure
+from aenet_core.structure import Structure, referenced_energy_per_atom
 
 
 def as_structures(inputs) -> list:
@@ -124,8 +124,7 @@ class StructureDataset(InMemoryStructures):
         return self.structures[index].name or f"structure_{self.source_indices[index]:06d}"
 
     def _referenced(self, structure) -> float:
-        reference = sum(self.atomic_energies.get(s, 0.0) for s in structure.species)
-        return (structure.energy - reference) / structure.n_atoms
+        return referenced_energy_per_atom(structure.energy, structure.species, self.atomic_energies)
 
     def referenced_energy_per_atom(self, index: int) -> float:
         """(E - sum of atomic reference energies) / N: the quantity the energy loss is measured in."""
