@@ -152,7 +152,7 @@ def featurize_chunk(structures, descriptor, features: bool, derivatives: bool) -
         return out
     featurizer = BatchedFeaturizer(descriptor)
     forced = [k for k, s in enumerate(structures) if derivatives and s.has_forces()]
-    rest = [k for k, s in enumerate(structures) if k not in set(forced)]
+    rest = sorted(set(range(len(structures))) - set(forced))
     counts = np.array([s.n_atoms for s in structures])
     first_atom = np.concatenate([[0], np.cumsum(counts)])
     rows = np.empty((first_atom[-1], descriptor.n_features))

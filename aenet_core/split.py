@@ -12,14 +12,12 @@ dataset is refused.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from aenet_core.io.common import atomic_write
-from aenet_core.structure import hash_structure
 
 FORMAT = "aenet_core.split"
 VERSION = 1
@@ -33,17 +31,6 @@ def split_indices(n: int, testpercent: float, split_seed) -> tuple:
     random.Random(split_seed).shuffle(order)
     n_test = int(n * testpercent / 100)
     return sorted(order[n_test:]), sorted(order[:n_test])
-
-
-def content_sha256(dataset) -> str:
-    """The dataset's content hash: its own when it stores one, else computed from its structures."""
-    stored = getattr(dataset, "content_sha256", None)
-    if stored is not None:
-        return stored
-    hasher = hashlib.sha256()
-    for i in range(len(dataset)):
-        hash_structure(hasher, dataset.get_structure(i))
-    return hasher.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -61,11 +48,11 @@ class Split:
         if not 0 <= testpercent < 100:
             raise ValueError(f"testpercent must be in [0, 100); got {testpercent!r}")
         train, test = split_indices(len(dataset), testpercent, split_seed)
-        return cls(train, test, split_seed, float(testpercent), len(dataset), content_sha256(dataset))
+        return cls(train, test, split_seed, float(testpercent), len(dataset), dataset.content_sha256)
 
     def check(self, dataset, label="split") -> None:
         """Refuse a dataset other than the one this split was drawn from."""
-        if len(dataset) != self.n_entries or content_sha256(dataset) != self.content_sha256:
+        if len(dataset) != self.n_entries or dataset.content_sha256 != self.content_sha256:
             raise ValueError(f"{label} was drawn from a different dataset (content hash "
                              f"{self.content_sha256[:12]}…, {self.n_entries} entries) than the one given "
                              f"({len(dataset)} entries); make a new split for this dataset")

@@ -8,7 +8,7 @@ import torch
 from aenet_core.database import HDF5StructureDataset
 from aenet_core.descriptor import ChebyshevDescriptor
 from aenet_core.example_data import make_cuau_structures
-from aenet_core.split import Split, content_sha256, split_indices
+from aenet_core.split import Split, split_indices
 from aenet_core.torch_training import Adam, StructureDataset, TorchANNPotential, TorchTrainingConfig
 
 REFERENCES = {"Cu": -0.5, "Au": -0.2}
@@ -48,7 +48,7 @@ def test_round_trip_and_hash_guard(db, cuau, tmp_path):
     assert loaded == split and "shuffle" in loaded.recipe
     loaded.check(db)
     # The in-memory dataset of the same structures has the same content hash.
-    assert content_sha256(StructureDataset(cuau, descriptor())) == db.content_sha256
+    assert StructureDataset(cuau, descriptor()).content_sha256 == db.content_sha256
     changed = [s.copy() for s in cuau]
     changed[3].energy += 1e-6
     with pytest.raises(ValueError, match="different dataset"):

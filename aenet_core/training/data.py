@@ -12,6 +12,7 @@ import json
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Optional
 
@@ -22,7 +23,7 @@ from tqdm.auto import tqdm
 from aenet_core.descriptor import BatchedFeaturizer, LocalDerivatives, structure_batch
 from aenet_core.io import read_structures
 from aenet_core.io.common import atomic_write
-from aenet_core.structure import Structure, referenced_energy_per_atom
+from aenet_core.structure import Structure, hash_structure, referenced_energy_per_atom
 
 
 def as_structures(inputs) -> list:
@@ -81,6 +82,14 @@ class InMemoryStructures:
 
     def has_forces(self, index: int) -> bool:
         return self.structures[index].has_forces()
+
+    @cached_property
+    def content_sha256(self) -> str:
+        """Hash of every structure and label, in order (what split files refer to); computed once."""
+        hasher = hashlib.sha256()
+        for structure in self.structures:
+            hash_structure(hasher, structure)
+        return hasher.hexdigest()
 
     def stored_features(self, indices):
         return None
