@@ -520,7 +520,8 @@ class TorchCommitteePotential:
         name = type(dataset).__name__
         path = aggregate_committee(output_dir, committee_config, "parallel" if parallel else "sequential",
                                    {"train": f"{name}[train: {len(split.train)}]",
-                                    "test": f"{name}[test: {len(split.test)}]"})
+                                    "test": f"{name}[test: {len(split.test)}]"},
+                                   member_dirs=[job[2] for job in jobs])  # not folders left by an earlier run
         result = TorchCommitteeTrainResult.from_metadata(path)
         if result.failed_members:
             warnings.warn(f"{len(result.failed_members)} committee member(s) failed: "

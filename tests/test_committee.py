@@ -163,6 +163,10 @@ def test_a_failing_member_is_recorded_and_the_others_kept(cuau, tmp_path):
     metadata = json.loads(result.metadata_path.read_text())
     assert len(metadata["failures"]) == 1 and metadata["failures"][0]["model_path"] is None
     assert len(TorchCommitteePotential.from_directory(tmp_path).members) == 1
+    # A smaller committee in the same folder does not pick up the earlier run's member_001.
+    again = committee.train(structures=cuau, config=config(iterations=1),
+                            committee_config=TorchCommitteeConfig(num_members=1, member_seeds=[1], output_dir=tmp_path))
+    assert [m.member_index for m in again.members] == [0]
 
 
 def test_ensemble_statistics():
