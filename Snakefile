@@ -2,7 +2,7 @@
 # one training job per committee member -> aggregation, .nn.ascii export and evaluation.
 from snakemake.utils import min_version
 
-min_version("8.0")
+min_version("8.8")
 
 
 configfile: "config.yaml"

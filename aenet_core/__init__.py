@@ -1,9 +1,7 @@
-"""aenet_core: training aenet-style atomic neural network potentials with PyTorch."""
-from aenet_core.allocator import keep_freed_memory
-from aenet_core.backend import get_backend, set_backend
+"""aenet_core: training aenet-style atomic neural network potentials with PyTorch.
 
-keep_freed_memory()
-
+Importing it changes nothing in the host process: the compute backend is an
+argument (``aenet_core.backend``), and the allocator tuning the command line and
+benchmarks use (``aenet_core.allocator.keep_freed_memory``) is opt-in.
+"""
 __version__ = "0.1.0"
-
-__all__ = ["__version__", "get_backend", "set_backend"]

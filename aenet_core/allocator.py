@@ -4,8 +4,12 @@ Featurization allocates and frees many tensors of a few MB.  glibc serves such
 blocks with mmap and unmaps them on free, so every new tensor pays page faults
 again; its adaptive threshold makes the cost depend on the allocation history
 (batched featurization ran up to 40 % slower after a run of small structures).
-Raising the mmap and trim thresholds keeps those pages in the heap.  Set
-``AENET_CORE_MALLOC_TUNING=0`` to leave the allocator alone.
+Raising the mmap and trim thresholds keeps those pages in the heap.
+
+Importing aenet_core never applies it (it would change any host process: a
+notebook, ASE, LAMMPS); the ``aenet-core`` command line, parallel committee
+members and the benchmarks call ``keep_freed_memory()`` for their own process,
+and anyone else may.  ``AENET_CORE_MALLOC_TUNING=0`` switches it off there too.
 """
 import ctypes
 import os

@@ -1,30 +1,42 @@
 """Which compute backend the neighbour search and the descriptor sums use.
 
-``'auto'`` (the default) uses torch-cluster for the radius search of large
-batches and torch-scatter for the per-atom sums when they import; ``'torch'``
-forces the pure-torch path, which is also the deterministic one.  Every path
-gives identical results.  The initial value comes from the
-environment variable ``AENET_CORE_BACKEND``; ``set_backend`` changes it at run
-time.
+``'auto'`` uses torch-cluster for the radius search of large batches and
+torch-scatter for the per-atom sums when they import; ``'torch'`` forces the
+pure-torch path, which is also the deterministic one.  Every path gives
+identical results.  The backend is an argument (``ChebyshevDescriptor(...,
+backend='torch')``, ``batched_neighbor_list(..., backend='torch')``); only when
+it is not given does the environment variable ``AENET_CORE_BACKEND`` (default
+``auto``) decide, read at that moment.
 """
 import importlib
 import os
 import warnings
 
-_VALID = ("auto", "torch")
-_backend = os.environ.get("AENET_CORE_BACKEND", "auto").strip().lower() or "auto"
-if _backend not in _VALID:
-    raise ValueError(f"AENET_CORE_BACKEND must be one of {_VALID}; got {_backend!r}")
+import torch
+
+BACKENDS = ("auto", "torch")
+ENVIRONMENT_VARIABLE = "AENET_CORE_BACKEND"
 
 
-def _optional(name):
+def resolve(name=None) -> str:
+    """The backend to use: ``name`` when given, else the environment's choice; refuses unknown names."""
+    if name is None:
+        name = os.environ.get(ENVIRONMENT_VARIABLE, "auto").strip().lower() or "auto"
+        if name not in BACKENDS:
+            raise ValueError(f"{ENVIRONMENT_VARIABLE} must be one of {BACKENDS}; got {name!r}")
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}; got {name!r}")
+    return name
+
+
+def _optional(module_name):
     """The module, or None when it is not installed or does not load against this torch."""
     try:
-        return importlib.import_module(name)
+        return importlib.import_module(module_name)
     except ImportError:
         return None
     except OSError as err:  # e.g. built against another torch: undefined symbols
-        warnings.warn(f"{name} is installed but does not load ({err}); using the pure-torch path")
+        warnings.warn(f"{module_name} is installed but does not load ({err}); using the pure-torch path")
         return None
 
 
@@ -32,23 +44,20 @@ torch_cluster = _optional("torch_cluster")
 torch_scatter = _optional("torch_scatter")
 
 
-def set_backend(name: str) -> None:
-    """Select 'auto' (use torch-cluster/torch-scatter when installed) or 'torch'."""
-    global _backend
-    if name not in _VALID:
-        raise ValueError(f"backend must be one of {_VALID}; got {name!r}")
-    _backend = name
+def cluster_module(name: str):
+    """torch_cluster when it imports and backend ``name`` allows it, else None."""
+    return torch_cluster if name == "auto" else None
 
 
-def get_backend() -> str:
-    return _backend
+def scatter_module(name: str):
+    """torch_scatter when it imports and backend ``name`` allows it, else None."""
+    return torch_scatter if name == "auto" else None
 
 
-def cluster_module():
-    """torch_cluster when it imports and the backend allows it, else None."""
-    return torch_cluster if _backend == "auto" else None
-
-
-def scatter_module():
-    """torch_scatter when it imports and the backend allows it, else None."""
-    return torch_scatter if _backend == "auto" else None
+def sum_columns(values, index, n: int, backend: str):
+    """Sums of the columns of ``values`` (K, E) grouped by ``index`` (E,) into ``n`` columns (K, n)."""
+    scatter = scatter_module(backend)
+    if scatter is not None:
+        return scatter.scatter_add(values, index, dim=1, dim_size=n)
+    out = torch.zeros((values.shape[0], n), dtype=values.dtype, device=values.device)
+    return out.index_add_(1, index, values)

@@ -7,8 +7,8 @@ import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
 from aenet_core.committee import METADATA_FILE, TorchCommitteePotential
+from aenet_core.potential import TorchANNPotential
 from aenet_core.structure import Structure
-from aenet_core.training.potential import TorchANNPotential
 
 COMMITTEE_PROPERTIES = ["energy_std", "energy_std_calibrated", "member_energies", "forces_std",
                         "force_uncertainty"]

@@ -9,17 +9,19 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from aenet_core.allocator import keep_freed_memory
 from aenet_core.committee import TorchCommitteePotential, TorchCommitteeTrainResult, aggregate_committee, train_member
-from aenet_core.database import HDF5StructureDataset
+from aenet_core.data import HDF5StructureDataset
 from aenet_core.descriptor import BatchedFeaturizer, ChebyshevDescriptor, structure_batch
+from aenet_core.evaluation import evaluate_committee
 from aenet_core.example_data import make_cuau_structures
+from aenet_core.files import atomic_write
 from aenet_core.io import read_structures, write_extxyz
-from aenet_core.io.common import atomic_write
+from aenet_core.model.checkpoint import read_model_file, write_model_file
+from aenet_core.potential import TorchANNPotential
 from aenet_core.reference_energies import ReferenceEnergies, iter_composition_energy_samples_from_files
-from aenet_core.split import Split
+from aenet_core.split import DEFAULT_TESTPERCENT, Split
 from aenet_core.training.config import TorchTrainingConfig
-from aenet_core.training.potential import TorchANNPotential
-from aenet_core.evaluation import evaluate_committee, plot_learning_curves
 
 
 def _example_data(args):
@@ -54,7 +56,12 @@ def _featurize(args):
 
 def _descriptor(args, species) -> ChebyshevDescriptor:
     return ChebyshevDescriptor(species, args.rad_order, args.rad_cutoff, args.ang_order, args.ang_cutoff,
-                               args.min_cutoff)
+                               **_given(min_cutoff=args.min_cutoff))
+
+
+def _given(**options) -> dict:
+    """The options given on the command line; the others keep the library's defaults."""
+    return {name: value for name, value in options.items() if value is not None}
 
 
 def _energy_pairs(pairs) -> dict:
@@ -72,7 +79,11 @@ def _energy_pairs(pairs) -> dict:
 def _reference_energies(args):
     samples = iter_composition_energy_samples_from_files(args.inputs)
     fixed = _energy_pairs(args.fixed) or None
-    if args.method == "reference_compounds":
+    if args.method == "fixed":
+        if not fixed:
+            raise SystemExit("--method fixed needs --fixed SYMBOL=ENERGY for every species of the data")
+        result = ReferenceEnergies.from_fixed(samples, atomic_energies=fixed)
+    elif args.method == "reference_compounds":
         if not args.compounds:
             raise SystemExit("--method reference_compounds needs --compounds (e.g. --compounds TiO2 Ti)")
         result = ReferenceEnergies.from_reference_compounds(samples, reference_compounds=args.compounds,
@@ -94,7 +105,7 @@ def _build_database(args):
     species = args.species or sorted({x for path in args.inputs for s in read_structures(path) for x in s.species})
     started = time.perf_counter()
     db = HDF5StructureDataset(_descriptor(args, species), args.output, sources=args.inputs, mode="build",
-                              max_energy=args.max_energy, atomic_energies=references,
+                              max_energy=args.max_energy, max_forces=args.max_forces, atomic_energies=references,
                               compression=args.compression)
     db.build_database(show_progress=sys.stderr.isatty(), build_workers=args.workers, persist_features=True,
                       persist_force_derivatives=not args.no_derivatives, storage_dtype=args.storage_dtype)
@@ -142,18 +153,26 @@ def _aggregate(args):
         with atomic_write(args.table) as handle:
             result.to_dataframe().to_csv(handle, index=False)
     if args.plot:
-        plot_learning_curves(result, args.plot)
+        result.plot_learning_curves(args.plot)
     print(result)
 
 
 def _export(args):
     committee = TorchCommitteePotential.from_directory(args.committee)
-    members = committee.to_aenet_ascii(args.output_dir, prefix=args.prefix)
+    members = committee.to_aenet_ascii(args.output_dir, **_given(prefix=args.prefix))
     print(f"{len(members)} members x {len(committee.descriptor.species)} species -> {args.output_dir}")
 
 
 def _evaluate(args):
-    evaluate_committee(args.committee_dir, args.database, args.split, args.output_dir, args.n_uncertain)
+    evaluate_committee(args.committee_dir, args.database, args.split, args.output_dir,
+                       **_given(n_uncertain=args.n_uncertain))
+
+
+def _convert_model(args):
+    payload = read_model_file(args.input)  # plain data only; older schemas are upgraded on reading
+    write_model_file(args.output, {k: v for k, v in payload.items()
+                                   if k not in ("format", "schema_version", "timestamp", "torch_version")})
+    print(f"{args.input} -> {args.output} (model schema {payload['schema_version']})")
 
 
 def _add_descriptor_arguments(parser):
@@ -162,7 +181,8 @@ def _add_descriptor_arguments(parser):
     parser.add_argument("--rad-cutoff", type=float, required=True)
     parser.add_argument("--ang-order", type=int, required=True)
     parser.add_argument("--ang-cutoff", type=float, required=True)
-    parser.add_argument("--min-cutoff", type=float, default=0.55)
+    parser.add_argument("--min-cutoff", type=float, help="neighbours closer than this are ignored (Å; default: "
+                        "the descriptor's, 0.55)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -185,10 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
     refs = commands.add_parser("reference-energies", help="fit atomic reference energies (JSON)")
     refs.add_argument("inputs", nargs="+", help="structure files with total energies")
     refs.add_argument("--output", required=True)
-    refs.add_argument("--method", choices=["regression", "reference_compounds"], default="regression")
+    refs.add_argument("--method", choices=["regression", "reference_compounds", "fixed"], default="regression")
     refs.add_argument("--compounds", nargs="+", help="reference compounds as formulas (reference_compounds)")
-    refs.add_argument("--fixed", nargs="+", metavar="SYMBOL=EV", help="atomic energies held fixed (all of them: "
-                      "the file simply records these values)")
+    refs.add_argument("--fixed", nargs="+", metavar="SYMBOL=EV", help="atomic energies held fixed in the fit "
+                      "(with --method fixed: the values of every species, nothing fitted)")
     subset = refs.add_mutually_exclusive_group()
     subset.add_argument("--subset-size", type=int)
     subset.add_argument("--subset-fraction", type=float)
@@ -202,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--reference-energies", help="JSON from reference-energies (atomic energies for the filter "
                        "and for training)")
     build.add_argument("--max-energy", type=float, help="drop structures above this referenced energy (eV/atom)")
+    build.add_argument("--max-forces", type=float, help="drop structures with a force component above this (eV/Å)")
     build.add_argument("--workers", type=int, default=0, help="featurizing processes (0: in this process)")
     build.add_argument("--storage-dtype", choices=["float64", "float32"], default="float64")
     build.add_argument("--compression", choices=["gzip", "lzf"])
@@ -211,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     split = commands.add_parser("split", help="train/test split file of a database")
     split.add_argument("database")
     split.add_argument("--output", required=True)
-    split.add_argument("--testpercent", type=float, default=10.0)
+    split.add_argument("--testpercent", type=float, default=DEFAULT_TESTPERCENT)
     split.add_argument("--split-seed", type=int, required=True)
     split.set_defaults(func=_split)
 
@@ -237,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="each committee member as aenet .nn.ascii files")
     export.add_argument("committee", help="committee directory or its committee_metadata.json")
     export.add_argument("--output-dir", required=True)
-    export.add_argument("--prefix", default="potential")
+    export.add_argument("--prefix", help="file names <prefix>.<Species>.nn.ascii (default: potential)")
     export.set_defaults(func=_export)
 
     evaluate = commands.add_parser("evaluate", help="committee predictions, uncertainty and calibration on the "
@@ -246,13 +267,19 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--database", required=True)
     evaluate.add_argument("--split", required=True)
     evaluate.add_argument("--output-dir", required=True)
-    evaluate.add_argument("--n-uncertain", type=int, default=10, help="how many most uncertain structures to list")
+    evaluate.add_argument("--n-uncertain", type=int, help="how many most uncertain structures to list (default 10)")
     evaluate.set_defaults(func=_evaluate)
+
+    convert = commands.add_parser("convert-model", help="rewrite a model file or checkpoint in the current schema")
+    convert.add_argument("input")
+    convert.add_argument("output")
+    convert.set_defaults(func=_convert_model)
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    keep_freed_memory()  # this process is ours: see aenet_core.allocator
     args.func(args)
 
 

@@ -18,17 +18,20 @@ edges and triplets go through ``index_add`` (or torch-scatter when the backend
 allows it); no Python loop runs over atoms, pairs or triplets.
 """
 import math
-from dataclasses import dataclass, replace
-from typing import Optional
 
 import numpy as np
 import torch
 
-from aenet_core import backend
+from aenet_core import backend as backends
+from aenet_core.backend import sum_columns
+from aenet_core.derivatives import LocalDerivatives
 from aenet_core.neighbors import (batched_neighbor_list, neighbor_list_from_pairs, pairs_by_structure,
-                                  prepare_cells, row_dot, rows_per_structure)
+                                  prepare_cells, row_dot)
 
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
+DEFAULT_MIN_CUTOFF = 0.55  # Å, aenet-python's default
+# The parameters that determine the feature values (not their precision, device or backend).
+IDENTITY_KEYS = ("species", "rad_order", "rad_cutoff", "ang_order", "ang_cutoff", "min_cutoff")
 
 
 def typespins(n_species: int) -> list:
@@ -71,179 +74,6 @@ def cosine_cutoff(d, rc: float, with_derivative: bool = False):
     return fc, (-0.5 * math.pi / rc) * torch.sin(arg)
 
 
-def _sum_into(values, index, n: int):
-    """Sums of the columns of ``values`` (K, E) grouped by ``index`` (E,) into ``n`` columns."""
-    scatter = backend.scatter_module()
-    if scatter is not None:
-        return scatter.scatter_add(values, index, dim=1, dim_size=n)
-    out = torch.zeros((values.shape[0], n), dtype=values.dtype, device=values.device)
-    return out.index_add_(1, index, values)
-
-
-@dataclass
-class LocalDerivatives:
-    """Sparse analytic derivatives of the raw features of one batch of atoms, in factored form.
-
-    Radial, per edge e = (i, j) with r_ij = r_j - r_i:
-    dG^rad_{i,n} / d r_j = ``radial_dG_dd[n, e]`` * ``radial_unit[:, e]``
-    (= -d/d r_i), i.e. dG/dd_ij times the unit vector u_ij.
-
-    Angular, per triplet t = (i, j, k):
-    dG^ang_{i,n} / d r_j = dG_dcos[n, t] dcos/dr_j[:, t] + dG_ddij[n, t] u_ij[:, t],
-    likewise for r_k, and d/d r_i = -(d/d r_j + d/d r_k).
-
-    Values are order-major ((orders, E) and (3, E)), which keeps both their
-    computation and the contraction fast; ``dG_drij`` (E, R+1, 3) and
-    ``grads_i/j/k`` (T, A+1, 3) give the expanded per-edge/per-triplet
-    gradients.  All derivatives are of the unweighted basis; ``neighbor_typespin``
-    (s_j) and ``triplet_typespin`` (s_j s_k) weight the second set (None with one
-    species).  Atom indices are into the batch the payload was computed for.
-    """
-
-    n_atoms: int
-    n_radial: int  # R + 1
-    n_angular: int  # A + 1
-    center_idx: torch.Tensor  # (E,)
-    neighbor_idx: torch.Tensor  # (E,)
-    radial_dG_dd: torch.Tensor  # (R+1, E)
-    radial_unit: torch.Tensor  # (3, E)
-    neighbor_typespin: Optional[torch.Tensor]  # (E,)
-    triplet_center_idx: torch.Tensor  # (T,)
-    neighbor_j_idx: torch.Tensor
-    neighbor_k_idx: torch.Tensor
-    angular_dG_dcos: torch.Tensor  # (A+1, T)
-    angular_dG_ddij: torch.Tensor
-    angular_dG_ddik: torch.Tensor
-    dcos_drj: torch.Tensor  # (3, T)
-    dcos_drk: torch.Tensor
-    unit_ij: torch.Tensor  # (3, T)
-    unit_ik: torch.Tensor
-    triplet_typespin: Optional[torch.Tensor]  # (T,)
-
-    _EDGE_FIELDS = ("center_idx", "neighbor_idx", "radial_dG_dd", "radial_unit", "neighbor_typespin")
-    _TRIPLET_FIELDS = ("triplet_center_idx", "neighbor_j_idx", "neighbor_k_idx", "angular_dG_dcos",
-                       "angular_dG_ddij", "angular_dG_ddik", "dcos_drj", "dcos_drk", "unit_ij", "unit_ik",
-                       "triplet_typespin")
-    _ATOM_INDEX_FIELDS = ("center_idx", "neighbor_idx", "triplet_center_idx", "neighbor_j_idx", "neighbor_k_idx")
-
-    @property
-    def multi(self) -> bool:
-        return self.neighbor_typespin is not None
-
-    @property
-    def dG_drij(self):
-        """(E, R+1, 3): dG^rad_{i,n} / d r_ij per edge."""
-        return (self.radial_dG_dd.unsqueeze(1) * self.radial_unit).permute(2, 0, 1)
-
-    @property
-    def grads_j(self):
-        """(T, A+1, 3): dG^ang_{i,n} / d r_j per triplet."""
-        return self._angular(self.dcos_drj, self.angular_dG_ddij, self.unit_ij)
-
-    @property
-    def grads_k(self):
-        return self._angular(self.dcos_drk, self.angular_dG_ddik, self.unit_ik)
-
-    @property
-    def grads_i(self):
-        return -(self.grads_j + self.grads_k)
-
-    def _angular(self, dcos, dG_dd, unit):
-        grads = self.angular_dG_dcos.unsqueeze(1) * dcos + dG_dd.unsqueeze(1) * unit
-        return grads.permute(2, 0, 1)
-
-    def _fields(self, names):
-        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
-
-    def to(self, device=None, dtype=None) -> "LocalDerivatives":
-        """A copy on ``device``, with floating-point tensors cast to ``dtype`` when given."""
-        moved = {name: t.to(device=device, dtype=dtype if t.is_floating_point() else None)
-                 for name, t in self._fields(self._EDGE_FIELDS + self._TRIPLET_FIELDS).items()}
-        return replace(self, **moved)
-
-    def split(self, atoms_per_structure) -> list:
-        """One payload per structure of a batch (atoms in consecutive blocks), with local atom indices.
-
-        Edges and triplets are sorted by centre, so each structure's rows are one contiguous block.
-        """
-        blocks = {}
-        for names, centers in ((self._EDGE_FIELDS, self.center_idx), (self._TRIPLET_FIELDS, self.triplet_center_idx)):
-            first_atom, sizes = rows_per_structure(centers, atoms_per_structure)
-            for name, tensor in self._fields(names).items():
-                blocks[name] = torch.split(tensor, sizes, dim=-1)
-        parts = []
-        for b, n in enumerate(torch.as_tensor(atoms_per_structure).tolist()):
-            fields = {name: pieces[b] for name, pieces in blocks.items()}
-            for name in self._ATOM_INDEX_FIELDS:
-                fields[name] = fields[name] - first_atom[b]
-            parts.append(replace(self, n_atoms=n, **fields))
-        return parts
-
-    @classmethod
-    def concatenate(cls, parts) -> "LocalDerivatives":
-        """One payload for consecutive blocks of atoms, the inverse of ``split``."""
-        offsets, total = [], 0
-        for part in parts:
-            offsets.append(total)
-            total += part.n_atoms
-        fields = {}
-        for name in cls._EDGE_FIELDS + cls._TRIPLET_FIELDS:
-            if getattr(parts[0], name) is None:
-                continue
-            pieces = [getattr(p, name) for p in parts]
-            if name in cls._ATOM_INDEX_FIELDS:
-                pieces = [piece + offset for piece, offset in zip(pieces, offsets)]
-            fields[name] = torch.cat(pieces, dim=-1)
-        return replace(parts[0], n_atoms=total, **fields)
-
-    def contract(self, grad_features):
-        """Gradient with respect to positions (N, 3) of sum(grad_features * G).
-
-        ``grad_features`` (N, F) is dE/dG for the raw features; forces are
-        ``-contract(dE/dG)``.  Differentiable in ``grad_features`` (for force
-        training through the network).
-        """
-        nr, na = self.n_radial, self.n_angular
-        g = grad_features.t().contiguous()  # (F, N): gathering along the last axis is fast
-        g_rad = g[:nr].index_select(1, self.center_idx)
-        g_ang = g[nr: nr + na].index_select(1, self.triplet_center_idx)
-        if self.multi:
-            g_rad = g_rad + self.neighbor_typespin * g[nr + na: 2 * nr + na].index_select(1, self.center_idx)
-            g_ang = g_ang + self.triplet_typespin * g[2 * nr + na:].index_select(1, self.triplet_center_idx)
-        radial = self.radial_unit * (g_rad * self.radial_dG_dd).sum(0)
-        via_cos = (g_ang * self.angular_dG_dcos).sum(0)
-        on_j = self.dcos_drj * via_cos + self.unit_ij * (g_ang * self.angular_dG_ddij).sum(0)
-        on_k = self.dcos_drk * via_cos + self.unit_ik * (g_ang * self.angular_dG_ddik).sum(0)
-        index = torch.cat([self.neighbor_idx, self.center_idx, self.triplet_center_idx, self.neighbor_j_idx,
-                           self.neighbor_k_idx])
-        terms = torch.cat([radial, -radial, -(on_j + on_k), on_j, on_k], dim=1)
-        return _sum_into(terms, index, self.n_atoms).t()
-
-    def to_dense(self):
-        """The full Jacobian dG_{i,f} / dr_{a,c} as an (N, F, N, 3) tensor (tests and debugging only)."""
-        nr, na, n = self.n_radial, self.n_angular, self.n_atoms
-        weights = [(None, None)] + ([(self.neighbor_typespin, self.triplet_typespin)] if self.multi else [])
-        dG_drij, grads = self.dG_drij, (self.grads_i, self.grads_j, self.grads_k)
-        jac = torch.zeros((n, len(weights) * (nr + na), n, 3), dtype=dG_drij.dtype, device=dG_drij.device)
-        for block, (s_rad, s_ang) in enumerate(weights):
-            rad_cols = block * (nr + na) + torch.arange(nr, device=jac.device)
-            ang_cols = block * (nr + na) + nr + torch.arange(na, device=jac.device)
-            d = dG_drij if s_rad is None else dG_drij * s_rad[:, None, None]
-            _accumulate(jac, rad_cols, self.center_idx, self.neighbor_idx, d)
-            _accumulate(jac, rad_cols, self.center_idx, self.center_idx, -d)
-            w = 1.0 if s_ang is None else s_ang[:, None, None]
-            for atom, values in zip((self.triplet_center_idx, self.neighbor_j_idx, self.neighbor_k_idx), grads):
-                _accumulate(jac, ang_cols, self.triplet_center_idx, atom, values * w)
-        return jac
-
-
-def _accumulate(jac, cols, center, atom, values):
-    """jac[center[e], cols[w], atom[e], :] += values[e, w, :] for every edge/triplet e."""
-    shape = (len(center), len(cols))
-    index = (center[:, None].expand(shape), cols[None, :].expand(shape), atom[:, None].expand(shape))
-    jac.index_put_(index, values, accumulate=True)
-
-
 class ChebyshevDescriptor:
     """Chebyshev radial and angular features, identical to Fortran aenet's.
 
@@ -251,11 +81,13 @@ class ChebyshevDescriptor:
     order), ``rad_order``/``ang_order`` are the polynomial orders R and A
     (Fortran ``radial_N``/``angular_N``), cutoffs are in Å, neighbours at
     ``d <= min_cutoff`` are ignored.  ``n_features`` = R + A + 2, doubled for
-    more than one species.
+    more than one species.  ``backend`` ('auto' or 'torch', see
+    ``aenet_core.backend``) picks the neighbour search and the sums; every
+    backend gives the same features.
     """
 
     def __init__(self, species, rad_order: int, rad_cutoff: float, ang_order: int, ang_cutoff: float,
-                 min_cutoff: float = 0.55, device="cpu", dtype=torch.float64):
+                 min_cutoff: float = DEFAULT_MIN_CUTOFF, device="cpu", dtype=torch.float64, backend=None):
         self.species = list(species)
         if not self.species or len(set(self.species)) != len(self.species):
             raise ValueError(f"species must be a non-empty list of distinct symbols; got {species}")
@@ -275,6 +107,7 @@ class ChebyshevDescriptor:
         self.rad_cutoff, self.ang_cutoff = float(rad_cutoff), float(ang_cutoff)
         self.min_cutoff = float(min_cutoff)
         self.device, self.dtype = torch.device(device), dtype
+        self.backend = backends.resolve(backend)
         self.species_to_idx = {s: i for i, s in enumerate(self.species)}
         self.multi = len(self.species) > 1
         self.typespin = torch.tensor(typespins(len(self.species)), dtype=dtype, device=self.device)
@@ -302,17 +135,23 @@ class ChebyshevDescriptor:
             "n_features": self.n_features,
         }
 
+    def identity(self) -> dict:
+        """The parameters that determine the features: two descriptors with equal identities give the same
+        features (up to precision), so data featurized by one serves the other."""
+        config = self.get_config()
+        return {key: config[key] for key in IDENTITY_KEYS}
+
     @classmethod
-    def from_config(cls, config: dict, device=None) -> "ChebyshevDescriptor":
-        params = {k: config[k] for k in ("species", "rad_order", "rad_cutoff", "ang_order", "ang_cutoff", "min_cutoff", "dtype")}
-        return cls(**params, device=device or config.get("device", "cpu"))
+    def from_config(cls, config: dict, device=None, backend=None) -> "ChebyshevDescriptor":
+        params = {k: config[k] for k in IDENTITY_KEYS + ("dtype",)}
+        return cls(**params, device=device or config.get("device", "cpu"), backend=backend)
 
     def to(self, device=None, dtype=None) -> "ChebyshevDescriptor":
-        """A copy on another device and/or dtype."""
+        """A copy on another device and/or dtype (same backend)."""
         config = self.get_config()
         if dtype is not None:
             config["dtype"] = dtype
-        return ChebyshevDescriptor.from_config(config, device=device or self.device)
+        return ChebyshevDescriptor.from_config(config, device=device or self.device, backend=self.backend)
 
     def __repr__(self) -> str:
         c = self.get_config()
@@ -356,7 +195,7 @@ class ChebyshevDescriptor:
     def _featurize(self, positions, species_idx, batch, cells, pbc, with_derivatives, pairs=None):
         n_atoms = len(positions)
         if pairs is None:
-            nl = batched_neighbor_list(positions, batch, cells, pbc, self.max_cutoff, self.min_cutoff)
+            nl = batched_neighbor_list(positions, batch, cells, pbc, self.max_cutoff, self.min_cutoff, self.backend)
         else:
             nl = neighbor_list_from_pairs(positions, batch, cells, pbc, *pairs)
         edges = (nl.center, nl.neighbor, nl.vectors, nl.distances)
@@ -388,8 +227,9 @@ class ChebyshevDescriptor:
             # typespin-weighted sets follow from those partial sums without per-edge products.
             n_sp = self.n_species
             sp_j, sp_k = _take(species_idx, j_idx), _take(species_idx, k_idx)
-            by_species = _sum_into(g_rad, r_center * n_sp + _take(species_idx, r_neighbor), n_atoms * n_sp)
-            by_pair = _sum_into(g_ang, (t_center * n_sp + sp_j) * n_sp + sp_k, n_atoms * n_sp * n_sp)
+            by_species = sum_columns(g_rad, r_center * n_sp + _take(species_idx, r_neighbor), n_atoms * n_sp,
+                                   self.backend)
+            by_pair = sum_columns(g_ang, (t_center * n_sp + sp_j) * n_sp + sp_k, n_atoms * n_sp * n_sp, self.backend)
             by_species = by_species.reshape(-1, n_atoms, n_sp)
             by_pair = by_pair.reshape(-1, n_atoms, n_sp * n_sp)
             pair_spin = torch.outer(self.typespin, self.typespin).reshape(-1)
@@ -398,7 +238,8 @@ class ChebyshevDescriptor:
                 spin = _take(self.typespin, species_idx)
                 s_j, s_jk = _take(spin, r_neighbor), _take(spin, j_idx) * _take(spin, k_idx)
         else:
-            blocks = [_sum_into(g_rad, r_center, n_atoms), _sum_into(g_ang, t_center, n_atoms)]
+            blocks = [sum_columns(g_rad, r_center, n_atoms, self.backend),
+                      sum_columns(g_ang, t_center, n_atoms, self.backend)]
         features = torch.cat(blocks).t().contiguous()
         if not with_derivatives:
             return features
@@ -415,7 +256,7 @@ class ChebyshevDescriptor:
             angular_dG_dcos=dta * fcjk, angular_dG_ddij=ta * (_take(dfa, first) * fck),
             angular_dG_ddik=ta * (fcj * _take(dfa, second)),
             dcos_drj=(u_ik - cos * u_ij) / _take(a_dist, first), dcos_drk=(u_ij - cos * u_ik) / _take(a_dist, second),
-            unit_ij=u_ij, unit_ik=u_ik, triplet_typespin=s_jk,
+            unit_ij=u_ij, unit_ik=u_ik, triplet_typespin=s_jk, backend=self.backend,
         )
         return features, derivatives
 
@@ -484,7 +325,7 @@ class BatchedFeaturizer:
         """
         positions, _, batch, cells, pbcs = self._inputs(batch_positions, batch_species, batch_cells, batch_pbc)
         d = self.descriptor
-        nl = batched_neighbor_list(positions, batch, cells, pbcs, d.max_cutoff, d.min_cutoff)
+        nl = batched_neighbor_list(positions, batch, cells, pbcs, d.max_cutoff, d.min_cutoff, d.backend)
         return pairs_by_structure(nl, torch.bincount(batch, minlength=len(batch_positions)))
 
     def _run(self, batch_positions, batch_species, batch_cells, batch_pbc, with_derivatives, pairs=None):

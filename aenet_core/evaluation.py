@@ -1,45 +1,28 @@
 """Committee evaluation on the test split: predictions, errors, calibrated uncertainty, plots, and the
-structures most worth relabelling.  Plots use matplotlib's object API (no GUI backend needed)."""
+structures most worth relabelling.  Plots use matplotlib's object API (no GUI backend needed).
+
+Error bars are never judged on the structures their factor was fitted to: every
+test structure's calibrated spread uses the factor fitted on the other folds of a
+cross-validation over the test split (``Calibration.cross_validate``).  The
+factor stored for later predictions is fitted on the whole test split.
+"""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from aenet_core.committee import Calibration, TorchCommitteePotential, TorchCommitteeTrainResult
-from aenet_core.database import HDF5StructureDataset
+from aenet_core.committee import TorchCommitteePotential
+from aenet_core.data import HDF5StructureDataset
+from aenet_core.files import atomic_write, write_json
 from aenet_core.io import write_extxyz
-from aenet_core.io.common import atomic_write
 from aenet_core.split import Split
 from aenet_core.structure import Structure
-
-
-def _save(fig: Figure, path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path, binary=True) as handle:
-        fig.savefig(handle, format=path.suffix.lstrip(".") or "png", dpi=120, bbox_inches="tight")
-
-
-def plot_learning_curves(result: TorchCommitteeTrainResult, path) -> None:
-    """Energy (and force) RMSE per epoch of every completed member, train and test."""
-    outs = [(m.member_index, m.trainout) for m in result.completed_members]
-    with_forces = any(out.has_force_data for _, out in outs)
-    fig = Figure(figsize=(6 * (2 if with_forces else 1), 4))
-    panels = [("RMSE_train", "RMSE_test", "energy RMSE (eV/atom)")]
-    if with_forces:
-        panels.append(("RMSE_force_train", "RMSE_force_test", "force RMSE (eV/Å)"))
-    for k, (train, test, label) in enumerate(panels):
-        ax = fig.add_subplot(1, len(panels), k + 1)
-        for index, out in outs:
-            epochs = out.errors.index + 1
-            line, = ax.plot(epochs, out.errors[train], label=f"member {index} train")
-            ax.plot(epochs, out.errors[test], ls="--", color=line.get_color(), label=f"member {index} test")
-        ax.set(xlabel="epoch", ylabel=label, yscale="log")
-        ax.legend(fontsize=7)
-    _save(fig, path)
+from aenet_core.training.trainout import save_figure
+from aenet_core.uncertainty import FORMAT as CALIBRATION_FORMAT
+from aenet_core.uncertainty import VERSION as CALIBRATION_VERSION
+from aenet_core.uncertainty import Calibration
 
 
 def evaluate_committee(committee_dir, database, split, output_dir, n_uncertain: int = 10) -> dict:
@@ -59,19 +42,19 @@ def evaluate_committee(committee_dir, database, split, output_dir, n_uncertain: 
     error = (predictions.energy_mean - reference) / n_atoms
     std = predictions.energy_std / n_atoms
     try:
-        calibration = Calibration.fit(error, std)
+        calibration = Calibration.cross_validate(error, std)
         calibration.save(output_dir / "calibration.json")
-        factor = predictions.calibration_factor = calibration.factor
-    except ValueError as err:  # e.g. one member, or one test structure: no spread to scale
-        calibration, factor = None, float("nan")
-        with atomic_write(output_dir / "calibration.json") as handle:
-            json.dump({"factor": None, "reason": str(err)}, handle, indent=1)
+        calibrated = calibration.calibrated_stds
+    except ValueError as err:  # e.g. one member, or too few test structures: no spread to scale
+        calibration, calibrated = None, np.full_like(std, np.nan)
+        write_json(output_dir / "calibration.json", {"format": CALIBRATION_FORMAT, "version": CALIBRATION_VERSION,
+                                                     "factor": None, "reason": str(err)}, indent=1)
 
     table = predictions.to_dataframe().drop(columns=["member_energies"])
     table["reference_energy"] = reference
     table["error_per_atom"] = error
     table["energy_std_per_atom"] = std
-    table["energy_std_calibrated_per_atom"] = factor * std
+    table["energy_std_calibrated_per_atom"] = calibrated  # out-of-fold: see the module docstring
     with atomic_write(output_dir / "predictions.csv") as handle:
         table.to_csv(handle, index=False)
     ranked = table.sort_values("energy_std_per_atom", ascending=False, kind="stable").head(n_uncertain)
@@ -91,25 +74,27 @@ def evaluate_committee(committee_dir, database, split, output_dir, n_uncertain: 
         "force_rmse": float(np.sqrt(np.mean(np.concatenate(force_errors) ** 2))) if force_errors else None,
         "mean_energy_std_per_atom": float(std.mean()),
         "calibration_factor": None if calibration is None else calibration.factor,
+        "calibration_check": None if calibration is None else calibration.curve_method,
+        "cross_validated_normalized_error_rms": None if calibration is None else calibration.normalized_error_rms,
         "num_members": len(committee.members),
     }
-    with atomic_write(output_dir / "summary.json") as handle:
-        json.dump(summary, handle, indent=1)
-    bars = std if calibration is None else calibration.factor * std
-    _plot_parity(reference / n_atoms, predictions.energy_mean / n_atoms, bars, output_dir / "parity.png")
+    write_json(output_dir / "summary.json", summary, indent=1)
+    bars = std if calibration is None else calibrated
+    _plot_parity(reference / n_atoms, predictions.energy_mean / n_atoms, bars, calibration is not None,
+                 output_dir / "parity.png")
     _plot_uncertainty(error, std, calibration, output_dir / "uncertainty.png")
     return summary
 
 
-def _plot_parity(reference, predicted, calibrated_std, path) -> None:
+def _plot_parity(reference, predicted, bars, calibrated: bool, path) -> None:
     fig = Figure(figsize=(5, 5))
     ax = fig.add_subplot()
-    ax.errorbar(reference, predicted, yerr=calibrated_std, fmt="o", ms=3, elinewidth=0.8, alpha=0.8)
+    ax.errorbar(reference, predicted, yerr=bars, fmt="o", ms=3, elinewidth=0.8, alpha=0.8)
     low, high = min(reference.min(), predicted.min()), max(reference.max(), predicted.max())
     ax.plot([low, high], [low, high], color="k", lw=0.8)
-    ax.set(xlabel="reference energy (eV/atom)", ylabel="committee mean (eV/atom)",
-           title="test split; bars: (calibrated) committee std")
-    _save(fig, path)
+    what = "committee std, calibrated out of fold" if calibrated else "committee std (uncalibrated)"
+    ax.set(xlabel="reference energy (eV/atom)", ylabel="committee mean (eV/atom)", title=f"test split; bars: {what}")
+    save_figure(fig, path)
 
 
 def _plot_uncertainty(error, std, calibration: Calibration | None, path) -> None:
@@ -120,9 +105,9 @@ def _plot_uncertainty(error, std, calibration: Calibration | None, path) -> None
     ax.set(xlabel="committee std σ (eV/atom)", ylabel="|error| (eV/atom)")
     ax = fig.add_subplot(1, 2, 2)
     if calibration is None:
-        ax.text(0.5, 0.5, "no calibration: it needs at least 2 members\nand 2 structures with a spread",
+        ax.text(0.5, 0.5, "no calibration: it needs at least 2 members\nand 3 test structures with a spread",
                 ha="center", va="center", transform=ax.transAxes)
-        _save(fig, path)
+        save_figure(fig, path)
         return
     grid = np.linspace(0, std.max() * 1.05, 50)
     fig.axes[0].plot(grid, calibration.factor * grid, color="k", lw=0.8,
@@ -133,5 +118,5 @@ def _plot_uncertainty(error, std, calibration: Calibration | None, path) -> None
     top = max(curve["predicted_std"].max(), curve["observed_rmse"].max()) * 1.05
     ax.plot([0, top], [0, top], color="k", lw=0.8)
     ax.set(xlabel="calibrated std per bin (eV/atom)", ylabel="observed RMSE per bin (eV/atom)",
-           title="calibration curve")
-    _save(fig, path)
+           title=f"calibration curve ({calibration.curve_method})")
+    save_figure(fig, path)

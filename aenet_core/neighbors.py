@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from aenet_core import backend
+from aenet_core import backend as backends
 
 
 @dataclass
@@ -52,7 +52,7 @@ class NeighborList:
         return int(self.center.numel())
 
 
-def neighbor_list(positions, cutoff: float, cell=None, pbc=None) -> NeighborList:
+def neighbor_list(positions, cutoff: float, cell=None, pbc=None, backend=None) -> NeighborList:
     """Neighbour list of one structure (see ``batched_neighbor_list``).
 
     ``cell`` rows are lattice vectors; ``pbc`` defaults to all periodic when a
@@ -61,7 +61,7 @@ def neighbor_list(positions, cutoff: float, cell=None, pbc=None) -> NeighborList
     positions = torch.as_tensor(positions)
     cells, pbcs = prepare_cells([cell], [pbc], positions.dtype, positions.device)
     batch = torch.zeros(len(positions), dtype=torch.long, device=positions.device)
-    return batched_neighbor_list(positions, batch, cells, pbcs, cutoff)
+    return batched_neighbor_list(positions, batch, cells, pbcs, cutoff, backend=backend)
 
 
 def prepare_cells(cells, pbcs, dtype, device):
@@ -98,16 +98,19 @@ def prepare_cells(cells, pbcs, dtype, device):
 PAIR_LIMIT = 1 << 20
 
 
-def batched_neighbor_list(positions, batch, cells, pbc, cutoff: float, min_distance: float = 0.0) -> NeighborList:
+def batched_neighbor_list(positions, batch, cells, pbc, cutoff: float, min_distance: float = 0.0,
+                          backend=None) -> NeighborList:
     """All pairs with ``min_distance < d <= cutoff`` for a batch of structures.
 
     positions (N, 3) may require grad; batch (N,) int64 structure index of
     each atom, non-decreasing; cells (B, 3, 3) with lattice vectors as rows;
     pbc (B, 3) bool.  Atom indices in the result are global (into positions).
-    Coincident atoms (d = 0) are never neighbours.
+    Coincident atoms (d = 0) are never neighbours.  ``backend`` ('auto' or
+    'torch', see ``aenet_core.backend``) chooses the radius search of large batches.
     """
     if not cutoff > 0:
         raise ValueError(f"cutoff must be positive; got {cutoff}")
+    cluster = backends.cluster_module(backends.resolve(backend))
     wrapped, frac, normals, volume = _wrap(positions, batch, cells, pbc)
     with torch.no_grad():
         reach = torch.where(pbc, cutoff * torch.linalg.norm(normals, dim=2) / volume.abs()[:, None], 0.0)
@@ -116,7 +119,8 @@ def batched_neighbor_list(positions, batch, cells, pbc, cutoff: float, min_dista
         if int((atoms_per_structure * atoms_per_structure).sum()) <= PAIR_LIMIT:
             center, neighbor, which = _pair_images(frac, batch, atoms_per_structure, reach, pbc, table)
         else:
-            center, neighbor, which = _searched_images(wrapped.detach(), frac, batch, pbc, reach, table, cutoff)
+            center, neighbor, which = _searched_images(wrapped.detach(), frac, batch, pbc, reach, table, cutoff,
+                                                       cluster)
         gap = _take(wrapped.detach(), neighbor) - _take(wrapped.detach(), center) + _take(table["shift"], which)
         distance2 = row_dot(gap, gap)
         keep = torch.nonzero((distance2 <= cutoff**2) & (distance2 > min_distance**2)).squeeze(1)
@@ -244,12 +248,12 @@ def _pair_images(frac, batch, atoms_per_structure, reach, pbc, table):
     return _take(center, pair), _take(neighbor, pair), which
 
 
-def _searched_images(wrapped, frac, batch, pbc, reach, table, cutoff):
-    """(i, j, row of k in the offset table) candidates from a radius search over the images that lie
-    within ``reach`` of the home cell, sorted like ``_pair_images``."""
+def _searched_images(wrapped, frac, batch, pbc, reach, table, cutoff, cluster):
+    """(i, j, row of k in the offset table) candidates from a radius search (torch_cluster when ``cluster``
+    is that module) over the images that lie within ``reach`` of the home cell, sorted like ``_pair_images``."""
     points = _periodic_images(wrapped, frac, batch, pbc, reach, table)
-    if backend.cluster_module() is not None:
-        center, point = _candidates_cluster(wrapped, batch, points, cutoff)
+    if cluster is not None:
+        center, point = _candidates_cluster(wrapped, batch, points, cutoff, cluster.radius)
     else:
         center, point = _candidates_cell_list(wrapped, batch, points, cutoff)
     order = torch.argsort(center * len(points["atom"]) + point)  # points are ordered by atom, then offset
@@ -306,9 +310,8 @@ def _candidates_cell_list(wrapped, batch, points, cutoff):
     return query_id // 27, sorted_point[start.flatten()[query_id] + rank]
 
 
-def _candidates_cluster(wrapped, batch, points, cutoff):
-    """Candidate pairs from torch_cluster.radius, with the neighbour cap raised until nothing is cut."""
-    radius = backend.cluster_module().radius
+def _candidates_cluster(wrapped, batch, points, cutoff, radius):
+    """Candidate pairs from torch_cluster's ``radius``, with the neighbour cap raised until nothing is cut."""
     pos = points["pos"]
     cap = 64
     while True:

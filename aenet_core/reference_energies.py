@@ -5,24 +5,25 @@ non-negative integer counts (total > 0), ``energy`` is the finite total energy i
 Samples are consumed lazily in one pass; ``iter_composition_energy_samples_from_files``
 yields them from structure files.
 
-Methods (both solve ``counts @ e = energies`` by least squares, with any
+Methods (the first two solve ``counts @ e = energies`` by least squares, with any
 ``fixed_atomic_energies`` moved to the right-hand side):
 
 * ``ReferenceEnergies.from_regression``: all samples, or a reservoir-sampled subset.
 * ``ReferenceEnergies.from_reference_compounds``: for each listed compound (formula such as
   ``"TiO2"`` or a mapping), the lowest-energy sample with exactly that composition.
+* ``ReferenceEnergies.from_fixed``: given values for every species of the samples (none is
+  fitted; the metadata records how well they describe the samples).
 
 File format (``save`` / ``load``), UTF-8 JSON::
 
     {"format": "aenet_core.reference_energies", "version": 1,
-     "method": "regression" | "reference_compounds",
+     "method": "regression" | "reference_compounds" | "fixed",
      "atomic_energies": {"O": -432.5, "Ti": -1604.6},
      "metadata": {"species_order": [...], "rank": 2, "rmse": 0.01, ...}}
 """
 from __future__ import annotations
 
 import copy
-import json
 import math
 import numbers
 import os
@@ -31,18 +32,17 @@ import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from aenet_core.io import read_structures
-from aenet_core.io.common import atomic_write
+from aenet_core.files import check_format, read_json, write_json
 
 __all__ = ["ReferenceEnergies", "iter_composition_energy_samples_from_files"]
 
 FILE_FORMAT = "aenet_core.reference_energies"
 FILE_VERSION = 1
-METHODS = ("regression", "reference_compounds")
+METHODS = ("regression", "reference_compounds", "fixed")
 
 _FORMULA = re.compile(r"(?:[A-Z][a-z]*\d*)+")
 _FORMULA_TOKEN = re.compile(r"([A-Z][a-z]*)(\d*)")
@@ -329,6 +329,19 @@ class ReferenceEnergies:
         })
         return cls("reference_compounds", energies, metadata)
 
+    @classmethod
+    def from_fixed(cls, samples, *, atomic_energies) -> ReferenceEnergies:
+        """The given energies, which must cover every species of the samples (nothing is fitted)."""
+        used = list(_validated(samples))
+        present = sorted(set().union(*(counts for counts, _ in used))) if used else []
+        missing = [s for s in present if s not in (atomic_energies or {})]
+        if missing:
+            raise ValueError(f"fixed atomic energies give no value for {', '.join(missing)}, which the samples "
+                             f"contain; give every species a value (or use regression with these values fixed "
+                             f"to fit the others)")
+        energies, fit = _solve(used, atomic_energies)
+        return cls("fixed", energies, _metadata(fit, len(used), len(used)))
+
     def to_dict(self) -> dict:
         return {"format": FILE_FORMAT, "version": FILE_VERSION, "method": self.method,
                 "atomic_energies": self.atomic_energies, "metadata": self.metadata}
@@ -340,30 +353,17 @@ class ReferenceEnergies:
         for key in ("format", "version", "method", "atomic_energies", "metadata"):
             if key not in data:
                 raise ValueError(f"missing key {key!r}")
-        if data["format"] != FILE_FORMAT:
-            raise ValueError(f"unsupported format {data['format']!r}; expected {FILE_FORMAT!r}")
-        if isinstance(data["version"], bool) or data["version"] != FILE_VERSION:
-            raise ValueError(f"unsupported version {data['version']!r}; this reader handles version {FILE_VERSION}")
+        check_format(None, data["format"], FILE_FORMAT, data["version"], (FILE_VERSION,), "reference energies file")
         return cls(data["method"], data["atomic_energies"], data["metadata"])
 
     def save(self, path) -> None:
         """Write JSON atomically: a temporary file beside ``path`` replaces it only once complete."""
-        with atomic_write(path) as handle:
-            json.dump(self.to_dict(), handle, indent=2, allow_nan=False)
-            handle.write("\n")
+        write_json(path, self.to_dict(), indent=2)
 
     @classmethod
     def load(cls, path) -> ReferenceEnergies:
         """Read a file written by ``save``; errors name the file (and the missing or bad key)."""
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise FileNotFoundError(f"reference energies file not found: {path}") from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+        data = read_json(path, "reference energies file")
         try:
             return cls.from_dict(data)
         except (TypeError, ValueError) as exc:

@@ -12,15 +12,15 @@ dataset is refused.
 """
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
-from aenet_core.io.common import atomic_write
+from aenet_core.files import check_format, read_json, write_json
+from aenet_core.rules import TESTPERCENT
 
 FORMAT = "aenet_core.split"
 VERSION = 1
+DEFAULT_TESTPERCENT = 10.0
 RECIPE = ("random.Random(split_seed).shuffle(list(range(n_entries))); the first int(n_entries * testpercent / 100) "
           "are the test set, the rest the training set; both stored sorted")
 
@@ -44,9 +44,9 @@ class Split:
     recipe: str = RECIPE
 
     @classmethod
-    def create(cls, dataset, testpercent: float = 10.0, split_seed: int | None = None) -> Split:
-        if not 0 <= testpercent < 100:
-            raise ValueError(f"testpercent must be in [0, 100); got {testpercent!r}")
+    def create(cls, dataset, testpercent: float = DEFAULT_TESTPERCENT, split_seed: int | None = None) -> Split:
+        if not TESTPERCENT.test(testpercent):
+            raise ValueError(f"testpercent must be {TESTPERCENT.text}; got {testpercent!r}")
         train, test = split_indices(len(dataset), testpercent, split_seed)
         return cls(train, test, split_seed, float(testpercent), len(dataset), dataset.content_sha256)
 
@@ -58,21 +58,14 @@ class Split:
                              f"({len(dataset)} entries); make a new split for this dataset")
 
     def save(self, path) -> None:
-        with atomic_write(path) as handle:
-            json.dump({"format": FORMAT, "version": VERSION, **asdict(self)}, handle, indent=1)
+        write_json(path, {"format": FORMAT, "version": VERSION, **asdict(self)}, indent=1)
 
     @classmethod
     def load(cls, path) -> Split:
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not a split file (invalid JSON: {err})") from None
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise ValueError(f"{path}: not an aenet_core split file (format is "
-                             f"{data.get('format') if isinstance(data, dict) else None!r})")
-        if data.get("version") != VERSION:
-            raise ValueError(f"{path}: split file version {data.get('version')!r}; this aenet_core reads {VERSION}")
+        data = read_json(path, "split file")
+        data = data if isinstance(data, dict) else {}
+        check_format(path, data.get("format"), FORMAT, data.get("version"), (VERSION,), "split file",
+                     "split file version")
         fields = ("train", "test", "split_seed", "testpercent", "n_entries", "content_sha256", "recipe")
         missing = [k for k in fields if k not in data]
         if missing:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -144,12 +145,22 @@ def referenced_energy_per_atom(energy: float, species, atomic_energies) -> float
     return (energy - sum(atomic_energies.get(s, 0.0) for s in species)) / len(species)
 
 
-def hash_structure(hasher, structure: Structure) -> None:
-    """Feed everything that defines a labelled structure (geometry, species, labels) to ``hasher``."""
+def hash_structure(hasher, structure: Structure, labels: bool = True) -> None:
+    """Feed what defines a structure to ``hasher``: species and geometry, and with ``labels`` its energy and
+    forces too (without them: what its features depend on)."""
     s = structure
     hasher.update(" ".join(s.species).encode() + b"|")
-    for part in (s.positions, s.cell, s.pbc, None if s.energy is None else np.float64(s.energy), s.forces):
+    parts = (s.positions, s.cell, s.pbc) + ((None if s.energy is None else np.float64(s.energy), s.forces)
+                                            if labels else ())
+    for part in parts:
         hasher.update(b"-" if part is None else b"+" + np.ascontiguousarray(part).tobytes())
+
+
+def structure_sha256(structure: Structure, labels: bool = True) -> str:
+    """The hex digest of ``hash_structure`` for one structure."""
+    hasher = hashlib.sha256()
+    hash_structure(hasher, structure, labels)
+    return hasher.hexdigest()
 
 
 def _stored_result(atoms, prop):

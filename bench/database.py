@@ -29,11 +29,13 @@ def build(data: str, name: str, limit: int, workers: int, dtype: str, threads: i
     """Runs in the child process: build, then read everything back."""
     import torch
 
-    from aenet_core.database import HDF5StructureDataset
+    from aenet_core.allocator import keep_freed_memory
+    from aenet_core.data import HDF5StructureDataset
     from aenet_core.io import read_structures
     from aenet_core.torch_featurize import ChebyshevDescriptor
 
     torch.set_num_threads(threads)
+    keep_freed_memory()  # as the command line does
     files = sorted(Path(data, name).glob("*.xsf"))[:limit]
     species = sorted({s for f in files for s in read_structures(f)[0].species}) if name == "LMNTO" else ["Ti", "O"]
     rad_order, rad_cut, ang_order, ang_cut, min_cut = SETS[name][0]

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from aenet_core import backend
+from aenet_core.allocator import keep_freed_memory
 from aenet_core.io import read_structures
 from aenet_core.torch_featurize import BatchedFeaturizer, ChebyshevDescriptor
 
@@ -55,6 +56,7 @@ def main():
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as the command line does
 
     files = sorted(Path(args.data).glob("*.xsf"))
     if not files:
@@ -62,28 +64,25 @@ def main():
     structures = [s for f in files for s in read_structures(f)]
     n_atoms = sum(s.n_atoms for s in structures)
     species = sorted({x for s in structures for x in s.species})
-    descriptor = ChebyshevDescriptor(species, 10, 6.0, 3, 3.5, min_cutoff=0.5)
-    featurizer = BatchedFeaturizer(descriptor)
+    n_features = ChebyshevDescriptor(species, 10, 6.0, 3, 3.5, min_cutoff=0.5).n_features
     print(f"{args.data}: {len(structures)} structures, {n_atoms} atoms, species {species}, "
-          f"{descriptor.n_features} features; torch {torch.__version__}, {args.threads} threads")
-
-    cases = {
-        "features, one structure at a time": lambda: one_at_a_time(descriptor.forward_from_positions, structures),
-        "features + derivatives, one at a time": lambda: one_at_a_time(descriptor.forward_with_derivatives, structures),
-        f"features, batches of {args.batch_size}": lambda: batched(featurizer, structures, args.batch_size),
-        f"features + derivatives, batches of {args.batch_size}":
-            lambda: batched(featurizer.with_derivatives, structures, args.batch_size),
-    }
+          f"{n_features} features; torch {torch.__version__}, {args.threads} threads")
     extensions = backend.torch_cluster is not None or backend.torch_scatter is not None
-    backends = ["torch", "auto"] if extensions else ["torch"]
-    previous = backend.get_backend()
     print(f"{'backend':<8} {'case':<45} {'structures/s':>13} {'atoms/s':>10}")
-    for name in backends:
-        backend.set_backend(name)
+    for name in ["torch", "auto"] if extensions else ["torch"]:
+        descriptor = ChebyshevDescriptor(species, 10, 6.0, 3, 3.5, min_cutoff=0.5, backend=name)
+        featurizer = BatchedFeaturizer(descriptor)
+        cases = {
+            "features, one structure at a time": lambda: one_at_a_time(descriptor.forward_from_positions, structures),
+            "features + derivatives, one at a time":
+                lambda: one_at_a_time(descriptor.forward_with_derivatives, structures),
+            f"features, batches of {args.batch_size}": lambda: batched(featurizer, structures, args.batch_size),
+            f"features + derivatives, batches of {args.batch_size}":
+                lambda: batched(featurizer.with_derivatives, structures, args.batch_size),
+        }
         for label, run in cases.items():
             seconds = best_time(run, args.repeat)
             print(f"{name:<8} {label:<45} {len(structures) / seconds:13.0f} {n_atoms / seconds:10.0f}")
-    backend.set_backend(previous)
     for key, figures in REFERENCE.items():
         if key.lower() in str(args.data).lower():
             print("reference: " + ", ".join(f"{k} {v} atoms/s" for k, v in figures.items()))

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from aenet_core.database import HDF5StructureDataset
+from aenet_core.allocator import keep_freed_memory
+from aenet_core.data import HDF5StructureDataset
 from aenet_core.io import read_structures
 from aenet_core.torch_featurize import ChebyshevDescriptor
 from aenet_core.torch_training import Adam, TorchANNPotential, TorchTrainingConfig
@@ -79,6 +80,7 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as the command line does
     structures = [s for f in sorted(Path(args.data).glob("*.xsf")) for s in read_structures(f)]
     for case in (["energy", "forces"] if args.case == "both" else [args.case]):
         run(structures, case)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from aenet_core.cli import main
-from aenet_core.database import HDF5StructureDataset
+from aenet_core.data import HDF5StructureDataset
 from aenet_core.io import read_structures
 from aenet_core.reference_energies import ReferenceEnergies
 from aenet_core.split import Split

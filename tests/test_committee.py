@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from aenet_core.committee import (AenetEnsembleResult, Calibration, TorchCommitteeConfig, TorchCommitteePotential,
+from aenet_core.committee import (AenetEnsembleResult, TorchCommitteeConfig, TorchCommitteePotential,
                                   aggregate_committee, train_member)
-from aenet_core.database import HDF5StructureDataset
+from aenet_core.data import HDF5StructureDataset
 from aenet_core.descriptor import BatchedFeaturizer
 from aenet_core.evaluation import evaluate_committee
 from aenet_core.example_data import make_cuau_structures
@@ -19,6 +19,7 @@ from aenet_core.split import Split
 from aenet_core.structure import Structure
 from aenet_core.torch_featurize import ChebyshevDescriptor
 from aenet_core.torch_training import Adam, StructureDataset, TorchANNPotential, TorchTrainingConfig
+from aenet_core.uncertainty import Calibration
 
 REFERENCES = {"Cu": -0.5, "Au": -0.2}
 ARCH = {"Cu": [(5, "tanh")], "Au": [(5, "tanh")]}

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-import aenet_core.database as database
-from aenet_core.database import DatabaseError, HDF5StructureDataset
+import aenet_core.data.hdf5.build as database
+from aenet_core.data import DatabaseError, HDF5StructureDataset
+from aenet_core.data.hdf5.payloads import PayloadReader
 from aenet_core.descriptor import BatchedFeaturizer, ChebyshevDescriptor
 from aenet_core.example_data import make_cuau_structures
 from aenet_core.io import write_extxyz
@@ -123,7 +124,8 @@ def test_mixed_labels_molecules_and_derivatives_only_for_force_entries(tmp_path,
     db = build(tmp_path / "db.h5", sources)
     assert [db.has_forces(i) for i in range(4)] == [True, False, False, True]
     assert db.get_structure(1).cell is None and db.get_structure(1).forces is None
-    assert db.get_structure_identifier(1) == "structure_000001#frame=0"
+    # In-memory items are named as in memory (a frame number is a file's): the same on every path.
+    assert db.get_structure_identifier(1) == "structure_000001"
     features, _, expected = featurize([cuau[0], cuau[2]])
     stored_features, stored = db.stored_derivatives([0, 3])
     assert_same_payload(stored, expected)
@@ -330,13 +332,13 @@ def test_dataloader_workers_open_their_own_handle(tmp_path, cuau):
 def test_payload_cache_reads_each_entry_once_within_its_bound(tmp_path, cuau, monkeypatch):
     build(tmp_path / "db.h5", cuau)
     reads = []
-    read = HDF5StructureDataset._read_block
+    read = PayloadReader._read_block
 
     def counting(self, indices, with_derivatives):
         reads.append(list(indices))
         return read(self, indices, with_derivatives)
 
-    monkeypatch.setattr(HDF5StructureDataset, "_read_block", counting)
+    monkeypatch.setattr(PayloadReader, "_read_block", counting)
     db = HDF5StructureDataset(None, tmp_path / "db.h5", mode="load")
     first = db.stored_derivatives([3, 1, 3])
     again = db.stored_derivatives([1, 3])

@@ -267,16 +267,13 @@ def test_torch_scatter_and_torch_cluster_give_identical_results():
     if backend.torch_scatter is None and backend.torch_cluster is None:
         pytest.skip("neither torch-scatter nor torch-cluster is installed")
     descriptor, positions, species, cells = mixed_batch()
-    featurizer = BatchedFeaturizer(descriptor)
-    previous = backend.get_backend()
-    try:
-        results = []
-        for name in ("torch", "auto"):
-            backend.set_backend(name)
-            features, _, derivatives = featurizer.with_derivatives(positions, species, cells)
-            results.append((features, derivatives.dG_drij, derivatives.grads_j))
-    finally:
-        backend.set_backend(previous)
+    results = []
+    for name in ("torch", "auto"):
+        featurizer = BatchedFeaturizer(ChebyshevDescriptor.from_config(descriptor.get_config(), backend=name))
+        features, _, derivatives = featurizer.with_derivatives(positions, species, cells)
+        assert derivatives.backend == name
+        weights = torch.randn_like(features, generator=torch.Generator().manual_seed(0))
+        results.append((features, derivatives.dG_drij, derivatives.grads_j, derivatives.contract(weights)))
     for native, optional in zip(*results):
         assert torch.equal(native, optional)
 

@@ -6,6 +6,7 @@ from ase import Atoms
 from ase.neighborlist import neighbor_list as ase_neighbor_list
 
 from aenet_core import backend, neighbors
+from aenet_core.descriptor import ChebyshevDescriptor
 from aenet_core.neighbors import batched_neighbor_list, neighbor_list, prepare_cells
 
 PATHS = ["pair_images", "cell_list", "torch_cluster"]
@@ -16,7 +17,7 @@ def search(request, monkeypatch):
     """Select one candidate search: per-pair image ranges, the pure-torch cell list, or torch-cluster."""
     if request.param == "torch_cluster" and backend.torch_cluster is None:
         pytest.skip("torch-cluster is not installed")
-    monkeypatch.setattr(backend, "_backend", "auto" if request.param == "torch_cluster" else "torch")
+    monkeypatch.setenv("AENET_CORE_BACKEND", "auto" if request.param == "torch_cluster" else "torch")
     if request.param != "pair_images":
         monkeypatch.setattr(neighbors, "PAIR_LIMIT", 0)
     return request.param
@@ -102,7 +103,7 @@ def test_all_paths_give_identical_lists(monkeypatch):
     for path in PATHS:
         if path == "torch_cluster" and backend.torch_cluster is None:
             continue
-        monkeypatch.setattr(backend, "_backend", "auto" if path == "torch_cluster" else "torch")
+        monkeypatch.setenv("AENET_CORE_BACKEND", "auto" if path == "torch_cluster" else "torch")
         monkeypatch.setattr(neighbors, "PAIR_LIMIT", 1 << 20 if path == "pair_images" else 0)
         results[path] = [neighbor_list(torch.tensor(p), cut, torch.tensor(c), torch.tensor(q)) for p, c, q, cut in cases]
     assert len(results) >= 2
@@ -168,9 +169,17 @@ def test_cutoff_must_be_positive():
         neighbor_list(torch.zeros((2, 3), dtype=torch.float64), 0.0)
 
 
-def test_set_backend_validates():
+def test_backend_is_an_argument_and_the_environment_only_its_default(monkeypatch):
     with pytest.raises(ValueError, match="backend"):
-        backend.set_backend("fortran")
+        backend.resolve("fortran")
+    monkeypatch.setenv("AENET_CORE_BACKEND", "fortran")
+    with pytest.raises(ValueError, match="AENET_CORE_BACKEND"):
+        neighbor_list(torch.zeros((2, 3), dtype=torch.float64), 1.0)
+    assert len(neighbor_list(torch.tensor([[0.0, 0, 0], [0.5, 0, 0]]), 1.0, backend="torch")) == 2
+    monkeypatch.setenv("AENET_CORE_BACKEND", "torch")
+    assert backend.resolve() == "torch" and backend.resolve("auto") == "auto"
+    assert ChebyshevDescriptor(["H"], 1, 2.0, 0, 2.0).backend == "torch"
+    assert ChebyshevDescriptor(["H"], 1, 2.0, 0, 2.0, backend="auto").backend == "auto"
 
 
 def test_allocator_tuning_can_be_switched_off(monkeypatch):

@@ -5,7 +5,7 @@ import random
 import pytest
 import torch
 
-from aenet_core.database import HDF5StructureDataset
+from aenet_core.data import HDF5StructureDataset
 from aenet_core.descriptor import ChebyshevDescriptor
 from aenet_core.example_data import make_cuau_structures
 from aenet_core.split import Split, split_indices

@@ -11,9 +11,12 @@ from aenet_core.model import energy_normalization, feature_statistics
 from aenet_core.split import split_indices
 from aenet_core.torch_featurize import ChebyshevDescriptor
 from aenet_core.torch_training import Adam, Structure, TorchANNPotential, TorchTrainingConfig
-from aenet_core.training.data import FeatureSource, StructureDataset
-from aenet_core.training.run import Sampler, adaptive_weights
-from aenet_core.training.trainer import ForceSelection
+from aenet_core.data import StructureDataset
+from aenet_core.data.batch import FeatureSource
+from aenet_core.data.cache import LRUCache, PersistentCache
+from aenet_core.training.loop import feature_source, warm_up
+from aenet_core.training.loss import EnergyForceLoss
+from aenet_core.training.sampling import ForceSelection, Sampler, adaptive_weights
 
 REFERENCES = {"Cu": -0.5, "Au": -0.2}
 # The small test sets here are deliberate; the warning itself is tested below.
@@ -210,15 +213,14 @@ def test_error_weighted_training_updates_scores(cuau):
 
 def test_feature_cache_avoids_recomputation(cuau):
     dataset = StructureDataset(cuau, descriptor(), atomic_energies=REFERENCES)
-    from aenet_core.training.data import BoundedCache
-    source = FeatureSource(dataset, feature_cache=BoundedCache(None), derivative_cache=BoundedCache(None))
+    source = FeatureSource(dataset, feature_cache=LRUCache(None), derivative_cache=LRUCache(None))
     first = source.batch([0, 1, 2], lambda i: i == 1)
     calls = source.featurizer_calls
     again = source.batch([2, 1, 0], lambda i: i == 1)
     assert source.featurizer_calls == calls == 2
     assert torch.equal(first.features[first.n_atoms[0]:], torch.cat([again.features[again.n_atoms[0]:][
         again.n_atoms[1]:], again.features[again.n_atoms[0]:][: again.n_atoms[1]]]))
-    limited = FeatureSource(dataset, feature_cache=BoundedCache(1))
+    limited = FeatureSource(dataset, feature_cache=LRUCache(1))
     limited.batch([0, 1], lambda _: False)
     assert len(limited.feature_cache) == 1
 
@@ -227,7 +229,7 @@ def test_schema_1_0_model_files_load_with_their_statistics_for_every_species(cua
     p = potential()
     p.train(structures=cuau, config=config(iterations=1))
     p.save(tmp_path / "model.pt")
-    payload = torch.load(tmp_path / "model.pt", weights_only=False)
+    payload = torch.load(tmp_path / "model.pt", weights_only=True)
     payload["schema_version"] = "1.0"  # one (F,) mean/std row shared by all species
     for key in ("feature_mean", "feature_std"):
         payload["model_state_dict"][key] = payload["model_state_dict"][key][0].clone()
@@ -347,12 +349,10 @@ def test_dataloader_workers_give_the_same_training(cuau):
 
 
 def test_cache_warmup_fills_the_caches_before_training(cuau):
-    from aenet_core.training.data import BoundedCache
-    from aenet_core.training.potential import _warm_up
 
     dataset = StructureDataset(cuau, descriptor(), atomic_energies=REFERENCES)
-    source = FeatureSource(dataset, feature_cache=BoundedCache(None), derivative_cache=BoundedCache(None))
-    _warm_up(config(cache_warmup=True, force_weight=0.2), [(source, list(range(10))), (None, [])])
+    source = FeatureSource(dataset, feature_cache=LRUCache(None), derivative_cache=LRUCache(None))
+    warm_up(config(cache_warmup=True, force_weight=0.2), [(source, list(range(10))), (None, [])])
     assert len(source.feature_cache) == 10 and len(source.derivative_cache) == 10
     calls = source.featurizer_calls
     source.batch(list(range(10)), lambda i: i % 2 == 0)
@@ -362,11 +362,10 @@ def test_cache_warmup_fills_the_caches_before_training(cuau):
 
 
 def test_neighbor_cache_avoids_neighbor_searches(cuau):
-    from aenet_core.training.data import BoundedCache
 
     dataset = StructureDataset(cuau, descriptor(), atomic_energies=REFERENCES)
     plain = FeatureSource(dataset)
-    cached = FeatureSource(dataset, neighbor_cache=BoundedCache(None))
+    cached = FeatureSource(dataset, neighbor_cache=LRUCache(None))
     for indices, forced in (([0, 1, 2, 3], {1}), ([3, 2, 1, 0], {0, 2}), ([4, 0, 4], set())):
         a, b = plain.batch(indices, forced.__contains__), cached.batch(indices, forced.__contains__)
         assert torch.equal(a.features, b.features)
@@ -387,7 +386,6 @@ def test_persisted_caches_are_reused_by_a_later_run(cuau, tmp_path):
     kinds = {p.parts[2] for p in files}
     assert kinds == {"features", "neighbors", "derivatives"}
 
-    from aenet_core.training.data import PersistentCache
     dataset = StructureDataset(cuau, descriptor(), atomic_energies=REFERENCES)
     source = FeatureSource(dataset, feature_cache=PersistentCache(None, tmp_path / "cache", dataset, "features"),
                            derivative_cache=PersistentCache(None, tmp_path / "cache", dataset, "derivatives"))
@@ -466,14 +464,13 @@ def test_error_weighted_scores_update_on_the_cached_energy_only_path(cuau):
 
 def test_force_scale_unbiased_divides_by_the_root_of_the_supervised_fraction(cuau):
     from aenet_core.model import AtomisticModel
-    from aenet_core.training.trainer import batch_loss
 
     dataset = StructureDataset(cuau[:4], descriptor(), atomic_energies=REFERENCES)
     batch = FeatureSource(dataset).batch([0, 1, 2, 3], lambda i: i == 0)
     model = AtomisticModel({"Cu": [(3, "tanh")], "Au": [(3, "tanh")]}, ["Cu", "Au"], descriptor().n_features)
     labelled = sum(s.n_atoms for s in cuau[:4])
-    plain, m_plain = batch_loss(model, batch, 0.5, False, labelled, train=False)
-    scaled, m_scaled = batch_loss(model, batch, 0.5, True, labelled, train=False)
+    plain, m_plain = EnergyForceLoss(0.5, False).of_batch(model, batch, labelled, train=False)
+    scaled, m_scaled = EnergyForceLoss(0.5, True).of_batch(model, batch, labelled, train=False)
     fraction = cuau[0].n_atoms / labelled
     assert m_scaled.force_rmse == pytest.approx(m_plain.force_rmse / math.sqrt(fraction))
     assert float((scaled - plain).detach()) == pytest.approx(0.5 * (m_scaled.force_rmse - m_plain.force_rmse))
@@ -499,8 +496,8 @@ def test_cache_scope_limits_caching_to_a_split(cuau):
     p = potential()
     dataset = StructureDataset(cuau, p.descriptor)
     cfg = config(cache_features=True, cache_neighbors=True, cache_scope="train")
-    assert p._source(dataset, cfg, "train").feature_cache is not None
-    assert p._source(dataset, cfg, "val").feature_cache is None and p._source(dataset, cfg, "val").neighbor_cache is None
-    bounded = p._source(dataset, config(cache_features=True, cache_feature_max_entries=0), "train")
+    assert feature_source(dataset, cfg, "train").feature_cache is not None
+    assert feature_source(dataset, cfg, "val").feature_cache is None and feature_source(dataset, cfg, "val").neighbor_cache is None
+    bounded = feature_source(dataset, config(cache_features=True, cache_feature_max_entries=0), "train")
     bounded.batch([0, 1], lambda _: False)
     assert len(bounded.feature_cache) == 0

@@ -97,16 +97,32 @@ def test_a_bad_config_stops_before_any_job(tmp_path, edit, key):
     assert "Job stats" not in result.stdout
 
 
-def test_the_schema_knows_every_training_option():
+def run_schema() -> dict:
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    return schema["properties"]["runs"]["additionalProperties"]["properties"]
+
+
+def test_the_training_block_is_the_library_checks_field_by_field():
     from dataclasses import fields
 
-    from aenet_core.training.config import TorchTrainingConfig
+    from aenet_core.training.config import TorchTrainingConfig, config_json_schema
 
-    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
-    training = schema["properties"]["runs"]["additionalProperties"]["properties"]["training"]
-    settable = set(training["properties"]) - {"testpercent", "split_seed", "seed", "device", "atomic_energies"}
-    assert settable == {f.name for f in fields(TorchTrainingConfig)} - {"testpercent", "split_seed", "seed",
-                                                                        "device", "atomic_energies"}
+    owned = {"testpercent", "split_seed", "seed", "device", "atomic_energies", "max_energy", "max_forces"}
+    expected = {name: rule for name, rule in config_json_schema().items() if name not in owned}
+    assert run_schema()["training"]["properties"] == expected  # types, ranges, choices; no defaults
+    assert set(expected) | owned == {f.name for f in fields(TorchTrainingConfig)}
+
+
+def test_library_defaults_live_in_the_library_only():
+    from aenet_core.rules import TESTPERCENT
+
+    properties = run_schema()
+    for block, key in (("descriptor", "min_cutoff"), ("split", "testpercent"), ("database", "storage_dtype"),
+                       ("export", "prefix"), ("evaluate", "n_uncertain"), ("reference_energies", "method")):
+        assert "default" not in properties[block]["properties"][key], (block, key)
+    testpercent = dict(properties["split"]["properties"]["testpercent"])
+    testpercent.pop("description")
+    assert testpercent == TESTPERCENT.json_schema()
 
 
 def test_lint_reports_nothing(tmp_path):
@@ -126,7 +142,7 @@ def tiny_config(num_members=2) -> dict:
 
 def member_weights(workdir, member):
     state = torch.load(Path(workdir) / f"results/example/committee/member_{member}/model.pt",
-                       weights_only=False)["model_state_dict"]
+                       weights_only=True)["model_state_dict"]
     return [state[k] for k in sorted(state)]
 
 

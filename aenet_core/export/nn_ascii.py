@@ -8,7 +8,6 @@ feature_std = sqrt(cov - avg^2).
 """
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
@@ -26,19 +25,21 @@ from aenet_core.export.nn_ascii_file import (
     weight_offsets,
     write_nn_ascii,
 )
-from aenet_core.io.common import as_list, atomic_write
+from aenet_core.files import write_json
+from aenet_core.io.common import as_list
 from aenet_core.model import ACTIVATIONS, AtomisticModel
-from aenet_core.model.potential import DEGENERATE_STD
+from aenet_core.model.atomistic import DEGENERATE_STD
 from aenet_core.structure import referenced_energy_per_atom
 
 DESCRIPTION = "aenet_core Chebyshev descriptor export"
+DEFAULT_PREFIX = "potential"  # file names <prefix>.<Species>.nn.ascii
 TRAINSET_NAME = "aenet_core"
 
 
 # ----------------------------------------------------------------------------- export
 
 
-def to_aenet_ascii(potential, output_dir, prefix="potential", structures=None, descriptor_stats=None) -> dict:
+def to_aenet_ascii(potential, output_dir, prefix=DEFAULT_PREFIX, structures=None, descriptor_stats=None) -> dict:
     """Write ``<prefix>.<Species>.nn.ascii`` per species and ``<prefix>.manifest.json`` into ``output_dir``.
 
     The feature statistics written are the model's own, per species
@@ -70,8 +71,7 @@ def to_aenet_ascii(potential, output_dir, prefix="potential", structures=None, d
         files[species] = f"{prefix}.{species}.nn.ascii"
         write_nn_ascii(output_dir / files[species], content)
     manifest = _manifest(potential, prefix, files)
-    with atomic_write(output_dir / f"{prefix}.manifest.json") as handle:
-        json.dump(manifest, handle, indent=2)
+    write_json(output_dir / f"{prefix}.manifest.json", manifest, indent=2)
     return manifest
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aenet_core.io.common import atomic_write
+from aenet_core.files import atomic_write
 from aenet_core.model.network import ACTIVATIONS
 
 ACTIVATION_NAMES = {code: name for name, (_, code) in ACTIVATIONS.items()}

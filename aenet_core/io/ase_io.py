@@ -5,7 +5,8 @@ import ase.io
 import numpy as np
 from ase import Atoms
 
-from aenet_core.io.common import StructureFileError, as_list, atomic_write
+from aenet_core.files import atomic_write
+from aenet_core.io.common import StructureFileError, as_list
 from aenet_core.structure import Structure
 
 

@@ -15,7 +15,8 @@ import re
 import numpy as np
 from ase.data import chemical_symbols
 
-from aenet_core.io.common import StructureFileError, as_list, atomic_write
+from aenet_core.files import atomic_write
+from aenet_core.io.common import StructureFileError, as_list
 from aenet_core.structure import VALID_SYMBOLS, Structure
 
 DIMENSIONS = {

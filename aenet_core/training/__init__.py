@@ -1,1 +1,2 @@
-"""Training one potential: configuration, data and batches, the loop, results (public names in torch_training)."""
+"""Training one potential: configuration, inputs, loss, sampling, the loop and its results (public names in
+``aenet_core.torch_training``)."""

@@ -10,71 +10,25 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-
-class _Rule(NamedTuple):
-    """How one numeric field is checked."""
-
-    integer: bool  # int only (bool rejected) rather than any finite real
-    text: str  # allowed range in words, e.g. ">= 0"
-    test: Callable[[float], bool]
-    optional: bool = False  # None allowed
-
-
-def _any(x):
-    return True
-
-
-def _nonneg(x):
-    return x >= 0
-
-
-def _positive(x):
-    return x > 0
-
-
-def _unit(x):
-    return 0 <= x <= 1
-
-
-def _beta(x):
-    return 0 <= x < 1
-
-
-def _number(owner: str, name: str, value, rule: _Rule):
-    """The value as int/float (or None when allowed); ValueError when it breaks the rule."""
-    if value is None and rule.optional:
-        return None
-    kind = numbers.Integral if rule.integer else numbers.Real
-    if not (isinstance(value, kind) and not isinstance(value, (bool, np.bool_))
-            and math.isfinite(value) and rule.test(value)):
-        allowed = " ".join(filter(None, ["an int" if rule.integer else "a finite number", rule.text]))
-        allowed += " or None" if rule.optional else ""
-        raise ValueError(f"{owner}.{name} must be {allowed}; got {value!r}")
-    return int(value) if rule.integer else float(value)
-
-
-def _check_numbers(obj, rules: Mapping[str, _Rule]) -> None:
-    """Validate and normalise the numeric fields of a (possibly frozen) dataclass."""
-    owner = type(obj).__name__
-    for name, rule in rules.items():
-        object.__setattr__(obj, name, _number(owner, name, getattr(obj, name), rule))
+from aenet_core.rules import (ANY, BETA, COUNT, NONNEG, POSITIVE, TESTPERCENT, UNIT, NumberRule, check_numbers)
+from aenet_core.split import DEFAULT_TESTPERCENT
 
 
 class _Method:
     """Shared behaviour of the optimizer methods (frozen dataclasses)."""
 
     method_name: ClassVar[str]
-    _rules: ClassVar[dict[str, _Rule]]
+    _rules: ClassVar[dict[str, NumberRule]]
 
     def __post_init__(self):
-        _check_numbers(self, self._rules)
+        check_numbers(self, self._rules)
 
     def to_params_dict(self) -> dict[str, Any]:
         """The hyper-parameters as a plain, JSON-serialisable dict."""
@@ -93,13 +47,9 @@ class Adam(_Method):
     epsilon: float = 1e-8
 
     method_name: ClassVar[str] = "adam"
-    _rules: ClassVar[dict[str, _Rule]] = {
-        "mu": _Rule(False, "> 0", _positive),
-        "batchsize": _Rule(True, ">= 1", _positive),
-        "weight_decay": _Rule(False, ">= 0", _nonneg),
-        "beta1": _Rule(False, "in [0, 1)", _beta),
-        "beta2": _Rule(False, "in [0, 1)", _beta),
-        "epsilon": _Rule(False, "> 0", _positive),
+    _rules: ClassVar[dict[str, NumberRule]] = {
+        "mu": POSITIVE, "batchsize": NumberRule(True, 1), "weight_decay": NONNEG, "beta1": BETA, "beta2": BETA,
+        "epsilon": POSITIVE,
     }
 
     def build(self, parameters) -> torch.optim.Adam:
@@ -117,11 +67,8 @@ class SGD(_Method):
     weight_decay: float = 0.0
 
     method_name: ClassVar[str] = "sgd"
-    _rules: ClassVar[dict[str, _Rule]] = {
-        "lr": _Rule(False, "> 0", _positive),
-        "batchsize": _Rule(True, ">= 1", _positive),
-        "momentum": _Rule(False, ">= 0", _nonneg),
-        "weight_decay": _Rule(False, ">= 0", _nonneg),
+    _rules: ClassVar[dict[str, NumberRule]] = {
+        "lr": POSITIVE, "batchsize": NumberRule(True, 1), "momentum": NONNEG, "weight_decay": NONNEG,
     }
 
     def build(self, parameters) -> torch.optim.SGD:
@@ -155,29 +102,30 @@ _CHOICES = {
     "memory_mode": ("cpu", "gpu"),  # 'mixed' is refused separately
 }
 
+_OPTIONAL_COUNT = COUNT._replace(optional=True)
 _NUMBERS = {
-    "iterations": _Rule(True, ">= 0", _nonneg),
-    "testpercent": _Rule(False, "in [0, 100]", lambda x: 0 <= x <= 100),
-    "seed": _Rule(True, ">= 0", _nonneg, optional=True),
-    "split_seed": _Rule(True, ">= 0", _nonneg, optional=True),
-    "force_weight": _Rule(False, "in [0, 1]", _unit),
-    "force_fraction": _Rule(False, "in [0, 1]", _unit),
-    "force_resample_num_epochs": _Rule(True, ">= 0", _nonneg),
-    "force_min_structures_per_epoch": _Rule(True, ">= 0", _nonneg, optional=True),
-    "cache_feature_max_entries": _Rule(True, ">= 0", _nonneg, optional=True),
-    "cache_neighbor_max_entries": _Rule(True, ">= 0", _nonneg, optional=True),
-    "cache_force_triplet_max_entries": _Rule(True, ">= 0", _nonneg, optional=True),
-    "max_energy": _Rule(False, "", _any, optional=True),
-    "max_forces": _Rule(False, "> 0", _positive, optional=True),
-    "num_workers": _Rule(True, ">= 0", _nonneg),
-    "prefetch_factor": _Rule(True, ">= 1", _positive),
-    "E_shift": _Rule(False, "", _any, optional=True),
-    "E_scaling": _Rule(False, "> 0", _positive, optional=True),
-    "checkpoint_interval": _Rule(True, ">= 0", _nonneg),
-    "max_checkpoints": _Rule(True, ">= 1", _positive, optional=True),
-    "scheduler_patience": _Rule(True, ">= 0", _nonneg),
-    "scheduler_factor": _Rule(False, "in (0, 1)", lambda x: 0 < x < 1),
-    "scheduler_min_lr": _Rule(False, ">= 0", _nonneg),
+    "iterations": COUNT,
+    "testpercent": TESTPERCENT,
+    "seed": _OPTIONAL_COUNT,
+    "split_seed": _OPTIONAL_COUNT,
+    "force_weight": UNIT,
+    "force_fraction": UNIT,
+    "force_resample_num_epochs": COUNT,
+    "force_min_structures_per_epoch": _OPTIONAL_COUNT,
+    "cache_feature_max_entries": _OPTIONAL_COUNT,
+    "cache_neighbor_max_entries": _OPTIONAL_COUNT,
+    "cache_force_triplet_max_entries": _OPTIONAL_COUNT,
+    "max_energy": ANY._replace(optional=True),
+    "max_forces": POSITIVE._replace(optional=True),
+    "num_workers": COUNT,
+    "prefetch_factor": NumberRule(True, 1),
+    "E_shift": ANY._replace(optional=True),
+    "E_scaling": POSITIVE._replace(optional=True),
+    "checkpoint_interval": COUNT,
+    "max_checkpoints": NumberRule(True, 1, optional=True),
+    "scheduler_patience": COUNT,
+    "scheduler_factor": NumberRule(False, 0, 1, low_open=True, high_open=True),
+    "scheduler_min_lr": NONNEG,
 }
 
 _BOOLS = (
@@ -253,7 +201,7 @@ class TorchTrainingConfig:
 
     iterations: int = 100
     method: Adam | SGD | None = None
-    testpercent: float = 10
+    testpercent: float = DEFAULT_TESTPERCENT
     seed: int | None = None
     split_seed: int | None = None
     force_weight: float = 0.0
@@ -324,7 +272,7 @@ class TorchTrainingConfig:
             if not isinstance(value, (bool, np.bool_)):
                 raise _fail(name, "True or False", value)
             setattr(self, name, bool(value))
-        _check_numbers(self, _NUMBERS)
+        check_numbers(self, _NUMBERS)
         if (self.E_shift is None) != (self.E_scaling is None):
             raise ValueError("TorchTrainingConfig.E_shift and E_scaling must be given together "
                              f"or both left None; got E_shift={self.E_shift!r}, "
@@ -371,3 +319,36 @@ class TorchTrainingConfig:
         if isinstance(d.get("method"), Mapping):
             d["method"] = method_from_dict(d["method"])
         return cls(**d)
+
+
+_PATHS_AND_DEVICES = ("cache_persist_dir", "checkpoint_dir", "device")
+
+
+def config_json_schema() -> dict:
+    """A JSON schema of every ``TorchTrainingConfig`` field, derived from the checks above: types, ranges and
+    choices, no defaults (those stay in the dataclass).  The workflow's ``training`` block is this minus the
+    fields the workflow sets itself (a test keeps them equal)."""
+    properties = {}
+    for f in fields(TorchTrainingConfig):
+        if f.name in _NUMBERS:
+            properties[f.name] = _NUMBERS[f.name].json_schema()
+        elif f.name in _CHOICES:
+            properties[f.name] = {"enum": list(_CHOICES[f.name])}
+        elif f.name in _BOOLS:
+            properties[f.name] = {"type": "boolean"}
+        elif f.name in _PATHS_AND_DEVICES:
+            properties[f.name] = {"type": ["string", "null"]}
+        elif f.name == "method":
+            properties[f.name] = {"oneOf": [
+                {"type": "object", "additionalProperties": False, "required": ["name"],
+                 "properties": {"name": {"const": name}, **{k: r.json_schema() for k, r in cls._rules.items()}}}
+                for name, cls in _METHODS.items()]}
+        elif f.name == "atomic_energies":
+            properties[f.name] = {"type": ["object", "null"], "additionalProperties": {"type": "number"}}
+        elif f.name == "feature_stats":
+            array = {"type": "array", "items": {"type": "number"}, "minItems": 1}
+            properties[f.name] = {"type": ["object", "null"], "additionalProperties": False,
+                                  "required": ["mean", "std"], "properties": {"mean": array, "std": array}}
+        else:
+            raise AssertionError(f"config_json_schema does not know how to describe {f.name}")
+    return properties

@@ -1,5 +1,29 @@
-"""Files written after training: aenet ``energies.*`` tables and predicted forces."""
-from aenet_core.io.common import atomic_write
+"""Files written after training: aenet ``energies.<split>.0`` tables and ``forces.<split>.0`` predictions."""
+from pathlib import Path
+
+from aenet_core.files import atomic_write
+
+
+def write_prediction_files(potential, data, config, directory) -> None:
+    """``energies.<split>.0`` (``config.save_energies``) and ``forces.<split>.0`` (``save_forces``) of the
+    train and test splits of ``data`` (a ``TrainingData``), in ``directory``."""
+    if not (config.save_energies or config.save_forces):
+        return
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for split, dataset, indices in (("train", data.train_set, data.train_idx), ("test", data.test_set, data.test_idx)):
+        if not indices:
+            continue
+        structures = [dataset.get_structure(i) for i in indices]
+        names = [dataset.get_structure_identifier(i) for i in indices]
+        out = potential.predict(structures, eval_forces=config.save_forces)
+        if config.save_energies:
+            rows = [(n, s.species, s.energy, e) for n, s, e in zip(names, structures, out.total_energy)]
+            write_energies(directory / f"energies.{split}.0", rows, potential.descriptor.species,
+                           float(potential.model.E_scaling))
+        if config.save_forces:
+            rows = [(n, s.species, s.positions, s.forces, f) for n, s, f in zip(names, structures, out.forces)]
+            write_forces(directory / f"forces.{split}.0", rows)
 
 
 def write_energies(path, rows, species, E_scaling: float) -> None:

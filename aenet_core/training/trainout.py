@@ -7,12 +7,13 @@ matplotlib figures built without pyplot (no GUI backend is ever needed).
 """
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from aenet_core.io.common import atomic_write
+from aenet_core.files import atomic_write
 
 # errors column -> history key
 ERROR_COLUMNS = {
@@ -148,27 +149,15 @@ class TrainOut:
                   f"mean epoch {_format(float(np.nanmean(times)))} s "
                   f"over {self.num_epochs} epochs")
 
-    # ----- plots -----
+    def timing_report(self, setup_time: float) -> str:
+        """Per-phase seconds: set-up once, then totals and per-epoch means of each recorded phase."""
+        lines = ["Timing (s):", f"  set-up (data, featurization for normalisation): {setup_time:.3f}"]
+        for column in self.timing.columns:
+            values = self.timing[column]
+            lines.append(f"  {column}: total {values.sum():.3f}, per epoch {values.mean():.4f}")
+        return "\n".join(lines)
 
-    def _plot(self, ax, columns, ylabel):
-        """Draw the non-empty columns against the 1-based epoch on ``ax``."""
-        err = self.errors
-        epochs = np.arange(1, self.num_epochs + 1)
-        plotted = []
-        for col, label in columns:
-            values = err[col].to_numpy()
-            if np.isfinite(values).any():
-                ax.plot(epochs, values, label=label)
-                plotted.append(values)
-        ax.set_xlabel("Epoch")
-        ax.set_ylabel(ylabel)
-        if not plotted:
-            ax.text(0.5, 0.5, "No data to plot", ha="center", va="center",
-                    transform=ax.transAxes)
-            return
-        if any((v[np.isfinite(v)] > 0).any() for v in plotted):
-            ax.set_yscale("log")
-        ax.legend()
+    # ----- plots -----
 
     @staticmethod
     def _target(ax):
@@ -181,21 +170,13 @@ class TrainOut:
     @staticmethod
     def _finish(fig, outfile):
         if outfile is not None:
-            fig.savefig(outfile)
+            save_figure(fig, outfile)
         return fig
-
-    def _energy_panel(self, ax):
-        self._plot(ax, [("RMSE_train", "train"), ("RMSE_test", "test")],
-                   "Energy RMSE (eV/atom)")
-
-    def _force_panel(self, ax):
-        self._plot(ax, [("RMSE_force_train", "train"), ("RMSE_force_test", "test")],
-                   "Force RMSE (eV/Å)")
 
     def plot_training_errors(self, outfile=None, ax=None):
         """Energy RMSE (train, test) vs epoch, log y; returns the Figure."""
         fig, ax = self._target(ax)
-        self._energy_panel(ax)
+        draw_error_curves(ax, [("", self)], "energy")
         return self._finish(fig, outfile)
 
     def plot_force_errors(self, outfile=None, ax=None):
@@ -204,13 +185,56 @@ class TrainOut:
             raise ValueError("no force errors in the training history "
                              "(energy-only training); nothing to plot")
         fig, ax = self._target(ax)
-        self._force_panel(ax)
+        draw_error_curves(ax, [("", self)], "force")
         return self._finish(fig, outfile)
 
     def plot_training_summary(self, outfile=None):
         """Energy panel, plus a force panel beside it when force errors exist."""
-        panels = [self._energy_panel] + ([self._force_panel] if self.has_force_data else [])
-        fig = Figure(figsize=(6 * len(panels), 4), layout="constrained")
-        for draw, ax in zip(panels, fig.subplots(1, len(panels), squeeze=False)[0]):
-            draw(ax)
-        return self._finish(fig, outfile)
+        return plot_learning_curves([("", self)], outfile)
+
+
+PANELS = {"energy": ("RMSE_train", "RMSE_test", "Energy RMSE (eV/atom)"),
+          "force": ("RMSE_force_train", "RMSE_force_test", "Force RMSE (eV/Å)")}
+
+
+def draw_error_curves(ax, runs, kind: str) -> None:
+    """Train (solid) and test (dashed, the same colour) RMSE against the 1-based epoch for each
+    ``(label, TrainOut)`` of ``runs`` on ``ax``; ``kind`` is 'energy' or 'force'.  Log y when positive."""
+    train_column, test_column, ylabel = PANELS[kind]
+    plotted = []
+    for label, out in runs:
+        epochs, color = np.arange(1, out.num_epochs + 1), None
+        for column, style, split in ((train_column, "-", "train"), (test_column, "--", "test")):
+            values = out.errors[column].to_numpy()
+            if np.isfinite(values).any():
+                (line,) = ax.plot(epochs, values, style, color=color, label=f"{label} {split}".strip())
+                color = line.get_color()
+                plotted.append(values)
+    ax.set_xlabel("Epoch")
+    ax.set_ylabel(ylabel)
+    if not plotted:
+        ax.text(0.5, 0.5, "No data to plot", ha="center", va="center", transform=ax.transAxes)
+        return
+    if any((v[np.isfinite(v)] > 0).any() for v in plotted):
+        ax.set_yscale("log")
+    ax.legend(fontsize=7 if len(runs) > 1 else None)
+
+
+def plot_learning_curves(runs, outfile=None):
+    """The energy panel, and the force panel beside it when any run has force errors, for ``(label, TrainOut)``
+    pairs (one run, or the members of a committee); returns the Figure and saves it to ``outfile``."""
+    kinds = ["energy"] + (["force"] if any(out.has_force_data for _, out in runs) else [])
+    fig = Figure(figsize=(6 * len(kinds), 4), layout="constrained")
+    for kind, ax in zip(kinds, fig.subplots(1, len(kinds), squeeze=False)[0]):
+        draw_error_curves(ax, runs, kind)
+    if outfile is not None:
+        save_figure(fig, outfile)
+    return fig
+
+
+def save_figure(fig, path) -> None:
+    """Save a matplotlib figure atomically, in the format its suffix names (PNG by default)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path, binary=True) as handle:
+        fig.savefig(handle, format=path.suffix.lstrip(".") or "png", dpi=120, bbox_inches="tight")

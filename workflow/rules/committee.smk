@@ -1,7 +1,7 @@
 rule train_member:
     input:
         database=run_database,
-        split="results/{run}/split.json",
+        split=rules.split.output[0],
     output:
         model="results/{run}/committee/member_{member}/model.pt",
         history_json="results/{run}/committee/member_{member}/history.json",
@@ -11,27 +11,27 @@ rule train_member:
         arch=arch_json,
         training=training_json,
         seed=member_seed_of,
-        device=run_device,
+        device=lookup(dpath="runs/{run}/device", within=config),
         member_dir=subpath(output.summary, parent=True),
     log:
         "results/{run}/logs/train_member_{member}.log",
     benchmark:
         "results/{run}/benchmarks/train_member_{member}.tsv"
-    threads: run_threads
+    threads: lookup(dpath="runs/{run}/threads", within=config)
     resources:
         gpu=gpus,
     conda:
         "../../envs/aenet_core.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} python -m aenet_core.cli train-member --database {input.database:q} --split {input.split:q} "
-        "--arch {params.arch:q} --training {params.training:q} --member-index {wildcards.member} "
-        "--seed {params.seed} --device {params.device} --threads {threads} --output-dir {params.member_dir:q} "
-        "> {log:q} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m aenet_core.cli train-member --database {input.database:q} "
+        "--split {input.split:q} --arch {params.arch:q} --training {params.training:q} "
+        "--member-index {wildcards.member:q} --seed {params.seed:q} --device {params.device:q} --threads {threads} "
+        "--output-dir {params.member_dir:q} > {log:q} 2>&1"
 
 
 rule aggregate:
     input:
-        member_summaries,
+        member_files("summary"),
     output:
         metadata="results/{run}/committee/committee_metadata.json",
         table=report(
@@ -54,5 +54,5 @@ rule aggregate:
     conda:
         "../../envs/aenet_core.yaml"
     shell:
-        "python -m aenet_core.cli aggregate {params.committee_dir:q} --members {params.members:q} --table {output.table:q} "
-        "--plot {output.curves:q} > {log:q} 2>&1"
+        "python -m aenet_core.cli aggregate {params.committee_dir:q} --members {params.members:q} "
+        "--table {output.table:q} --plot {output.curves:q} > {log:q} 2>&1"

@@ -1,9 +1,11 @@
 # Config validation and the helpers the rules share: which files a run reads, which database it
-# uses (runs with the same sources, descriptor and reference energies share one), member seeds.
+# uses (runs with the same sources, descriptor and reference energies share one), member seeds, and
+# the command-line arguments built from config values (every value shell-quoted).
 import glob
 import hashlib
 import json
 import shlex
+from pathlib import Path
 
 from snakemake.utils import validate
 
@@ -13,8 +15,12 @@ validate(config, schema="../schemas/config.schema.yaml")
 RUNS = sorted(config["runs"])
 # Rules run the library's command line (python -m aenet_core.cli) from this repository: the same
 # code in the Makefile's virtual environment and in a --sdm conda environment (dependencies only).
-shell.prefix(f"set -euo pipefail; export PYTHONPATH={shlex.quote(workflow.basedir)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
+shell.prefix(
+    f"set -euo pipefail; export PYTHONPATH={shlex.quote(workflow.basedir)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
+)
 EXAMPLE_DATA = "results/example_data/example.extxyz"
+# Periodic checkpoints a member keeps (besides best_model.pt) unless training.max_checkpoints says otherwise.
+KEPT_CHECKPOINTS = 3
 
 
 def run_config(run):
@@ -35,13 +41,8 @@ def source_files(run):
 
 def database_recipe(run):
     c = run_config(run)
-    return {
-        "sources": source_files(run),
-        "descriptor": c["descriptor"],
-        "reference_energies": c["reference_energies"],
-        "max_energy": c["max_energy"],
-        "database": c["database"],
-    }
+    keys = ("descriptor", "reference_energies", "max_energy", "max_forces", "database")
+    return {"sources": source_files(run), **{key: c[key] for key in keys}}
 
 
 def database_key(run):
@@ -72,7 +73,25 @@ def member_seed(run, member):
     return seeds[int(member)] if seeds is not None else committee["base_seed"] + int(member)
 
 
+def arguments(*tokens):
+    """Command-line arguments, each shell-quoted; None tokens (options left to the library) are dropped."""
+    return shlex.join(str(token) for token in tokens if token is not None)
+
+
+def option(flag, value):
+    """(flag, value) when the config gives the value, else nothing (the command line's default applies)."""
+    return () if value is None else (flag, value)
+
+
+def energy_pairs(values):
+    return [f"{species}={energy!r}" for species, energy in values.items()]
+
+
 # -- input functions (wildcards -> paths or arguments) ---------------------------------------
+
+
+def db_config(wildcards):
+    return run_config(DATABASE_RUNS[wildcards.db])
 
 
 def db_sources(wildcards):
@@ -80,32 +99,33 @@ def db_sources(wildcards):
 
 
 def reference_energy_args(wildcards):
-    refs = run_config(DATABASE_RUNS[wildcards.db])["reference_energies"]
-    if refs["method"] == "fixed":
-        return "--fixed " + " ".join(f"{s}={e!r}" for s, e in refs["values"].items())
-    args = f"--method {refs['method']}"
-    if refs["method"] == "reference_compounds":
-        args += " --compounds " + " ".join(refs["compounds"])
-    if refs.get("fixed"):
-        args += " --fixed " + " ".join(f"{s}={e!r}" for s, e in refs["fixed"].items())
-    return args
+    refs = db_config(wildcards)["reference_energies"]
+    method = refs.get("method")
+    fixed = refs.get("values") if method == "fixed" else refs.get("fixed")
+    return arguments(
+        *option("--method", method),
+        *(["--compounds", *refs["compounds"]] if method == "reference_compounds" else []),
+        *(["--fixed", *energy_pairs(fixed)] if fixed else []),
+    )
 
 
 def database_args(wildcards):
-    c = run_config(DATABASE_RUNS[wildcards.db])
+    c = db_config(wildcards)
     d = c["descriptor"]
-    args = (
-        f"--species {' '.join(d['species'])} --rad-order {d['rad_order']} --rad-cutoff {d['rad_cutoff']} "
-        f"--ang-order {d['ang_order']} --ang-cutoff {d['ang_cutoff']} --min-cutoff {d['min_cutoff']} "
-        f"--storage-dtype {c['database']['storage_dtype']}"
+    required = ("rad_order", "rad_cutoff", "ang_order", "ang_cutoff")
+    return arguments(
+        "--species",
+        *d["species"],
+        *[token for key in required for token in (f"--{key.replace('_', '-')}", d[key])],
+        *option("--min-cutoff", d.get("min_cutoff")),
+        *option("--storage-dtype", c["database"].get("storage_dtype")),
+        *option("--max-energy", c["max_energy"]),
+        *option("--max-forces", c["max_forces"]),
     )
-    if c["max_energy"] is not None:
-        args += f" --max-energy {c['max_energy']!r}"
-    return args
 
 
 def database_threads(wildcards):
-    return run_config(DATABASE_RUNS[wildcards.db])["threads"]
+    return db_config(wildcards)["threads"]
 
 
 def run_database(wildcards):
@@ -120,53 +140,46 @@ def arch_json(wildcards):
 
 
 def training_json(wildcards):
-    return json.dumps(run_config(wildcards.run)["training"], sort_keys=True, separators=(",", ":"))
+    training = {"max_checkpoints": KEPT_CHECKPOINTS, **run_config(wildcards.run)["training"]}
+    return json.dumps(training, sort_keys=True, separators=(",", ":"))
 
 
 def member_seed_of(wildcards):
     return member_seed(wildcards.run, wildcards.member)
 
 
-def run_device(wildcards):
-    return run_config(wildcards.run)["device"]
-
-
-def run_threads(wildcards):
-    return run_config(wildcards.run)["threads"]
-
-
 def gpus(wildcards):
-    return 1 if run_device(wildcards).startswith("cuda") else 0
+    return 1 if run_config(wildcards.run)["device"].startswith("cuda") else 0
 
 
-def split_testpercent(wildcards):
-    return run_config(wildcards.run)["split"]["testpercent"]
+def split_args(wildcards):
+    split = run_config(wildcards.run)["split"]
+    return arguments(*option("--testpercent", split.get("testpercent")), "--split-seed", split["split_seed"])
 
 
-def split_seed(wildcards):
-    return run_config(wildcards.run)["split"]["split_seed"]
+def export_args(wildcards):
+    return arguments(*option("--prefix", run_config(wildcards.run)["export"].get("prefix")))
 
 
-def export_prefix(wildcards):
-    return run_config(wildcards.run)["export"]["prefix"]
+def evaluate_args(wildcards):
+    return arguments(*option("--n-uncertain", run_config(wildcards.run)["evaluate"].get("n_uncertain")))
 
 
-def n_uncertain(wildcards):
-    return run_config(wildcards.run)["evaluate"]["n_uncertain"]
+def member_files(name):
+    """Input function: the ``name`` output of every member of the run."""
 
+    def files(wildcards):
+        pattern = getattr(rules.train_member.output, name)
+        return expand(pattern, run=wildcards.run, member=members(wildcards.run))
 
-def member_summaries(wildcards):
-    return [f"results/{wildcards.run}/committee/member_{m}/summary.json" for m in members(wildcards.run)]
+    return files
 
 
 def member_dirs(wildcards):
-    return [f"results/{wildcards.run}/committee/member_{m}" for m in members(wildcards.run)]
+    return [str(Path(path).parent) for path in member_files("summary")(wildcards)]
 
 
 def run_outputs(run):
     """What `rule all` asks for, per run."""
-    return [
-        f"results/{run}/committee/committee_metadata.json",
-        f"results/{run}/ascii/manifest.json",
-        f"results/{run}/evaluation/summary.json",
-    ]
+    outputs = (rules.aggregate.output.metadata, rules.export.output[0], rules.evaluate.output.summary)
+    return [expand(path, run=run)[0] for path in outputs]

@@ -16,7 +16,7 @@ rule reference_energies:
 rule build_database:
     input:
         sources=db_sources,
-        reference_energies="results/databases/{db}/reference_energies.json",
+        reference_energies=rules.reference_energies.output[0],
     output:
         "results/databases/{db}/database.h5",
     params:
@@ -39,12 +39,10 @@ rule split:
     output:
         "results/{run}/split.json",
     params:
-        testpercent=split_testpercent,
-        split_seed=split_seed,
+        args=split_args,
     log:
         "results/{run}/logs/split.log",
     conda:
         "../../envs/aenet_core.yaml"
     shell:
-        "python -m aenet_core.cli split {input:q} --output {output:q} --testpercent {params.testpercent} "
-        "--split-seed {params.split_seed} > {log:q} 2>&1"
+        "python -m aenet_core.cli split {input:q} --output {output:q} {params.args} > {log:q} 2>&1"

@@ -1,8 +1,9 @@
 rule evaluate:
     input:
-        committee="results/{run}/committee/committee_metadata.json",
+        committee=rules.aggregate.output.metadata,
+        models=member_files("model"),
         database=run_database,
-        split="results/{run}/split.json",
+        split=rules.split.output[0],
     output:
         summary="results/{run}/evaluation/summary.json",
         predictions="results/{run}/evaluation/predictions.csv",
@@ -27,7 +28,7 @@ rule evaluate:
         ),
         uncertain_structures="results/{run}/evaluation/most_uncertain.extxyz",
     params:
-        n_uncertain=n_uncertain,
+        args=evaluate_args,
         committee_dir=subpath(input.committee, parent=True),
         output_dir=subpath(output.summary, parent=True),
     log:
@@ -38,4 +39,4 @@ rule evaluate:
         "../../envs/aenet_core.yaml"
     shell:
         "python -m aenet_core.cli evaluate {params.committee_dir:q} --database {input.database:q} --split {input.split:q} "
-        "--output-dir {params.output_dir:q} --n-uncertain {params.n_uncertain} > {log:q} 2>&1"
+        "--output-dir {params.output_dir:q} {params.args} > {log:q} 2>&1"

@@ -9,4 +9,5 @@ rule example_data:
     conda:
         "../../envs/aenet_core.yaml"
     shell:
-        "python -m aenet_core.cli example-data --output {output} --n-structures {params.n} --seed {params.seed} > {log} 2>&1"
+        "python -m aenet_core.cli example-data --output {output:q} --n-structures {params.n:q} "
+        "--seed {params.seed:q} > {log:q} 2>&1"

@@ -1,14 +1,16 @@
+# The whole ascii/ folder is the output: Snakemake empties it before the job, so a smaller committee
+# leaves no stale member folders behind.
 rule export:
     input:
-        "results/{run}/committee/committee_metadata.json",
+        metadata=rules.aggregate.output.metadata,
+        models=member_files("model"),
     output:
-        "results/{run}/ascii/manifest.json",
+        directory("results/{run}/ascii"),
     params:
-        prefix=export_prefix,
-        output_dir=subpath(output[0], parent=True),
+        args=export_args,
     log:
         "results/{run}/logs/export.log",
     conda:
         "../../envs/aenet_core.yaml"
     shell:
-        "python -m aenet_core.cli export {input:q} --output-dir {params.output_dir:q} --prefix {params.prefix} > {log:q} 2>&1"
+        "python -m aenet_core.cli export {input.metadata:q} --output-dir {output:q} {params.args} > {log:q} 2>&1"

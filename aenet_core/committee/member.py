@@ -1,0 +1,123 @@
+"""One committee member: train it into its own folder, resume it from its own checkpoints, summarise it.
+
+A member's checkpoints are trusted only for the member they were made for: a
+fingerprint of the settings, model, data, split and seed is stored beside them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from aenet_core.allocator import keep_freed_memory
+from aenet_core.descriptor import ChebyshevDescriptor
+from aenet_core.files import write_json
+from aenet_core.potential import TorchANNPotential
+from aenet_core.split import Split
+from aenet_core.training.config import TorchTrainingConfig
+from aenet_core.training.loop import checkpoint_epoch, checkpoint_files
+from aenet_core.training.trainout import TrainOut
+
+LEGACY_ALIASES = {"train_energy_rmse": "final_RMSE_train", "test_energy_rmse": "final_RMSE_test",
+                  "train_force_rmse": "final_RMSE_force_train", "test_force_rmse": "final_RMSE_force_test"}
+# Settings that do not change what a member learns, so its checkpoints stay valid when they change.
+_NOT_FINGERPRINTED = ("iterations", "show_progress", "show_batch_progress", "checkpoint_dir", "max_checkpoints")
+
+
+def _finite_or_none(value):
+    return None if value is None or not math.isfinite(float(value)) else float(value)
+
+
+def member_metrics(trainout: TrainOut, best_val_loss) -> dict:
+    """Final and best errors of a member, with the legacy aliases; non-finite values become None."""
+    stats = trainout.stats
+    metrics = {key: _finite_or_none(value) for key, value in stats.items()}
+    metrics.update({alias: metrics[key] for alias, key in LEGACY_ALIASES.items()})
+    metrics["best_val_loss"] = _finite_or_none(best_val_loss)
+    metrics["epochs_recorded"] = float(trainout.num_epochs)
+    return metrics
+
+
+def _fingerprint(potential, config, dataset, split, seed) -> str:
+    """Identifies what a member's checkpoints were made for (everything but the epoch count): settings,
+    model, data (content, atomic references, database recipe), split and seed."""
+    settings = {key: value for key, value in config.to_dict().items() if key not in _NOT_FINGERPRINTED}
+    descriptor = potential.descriptor
+    payload = {"config": settings, "arch": potential.arch, "descriptor": descriptor.identity(),
+               "dtype": str(descriptor.dtype), "split": [split.content_sha256, split.train, split.test], "seed": seed,
+               "atomic_energies": dataset.atomic_energies, "database": dataset.recipe_sha256}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _resume_point(checkpoints: Path, fingerprint: str, iterations: int):
+    """The latest checkpoint made for this very member and no later than ``iterations`` epochs, or None
+    (other checkpoints are removed)."""
+    stamp = checkpoints / "fingerprint.txt"
+    if stamp.exists() and stamp.read_text().strip() == fingerprint:
+        found = checkpoint_files(checkpoints)
+        if found and checkpoint_epoch(found[-1]) < iterations:
+            return found[-1]
+    for old in checkpoints.glob("*.pt"):
+        old.unlink()
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(fingerprint)
+    return None
+
+
+def train_member(potential: TorchANNPotential, member_dir, config: TorchTrainingConfig, dataset, split: Split,
+                 member_index: int = 0, seed=None, device=None) -> dict:
+    """Train one committee member into ``member_dir`` and return its summary (also in summary.json).
+
+    A rerun after an interruption resumes from the member's last checkpoint when the
+    configuration checkpoints (``checkpoint_interval``), and trains only the missing epochs.
+    Failures are recorded in the summary instead of raised.
+    """
+    member_dir = Path(member_dir).resolve()
+    member_dir.mkdir(parents=True, exist_ok=True)
+    device = device or config.device
+    checkpointing = config.checkpoint_dir is not None or config.save_best or config.checkpoint_interval > 0
+    checkpoints = member_dir / "checkpoints" if checkpointing else None
+    summary = {"member_index": member_index, "seed": seed, "split_seed": split.split_seed, "device": device,
+               "member_dir": ".", "checkpoint_dir": "checkpoints" if checkpoints else None,
+               "architecture": potential.arch, "descriptor_config": potential.descriptor.get_config(),
+               "training_config": None}
+    (member_dir / "summary.json").unlink(missing_ok=True)
+    try:
+        member_config = replace(config, seed=seed, device=device,
+                                checkpoint_dir=None if checkpoints is None else str(checkpoints))
+        summary["training_config"] = member_config.to_dict()
+        resume = None
+        if checkpoints is not None:
+            resume = _resume_point(checkpoints, _fingerprint(potential, member_config, dataset, split, seed),
+                                   config.iterations)
+        if resume is not None:
+            member_config = replace(member_config, iterations=config.iterations - checkpoint_epoch(resume) - 1)
+        out = potential.train(dataset=dataset, split=split, config=member_config, resume_from=resume,
+                              output_dir=member_dir)
+        out.to_json(member_dir / "history.json")
+        out.to_csv(member_dir / "history.csv")
+        potential.save(member_dir / "model.pt", extra_metadata={
+            "committee_member_index": member_index, "committee_seed": seed, "committee_split_seed": split.split_seed})
+        summary.update(status="completed", metrics=member_metrics(out, potential.best_val_loss),
+                       model_path="model.pt", history_json_path="history.json", history_csv_path="history.csv",
+                       summary_path="summary.json", error=None)
+    except Exception as err:  # a failed member is recorded; the others keep their results
+        summary.update(status="failed", metrics={}, model_path=None, history_json_path=None, history_csv_path=None,
+                       summary_path=None, error=f"{type(err).__name__}: {err}")
+    write_json(member_dir / "summary.json", summary, indent=1)
+    return summary
+
+
+def member_job(arch, descriptor_config, backend, member_dir, config, dataset, split, index, seed, device, threads):
+    """Process-pool entry point: one member in a fresh process of its own."""
+    keep_freed_memory()
+    torch.set_num_threads(threads)
+    descriptor = ChebyshevDescriptor.from_config(descriptor_config, device="cpu", backend=backend)
+    potential = TorchANNPotential(arch, descriptor)
+    return train_member(potential, member_dir, config, dataset, split, index, seed, device)
+
+

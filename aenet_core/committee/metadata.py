@@ -1,0 +1,180 @@
+"""``committee_metadata.json``: written from the members' summaries, read back as a train result.
+
+Layout of a committee directory (``TorchCommitteeConfig.output_dir``)::
+
+    committee_metadata.json        format, schema_version, timestamp, execution_mode, committee_config,
+                                   training_config, architecture, descriptor_config, datasets,
+                                   members (one summary each), failures
+    member_000/model.pt            the trained potential (TorchANNPotential.save format)
+    member_000/history.json        the per-epoch history; history.csv: epoch, RMSEs, learning
+                                   rate, epoch time
+    member_000/summary.json        member_index, seed, split_seed, device, status, metrics, paths,
+                                   error; written last, so its presence means the member finished
+    member_000/checkpoints/        when the configuration checkpoints; a rerun resumes from here
+
+Paths inside the JSON files are relative to the committee directory, so it can be moved.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from aenet_core.committee.config import TorchCommitteeConfig
+from aenet_core.committee.member import LEGACY_ALIASES
+from aenet_core.files import check_format, read_json, write_json
+from aenet_core.training.trainout import TrainOut, plot_learning_curves
+
+FORMAT = "aenet_core.committee"
+SCHEMA_VERSION = "1.0"
+METADATA_FILE = "committee_metadata.json"
+
+
+def aggregate_committee(output_dir, committee_config: TorchCommitteeConfig | None = None,
+                        execution_mode: str = "aggregated", datasets=None, member_dirs=None) -> Path:
+    """Write committee_metadata.json from the member folders' summary.json files; returns its path.
+
+    Members trained one by one (e.g. one cluster job each) are aggregated this way;
+    ``member_dirs`` (default: every ``member_*`` folder) names the members to include.
+    """
+    output_dir = Path(output_dir)
+    if member_dirs is None:
+        paths = sorted(output_dir.glob("member_*/summary.json"))
+    else:
+        paths = [Path(d) / "summary.json" for d in member_dirs]
+        missing = [str(p) for p in paths if not p.exists()]
+        if missing:
+            raise FileNotFoundError(f"no summary.json in {missing}: those members have not finished")
+        outside = [str(p.parent) for p in paths if p.parent.resolve().parent != output_dir.resolve()]
+        if outside:
+            raise ValueError(f"member folders {outside} are not inside {output_dir}")
+    summaries = []
+    for path in paths:
+        summary = read_json(path, "member summary")
+        relative = path.parent.name
+        for key in ("member_dir", "model_path", "history_json_path", "history_csv_path", "summary_path",
+                    "checkpoint_dir"):
+            if summary.get(key) is not None:
+                summary[key] = str(Path(relative) / summary[key]) if summary[key] != "." else relative
+        summaries.append(summary)
+    if not summaries:
+        raise FileNotFoundError(f"{output_dir}: no member_*/summary.json to aggregate")
+    first = next((s for s in summaries if s["status"] == "completed"), summaries[0])
+    if committee_config is None:
+        committee_config = TorchCommitteeConfig(num_members=len(summaries),
+                                                member_seeds=None if any(s["seed"] is None for s in summaries)
+                                                else [s["seed"] for s in summaries])
+    metadata = {
+        "format": FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "timestamp": datetime.now(timezone.utc).isoformat(),
+        "execution_mode": execution_mode,
+        "output_dir": ".",
+        "committee_config": committee_config.to_dict(),
+        "training_config": first["training_config"],
+        "architecture": first["architecture"],
+        "descriptor_config": first["descriptor_config"],
+        "resolved_train_dataset": (datasets or {}).get("train"),
+        "resolved_test_dataset": (datasets or {}).get("test"),
+        "members": [_public(s) for s in summaries],
+        "failures": [_public(s) for s in summaries if s["status"] != "completed"],
+    }
+    path = output_dir / METADATA_FILE
+    write_json(path, metadata, indent=1)
+    return path
+
+
+def _public(summary: dict) -> dict:
+    keys = ("member_index", "seed", "split_seed", "device", "member_dir", "model_path", "history_json_path",
+            "history_csv_path", "summary_path", "checkpoint_dir", "status", "metrics", "error")
+    return {key: summary.get(key) for key in keys}
+
+
+@dataclass
+class CommitteeMember:
+    member_index: int
+    seed: int | None
+    split_seed: int | None
+    device: str
+    status: str
+    metrics: dict
+    error: str | None
+    member_dir: Path
+    model_path: Path | None
+
+    @property
+    def trainout(self) -> TrainOut | None:
+        """The member's TrainOut, rebuilt from its history.json (None for a failed member)."""
+        path = self.member_dir / "history.json"
+        return TrainOut.from_json(path) if self.status == "completed" and path.exists() else None
+
+
+class TorchCommitteeTrainResult:
+    """What a committee run produced: per-member summaries, statistics and tables."""
+
+    def __init__(self, output_dir, metadata_path, members, execution_mode):
+        self.output_dir, self.metadata_path = Path(output_dir), Path(metadata_path)
+        self.members, self.execution_mode = members, execution_mode
+
+    @classmethod
+    def from_metadata(cls, path) -> TorchCommitteeTrainResult:
+        """Read a committee_metadata.json; a damaged, foreign or newer file is refused, naming it."""
+        path = Path(path)
+        metadata = read_json(path, "committee metadata file (aggregate the committee again)")
+        metadata = metadata if isinstance(metadata, dict) else {}
+        check_format(path, metadata.get("format", FORMAT), FORMAT, metadata.get("schema_version"),
+                     (SCHEMA_VERSION,), "committee metadata file", "committee metadata schema")
+        root = path.parent
+        members = [CommitteeMember(m["member_index"], m["seed"], m["split_seed"], m["device"], m["status"],
+                                   m["metrics"] or {}, m["error"], root / m["member_dir"],
+                                   None if m["model_path"] is None else root / m["model_path"])
+                   for m in metadata["members"]]
+        return cls(root, path, members, metadata["execution_mode"])
+
+    @property
+    def completed_members(self) -> list:
+        return [m for m in self.members if m.status == "completed"]
+
+    @property
+    def failed_members(self) -> list:
+        return [m for m in self.members if m.status != "completed"]
+
+    @property
+    def trainouts(self) -> list:
+        return [m.trainout for m in self.members]
+
+    def to_dataframe(self) -> pd.DataFrame:
+        rows = [{"member": m.member_index, "seed": m.seed, "split_seed": m.split_seed, "device": m.device,
+                 "status": m.status, "member_dir": str(m.member_dir),
+                 "model_path": None if m.model_path is None else str(m.model_path), "error": m.error,
+                 **m.metrics} for m in self.members]
+        return pd.DataFrame(rows)
+
+    @property
+    def stats(self) -> dict:
+        """Per metric: mean, std (ddof=0), min, max and n over the completed members."""
+        out = {}
+        for key in self.completed_members[0].metrics if self.completed_members else []:
+            values = np.array([m.metrics.get(key) for m in self.completed_members], dtype=float)
+            values = values[np.isfinite(values)]
+            if values.size:
+                out[key] = {"mean": float(values.mean()), "std": float(values.std()), "min": float(values.min()),
+                            "max": float(values.max()), "n": int(values.size)}
+        return out
+
+    def plot_learning_curves(self, path) -> None:
+        """Energy (and force) RMSE per epoch of every completed member, train and test, saved to ``path``."""
+        plot_learning_curves([(f"member {m.member_index}", m.trainout) for m in self.completed_members], path)
+
+    def __str__(self) -> str:
+        lines = [f"Committee: {len(self.completed_members)} completed, {len(self.failed_members)} failed "
+                 f"({self.execution_mode}) in {self.output_dir}", "Training statistics:"]
+        lines += [f"  {key}: {s['mean']:.6g} ± {s['std']:.6g}" for key, s in self.stats.items()
+                  if not key.startswith("epoch") and key not in LEGACY_ALIASES]
+        lines += [f"  member {m.member_index} failed: {m.error}" for m in self.failed_members]
+        return "\n".join(lines)
+
+

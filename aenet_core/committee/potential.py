@@ -1,0 +1,193 @@
+"""``TorchCommitteePotential``: several potentials with one architecture and descriptor, trained with different
+seeds on one shared split; committee predictions with spreads and a calibrated uncertainty."""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from aenet_core.committee.config import TorchCommitteeConfig, member_dir_name
+from aenet_core.committee.member import member_job, train_member
+from aenet_core.committee.metadata import METADATA_FILE, TorchCommitteeTrainResult, aggregate_committee
+from aenet_core.committee.results import AenetEnsembleResult, TorchCommitteePredictResult
+from aenet_core.data.memory import StructureDataset
+from aenet_core.data.sources import iter_entries
+from aenet_core.descriptor import ChebyshevDescriptor
+from aenet_core.export import DEFAULT_PREFIX
+from aenet_core.files import write_json
+from aenet_core.model.predict import predict_with_models
+from aenet_core.potential import TorchANNPotential
+from aenet_core.split import Split, as_split
+from aenet_core.training.config import TorchTrainingConfig
+from aenet_core.uncertainty import Calibration, load_calibration_factor
+
+
+class TorchCommitteePotential:
+    """Several ``TorchANNPotential``s with one architecture and descriptor, trained with different seeds."""
+
+    def __init__(self, arch, descriptor: ChebyshevDescriptor):
+        self.arch, self.descriptor = arch, descriptor
+        self.members: list = []
+        self.model_paths: list = []
+        self.member_indices: list = []  # committee member numbers, when loaded from a committee directory
+        self.calibration_factor = None
+
+    # -- training -----------------------------------------------------------------------
+
+    def train(self, structures=None, dataset=None, config: TorchTrainingConfig | None = None,
+              committee_config: TorchCommitteeConfig | None = None, split=None) -> TorchCommitteeTrainResult:
+        """Train every member on one shared split (``split``, else ``testpercent``/``split_seed``)."""
+        config = config or TorchTrainingConfig()
+        committee_config = committee_config or TorchCommitteeConfig(num_members=2)
+        if (structures is None) == (dataset is None):
+            raise ValueError("committee.train() needs exactly one of structures= or dataset=")
+        if dataset is None:
+            dataset = StructureDataset(structures, self.descriptor, max_energy=config.max_energy,
+                                       max_forces=config.max_forces, atomic_energies=config.atomic_energies)
+        split = as_split(split) if split is not None else Split.create(dataset, config.testpercent, config.split_seed)
+        split.check(dataset)
+        output_dir = committee_config.directory().resolve()
+        default_device = str(config.resolved_device())
+        seeds = committee_config.seeds(config.seed)
+        devices = [committee_config.device(i, default_device) for i in range(committee_config.num_members)]
+        parallel = committee_config.max_parallel > 1 and committee_config.num_members > 1
+        if parallel and not committee_config.devices and default_device != "cpu":
+            raise ValueError("max_parallel > 1 on a non-CPU device needs explicit TorchCommitteeConfig.devices")
+        jobs = [(self.arch, self.descriptor.get_config(), self.descriptor.backend,
+                 output_dir / member_dir_name(i, committee_config.num_members), config, dataset, split, i, seeds[i],
+                 devices[i]) for i in range(committee_config.num_members)]
+        if parallel:
+            threads = max(1, (os.cpu_count() or 1) // committee_config.max_parallel)
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(committee_config.max_parallel, mp_context=context) as pool:
+                list(pool.map(member_job, *zip(*[job + (threads,) for job in jobs])))
+        else:
+            for job in jobs:
+                train_member(TorchANNPotential(self.arch, self.descriptor), *job[3:])
+        name = type(dataset).__name__
+        path = aggregate_committee(output_dir, committee_config, "parallel" if parallel else "sequential",
+                                   {"train": f"{name}[train: {len(split.train)}]",
+                                    "test": f"{name}[test: {len(split.test)}]"},
+                                   member_dirs=[job[3] for job in jobs])  # not folders left by an earlier run
+        result = TorchCommitteeTrainResult.from_metadata(path)
+        if result.failed_members:
+            warnings.warn(f"{len(result.failed_members)} committee member(s) failed: "
+                          + "; ".join(f"member {m.member_index}: {m.error}" for m in result.failed_members),
+                          stacklevel=2)
+        if result.completed_members:
+            loaded = self.from_files([m.model_path for m in result.completed_members])
+            self.members, self.model_paths = loaded.members, loaded.model_paths
+            self.member_indices = [m.member_index for m in result.completed_members]
+        return result
+
+    # -- loading ------------------------------------------------------------------------
+
+    @classmethod
+    def from_files(cls, model_paths, device=None) -> TorchCommitteePotential:
+        members = [TorchANNPotential.from_file(path, device=device) for path in model_paths]
+        if not members:
+            raise ValueError("a committee needs at least one member model")
+        first = members[0]
+        for path, member in zip(model_paths, members):
+            same = (member.arch == first.arch and member.descriptor.identity() == first.descriptor.identity()
+                    and member.model.feature_mean.dtype == first.model.feature_mean.dtype
+                    and torch.equal(member.model.atomic_energies, first.model.atomic_energies))
+            if not same:
+                raise ValueError(f"{path}: its architecture, descriptor, precision or atomic energies differ from "
+                                 f"{model_paths[0]}'s; committee members must share them")
+        committee = cls(first.arch, first.descriptor)
+        committee.members, committee.model_paths = members, [Path(p) for p in model_paths]
+        return committee
+
+    @classmethod
+    def from_directory(cls, path, device=None, calibration=None) -> TorchCommitteePotential:
+        """The completed members of a committee directory (or of its committee_metadata.json), with the
+        calibration factor of ``calibration`` (a calibration.json; default: the directory's own, if any)."""
+        path = Path(path)
+        metadata = path / METADATA_FILE if path.is_dir() else path
+        if not metadata.exists():
+            raise FileNotFoundError(f"{metadata}: no committee metadata; train the committee or run "
+                                    f"aggregate_committee() on its directory")
+        result = TorchCommitteeTrainResult.from_metadata(metadata)
+        completed = result.completed_members
+        committee = cls.from_files([m.model_path for m in completed], device=device)
+        committee.member_indices = [m.member_index for m in completed]
+        calibration = Path(calibration) if calibration is not None else metadata.parent / "calibration.json"
+        if calibration.exists():
+            committee.calibration_factor = load_calibration_factor(calibration)
+        return committee
+
+    def member_model_paths(self) -> list:
+        return list(self.model_paths)
+
+    # -- export -------------------------------------------------------------------------
+
+    def to_aenet_ascii(self, output_dir, prefix=DEFAULT_PREFIX, structures=None, descriptor_stats=None) -> list:
+        """Each member's ``.nn.ascii`` files in ``output_dir/member_XXX/``; returns one ``{species: path}``
+        per member (the manifest ensemble tools take) and writes it, with the members' seeds and
+        descriptor, to ``output_dir/manifest.json``."""
+        if not self.members:
+            raise ValueError("the committee has no members; train it or load it with from_directory()")
+        output_dir = Path(output_dir)
+        members = []
+        indices = self.member_indices or list(range(len(self.members)))
+        for index, member in zip(indices, self.members):
+            folder = output_dir / member_dir_name(index, max(indices) + 1)
+            written = member.to_aenet_ascii(folder, prefix=prefix, structures=structures,
+                                            descriptor_stats=descriptor_stats)
+            members.append({species: str(folder / name) for species, name in written["files"].items()})
+        manifest = {"format": "aenet_core committee nn.ascii", "prefix": prefix, "members": [
+            {species: str(Path(path).relative_to(output_dir)) for species, path in m.items()} for m in members],
+            "model_paths": [str(p) for p in self.model_paths], "descriptor": self.descriptor.get_config()}
+        write_json(output_dir / "manifest.json", manifest, indent=1)
+        return members
+
+    # -- prediction ---------------------------------------------------------------------
+
+    def predict(self, structures, eval_forces: bool = False, aggregation: str = "mean", reference_member: int = 0,
+                batch_size: int = 32) -> TorchCommitteePredictResult:
+        """Committee predictions for Structures, ase.Atoms or structure files (every frame; identified
+        as ``path#frame=N``)."""
+        entries = list(iter_entries(structures))
+        indices = list(range(len(entries)))
+        return self._predict([e.structure for e in entries], eval_forces, aggregation, reference_member, batch_size,
+                             indices, indices, [e.identifier for e in entries])
+
+    def predict_dataset(self, dataset, indices=None, eval_forces: bool = False, aggregation: str = "mean",
+                        reference_member: int = 0, batch_size: int = 32) -> TorchCommitteePredictResult:
+        """Predict ``dataset`` entries ``indices`` (default all): ``index`` is the position in ``indices``,
+        ``source_index`` the dataset entry."""
+        indices = list(range(len(dataset))) if indices is None else list(indices)
+        structures = [dataset.get_structure(i) for i in indices]
+        identifiers = [dataset.get_structure_identifier(i) for i in indices]
+        return self._predict(structures, eval_forces, aggregation, reference_member, batch_size,
+                             list(range(len(indices))), indices, identifiers)
+
+    def _predict(self, structures, eval_forces, aggregation, reference_member, batch_size, indices, sources,
+                 identifiers):
+        if not self.members:
+            raise ValueError("the committee has no members; train it or load it with from_directory()")
+        outputs = predict_with_models([m.model for m in self.members], self.descriptor, structures, identifiers,
+                                      eval_forces, batch_size)
+        predictions = []
+        for i in range(len(structures)):
+            forces = [o.forces[i] for o in outputs] if eval_forces else None
+            predictions.append(AenetEnsembleResult.from_member_predictions(
+                [o.total_energy[i] for o in outputs], forces, aggregation, reference_member))
+        return TorchCommitteePredictResult(predictions, outputs, indices, sources, identifiers,
+                                           [s.n_atoms for s in structures], self.calibration_factor)
+
+    def calibrate(self, dataset, indices=None, n_bins: int = 8) -> Calibration:
+        """Fit the uncertainty scale on held-out entries (e.g. the test split) and keep it for predictions."""
+        predictions = self.predict_dataset(dataset, indices)
+        n_atoms = np.array(predictions.n_atoms, float)
+        reference = np.array(dataset.energies(predictions.source_indices), float)
+        calibration = Calibration.fit((predictions.energy_mean - reference) / n_atoms,
+                                      predictions.energy_std / n_atoms, n_bins)
+        self.calibration_factor = calibration.factor
+        return calibration

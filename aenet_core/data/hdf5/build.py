@@ -1,0 +1,279 @@
+"""Writing the HDF5 structure database: filtered entries streamed in chunks, featurized (optionally in worker
+processes) and appended to a file that replaces the destination only when complete."""
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+from collections import deque
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from ase.data import atomic_numbers
+from tqdm.auto import tqdm
+
+from aenet_core import __version__
+from aenet_core.data.hdf5.schema import (DESCRIPTOR_CLASS, EDGE_FIELDS, FORMAT, INDEX_FIELDS, SCHEMA_VERSION,
+                                         TRIPLET_FIELDS, compact_json, sha256_text)
+from aenet_core.data.sources import expand_path
+from aenet_core.descriptor import BatchedFeaturizer, ChebyshevDescriptor, structure_batch
+from aenet_core.files import atomic_path
+from aenet_core.neighbors import rows_per_structure
+from aenet_core.structure import Structure, hash_structure, structure_sha256
+
+CHUNK_ATOMS = 2048  # atoms featurized (and held in memory) per build step
+
+
+def write_database(path: Path, descriptor, entries, structure_filter, *, features: bool, derivatives: bool,
+                   storage_dtype: str, compression, compression_level, workers: int, show_progress: bool,
+                   recipe: dict) -> None:
+    """Stream ``entries`` through ``structure_filter`` into a new database file at ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    options = {"features": features or derivatives, "derivatives": derivatives}
+    with atomic_path(path) as tmp:
+        writer = _Writer(tmp, descriptor, storage_dtype, compression, compression_level,
+                         with_descriptor=recipe["descriptor"] is not None)
+        try:
+            chunks = _chunks(structure_filter.apply(entries))
+            with tqdm(desc=f"building {path.name}", unit=" structures", disable=not show_progress) as progress:
+                for chunk, computed in _featurized(chunks, descriptor, options, workers):
+                    writer.append(chunk, computed)
+                    progress.update(len(chunk))
+            writer.finish({"n_filtered": structure_filter.n_filtered,
+                           "filter_json": compact_json(structure_filter.settings()),
+                           "atomic_energies_json": compact_json(structure_filter.atomic_energies),
+                           "recipe_sha256": sha256_text(compact_json(recipe))})
+        finally:
+            writer.file.close()
+
+
+def source_stamps(sources) -> list:
+    """What identifies the sources' content for the build recipe: each file's path, size and modification
+    time (globs expanded), or a hash of an in-memory structure."""
+    stamps = []
+    for source in sources:
+        if isinstance(source, (str, Path)):
+            for file in expand_path(source):
+                stat = Path(file).stat()
+                stamps.append([str(file), stat.st_size, stat.st_mtime_ns])
+        elif isinstance(source, Structure) or hasattr(source, "get_chemical_symbols"):
+            stamps.append(structure_sha256(source if isinstance(source, Structure) else Structure.from_ase(source)))
+        else:
+            stamps.append(type(source).__name__)  # refused with a clear message when the build reads it
+    return stamps
+
+
+def _chunks(entries):
+    """Lists of entries of about CHUNK_ATOMS atoms."""
+    chunk, atoms = [], 0
+    for entry in entries:
+        chunk.append(entry)
+        atoms += entry.structure.n_atoms
+        if atoms >= CHUNK_ATOMS:
+            yield chunk
+            chunk, atoms = [], 0
+    if chunk:
+        yield chunk
+
+
+# ------------------------------------------------------------------------------- featurizing
+
+
+_WORKER = {}
+
+
+def _init_worker(descriptor_config, backend, options):
+    torch.set_num_threads(1)  # one core per worker; the parent only writes
+    _WORKER["descriptor"] = ChebyshevDescriptor.from_config(descriptor_config, device="cpu", backend=backend)
+    _WORKER["options"] = options
+
+
+def _worker_featurize(structures):
+    return featurize_chunk(structures, _WORKER["descriptor"], **_WORKER["options"])
+
+
+def _featurized(chunks, descriptor, options, workers):
+    """(chunk, computed arrays) per chunk, in order; with workers, featurized in parallel processes with at
+    most 2 chunks per worker in flight (memory stays bounded)."""
+    if workers <= 1:
+        for chunk in chunks:
+            yield chunk, featurize_chunk([e.structure for e in chunk], descriptor, **options)
+        return
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    context = multiprocessing.get_context(method)
+    initargs = (descriptor.get_config(), descriptor.backend, options)
+    with context.Pool(workers, initializer=_init_worker, initargs=initargs) as pool:
+        pending = deque()
+        for chunk in chunks:
+            pending.append((chunk, pool.apply_async(_worker_featurize, ([e.structure for e in chunk],))))
+            if len(pending) >= 2 * workers:
+                done, result = pending.popleft()
+                yield done, result.get()
+        while pending:
+            done, result = pending.popleft()
+            yield done, result.get()
+
+
+def featurize_chunk(structures, descriptor, features: bool, derivatives: bool) -> dict:
+    """Numpy arrays to append for ``structures``: raw features (entry order) and the derivatives of
+    the force-labelled ones, with atom indices local to each structure."""
+    out = {}
+    if not (features or derivatives):
+        return out
+    featurizer = BatchedFeaturizer(descriptor)
+    forced = [k for k, s in enumerate(structures) if derivatives and s.has_forces()]
+    rest = sorted(set(range(len(structures))) - set(forced))
+    counts = np.array([s.n_atoms for s in structures])
+    first_atom = np.concatenate([[0], np.cumsum(counts)])
+    rows = np.empty((first_atom[-1], descriptor.n_features))
+    for subset, with_derivatives in ((forced, True), (rest, False)):
+        if not subset:
+            continue
+        args = structure_batch([structures[k] for k in subset])
+        if with_derivatives:
+            values, _, payload = featurizer.with_derivatives(*args)
+            out.update(_local_derivatives(payload, counts, subset))
+        else:
+            values, _ = featurizer(*args)
+        atoms = np.concatenate([np.arange(first_atom[k], first_atom[k + 1]) for k in subset])
+        rows[atoms] = values.numpy()
+    out["features"] = rows
+    if derivatives and not forced:
+        out.update(_local_derivatives(None, counts, []))
+    return out
+
+
+def _local_derivatives(payload, counts, subset) -> dict:
+    """Per-entry edge/triplet counts and the stored derivative arrays (local atom indices)."""
+    edge_counts, triplet_counts = np.zeros(len(counts), np.int64), np.zeros(len(counts), np.int64)
+    out = {"edge_counts": edge_counts, "triplet_counts": triplet_counts}
+    if payload is None:
+        return out
+    sizes = counts[subset]
+    for prefix, fields, center_field, per_entry in (("edges/", EDGE_FIELDS, "center_idx", edge_counts),
+                                                    ("triplets/", TRIPLET_FIELDS, "triplet_center_idx",
+                                                     triplet_counts)):
+        center = getattr(payload, center_field)
+        first_atom, rows = rows_per_structure(center, sizes.tolist())
+        per_entry[subset] = rows
+        row_first_atom = torch.repeat_interleave(first_atom, torch.as_tensor(rows))
+        for name, field in fields.items():
+            tensor = getattr(payload, field)
+            if tensor.dtype == torch.long:
+                out[prefix + name] = (tensor - row_first_atom).to(torch.int32).numpy()
+            else:
+                out[prefix + name] = np.ascontiguousarray(tensor.numpy())
+    return out
+
+
+# ------------------------------------------------------------------------------- writing
+
+
+class _Writer:
+    """Appends chunks of entries to a new HDF5 file; ``finish`` writes offsets and root attributes."""
+
+    def __init__(self, path: Path, descriptor, storage_dtype, compression, compression_level, with_descriptor):
+        self.file = h5py.File(path, "w", rdcc_nbytes=0)
+        self.storage = np.dtype(storage_dtype)
+        self.compression = dict(compression=compression,
+                                compression_opts=compression_level if compression == "gzip" else None)
+        self.hash = hashlib.sha256()
+        self.n_entries = self.n_atoms = 0
+        self.strings = {"name": [], "source_id": [], "display_name": [], "identifier": []}
+        self.descriptor = descriptor
+        if with_descriptor:
+            d = self.file.create_group("descriptor")
+            d.attrs["descriptor_class"] = DESCRIPTOR_CLASS
+            d.attrs["config_json"] = compact_json(descriptor.get_config())
+            d.attrs["identity_json"] = compact_json(descriptor.identity())
+            d.attrs["identity_sha256"] = sha256_text(d.attrs["identity_json"])
+
+    def _append(self, name, values, axis=0):
+        """Append along ``axis`` (0: rows; 1: columns of an order-major (K, rows) array)."""
+        values = np.asarray(values)
+        if name not in self.file:
+            # Chunks of at most 1 MiB, and no larger than the first append: small files stay small.
+            shape = list(values.shape)
+            row_bytes = values.itemsize * (values.size // max(1, shape[axis]))
+            shape[axis] = max(1, min(shape[axis], (1 << 20) // max(1, row_bytes)))
+            maxshape = list(values.shape)
+            maxshape[axis] = None
+            self.file.create_dataset(name, data=values, maxshape=tuple(maxshape), chunks=tuple(shape),
+                                     **self.compression)
+            return
+        dataset = self.file[name]
+        start = dataset.shape[axis]
+        dataset.resize(start + values.shape[axis], axis=axis)
+        dataset[(slice(None),) * axis + (slice(start, None),)] = values
+
+    def append(self, entries, computed):
+        structures = [e.structure for e in entries]
+        for entry in entries:
+            for name in ("source_id", "display_name", "identifier"):
+                self.strings[name].append(getattr(entry, name))
+            self.strings["name"].append(entry.structure.name or "")
+            hash_structure(self.hash, entry.structure)
+        counts = np.array([s.n_atoms for s in structures], np.int64)
+        self._append("entries/n_atoms", counts)
+        self._append("entries/frame", np.array([e.frame for e in entries], np.int64))
+        self._append("entries/energy", [s.energy for s in structures])
+        self._append("entries/has_forces", [s.has_forces() for s in structures])
+        self._append("entries/has_cell", [s.cell is not None for s in structures])
+        self._append("entries/cell", [np.zeros((3, 3)) if s.cell is None else s.cell for s in structures])
+        self._append("entries/pbc", [np.zeros(3, bool) if s.pbc is None else s.pbc for s in structures])
+        self._append("atoms/atomic_number",
+                     np.concatenate([[atomic_numbers[x] for x in s.species] for s in structures]).astype(np.int16))
+        self._append("atoms/positions", np.concatenate([s.positions for s in structures]))
+        self._append("atoms/forces", np.concatenate([np.zeros_like(s.positions) if s.forces is None else s.forces
+                                                     for s in structures]))
+        if "features" in computed:
+            self._append("features/values", computed["features"].astype(self.storage))
+        if "edge_counts" in computed:
+            self._append("derivatives/edge_counts", computed["edge_counts"])
+            self._append("derivatives/triplet_counts", computed["triplet_counts"])
+            for name, values in computed.items():
+                if name.startswith(("edges/", "triplets/")):
+                    if values.dtype == np.int32:
+                        self._append("derivatives/" + name, values)
+                    else:
+                        self._append("derivatives/" + name, values.astype(self.storage), axis=1)
+        self.n_entries += len(entries)
+        self.n_atoms += int(counts.sum())
+
+    def finish(self, attrs: dict):
+        """Write the offsets, string columns and root attributes."""
+        f = self.file
+        if self.n_entries == 0:
+            raise ValueError("no structure was left to store (all sources empty or filtered out)")
+        counts = f["entries/n_atoms"][:]
+        f.create_dataset("entries/atom_offset", data=np.concatenate([[0], np.cumsum(counts)]))
+        for name, values in self.strings.items():
+            f.create_dataset(f"entries/{name}", data=values, dtype=h5py.string_dtype())
+        if "derivatives/edge_counts" in f:
+            for kind in ("edge", "triplet"):
+                kind_counts = f[f"derivatives/{kind}_counts"][:]
+                f.create_dataset(f"derivatives/{kind}_offset", data=np.concatenate([[0], np.cumsum(kind_counts)]))
+                del f[f"derivatives/{kind}_counts"]
+            self._create_empty_derivatives()
+            f["derivatives"].attrs.update(storage_dtype=self.storage.name, n_radial=self.descriptor.rad_order + 1,
+                                          n_angular=self.descriptor.ang_order + 1)
+        if "features/values" in f:
+            f["features"].attrs["storage_dtype"] = self.storage.name
+        f.attrs.update(format=FORMAT, schema_version=SCHEMA_VERSION, aenet_core_version=__version__,
+                       n_entries=self.n_entries, n_atoms=self.n_atoms, content_sha256=self.hash.hexdigest(), **attrs)
+
+    def _create_empty_derivatives(self):
+        """Derivative arrays no entry filled (e.g. no triplet anywhere) still exist, with zero rows."""
+        widths = {"dG_dd": self.descriptor.rad_order + 1, "dG_dcos": self.descriptor.ang_order + 1,
+                  "dG_ddij": self.descriptor.ang_order + 1, "dG_ddik": self.descriptor.ang_order + 1}
+        for prefix, fields in (("edges/", EDGE_FIELDS), ("triplets/", TRIPLET_FIELDS)):
+            for name in fields:
+                path = "derivatives/" + prefix + name
+                if path in self.file:
+                    continue
+                if name in INDEX_FIELDS:
+                    self.file.create_dataset(path, shape=(0,), maxshape=(None,), dtype=np.int32)
+                else:
+                    shape = (widths.get(name, 3), 0)
+                    self.file.create_dataset(path, shape=shape, maxshape=(shape[0], None), dtype=self.storage)

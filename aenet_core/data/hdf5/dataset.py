@@ -1,0 +1,317 @@
+"""``HDF5StructureDataset``: labelled structures in one HDF5 file with persisted features and derivatives.
+
+``HDF5StructureDataset(descriptor, "db.h5", sources=[...], mode="build")`` and
+``build_database(persist_features=True, persist_force_derivatives=True)``
+stream the sources into one file (layout: ``aenet_core.data.hdf5.schema``);
+the same object then serves training (``TorchANNPotential.train(dataset=db)``)
+without featurizing again.  It implements ``StructureSource``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from ase.data import atomic_numbers, chemical_symbols
+
+from aenet_core.data.cache import LRUCache
+from aenet_core.data.hdf5.build import source_stamps, write_database
+from aenet_core.data.hdf5.payloads import PayloadReader
+from aenet_core.data.hdf5.schema import (COMPRESSIONS, ENTRY_ARRAYS, ENTRY_STRINGS, DatabaseError, check_schema,
+                                         compact_json, sha256_text)
+from aenet_core.data.sources import StructureFilter, as_input_list, iter_entries
+from aenet_core.descriptor import ChebyshevDescriptor
+from aenet_core.structure import Structure, referenced_energy_per_atom
+
+
+class HDF5StructureDataset:
+    """Labelled structures in an HDF5 file, with optionally persisted features and derivatives.
+
+    ``mode``: ``'auto'`` opens ``database_file`` when it exists (else call
+    ``build_database``), ``'load'`` requires it, ``'build'`` (re)builds it with
+    ``build_database``.  ``descriptor`` may be None when the file stores one.
+    ``max_energy`` (referenced energy per atom, eV), ``max_forces`` (eV/Å) and
+    ``atomic_energies`` filter at build time (``StructureFilter``, the same as
+    in memory) and are recorded in the file.  ``seed`` is accepted for API
+    compatibility; the dataset draws no random numbers (splits use
+    ``split_seed``).  ``in_memory_cache_size`` bounds the structures kept after
+    ``get_structure``; ``payload_cache_mb`` bounds the persisted features and
+    derivatives kept in memory once read (least recently used go first), so that
+    epochs after the first read nothing.  ``compression`` is None, ``'gzip'`` (with
+    ``compression_level`` 0-9) or ``'lzf'``; None (the default) reads fastest.
+    """
+
+    def __init__(self, descriptor=None, database_file="database.h5", sources=None, mode="auto", *,
+                 max_energy=None, max_forces=None, atomic_energies=None, seed=None, in_memory_cache_size=2048,
+                 compression=None, compression_level=None, payload_cache_mb=1024):
+        if mode not in ("auto", "build", "load"):
+            raise ValueError(f"mode must be 'auto', 'build' or 'load'; got {mode!r}")
+        if compression not in COMPRESSIONS:
+            raise ValueError(f"compression must be one of {COMPRESSIONS}; got {compression!r}")
+        if compression_level is not None and (compression != "gzip" or not 0 <= compression_level <= 9):
+            raise ValueError(f"compression_level applies to compression='gzip' only, 0-9; got {compression_level!r}")
+        if payload_cache_mb is None or payload_cache_mb < 0:
+            raise ValueError(f"payload_cache_mb must be >= 0; got {payload_cache_mb!r}")
+        if in_memory_cache_size is None or in_memory_cache_size < 0:
+            raise ValueError(f"in_memory_cache_size must be >= 0; got {in_memory_cache_size!r}")
+        self.database_file = Path(database_file).resolve()  # stays valid if the working directory changes
+        self.descriptor, self.sources, self.mode, self.seed = descriptor, sources, mode, seed
+        self.max_energy, self.max_forces = max_energy, max_forces
+        self.atomic_energies = dict(atomic_energies or {})
+        self.compression, self.compression_level = compression, compression_level
+        self._handle, self._handle_pid = None, None
+        self._structures = LRUCache(in_memory_cache_size)
+        self._payload_cache_mb = payload_cache_mb
+        self._loaded = False
+        if mode == "load" and not self.database_file.exists():
+            raise FileNotFoundError(f"{self.database_file}: no such database; build it with mode='build' "
+                                    f"and build_database()")
+        if mode != "build" and self.database_file.exists():
+            self._load_metadata()
+
+    # -- building ------------------------------------------------------------------------
+
+    def build_database(self, show_progress=True, *, build_workers=0, persist_descriptor=False,
+                       persist_features=False, persist_force_derivatives=False, storage_dtype="float64"):
+        """Read every source, filter, featurize and write the file (temp name, then rename).
+
+        ``persist_force_derivatives`` stores features and the sparse derivatives of force-labelled
+        structures; ``persist_features`` stores features of every structure; either implies
+        ``persist_descriptor``.  ``build_workers > 1`` featurizes in that many processes while
+        this process writes.  ``storage_dtype`` is 'float64' or 'float32'.
+        """
+        if self.mode == "load":
+            raise ValueError(f"{self.database_file}: opened with mode='load'; use mode='build' to rebuild it")
+        if storage_dtype not in ("float64", "float32"):
+            raise ValueError(f"storage_dtype must be 'float64' or 'float32'; got {storage_dtype!r}")
+        if self.descriptor is None:
+            raise ValueError("building a database needs a descriptor (its species decide which structures fit)")
+        self.sources = as_input_list(self.sources)
+        if not self.sources:
+            raise ValueError("building a database needs sources= (structure files, Structures or ase.Atoms)")
+        structure_filter = StructureFilter(self.descriptor.species, self.atomic_energies, self.max_energy,
+                                           self.max_forces)
+        persist = persist_features or persist_force_derivatives
+        recipe = {"sources": source_stamps(self.sources), "filter": structure_filter.settings(),
+                  "atomic_energies": self.atomic_energies,
+                  "descriptor": self.descriptor.identity() if persist or persist_descriptor else None,
+                  "features": persist_features, "derivatives": persist_force_derivatives,
+                  "storage_dtype": storage_dtype}
+        if self.mode == "auto" and self._loaded:
+            if self._attrs["recipe_sha256"] == sha256_text(compact_json(recipe)):
+                return
+            raise DatabaseError(f"{self.database_file} exists but was built from other sources or settings; "
+                                f"use mode='build' to rebuild it, or delete it")
+        self._close()
+        write_database(self.database_file, self.descriptor, iter_entries(self.sources, "sources"), structure_filter,
+                       features=persist, derivatives=persist_force_derivatives, storage_dtype=storage_dtype,
+                       compression=self.compression, compression_level=self.compression_level,
+                       workers=int(build_workers or 0), show_progress=show_progress, recipe=recipe)
+        self._load_metadata()
+
+    # -- opening ------------------------------------------------------------------------
+
+    def _load_metadata(self):
+        """Validate the file and read the per-entry arrays (everything but per-atom payloads)."""
+        path = self.database_file
+        try:
+            with h5py.File(path, "r") as f:
+                check_schema(path, f)
+                self._attrs = dict(f.attrs)
+                entries = {name: f["entries/" + name][:] for name in ENTRY_ARRAYS}
+                for name in ENTRY_STRINGS:
+                    entries[name] = f["entries/" + name].asstr()[:].tolist()
+                atomic_number = f["atoms/atomic_number"][:]
+                self._forces = f["atoms/forces"][:]  # 24 bytes per atom: labels stay in memory
+                stored = json.loads(f["descriptor"].attrs["config_json"]) if "descriptor" in f else None
+                self._has_features = "features/values" in f
+                self._has_derivatives = "derivatives/edge_offset" in f
+                offsets = {kind: f[f"derivatives/{kind}_offset"][:] for kind in ("edge", "triplet")
+                           if self._has_derivatives}
+        except OSError as err:
+            raise DatabaseError(f"{path}: not a readable HDF5 file ({err})") from None
+        except KeyError as err:
+            raise DatabaseError(f"{path}: incomplete aenet_core database, missing {err.args[0]}; rebuild it") from None
+        self._entries = entries
+        self._use_descriptor(stored)
+        self._species_idx = self._species_indices(atomic_number)
+        self._restore_filter()
+        self._payloads = PayloadReader(self._file, self.descriptor, entries["atom_offset"], offsets.get("edge"),
+                                       offsets.get("triplet"), int(self._payload_cache_mb * 2**20))
+        self._loaded = True
+
+    def _use_descriptor(self, stored):
+        path = self.database_file
+        if stored is None:
+            if self.descriptor is None:
+                raise DatabaseError(f"{path}: stores no descriptor; pass descriptor= when opening it")
+            return
+        if self.descriptor is None:
+            self.descriptor = ChebyshevDescriptor.from_config(stored, device="cpu")
+            return
+        mine = self.descriptor.identity()
+        for key, value in mine.items():
+            if value != stored[key]:
+                raise DatabaseError(f"{path}: built with descriptor {key}={stored[key]!r}, but the descriptor "
+                                    f"given has {key}={value!r}; rebuild the database with mode='build' (or "
+                                    f"pass descriptor=None to use the stored one)")
+
+    def _species_indices(self, atomic_number):
+        symbols = np.array(chemical_symbols)[atomic_number]
+        lookup = {s: i for i, s in enumerate(self.descriptor.species)}
+        unknown = sorted(set(symbols.tolist()) - set(lookup))
+        if unknown:
+            raise DatabaseError(f"{self.database_file}: holds species {unknown} that the descriptor "
+                                f"{self.descriptor.species} does not know")
+        table = np.full(max(atomic_numbers.values()) + 1, -1, np.int64)
+        for symbol, index in lookup.items():
+            table[atomic_numbers[symbol]] = index
+        return torch.from_numpy(table[atomic_number])
+
+    def _restore_filter(self):
+        stored = json.loads(self._attrs["filter_json"])
+        stored["atomic_energies"] = json.loads(self._attrs["atomic_energies_json"])
+        given = {"max_energy": self.max_energy, "max_forces": self.max_forces, "atomic_energies": self.atomic_energies}
+        for name, value in given.items():
+            if value and value != stored[name] and self.mode != "build":
+                raise DatabaseError(f"{self.database_file}: was built with {name}={stored[name]!r}, not {value!r}; "
+                                    f"filters apply at build time (rebuild with mode='build')")
+        self.max_energy, self.max_forces = stored["max_energy"], stored["max_forces"]
+        self.atomic_energies = stored["atomic_energies"]
+
+    def _file(self):
+        """The read-only handle of this process (DataLoader workers each open their own)."""
+        if self._handle is None or self._handle_pid != os.getpid():
+            self._handle = h5py.File(self.database_file, "r", rdcc_nbytes=16 << 20)
+            self._handle_pid = os.getpid()
+        return self._handle
+
+    def _require_loaded(self):
+        if not self._loaded:
+            raise RuntimeError(f"{self.database_file}: the database is not built yet; call build_database()")
+
+    def close(self):
+        self._close()
+        self._structures.clear()
+        if self._loaded:
+            self._payloads.cache.clear()
+
+    def _close(self):
+        if self._handle is not None and self._handle_pid == os.getpid():
+            self._handle.close()
+        self._handle = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_handle"], state["_handle_pid"] = None, None
+        return state
+
+    # -- entries ------------------------------------------------------------------------
+
+    @property
+    def content_sha256(self) -> str:
+        """Hash of every stored structure and label, in entry order (splits refer to it)."""
+        self._require_loaded()
+        return str(self._attrs["content_sha256"])
+
+    @property
+    def recipe_sha256(self) -> str:
+        """Hash of how the file was built (sources, filter, descriptor, what was persisted, storage)."""
+        self._require_loaded()
+        return str(self._attrs["recipe_sha256"])
+
+    @property
+    def has_persisted_features(self) -> bool:
+        self._require_loaded()
+        return self._has_features
+
+    @property
+    def has_persisted_derivatives(self) -> bool:
+        self._require_loaded()
+        return self._has_derivatives
+
+    def __len__(self) -> int:
+        self._require_loaded()
+        return len(self._entries["energy"])
+
+    def _index(self, index: int) -> int:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"{self.database_file}: entry {index} is out of range ({len(self)} entries)")
+        return index % len(self)
+
+    def atom_counts(self, indices) -> list:
+        offsets = self._entries["atom_offset"]
+        return [int(offsets[i + 1] - offsets[i]) for i in indices]
+
+    def energies(self, indices) -> list:
+        return self._entries["energy"][list(indices)].tolist()
+
+    def has_forces(self, index: int) -> bool:
+        return bool(self._entries["has_forces"][index])
+
+    def species_of(self, indices) -> torch.Tensor:
+        offsets = self._entries["atom_offset"]
+        return torch.cat([self._species_idx[offsets[i]: offsets[i + 1]] for i in indices])
+
+    def forces_of(self, indices):
+        if not all(self.has_forces(i) for i in indices):
+            return None
+        offsets = self._entries["atom_offset"]
+        return np.concatenate([self._forces[offsets[i]: offsets[i + 1]] for i in indices])
+
+    def referenced_energy_per_atom(self, index: int) -> float:
+        offsets = self._entries["atom_offset"]
+        species = [self.descriptor.species[s] for s in self._species_idx[offsets[index]: offsets[index + 1]].tolist()]
+        return float(referenced_energy_per_atom(self._entries["energy"][index], species, self.atomic_energies))
+
+    def get_structure(self, index: int) -> Structure:
+        index = self._index(index)
+        cached = self._structures.get(index)
+        if cached is not None:
+            return cached
+        e, f = self._entries, self._file()
+        lo, hi = e["atom_offset"][index], e["atom_offset"][index + 1]
+        has_cell = bool(e["has_cell"][index])
+        structure = Structure(
+            positions=f["atoms/positions"][lo:hi],
+            species=[self.descriptor.species[s] for s in self._species_idx[lo:hi].tolist()],
+            energy=float(e["energy"][index]), forces=self._forces[lo:hi].copy() if e["has_forces"][index] else None,
+            cell=e["cell"][index] if has_cell else None, pbc=e["pbc"][index] if has_cell else None,
+            name=e["name"][index] or None)
+        self._structures.put(index, structure)
+        return structure
+
+    def get_structure_identifier(self, index: int) -> str:
+        """``path#frame=N`` for an entry read from a file, else the structure's name or ``structure_NNNNNN``."""
+        return self._entries["identifier"][self._index(index)]
+
+    def get_entry_metadata(self, index: int) -> dict:
+        index = self._index(index)
+        e = self._entries
+        return {"source_id": e["source_id"][index], "frame_idx": int(e["frame"][index]),
+                "display_name": e["display_name"][index], "name": e["name"][index],
+                "has_forces": bool(e["has_forces"][index]), "n_atoms": self.atom_counts([index])[0],
+                "energy": float(e["energy"][index])}
+
+    # -- persisted payloads ---------------------------------------------------------------
+
+    def stored_features(self, indices):
+        """Raw features (sum N, F) of ``indices`` in order, or None when the file stores none."""
+        return self._payloads.features(indices) if self._has_features else None
+
+    def stored_derivatives(self, indices):
+        """(features, LocalDerivatives) of force-labelled ``indices`` from the file, or None."""
+        if not (self._has_derivatives and self._has_features):
+            return None
+        if not all(self.has_forces(i) for i in indices):
+            raise ValueError(f"{self.database_file}: derivatives are stored for force-labelled entries only")
+        return self._payloads.features_and_derivatives(list(indices), self.species_of(indices))

@@ -1,0 +1,131 @@
+"""Reading persisted features and derivatives of database entries: block reads and a byte-bounded cache.
+
+The entries a request misses in the cache are read together (consecutive ones
+in one slice per array).  Cached entries are copies of their rows, so a cached
+entry never keeps the rest of its read block alive and the bound holds for the
+memory really used; epochs after the first then read nothing.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from aenet_core.data.cache import LRUCache
+from aenet_core.data.hdf5.schema import EDGE_FIELDS, TRIPLET_FIELDS
+from aenet_core.derivatives import LocalDerivatives
+
+
+class PayloadReader:
+    """Features and derivatives of entries of one open database (``handle()`` gives the h5py file)."""
+
+    def __init__(self, handle, descriptor, atom_offset, edge_offset, triplet_offset, cache_bytes: int):
+        self.handle, self.descriptor = handle, descriptor
+        self.atom_offset = atom_offset
+        self.row_offsets = {"edges": edge_offset, "triplets": triplet_offset}
+        self.cache_bytes = cache_bytes
+        self.cache = LRUCache(max_bytes=cache_bytes, size_of=_payload_bytes)
+
+    def features(self, indices):
+        payloads, block = self._payloads(indices, False)
+        return block["features"] if block else torch.cat([features for features, _ in payloads])
+
+    def features_and_derivatives(self, indices, species_idx):
+        """(features, LocalDerivatives) of ``indices``; ``species_idx`` of their atoms gives the typespins."""
+        payloads, block = self._payloads(indices, True)
+        counts = [int(self.atom_offset[i + 1] - self.atom_offset[i]) for i in indices]
+        first_atom = torch.tensor(np.concatenate([[0], np.cumsum(counts)[:-1]]), dtype=torch.long)
+        fields = {}
+        for group, names in (("edges", EDGE_FIELDS), ("triplets", TRIPLET_FIELDS)):
+            # Stored indices are local to each entry: shift every row by its entry's first atom.
+            offsets = self.row_offsets[group]
+            rows = torch.from_numpy(offsets[np.add(indices, 1)] - offsets[indices])
+            shift = torch.repeat_interleave(first_atom, rows)
+            for name, field in names.items():
+                joined = block[group][name] if block else torch.cat([p[1][group][name] for p in payloads], dim=-1)
+                fields[field] = joined.long() + shift if joined.dtype == torch.int32 else joined
+        d = self.descriptor
+        neighbor_spin = triplet_spin = None
+        if d.multi:
+            spin = d.typespin.to(d.dtype)[species_idx]
+            neighbor_spin = spin[fields["neighbor_idx"]]
+            triplet_spin = spin[fields["neighbor_j_idx"]] * spin[fields["neighbor_k_idx"]]
+        derivatives = LocalDerivatives(n_atoms=int(sum(counts)), n_radial=d.rad_order + 1, n_angular=d.ang_order + 1,
+                                       neighbor_typespin=neighbor_spin, triplet_typespin=triplet_spin,
+                                       backend=d.backend, **fields)
+        features = block["features"] if block else torch.cat([features for features, _ in payloads])
+        return features, derivatives
+
+    def _payloads(self, indices, with_derivatives) -> tuple:
+        """(per-entry payloads, block).  When the entries missing from the cache are exactly ``indices`` the
+        block as read is returned (nothing to concatenate) and the list is empty; otherwise each entry's
+        (features, {'edges' or 'triplets': {name: tensor}} or None) comes in the order asked for."""
+        indices = list(indices)
+        entries = self.cache.entries
+        missing = sorted({i for i in indices if i not in entries or (with_derivatives and entries[i][1] is None)})
+        block = self._read_block(missing, with_derivatives) if missing else None
+        whole = missing == indices
+        fetched = self._cut(block, missing) if missing and (self.cache_bytes or not whole) else {}
+        out = [fetched[i][:2] if i in fetched else self.cache.get(i)[:2] for i in ([] if whole else indices)]
+        for i, (features, derivatives, size) in fetched.items():
+            if derivatives is not None:
+                derivatives = {group: {name: t.clone() for name, t in fields.items()}
+                               for group, fields in derivatives.items()}
+            self.cache.put(i, (features.clone(), derivatives, size))
+        return out, block if whole else None
+
+    def _read_block(self, indices, with_derivatives) -> dict:
+        """Features and (optionally) derivative arrays of sorted ``indices``, each read once for all of
+        them: {'features': (sum N, F), 'edges'/'triplets': {name: tensor}} (atom indices stay local)."""
+        f, dtype = self.handle(), self.descriptor.dtype
+        block = {"features": torch.from_numpy(_rows(f["features/values"], self.atom_offset, indices)).to(dtype)}
+        for group, name in self._derivative_fields() if with_derivatives else ():
+            dataset = f[f"derivatives/{group}/{name}"]
+            values = torch.from_numpy(_rows(dataset, self.row_offsets[group], indices, axis=dataset.ndim - 1))
+            block.setdefault(group, {})[name] = values if values.dtype == torch.int32 else values.to(dtype)
+        return block
+
+    def _cut(self, block, indices) -> dict:
+        """{entry: (features, derivative fields or None, bytes)}: views of each entry's rows of ``block``."""
+        counts = [int(self.atom_offset[i + 1] - self.atom_offset[i]) for i in indices]
+        features = torch.split(block["features"], counts)
+        entries = {i: [x, None if "edges" not in block else {}, x.nbytes] for i, x in zip(indices, features)}
+        for group, name in self._derivative_fields() if "edges" in block else ():
+            offsets = self.row_offsets[group]
+            rows = [int(offsets[i + 1] - offsets[i]) for i in indices]
+            for i, part in zip(indices, torch.split(block[group][name], rows, dim=-1)):
+                entries[i][1].setdefault(group, {})[name] = part
+                entries[i][2] += part.nbytes
+        return {i: tuple(value) for i, value in entries.items()}
+
+    @staticmethod
+    def _derivative_fields():
+        """(group, name) of every stored derivative array /derivatives/<group>/<name>."""
+        for group, names in (("edges", EDGE_FIELDS), ("triplets", TRIPLET_FIELDS)):
+            for name in names:
+                yield group, name
+
+
+def _payload_bytes(value) -> int:
+    """A cached (features, derivative fields, bytes) entry's size."""
+    return value[2]
+
+
+def _rows(dataset, offsets, indices, axis=0):
+    """The rows (``axis=1``: columns) of ``indices`` (each entry a contiguous block) in order; runs of
+    consecutive entries are read with one slice."""
+    indices = list(indices)
+    shape = list(dataset.shape)
+    shape[axis] = sum(int(offsets[i + 1] - offsets[i]) for i in indices)
+    out = np.empty(shape, dataset.dtype)
+    lead = (slice(None),) * axis
+    start, k = 0, 0
+    while k < len(indices):
+        end = k + 1
+        while end < len(indices) and indices[end] == indices[end - 1] + 1:
+            end += 1
+        lo, hi = int(offsets[indices[k]]), int(offsets[indices[end - 1] + 1])
+        if hi > lo:
+            dataset.read_direct(out, lead + (slice(lo, hi),), lead + (slice(start, start + hi - lo),))
+        start += hi - lo
+        k = end
+    return out

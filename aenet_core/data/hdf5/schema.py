@@ -1,0 +1,74 @@
+"""Layout and versions of the HDF5 structure database, and the checks every open makes.
+
+File layout (``format = "aenet_core.database"``, ``schema_version = 2``); every
+array is plain typed data (no pickles), and the rows of one entry are
+contiguous, located by offset arrays::
+
+    /                   attrs: format, schema_version, aenet_core_version, n_entries, n_atoms,
+                        content_sha256 (structures and labels, in entry order), n_filtered,
+                        filter_json (max_energy, max_forces), atomic_energies_json, recipe_sha256
+    /entries/           one row per entry: atom_offset (n+1) int64, energy f8, has_forces,
+                        has_cell, cell (n,3,3), pbc (n,3), frame int64 (index in its source before
+                        filtering), name, source_id, display_name, identifier (UTF-8 strings)
+    /atoms/             one row per atom: atomic_number int16, positions (A,3), forces (A,3)
+                        (zero where the entry has no forces)
+    /descriptor         attrs: descriptor_class, config_json, identity_json, identity_sha256
+    /features/values    (A, F) raw features, float64 or float32 (attr storage_dtype)
+    /derivatives/       force-labelled entries only (others have empty ranges); attrs
+                        storage_dtype, n_radial (R+1), n_angular (A+1);
+                        edge_offset (n+1), triplet_offset (n+1) int64;
+      edges/            center, neighbor int32 (local atom indices), dG_dd (R+1, E), unit (3, E)
+      triplets/         center, j, k int32, dG_dcos, dG_ddij, dG_ddik (A+1, T),
+                        dcos_drj, dcos_drk, unit_ij, unit_ik (3, T)
+
+Every entry passed ``aenet_core.data.sources.StructureFilter`` (so it has an
+energy); the filter's settings are recorded.  The derivative fields are those
+of ``LocalDerivatives``, order-major as it holds them (an entry's edges are a
+contiguous column range, read without any transposition); the typespin weights
+are recomputed from the species.  Schema 1 files (before the common filter and
+stored identifiers) are refused with a request to rebuild.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+
+from aenet_core.files import FileFormatError, check_format
+
+FORMAT = "aenet_core.database"
+SCHEMA_VERSION = 2
+DESCRIPTOR_CLASS = "aenet_core.descriptor.ChebyshevDescriptor"
+COMPRESSIONS = (None, "gzip", "lzf")
+EDGE_FIELDS = {"center": "center_idx", "neighbor": "neighbor_idx", "dG_dd": "radial_dG_dd", "unit": "radial_unit"}
+TRIPLET_FIELDS = {"center": "triplet_center_idx", "j": "neighbor_j_idx", "k": "neighbor_k_idx",
+                  "dG_dcos": "angular_dG_dcos", "dG_ddij": "angular_dG_ddij", "dG_ddik": "angular_dG_ddik",
+                  "dcos_drj": "dcos_drj", "dcos_drk": "dcos_drk", "unit_ij": "unit_ij", "unit_ik": "unit_ik"}
+INDEX_FIELDS = ("center", "neighbor", "j", "k")  # int32 local atom indices; the rest are float arrays
+ENTRY_ARRAYS = ("atom_offset", "energy", "has_forces", "has_cell", "cell", "pbc", "frame")
+ENTRY_STRINGS = ("name", "source_id", "display_name", "identifier")
+
+
+class DatabaseError(FileFormatError):
+    """A database file that cannot be used as it is; the message names the file and what to do."""
+
+
+def compact_json(value) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def check_schema(path, f) -> None:
+    """Refuse a file that is not a complete aenet_core database of a readable schema."""
+    check_format(path, f.attrs.get("format"), FORMAT, _plain(f.attrs.get("schema_version")), (SCHEMA_VERSION,),
+                 "database", "schema version", error=DatabaseError)
+    for group in ("entries", "atoms"):
+        if group not in f:
+            raise DatabaseError(f"{path}: incomplete aenet_core database, missing group /{group}; rebuild it")
+
+
+def _plain(value):
+    """An HDF5 integer attribute as a Python int (others unchanged)."""
+    return int(value) if hasattr(value, "dtype") and value.dtype.kind in "iu" else value

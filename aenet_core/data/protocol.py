@@ -1,0 +1,66 @@
+"""The structure-source contract: what training, prediction, splits and committees ask of a dataset.
+
+``StructureDataset`` and ``CachedStructureDataset`` (in memory) and
+``HDF5StructureDataset`` (a database file) implement it; anything else that
+does can be trained on.  Indices are entry positions ``0..len - 1``; methods
+taking ``indices`` answer for them in the order given (repeats allowed).
+"""
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from aenet_core.derivatives import LocalDerivatives
+from aenet_core.descriptor import ChebyshevDescriptor
+from aenet_core.structure import Structure
+
+
+@runtime_checkable
+class StructureSource(Protocol):
+    """Labelled structures with a descriptor, and optionally their persisted features and derivatives."""
+
+    descriptor: ChebyshevDescriptor
+    atomic_energies: dict  # species -> reference energy (eV) that the energy labels are measured against
+
+    def __len__(self) -> int: ...
+
+    def get_structure(self, index: int) -> Structure:
+        """The structure of entry ``index`` with its labels."""
+
+    def get_structure_identifier(self, index: int) -> str:
+        """A stable name: ``path#frame=N`` for an entry read from a file, else the structure's name or
+        ``structure_NNNNNN`` after its position in the input."""
+
+    def atom_counts(self, indices) -> list:
+        """Number of atoms of each entry."""
+
+    def energies(self, indices) -> list:
+        """Total reference energies (eV)."""
+
+    def species_of(self, indices) -> torch.Tensor:
+        """Species indices (into ``descriptor.species``) of every atom of the entries, concatenated."""
+
+    def forces_of(self, indices) -> np.ndarray | None:
+        """Reference forces (sum N, 3) of the entries concatenated, or None if any entry has none."""
+
+    def has_forces(self, index: int) -> bool:
+        """Whether entry ``index`` has force labels."""
+
+    def referenced_energy_per_atom(self, index: int) -> float:
+        """(E - sum of the atoms' reference energies) / N: the quantity the energy loss is measured in."""
+
+    @property
+    def content_sha256(self) -> str:
+        """Hash of every structure and label, in entry order: what split files refer to."""
+
+    @property
+    def recipe_sha256(self) -> str | None:
+        """Hash of how the data was made (sources, filter, what was persisted), or None in memory."""
+
+    def stored_features(self, indices) -> torch.Tensor | None:
+        """Raw features (sum N, F) of the entries, or None when the source keeps none (computed instead)."""
+
+    def stored_derivatives(self, indices) -> tuple[torch.Tensor, LocalDerivatives] | None:
+        """(features, LocalDerivatives) of force-labelled entries, or None when the source keeps none."""

@@ -1,0 +1,124 @@
+"""From what a user passes (Structures, ase.Atoms, file paths, globs, multi-frame files) to entries with
+stable identifiers, and the one filter every dataset applies.
+
+``iter_entries`` reads lazily, one file at a time.  An entry read from a file is
+identified as ``path#frame=N`` (N counts the file's frames from 0, whatever
+the filter later drops); an in-memory Structure or ase.Atoms by its name, or
+``structure_NNNNNN`` after its position in the input.
+"""
+from __future__ import annotations
+
+import glob
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from aenet_core.io import read_structures
+from aenet_core.structure import Structure, referenced_energy_per_atom
+
+GLOB_CHARACTERS = frozenset("*?[")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One structure from the input, with where it came from."""
+
+    structure: Structure
+    source_id: str  # the file path, or "sources[i]" for an in-memory item
+    display_name: str  # the file path, or the structure's name (structure_NNNNNN without one)
+    frame: int  # frame index within its file (0 for an in-memory item)
+    from_file: bool
+
+    @property
+    def identifier(self) -> str:
+        return f"{self.display_name}#frame={self.frame}" if self.from_file else self.display_name
+
+    @property
+    def where(self) -> str:
+        """How error messages name the entry."""
+        return f"{self.source_id} (frame {self.frame})" if self.from_file else self.identifier
+
+
+def as_input_list(inputs) -> list:
+    """One input item, or a list of them."""
+    if inputs is None:
+        return []
+    if isinstance(inputs, (str, Path, Structure)) or hasattr(inputs, "get_chemical_symbols"):
+        return [inputs]
+    return list(inputs)
+
+
+def iter_entries(inputs, name: str = "structures") -> Iterator[Entry]:
+    """Every frame of every input, lazily; ``name`` is what error messages call the input list."""
+    for index, item in enumerate(as_input_list(inputs)):
+        if isinstance(item, (str, Path)):
+            for path in expand_path(item):
+                for frame, structure in enumerate(read_structures(path)):
+                    yield Entry(structure, str(path), str(path), frame, True)
+        elif isinstance(item, Structure) or hasattr(item, "get_chemical_symbols"):
+            structure = item if isinstance(item, Structure) else Structure.from_ase(item)
+            yield Entry(structure, f"{name}[{index}]", structure.name or f"structure_{index:06d}", 0, False)
+        else:
+            raise ValueError(f"{name}[{index}] must be a Structure, ase.Atoms or a file path; "
+                             f"got {type(item).__name__}")
+
+
+def expand_path(item) -> list:
+    """``item`` itself, or the sorted files a glob pattern matches (a pattern matching nothing is an error)."""
+    text = str(item)
+    if Path(text).exists() or not GLOB_CHARACTERS.intersection(text):
+        return [item]
+    matches = sorted(glob.glob(text))
+    if not matches:
+        raise FileNotFoundError(f"{text}: the pattern matches no file")
+    return matches
+
+
+class StructureFilter:
+    """The checks and filters every dataset applies to its entries, in memory and in a database alike.
+
+    Refused (``ValueError`` naming the entry): a species the descriptor does not
+    know, a structure without an energy.  Dropped (counted in ``n_filtered``):
+    a referenced energy per atom above ``max_energy`` (eV/atom; atomic reference
+    energies subtracted), or a force component larger in magnitude than
+    ``max_forces`` (eV/Å).
+    """
+
+    def __init__(self, species, atomic_energies=None, max_energy=None, max_forces=None):
+        for field, value in (("max_energy", max_energy), ("max_forces", max_forces)):
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"{field} must be a finite number or None; got {value!r}")
+        if max_forces is not None and not max_forces > 0:
+            raise ValueError(f"max_forces must be positive or None; got {max_forces!r}")
+        self.species = list(species)
+        self.atomic_energies = dict(atomic_energies or {})
+        self.max_energy = None if max_energy is None else float(max_energy)
+        self.max_forces = None if max_forces is None else float(max_forces)
+        self.n_filtered = 0
+
+    def settings(self) -> dict:
+        """What the filter drops, as recorded with the data it made."""
+        return {"max_energy": self.max_energy, "max_forces": self.max_forces}
+
+    def accepts(self, entry: Entry) -> bool:
+        s = entry.structure
+        unknown = sorted(set(s.species) - set(self.species))
+        if unknown:
+            raise ValueError(f"{entry.where}: species {unknown} are not in the descriptor species {self.species}")
+        if s.energy is None:
+            raise ValueError(f"{entry.where}: no energy; training needs a total energy for every structure")
+        if self.max_energy is not None and referenced_energy_per_atom(s.energy, s.species,
+                                                                      self.atomic_energies) > self.max_energy:
+            return False
+        return self.max_forces is None or not s.has_forces() or np.abs(s.forces).max() <= self.max_forces
+
+    def apply(self, entries) -> Iterator[Entry]:
+        """The entries that pass, lazily; the others are counted."""
+        for entry in entries:
+            if self.accepts(entry):
+                yield entry
+            else:
+                self.n_filtered += 1

@@ -1,0 +1,181 @@
+"""Sparse analytic derivatives of Chebyshev features: per radial edge and per angular triplet.
+
+``LocalDerivatives`` holds them in factored, order-major form and contracts
+them with dE/dG into gradients with respect to the positions (forces are the
+negative); it also splits and joins them per structure, which is how they are
+cached and stored.
+"""
+from dataclasses import dataclass, field, replace
+from typing import Optional
+
+import torch
+
+from aenet_core import backend as backends
+from aenet_core.backend import sum_columns
+from aenet_core.neighbors import rows_per_structure
+
+
+@dataclass
+class LocalDerivatives:
+    """Sparse analytic derivatives of the raw features of one batch of atoms, in factored form.
+
+    Radial, per edge e = (i, j) with r_ij = r_j - r_i:
+    dG^rad_{i,n} / d r_j = ``radial_dG_dd[n, e]`` * ``radial_unit[:, e]``
+    (= -d/d r_i), i.e. dG/dd_ij times the unit vector u_ij.
+
+    Angular, per triplet t = (i, j, k):
+    dG^ang_{i,n} / d r_j = dG_dcos[n, t] dcos/dr_j[:, t] + dG_ddij[n, t] u_ij[:, t],
+    likewise for r_k, and d/d r_i = -(d/d r_j + d/d r_k).
+
+    Values are order-major ((orders, E) and (3, E)), which keeps both their
+    computation and the contraction fast; ``dG_drij`` (E, R+1, 3) and
+    ``grads_i/j/k`` (T, A+1, 3) give the expanded per-edge/per-triplet
+    gradients.  All derivatives are of the unweighted basis; ``neighbor_typespin``
+    (s_j) and ``triplet_typespin`` (s_j s_k) weight the second set (None with one
+    species).  Atom indices are into the batch the payload was computed for;
+    ``backend`` is the one the contraction's sums use.
+    """
+
+    n_atoms: int
+    n_radial: int  # R + 1
+    n_angular: int  # A + 1
+    center_idx: torch.Tensor  # (E,)
+    neighbor_idx: torch.Tensor  # (E,)
+    radial_dG_dd: torch.Tensor  # (R+1, E)
+    radial_unit: torch.Tensor  # (3, E)
+    neighbor_typespin: Optional[torch.Tensor]  # (E,)
+    triplet_center_idx: torch.Tensor  # (T,)
+    neighbor_j_idx: torch.Tensor
+    neighbor_k_idx: torch.Tensor
+    angular_dG_dcos: torch.Tensor  # (A+1, T)
+    angular_dG_ddij: torch.Tensor
+    angular_dG_ddik: torch.Tensor
+    dcos_drj: torch.Tensor  # (3, T)
+    dcos_drk: torch.Tensor
+    unit_ij: torch.Tensor  # (3, T)
+    unit_ik: torch.Tensor
+    triplet_typespin: Optional[torch.Tensor]  # (T,)
+    backend: str = field(default_factory=backends.resolve)
+
+    _EDGE_FIELDS = ("center_idx", "neighbor_idx", "radial_dG_dd", "radial_unit", "neighbor_typespin")
+    _TRIPLET_FIELDS = ("triplet_center_idx", "neighbor_j_idx", "neighbor_k_idx", "angular_dG_dcos",
+                       "angular_dG_ddij", "angular_dG_ddik", "dcos_drj", "dcos_drk", "unit_ij", "unit_ik",
+                       "triplet_typespin")
+    _ATOM_INDEX_FIELDS = ("center_idx", "neighbor_idx", "triplet_center_idx", "neighbor_j_idx", "neighbor_k_idx")
+
+    @property
+    def multi(self) -> bool:
+        return self.neighbor_typespin is not None
+
+    @property
+    def dG_drij(self):
+        """(E, R+1, 3): dG^rad_{i,n} / d r_ij per edge."""
+        return (self.radial_dG_dd.unsqueeze(1) * self.radial_unit).permute(2, 0, 1)
+
+    @property
+    def grads_j(self):
+        """(T, A+1, 3): dG^ang_{i,n} / d r_j per triplet."""
+        return self._angular(self.dcos_drj, self.angular_dG_ddij, self.unit_ij)
+
+    @property
+    def grads_k(self):
+        return self._angular(self.dcos_drk, self.angular_dG_ddik, self.unit_ik)
+
+    @property
+    def grads_i(self):
+        return -(self.grads_j + self.grads_k)
+
+    def _angular(self, dcos, dG_dd, unit):
+        grads = self.angular_dG_dcos.unsqueeze(1) * dcos + dG_dd.unsqueeze(1) * unit
+        return grads.permute(2, 0, 1)
+
+    def _fields(self, names):
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+
+    def to(self, device=None, dtype=None) -> "LocalDerivatives":
+        """A copy on ``device``, with floating-point tensors cast to ``dtype`` when given."""
+        moved = {name: t.to(device=device, dtype=dtype if t.is_floating_point() else None)
+                 for name, t in self._fields(self._EDGE_FIELDS + self._TRIPLET_FIELDS).items()}
+        return replace(self, **moved)
+
+    def split(self, atoms_per_structure) -> list:
+        """One payload per structure of a batch (atoms in consecutive blocks), with local atom indices.
+
+        Edges and triplets are sorted by centre, so each structure's rows are one contiguous block.
+        """
+        blocks = {}
+        for names, centers in ((self._EDGE_FIELDS, self.center_idx), (self._TRIPLET_FIELDS, self.triplet_center_idx)):
+            first_atom, sizes = rows_per_structure(centers, atoms_per_structure)
+            for name, tensor in self._fields(names).items():
+                blocks[name] = torch.split(tensor, sizes, dim=-1)
+        parts = []
+        for b, n in enumerate(torch.as_tensor(atoms_per_structure).tolist()):
+            fields = {name: pieces[b] for name, pieces in blocks.items()}
+            for name in self._ATOM_INDEX_FIELDS:
+                fields[name] = fields[name] - first_atom[b]
+            parts.append(replace(self, n_atoms=n, **fields))
+        return parts
+
+    @classmethod
+    def concatenate(cls, parts) -> "LocalDerivatives":
+        """One payload for consecutive blocks of atoms, the inverse of ``split``."""
+        offsets, total = [], 0
+        for part in parts:
+            offsets.append(total)
+            total += part.n_atoms
+        fields = {}
+        for name in cls._EDGE_FIELDS + cls._TRIPLET_FIELDS:
+            if getattr(parts[0], name) is None:
+                continue
+            pieces = [getattr(p, name) for p in parts]
+            if name in cls._ATOM_INDEX_FIELDS:
+                pieces = [piece + offset for piece, offset in zip(pieces, offsets)]
+            fields[name] = torch.cat(pieces, dim=-1)
+        return replace(parts[0], n_atoms=total, **fields)
+
+    def contract(self, grad_features):
+        """Gradient with respect to positions (N, 3) of sum(grad_features * G).
+
+        ``grad_features`` (N, F) is dE/dG for the raw features; forces are
+        ``-contract(dE/dG)``.  Differentiable in ``grad_features`` (for force
+        training through the network).
+        """
+        nr, na = self.n_radial, self.n_angular
+        g = grad_features.t().contiguous()  # (F, N): gathering along the last axis is fast
+        g_rad = g[:nr].index_select(1, self.center_idx)
+        g_ang = g[nr: nr + na].index_select(1, self.triplet_center_idx)
+        if self.multi:
+            g_rad = g_rad + self.neighbor_typespin * g[nr + na: 2 * nr + na].index_select(1, self.center_idx)
+            g_ang = g_ang + self.triplet_typespin * g[2 * nr + na:].index_select(1, self.triplet_center_idx)
+        radial = self.radial_unit * (g_rad * self.radial_dG_dd).sum(0)
+        via_cos = (g_ang * self.angular_dG_dcos).sum(0)
+        on_j = self.dcos_drj * via_cos + self.unit_ij * (g_ang * self.angular_dG_ddij).sum(0)
+        on_k = self.dcos_drk * via_cos + self.unit_ik * (g_ang * self.angular_dG_ddik).sum(0)
+        index = torch.cat([self.neighbor_idx, self.center_idx, self.triplet_center_idx, self.neighbor_j_idx,
+                           self.neighbor_k_idx])
+        terms = torch.cat([radial, -radial, -(on_j + on_k), on_j, on_k], dim=1)
+        return sum_columns(terms, index, self.n_atoms, self.backend).t()
+
+    def to_dense(self):
+        """The full Jacobian dG_{i,f} / dr_{a,c} as an (N, F, N, 3) tensor (tests and debugging only)."""
+        nr, na, n = self.n_radial, self.n_angular, self.n_atoms
+        weights = [(None, None)] + ([(self.neighbor_typespin, self.triplet_typespin)] if self.multi else [])
+        dG_drij, grads = self.dG_drij, (self.grads_i, self.grads_j, self.grads_k)
+        jac = torch.zeros((n, len(weights) * (nr + na), n, 3), dtype=dG_drij.dtype, device=dG_drij.device)
+        for block, (s_rad, s_ang) in enumerate(weights):
+            rad_cols = block * (nr + na) + torch.arange(nr, device=jac.device)
+            ang_cols = block * (nr + na) + nr + torch.arange(na, device=jac.device)
+            d = dG_drij if s_rad is None else dG_drij * s_rad[:, None, None]
+            _accumulate(jac, rad_cols, self.center_idx, self.neighbor_idx, d)
+            _accumulate(jac, rad_cols, self.center_idx, self.center_idx, -d)
+            w = 1.0 if s_ang is None else s_ang[:, None, None]
+            for atom, values in zip((self.triplet_center_idx, self.neighbor_j_idx, self.neighbor_k_idx), grads):
+                _accumulate(jac, ang_cols, self.triplet_center_idx, atom, values * w)
+        return jac
+
+
+def _accumulate(jac, cols, center, atom, values):
+    """jac[center[e], cols[w], atom[e], :] += values[e, w, :] for every edge/triplet e."""
+    shape = (len(center), len(cols))
+    index = (center[:, None].expand(shape), cols[None, :].expand(shape), atom[:, None].expand(shape))
+    jac.index_put_(index, values, accumulate=True)

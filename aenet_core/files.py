@@ -1,0 +1,86 @@
+"""The files aenet_core writes and reads: atomic replacement, and format/version checks.
+
+Every output is written under a temporary name beside its destination and
+renamed into place only when complete, so an interrupted write never leaves a
+file that a later read would trust.  Every reader checks the format name and
+version a file declares through ``check_format``, so all of them refuse a
+foreign or newer file the same way, naming the file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+
+class FileFormatError(ValueError):
+    """A file that is not what the reader expects, or in a version it cannot read; the message names it."""
+
+
+@contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside ``path``; on success it replaces ``path``, on failure it is removed."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_write(path, binary=False):
+    """Yield a handle on a temporary file beside ``path``; replace ``path`` only on success."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "xb") if binary else open(tmp, "x", encoding="utf-8") as handle:
+            yield handle
+
+
+def write_json(path, data, **options) -> None:
+    """Strict JSON (no NaN), written atomically."""
+    with atomic_write(path) as handle:
+        json.dump(data, handle, allow_nan=False, **options)
+        handle.write("\n")
+
+
+def read_json(path, what: str, error=FileFormatError):
+    """The parsed content of a JSON file; unreadable JSON raises ``error`` naming the file and ``what`` it
+    should have been."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise error(f"{path}: not valid JSON, so a damaged or foreign {what} (invalid JSON: {err}); make it "
+                    f"again") from None
+
+
+def check_format(where, found_format, expected_format: str, found_version, readable_versions, what: str,
+                 version_label: str = "version", error=FileFormatError) -> None:
+    """Refuse a file that declares another format, or a version outside ``readable_versions``.
+
+    Messages read "<where>: unsupported format ...: not an aenet_core <what>" and "<where>: unsupported
+    <version_label> <version> is newer than ..." (or "... is not one ..."); ``where`` None leaves the
+    prefix out.
+    """
+    prefix = "" if where is None else f"{where}: "
+    if found_format != expected_format:
+        raise error(f"{prefix}unsupported format {found_format!r}: not an aenet_core {what} (expected "
+                    f"{expected_format!r})")
+    if found_version in readable_versions and not isinstance(found_version, bool):
+        return
+    readable = ", ".join(map(repr, readable_versions))
+    if _newer(found_version, readable_versions):
+        raise error(f"{prefix}unsupported {version_label} {found_version!r} is newer than this aenet_core reads "
+                    f"({readable}); upgrade aenet_core")
+    raise error(f"{prefix}unsupported {version_label} {found_version!r} is not one this aenet_core reads "
+                f"({readable}); make the {what} again with this version")
+
+
+def _newer(version, readable) -> bool:
+    try:
+        return float(version) > max(float(v) for v in readable)
+    except (TypeError, ValueError):
+        return False

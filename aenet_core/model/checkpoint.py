@@ -1,0 +1,114 @@
+"""The model file (``model.pt``, ``best_model.pt``, ``checkpoint_epoch_NNNN.pt``): schema, save, load, upgrade.
+
+A model file is a ``torch.save`` of one dict of tensors and plain data (str,
+int, float, bool, None, lists, tuples, dicts), so it is read with
+``torch.load(weights_only=True)``: nothing in it can run code.  Keys (schema
+2.0): ``format`` ("aenet_core.model"), ``schema_version``, ``timestamp``,
+``torch_version``, ``architecture``, ``descriptor_config``,
+``model_state_dict``, ``training_history``, ``best_val_loss``,
+``training_config``, ``atomic_energies``, ``run_state`` (a checkpoint's
+optimizer, scheduler, generators, force subsets and sampler scores; None when
+there is nothing to resume) and ``extra_metadata``.
+
+Older files load too and are upgraded in memory: 1.0 (one feature mean/std row
+for all species) and 1.1 (the NumPy generator state stored as a NumPy array,
+read through a loader that admits that array type and torch's version string
+and nothing else);
+``aenet-core convert-model`` rewrites one in the current schema.
+"""
+from __future__ import annotations
+
+import pickle
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from aenet_core.files import FileFormatError, atomic_write, check_format
+
+FORMAT = "aenet_core.model"
+SCHEMA_VERSION = "2.0"
+READABLE_VERSIONS = ("1.0", "1.1", SCHEMA_VERSION)
+
+
+class ModelFileError(FileFormatError):
+    """A model file or checkpoint that cannot be loaded; the message names the file and why."""
+
+
+def write_model_file(path, payload: dict) -> None:
+    """Write ``payload`` (tensors and plain data) with the format header, atomically."""
+    header = {"format": FORMAT, "schema_version": SCHEMA_VERSION,
+              "timestamp": datetime.now(timezone.utc).isoformat(), "torch_version": str(torch.__version__)}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path, binary=True) as handle:
+        torch.save({**header, **payload}, handle)
+
+
+def read_model_file(path) -> dict:
+    """The payload of a model file, upgraded to the current schema; refuses anything that is not plain data."""
+    try:
+        with torch.serialization.safe_globals(_legacy_globals()):
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except pickle.UnpicklingError as err:
+        detail = str(err).split("WeightsUnpickler error:")[-1].strip().splitlines()[0][:200]
+        if "Unsupported global" not in detail:
+            raise ModelFileError(f"{path}: not a readable aenet_core model file ({detail})") from None
+        raise ModelFileError(f"{path}: refused, it holds Python objects that loading would run ({detail}). "
+                             f"aenet_core model files and checkpoints hold only tensors and plain data, so this "
+                             f"file was not written by aenet_core or was altered; nothing in it was run") from None
+    except Exception as err:
+        raise ModelFileError(f"{path}: not a readable aenet_core model file ({type(err).__name__}: {err})") from err
+    if not isinstance(payload, dict):
+        raise ModelFileError(f"{path}: not an aenet_core model file (it holds a {type(payload).__name__})")
+    version = payload.get("schema_version")
+    check_format(path, payload.get("format", FORMAT), FORMAT, version, READABLE_VERSIONS, "model file",
+                 "model schema", error=ModelFileError)
+    if version == "1.0":
+        _upgrade_from_1_0(payload)
+    if version in ("1.0", "1.1"):
+        _upgrade_from_1_1(payload)
+    return payload
+
+
+def plain_numpy_state(state) -> dict:
+    """``np.random.get_state()`` as plain data (the key array as a tensor)."""
+    name, keys, position, has_gauss, cached_gaussian = state
+    return {"bit_generator": str(name), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "position": int(position), "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)}
+
+
+def numpy_state(plain: dict) -> tuple:
+    """The inverse of ``plain_numpy_state``, for ``np.random.set_state``."""
+    return (plain["bit_generator"], plain["keys"].numpy().astype(np.uint32), plain["position"], plain["has_gauss"],
+            plain["cached_gaussian"])
+
+
+def _legacy_globals() -> list:
+    """The plain-data types schema 1.x files hold beyond what ``weights_only`` admits: torch's version string
+    (a str subclass) and a uint32 NumPy array (the generator state) under both module names NumPy has used.
+    Object arrays and every other global stay refused."""
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # NumPy 1.x
+        from numpy.core.multiarray import _reconstruct
+    return [torch.torch_version.TorchVersion, (_reconstruct, "numpy.core.multiarray._reconstruct"),
+            (_reconstruct, "numpy._core.multiarray._reconstruct"), np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
+def _upgrade_from_1_0(payload) -> None:
+    """Schema 1.0 stored one (F,) feature mean and std for all species; give every species that row."""
+    state = payload["model_state_dict"]
+    n_species = len(payload["descriptor_config"]["species"])
+    for key in ("feature_mean", "feature_std"):
+        state[key] = state[key].expand(n_species, -1).clone()
+
+
+def _upgrade_from_1_1(payload) -> None:
+    """Schema 1.1 stored the NumPy generator state as a tuple holding an array."""
+    run_state = payload.get("run_state")
+    if run_state is not None and isinstance(run_state["rng"]["numpy"], tuple):
+        run_state["rng"]["numpy"] = plain_numpy_state(run_state["rng"]["numpy"])
+    payload.update(format=FORMAT, schema_version=SCHEMA_VERSION)

@@ -1,0 +1,183 @@
+"""``TorchANNPotential``: train, save, load, export and evaluate one aenet-style potential.
+
+A thin facade: the data a run trains on comes from ``aenet_core.training.inputs``,
+the run itself from ``aenet_core.training.loop``, the model from
+``aenet_core.model`` (its file format in ``model.checkpoint``) and the
+``.nn.ascii`` files from ``aenet_core.export``.
+"""
+from __future__ import annotations
+
+import random
+import time
+from typing import Optional
+
+import numpy as np
+import torch
+
+from aenet_core.data.sources import iter_entries
+from aenet_core.descriptor import ChebyshevDescriptor
+from aenet_core.export import DEFAULT_PREFIX, load_aenet_ascii, to_aenet_ascii
+from aenet_core.model import AtomisticModel
+from aenet_core.model.checkpoint import read_model_file, write_model_file
+from aenet_core.model.predict import PredictOut, predict_with_models
+from aenet_core.training.config import TorchTrainingConfig
+from aenet_core.training.inputs import TrainingData
+from aenet_core.training.loop import TrainingRun, empty_history
+from aenet_core.training.outputs import write_prediction_files
+from aenet_core.training.trainout import TrainOut
+
+
+class TorchANNPotential:
+    """Per-species atomic networks on a Chebyshev descriptor.
+
+    ``arch`` is ``{species: [(nodes, activation), ...]}`` (hidden layers; the
+    output layer is linear with one node).  Activations: linear, tanh,
+    sigmoid, mtanh, twist.
+    """
+
+    def __init__(self, arch, descriptor: ChebyshevDescriptor):
+        self.descriptor = descriptor
+        self.model = AtomisticModel(arch, descriptor.species, descriptor.n_features, dtype=descriptor.dtype)
+        self.arch = self.model.arch
+        self.history = empty_history()
+        self.training_config = None
+        self.best_val_loss = None
+        self._run_state = None  # the finished run's state: a saved model can be trained further
+        self.extra_metadata = {}
+
+    # ----------------------------------------------------------------------------- training
+
+    def train(self, structures=None, dataset=None, train_dataset=None, test_dataset=None,
+              config: Optional[TorchTrainingConfig] = None, resume_from=None, split=None, output_dir=".") -> TrainOut:
+        """Train on ``structures`` (Structures, ase.Atoms, file paths or globs; split by ``testpercent``), or
+        on a prebuilt ``dataset`` (split likewise), or on ``train_dataset``/``test_dataset`` as given.
+
+        ``split`` (an ``aenet_core.split.Split`` or a split file) fixes the train/test indices of
+        ``structures``/``dataset`` instead of ``testpercent``/``split_seed``; it must have been drawn
+        from the same data.
+
+        ``resume_from`` (a checkpoint or model file written by training) restores weights,
+        normalisation, optimizer, scheduler, history, random generators, force subsets and
+        sampler scores, then trains ``config.iterations`` more epochs.  ``output_dir`` receives the
+        ``energies.*``/``forces.*`` files of ``save_energies``/``save_forces``.
+        """
+        started = time.perf_counter()
+        config = config or TorchTrainingConfig()
+        device, dtype = config.resolved_device(), config.resolved_dtype(self.descriptor.dtype)
+        if config.seed is not None:
+            seed_everything(config.seed)
+        data = TrainingData.resolve(self.descriptor, config, structures, dataset, train_dataset, test_dataset, split)
+        data.warn_missing_references(self.descriptor.species)
+        resume = None if resume_from is None else self._checkpoint_to_resume(resume_from)
+        # Built after seeding, so the initial weights follow config.seed.
+        self.model = AtomisticModel(self.arch, self.descriptor.species, self.descriptor.n_features,
+                                    atomic_energies=data.train_set.atomic_energies, dtype=dtype).to(device)
+        self.training_config = config
+        run = TrainingRun(self.model, data, config, save=self._write_model_file)
+        if resume is not None:
+            self.model.load_state_dict(resume["model_state_dict"])
+            run.load_state_dict(resume["run_state"], resume["training_history"], resume["best_val_loss"])
+        setup_time = time.perf_counter() - started
+        self.history = run.run()
+        self.best_val_loss = run.best_val_loss
+        self._run_state = run.state_dict()
+        write_prediction_files(self, data, config, output_dir)
+        out = TrainOut(self.history, config=config.to_dict())
+        if config.timing:
+            print(out.timing_report(setup_time))
+        return out
+
+    def _checkpoint_to_resume(self, path) -> dict:
+        payload = read_model_file(path)
+        if payload.get("run_state") is None:
+            raise ValueError(f"{path}: not a training checkpoint (no run state); resume needs a file "
+                             f"written during training")
+        stored = ChebyshevDescriptor.from_config(payload["descriptor_config"]).identity()
+        if stored != self.descriptor.identity() or payload["architecture"] != self.arch:
+            raise ValueError(f"{path}: the checkpoint's descriptor or architecture differs from this potential's")
+        return payload
+
+    # ----------------------------------------------------------------------------- files
+
+    def save(self, path, extra_metadata: dict | None = None) -> None:
+        """Write the model (weights, normalisation, descriptor, history, config) to ``path`` atomically;
+        ``extra_metadata`` (JSON-like) is stored with it and restored as ``potential.extra_metadata``."""
+        self.extra_metadata = dict(extra_metadata or self.extra_metadata)
+        self._write_model_file(path, self.history, self.best_val_loss, self._run_state)
+
+    def _write_model_file(self, path, history, best_val_loss, run_state) -> None:
+        """The model file; with the ``run_state`` of a training run it is also a checkpoint to resume from."""
+        write_model_file(path, {
+            "architecture": self.arch,
+            "descriptor_config": self.descriptor.get_config(),
+            "model_state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "training_history": history,
+            "best_val_loss": best_val_loss,
+            "training_config": self.training_config.to_dict() if self.training_config else None,
+            "atomic_energies": dict(zip(self.descriptor.species, self.model.atomic_energies.tolist())),
+            "run_state": run_state,
+            "extra_metadata": self.extra_metadata,
+        })
+
+    @classmethod
+    def from_file(cls, path, device=None) -> TorchANNPotential:
+        """Load a model written by ``save`` or training (plain data only: nothing in the file is run);
+        ``device`` moves it (a stored CUDA device falls back to CPU)."""
+        payload = read_model_file(path)
+        config = payload["descriptor_config"]
+        stored = torch.device(config.get("device", "cpu"))
+        target = device or (stored if stored.type != "cuda" or torch.cuda.is_available() else "cpu")
+        potential = cls(payload["architecture"], ChebyshevDescriptor.from_config(config, device=target))
+        state = payload["model_state_dict"]
+        potential.model.to(dtype=state["feature_mean"].dtype)  # the trained precision, e.g. float32
+        potential.model.load_state_dict(state)
+        potential.model.to(target)
+        potential.history = payload["training_history"]
+        potential.best_val_loss = payload["best_val_loss"]
+        potential._run_state = payload["run_state"]
+        potential.extra_metadata = payload.get("extra_metadata") or {}
+        if payload["training_config"] is not None:
+            potential.training_config = TorchTrainingConfig.from_dict(payload["training_config"])
+        return potential
+
+    def to_aenet_ascii(self, output_dir, prefix=DEFAULT_PREFIX, structures=None, descriptor_stats=None) -> dict:
+        """Write aenet ``.nn.ascii`` files, ``<prefix>.<Species>.nn.ascii`` per species, and a manifest.
+
+        ``structures`` (Structures, ase.Atoms or files) fill only the training-set counts and
+        ``descriptor_stats`` only sfval_min/max; see ``aenet_core.export.to_aenet_ascii``.
+        """
+        if structures is not None:
+            structures = [entry.structure for entry in iter_entries(structures)]
+        return to_aenet_ascii(self, output_dir, prefix=prefix, structures=structures,
+                              descriptor_stats=descriptor_stats)
+
+    @classmethod
+    def from_aenet_ascii(cls, files, device=None) -> TorchANNPotential:
+        """A potential from aenet ``.nn.ascii`` files ``{species: path}``, one per descriptor species
+        (Fortran-trained files with per-species feature statistics included)."""
+        descriptor, model = load_aenet_ascii(files, device=device)
+        potential = cls(model.arch, descriptor)
+        potential.model = model
+        return potential
+
+    # ----------------------------------------------------------------------------- inference
+
+    def predict(self, structures, eval_forces: bool = False, batch_size: int = 32) -> PredictOut:
+        """Energies (and forces) of Structures, ase.Atoms or structure files (every frame, each named
+        ``path#frame=N`` in ``structure_paths``)."""
+        entries = list(iter_entries(structures))
+        return predict_with_models([self.model], self.descriptor, [e.structure for e in entries],
+                                   [e.identifier for e in entries], eval_forces, batch_size)[0]
+
+    def predict_dataset(self, dataset, eval_forces: bool = False, batch_size: int = 32) -> PredictOut:
+        """``predict`` over every entry of a dataset (a ``StructureSource``), named by its identifiers."""
+        indices = range(len(dataset))
+        return predict_with_models([self.model], self.descriptor, [dataset.get_structure(i) for i in indices],
+                                   [dataset.get_structure_identifier(i) for i in indices], eval_forces,
+                                   batch_size)[0]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

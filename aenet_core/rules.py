@@ -1,0 +1,76 @@
+"""Numeric settings checked the same way everywhere: kind, bounds, the message, and the JSON schema.
+
+One ``NumberRule`` per setting is the single source of its allowed range: the
+Python check, the error text and the workflow's config schema all derive from it.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping
+from typing import NamedTuple
+
+import numpy as np
+
+
+class NumberRule(NamedTuple):
+    """How one numeric field is checked: its kind and bounds (None: unbounded; ``*_open``: exclusive)."""
+
+    integer: bool  # int only (bool rejected) rather than any finite real
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    optional: bool = False  # None allowed
+
+    def test(self, x) -> bool:
+        above = self.low is None or (x > self.low if self.low_open else x >= self.low)
+        below = self.high is None or (x < self.high if self.high_open else x <= self.high)
+        return above and below
+
+    @property
+    def text(self) -> str:
+        """The allowed range in words, e.g. ">= 0" or "in [0, 1)"."""
+        if self.low is not None and self.high is not None:
+            return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+        if self.low is not None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        return ""
+
+    def json_schema(self) -> dict:
+        kind = "integer" if self.integer else "number"
+        schema = {"type": [kind, "null"] if self.optional else kind}
+        for bound, value, is_open in (("minimum", self.low, self.low_open), ("maximum", self.high, self.high_open)):
+            if value is not None:
+                schema[("exclusive" + bound.capitalize()) if is_open else bound] = value
+        return schema
+
+
+ANY = NumberRule(False)
+NONNEG = NumberRule(False, 0)
+POSITIVE = NumberRule(False, 0, low_open=True)
+UNIT = NumberRule(False, 0, 1)
+BETA = NumberRule(False, 0, 1, high_open=True)
+COUNT = NumberRule(True, 0)
+# At least one training entry remains whatever the number of entries (splits and TorchTrainingConfig).
+TESTPERCENT = NumberRule(False, 0, 100, high_open=True)
+
+
+def checked_number(owner: str, name: str, value, rule: NumberRule):
+    """The value as int/float (or None when allowed); ValueError when it breaks the rule."""
+    if value is None and rule.optional:
+        return None
+    kind = numbers.Integral if rule.integer else numbers.Real
+    if not (isinstance(value, kind) and not isinstance(value, (bool, np.bool_))
+            and math.isfinite(value) and rule.test(value)):
+        allowed = " ".join(filter(None, ["an int" if rule.integer else "a finite number", rule.text]))
+        allowed += " or None" if rule.optional else ""
+        raise ValueError(f"{owner}.{name} must be {allowed}; got {value!r}")
+    return int(value) if rule.integer else float(value)
+
+
+def check_numbers(obj, rules: Mapping[str, NumberRule]) -> None:
+    """Validate and normalise the numeric fields of a (possibly frozen) dataclass."""
+    owner = type(obj).__name__
+    for name, rule in rules.items():
+        object.__setattr__(obj, name, checked_number(owner, name, getattr(obj, name), rule))

@@ -1,0 +1,282 @@
+"""One training run: feature sources and normalisation, epochs, validation, scheduler, and checkpoints.
+
+A checkpoint is a complete model file plus ``run_state``: optimizer,
+scheduler, random generators, force subsets and sampler scores.  Training N
+epochs, or N/2 and then N/2 more from the checkpoint, gives the same weights.
+The run writes files only through the ``save`` callback it is given.
+"""
+import math
+import random
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from aenet_core.data.batch import BatchLoader, FeatureSource
+from aenet_core.data.cache import LRUCache, PersistentCache
+from aenet_core.model.checkpoint import numpy_state, plain_numpy_state
+from aenet_core.model.normalization import energy_normalization, feature_statistics
+from aenet_core.training.loss import EnergyForceLoss
+from aenet_core.training.sampling import Sampler, force_selection
+
+HISTORY_KEYS = ("train_energy_rmse", "test_energy_rmse", "train_energy_mae", "test_energy_mae",
+                "train_force_rmse", "test_force_rmse", "learning_rate", "epoch_time", "forward_time",
+                "backward_time", "data_time", "validation_time")
+NAN_METRICS = {"energy_rmse": float("nan"), "energy_mae": float("nan"), "force_rmse": float("nan")}
+
+
+def empty_history() -> dict:
+    return {key: [] for key in HISTORY_KEYS}
+
+
+class TrainingRun:
+    """Everything that changes while ``model`` trains on ``data`` (a ``TrainingData``).
+
+    ``save(path, history, best_val_loss, run_state)`` writes a model file; the
+    run calls it for ``best_model.pt`` and the periodic checkpoints.
+    """
+
+    def __init__(self, model, data, config, save=None):
+        self.model, self.config, self.save = model, config, save
+        self.device, self.dtype = next(model.parameters()).device, model.feature_mean.dtype
+        self.loss = EnergyForceLoss(config.force_weight, config.force_scale_unbiased)
+        train_source = feature_source(data.train_set, config, "train")
+        test_source = feature_source(data.test_set, config, "val") if data.test_idx else None
+        fit_normalization(model, train_source, data.train_idx, config)
+        if config.cache_warmup:
+            warm_up(config, ((train_source, data.train_idx), (test_source, data.test_idx)))
+        workers = (config.num_workers, config.prefetch_factor, config.persistent_workers)
+        self.train_loader, self.train_idx = BatchLoader(train_source, *workers), data.train_idx
+        self.test_loader = BatchLoader(test_source, *workers) if test_source else None
+        self.test_idx = data.test_idx
+        self.optimizer = config.method.build(model.parameters())
+        self.scheduler = None
+        if config.use_scheduler and self.test_idx:
+            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                self.optimizer, mode="min", patience=config.scheduler_patience, factor=config.scheduler_factor,
+                min_lr=config.scheduler_min_lr)
+        seed = config.seed
+        self.train_forces = force_selection(data.train_set, self.train_idx, config, 0 if seed is None else seed)
+        test_set = data.test_set if test_source else None
+        self.test_forces = force_selection(test_set, self.test_idx, config, 1 if seed is None else seed + 1)
+        self.sampler = Sampler(config.sampling_policy, data.train_set, self.train_idx, seed)
+        self.history = empty_history()
+        self.best_val_loss = None
+        self.next_epoch = 0
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def run(self) -> dict:
+        config = self.config
+        epochs = range(self.next_epoch, self.next_epoch + config.iterations)
+        for epoch in tqdm(epochs, desc="epochs", disable=not config.show_progress):
+            self._epoch(epoch)
+        if config.iterations:  # the last epoch's metrics from a full pass with the final weights
+            final = _metric_entries(self.evaluate(self.train_loader, self.train_idx, self.train_forces),
+                                    self.evaluate(self.test_loader, self.test_idx, self.test_forces))
+            for key, value in final.items():
+                self.history[key][-1] = value
+        return self.history
+
+    def _epoch(self, epoch):
+        config, started = self.config, time.perf_counter()
+        resample = config.force_sampling == "random" and config.force_resample_num_epochs > 0
+        if self.train_forces and resample and epoch > 0 and epoch % config.force_resample_num_epochs == 0:
+            self.train_forces.draw()
+        train_means, errors, timing = run_epoch(self.model, self.loss, self.train_loader, self.sampler.order(),
+                                                config.batch_size, self.train_forces, self.device, self.dtype,
+                                                optimizer=self.optimizer, progress=config.show_batch_progress)
+        self.sampler.update(errors)
+        validation_started = time.perf_counter()
+        test_means = self.evaluate(self.test_loader, self.test_idx, self.test_forces)
+        timing["validation_time"] = time.perf_counter() - validation_started
+        force_rmse = test_means["force_rmse"]
+        val_loss = self.loss.combine(test_means["energy_rmse"], None if math.isnan(force_rmse) else force_rmse)
+        if self.scheduler is not None:
+            self.scheduler.step(val_loss)
+        improved = not math.isnan(val_loss) and (self.best_val_loss is None or val_loss < self.best_val_loss)
+        if improved:
+            self.best_val_loss = val_loss
+        for key, value in _metric_entries(train_means, test_means).items():
+            self.history[key].append(value)
+        self.history["learning_rate"].append(self.optimizer.param_groups[0]["lr"])
+        self.history["epoch_time"].append(time.perf_counter() - started)
+        for key, value in timing.items():
+            self.history[key].append(value)
+        self.next_epoch = epoch + 1
+        self._checkpoint(epoch, improved)
+
+    def evaluate(self, loader, indices, forces):
+        if loader is None or not indices:
+            return dict(NAN_METRICS)
+        means, _, _ = run_epoch(self.model, self.loss, loader, indices, self.config.batch_size, forces, self.device,
+                                self.dtype, label="validate")
+        return means
+
+    # -- checkpoints --------------------------------------------------------------------
+
+    def _checkpoint(self, epoch, improved):
+        config = self.config
+        if config.checkpoint_dir is None or self.save is None:
+            return
+        directory = Path(config.checkpoint_dir)
+        if config.save_best and improved:
+            self.save(directory / "best_model.pt", self.history, self.best_val_loss, self.state_dict())
+        if config.checkpoint_interval and (epoch + 1) % config.checkpoint_interval == 0:
+            self.save(directory / checkpoint_name(epoch), self.history, self.best_val_loss, self.state_dict())
+            if config.max_checkpoints is not None:
+                for old in checkpoint_files(directory)[: -config.max_checkpoints]:
+                    old.unlink()
+
+    def state_dict(self) -> dict:
+        """What a resume needs besides weights and history; tensors and plain data only."""
+        selections = {"train": self.train_forces, "test": self.test_forces}
+        return {
+            "epoch": self.next_epoch - 1,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "sampler": self.sampler.state_dict(),
+            "forces": {k: s.state_dict() if s else None for k, s in selections.items()},
+            "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
+                    "numpy": plain_numpy_state(np.random.get_state())},
+        }
+
+    def load_state_dict(self, state, history, best_val_loss) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.sampler.load_state_dict(state["sampler"])
+        for selection, saved in ((self.train_forces, state["forces"]["train"]),
+                                 (self.test_forces, state["forces"]["test"])):
+            if selection is not None and saved is not None:
+                selection.load_state_dict(saved)
+        torch.set_rng_state(state["rng"]["torch"])
+        random.setstate(state["rng"]["python"])
+        np.random.set_state(numpy_state(state["rng"]["numpy"]))
+        self.history = {key: list(values) for key, values in history.items()}
+        self.best_val_loss = best_val_loss
+        self.next_epoch = state["epoch"] + 1
+
+
+def run_epoch(model, loss, loader, order, batch_size, selection, device, dtype, optimizer=None, progress=False,
+              label="train"):
+    """One pass over ``order`` (dataset indices, in draw order); returns (means, per-structure errors, timings).
+
+    Epoch metrics are means over batches."""
+    train = optimizer is not None
+    model.train(train)
+    dataset = loader.source.dataset
+    selected = selection.selected if selection is not None else set()
+    plan = []
+    for start in range(0, len(order), batch_size):
+        indices = tuple(order[start: start + batch_size])
+        plan.append((indices, tuple(i for i in indices if i in selected)))
+    sums = {"energy_rmse": 0.0, "energy_mae": 0.0, "force_rmse": 0.0}
+    n_force_batches = 0
+    errors = {}
+    timing = {"forward_time": 0.0, "backward_time": 0.0, "data_time": 0.0}
+    batches = loader(plan)
+    for indices, _ in tqdm(plan, desc=label, leave=False, disable=not progress):
+        t0 = time.perf_counter()
+        batch = next(batches).to(device, dtype)
+        labelled_atoms = sum(dataset.atom_counts([i for i in indices if dataset.has_forces(i)]))
+        t1 = time.perf_counter()
+        with torch.set_grad_enabled(train or loss.force_weight > 0):
+            value, metrics = loss.of_batch(model, batch, labelled_atoms, train)
+        t2 = time.perf_counter()
+        if train:
+            optimizer.zero_grad(set_to_none=True)
+            value.backward()
+            optimizer.step()
+        t3 = time.perf_counter()
+        timing["data_time"] += t1 - t0
+        timing["forward_time"] += t2 - t1
+        timing["backward_time"] += t3 - t2
+        sums["energy_rmse"] += metrics.energy_rmse
+        sums["energy_mae"] += metrics.energy_mae
+        if not math.isnan(metrics.force_rmse):
+            sums["force_rmse"] += metrics.force_rmse
+            n_force_batches += 1
+        for index, error in zip(batch.indices, metrics.abs_errors.tolist()):
+            errors.setdefault(index, []).append(error)
+    means = {
+        "energy_rmse": sums["energy_rmse"] / len(plan),
+        "energy_mae": sums["energy_mae"] / len(plan),
+        "force_rmse": sums["force_rmse"] / n_force_batches if n_force_batches else float("nan"),
+    }
+    return means, {i: sum(e) / len(e) for i, e in errors.items()}, timing
+
+
+def feature_source(dataset, config, split) -> FeatureSource:
+    """The split's FeatureSource with the runtime caches the configuration enables for it."""
+    def cache(enabled, max_entries, kind):
+        if not enabled or config.cache_scope not in ("all", split):
+            return None
+        if config.cache_persist_dir is not None:
+            return PersistentCache(max_entries, config.cache_persist_dir, dataset, kind)
+        return LRUCache(max_entries)
+
+    return FeatureSource(dataset,
+                         feature_cache=cache(config.cache_features, config.cache_feature_max_entries, "features"),
+                         derivative_cache=cache(config.cache_force_triplets, config.cache_force_triplet_max_entries,
+                                                "derivatives"),
+                         neighbor_cache=cache(config.cache_neighbors, config.cache_neighbor_max_entries, "neighbors"))
+
+
+def fit_normalization(model, source, indices, config) -> None:
+    """Feature statistics and energy scaling from the training split (or as the configuration fixes them)."""
+    if config.normalize_features:
+        if config.feature_stats is not None:
+            mean, std = config.feature_stats["mean"], config.feature_stats["std"]
+        else:
+            chunks = (source.batch(indices[i: i + 64], lambda _: False).features for i in range(0, len(indices), 64))
+            stats = feature_statistics(chunks)
+            mean, std = stats["mean"], stats["std"]
+        model.set_feature_statistics(mean, std)
+    if config.normalize_energy:
+        if config.E_shift is not None:
+            shift, scaling = config.E_shift, config.E_scaling
+        else:
+            shift, scaling = energy_normalization(source.dataset.referenced_energy_per_atom(i) for i in indices)
+        model.set_energy_normalization(shift, scaling)
+
+
+def warm_up(config, splits) -> None:
+    """Fill the runtime caches before epoch 0 (in this process, so not with DataLoader workers)."""
+    if config.num_workers > 0:
+        warnings.warn("cache_warmup is skipped with num_workers > 0: each worker keeps its own caches",
+                      stacklevel=4)
+        return
+    for source, indices in splits:
+        if source is None:
+            continue
+        if source.feature_cache is not None:
+            source.batch(indices, lambda _: False)
+        if source.derivative_cache is not None and config.force_weight > 0:
+            source.batch([i for i in indices if source.dataset.has_forces(i)], lambda _: True)
+
+
+def checkpoint_name(epoch: int) -> str:
+    """The periodic checkpoint written after the 0-based ``epoch``."""
+    return f"checkpoint_epoch_{epoch:04d}.pt"
+
+
+def checkpoint_files(directory) -> list:
+    """The periodic checkpoints ``checkpoint_epoch_<epoch>.pt`` in ``directory``, oldest epoch first."""
+    return sorted(Path(directory).glob("checkpoint_epoch_*.pt"), key=checkpoint_epoch)
+
+
+def checkpoint_epoch(path) -> int:
+    """The 0-based epoch after which a periodic checkpoint was written."""
+    return int(Path(path).stem.rsplit("_", 1)[1])
+
+
+def _metric_entries(train, test) -> dict:
+    return {
+        "train_energy_rmse": train["energy_rmse"], "test_energy_rmse": test["energy_rmse"],
+        "train_energy_mae": train["energy_mae"], "test_energy_mae": test["energy_mae"],
+        "train_force_rmse": train["force_rmse"], "test_force_rmse": test["force_rmse"],
+    }
