@@ -26,6 +26,6 @@ include: "workflow/rules/evaluate.smk"
 
 
 rule all:
+    default_target: True
     input:
         [path for run in RUNS for path in run_outputs(run)],
-    default_target: True

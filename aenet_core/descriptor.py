@@ -25,8 +25,8 @@ import torch
 from aenet_core import backend as backends
 from aenet_core.backend import sum_columns
 from aenet_core.derivatives import LocalDerivatives
-from aenet_core.neighbors import (batched_neighbor_list, neighbor_list_from_pairs, pairs_by_structure,
-                                  prepare_cells, row_dot)
+from aenet_core.neighbors import (batched_neighbor_list, neighbor_list_from_pairs, pairs_by_structure, prepare_cells,
+                                  row_dot)
 
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 DEFAULT_MIN_CUTOFF = 0.55  # Å, aenet-python's default

@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from aenet_core.io import read_structures
 from aenet_core.files import check_format, read_json, write_json
+from aenet_core.io import read_structures
 
 __all__ = ["ReferenceEnergies", "iter_composition_energy_samples_from_files"]
 

@@ -4,6 +4,7 @@ import pytest
 
 from aenet_core.cli import main
 from aenet_core.data import HDF5StructureDataset
+from aenet_core.descriptor import DEFAULT_MIN_CUTOFF
 from aenet_core.io import read_structures
 from aenet_core.reference_energies import ReferenceEnergies
 from aenet_core.split import Split
@@ -52,6 +53,7 @@ def test_reference_energies_database_and_split(tmp_path):
           "--ang-cutoff", "3.5"])
     db = HDF5StructureDataset(None, db_path, mode="load")
     assert len(db) == 8 and db.has_persisted_derivatives and db.atomic_energies == fitted.atomic_energies
+    assert db.descriptor.min_cutoff == DEFAULT_MIN_CUTOFF  # not given: the descriptor's own default
     split_path = tmp_path / "split.json"
     main(["split", str(db_path), "--output", str(split_path), "--testpercent", "25", "--split-seed", "3"])
     split = Split.load(split_path)
@@ -59,3 +61,8 @@ def test_reference_energies_database_and_split(tmp_path):
     split.check(db)
     with pytest.raises(SystemExit, match="SYMBOL=ENERGY"):
         main(["reference-energies", str(data), "--output", str(fixed), "--fixed", "Cu:-0.5"])
+    main(["reference-energies", str(data), "--output", str(fixed), "--method", "fixed", "--fixed", "Cu=-0.5",
+          "Au=-0.25"])
+    assert ReferenceEnergies.load(fixed).method == "fixed"
+    with pytest.raises(ValueError, match="no value for Au"):
+        main(["reference-energies", str(data), "--output", str(fixed), "--method", "fixed", "--fixed", "Cu=-0.5"])

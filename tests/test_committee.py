@@ -1,6 +1,7 @@
 """Committees: training layout and seeds, single-member jobs and aggregation, resume, failures,
 ensemble statistics, dataset prediction, and calibrated uncertainty."""
 import json
+import os
 import warnings
 from dataclasses import replace
 
@@ -9,12 +10,10 @@ import pytest
 import torch
 
 from aenet_core.committee import (AenetEnsembleResult, TorchCommitteeConfig, TorchCommitteePotential,
-                                  aggregate_committee, train_member)
-from aenet_core.data import HDF5StructureDataset
+                                  TorchCommitteeTrainResult, aggregate_committee, train_member)
 from aenet_core.descriptor import BatchedFeaturizer
-from aenet_core.evaluation import evaluate_committee
 from aenet_core.example_data import make_cuau_structures
-from aenet_core.io import read_structures
+from aenet_core.files import FileFormatError
 from aenet_core.split import Split
 from aenet_core.structure import Structure
 from aenet_core.torch_featurize import ChebyshevDescriptor
@@ -222,6 +221,7 @@ def test_calibration_recovers_a_known_scale_and_is_reloaded(trained, cuau):
     (out / "calibration.json").unlink()
 
 
+@pytest.mark.slow
 def test_parallel_members_equal_sequential_ones(cuau, tmp_path):
     results = {}
     for parallel in (1, 2):
@@ -268,27 +268,6 @@ def test_checkpoints_for_other_references_or_a_longer_run_are_not_resumed(cuau, 
     assert json.loads((member / "summary.json").read_text())["metrics"]["epochs_recorded"] == 3
 
 
-@pytest.mark.parametrize("num_members", [1, 2])
-def test_evaluation_writes_every_product_even_without_a_calibration(cuau, tmp_path, num_members):
-    db = HDF5StructureDataset(descriptor(), tmp_path / "db.h5", sources=cuau, mode="build", atomic_energies=REFERENCES)
-    db.build_database(show_progress=False, persist_features=True, persist_force_derivatives=True)
-    split = Split.create(db, 40, 2)
-    split.save(tmp_path / "split.json")
-    for index in range(num_members):
-        train_member(TorchANNPotential(ARCH, descriptor()), tmp_path / "committee" / f"member_{index:03d}",
-                     replace(config(iterations=2), atomic_energies=None), db, split, index, seed=index)
-    aggregate_committee(tmp_path / "committee")
-    summary = evaluate_committee(tmp_path / "committee", tmp_path / "db.h5", tmp_path / "split.json",
-                                 tmp_path / "evaluation", n_uncertain=3)
-    names = {p.name for p in (tmp_path / "evaluation").iterdir()}
-    assert names == {"summary.json", "predictions.csv", "calibration.json", "parity.png", "uncertainty.png",
-                     "most_uncertain.csv", "most_uncertain.extxyz"}
-    assert summary["n_structures"] == len(split.test) and summary["num_members"] == num_members
-    calibration = json.loads((tmp_path / "evaluation" / "calibration.json").read_text())
-    assert (calibration["factor"] is None) == (num_members == 1)
-    assert len(read_structures(tmp_path / "evaluation" / "most_uncertain.extxyz")) == 3
-
-
 def test_committee_prediction_featurizes_once_for_all_members(trained, cuau, monkeypatch):
     committee, _, _ = trained
     expected = [m.predict(cuau[:5], eval_forces=True) for m in committee.members]
@@ -301,3 +280,27 @@ def test_committee_prediction_featurizes_once_for_all_members(trained, cuau, mon
         np.testing.assert_allclose(result.member_outputs[k].total_energy, out.total_energy, rtol=0, atol=1e-12)
         np.testing.assert_allclose(np.concatenate(result.member_outputs[k].forces), np.concatenate(out.forces),
                                    rtol=0, atol=1e-12)
+
+
+def test_committee_metadata_of_another_schema_or_damaged_is_refused_naming_the_file(trained, tmp_path):
+    _, _, out = trained
+    metadata = json.loads((out / "committee_metadata.json").read_text())
+    assert (metadata["format"], metadata["schema_version"]) == ("aenet_core.committee", "1.0")
+    copy = tmp_path / "committee_metadata.json"
+    copy.write_text(json.dumps({**metadata, "schema_version": "9.0"}))
+    with pytest.raises(FileFormatError, match=r"committee_metadata\.json: unsupported committee metadata schema "
+                                              r"'9\.0' is newer"):
+        TorchCommitteeTrainResult.from_metadata(copy)
+    copy.write_text("{broken")
+    with pytest.raises(FileFormatError, match=r"committee_metadata\.json: not valid JSON.*committee metadata"):
+        TorchCommitteeTrainResult.from_metadata(copy)
+
+
+def test_a_member_writes_its_files_into_its_folder_without_changing_directory(cuau, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(os, "chdir", lambda *_: pytest.fail("the working directory of the host process changed"))
+    dataset = StructureDataset(cuau, descriptor(), atomic_energies=REFERENCES)
+    summary = train_member(TorchANNPotential(ARCH, descriptor()), tmp_path / "member", config(iterations=1,
+                           save_energies=True), dataset, Split.create(dataset, 25, 2), seed=1)
+    assert summary["status"] == "completed", summary["error"]
+    assert (tmp_path / "member" / "energies.train.0").exists() and not (tmp_path / "energies.train.0").exists()

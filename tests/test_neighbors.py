@@ -180,12 +180,3 @@ def test_backend_is_an_argument_and_the_environment_only_its_default(monkeypatch
     assert backend.resolve() == "torch" and backend.resolve("auto") == "auto"
     assert ChebyshevDescriptor(["H"], 1, 2.0, 0, 2.0).backend == "torch"
     assert ChebyshevDescriptor(["H"], 1, 2.0, 0, 2.0, backend="auto").backend == "auto"
-
-
-def test_allocator_tuning_can_be_switched_off(monkeypatch):
-    from aenet_core.allocator import keep_freed_memory
-
-    monkeypatch.setenv("AENET_CORE_MALLOC_TUNING", "0")
-    assert keep_freed_memory() is False
-    monkeypatch.delenv("AENET_CORE_MALLOC_TUNING")
-    assert isinstance(keep_freed_memory(), bool)

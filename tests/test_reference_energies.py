@@ -443,3 +443,16 @@ def test_tio2_reference_compounds(tio2_paths):
     assert energies["O"] == pytest.approx(lowest[ti8o16] - lowest[ti8o15])
     assert 8 * energies["Ti"] + 16 * energies["O"] == pytest.approx(lowest[ti8o16])
     assert metadata["rmse"] == pytest.approx(0.0, abs=1e-8)
+
+
+def test_fixed_values_are_recorded_as_fixed_and_must_cover_every_species():
+    samples = [({"Ti": 1, "O": 2}, -2000.0), ({"Ti": 2, "O": 4}, -4000.5)]
+    values = {"Ti": -1604.6, "O": -432.5}
+    result = ReferenceEnergies.from_fixed(samples, atomic_energies=values)
+    assert result.method == "fixed" and result.atomic_energies == values
+    assert result.metadata["free_species"] == [] and result.metadata["n_samples_used"] == 2
+    residuals = [e - sum(n * values[s] for s, n in counts.items()) for counts, e in samples]
+    assert result.metadata["rmse"] == pytest.approx(math.sqrt(np.mean(np.square(residuals))))
+    assert ReferenceEnergies.from_dict(result.to_dict()).method == "fixed"
+    with pytest.raises(ValueError, match="no value for O, which the samples contain"):
+        ReferenceEnergies.from_fixed(samples, atomic_energies={"Ti": -1604.6})

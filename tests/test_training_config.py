@@ -99,7 +99,7 @@ def test_seed_page_energy_only_example_config():
 
 INVALID = [
     ("iterations", -1), ("iterations", 2.5), ("iterations", True),
-    ("testpercent", -1), ("testpercent", 101), ("testpercent", math.nan),
+    ("testpercent", -1), ("testpercent", 100), ("testpercent", 101), ("testpercent", math.nan),
     ("seed", True), ("seed", 1.5), ("seed", "7"), ("split_seed", False), ("split_seed", -3),
     ("force_weight", -0.1), ("force_weight", 1.5), ("force_fraction", 1.01),
     ("force_fraction", math.inf),
@@ -239,3 +239,23 @@ def test_resolved_device():
     assert TorchTrainingConfig(device="cpu").resolved_device() == torch.device("cpu")
     auto = "cuda" if torch.cuda.is_available() else "cpu"
     assert TorchTrainingConfig().resolved_device() == torch.device(auto)
+
+
+def test_seed_page_training_patterns_and_scheduler_example():
+    """The configuration blocks of the seed page's 'Common Training Patterns' and scheduler example."""
+    small = TorchTrainingConfig(iterations=200, method=Adam(mu=0.001, batchsize=16), testpercent=10,
+                                force_weight=0.1, device="cpu")
+    large = TorchTrainingConfig(iterations=50, method=Adam(mu=0.001, batchsize=64), testpercent=10,
+                                force_weight=0.1, device="cuda", cache_features=True,
+                                cache_feature_max_entries=1024, num_workers=8, prefetch_factor=4)
+    fastest = TorchTrainingConfig(iterations=100, method=Adam(mu=0.001, batchsize=32), testpercent=10,
+                                  force_weight=0.0, cache_features=True, cache_warmup=True, device="cuda")
+    forces = TorchTrainingConfig(iterations=100, method=Adam(mu=0.001, batchsize=32), testpercent=10,
+                                 force_weight=0.1, force_fraction=0.3, cache_neighbors=True, num_workers=4,
+                                 device="cuda")
+    assert (small.batch_size, large.batch_size, fastest.cache_warmup, forces.force_fraction) == (16, 64, True, 0.3)
+    assert str(large.resolved_device()) == "cuda"
+    scheduled = TorchTrainingConfig(iterations=200, method=Adam(mu=0.001, batchsize=32), testpercent=10,
+                                    use_scheduler=True, scheduler_patience=10, scheduler_factor=0.5,
+                                    scheduler_min_lr=1e-6)
+    assert (scheduled.use_scheduler, scheduled.scheduler_patience) == (True, 10)

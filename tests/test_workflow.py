@@ -1,5 +1,6 @@
 """The Snakemake workflow: config validation, the DAG over several configs (dry runs), lint, and a
 tiny full run with the rerun-nothing, add-a-member, failed-member and reproducibility checks."""
+import json
 import os
 import re
 import shutil
@@ -13,7 +14,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = shutil.which("snakemake") or str(Path(sys.executable).parent / "snakemake")
-TINY = {"iterations": 3, "method": {"name": "adam", "mu": 0.005, "batchsize": 4}, "force_weight": 0.1}
+TINY = {"iterations": 5, "method": {"name": "adam", "mu": 0.005, "batchsize": 4}, "force_weight": 0.1}
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(autouse=True)
@@ -164,6 +166,9 @@ def test_the_full_run_writes_every_product(finished):
                  "benchmarks/train_member_000.tsv"):
         assert (results / path).is_file(), path
     assert not list(finished.rglob("*.tmp"))
+    checkpoints = results / "committee/member_000/checkpoints"
+    assert sorted(p.name for p in checkpoints.glob("*.pt")) == [  # 5 epochs: the last 3 and the best are kept
+        "best_model.pt", "checkpoint_epoch_0002.pt", "checkpoint_epoch_0003.pt", "checkpoint_epoch_0004.pt"]
 
 
 def test_rerunning_a_finished_workflow_runs_nothing(finished):
@@ -215,3 +220,28 @@ def test_the_report_has_the_plots_and_the_member_table(finished):
     html = (finished / "report.html").read_text(errors="replace")
     for name in ("parity.png", "uncertainty.png", "learning_curves.png", "members.csv"):
         assert name in html
+
+
+def test_a_smaller_committee_leaves_no_stale_members_behind(finished, tmp_path):
+    work = tmp_path / "copy"
+    shutil.copytree(finished, work, symlinks=True)
+    assert snakemake(work, tiny_config(1), "--cores", "2").returncode == 0
+    results = work / "results/example"
+    exported = sorted(p.name for p in (results / "ascii").iterdir() if not p.name.startswith("."))
+    assert exported == ["manifest.json", "member_000"]
+    assert len((results / "committee/members.csv").read_text().splitlines()) == 2  # header and one member
+
+
+def test_fixed_reference_energies_are_recorded_as_fixed(tmp_path):
+    config = tiny_config()
+    config["runs"]["example"]["reference_energies"] = {"method": "fixed", "values": {"Cu": -0.5, "Au": -0.25}}
+    assert snakemake(tmp_path, config, "--cores", "1", "--until", "reference_energies").returncode == 0
+    (path,) = tmp_path.glob("results/databases/*/reference_energies.json")
+    saved = json.loads(path.read_text())
+    assert saved["method"] == "fixed" and saved["atomic_energies"] == {"Cu": -0.5, "Au": -0.25}
+    config["runs"]["example"]["reference_energies"]["values"] = {"Cu": -0.5}
+    (tmp_path / "missing").mkdir()
+    failed = snakemake(tmp_path / "missing", config, "--cores", "1", "--until", "reference_energies")
+    assert failed.returncode != 0
+    (log,) = (tmp_path / "missing").glob("results/databases/*/logs/reference_energies.log")
+    assert "no value for Au" in log.read_text()

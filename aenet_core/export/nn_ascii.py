@@ -16,15 +16,8 @@ import torch
 from torch import nn
 
 from aenet_core.descriptor import ChebyshevDescriptor
-from aenet_core.export.nn_ascii_file import (
-    ACTIVATION_NAMES,
-    N_SFPARAM,
-    NNAsciiError,
-    NNAsciiFile,
-    read_nn_ascii,
-    weight_offsets,
-    write_nn_ascii,
-)
+from aenet_core.export.nn_ascii_file import (ACTIVATION_NAMES, N_SFPARAM, NNAsciiError, NNAsciiFile, read_nn_ascii,
+                                             weight_offsets, write_nn_ascii)
 from aenet_core.files import write_json
 from aenet_core.io.common import as_list
 from aenet_core.model import ACTIVATIONS, AtomisticModel

@@ -19,6 +19,7 @@ and nothing else);
 from __future__ import annotations
 
 import pickle
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -53,10 +54,11 @@ def read_model_file(path) -> dict:
     except FileNotFoundError:
         raise
     except pickle.UnpicklingError as err:
-        detail = str(err).split("WeightsUnpickler error:")[-1].strip().splitlines()[0][:200]
-        if "Unsupported global" not in detail:
-            raise ModelFileError(f"{path}: not a readable aenet_core model file ({detail})") from None
-        raise ModelFileError(f"{path}: refused, it holds Python objects that loading would run ({detail}). "
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        if found is None:
+            raise ModelFileError(f"{path}: not a readable aenet_core model file (a damaged or foreign pickle: "
+                                 f"{str(err).strip().splitlines()[-1][:200]})") from None
+        raise ModelFileError(f"{path}: refused, it holds Python objects that loading would run ({found.group(1)}). "
                              f"aenet_core model files and checkpoints hold only tensors and plain data, so this "
                              f"file was not written by aenet_core or was altered; nothing in it was run") from None
     except Exception as err:

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from aenet_core.rules import (ANY, BETA, COUNT, NONNEG, POSITIVE, TESTPERCENT, UNIT, NumberRule, check_numbers)
+from aenet_core.rules import ANY, BETA, COUNT, NONNEG, POSITIVE, TESTPERCENT, UNIT, NumberRule, check_numbers
 from aenet_core.split import DEFAULT_TESTPERCENT
 
 

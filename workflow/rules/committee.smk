@@ -7,21 +7,21 @@ rule train_member:
         history_json="results/{run}/committee/member_{member}/history.json",
         history_csv="results/{run}/committee/member_{member}/history.csv",
         summary="results/{run}/committee/member_{member}/summary.json",
+    log:
+        "results/{run}/logs/train_member_{member}.log",
+    benchmark:
+        "results/{run}/benchmarks/train_member_{member}.tsv"
+    conda:
+        "../../envs/aenet_core.yaml"
+    threads: lookup(dpath="runs/{run}/threads", within=config)
+    resources:
+        gpu=gpus,
     params:
         arch=arch_json,
         training=training_json,
         seed=member_seed_of,
         device=lookup(dpath="runs/{run}/device", within=config),
         member_dir=subpath(output.summary, parent=True),
-    log:
-        "results/{run}/logs/train_member_{member}.log",
-    benchmark:
-        "results/{run}/benchmarks/train_member_{member}.tsv"
-    threads: lookup(dpath="runs/{run}/threads", within=config)
-    resources:
-        gpu=gpus,
-    conda:
-        "../../envs/aenet_core.yaml"
     shell:
         "OMP_NUM_THREADS={threads} python -m aenet_core.cli train-member --database {input.database:q} "
         "--split {input.split:q} --arch {params.arch:q} --training {params.training:q} "
@@ -46,13 +46,13 @@ rule aggregate:
             category="Committee",
             labels={"run": "{run}", "figure": "learning curves"},
         ),
-    params:
-        committee_dir=subpath(output.metadata, parent=True),
-        members=member_dirs,
     log:
         "results/{run}/logs/aggregate.log",
     conda:
         "../../envs/aenet_core.yaml"
+    params:
+        committee_dir=subpath(output.metadata, parent=True),
+        members=member_dirs,
     shell:
         "python -m aenet_core.cli aggregate {params.committee_dir:q} --members {params.members:q} "
         "--table {output.table:q} --plot {output.curves:q} > {log:q} 2>&1"

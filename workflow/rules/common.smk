@@ -9,15 +9,12 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-
 validate(config, schema="../schemas/config.schema.yaml")
 
 RUNS = sorted(config["runs"])
 # Rules run the library's command line (python -m aenet_core.cli) from this repository: the same
 # code in the Makefile's virtual environment and in a --sdm conda environment (dependencies only).
-shell.prefix(
-    f"set -euo pipefail; export PYTHONPATH={shlex.quote(workflow.basedir)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
-)
+shell.prefix(f"set -euo pipefail; export PYTHONPATH={shlex.quote(workflow.basedir)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 EXAMPLE_DATA = "results/example_data/example.extxyz"
 # Periodic checkpoints a member keeps (besides best_model.pt) unless training.max_checkpoints says otherwise.
 KEPT_CHECKPOINTS = 3

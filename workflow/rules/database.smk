@@ -3,12 +3,12 @@ rule reference_energies:
         db_sources,
     output:
         "results/databases/{db}/reference_energies.json",
-    params:
-        args=reference_energy_args,
     log:
         "results/databases/{db}/logs/reference_energies.log",
     conda:
         "../../envs/aenet_core.yaml"
+    params:
+        args=reference_energy_args,
     shell:
         "python -m aenet_core.cli reference-energies {input:q} --output {output:q} {params.args} > {log:q} 2>&1"
 
@@ -19,15 +19,15 @@ rule build_database:
         reference_energies=rules.reference_energies.output[0],
     output:
         "results/databases/{db}/database.h5",
-    params:
-        args=database_args,
     log:
         "results/databases/{db}/logs/build_database.log",
     benchmark:
         "results/databases/{db}/benchmarks/build_database.tsv"
-    threads: database_threads
     conda:
         "../../envs/aenet_core.yaml"
+    threads: database_threads
+    params:
+        args=database_args,
     shell:
         "OMP_NUM_THREADS={threads} python -m aenet_core.cli build-database {input.sources:q} --output {output:q} "
         "--reference-energies {input.reference_energies:q} {params.args} > {log:q} 2>&1"
@@ -38,11 +38,11 @@ rule split:
         run_database,
     output:
         "results/{run}/split.json",
-    params:
-        args=split_args,
     log:
         "results/{run}/logs/split.log",
     conda:
         "../../envs/aenet_core.yaml"
+    params:
+        args=split_args,
     shell:
         "python -m aenet_core.cli split {input:q} --output {output:q} {params.args} > {log:q} 2>&1"

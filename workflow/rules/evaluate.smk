@@ -27,16 +27,16 @@ rule evaluate:
             labels={"run": "{run}", "figure": "most uncertain"},
         ),
         uncertain_structures="results/{run}/evaluation/most_uncertain.extxyz",
-    params:
-        args=evaluate_args,
-        committee_dir=subpath(input.committee, parent=True),
-        output_dir=subpath(output.summary, parent=True),
     log:
         "results/{run}/logs/evaluate.log",
     benchmark:
         "results/{run}/benchmarks/evaluate.tsv"
     conda:
         "../../envs/aenet_core.yaml"
+    params:
+        args=evaluate_args,
+        committee_dir=subpath(input.committee, parent=True),
+        output_dir=subpath(output.summary, parent=True),
     shell:
         "python -m aenet_core.cli evaluate {params.committee_dir:q} --database {input.database:q} --split {input.split:q} "
         "--output-dir {params.output_dir:q} {params.args} > {log:q} 2>&1"

@@ -6,11 +6,11 @@ rule export:
         models=member_files("model"),
     output:
         directory("results/{run}/ascii"),
-    params:
-        args=export_args,
     log:
         "results/{run}/logs/export.log",
     conda:
         "../../envs/aenet_core.yaml"
+    params:
+        args=export_args,
     shell:
         "python -m aenet_core.cli export {input.metadata:q} --output-dir {output:q} {params.args} > {log:q} 2>&1"

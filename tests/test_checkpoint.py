@@ -1,0 +1,180 @@
+"""The model file: plain data only, older schemas, refused pickles, convert-model."""
+import os
+import pickle
+import shlex
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from aenet_core.calculator import AenetCalculator
+from aenet_core.cli import main
+from aenet_core.committee import TorchCommitteeConfig, TorchCommitteePotential, train_member
+from aenet_core.data import StructureDataset
+from aenet_core.model.checkpoint import ModelFileError
+from aenet_core.split import Split
+from aenet_core.torch_training import TorchANNPotential
+from training_setup import REFERENCES, SMALL_VALIDATION, config, cuau_structures, descriptor, potential
+
+pytestmark = pytest.mark.filterwarnings(SMALL_VALIDATION)
+
+
+@pytest.fixture(scope="module")
+def cuau():
+    return cuau_structures()
+
+
+def test_schema_1_0_model_files_load_with_their_statistics_for_every_species(cuau, tmp_path):
+    p = potential()
+    p.train(structures=cuau, config=config(iterations=1))
+    p.save(tmp_path / "model.pt")
+    payload = torch.load(tmp_path / "model.pt", weights_only=True)
+    payload["schema_version"] = "1.0"  # one (F,) mean/std row shared by all species
+    for key in ("feature_mean", "feature_std"):
+        payload["model_state_dict"][key] = payload["model_state_dict"][key][0].clone()
+    torch.save(payload, tmp_path / "old.pt")
+    old = TorchANNPotential.from_file(tmp_path / "old.pt")
+    assert old.model.feature_mean.shape == (2, p.descriptor.n_features)
+    assert old.predict(cuau[:3]).total_energy == p.predict(cuau[:3]).total_energy
+    payload["schema_version"] = "0.9"
+    torch.save(payload, tmp_path / "older.pt")
+    with pytest.raises(ValueError, match="model schema '0.9'"):
+        TorchANNPotential.from_file(tmp_path / "older.pt")
+
+
+class Exploit:
+    """Unpickling this runs a shell command that creates ``marker``: what a hostile model file would do."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.system, (f"touch {shlex.quote(self.marker)}",)
+
+
+def write_exploit(path, marker):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"format": "aenet_core.model", "schema_version": "2.0", "model_state_dict": Exploit(marker)}, path)
+
+
+@pytest.fixture(scope="module")
+def committee_dir(cuau, tmp_path_factory):
+    out = tmp_path_factory.mktemp("committee")
+    TorchCommitteePotential(potential().arch, descriptor()).train(
+        structures=cuau, config=config(iterations=1, checkpoint_interval=1, checkpoint_dir="checkpoints"),
+        committee_config=TorchCommitteeConfig(num_members=1, base_seed=3, output_dir=out / "run"))
+    return out / "run"
+
+
+def _resume(path, cuau):
+    potential().train(structures=cuau, config=config(iterations=1), resume_from=path)
+
+
+def _member_rerun(committee, cuau):
+    """A member job finds a (hostile) checkpoint of its own and resumes from it."""
+    dataset = StructureDataset(cuau, descriptor(), atomic_energies=REFERENCES)
+    summary = train_member(potential(), committee / "member_000", config(iterations=2, checkpoint_interval=1),
+                           dataset, Split.create(dataset, 25, 3), seed=3)
+    raise ModelFileError(summary["error"])
+
+
+LOADERS = {  # (file to poison, how the project would open it)
+    "from_file": ("member_000/model.pt", lambda committee, cuau: TorchANNPotential.from_file(
+        committee / "member_000/model.pt")),
+    "best model": ("member_000/checkpoints/best_model.pt", lambda committee, cuau: TorchANNPotential.from_file(
+        committee / "member_000/checkpoints/best_model.pt")),
+    "resume_from": ("member_000/checkpoints/checkpoint_epoch_0000.pt", lambda committee, cuau: _resume(
+        committee / "member_000/checkpoints/checkpoint_epoch_0000.pt", cuau)),
+    "committee": ("member_000/model.pt", lambda committee, cuau: TorchCommitteePotential.from_directory(committee)),
+    "calculator, model": ("member_000/model.pt", lambda committee, cuau: AenetCalculator(
+        committee / "member_000/model.pt")),
+    "calculator, committee": ("member_000/model.pt", lambda committee, cuau: AenetCalculator(committee)),
+    "cli export": ("member_000/model.pt", lambda committee, cuau: main(
+        ["export", str(committee), "--output-dir", str(committee / "ascii")])),
+    "cli convert-model": ("member_000/model.pt", lambda committee, cuau: main(
+        ["convert-model", str(committee / "member_000/model.pt"), str(committee / "converted.pt")])),
+    "member resume": ("member_000/checkpoints/checkpoint_epoch_0001.pt", _member_rerun),
+}
+
+
+@pytest.mark.parametrize("loader", LOADERS)
+def test_no_loading_path_runs_a_hostile_pickle(loader, committee_dir, cuau, tmp_path):
+    committee = tmp_path / "run"
+    shutil.copytree(committee_dir, committee)
+    target, load = LOADERS[loader]
+    marker = tmp_path / "marker"
+    write_exploit(committee / target, marker)
+    with pytest.raises(ModelFileError, match=r"refused, it holds Python objects.*posix\.system"):
+        load(committee, cuau)
+    assert not marker.exists()
+
+
+def test_a_hostile_persistent_cache_file_is_recomputed_not_run(cuau, tmp_path):
+    settings = dict(iterations=1, cache_features=True, cache_persist_dir=str(tmp_path / "cache"))
+    first = potential()
+    first.train(structures=cuau, config=config(**settings))
+    files = sorted((tmp_path / "cache").rglob("*.pt"))
+    marker = tmp_path / "marker"
+    write_exploit(files[0], marker)
+    again = potential()
+    with pytest.warns(UserWarning, match="unreadable cache file.*computing it again"):
+        again.train(structures=cuau, config=config(**settings))
+    assert not marker.exists()
+    assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), again.model.state_dict().values()))
+    torch.load(files[0], weights_only=True)  # rewritten as plain data
+
+
+def as_schema_1_1(payload: dict) -> dict:
+    """What aenet_core 0.1 wrote: no format key, torch's version object, the NumPy state with its array."""
+    old = {k: v for k, v in payload.items() if k != "format"}
+    old.update(schema_version="1.1", torch_version=torch.__version__)
+    if old["run_state"] is not None:
+        state = dict(old["run_state"]["rng"]["numpy"])
+        old["run_state"]["rng"]["numpy"] = (state["bit_generator"], state["keys"].numpy().astype(np.uint32),
+                                            state["position"], state["has_gauss"], state["cached_gaussian"])
+    return old
+
+
+def test_files_of_the_previous_version_load_safely_resume_exactly_and_convert(cuau, tmp_path):
+    settings = dict(force_weight=0.3, force_fraction=0.5, force_resample_num_epochs=1, use_scheduler=True,
+                    scheduler_patience=0)
+    whole = potential()
+    whole.train(structures=cuau, config=config(iterations=4, **settings))
+    potential().train(structures=cuau, config=config(iterations=2, checkpoint_dir=str(tmp_path), **settings))
+    payload = torch.load(tmp_path / "checkpoint_epoch_0001.pt", weights_only=True)
+    assert payload["format"] == "aenet_core.model" and payload["schema_version"] == "2.0"
+    legacy = tmp_path / "legacy.pt"
+    torch.save(as_schema_1_1(payload), legacy)
+    with pytest.raises(pickle.UnpicklingError):  # not loadable by the plain weights-only loader
+        torch.load(legacy, weights_only=True)
+    resumed = potential()
+    resumed.train(structures=cuau, config=config(iterations=2, **settings), resume_from=legacy)
+    a, b = whole.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    main(["convert-model", str(legacy), str(tmp_path / "converted.pt")])
+    converted = torch.load(tmp_path / "converted.pt", weights_only=True)
+    assert converted["schema_version"] == "2.0" and isinstance(converted["run_state"]["rng"]["numpy"], dict)
+    assert TorchANNPotential.from_file(tmp_path / "converted.pt").predict(cuau[:2]).total_energy == \
+        TorchANNPotential.from_file(legacy).predict(cuau[:2]).total_energy
+
+
+def test_checkpoints_hold_only_plain_data(cuau, tmp_path):
+    potential().train(structures=cuau, config=config(iterations=1, checkpoint_dir=str(tmp_path), save_best=True,
+                                                     force_weight=0.2, sampling_policy="error_weighted",
+                                                     use_scheduler=True))
+    for path in (tmp_path / "checkpoint_epoch_0000.pt", tmp_path / "best_model.pt"):
+        payload = torch.load(path, weights_only=True)
+        assert payload["run_state"]["scheduler"] is not None and payload["run_state"]["forces"]["train"]
+
+
+def test_foreign_and_damaged_model_files_name_the_file(tmp_path):
+    (tmp_path / "text.pt").write_text("not a model")
+    with pytest.raises(ModelFileError, match=r"text\.pt: not a readable aenet_core model file"):
+        TorchANNPotential.from_file(tmp_path / "text.pt")
+    torch.save([1, 2], tmp_path / "list.pt")
+    with pytest.raises(ModelFileError, match=r"list\.pt: not an aenet_core model file"):
+        TorchANNPotential.from_file(tmp_path / "list.pt")
+    torch.save({"format": "other", "schema_version": "2.0"}, tmp_path / "foreign.pt")
+    with pytest.raises(ModelFileError, match=r"foreign\.pt: unsupported format 'other'"):
+        TorchANNPotential.from_file(tmp_path / "foreign.pt")

@@ -1,0 +1,27 @@
+"""The small Cu-Au training set-up several test modules share: references, descriptor, potential, config."""
+from aenet_core.example_data import make_cuau_structures
+from aenet_core.torch_featurize import ChebyshevDescriptor
+from aenet_core.torch_training import Adam, TorchANNPotential, TorchTrainingConfig
+
+REFERENCES = {"Cu": -0.5, "Au": -0.2}
+# The small validation sets of these tests are deliberate; the warning itself is tested in test_inputs.py.
+SMALL_VALIDATION = "ignore:the validation set has only:UserWarning"
+
+
+def cuau_structures():
+    return make_cuau_structures(14, seed=5)
+
+
+def descriptor():
+    return ChebyshevDescriptor(["Cu", "Au"], 4, 4.5, 2, 3.5, min_cutoff=0.5)
+
+
+def potential():
+    return TorchANNPotential({"Cu": [(6, "tanh"), (6, "tanh")], "Au": [(6, "tanh")]}, descriptor())
+
+
+def config(**overrides):
+    settings = dict(iterations=4, method=Adam(mu=0.01, batchsize=4), testpercent=25, split_seed=3, seed=7,
+                    device="cpu", atomic_energies=REFERENCES, checkpoint_dir=None, save_best=False,
+                    show_progress=False)
+    return TorchTrainingConfig(**(settings | overrides))
