@@ -12,11 +12,14 @@ from tqdm import tqdm
 from aenet_core.allocator import keep_freed_memory
 from aenet_core.committee import TorchCommitteePotential, TorchCommitteeTrainResult, aggregate_committee, train_member
 from aenet_core.data import HDF5StructureDataset
-from aenet_core.descriptor import BatchedFeaturizer, ChebyshevDescriptor, structure_batch
-from aenet_core.evaluation import evaluate_committee
-from aenet_core.example_data import make_cuau_structures
+from aenet_core.descriptor import DEFAULT_MIN_CUTOFF, BatchedFeaturizer, ChebyshevDescriptor, structure_batch
+from aenet_core.evaluation import DEFAULT_N_UNCERTAIN, evaluate_committee
+from aenet_core.example_data import EXAMPLE_SEED, EXAMPLE_SIZE, make_cuau_structures
 from aenet_core.files import atomic_write
-from aenet_core.io import read_structures, write_extxyz
+from aenet_core.data.hdf5.dataset import DEFAULT_STORAGE_DTYPE
+from aenet_core.data.sources import iter_entries
+from aenet_core.export import DEFAULT_PREFIX
+from aenet_core.io import write_extxyz
 from aenet_core.model.checkpoint import read_model_file, write_model_file
 from aenet_core.potential import TorchANNPotential
 from aenet_core.reference_energies import ReferenceEnergies, iter_composition_energy_samples_from_files
@@ -25,14 +28,14 @@ from aenet_core.training.config import TorchTrainingConfig
 
 
 def _example_data(args):
-    structures = make_cuau_structures(args.n_structures, args.seed)
+    structures = make_cuau_structures(**_given(n_structures=args.n_structures, seed=args.seed))
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     write_extxyz(args.output, structures)
     print(f"wrote {len(structures)} structures ({sum(s.n_atoms for s in structures)} atoms) to {args.output}")
 
 
 def _featurize(args):
-    structures = [s for path in args.inputs for s in read_structures(path)]
+    structures = [entry.structure for entry in iter_entries(args.inputs)]
     if not structures:
         raise SystemExit(f"no structures found in {args.inputs}")
     descriptor = _descriptor(args, args.species or sorted({s for st in structures for s in st.species}))
@@ -102,13 +105,13 @@ def _reference_energies(args):
 
 def _build_database(args):
     references = ReferenceEnergies.load(args.reference_energies).atomic_energies if args.reference_energies else {}
-    species = args.species or sorted({x for path in args.inputs for s in read_structures(path) for x in s.species})
+    species = args.species or sorted({x for entry in iter_entries(args.inputs) for x in entry.structure.species})
     started = time.perf_counter()
     db = HDF5StructureDataset(_descriptor(args, species), args.output, sources=args.inputs, mode="build",
                               max_energy=args.max_energy, max_forces=args.max_forces, atomic_energies=references,
                               compression=args.compression)
     db.build_database(show_progress=sys.stderr.isatty(), build_workers=args.workers, persist_features=True,
-                      persist_force_derivatives=not args.no_derivatives, storage_dtype=args.storage_dtype)
+                      persist_force_derivatives=not args.no_derivatives, **_given(storage_dtype=args.storage_dtype))
     print(f"{len(db)} structures ({db._attrs['n_filtered']} filtered out) in {time.perf_counter() - started:.1f} s "
           f"-> {args.output} ({Path(args.output).stat().st_size / 1e6:.1f} MB)")
 
@@ -182,7 +185,7 @@ def _add_descriptor_arguments(parser):
     parser.add_argument("--ang-order", type=int, required=True)
     parser.add_argument("--ang-cutoff", type=float, required=True)
     parser.add_argument("--min-cutoff", type=float, help="neighbours closer than this are ignored (Å; default: "
-                        "the descriptor's, 0.55)")
+                        f"the descriptor's, {DEFAULT_MIN_CUTOFF})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -191,8 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     example = commands.add_parser("example-data", help="write the built-in Cu-Au EMT data set (extxyz)")
     example.add_argument("--output", required=True)
-    example.add_argument("--n-structures", type=int, default=24)
-    example.add_argument("--seed", type=int, default=0)
+    example.add_argument("--n-structures", type=int, help=f"default {EXAMPLE_SIZE}")
+    example.add_argument("--seed", type=int, help=f"default {EXAMPLE_SEED}")
     example.set_defaults(func=_example_data)
 
     featurize = commands.add_parser("featurize", help="raw Chebyshev features of structure files (npz)")
@@ -224,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--max-energy", type=float, help="drop structures above this referenced energy (eV/atom)")
     build.add_argument("--max-forces", type=float, help="drop structures with a force component above this (eV/Å)")
     build.add_argument("--workers", type=int, default=0, help="featurizing processes (0: in this process)")
-    build.add_argument("--storage-dtype", choices=["float64", "float32"], default="float64")
+    build.add_argument("--storage-dtype", choices=["float64", "float32"], help=f"default {DEFAULT_STORAGE_DTYPE}")
     build.add_argument("--compression", choices=["gzip", "lzf"])
     build.add_argument("--no-derivatives", action="store_true", help="persist features only (energy training)")
     build.set_defaults(func=_build_database)
@@ -258,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="each committee member as aenet .nn.ascii files")
     export.add_argument("committee", help="committee directory or its committee_metadata.json")
     export.add_argument("--output-dir", required=True)
-    export.add_argument("--prefix", help="file names <prefix>.<Species>.nn.ascii (default: potential)")
+    export.add_argument("--prefix", help=f"file names <prefix>.<Species>.nn.ascii (default {DEFAULT_PREFIX})")
     export.set_defaults(func=_export)
 
     evaluate = commands.add_parser("evaluate", help="committee predictions, uncertainty and calibration on the "
@@ -267,7 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--database", required=True)
     evaluate.add_argument("--split", required=True)
     evaluate.add_argument("--output-dir", required=True)
-    evaluate.add_argument("--n-uncertain", type=int, help="how many most uncertain structures to list (default 10)")
+    evaluate.add_argument("--n-uncertain", type=int, help=f"how many most uncertain structures to list (default "
+                          f"{DEFAULT_N_UNCERTAIN})")
     evaluate.set_defaults(func=_evaluate)
 
     convert = commands.add_parser("convert-model", help="rewrite a model file or checkpoint in the current schema")

@@ -25,7 +25,10 @@ from aenet_core.uncertainty import VERSION as CALIBRATION_VERSION
 from aenet_core.uncertainty import Calibration
 
 
-def evaluate_committee(committee_dir, database, split, output_dir, n_uncertain: int = 10) -> dict:
+DEFAULT_N_UNCERTAIN = 10
+
+
+def evaluate_committee(committee_dir, database, split, output_dir, n_uncertain: int = DEFAULT_N_UNCERTAIN) -> dict:
     """Predict the test split with the committee and write, under ``output_dir``:
     predictions.csv, summary.json, calibration.json, parity.png, uncertainty.png,
     most_uncertain.csv and most_uncertain.extxyz (geometries without labels, for relabelling)."""
@@ -50,7 +53,9 @@ def evaluate_committee(committee_dir, database, split, output_dir, n_uncertain: 
         write_json(output_dir / "calibration.json", {"format": CALIBRATION_FORMAT, "version": CALIBRATION_VERSION,
                                                      "factor": None, "reason": str(err)}, indent=1)
 
-    table = predictions.to_dataframe().drop(columns=["member_energies"])
+    # A calibration.json beside the committee would add an in-sample calibrated column: only the out-of-fold one
+    # below is reported.
+    table = predictions.to_dataframe().drop(columns=["member_energies", "energy_std_calibrated"], errors="ignore")
     table["reference_energy"] = reference
     table["error_per_atom"] = error
     table["energy_std_per_atom"] = std

@@ -10,7 +10,10 @@ from ase.calculators.emt import EMT
 from aenet_core.structure import Structure
 
 
-def make_cuau_structures(n_structures: int = 24, seed: int = 0) -> list:
+EXAMPLE_SIZE, EXAMPLE_SEED = 24, 0
+
+
+def make_cuau_structures(n_structures: int = EXAMPLE_SIZE, seed: int = EXAMPLE_SEED) -> list:
     """``n_structures`` random Cu-Au alloy cells (4 to 32 atoms) with EMT energies and forces."""
     rng = np.random.default_rng(seed)
     structures = []

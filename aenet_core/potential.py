@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from aenet_core.data.sources import iter_entries
-from aenet_core.descriptor import ChebyshevDescriptor
+from aenet_core.descriptor import IDENTITY_KEYS, ChebyshevDescriptor
 from aenet_core.export import DEFAULT_PREFIX, load_aenet_ascii, to_aenet_ascii
 from aenet_core.model import AtomisticModel
 from aenet_core.model.checkpoint import read_model_file, write_model_file
@@ -92,7 +92,7 @@ class TorchANNPotential:
         if payload.get("run_state") is None:
             raise ValueError(f"{path}: not a training checkpoint (no run state); resume needs a file "
                              f"written during training")
-        stored = ChebyshevDescriptor.from_config(payload["descriptor_config"]).identity()
+        stored = {key: payload["descriptor_config"][key] for key in IDENTITY_KEYS}
         if stored != self.descriptor.identity() or payload["architecture"] != self.arch:
             raise ValueError(f"{path}: the checkpoint's descriptor or architecture differs from this potential's")
         return payload

@@ -1,5 +1,4 @@
 """Featurized batches: feature, derivative and neighbour caches give the same batches with fewer passes."""
-
 import pytest
 import torch
 

@@ -1,5 +1,4 @@
 """Per-structure caches: the LRU bounds, and the persistent cache on disk."""
-
 import pytest
 import torch
 

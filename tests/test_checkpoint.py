@@ -175,6 +175,10 @@ def test_foreign_and_damaged_model_files_name_the_file(tmp_path):
     torch.save([1, 2], tmp_path / "list.pt")
     with pytest.raises(ModelFileError, match=r"list\.pt: not an aenet_core model file"):
         TorchANNPotential.from_file(tmp_path / "list.pt")
+    torch.save({"format": "aenet_core.model", "schema_version": "2.0", "x": np.zeros(3, np.uint32)},
+               tmp_path / "numpy.pt")
+    with pytest.raises(ModelFileError, match=r"numpy\.pt: refused, a schema 2\.0 file holds NumPy arrays"):
+        TorchANNPotential.from_file(tmp_path / "numpy.pt")
     torch.save({"format": "other", "schema_version": "2.0"}, tmp_path / "foreign.pt")
     with pytest.raises(ModelFileError, match=r"foreign\.pt: unsupported format 'other'"):
         TorchANNPotential.from_file(tmp_path / "foreign.pt")

@@ -1,8 +1,8 @@
 """What a run trains on: prebuilt datasets, splits and the warnings about them."""
-
 import pytest
 
-from aenet_core.data import StructureDataset
+from aenet_core.data import InMemoryStructures, StructureDataset
+from aenet_core.structure import Structure
 from training_setup import REFERENCES, SMALL_VALIDATION, config, cuau_structures, descriptor, potential
 
 pytestmark = pytest.mark.filterwarnings(SMALL_VALIDATION)
@@ -30,3 +30,10 @@ def test_prebuilt_datasets_own_their_references(cuau):
 def test_small_validation_set_warns(cuau):
     with pytest.warns(UserWarning, match="validation set has only 3 structures"):
         potential().train(structures=cuau, config=config(iterations=1, use_scheduler=True))
+
+
+def test_a_prebuilt_source_without_energies_is_refused_before_training(cuau):
+    unlabelled = [Structure(s.positions, s.species, cell=s.cell) for s in cuau[:4]]
+    source = InMemoryStructures(cuau[4:] + unlabelled, descriptor(), atomic_energies=REFERENCES)
+    with pytest.raises(ValueError, match=r"4 dataset entries have no energy \(first: entry 10, structure_000010\)"):
+        potential().train(dataset=source, config=config(atomic_energies=None))

@@ -1,5 +1,4 @@
 """The training run: normalisation, validation, checkpoints, resume, DataLoader workers, caches, scheduler."""
-
 import pytest
 import torch
 

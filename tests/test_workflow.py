@@ -90,6 +90,10 @@ def test_a_cuda_run_asks_for_a_gpu_per_member(tmp_path):
     (lambda c: c["runs"]["example"]["training"].update(split_seed=3), "split_seed"),
     (lambda c: c["runs"]["example"]["training"].update(iteratons=5), "iteratons"),
     (lambda c: c["runs"]["example"].update(device="gpu0"), "gpu0"),
+    (lambda c: c["runs"]["example"].update(reference_energies={"method": "regression", "values": {"Cu": 1.0}}),
+     "values"),
+    (lambda c: c["runs"]["example"].update(reference_energies={"method": "fixed", "values": {"Cu": 1.0, "Au": 2.0},
+                                                               "fixed": {"Cu": 1.0}}), "fixed"),
 ])
 def test_a_bad_config_stops_before_any_job(tmp_path, edit, key):
     config = default_config()
@@ -122,6 +126,8 @@ def test_library_defaults_live_in_the_library_only():
     for block, key in (("descriptor", "min_cutoff"), ("split", "testpercent"), ("database", "storage_dtype"),
                        ("export", "prefix"), ("evaluate", "n_uncertain"), ("reference_energies", "method")):
         assert "default" not in properties[block]["properties"][key], (block, key)
+    example = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())["properties"]["example_data"]
+    assert not any("default" in rule for rule in example["properties"].values())
     testpercent = dict(properties["split"]["properties"]["testpercent"])
     testpercent.pop("description")
     assert testpercent == TESTPERCENT.json_schema()

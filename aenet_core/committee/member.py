@@ -15,7 +15,7 @@ import torch
 
 from aenet_core.allocator import keep_freed_memory
 from aenet_core.descriptor import ChebyshevDescriptor
-from aenet_core.files import write_json
+from aenet_core.files import atomic_write, write_json
 from aenet_core.potential import TorchANNPotential
 from aenet_core.split import Split
 from aenet_core.training.config import TorchTrainingConfig
@@ -64,7 +64,8 @@ def _resume_point(checkpoints: Path, fingerprint: str, iterations: int):
     for old in checkpoints.glob("*.pt"):
         old.unlink()
     checkpoints.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(fingerprint)
+    with atomic_write(stamp) as handle:
+        handle.write(fingerprint)
     return None
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 import warnings
 from collections import OrderedDict
 from pathlib import Path
@@ -83,7 +84,7 @@ class PersistentCache(LRUCache):
 
     def __init__(self, max_entries, directory, dataset, kind):
         super().__init__(max_entries)
-        key = {**dataset.descriptor.identity(), "dtype": str(dataset.descriptor.dtype)}
+        key = {**dataset.descriptor.identity(), "dtype": dataset.descriptor.get_config()["dtype"]}
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
         self.directory = Path(directory) / digest / kind
         self.dataset = dataset
@@ -109,7 +110,8 @@ class PersistentCache(LRUCache):
         """The cached value, or None (and the file removed) when it cannot be read safely."""
         try:
             return _restore(torch.load(path, weights_only=True))
-        except Exception as err:  # damaged, truncated or not plain data: compute it again
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, KeyError, TypeError) as err:
+            # damaged, truncated or not plain data: compute it again (an unreadable disk still raises)
             warnings.warn(f"{path}: unreadable cache file ({type(err).__name__}: {str(err)[:200]}); "
                           f"computing it again")
             path.unlink(missing_ok=True)

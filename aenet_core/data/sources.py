@@ -17,7 +17,7 @@ from typing import Iterator
 import numpy as np
 
 from aenet_core.io import read_structures
-from aenet_core.structure import Structure, referenced_energy_per_atom
+from aenet_core.structure import Structure, referenced_energy_per_atom, structure_sha256
 
 GLOB_CHARACTERS = frozenset("*?[")
 
@@ -42,11 +42,22 @@ class Entry:
         return f"{self.source_id} (frame {self.frame})" if self.from_file else self.identifier
 
 
+def _is_path(item) -> bool:
+    return isinstance(item, (str, Path))
+
+
+def _in_memory(item):
+    """The Structure an in-memory input item stands for (ase.Atoms converted), or None."""
+    if isinstance(item, Structure):
+        return item
+    return Structure.from_ase(item) if hasattr(item, "get_chemical_symbols") else None
+
+
 def as_input_list(inputs) -> list:
     """One input item, or a list of them."""
     if inputs is None:
         return []
-    if isinstance(inputs, (str, Path, Structure)) or hasattr(inputs, "get_chemical_symbols"):
+    if _is_path(inputs) or isinstance(inputs, Structure) or hasattr(inputs, "get_chemical_symbols"):
         return [inputs]
     return list(inputs)
 
@@ -54,16 +65,30 @@ def as_input_list(inputs) -> list:
 def iter_entries(inputs, name: str = "structures") -> Iterator[Entry]:
     """Every frame of every input, lazily; ``name`` is what error messages call the input list."""
     for index, item in enumerate(as_input_list(inputs)):
-        if isinstance(item, (str, Path)):
+        if _is_path(item):
             for path in expand_path(item):
                 for frame, structure in enumerate(read_structures(path)):
                     yield Entry(structure, str(path), str(path), frame, True)
-        elif isinstance(item, Structure) or hasattr(item, "get_chemical_symbols"):
-            structure = item if isinstance(item, Structure) else Structure.from_ase(item)
-            yield Entry(structure, f"{name}[{index}]", structure.name or f"structure_{index:06d}", 0, False)
-        else:
+            continue
+        structure = _in_memory(item)
+        if structure is None:
             raise ValueError(f"{name}[{index}] must be a Structure, ase.Atoms or a file path; "
                              f"got {type(item).__name__}")
+        yield Entry(structure, f"{name}[{index}]", structure.name or f"structure_{index:06d}", 0, False)
+
+
+def input_stamps(inputs) -> list:
+    """What identifies the inputs' content without reading any file: each file's path, size and
+    modification time (globs expanded), or a hash of an in-memory structure."""
+    stamps = []
+    for item in as_input_list(inputs):
+        if _is_path(item):
+            stamps += [[str(file), Path(file).stat().st_size, Path(file).stat().st_mtime_ns]
+                       for file in expand_path(item)]
+        else:
+            structure = _in_memory(item)  # other items are refused when the entries are read
+            stamps.append(type(item).__name__ if structure is None else structure_sha256(structure))
+    return stamps
 
 
 def expand_path(item) -> list:

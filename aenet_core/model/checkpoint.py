@@ -30,7 +30,8 @@ from aenet_core.files import FileFormatError, atomic_write, check_format
 
 FORMAT = "aenet_core.model"
 SCHEMA_VERSION = "2.0"
-READABLE_VERSIONS = ("1.0", "1.1", SCHEMA_VERSION)
+_LEGACY_VERSIONS = ("1.0", "1.1")
+READABLE_VERSIONS = (*_LEGACY_VERSIONS, SCHEMA_VERSION)
 
 
 class ModelFileError(FileFormatError):
@@ -49,8 +50,7 @@ def write_model_file(path, payload: dict) -> None:
 def read_model_file(path) -> dict:
     """The payload of a model file, upgraded to the current schema; refuses anything that is not plain data."""
     try:
-        with torch.serialization.safe_globals(_legacy_globals()):
-            payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload, legacy = _load(path)
     except FileNotFoundError:
         raise
     except pickle.UnpicklingError as err:
@@ -68,11 +68,27 @@ def read_model_file(path) -> dict:
     version = payload.get("schema_version")
     check_format(path, payload.get("format", FORMAT), FORMAT, version, READABLE_VERSIONS, "model file",
                  "model schema", error=ModelFileError)
+    if legacy and version not in _LEGACY_VERSIONS:
+        raise ModelFileError(f"{path}: refused, a schema {version} file holds NumPy arrays, which only schema 1.x "
+                             f"files may; it was not written by aenet_core or was altered")
     if version == "1.0":
         _upgrade_from_1_0(payload)
-    if version in ("1.0", "1.1"):
+    if version in _LEGACY_VERSIONS:
         _upgrade_from_1_1(payload)
     return payload
+
+
+def _load(path) -> tuple:
+    """(payload, whether it needed the schema 1.x types): plain ``weights_only`` first, and only when that
+    refuses the file once more admitting the few plain-data types 1.x files hold."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True), False
+    except pickle.UnpicklingError as plain_refusal:
+        try:
+            with torch.serialization.safe_globals(_legacy_globals()):
+                return torch.load(path, map_location="cpu", weights_only=True), True
+        except pickle.UnpicklingError:
+            raise plain_refusal from None
 
 
 def plain_numpy_state(state) -> dict:

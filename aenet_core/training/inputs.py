@@ -1,6 +1,7 @@
 """What a training run trains and validates on: datasets and index lists, from whichever input was given."""
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -63,8 +64,8 @@ class TrainingData:
 
 
 def _check_prebuilt(train_set, test_set, config, descriptor) -> None:
-    """Prebuilt datasets own their atomic references and filters; refuse a conflicting configuration or a
-    dataset featurized with another descriptor."""
+    """Prebuilt datasets own their atomic references and filters; refuse a conflicting configuration, a
+    dataset featurized with another descriptor, or entries without an energy."""
     mine = descriptor.identity()
     for data in (train_set, test_set):
         if data is None:
@@ -74,6 +75,11 @@ def _check_prebuilt(train_set, test_set, config, descriptor) -> None:
         if differing:
             raise ValueError(f"the dataset's descriptor differs from the potential's in {differing}: "
                              f"{[theirs[k] for k in differing]} vs {[mine[k] for k in differing]}")
+        missing = [i for i, e in enumerate(data.energies(range(len(data)))) if math.isnan(e)]
+        if missing:
+            raise ValueError(f"{len(missing)} dataset entries have no energy (first: entry {missing[0]}, "
+                             f"{data.get_structure_identifier(missing[0])}); training needs a total energy for "
+                             f"every structure")
     if config.max_energy is not None or config.max_forces is not None:
         warnings.warn("config.max_energy/max_forces apply only to structures= input; a prebuilt dataset is "
                       "filtered when it is built", stacklevel=4)

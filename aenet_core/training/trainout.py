@@ -7,6 +7,7 @@ matplotlib figures built without pyplot (no GUI backend is ever needed).
 """
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -167,17 +168,12 @@ class TrainOut:
         fig = Figure(figsize=(6, 4), layout="constrained")
         return fig, fig.add_subplot()
 
-    @staticmethod
-    def _finish(fig, outfile):
-        if outfile is not None:
-            save_figure(fig, outfile)
-        return fig
 
     def plot_training_errors(self, outfile=None, ax=None):
         """Energy RMSE (train, test) vs epoch, log y; returns the Figure."""
         fig, ax = self._target(ax)
         draw_error_curves(ax, [("", self)], "energy")
-        return self._finish(fig, outfile)
+        return _finish(fig, outfile)
 
     def plot_force_errors(self, outfile=None, ax=None):
         """Force RMSE (train, test) vs epoch, log y; returns the Figure."""
@@ -186,7 +182,7 @@ class TrainOut:
                              "(energy-only training); nothing to plot")
         fig, ax = self._target(ax)
         draw_error_curves(ax, [("", self)], "force")
-        return self._finish(fig, outfile)
+        return _finish(fig, outfile)
 
     def plot_training_summary(self, outfile=None):
         """Energy panel, plus a force panel beside it when force errors exist."""
@@ -227,8 +223,15 @@ def plot_learning_curves(runs, outfile=None):
     fig = Figure(figsize=(6 * len(kinds), 4), layout="constrained")
     for kind, ax in zip(kinds, fig.subplots(1, len(kinds), squeeze=False)[0]):
         draw_error_curves(ax, runs, kind)
-    if outfile is not None:
+    return _finish(fig, outfile)
+
+
+def _finish(fig, outfile):
+    """Save to ``outfile``: a path (atomically) or an open binary file; return the figure."""
+    if isinstance(outfile, (str, os.PathLike)):
         save_figure(fig, outfile)
+    elif outfile is not None:
+        fig.savefig(outfile, dpi=120, bbox_inches="tight")
     return fig
 
 

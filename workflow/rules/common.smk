@@ -87,6 +87,11 @@ def energy_pairs(values):
 # -- input functions (wildcards -> paths or arguments) ---------------------------------------
 
 
+def example_args(wildcards):
+    example = config["example_data"]
+    return arguments(*option("--n-structures", example.get("n_structures")), *option("--seed", example.get("seed")))
+
+
 def db_config(wildcards):
     return run_config(DATABASE_RUNS[wildcards.db])
 

@@ -6,8 +6,6 @@ rule example_data:
     conda:
         "../../envs/aenet_core.yaml"
     params:
-        n=config["example_data"]["n_structures"],
-        seed=config["example_data"]["seed"],
+        args=example_args,
     shell:
-        "python -m aenet_core.cli example-data --output {output:q} --n-structures {params.n:q} "
-        "--seed {params.seed:q} > {log:q} 2>&1"
+        "python -m aenet_core.cli example-data --output {output:q} {params.args} > {log:q} 2>&1"

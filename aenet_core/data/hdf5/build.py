@@ -16,11 +16,10 @@ from tqdm.auto import tqdm
 from aenet_core import __version__
 from aenet_core.data.hdf5.schema import (DESCRIPTOR_CLASS, EDGE_FIELDS, FORMAT, INDEX_FIELDS, SCHEMA_VERSION,
                                          TRIPLET_FIELDS, compact_json, sha256_text)
-from aenet_core.data.sources import expand_path
 from aenet_core.descriptor import BatchedFeaturizer, ChebyshevDescriptor, structure_batch
 from aenet_core.files import atomic_path
 from aenet_core.neighbors import rows_per_structure
-from aenet_core.structure import Structure, hash_structure, structure_sha256
+from aenet_core.structure import hash_structure
 
 CHUNK_ATOMS = 2048  # atoms featurized (and held in memory) per build step
 
@@ -46,22 +45,6 @@ def write_database(path: Path, descriptor, entries, structure_filter, *, feature
                            "recipe_sha256": sha256_text(compact_json(recipe))})
         finally:
             writer.file.close()
-
-
-def source_stamps(sources) -> list:
-    """What identifies the sources' content for the build recipe: each file's path, size and modification
-    time (globs expanded), or a hash of an in-memory structure."""
-    stamps = []
-    for source in sources:
-        if isinstance(source, (str, Path)):
-            for file in expand_path(source):
-                stat = Path(file).stat()
-                stamps.append([str(file), stat.st_size, stat.st_mtime_ns])
-        elif isinstance(source, Structure) or hasattr(source, "get_chemical_symbols"):
-            stamps.append(structure_sha256(source if isinstance(source, Structure) else Structure.from_ase(source)))
-        else:
-            stamps.append(type(source).__name__)  # refused with a clear message when the build reads it
-    return stamps
 
 
 def _chunks(entries):

@@ -18,13 +18,15 @@ import torch
 from ase.data import atomic_numbers, chemical_symbols
 
 from aenet_core.data.cache import LRUCache
-from aenet_core.data.hdf5.build import source_stamps, write_database
+from aenet_core.data.hdf5.build import write_database
 from aenet_core.data.hdf5.payloads import PayloadReader
 from aenet_core.data.hdf5.schema import (COMPRESSIONS, ENTRY_ARRAYS, ENTRY_STRINGS, DatabaseError, check_schema,
                                          compact_json, sha256_text)
-from aenet_core.data.sources import StructureFilter, as_input_list, iter_entries
+from aenet_core.data.sources import StructureFilter, as_input_list, input_stamps, iter_entries
 from aenet_core.descriptor import ChebyshevDescriptor
 from aenet_core.structure import Structure, referenced_energy_per_atom
+
+DEFAULT_STORAGE_DTYPE = "float64"
 
 
 class HDF5StructureDataset:
@@ -75,7 +77,7 @@ class HDF5StructureDataset:
     # -- building ------------------------------------------------------------------------
 
     def build_database(self, show_progress=True, *, build_workers=0, persist_descriptor=False,
-                       persist_features=False, persist_force_derivatives=False, storage_dtype="float64"):
+                       persist_features=False, persist_force_derivatives=False, storage_dtype=DEFAULT_STORAGE_DTYPE):
         """Read every source, filter, featurize and write the file (temp name, then rename).
 
         ``persist_force_derivatives`` stores features and the sparse derivatives of force-labelled
@@ -95,7 +97,7 @@ class HDF5StructureDataset:
         structure_filter = StructureFilter(self.descriptor.species, self.atomic_energies, self.max_energy,
                                            self.max_forces)
         persist = persist_features or persist_force_derivatives
-        recipe = {"sources": source_stamps(self.sources), "filter": structure_filter.settings(),
+        recipe = {"sources": input_stamps(self.sources), "filter": structure_filter.settings(),
                   "atomic_energies": self.atomic_energies,
                   "descriptor": self.descriptor.identity() if persist or persist_descriptor else None,
                   "features": persist_features, "derivatives": persist_force_derivatives,

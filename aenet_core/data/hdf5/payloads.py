@@ -67,6 +67,8 @@ class PayloadReader:
         fetched = self._cut(block, missing) if missing and (self.cache_bytes or not whole) else {}
         out = [fetched[i][:2] if i in fetched else self.cache.get(i)[:2] for i in ([] if whole else indices)]
         for i, (features, derivatives, size) in fetched.items():
+            if size > self.cache_bytes:
+                continue  # the cache would refuse it: do not copy it first
             if derivatives is not None:
                 derivatives = {group: {name: t.clone() for name, t in fields.items()}
                                for group, fields in derivatives.items()}
