@@ -19,21 +19,11 @@ from aenet_core.structure import Structure
 from aenet_core.torch_featurize import ChebyshevDescriptor
 from aenet_core.torch_training import Adam, StructureDataset, TorchANNPotential, TorchTrainingConfig
 from aenet_core.uncertainty import Calibration
+from training_setup import MEMBER_ARCH as ARCH
+from training_setup import REFERENCES, SMALL_VALIDATION, descriptor
+from training_setup import member_config as config
 
-REFERENCES = {"Cu": -0.5, "Au": -0.2}
-ARCH = {"Cu": [(5, "tanh")], "Au": [(5, "tanh")]}
-pytestmark = pytest.mark.filterwarnings("ignore:the validation set has only:UserWarning")
-
-
-def descriptor():
-    return ChebyshevDescriptor(["Cu", "Au"], 4, 4.5, 2, 3.5, min_cutoff=0.5)
-
-
-def config(**changes):
-    settings = dict(iterations=3, method=Adam(mu=0.01, batchsize=4), testpercent=25, split_seed=2, seed=5,
-                    force_weight=0.1, atomic_energies=REFERENCES, checkpoint_dir=None, save_best=False,
-                    checkpoint_interval=0, show_progress=False)
-    return TorchTrainingConfig(**(settings | changes))
+pytestmark = pytest.mark.filterwarnings(SMALL_VALIDATION)
 
 
 @pytest.fixture(scope="module")

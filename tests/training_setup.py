@@ -25,3 +25,14 @@ def config(**overrides):
                     device="cpu", atomic_energies=REFERENCES, checkpoint_dir=None, save_best=False,
                     show_progress=False)
     return TorchTrainingConfig(**(settings | overrides))
+
+
+# Committees: smaller members, no checkpoints unless a test asks for them.
+MEMBER_ARCH = {"Cu": [(5, "tanh")], "Au": [(5, "tanh")]}
+
+
+def member_config(**changes):
+    settings = dict(iterations=3, method=Adam(mu=0.01, batchsize=4), testpercent=25, split_seed=2, seed=5,
+                    force_weight=0.1, atomic_energies=REFERENCES, checkpoint_dir=None, save_best=False,
+                    checkpoint_interval=0, show_progress=False)
+    return TorchTrainingConfig(**(settings | changes))
