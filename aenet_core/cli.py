@@ -20,9 +20,9 @@ from aenet_core.data.hdf5.dataset import DEFAULT_STORAGE_DTYPE
 from aenet_core.data.sources import iter_entries
 from aenet_core.export import DEFAULT_PREFIX
 from aenet_core.io import write_extxyz
-from aenet_core.model.checkpoint import read_model_file, write_model_file
+from aenet_core.model.checkpoint import HEADER_KEYS, read_model_file, write_model_file
 from aenet_core.potential import TorchANNPotential
-from aenet_core.reference_energies import ReferenceEnergies, iter_composition_energy_samples_from_files
+from aenet_core.reference_energies import METHODS, ReferenceEnergies, iter_composition_energy_samples_from_files
 from aenet_core.split import DEFAULT_TESTPERCENT, Split
 from aenet_core.training.config import TorchTrainingConfig
 
@@ -173,8 +173,7 @@ def _evaluate(args):
 
 def _convert_model(args):
     payload = read_model_file(args.input)  # plain data only; older schemas are upgraded on reading
-    write_model_file(args.output, {k: v for k, v in payload.items()
-                                   if k not in ("format", "schema_version", "timestamp", "torch_version")})
+    write_model_file(args.output, {k: v for k, v in payload.items() if k not in HEADER_KEYS})
     print(f"{args.input} -> {args.output} (model schema {payload['schema_version']})")
 
 
@@ -208,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     refs = commands.add_parser("reference-energies", help="fit atomic reference energies (JSON)")
     refs.add_argument("inputs", nargs="+", help="structure files with total energies")
     refs.add_argument("--output", required=True)
-    refs.add_argument("--method", choices=["regression", "reference_compounds", "fixed"], default="regression")
+    refs.add_argument("--method", choices=METHODS, default="regression")
     refs.add_argument("--compounds", nargs="+", help="reference compounds as formulas (reference_compounds)")
     refs.add_argument("--fixed", nargs="+", metavar="SYMBOL=EV", help="atomic energies held fixed in the fit "
                       "(with --method fixed: the values of every species, nothing fitted)")

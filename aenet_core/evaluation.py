@@ -20,9 +20,7 @@ from aenet_core.io import write_extxyz
 from aenet_core.split import Split
 from aenet_core.structure import Structure
 from aenet_core.training.trainout import save_figure
-from aenet_core.uncertainty import FORMAT as CALIBRATION_FORMAT
-from aenet_core.uncertainty import VERSION as CALIBRATION_VERSION
-from aenet_core.uncertainty import Calibration
+from aenet_core.uncertainty import Calibration, save_no_calibration
 
 
 DEFAULT_N_UNCERTAIN = 10
@@ -50,8 +48,7 @@ def evaluate_committee(committee_dir, database, split, output_dir, n_uncertain: 
         calibrated = calibration.calibrated_stds
     except ValueError as err:  # e.g. one member, or too few test structures: no spread to scale
         calibration, calibrated = None, np.full_like(std, np.nan)
-        write_json(output_dir / "calibration.json", {"format": CALIBRATION_FORMAT, "version": CALIBRATION_VERSION,
-                                                     "factor": None, "reason": str(err)}, indent=1)
+        save_no_calibration(output_dir / "calibration.json", str(err))
 
     # A calibration.json beside the committee would add an in-sample calibrated column: only the out-of-fold one
     # below is reported.

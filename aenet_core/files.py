@@ -46,14 +46,14 @@ def write_json(path, data, **options) -> None:
         handle.write("\n")
 
 
-def read_json(path, what: str, error=FileFormatError):
-    """The parsed content of a JSON file; unreadable JSON raises ``error`` naming the file and ``what`` it
-    should have been."""
+def read_json(path, what: str):
+    """The parsed content of a JSON file; unreadable JSON raises ``FileFormatError`` naming the file and
+    ``what`` it should have been."""
     path = Path(path)
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
-        raise error(f"{path}: not valid JSON, so a damaged or foreign {what} (invalid JSON: {err}); make it "
+        raise FileFormatError(f"{path}: not valid JSON, so a damaged or foreign {what} (invalid JSON: {err}); make it "
                     f"again") from None
 
 

@@ -88,6 +88,11 @@ class Calibration:
         write_json(path, self.to_dict(), indent=1)
 
 
+def save_no_calibration(path, reason: str) -> None:
+    """A calibration.json that records why no factor could be fitted (its factor is None)."""
+    write_json(path, {"format": FORMAT, "version": VERSION, "factor": None, "reason": reason}, indent=1)
+
+
 def load_calibration_factor(path) -> float | None:
     """The factor of a calibration.json (None where the evaluation could not fit one)."""
     data = read_json(path, "calibration file (run the evaluation again)")

@@ -38,10 +38,13 @@ class ModelFileError(FileFormatError):
     """A model file or checkpoint that cannot be loaded; the message names the file and why."""
 
 
+HEADER_KEYS = ("format", "schema_version", "timestamp", "torch_version")
+
+
 def write_model_file(path, payload: dict) -> None:
-    """Write ``payload`` (tensors and plain data) with the format header, atomically."""
-    header = {"format": FORMAT, "schema_version": SCHEMA_VERSION,
-              "timestamp": datetime.now(timezone.utc).isoformat(), "torch_version": str(torch.__version__)}
+    """Write ``payload`` (tensors and plain data, no ``HEADER_KEYS``) with the format header, atomically."""
+    values = (FORMAT, SCHEMA_VERSION, datetime.now(timezone.utc).isoformat(), str(torch.__version__))
+    header = dict(zip(HEADER_KEYS, values))
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path, binary=True) as handle:
         torch.save({**header, **payload}, handle)

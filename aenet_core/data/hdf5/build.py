@@ -14,8 +14,8 @@ from ase.data import atomic_numbers
 from tqdm.auto import tqdm
 
 from aenet_core import __version__
-from aenet_core.data.hdf5.schema import (DESCRIPTOR_CLASS, EDGE_FIELDS, FORMAT, INDEX_FIELDS, SCHEMA_VERSION,
-                                         TRIPLET_FIELDS, compact_json, sha256_text)
+from aenet_core.data.hdf5.schema import (DESCRIPTOR_CLASS, EDGE_FIELDS, ENTRY_STRINGS, FORMAT, INDEX_FIELDS,
+                                         SCHEMA_VERSION, TRIPLET_FIELDS, compact_json, sha256_text)
 from aenet_core.descriptor import BatchedFeaturizer, ChebyshevDescriptor, structure_batch
 from aenet_core.files import atomic_path
 from aenet_core.neighbors import rows_per_structure
@@ -163,7 +163,7 @@ class _Writer:
                                 compression_opts=compression_level if compression == "gzip" else None)
         self.hash = hashlib.sha256()
         self.n_entries = self.n_atoms = 0
-        self.strings = {"name": [], "source_id": [], "display_name": [], "identifier": []}
+        self.strings = {name: [] for name in ENTRY_STRINGS}
         self.descriptor = descriptor
         if with_descriptor:
             d = self.file.create_group("descriptor")

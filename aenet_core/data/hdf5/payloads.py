@@ -22,7 +22,6 @@ class PayloadReader:
         self.handle, self.descriptor = handle, descriptor
         self.atom_offset = atom_offset
         self.row_offsets = {"edges": edge_offset, "triplets": triplet_offset}
-        self.cache_bytes = cache_bytes
         self.cache = LRUCache(max_bytes=cache_bytes, size_of=_payload_bytes)
 
     def features(self, indices):
@@ -64,10 +63,10 @@ class PayloadReader:
         missing = sorted({i for i in indices if i not in entries or (with_derivatives and entries[i][1] is None)})
         block = self._read_block(missing, with_derivatives) if missing else None
         whole = missing == indices
-        fetched = self._cut(block, missing) if missing and (self.cache_bytes or not whole) else {}
+        fetched = self._cut(block, missing) if missing and (self.cache.max_bytes or not whole) else {}
         out = [fetched[i][:2] if i in fetched else self.cache.get(i)[:2] for i in ([] if whole else indices)]
         for i, (features, derivatives, size) in fetched.items():
-            if size > self.cache_bytes:
+            if size > self.cache.max_bytes:
                 continue  # the cache would refuse it: do not copy it first
             if derivatives is not None:
                 derivatives = {group: {name: t.clone() for name, t in fields.items()}
