@@ -115,7 +115,7 @@ def test_a_single_member_job_reproduces_the_committee_member(trained, cuau, tmp_
     assert len(loaded.members) == 1 and json.loads(path.read_text())["execution_mode"] == "aggregated"
 
 
-def test_an_interrupted_member_resumes_from_its_checkpoint(cuau, tmp_path):
+def test_an_interrupted_member_resumes_from_its_checkpoint(cuau, tmp_path, capsys):
     dataset = StructureDataset(cuau, descriptor(), atomic_energies=REFERENCES)
     split = Split.create(dataset, 25, 2)
     full = config(iterations=4, checkpoint_interval=1)
@@ -128,8 +128,12 @@ def test_an_interrupted_member_resumes_from_its_checkpoint(cuau, tmp_path):
     for name in ("model.pt", "summary.json", "history.json", "history.csv"):
         (interrupted / name).unlink()
     resumed = TorchANNPotential(ARCH, descriptor())
+    capsys.readouterr()
     summary = train_member(resumed, interrupted, full, dataset, split, seed=3)
     assert summary["metrics"]["epochs_recorded"] == 4
+    assert summary["resumed_from"] == "checkpoints/checkpoint_epoch_0001.pt"  # the log and summary say so
+    err = capsys.readouterr().err
+    assert "resuming from" in err and "checkpoint_epoch_0001.pt (2 of 4 epochs done)" in err
     for x, y in zip(weights(straight), weights(resumed)):
         assert torch.equal(x, y)
     # Checkpoints made for other settings are not trusted: the member trains from scratch.
@@ -137,7 +141,7 @@ def test_an_interrupted_member_resumes_from_its_checkpoint(cuau, tmp_path):
     for name in ("model.pt", "summary.json"):
         (interrupted / name).unlink()
     stale, fresh = TorchANNPotential(ARCH, descriptor()), TorchANNPotential(ARCH, descriptor())
-    train_member(stale, interrupted, other, dataset, split, seed=3)
+    assert train_member(stale, interrupted, other, dataset, split, seed=3)["resumed_from"] is None
     train_member(fresh, tmp_path / "fresh", other, dataset, split, seed=3)
     for x, y in zip(weights(stale), weights(fresh)):
         assert torch.equal(x, y)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -85,7 +86,7 @@ def train_member(potential: TorchANNPotential, member_dir, config: TorchTraining
     summary = {"member_index": member_index, "seed": seed, "split_seed": split.split_seed, "device": device,
                "member_dir": ".", "checkpoint_dir": "checkpoints" if checkpoints else None,
                "architecture": potential.arch, "descriptor_config": potential.descriptor.get_config(),
-               "training_config": None}
+               "training_config": None, "resumed_from": None}
     (member_dir / "summary.json").unlink(missing_ok=True)
     try:
         member_config = replace(config, seed=seed, device=device,
@@ -96,7 +97,11 @@ def train_member(potential: TorchANNPotential, member_dir, config: TorchTraining
             resume = _resume_point(checkpoints, _fingerprint(potential, member_config, dataset, split, seed),
                                    config.iterations)
         if resume is not None:
-            member_config = replace(member_config, iterations=config.iterations - checkpoint_epoch(resume) - 1)
+            done = checkpoint_epoch(resume) + 1
+            member_config = replace(member_config, iterations=config.iterations - done)
+            summary["resumed_from"] = f"checkpoints/{resume.name}"
+            print(f"member {member_index}: resuming from {resume} ({done} of {config.iterations} epochs done)",
+                  file=sys.stderr, flush=True)
         out = potential.train(dataset=dataset, split=split, config=member_config, resume_from=resume,
                               output_dir=member_dir)
         out.to_json(member_dir / "history.json")
