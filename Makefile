@@ -1,22 +1,27 @@
 # `make run`: set up .venv (if needed) and run the workflow on config.yaml.
 # `make test`: the same set-up, then the test suite.
+# `make test-cluster`: start a one-node SLURM cluster here (root, apt-get) and run the cluster tests.
 PYTHON ?= python3
+# The torch that .venv gets: this machine's CPU wheel by default. For CUDA training, a CUDA build, e.g.
+#   make clean setup TORCH_SPEC=torch==2.13.0 TORCH_INDEX=https://download.pytorch.org/whl/cu126
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= 2
 
-.PHONY: setup run test bench clean
+.PHONY: setup run test test-cluster bench clean
 
 setup: $(STAMP)
 
-# torch is pinned to the CPU wheel this machine carries; torch-scatter/torch-cluster
+# torch is pinned (TORCH_SPEC, from TORCH_INDEX when given); torch-scatter/torch-cluster
 # have no wheels for it and build from source against it (pip caches the built
 # wheels). If that build fails, the pure-torch path is used and a warning says so.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) '$(TORCH_SPEC)'
+	$(BIN)/pip install --quiet -e '.[test]'  # with the SLURM executor plugin (extra `slurm`)
 	$(BIN)/pip install --quiet --no-build-isolation torch-scatter torch-cluster \
 	  || echo "WARNING: torch-scatter/torch-cluster did not build; aenet_core uses its pure-torch path"
 	touch $(STAMP)
@@ -25,7 +30,10 @@ run: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES)
 
 test: setup
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -m "not cluster"
+
+test-cluster: setup
+	PATH="$(abspath $(BIN)):$$PATH" tests/run-cluster-tests.sh
 
 bench: setup
 	$(BIN)/python bench/featurize.py --data ../shared/data/TiO2

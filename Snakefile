@@ -25,6 +25,20 @@ include: "workflow/rules/export.smk"
 include: "workflow/rules/evaluate.smk"
 
 
+# Quick bookkeeping runs on the submitting host instead of queueing a job each.
+localrules:
+    all,
+    example_data,
+    split,
+    aggregate,
+    export,
+
+
+# Not in dry runs: a CUDA run stops here, before any job, when the jobs' torch has no CUDA build.
+onstart:
+    check_cuda_torch()
+
+
 rule all:
     default_target: True
     input:

@@ -1,48 +1,24 @@
 """The Snakemake workflow: config validation, the DAG over several configs (dry runs), lint, and a
 tiny full run with the rerun-nothing, add-a-member, failed-member and reproducibility checks."""
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from workflow_setup import (ROOT, SNAKEMAKE, default_config, member_weights, planned_jobs, snakemake,
+                            tiny_config)
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = shutil.which("snakemake") or str(Path(sys.executable).parent / "snakemake")
-TINY = {"iterations": 5, "method": {"name": "adam", "mu": 0.005, "batchsize": 4}, "force_weight": 0.1}
 pytestmark = pytest.mark.slow
+PROFILE = ROOT / "workflow/profiles/slurm"
 
 
 @pytest.fixture(autouse=True)
 def needs_snakemake():
     if not Path(SNAKEMAKE).exists():
         pytest.skip("snakemake is not installed")
-
-
-def default_config() -> dict:
-    return yaml.safe_load((ROOT / "config.yaml").read_text())
-
-
-def snakemake(workdir, config, *args, timeout=600):
-    path = Path(workdir) / "test-config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    command = [SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), "--configfile",
-               str(path), *args]
-    # The rules run `python -m aenet_core.cli`: the interpreter of this test run must come first on PATH.
-    env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=workdir, env=env)
-
-
-def planned_jobs(result) -> dict:
-    """{rule: count} from a dry run's job table."""
-    assert result.returncode == 0, result.stdout + result.stderr
-    table = result.stdout.split("Job stats:")[1].split("total")[0]
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
 
 
 def test_default_config_plans_the_whole_dag(tmp_path):
@@ -74,13 +50,81 @@ def test_own_data_is_one_line(tmp_path, shared_data):
     assert result.stdout.count("structure-0") >= 100  # every file is an input of the database build
 
 
-def test_a_cuda_run_asks_for_a_gpu_per_member(tmp_path):
+def job_resources(result, rule) -> list[dict]:
+    """The resources and threads of each planned job of ``rule``, from a dry run's job blocks."""
+    assert result.returncode == 0, result.stdout + result.stderr
+    jobs = []
+    for block in result.stdout.split("\nrule ")[1:]:
+        if block.startswith(f"{rule}:"):
+            resources = re.search(r"^    resources: (.*)$", block, re.M).group(1)
+            threads = re.search(r"^    threads: (\d+)$", block, re.M)
+            jobs.append(dict(item.split("=", 1) for item in resources.split(", "))
+                        | {"threads": threads.group(1) if threads else "1"})
+    return jobs
+
+
+def through_the_profile(tmp_path, config, *args):
+    """A dry run through the SLURM profile (--cores only because a dry run caps threads at it)."""
+    return snakemake(tmp_path, config, "--workflow-profile", str(PROFILE), "-n", "--cores", "8", *args)
+
+
+def test_the_profile_holds_no_account_partition_or_job_size():
+    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
+    assert profile["executor"] == "slurm"
+    assert not {"default-resources", "set-resources"} & set(profile)  # the config's cluster section has them
+
+
+def test_a_cpu_run_through_the_profile_asks_for_nothing_gpu_related(tmp_path):
+    result = through_the_profile(tmp_path, default_config())
+    members = job_resources(result, "train_member")
+    assert len(members) == 2
+    for job in members:
+        assert job["gpu"] == "0" and job["gpu_model"] == "" and "cpus_per_gpu" not in job
+        assert job["slurm_partition"] == "" and job["slurm_account"] == ""  # the cluster's defaults apply
+        assert (job["threads"], job["runtime"], job["mem_mb"]) == ("2", "720", "16000")
+    (database,) = job_resources(result, "build_database")
+    assert "gpu" not in database and database["runtime"] == "120"
+    for rule in ("example_data", "split", "aggregate", "export"):  # local rules (test_cluster.py runs them)
+        (job,) = job_resources(result, rule)
+        assert set(job) == {"tmpdir", "threads"}, rule
+
+
+def test_a_cuda_run_through_the_profile_asks_one_gpu_per_member(tmp_path):
     config = default_config()
     config["runs"]["example"]["device"] = "cuda"
-    result = snakemake(tmp_path, config, "-n")
-    members = [block for block in result.stdout.split("rule ")[1:] if block.startswith("train_member")]
-    assert len(members) == 2 and all("gpu=1" in block for block in members)
-    assert "gpu=1" not in "".join(b for b in result.stdout.split("rule ")[1:] if b.startswith("build_database"))
+    config["cluster"] = {"account": "chem42", "partition": "short", "gpu_partition": "gpu", "gpu_model": "a100"}
+    result = through_the_profile(tmp_path, config)
+    members = job_resources(result, "train_member")
+    assert len(members) == 2
+    for job in members:
+        assert (job["gpu"], job["gpu_model"], job["slurm_partition"], job["threads"]) == ("1", "a100", "gpu", "2")
+        assert job["slurm_account"] == "chem42" and "cpus_per_gpu" not in job  # CPUs: the member's threads
+    for rule in ("reference_energies", "build_database", "evaluate"):
+        (job,) = job_resources(result, rule)
+        assert "gpu" not in job and "gpu_model" not in job, rule
+        assert (job["slurm_partition"], job["slurm_account"]) == ("short", "chem42"), rule
+
+
+def test_sizes_given_by_the_user_keep_the_others(tmp_path):
+    config = default_config()
+    config["cluster"] = {"resources": {"train_member": {"runtime": 1440}}}
+    result = through_the_profile(tmp_path, config, "--set-resources", "evaluate:runtime=90")
+    for job in job_resources(result, "train_member"):
+        assert (job["runtime"], job["mem_mb"]) == ("1440", "16000")
+    (evaluate,) = job_resources(result, "evaluate")
+    assert (evaluate["runtime"], evaluate["mem_mb"]) == ("90", "8000")
+    (database,) = job_resources(result, "build_database")
+    assert (database["runtime"], database["mem_mb"]) == ("120", "8000")
+
+
+@pytest.mark.skipif(torch.version.cuda is not None, reason="this torch has CUDA: a CUDA run is not refused")
+def test_a_cuda_run_without_a_cuda_torch_is_refused_before_any_job(tmp_path):
+    config = default_config()
+    config["runs"]["example"]["device"] = "cuda"
+    result = snakemake(tmp_path, config, "--cores", "1")
+    assert result.returncode != 0 and "runs.example.device is cuda, but the torch of" in result.stderr \
+        and "is built without CUDA" in result.stderr
+    assert not (tmp_path / "results").exists()
 
 
 @pytest.mark.parametrize("edit, key", [
@@ -90,6 +134,10 @@ def test_a_cuda_run_asks_for_a_gpu_per_member(tmp_path):
     (lambda c: c["runs"]["example"]["training"].update(split_seed=3), "split_seed"),
     (lambda c: c["runs"]["example"]["training"].update(iteratons=5), "iteratons"),
     (lambda c: c["runs"]["example"].update(device="gpu0"), "gpu0"),
+    (lambda c: c.update(cluster={"account": "x; touch /tmp/owned"}), "touch"),
+    (lambda c: c.update(cluster={"gpu_model": "a100:2"}), "a100:2"),
+    (lambda c: c.update(cluster={"resources": {"train_member": {"mem_mb": 0}}}), "mem_mb"),
+    (lambda c: c.update(cluster={"resources": {"train_membr": {"runtime": 60}}}), "train_membr"),
     (lambda c: c["runs"]["example"].update(reference_energies={"method": "regression", "values": {"Cu": 1.0}}),
      "values"),
     (lambda c: c["runs"]["example"].update(reference_energies={"method": "fixed", "values": {"Cu": 1.0, "Au": 2.0},
@@ -137,21 +185,6 @@ def test_lint_reports_nothing(tmp_path):
     result = snakemake(tmp_path, default_config(), "--lint")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Lints for" not in result.stdout + result.stderr
-
-
-def tiny_config(num_members=2) -> dict:
-    config = default_config()
-    config["example_data"] = {"n_structures": 10, "seed": 3}
-    run = config["runs"]["example"]
-    run.update(training=TINY, committee={"num_members": num_members, "base_seed": 11}, threads=1,
-               split={"testpercent": 30, "split_seed": 7})
-    return config
-
-
-def member_weights(workdir, member):
-    state = torch.load(Path(workdir) / f"results/example/committee/member_{member}/model.pt",
-                       weights_only=True)["model_state_dict"]
-    return [state[k] for k in sorted(state)]
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ rule train_member:
         "../../envs/aenet_core.yaml"
     threads: lookup(dpath="runs/{run}/threads", within=config)
     resources:
-        gpu=gpus,
+        **member_resources(),
     params:
         arch=arch_json,
         training=training_json,

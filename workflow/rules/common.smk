@@ -1,12 +1,17 @@
 # Config validation and the helpers the rules share: which files a run reads, which database it
-# uses (runs with the same sources, descriptor and reference energies share one), member seeds, and
-# the command-line arguments built from config values (every value shell-quoted).
+# uses (runs with the same sources, descriptor and reference energies share one), member seeds, the
+# command-line arguments built from config values (every value shell-quoted) and what each job asks a
+# scheduler for.
 import glob
 import hashlib
 import json
 import shlex
+import shutil
+import subprocess
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
+from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -150,10 +155,6 @@ def member_seed_of(wildcards):
     return member_seed(wildcards.run, wildcards.member)
 
 
-def gpus(wildcards):
-    return 1 if run_config(wildcards.run)["device"].startswith("cuda") else 0
-
-
 def split_args(wildcards):
     split = run_config(wildcards.run)["split"]
     return arguments(*option("--testpercent", split.get("testpercent")), "--split-seed", split["split_seed"])
@@ -179,6 +180,70 @@ def member_files(name):
 
 def member_dirs(wildcards):
     return [str(Path(path).parent) for path in member_files("summary")(wildcards)]
+
+
+# -- what jobs ask a scheduler for (config `cluster`; a local run ignores it) --------------------
+# An unset account or partition is "": the SLURM executor then submits without -A / -p, so the user's
+# default account and the cluster's default partition apply. CPUs are each job's threads.
+CLUSTER = config["cluster"]
+
+
+def uses_cuda(run):
+    return run_config(run)["device"].startswith("cuda")
+
+
+def scheduler_resources(rule_name):
+    size = CLUSTER["resources"][rule_name]
+    return {
+        "runtime": size["runtime"],
+        "mem_mb": size["mem_mb"],
+        "slurm_account": CLUSTER.get("account") or "",
+        "slurm_partition": CLUSTER.get("partition") or "",
+    }
+
+
+def member_resources():
+    """A member's job: only a CUDA member asks for one GPU, the GPU model and the GPU partition."""
+
+    def partition(wildcards):
+        chosen = CLUSTER.get("gpu_partition") if uses_cuda(wildcards.run) else None
+        return chosen or CLUSTER.get("partition") or ""
+
+    def gpu(wildcards):
+        return 1 if uses_cuda(wildcards.run) else 0
+
+    def gpu_model(wildcards):
+        return (CLUSTER.get("gpu_model") or "") if uses_cuda(wildcards.run) else ""
+
+    return scheduler_resources("train_member") | {"slurm_partition": partition, "gpu": gpu, "gpu_model": gpu_model}
+
+
+def check_cuda_torch():
+    """Refuse, before any job, to train CUDA members whose python has a torch built without CUDA.
+
+    Called on start (not in dry runs). It asks torch's build, not a device: the submitting host of a
+    cluster run has no GPU. With --sdm conda the jobs' environment is envs/aenet_core.yaml, which this
+    process cannot ask.
+    """
+    if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
+        return
+    planned = {job.wildcards.run for job in workflow.dag.needrun_jobs() if job.rule.name == "train_member"}
+    cuda_runs = sorted(run for run in planned if uses_cuda(run))
+    if not cuda_runs:
+        return
+    python = shutil.which("python") or "python"
+    probe = subprocess.run(
+        [python, "-c", "import torch; print(torch.version.cuda or '')"], capture_output=True, text=True
+    )
+    devices = ", ".join(f"runs.{run}.device is {run_config(run)['device']}" for run in cuda_runs)
+    if probe.returncode != 0:
+        raise WorkflowError(f"{devices}, but {python} (the python the jobs run) cannot import torch: {probe.stderr}")
+    if not probe.stdout.strip():
+        raise WorkflowError(
+            f"{devices}, but the torch of {python} (the python the jobs run) is built without CUDA: install "
+            "a CUDA build of torch there (make clean setup TORCH_INDEX=<a CUDA wheel index of pytorch.org>, "
+            "see the README's cluster section) or train on the cpu"
+        )
 
 
 def run_outputs(run):

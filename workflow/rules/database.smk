@@ -7,6 +7,8 @@ rule reference_energies:
         "results/databases/{db}/logs/reference_energies.log",
     conda:
         "../../envs/aenet_core.yaml"
+    resources:
+        **scheduler_resources("reference_energies"),
     params:
         args=reference_energy_args,
     shell:
@@ -26,6 +28,8 @@ rule build_database:
     conda:
         "../../envs/aenet_core.yaml"
     threads: database_threads
+    resources:
+        **scheduler_resources("build_database"),
     params:
         args=database_args,
     shell:

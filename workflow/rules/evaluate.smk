@@ -33,6 +33,8 @@ rule evaluate:
         "results/{run}/benchmarks/evaluate.tsv"
     conda:
         "../../envs/aenet_core.yaml"
+    resources:
+        **scheduler_resources("evaluate"),
     params:
         args=evaluate_args,
         committee_dir=subpath(input.committee, parent=True),

@@ -1,0 +1,51 @@
+"""What the workflow tests share: running Snakemake on a config in a working directory, the shipped
+and a tiny config, and reading back the results."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = shutil.which("snakemake") or str(Path(sys.executable).parent / "snakemake")
+TINY = {"iterations": 5, "method": {"name": "adam", "mu": 0.005, "batchsize": 4}, "force_weight": 0.1}
+
+
+def default_config() -> dict:
+    return yaml.safe_load((ROOT / "config.yaml").read_text())
+
+
+def snakemake(workdir, config, *args, timeout=600):
+    path = Path(workdir) / "test-config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    command = [SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), "--configfile",
+               str(path), *args]
+    # The rules run `python -m aenet_core.cli`: the interpreter of this test run must come first on PATH.
+    env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=workdir, env=env)
+
+
+def planned_jobs(result) -> dict:
+    """{rule: count} from a dry run's job table."""
+    assert result.returncode == 0, result.stdout + result.stderr
+    table = result.stdout.split("Job stats:")[1].split("total")[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+def tiny_config(num_members=2) -> dict:
+    config = default_config()
+    config["example_data"] = {"n_structures": 10, "seed": 3}
+    run = config["runs"]["example"]
+    run.update(training=TINY, committee={"num_members": num_members, "base_seed": 11}, threads=1,
+               split={"testpercent": 30, "split_seed": 7})
+    return config
+
+
+def member_weights(workdir, member):
+    state = torch.load(Path(workdir) / f"results/example/committee/member_{member}/model.pt",
+                       weights_only=True)["model_state_dict"]
+    return [state[k] for k in sorted(state)]
