@@ -2,8 +2,9 @@
 # `make test`: the same set-up, then the test suite.
 # `make test-cluster`: start a one-node SLURM cluster here (root, apt-get) and run the cluster tests.
 PYTHON ?= python3
-# The torch that .venv gets: this machine's CPU wheel by default. For CUDA training, a CUDA build, e.g.
-#   make clean setup TORCH_SPEC=torch==2.13.0 TORCH_INDEX=https://download.pytorch.org/whl/cu126
+# The torch that .venv gets: TORCH_SPEC from pip's default index (here a local CPU wheel; on Linux from
+# PyPI a CUDA build), or from TORCH_INDEX, e.g. https://download.pytorch.org/whl/cu128 (a CUDA version)
+# or .../whl/cpu. An existing .venv keeps its torch: `make clean setup TORCH_INDEX=...` replaces it.
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 VENV := .venv
@@ -20,7 +21,7 @@ setup: $(STAMP)
 # wheels). If that build fails, the pure-torch path is used and a warning says so.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) '$(TORCH_SPEC)'
+	$(BIN)/pip install --quiet $(if $(TORCH_INDEX),--index-url '$(TORCH_INDEX)') '$(TORCH_SPEC)'
 	$(BIN)/pip install --quiet -e '.[test]'  # with the SLURM executor plugin (extra `slurm`)
 	$(BIN)/pip install --quiet --no-build-isolation torch-scatter torch-cluster \
 	  || echo "WARNING: torch-scatter/torch-cluster did not build; aenet_core uses its pure-torch path"

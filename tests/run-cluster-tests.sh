@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `make test-cluster`: a one-node SLURM cluster on this machine (../shared/tools/slurm-local), first with
 # slurmdbd accounting and a (fake) GPU, then without accounting storage, and the cluster tests against
-# each; the daemons are stopped at the end. Skips (exit 0, saying why) only where no cluster can be set up here: the set-up
-# script is missing, this is not root, or apt-get cannot install the SLURM packages.
+# each; the daemons are stopped at the end. Skips (exit 0, saying why) only where no cluster can be set
+# up here: the set-up script is missing, this is not root, or apt-get cannot install the SLURM packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SETUP=${SLURM_SETUP:-../shared/tools/slurm-local/setup-local-slurm.sh}
@@ -12,7 +12,7 @@ skip() { echo "SKIPPED the cluster tests: $*"; exit 0; }
 [ -f "$SETUP" ] || skip "no cluster set-up script at $SETUP"
 [ "$(id -u)" = 0 ] || skip "setting up a local SLURM cluster needs root"
 trap 'bash "$SETUP" stop >/dev/null 2>&1 || true' EXIT
-# The GPU test needs the fake GPU: it runs in the first variant and is left out of the second.
+# The GPU test needs the fake GPU: it runs in the first round and is left out of the second.
 for variant in "ACCOUNTING=slurmdbd FAKE_GPU=1" "ACCOUNTING=none FAKE_GPU=0"; do
     echo "== local SLURM cluster: $variant"
     if ! env $variant bash "$SETUP" >"$LOG" 2>&1; then
@@ -25,7 +25,6 @@ for variant in "ACCOUNTING=slurmdbd FAKE_GPU=1" "ACCOUNTING=none FAKE_GPU=0"; do
         echo "the local SLURM cluster did not start (log: $LOG)"
         exit 1
     fi
-    deselect=()
-    [[ $variant == *FAKE_GPU=0* ]] && deselect=(-k "not cuda")
-    pytest -q -s -m cluster "${deselect[@]}" tests/test_cluster.py
+    if [[ $variant == *FAKE_GPU=1* ]]; then round=gpu; only=(); else round=cpu; only=(-k "not cuda"); fi
+    AENET_CORE_TEST_CLUSTER=$round pytest -q -s -m cluster "${only[@]}" tests/test_cluster.py
 done

@@ -84,9 +84,9 @@ def test_a_cpu_run_through_the_profile_asks_for_nothing_gpu_related(tmp_path):
         assert (job["threads"], job["runtime"], job["mem_mb"]) == ("2", "720", "16000")
     (database,) = job_resources(result, "build_database")
     assert "gpu" not in database and database["runtime"] == "120"
-    for rule in ("example_data", "split", "aggregate", "export"):  # local rules (test_cluster.py runs them)
+    for rule in ("example_data", "split", "aggregate", "export"):  # (local rules: test_cluster.py checks that)
         (job,) = job_resources(result, rule)
-        assert set(job) == {"tmpdir", "threads"}, rule
+        assert set(job) == {"tmpdir", "threads"}, rule  # nothing to ask a scheduler for
 
 
 def test_a_cuda_run_through_the_profile_asks_one_gpu_per_member(tmp_path):

@@ -183,8 +183,9 @@ def member_dirs(wildcards):
 
 
 # -- what jobs ask a scheduler for (config `cluster`; a local run ignores it) --------------------
-# An unset account or partition is "": the SLURM executor then submits without -A / -p, so the user's
-# default account and the cluster's default partition apply. CPUs are each job's threads.
+# An unset account or partition is "": the SLURM executor then takes the cluster's default partition
+# (sinfo) and guesses the account from the user's recent jobs (sacct), else submits without -A.
+# CPUs are each job's threads.
 CLUSTER = config["cluster"]
 
 
@@ -225,17 +226,19 @@ def check_cuda_torch():
     cluster run has no GPU. With --sdm conda the jobs' environment is envs/aenet_core.yaml, which this
     process cannot ask.
     """
-    if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
+    if workflow.touch or DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
         return
     planned = {job.wildcards.run for job in workflow.dag.needrun_jobs() if job.rule.name == "train_member"}
     cuda_runs = sorted(run for run in planned if uses_cuda(run))
     if not cuda_runs:
         return
-    python = shutil.which("python") or "python"
+    devices = ", ".join(f"runs.{run}.device is {run_config(run)['device']}" for run in cuda_runs)
+    python = shutil.which("python")
+    if python is None:
+        raise WorkflowError(f"{devices}, but there is no python on PATH to run the jobs")
     probe = subprocess.run(
         [python, "-c", "import torch; print(torch.version.cuda or '')"], capture_output=True, text=True
     )
-    devices = ", ".join(f"runs.{run}.device is {run_config(run)['device']}" for run in cuda_runs)
     if probe.returncode != 0:
         raise WorkflowError(f"{devices}, but {python} (the python the jobs run) cannot import torch: {probe.stderr}")
     if not probe.stdout.strip():
