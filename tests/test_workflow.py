@@ -3,6 +3,8 @@ tiny full run with the rerun-nothing, add-a-member, failed-member and reproducib
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -149,6 +151,50 @@ def test_a_bad_config_stops_before_any_job(tmp_path, edit, key):
     result = snakemake(tmp_path, config, "-n")
     assert result.returncode != 0 and key in result.stderr + result.stdout
     assert "Job stats" not in result.stdout
+
+
+INJECTION = "$(touch OWNED)"
+INJECTIONS = {  # every config string that names something a rule passes to the shell
+    "species": lambda run: run["descriptor"].update(species=["Cu", "Au" + INJECTION]),
+    "compounds": lambda run: run.update(reference_energies={"method": "reference_compounds",
+                                                            "compounds": ["CuAu" + INJECTION]}),
+    "fixed keys": lambda run: run.update(reference_energies={"fixed": {"Cu" + INJECTION: 1.0}}),
+    "values keys": lambda run: run.update(reference_energies={"method": "fixed",
+                                                              "values": {"Cu": 1.0, "Au" + INJECTION: 2.0}}),
+    "export prefix": lambda run: run.update(export={"prefix": "p" + INJECTION}),
+    "storage dtype": lambda run: run.update(database={"storage_dtype": "float64" + INJECTION}),
+    "device": lambda run: run.update(device="cuda" + INJECTION),
+}
+
+
+@pytest.mark.parametrize("vector", [*INJECTIONS, "run name", "cluster account", "cluster partition"])
+def test_no_config_string_reaches_the_shell(tmp_path, vector):
+    config = default_config()
+    if vector == "run name":
+        config["runs"] = {"ex" + INJECTION: config["runs"]["example"]}
+    elif vector.startswith("cluster"):
+        config["cluster"] = {vector.split()[1]: "x" + INJECTION}
+    else:
+        INJECTIONS[vector](config["runs"]["example"])
+    result = snakemake(tmp_path, config, "--cores", "1")
+    assert result.returncode != 0 and INJECTION in result.stderr + result.stdout, vector  # refused, named
+    assert "Job stats" not in result.stdout + result.stderr and not (tmp_path / "OWNED").exists()
+
+
+def test_file_names_with_shell_syntax_are_quoted(tmp_path):
+    """Paths come from globs, not the schema: a file name full of shell syntax is passed as one argument."""
+    data = tmp_path / "data"
+    data.mkdir()
+    path = data / f"cu au {INJECTION}; 'q'.extxyz"
+    made = subprocess.run([sys.executable, "-m", "aenet_core.cli", "example-data", "--output", str(path),
+                           "--n-structures", "6"], capture_output=True, text=True, cwd=ROOT)
+    assert made.returncode == 0, made.stderr
+    config = tiny_config()
+    config["runs"]["example"]["sources"] = str(data / "*.extxyz")
+    result = snakemake(tmp_path, config, "--cores", "1", "--until", "build_database")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not (tmp_path / "OWNED").exists() and not (ROOT / "OWNED").exists()
+    assert list(tmp_path.glob("results/databases/*/database.h5"))
 
 
 def run_schema() -> dict:
