@@ -52,7 +52,7 @@ def read_json(path, what: str):
     path = Path(path)
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:  # truncated, or overwritten with binary bytes
         raise FileFormatError(f"{path}: not valid JSON, so a damaged or foreign {what} (invalid JSON: {err}); make it "
                     f"again") from None
 

@@ -32,6 +32,7 @@ def test_format_and_version_checks_name_the_file_and_what_to_do(tmp_path):
         check_format("f.json", "x", "x", "old", (1, 2), "thing")
     with pytest.raises(FileFormatError, match="unsupported version True"):
         check_format("f.json", "x", "x", True, (1,), "thing")
-    (tmp_path / "broken.json").write_text("{")
-    with pytest.raises(FileFormatError, match=r"broken\.json: not valid JSON, so a damaged or foreign thing"):
-        read_json(tmp_path / "broken.json", "thing")
+    for damage in (b"{", b"\x89HDF\r\n\x1a\n\xff\xfe"):  # truncated; binary bytes that are not UTF-8
+        (tmp_path / "broken.json").write_bytes(damage)
+        with pytest.raises(FileFormatError, match=r"broken\.json: not valid JSON, so a damaged or foreign thing"):
+            read_json(tmp_path / "broken.json", "thing")

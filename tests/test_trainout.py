@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
+from aenet_core.files import FileFormatError
 from aenet_core.training import trainout
 from aenet_core.training.trainout import TrainOut
 
@@ -137,6 +138,13 @@ def test_from_json_accepts_nan_literals(tmp_path):
     out = TrainOut.from_json(path)
     assert not out.has_force_data
     assert out.stats["final_RMSE_test"] == 0.3
+
+
+def test_a_damaged_history_names_the_file(tmp_path):
+    path = tmp_path / "history.json"
+    path.write_bytes(json.dumps(make_history()).encode()[:40])
+    with pytest.raises(FileFormatError, match=r"history\.json: not valid JSON, so a damaged or foreign training history"):
+        TrainOut.from_json(path)
 
 
 def test_csv_has_real_values(tmp_path):

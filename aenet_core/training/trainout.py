@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from aenet_core.files import atomic_write
+from aenet_core.files import atomic_write, read_json
 
 # errors column -> history key
 ERROR_COLUMNS = {
@@ -76,8 +76,7 @@ class TrainOut:
     @classmethod
     def from_json(cls, path, config=None):
         """Read a history.json; NaN may be stored as null or as NaN."""
-        with open(path, encoding="utf-8") as fh:
-            return cls(json.load(fh), config)
+        return cls(read_json(path, "training history (train the member again)"), config)
 
     def to_json(self, path):
         """Write the history as strict JSON (non-finite values as null), atomically."""
