@@ -2,7 +2,9 @@
 
 Every output is written under a temporary name beside its destination and
 renamed into place only when complete, so an interrupted write never leaves a
-file that a later read would trust.  Every reader checks the format name and
+file that a later read would trust; the temporary name records the writing
+process, so a later write of the same file removes what a killed one left behind
+on this host.  Every reader checks the format name and
 version a file declares through ``check_format``, so all of them refuse a
 foreign or newer file the same way, naming the file.
 """
@@ -10,7 +12,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import uuid
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,11 +24,40 @@ class FileFormatError(ValueError):
     """A file that is not what the reader expects, or in a version it cannot read; the message names it."""
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_temporaries(path) -> list[Path]:
+    """Remove the temporary files of ``path`` that processes of this host left when they were killed
+    (a process still running keeps its file; another host's files are left alone)."""
+    path = Path(path)
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.[0-9a-f]{{32}}\.(\d+)@(.+)\.tmp$")
+    removed = []
+    for candidate in path.parent.glob(f".{path.name}.*.tmp"):
+        found = pattern.match(candidate.name)
+        if found and found.group(2) == socket.gethostname() and not _alive(int(found.group(1))):
+            candidate.unlink(missing_ok=True)
+            removed.append(candidate)
+            warnings.warn(f"removed {candidate}, left by process {found.group(1)} when it was killed", stacklevel=3)
+    return removed
+
+
 @contextmanager
 def atomic_path(path):
-    """Yield a temporary path beside ``path``; on success it replaces ``path``, on failure it is removed."""
+    """Yield a temporary path beside ``path``; on success it replaces ``path``, on failure it is removed.
+
+    Stale temporaries of ``path`` from killed processes are removed first (``remove_stale_temporaries``).
+    """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    remove_stale_temporaries(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.{os.getpid()}@{socket.gethostname()}.tmp")
     try:
         yield tmp
         os.replace(tmp, path)

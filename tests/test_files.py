@@ -1,7 +1,13 @@
 """Atomic writes and the format/version checks every reader shares."""
+import os
+import socket
+import subprocess
+import sys
+
 import pytest
 
-from aenet_core.files import FileFormatError, atomic_path, atomic_write, check_format, read_json, write_json
+from aenet_core.files import (FileFormatError, atomic_path, atomic_write, check_format, read_json,
+                              remove_stale_temporaries, write_json)
 
 
 def test_a_write_replaces_the_file_only_when_complete(tmp_path):
@@ -36,3 +42,32 @@ def test_format_and_version_checks_name_the_file_and_what_to_do(tmp_path):
         (tmp_path / "broken.json").write_bytes(damage)
         with pytest.raises(FileFormatError, match=r"broken\.json: not valid JSON, so a damaged or foreign thing"):
             read_json(tmp_path / "broken.json", "thing")
+
+
+KILLED_WRITER = """
+import os, signal, sys
+from aenet_core.files import atomic_path
+with atomic_path(sys.argv[1]) as tmp:
+    tmp.write_bytes(b"partial")
+    print(os.getpid(), flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_later_write_removes_what_a_killed_writer_left_on_this_host(tmp_path):
+    path = tmp_path / "database.h5"
+    killed = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(path)], capture_output=True, text=True)
+    assert killed.returncode == -9
+    dead, host = int(killed.stdout), socket.gethostname()
+    (stale,) = tmp_path.glob(".database.h5.*.tmp")  # kill -9 leaves it: no finally runs
+    running = tmp_path / f".database.h5.{'b' * 32}.{os.getpid()}@{host}.tmp"  # a write still in progress
+    elsewhere = tmp_path / f".database.h5.{'c' * 32}.{dead}@another-host.tmp"  # its process cannot be asked
+    other_file = tmp_path / f".split.json.{'d' * 32}.{dead}@{host}.tmp"
+    for leftover in (running, elsewhere, other_file):
+        leftover.write_bytes(b"partial")
+    with pytest.warns(UserWarning, match=f"removed .*left by process {dead} when it was killed"):
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(b"complete")
+    assert path.read_bytes() == b"complete"
+    assert not stale.exists() and running.exists() and elsewhere.exists() and other_file.exists()
+    assert remove_stale_temporaries(path) == []
