@@ -107,7 +107,7 @@ def test_no_loading_path_runs_a_hostile_pickle(loader, committee_dir, cuau, tmp_
     write_exploit(committee / target, marker)
     with pytest.raises(ModelFileError, match=r"refused, it holds Python objects.*posix\.system"):
         load(committee, cuau)
-    assert not marker.exists()
+    assert not marker.exists() and (committee / target).exists()  # refused and kept, never run or removed
 
 
 def test_a_hostile_persistent_cache_file_is_recomputed_not_run(cuau, tmp_path):

@@ -147,6 +147,37 @@ def test_an_interrupted_member_resumes_from_its_checkpoint(cuau, tmp_path, capsy
         assert torch.equal(x, y)
 
 
+def test_a_truncated_checkpoint_falls_back_to_an_older_one_or_a_fresh_start(cuau, tmp_path, capsys):
+    dataset = StructureDataset(cuau, descriptor(), atomic_energies=REFERENCES)
+    split = Split.create(dataset, 25, 2)
+    full = config(iterations=4, checkpoint_interval=1)
+    straight = TorchANNPotential(ARCH, descriptor())
+    train_member(straight, tmp_path / "straight", full, dataset, split, seed=3)
+
+    def killed_after_two_epochs(damaged):
+        member = tmp_path / f"member_{len(damaged)}"
+        train_member(TorchANNPotential(ARCH, descriptor()), member, replace(full, iterations=2), dataset, split,
+                     seed=3)
+        for name in ("model.pt", "summary.json", "history.json", "history.csv"):
+            (member / name).unlink()
+        for epoch in damaged:  # as a kill -9 during torch.save would leave them
+            path = member / f"checkpoints/checkpoint_epoch_{epoch:04d}.pt"
+            path.write_bytes(path.read_bytes()[:1000])
+        return member
+
+    for damaged, resumed_from in (((1,), "checkpoints/checkpoint_epoch_0000.pt"), ((0, 1), None)):
+        member = killed_after_two_epochs(damaged)
+        capsys.readouterr()
+        resumed = TorchANNPotential(ARCH, descriptor())
+        summary = train_member(resumed, member, full, dataset, split, seed=3)
+        err = capsys.readouterr().err
+        assert summary["status"] == "completed" and summary["resumed_from"] == resumed_from, summary["error"]
+        assert "checkpoint_epoch_0001.pt does not load, removed" in err
+        assert ("training from the start" in err) == (resumed_from is None)
+        for x, y in zip(weights(straight), weights(resumed)):
+            assert torch.equal(x, y)
+
+
 def test_a_failing_member_is_recorded_and_the_others_kept(cuau, tmp_path):
     committee = TorchCommitteePotential(ARCH, descriptor())
     with pytest.warns(UserWarning, match="1 committee member"):

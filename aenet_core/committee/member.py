@@ -17,6 +17,7 @@ import torch
 from aenet_core.allocator import keep_freed_memory
 from aenet_core.descriptor import ChebyshevDescriptor
 from aenet_core.files import atomic_write, write_json
+from aenet_core.model.checkpoint import ModelFileError, RefusedModelFileError, read_model_file
 from aenet_core.potential import TorchANNPotential
 from aenet_core.split import Split
 from aenet_core.training.config import TorchTrainingConfig
@@ -54,14 +55,33 @@ def _fingerprint(potential, config, dataset, split, seed) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _loads(checkpoint: Path) -> bool:
+    """Whether ``checkpoint`` reads back as a checkpoint; one that does not (truncated by a kill, damaged)
+    is removed, and the log says so. One holding code is refused (raised), not removed."""
+    try:
+        if read_model_file(checkpoint).get("run_state") is not None:
+            return True
+        problem = "it holds no run state"
+    except RefusedModelFileError:
+        raise
+    except ModelFileError as err:
+        problem = str(err)
+    print(f"{checkpoint} does not load, removed: {problem}", file=sys.stderr, flush=True)
+    checkpoint.unlink()
+    return False
+
+
 def _resume_point(checkpoints: Path, fingerprint: str, iterations: int):
-    """The latest checkpoint made for this very member and no later than ``iterations`` epochs, or None
-    (other checkpoints are removed)."""
+    """The latest checkpoint made for this very member, no later than ``iterations`` epochs and that
+    loads, or None (other checkpoints are removed)."""
     stamp = checkpoints / "fingerprint.txt"
     if stamp.exists() and stamp.read_text().strip() == fingerprint:
         found = checkpoint_files(checkpoints)
         if found and checkpoint_epoch(found[-1]) < iterations:
-            return found[-1]
+            usable = next((candidate for candidate in reversed(found) if _loads(candidate)), None)
+            if usable is not None:
+                return usable
+            print(f"no checkpoint in {checkpoints} loads: training from the start", file=sys.stderr, flush=True)
     for old in checkpoints.glob("*.pt"):
         old.unlink()
     checkpoints.mkdir(parents=True, exist_ok=True)

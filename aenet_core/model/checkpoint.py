@@ -38,6 +38,10 @@ class ModelFileError(FileFormatError):
     """A model file or checkpoint that cannot be loaded; the message names the file and why."""
 
 
+class RefusedModelFileError(ModelFileError):
+    """A file holding Python objects that loading would run: refused, and kept for inspection."""
+
+
 HEADER_KEYS = ("format", "schema_version", "timestamp", "torch_version")
 
 
@@ -61,9 +65,10 @@ def read_model_file(path) -> dict:
         if found is None:
             raise ModelFileError(f"{path}: not a readable aenet_core model file (a damaged or foreign pickle: "
                                  f"{str(err).strip().splitlines()[-1][:200]})") from None
-        raise ModelFileError(f"{path}: refused, it holds Python objects that loading would run ({found.group(1)}). "
-                             f"aenet_core model files and checkpoints hold only tensors and plain data, so this "
-                             f"file was not written by aenet_core or was altered; nothing in it was run") from None
+        raise RefusedModelFileError(
+            f"{path}: refused, it holds Python objects that loading would run ({found.group(1)}). aenet_core "
+            f"model files and checkpoints hold only tensors and plain data, so this file was not written by "
+            f"aenet_core or was altered; nothing in it was run") from None
     except Exception as err:
         raise ModelFileError(f"{path}: not a readable aenet_core model file ({type(err).__name__}: {err})") from err
     if not isinstance(payload, dict):
@@ -72,8 +77,9 @@ def read_model_file(path) -> dict:
     check_format(path, payload.get("format", FORMAT), FORMAT, version, READABLE_VERSIONS, "model file",
                  "model schema", error=ModelFileError)
     if legacy and version not in _LEGACY_VERSIONS:
-        raise ModelFileError(f"{path}: refused, a schema {version} file holds NumPy arrays, which only schema 1.x "
-                             f"files may; it was not written by aenet_core or was altered")
+        raise RefusedModelFileError(
+            f"{path}: refused, a schema {version} file holds NumPy arrays, which only schema 1.x files may; it "
+            f"was not written by aenet_core or was altered")
     if version == "1.0":
         _upgrade_from_1_0(payload)
     if version in _LEGACY_VERSIONS:
