@@ -34,18 +34,35 @@ def _alive(pid: int) -> bool:
     return True
 
 
+TEMPORARY = re.compile(r"^\.(?P<target>.+)\.[0-9a-f]{32}\.(?P<pid>\d+)@(?P<host>.+)\.tmp$")
+# directory -> target name -> its temporaries found there when this process first wrote to the directory.
+# Listing a directory once, not at every write, keeps a cache of one file per structure linear.
+_FOUND_TEMPORARIES: dict[str, dict[str, list[Path]]] = {}
+
+
+def _temporaries_found(path: Path) -> list[Path]:
+    directory = os.path.abspath(path.parent)
+    if directory not in _FOUND_TEMPORARIES:
+        found = {}
+        for candidate in path.parent.glob(".*.tmp"):
+            match = TEMPORARY.match(candidate.name)
+            if match:
+                found.setdefault(match["target"], []).append(candidate)
+        _FOUND_TEMPORARIES[directory] = found
+    return _FOUND_TEMPORARIES[directory].pop(path.name, [])
+
+
 def remove_stale_temporaries(path) -> list[Path]:
     """Remove the temporary files of ``path`` that processes of this host left when they were killed
-    (a process still running keeps its file; another host's files are left alone)."""
-    path = Path(path)
-    pattern = re.compile(rf"^\.{re.escape(path.name)}\.[0-9a-f]{{32}}\.(\d+)@(.+)\.tmp$")
+    (a process still running keeps its file; another host's files are left alone). Each directory is
+    listed once per process, at its first write: leftovers of writers killed since wait for the next."""
     removed = []
-    for candidate in path.parent.glob(f".{path.name}.*.tmp"):
-        found = pattern.match(candidate.name)
-        if found and found.group(2) == socket.gethostname() and not _alive(int(found.group(1))):
+    for candidate in _temporaries_found(Path(path)):
+        found = TEMPORARY.match(candidate.name)
+        if found["host"] == socket.gethostname() and not _alive(int(found["pid"])):
             candidate.unlink(missing_ok=True)
             removed.append(candidate)
-            warnings.warn(f"removed {candidate}, left by process {found.group(1)} when it was killed", stacklevel=3)
+            warnings.warn(f"removed {candidate}, left by process {found['pid']} when it was killed", stacklevel=3)
     return removed
 
 
