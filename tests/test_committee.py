@@ -115,18 +115,29 @@ def test_a_single_member_job_reproduces_the_committee_member(trained, cuau, tmp_
     assert len(loaded.members) == 1 and json.loads(path.read_text())["execution_mode"] == "aggregated"
 
 
-def test_an_interrupted_member_resumes_from_its_checkpoint(cuau, tmp_path, capsys):
+@pytest.fixture
+def straight_member(cuau, tmp_path):
+    """(dataset, split, 4-epoch config, a member trained straight through) for the resume tests."""
     dataset = StructureDataset(cuau, descriptor(), atomic_energies=REFERENCES)
     split = Split.create(dataset, 25, 2)
     full = config(iterations=4, checkpoint_interval=1)
     straight = TorchANNPotential(ARCH, descriptor())
     train_member(straight, tmp_path / "straight", full, dataset, split, seed=3)
-    # A member "killed" after epoch 2: its checkpoints exist, model.pt and summary.json do not.
-    interrupted = tmp_path / "interrupted"
-    train_member(TorchANNPotential(ARCH, descriptor()), interrupted, replace(full, iterations=2), dataset, split,
+    return dataset, split, full, straight
+
+
+def killed_after_two_epochs(member_dir, full, dataset, split):
+    """A member "killed" after epoch 2: its checkpoints exist, model.pt, summary.json and history do not."""
+    train_member(TorchANNPotential(ARCH, descriptor()), member_dir, replace(full, iterations=2), dataset, split,
                  seed=3)
     for name in ("model.pt", "summary.json", "history.json", "history.csv"):
-        (interrupted / name).unlink()
+        (member_dir / name).unlink()
+    return member_dir
+
+
+def test_an_interrupted_member_resumes_from_its_checkpoint(straight_member, tmp_path, capsys):
+    dataset, split, full, straight = straight_member
+    interrupted = killed_after_two_epochs(tmp_path / "interrupted", full, dataset, split)
     resumed = TorchANNPotential(ARCH, descriptor())
     capsys.readouterr()
     summary = train_member(resumed, interrupted, full, dataset, split, seed=3)
@@ -147,26 +158,13 @@ def test_an_interrupted_member_resumes_from_its_checkpoint(cuau, tmp_path, capsy
         assert torch.equal(x, y)
 
 
-def test_a_truncated_checkpoint_falls_back_to_an_older_one_or_a_fresh_start(cuau, tmp_path, capsys):
-    dataset = StructureDataset(cuau, descriptor(), atomic_energies=REFERENCES)
-    split = Split.create(dataset, 25, 2)
-    full = config(iterations=4, checkpoint_interval=1)
-    straight = TorchANNPotential(ARCH, descriptor())
-    train_member(straight, tmp_path / "straight", full, dataset, split, seed=3)
-
-    def killed_after_two_epochs(damaged):
-        member = tmp_path / f"member_{len(damaged)}"
-        train_member(TorchANNPotential(ARCH, descriptor()), member, replace(full, iterations=2), dataset, split,
-                     seed=3)
-        for name in ("model.pt", "summary.json", "history.json", "history.csv"):
-            (member / name).unlink()
+def test_a_truncated_checkpoint_falls_back_to_an_older_one_or_a_fresh_start(straight_member, tmp_path, capsys):
+    dataset, split, full, straight = straight_member
+    for damaged, resumed_from in (((1,), "checkpoints/checkpoint_epoch_0000.pt"), ((0, 1), None)):
+        member = killed_after_two_epochs(tmp_path / f"member_{len(damaged)}", full, dataset, split)
         for epoch in damaged:  # as a kill -9 during torch.save would leave them
             path = member / f"checkpoints/checkpoint_epoch_{epoch:04d}.pt"
             path.write_bytes(path.read_bytes()[:1000])
-        return member
-
-    for damaged, resumed_from in (((1,), "checkpoints/checkpoint_epoch_0000.pt"), ((0, 1), None)):
-        member = killed_after_two_epochs(damaged)
         capsys.readouterr()
         resumed = TorchANNPotential(ARCH, descriptor())
         summary = train_member(resumed, member, full, dataset, split, seed=3)
