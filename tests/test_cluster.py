@@ -49,8 +49,9 @@ def runs(accounting, tmp_path_factory):
     assert result.returncode == 0, result.stdout + result.stderr
 
     cluster = tmp_path_factory.mktemp("slurm")
-    # Members small enough for two at once on the 2-CPU, 20 GB node. Unnamed, the cluster's default
-    # account and partition are used; with accounting they are named, and must be accepted too.
+    # Members small enough for two at once on the fake-GPU round's 4-CPU, 20 GB node. Unnamed, the
+    # cluster's default account and partition are used; with accounting they are named, and must be
+    # accepted too.
     config["cluster"] = {"resources": {"train_member": {"mem_mb": 4000}}}
     if accounting:
         config["cluster"] |= {"account": "testacct", "partition": "cpu"}
@@ -91,19 +92,16 @@ def test_every_computing_rule_is_a_completed_slurm_job_without_gpus(runs, accoun
     jobs = slurm_jobs(log)
     assert set(jobs) == COMPUTING_RULES, log  # example_data, split, aggregate and export ran locally
     assert len(jobs["train_member"]) == 2  # one job per member
+    threads = {"build_database": 2, "train_member": 2, "reference_energies": 1, "evaluate": 1}
     for rule, ids in jobs.items():
         for job_id in ids:
             record = scheduler_record(job_id)
             assert "JobState=COMPLETED" in record, (rule, record)
             assert "TresPerJob" not in record and "gres" not in record, (rule, record)  # no GPU asked for
+            assert f"NumCPUs={threads[rule]} " in record, (rule, record)  # CPUs are the job's threads
+            assert rule != "train_member" or "mem=4000M" in record, record  # memory as configured
             if accounting:
                 assert accounting_record(job_id).strip() == "COMPLETED|testacct|cpu", rule
-    for rule, cpus in (("build_database", 2), ("train_member", 2), ("reference_energies", 1), ("evaluate", 1)):
-        for job_id in jobs[rule]:  # CPUs are the job's threads; memory as configured
-            record = scheduler_record(job_id)
-            assert f"NumCPUs={cpus} " in record, (rule, record)
-    for job_id in jobs["train_member"]:
-        assert "mem=4000M" in scheduler_record(job_id)
 
 
 def test_slurm_and_local_runs_give_identical_results(runs):
