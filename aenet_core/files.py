@@ -10,6 +10,7 @@ foreign or newer file the same way, naming the file.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -95,6 +96,12 @@ def write_json(path, data, **options) -> None:
     with atomic_write(path) as handle:
         json.dump(data, handle, allow_nan=False, **options)
         handle.write("\n")
+
+
+def file_sha256(path) -> str:
+    """The sha256 of a file's bytes; what summaries and manifests record so a reader can tell damage."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def read_json(path, what: str):

@@ -1,7 +1,9 @@
 """Committees: training layout and seeds, single-member jobs and aggregation, resume, failures,
 ensemble statistics, dataset prediction, and calibrated uncertainty."""
+import hashlib
 import json
 import os
+import shutil
 import warnings
 from dataclasses import replace
 
@@ -14,6 +16,7 @@ from aenet_core.committee import (AenetEnsembleResult, TorchCommitteeConfig, Tor
 from aenet_core.descriptor import BatchedFeaturizer
 from aenet_core.example_data import make_cuau_structures
 from aenet_core.files import FileFormatError
+from aenet_core.model.checkpoint import ModelFileError
 from aenet_core.split import Split
 from aenet_core.structure import Structure
 from aenet_core.torch_featurize import ChebyshevDescriptor
@@ -174,6 +177,53 @@ def test_a_truncated_checkpoint_falls_back_to_an_older_one_or_a_fresh_start(stra
         assert ("training from the start" in err) == (resumed_from is None)
         for x, y in zip(weights(straight), weights(resumed)):
             assert torch.equal(x, y)
+
+
+def test_a_member_resumed_from_its_final_checkpoint_has_the_same_outputs(straight_member, tmp_path):
+    dataset, split, full, straight = straight_member
+    member = tmp_path / "straight"
+    before = {name: (member / name).read_bytes() for name in ("summary.json", "history.json", "history.csv")}
+    for name in ("model.pt", *before):
+        (member / name).unlink()
+    again = TorchANNPotential(ARCH, descriptor())
+    summary = train_member(again, member, full, dataset, split, seed=3)
+    assert summary["resumed_from"] == "checkpoints/checkpoint_epoch_0003.pt"  # zero epochs left to train
+    original = json.loads(before["summary.json"])
+    assert summary["metrics"] == original["metrics"] and summary["training_config"] == original["training_config"]
+    for name in ("history.json", "history.csv"):
+        assert (member / name).read_bytes() == before[name]
+    for x, y in zip(weights(straight), weights(again)):
+        assert torch.equal(x, y)
+    assert TorchANNPotential.from_file(member / "model.pt").training_config.iterations == full.iterations
+
+
+def test_a_member_whose_training_diverges_is_failed_not_completed(cuau, tmp_path):
+    structures = [replace(s, forces=s.forces.copy()) for s in cuau]
+    dataset = StructureDataset(structures, descriptor(), atomic_energies=REFERENCES)
+    dataset.structures[0].forces[0, 0] = 1e200  # past any read-time check, as a damaged label would be
+    summary = train_member(TorchANNPotential(ARCH, descriptor()), tmp_path / "member", config(), dataset,
+                           Split.create(dataset, 25, 2), seed=3)
+    assert summary["status"] == "failed" and "training diverged" in summary["error"], summary
+    assert "final_RMSE_force_train=inf" in summary["error"] or "final_RMSE_train=nan" in summary["error"]
+    assert not (tmp_path / "member" / "model.pt").exists()
+
+
+def test_a_committee_refuses_a_member_model_it_did_not_write(trained, tmp_path):
+    _, _, out = trained
+    copy = tmp_path / "committee"
+    shutil.copytree(out, copy)
+    shutil.copy(copy / "member_000/model.pt", copy / "member_001/model.pt")  # loads, but is not member 1's
+    with pytest.raises(ModelFileError, match=r"member_001/model.pt: not the model file member 1 wrote"):
+        TorchCommitteePotential.from_directory(copy)
+
+
+def test_the_exported_committee_manifest_records_each_file_sha256(trained, tmp_path):
+    committee, _, _ = trained
+    members = committee.to_aenet_ascii(tmp_path)
+    recorded = json.loads((tmp_path / "manifest.json").read_text())["sha256"]
+    assert len(recorded) == sum(len(m) for m in members) == 6
+    for name, digest in recorded.items():
+        assert hashlib.sha256((tmp_path / name).read_bytes()).hexdigest() == digest
 
 
 def test_a_failing_member_is_recorded_and_the_others_kept(cuau, tmp_path):

@@ -16,7 +16,7 @@ import torch
 
 from aenet_core.allocator import keep_freed_memory
 from aenet_core.descriptor import ChebyshevDescriptor
-from aenet_core.files import atomic_write, write_json
+from aenet_core.files import atomic_write, file_sha256, write_json
 from aenet_core.model.checkpoint import ModelFileError, RefusedModelFileError, read_model_file
 from aenet_core.potential import TorchANNPotential
 from aenet_core.split import Split
@@ -42,6 +42,21 @@ def member_metrics(trainout: TrainOut, best_val_loss) -> dict:
     metrics["best_val_loss"] = _finite_or_none(best_val_loss)
     metrics["epochs_recorded"] = float(trainout.num_epochs)
     return metrics
+
+
+def refuse_non_finite(trainout: TrainOut, potential, has_test: bool) -> None:
+    """Raise when training diverged: non-finite weights, a non-finite final training (or, with test
+    structures, test) energy error, or an infinite final error of any kind."""
+    if not trainout.num_epochs:
+        return
+    stats = {key: value for key, value in trainout.stats.items() if key.startswith("final_")}
+    required = ["final_RMSE_train"] + (["final_RMSE_test"] if has_test else [])
+    bad = [key for key, value in stats.items() if math.isinf(value) or (key in required and math.isnan(value))]
+    if not all(torch.isfinite(p).all() for p in potential.model.parameters()):
+        bad.append("weights")
+    if bad:
+        found = ", ".join(f"{key}={stats.get(key, 'non-finite')}" for key in bad)
+        raise ValueError(f"training diverged ({found}): check the labels (energies, forces) and the learning rate")
 
 
 def _fingerprint(potential, config, dataset, split, seed) -> str:
@@ -124,15 +139,17 @@ def train_member(potential: TorchANNPotential, member_dir, config: TorchTraining
                   file=sys.stderr, flush=True)
         out = potential.train(dataset=dataset, split=split, config=member_config, resume_from=resume,
                               output_dir=member_dir)
+        refuse_non_finite(out, potential, has_test=bool(split.test))
+        potential.training_config = replace(member_config, iterations=config.iterations)  # whatever was resumed
         out.to_json(member_dir / "history.json")
         out.to_csv(member_dir / "history.csv")
         potential.save(member_dir / "model.pt", extra_metadata={
             "committee_member_index": member_index, "committee_seed": seed, "committee_split_seed": split.split_seed})
         summary.update(status="completed", metrics=member_metrics(out, potential.best_val_loss),
-                       model_path="model.pt", history_json_path="history.json", history_csv_path="history.csv",
+                       model_path="model.pt", model_sha256=file_sha256(member_dir / "model.pt"), history_json_path="history.json", history_csv_path="history.csv",
                        summary_path="summary.json", error=None)
     except Exception as err:  # a failed member is recorded; the others keep their results
-        summary.update(status="failed", metrics={}, model_path=None, history_json_path=None, history_csv_path=None,
+        summary.update(status="failed", metrics={}, model_path=None, model_sha256=None, history_json_path=None, history_csv_path=None,
                        summary_path=None, error=f"{type(err).__name__}: {err}")
     write_json(member_dir / "summary.json", summary, indent=1)
     return summary

@@ -25,7 +25,8 @@ import pandas as pd
 
 from aenet_core.committee.config import TorchCommitteeConfig
 from aenet_core.committee.member import LEGACY_ALIASES
-from aenet_core.files import check_format, read_json, write_json
+from aenet_core.files import check_format, file_sha256, read_json, write_json
+from aenet_core.model.checkpoint import ModelFileError
 from aenet_core.training.trainout import TrainOut, plot_learning_curves
 
 FORMAT = "aenet_core.committee"
@@ -88,7 +89,8 @@ def aggregate_committee(output_dir, committee_config: TorchCommitteeConfig | Non
 
 
 def _public(summary: dict) -> dict:
-    keys = ("member_index", "seed", "split_seed", "device", "member_dir", "model_path", "history_json_path",
+    keys = ("member_index", "seed", "split_seed", "device", "member_dir", "model_path", "model_sha256",
+            "history_json_path",
             "history_csv_path", "summary_path", "checkpoint_dir", "status", "metrics", "error")
     return {key: summary.get(key) for key in keys}
 
@@ -104,6 +106,14 @@ class CommitteeMember:
     error: str | None
     member_dir: Path
     model_path: Path | None
+    model_sha256: str | None = None  # recorded when the member finished; absent in older metadata
+
+    def check_model_file(self) -> None:
+        """Refuse a model file that is not the one the member wrote (damaged, truncated or replaced)."""
+        if self.model_sha256 is not None and file_sha256(self.model_path) != self.model_sha256:
+            raise ModelFileError(f"{self.model_path}: not the model file member {self.member_index} wrote (its "
+                                 f"sha256 differs from the recorded one): it is damaged or was replaced; delete it "
+                                 f"and train the member again (it resumes from its checkpoints)")
 
     @property
     def trainout(self) -> TrainOut | None:
@@ -130,7 +140,8 @@ class TorchCommitteeTrainResult:
         root = path.parent
         members = [CommitteeMember(m["member_index"], m["seed"], m["split_seed"], m["device"], m["status"],
                                    m["metrics"] or {}, m["error"], root / m["member_dir"],
-                                   None if m["model_path"] is None else root / m["model_path"])
+                                   None if m["model_path"] is None else root / m["model_path"],
+                                   m.get("model_sha256"))
                    for m in metadata["members"]]
         return cls(root, path, members, metadata["execution_mode"])
 

@@ -19,7 +19,7 @@ from aenet_core.data.memory import StructureDataset
 from aenet_core.data.sources import iter_entries
 from aenet_core.descriptor import ChebyshevDescriptor
 from aenet_core.export import DEFAULT_PREFIX
-from aenet_core.files import write_json
+from aenet_core.files import file_sha256, write_json
 from aenet_core.model.predict import predict_with_models
 from aenet_core.potential import TorchANNPotential
 from aenet_core.split import Split, as_split
@@ -115,6 +115,8 @@ class TorchCommitteePotential:
                                     f"aggregate_committee() on its directory")
         result = TorchCommitteeTrainResult.from_metadata(metadata)
         completed = result.completed_members
+        for member in completed:
+            member.check_model_file()
         committee = cls.from_files([m.model_path for m in completed], device=device)
         committee.member_indices = [m.member_index for m in completed]
         calibration = Path(calibration) if calibration is not None else metadata.parent / "calibration.json"
@@ -129,8 +131,8 @@ class TorchCommitteePotential:
 
     def to_aenet_ascii(self, output_dir, prefix=DEFAULT_PREFIX, structures=None, descriptor_stats=None) -> list:
         """Each member's ``.nn.ascii`` files in ``output_dir/member_XXX/``; returns one ``{species: path}``
-        per member (the manifest ensemble tools take) and writes it, with the members' seeds and
-        descriptor, to ``output_dir/manifest.json``."""
+        per member (the manifest ensemble tools take) and writes it, with each file's sha256, the members'
+        model files and descriptor, to ``output_dir/manifest.json``."""
         if not self.members:
             raise ValueError("the committee has no members; train it or load it with from_directory()")
         output_dir = Path(output_dir)
@@ -141,9 +143,10 @@ class TorchCommitteePotential:
             written = member.to_aenet_ascii(folder, prefix=prefix, structures=structures,
                                             descriptor_stats=descriptor_stats)
             members.append({species: str(folder / name) for species, name in written["files"].items()})
-        manifest = {"format": "aenet_core committee nn.ascii", "prefix": prefix, "members": [
-            {species: str(Path(path).relative_to(output_dir)) for species, path in m.items()} for m in members],
-            "model_paths": [str(p) for p in self.model_paths], "descriptor": self.descriptor.get_config()}
+        relative = [{species: str(Path(path).relative_to(output_dir)) for species, path in m.items()} for m in members]
+        manifest = {"format": "aenet_core committee nn.ascii", "prefix": prefix, "members": relative,
+                    "sha256": {name: file_sha256(output_dir / name) for m in relative for name in m.values()},
+                    "model_paths": [str(p) for p in self.model_paths], "descriptor": self.descriptor.get_config()}
         write_json(output_dir / "manifest.json", manifest, indent=1)
         return members
 

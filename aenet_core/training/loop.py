@@ -74,7 +74,9 @@ class TrainingRun:
         epochs = range(self.next_epoch, self.next_epoch + config.iterations)
         for epoch in tqdm(epochs, desc="epochs", disable=not config.show_progress):
             self._epoch(epoch)
-        if config.iterations:  # the last epoch's metrics from a full pass with the final weights
+        # The last epoch's metrics from a full pass with the final weights, also when a resume from the
+        # final checkpoint trains no epoch: every path to the same weights records the same metrics.
+        if self.history["train_energy_rmse"]:
             final = _metric_entries(self.evaluate(self.train_loader, self.train_idx, self.train_forces),
                                     self.evaluate(self.test_loader, self.test_idx, self.test_forces))
             for key, value in final.items():
