@@ -236,6 +236,45 @@ def test_foreign_corrupt_and_future_files_give_clear_errors(tmp_path, cuau):
         HDF5StructureDataset(None, broken)
 
 
+def flip_byte(path, dataset_name, chunk=0, at=5):
+    """Flip one byte inside a stored chunk of a dataset, as disk or transfer damage would."""
+    with h5py.File(path, "r") as f:
+        offset = f[dataset_name].id.get_chunk_info(chunk).byte_offset + at
+    with open(path, "r+b") as handle:
+        handle.seek(offset)
+        byte = handle.read(1)
+        handle.seek(offset)
+        handle.write(bytes([byte[0] ^ 0x40]))
+
+
+@pytest.mark.parametrize("dataset", ["atoms/forces", "atoms/positions", "entries/energy"])
+def test_a_damaged_label_or_structure_chunk_is_refused_naming_the_dataset(tmp_path, cuau, dataset):
+    path = tmp_path / "db.h5"
+    build(path, cuau).close()
+    flip_byte(path, dataset)
+    with pytest.raises(DatabaseError, match=rf"db.h5: dataset /{dataset} is damaged .*rebuild"):
+        HDF5StructureDataset(None, path, mode="load")
+
+
+@pytest.mark.parametrize("dataset", ["features/values", "derivatives/edges/dG_dd", "derivatives/triplets/unit_ij"])
+def test_a_damaged_payload_chunk_is_refused_naming_the_dataset(tmp_path, cuau, dataset):
+    path = tmp_path / "db.h5"
+    build(path, cuau).close()
+    flip_byte(path, dataset)
+    db = HDF5StructureDataset(None, path, mode="load")  # payloads are read (and checked) when used
+    with pytest.raises(DatabaseError, match=rf"dataset /{dataset} is damaged"):
+        db.stored_derivatives(range(len(db)))
+
+
+def test_labels_changed_behind_the_checksums_are_refused_by_the_content_hash(tmp_path, cuau):
+    path = tmp_path / "db.h5"
+    build(path, cuau).close()
+    with h5py.File(path, "r+") as f:  # HDF5 rewrites the chunk checksum: only the content hash can tell
+        f["atoms/forces"][0, 0] = -35557.7
+    with pytest.raises(DatabaseError, match="do not match the content_sha256 written with them"):
+        HDF5StructureDataset(None, path, mode="load")
+
+
 def test_gzip_compression_and_pickling_for_workers(tmp_path, cuau):
     db = build(tmp_path / "db.h5", cuau, compression="gzip", compression_level=4)
     features = db.stored_features([1, 2])

@@ -159,7 +159,8 @@ class _Writer:
     def __init__(self, path: Path, descriptor, storage_dtype, compression, compression_level, with_descriptor):
         self.file = h5py.File(path, "w", rdcc_nbytes=0)
         self.storage = np.dtype(storage_dtype)
-        self.compression = dict(compression=compression,
+        # Every dataset carries per-chunk checksums: a damaged chunk fails its read instead of being trained on.
+        self.compression = dict(compression=compression, fletcher32=True,
                                 compression_opts=compression_level if compression == "gzip" else None)
         self.hash = hashlib.sha256()
         self.n_entries = self.n_atoms = 0
@@ -230,13 +231,14 @@ class _Writer:
         if self.n_entries == 0:
             raise ValueError("no structure was left to store (all sources empty or filtered out)")
         counts = f["entries/n_atoms"][:]
-        f.create_dataset("entries/atom_offset", data=np.concatenate([[0], np.cumsum(counts)]))
+        f.create_dataset("entries/atom_offset", data=np.concatenate([[0], np.cumsum(counts)]), fletcher32=True)
         for name, values in self.strings.items():
-            f.create_dataset(f"entries/{name}", data=values, dtype=h5py.string_dtype())
+            f.create_dataset(f"entries/{name}", data=values, dtype=h5py.string_dtype())  # HDF5: no filters
         if "derivatives/edge_counts" in f:
             for kind in ("edge", "triplet"):
                 kind_counts = f[f"derivatives/{kind}_counts"][:]
-                f.create_dataset(f"derivatives/{kind}_offset", data=np.concatenate([[0], np.cumsum(kind_counts)]))
+                f.create_dataset(f"derivatives/{kind}_offset", data=np.concatenate([[0], np.cumsum(kind_counts)]),
+                                 fletcher32=True)
                 del f[f"derivatives/{kind}_counts"]
             self._create_empty_derivatives()
             f["derivatives"].attrs.update(storage_dtype=self.storage.name, n_radial=self.descriptor.rad_order + 1,
@@ -256,7 +258,8 @@ class _Writer:
                 if path in self.file:
                     continue
                 if name in INDEX_FIELDS:
-                    self.file.create_dataset(path, shape=(0,), maxshape=(None,), dtype=np.int32)
+                    self.file.create_dataset(path, shape=(0,), maxshape=(None,), dtype=np.int32, fletcher32=True)
                 else:
                     shape = (widths.get(name, 3), 0)
-                    self.file.create_dataset(path, shape=shape, maxshape=(shape[0], None), dtype=self.storage)
+                    self.file.create_dataset(path, shape=shape, maxshape=(shape[0], None), dtype=self.storage,
+                                             fletcher32=True)

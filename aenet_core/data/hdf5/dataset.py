@@ -8,6 +8,7 @@ without featurizing again.  It implements ``StructureSource``.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -21,10 +22,10 @@ from aenet_core.data.cache import LRUCache
 from aenet_core.data.hdf5.build import write_database
 from aenet_core.data.hdf5.payloads import PayloadReader
 from aenet_core.data.hdf5.schema import (COMPRESSIONS, ENTRY_ARRAYS, ENTRY_STRINGS, DatabaseError, check_schema,
-                                         compact_json, sha256_text)
+                                         compact_json, reading, sha256_text)
 from aenet_core.data.sources import StructureFilter, as_input_list, input_stamps, iter_entries
 from aenet_core.descriptor import ChebyshevDescriptor
-from aenet_core.structure import Structure, referenced_energy_per_atom
+from aenet_core.structure import Structure, hash_structure, referenced_energy_per_atom
 
 DEFAULT_STORAGE_DTYPE = "float64"
 
@@ -123,27 +124,47 @@ class HDF5StructureDataset:
             with h5py.File(path, "r") as f:
                 check_schema(path, f)
                 self._attrs = dict(f.attrs)
-                entries = {name: f["entries/" + name][:] for name in ENTRY_ARRAYS}
-                for name in ENTRY_STRINGS:
-                    entries[name] = f["entries/" + name].asstr()[:].tolist()
-                atomic_number = f["atoms/atomic_number"][:]
-                self._forces = f["atoms/forces"][:]  # 24 bytes per atom: labels stay in memory
+
+                def read(name, strings=False):
+                    with reading(path, name):
+                        return f[name].asstr()[:].tolist() if strings else f[name][:]
+
+                entries = {name: read("entries/" + name) for name in ENTRY_ARRAYS}
+                entries.update({name: read("entries/" + name, strings=True) for name in ENTRY_STRINGS})
+                atomic_number = read("atoms/atomic_number")
+                self._forces = read("atoms/forces")  # 24 bytes per atom: labels stay in memory
+                positions = read("atoms/positions")
                 stored = json.loads(f["descriptor"].attrs["config_json"]) if "descriptor" in f else None
                 self._has_features = "features/values" in f
                 self._has_derivatives = "derivatives/edge_offset" in f
-                offsets = {kind: f[f"derivatives/{kind}_offset"][:] for kind in ("edge", "triplet")
+                offsets = {kind: read(f"derivatives/{kind}_offset") for kind in ("edge", "triplet")
                            if self._has_derivatives}
         except OSError as err:
             raise DatabaseError(f"{path}: not a readable HDF5 file ({err})") from None
         except KeyError as err:
             raise DatabaseError(f"{path}: incomplete aenet_core database, missing {err.args[0]}; rebuild it") from None
         self._entries = entries
+        self._check_content(atomic_number, positions)
         self._use_descriptor(stored)
         self._species_idx = self._species_indices(atomic_number)
         self._restore_filter()
         self._payloads = PayloadReader(self._file, self.descriptor, entries["atom_offset"], offsets.get("edge"),
                                        offsets.get("triplet"), int(self._payload_cache_mb * 2**20))
         self._loaded = True
+
+    def _check_content(self, atomic_number, positions):
+        """Refuse a file whose structures or labels no longer hash to the content_sha256 written with them."""
+        e, hasher = self._entries, hashlib.sha256()
+        symbols = np.array(chemical_symbols)[atomic_number].tolist()
+        for index, (lo, hi) in enumerate(zip(e["atom_offset"][:-1], e["atom_offset"][1:])):
+            has_cell = bool(e["has_cell"][index])
+            hash_structure(hasher, Structure(
+                positions=positions[lo:hi], species=symbols[lo:hi], energy=float(e["energy"][index]),
+                forces=self._forces[lo:hi] if e["has_forces"][index] else None,
+                cell=e["cell"][index] if has_cell else None, pbc=e["pbc"][index] if has_cell else None))
+        if hasher.hexdigest() != self._attrs["content_sha256"]:
+            raise DatabaseError(f"{self.database_file}: its structures or labels (entries/, atoms/) do not match "
+                                f"the content_sha256 written with them: the file is damaged; rebuild it")
 
     def _use_descriptor(self, stored):
         path = self.database_file

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from aenet_core.data.cache import LRUCache
-from aenet_core.data.hdf5.schema import EDGE_FIELDS, TRIPLET_FIELDS
+from aenet_core.data.hdf5.schema import EDGE_FIELDS, TRIPLET_FIELDS, reading
 from aenet_core.derivatives import LocalDerivatives
 
 
@@ -126,7 +126,8 @@ def _rows(dataset, offsets, indices, axis=0):
             end += 1
         lo, hi = int(offsets[indices[k]]), int(offsets[indices[end - 1] + 1])
         if hi > lo:
-            dataset.read_direct(out, lead + (slice(lo, hi),), lead + (slice(start, start + hi - lo),))
+            with reading(dataset.file.filename, dataset.name):
+                dataset.read_direct(out, lead + (slice(lo, hi),), lead + (slice(start, start + hi - lo),))
         start += hi - lo
         k = end
     return out

@@ -21,6 +21,10 @@ contiguous, located by offset arrays::
       triplets/         center, j, k int32, dG_dcos, dG_ddij, dG_ddik (A+1, T),
                         dcos_drj, dcos_drk, unit_ij, unit_ik (3, T)
 
+Every numeric dataset is written with HDF5's per-chunk checksum (``fletcher32``; the
+variable-length strings cannot have one), so a damaged chunk fails its read, naming the dataset; the structures and labels are also
+checked against ``content_sha256`` whenever the file is opened.
+
 Every entry passed ``aenet_core.data.sources.StructureFilter`` (so it has an
 energy); the filter's settings are recorded.  The derivative fields are those
 of ``LocalDerivatives``, order-major as it holds them (an entry's edges are a
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import contextmanager
 
 from aenet_core.files import FileFormatError, check_format
 
@@ -58,6 +63,17 @@ def compact_json(value) -> str:
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+@contextmanager
+def reading(path, dataset_name: str):
+    """Turn a failed read of a dataset (a chunk whose fletcher32 checksum does not match) into a DatabaseError
+    naming the file and the dataset."""
+    try:
+        yield
+    except OSError as err:
+        raise DatabaseError(f"{path}: dataset /{dataset_name.lstrip('/')} is damaged ({err}); rebuild the "
+                            f"database") from None
 
 
 def check_schema(path, f) -> None:
