@@ -27,9 +27,9 @@ from aenet_core.backend import sum_columns
 from aenet_core.derivatives import LocalDerivatives
 from aenet_core.neighbors import (batched_neighbor_list, neighbor_list_from_pairs, pairs_by_structure, prepare_cells,
                                   row_dot)
+from aenet_core.rules import DEFAULT_MIN_CUTOFF, ORDER, checked_number
 
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
-DEFAULT_MIN_CUTOFF = 0.55  # Å, aenet-python's default
 # The parameters that determine the feature values (not their precision, device or backend).
 IDENTITY_KEYS = ("species", "rad_order", "rad_cutoff", "ang_order", "ang_cutoff", "min_cutoff")
 
@@ -91,9 +91,8 @@ class ChebyshevDescriptor:
         self.species = list(species)
         if not self.species or len(set(self.species)) != len(self.species):
             raise ValueError(f"species must be a non-empty list of distinct symbols; got {species}")
-        for name, order in (("rad_order", rad_order), ("ang_order", ang_order)):
-            if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or order < 0:
-                raise ValueError(f"{name} must be a non-negative integer; got {order!r}")
+        rad_order = checked_number("ChebyshevDescriptor", "rad_order", rad_order, ORDER)
+        ang_order = checked_number("ChebyshevDescriptor", "ang_order", ang_order, ORDER)
         for name, rc in (("rad_cutoff", rad_cutoff), ("ang_cutoff", ang_cutoff)):
             if not (isinstance(rc, (int, float, np.floating)) and math.isfinite(rc) and rc > 0):
                 raise ValueError(f"{name} must be a positive number of Å; got {rc!r}")

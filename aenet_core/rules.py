@@ -31,10 +31,11 @@ class NumberRule(NamedTuple):
     @property
     def text(self) -> str:
         """The allowed range in words, e.g. ">= 0" or "in [0, 1)"."""
+        low, high = (f"{value:d}" if self.integer else f"{value:g}" for value in (self.low or 0, self.high or 0))
         if self.low is not None and self.high is not None:
-            return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+            return f"in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
         if self.low is not None:
-            return f"{'>' if self.low_open else '>='} {self.low:g}"
+            return f"{'>' if self.low_open else '>='} {low}"
         return ""
 
     def json_schema(self) -> dict:
@@ -54,6 +55,12 @@ BETA = NumberRule(False, 0, 1, high_open=True)
 COUNT = NumberRule(True, 0)
 # At least one training entry remains whatever the number of entries (splits and TorchTrainingConfig).
 TESTPERCENT = NumberRule(False, 0, 100, high_open=True)
+# Training seeds numpy with its seed (potential.seed_everything), and np.random.seed takes only these.
+SEED = NumberRule(True, 0, 2**32 - 1)
+# The descriptor's settings live here, free of torch, so that the workflow checks a config before any job.
+# Chebyshev expansion orders: no descriptor needs more than 100; 10^5 only exhausts memory.
+ORDER = NumberRule(True, 0, 100)
+DEFAULT_MIN_CUTOFF = 0.55  # Å, aenet-python's default
 
 
 def checked_number(owner: str, name: str, value, rule: NumberRule):

@@ -100,7 +100,7 @@ def test_seed_page_energy_only_example_config():
 INVALID = [
     ("iterations", -1), ("iterations", 2.5), ("iterations", True),
     ("testpercent", -1), ("testpercent", 100), ("testpercent", 101), ("testpercent", math.nan),
-    ("seed", True), ("seed", 1.5), ("seed", "7"), ("split_seed", False), ("split_seed", -3),
+    ("seed", True), ("seed", 1.5), ("seed", "7"), ("seed", -1), ("seed", 2**32), ("split_seed", False), ("split_seed", -3),
     ("force_weight", -0.1), ("force_weight", 1.5), ("force_fraction", 1.01),
     ("force_fraction", math.inf),
     ("sampling_policy", "energy"), ("force_sampling", "always"), ("cache_scope", "test"),

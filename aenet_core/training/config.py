@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from aenet_core.rules import ANY, BETA, COUNT, NONNEG, POSITIVE, TESTPERCENT, UNIT, NumberRule, check_numbers
+from aenet_core.rules import ANY, BETA, COUNT, NONNEG, POSITIVE, SEED, TESTPERCENT, UNIT, NumberRule, check_numbers
 from aenet_core.split import DEFAULT_TESTPERCENT
 
 
@@ -106,7 +106,7 @@ _OPTIONAL_COUNT = COUNT._replace(optional=True)
 _NUMBERS = {
     "iterations": COUNT,
     "testpercent": TESTPERCENT,
-    "seed": _OPTIONAL_COUNT,
+    "seed": SEED._replace(optional=True),
     "split_seed": _OPTIONAL_COUNT,
     "force_weight": UNIT,
     "force_fraction": UNIT,

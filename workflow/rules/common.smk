@@ -5,16 +5,95 @@
 import glob
 import hashlib
 import json
+import math
+import re
 import shlex
 import shutil
 import subprocess
 from pathlib import Path
 
+from jsonschema.exceptions import ValidationError, best_match
 from snakemake.exceptions import WorkflowError
 from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
 
-validate(config, schema="../schemas/config.schema.yaml")
+# The library's rules and element table come from torch-free modules of this checkout (Snakemake puts
+# the Snakefile's directory first on sys.path), so the checks below agree with what the jobs would
+# refuse. Importing torch would cost every invocation seconds; numpy and ase are needed here (the
+# Makefile's environment has them; with --sdm conda, Snakemake's own environment needs them too).
+from aenet_core.rules import DEFAULT_MIN_CUTOFF, SEED
+from aenet_core.structure import VALID_SYMBOLS
+
+
+def key_path(path):
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path).lstrip(".")
+
+
+def schema_message(error):
+    """'<key path>: <what is wrong>'; for a oneOf told apart by a name (training.method), the named branch's error."""
+    branches = {}
+    for sub in error.context:
+        branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+    named = [subs for subs in branches.values() if not any(sub.validator == "const" for sub in subs)]
+    if error.validator == "oneOf" and len(named) == 1:
+        return schema_message(best_match(named[0]))
+    message = f"{key_path(error.absolute_path) or 'config'}: {error.message}"
+    if error.validator == "additionalProperties":
+        message += f"; expected one of {', '.join(error.schema.get('properties', {}))}"
+    return message
+
+
+def non_finite(value, path=()):
+    """Key paths of NaN or infinite numbers (YAML .nan passes every schema bound)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from non_finite(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from non_finite(item, (*path, index))
+    elif isinstance(value, float) and not math.isfinite(value):
+        yield key_path(path)
+
+
+def run_problems(run, c):
+    """What the schema cannot express and the library would refuse inside a job."""
+    key, d = f"runs.{run}", c["descriptor"]
+    species = d["species"]
+    listed = ", ".join(species)
+    problems = [f"{key}.descriptor.species: {s!r} is not a chemical element" for s in species if s not in VALID_SYMBOLS]
+    min_cutoff = d.get("min_cutoff", DEFAULT_MIN_CUTOFF)
+    given = "" if "min_cutoff" in d else ", the descriptor's default"
+    problems += [
+        f"{key}.descriptor.{name} must be above min_cutoff ({min_cutoff} Å{given}); got {d[name]}"
+        for name in ("rad_cutoff", "ang_cutoff")
+        if not d[name] > min_cutoff
+    ]
+    arch = c["architecture"]
+    if isinstance(arch, dict) and set(arch) != set(species):
+        problems.append(f"{key}.architecture: layers for {', '.join(arch)}; expected descriptor.species ({listed})")
+    refs = c["reference_energies"]
+    named = {f"{key}.reference_energies.{name}": list(refs.get(name, {})) for name in ("values", "fixed")}
+    for index, formula in enumerate(refs.get("compounds", [])):
+        named[f"{key}.reference_energies.compounds[{index}]"] = re.findall("[A-Z][a-z]?", formula)
+    for where, symbols in named.items():
+        problems += [f"{where}: {s} is not one of descriptor.species ({listed})" for s in symbols if s not in species]
+    committee = c["committee"]
+    last_seed = committee["base_seed"] + committee["num_members"] - 1
+    if "member_seeds" not in committee and not SEED.test(last_seed):
+        problems.append(f"{key}.committee.base_seed: the last member's seed, {last_seed}, must be at most {SEED.high}")
+    return problems
+
+
+try:
+    validate(config, schema="../schemas/config.schema.yaml")
+except WorkflowError as error:
+    if not isinstance(error.__context__, ValidationError):
+        raise
+    raise WorkflowError(schema_message(error.__context__)) from None
+_problems = [f"{path}: must be a finite number" for path in non_finite(config)]
+_problems += [problem for run in sorted(config["runs"]) for problem in run_problems(run, config["runs"][run])]
+if _problems:
+    raise WorkflowError("\n".join(_problems))
 
 RUNS = sorted(config["runs"])
 # Rules run the library's command line (python -m aenet_core.cli) from this repository: the same

@@ -1,0 +1,96 @@
+"""A bad config stops the workflow before its first job (a dry run already fails), naming the key and
+what was expected; the schema's ranges are the library's rules."""
+import pytest
+import yaml
+from workflow_setup import ROOT, default_config, snakemake
+
+from aenet_core.rules import DEFAULT_MIN_CUTOFF, ORDER, SEED
+
+
+def run(config):
+    return config["runs"]["example"]
+
+
+def descriptor(config):
+    return run(config)["descriptor"]
+
+
+def method(config):
+    return run(config)["training"]["method"]
+
+
+CASES = {
+    "unknown optimizer parameter": (lambda c: method(c).update(muu=0.1),
+                                    "runs.example.training.method: Additional properties are not allowed ('muu' "
+                                    "was unexpected); expected one of name, mu, batchsize"),
+    "negative base_seed": (lambda c: run(c)["committee"].update(base_seed=-1),
+                           "runs.example.committee.base_seed: -1 is less than the minimum of 0"),
+    "negative member seed": (lambda c: run(c)["committee"].update(member_seeds=[3, -1]),
+                             "runs.example.committee.member_seeds[1]: -1 is less than the minimum of 0"),
+    "negative split_seed": (lambda c: run(c)["split"].update(split_seed=-1),
+                            "runs.example.split.split_seed: -1 is less than the minimum of 0"),
+    "negative example seed": (lambda c: c["example_data"].update(seed=-1),
+                              "example_data.seed: -1 is less than the minimum of 0"),
+    "base_seed past numpy's": (lambda c: run(c)["committee"].update(base_seed=SEED.high + 1),
+                               f"runs.example.committee.base_seed: {SEED.high + 1} is greater than the maximum"),
+    "last member seed past numpy's": (lambda c: run(c)["committee"].update(base_seed=SEED.high),
+                                      f"runs.example.committee.base_seed: the last member's seed, {SEED.high + 1}, "
+                                      f"must be at most {SEED.high}"),
+    "force_fraction not a number": (lambda c: run(c)["training"].update(force_fraction="abc"),
+                                    "runs.example.training.force_fraction: 'abc' is not of type 'number'"),
+    "negative checkpoint_interval": (lambda c: run(c)["training"].update(checkpoint_interval=-1),
+                                     "runs.example.training.checkpoint_interval: -1 is less than the minimum of 0"),
+    "batchsize 0": (lambda c: method(c).update(batchsize=0),
+                    "runs.example.training.method.batchsize: 0 is less than the minimum of 1"),
+    "negative mu": (lambda c: method(c).update(mu=-0.1),
+                    "runs.example.training.method.mu: -0.1 is less than or equal to the minimum of 0"),
+    "mu nan": (lambda c: method(c).update(mu=float("nan")), "runs.example.training.method.mu: must be a finite number"),
+    "architecture misses a species": (lambda c: run(c).update(architecture={"Cu": [[5, "tanh"]]}),
+                                      "runs.example.architecture: layers for Cu; expected descriptor.species (Cu, Au)"),
+    "architecture names another species": (
+        lambda c: run(c).update(architecture={s: [[5, "tanh"]] for s in ("Cu", "Au", "Ag")}),
+        "runs.example.architecture: layers for Ag, Au, Cu; expected descriptor.species (Cu, Au)"),
+    "rad_cutoff == min_cutoff": (lambda c: descriptor(c).update(rad_cutoff=0.5, min_cutoff=0.5),
+                                 "runs.example.descriptor.rad_cutoff must be above min_cutoff (0.5 Å); got 0.5"),
+    "rad_cutoff < the default min_cutoff": (
+        lambda c: (descriptor(c).pop("min_cutoff"), descriptor(c).update(rad_cutoff=DEFAULT_MIN_CUTOFF / 2)),
+        f"runs.example.descriptor.rad_cutoff must be above min_cutoff ({DEFAULT_MIN_CUTOFF} Å, the descriptor's "
+        f"default); got {DEFAULT_MIN_CUTOFF / 2}"),
+    "ang_cutoff < min_cutoff": (lambda c: descriptor(c).update(ang_cutoff=0.4, min_cutoff=0.5),
+                                "runs.example.descriptor.ang_cutoff must be above min_cutoff (0.5 Å); got 0.4"),
+    "ang_cutoff == min_cutoff": (lambda c: descriptor(c).update(ang_cutoff=0.5, min_cutoff=0.5),
+                                 "runs.example.descriptor.ang_cutoff must be above min_cutoff (0.5 Å); got 0.5"),
+    "species not an element": (lambda c: descriptor(c).update(species=["Cu", "Zz"]),
+                               "runs.example.descriptor.species: 'Zz' is not a chemical element"),
+    "fixed value of no element": (
+        lambda c: run(c).update(reference_energies={"method": "fixed", "values": {"Cu": 1.0, "Zz": 2.0}}),
+        "runs.example.reference_energies.values: Zz is not one of descriptor.species (Cu, Au)"),
+    "held-fixed energy of another species": (lambda c: run(c).update(reference_energies={"fixed": {"Ag": 1.0}}),
+                                             "runs.example.reference_energies.fixed: Ag is not one of "
+                                             "descriptor.species (Cu, Au)"),
+    "compound of no element": (
+        lambda c: run(c).update(reference_energies={"method": "reference_compounds", "compounds": ["Cu", "CuZz"]}),
+        "runs.example.reference_energies.compounds[1]: Zz is not one of descriptor.species (Cu, Au)"),
+    "absurd rad_order": (lambda c: descriptor(c).update(rad_order=100000),
+                         f"runs.example.descriptor.rad_order: 100000 is greater than the maximum of {ORDER.high}"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("edit, message", CASES.values(), ids=CASES)
+def test_a_bad_config_fails_the_dry_run_naming_the_key(tmp_path, edit, message):
+    config = default_config()
+    edit(config)
+    result = snakemake(tmp_path, config, "-n")
+    assert result.returncode != 0 and message in result.stdout + result.stderr, result.stdout + result.stderr
+    assert "Job stats" not in result.stdout
+
+
+def test_the_schema_ranges_are_the_library_rules_the_descriptor_applies():
+    from aenet_core.descriptor import ChebyshevDescriptor
+
+    defs = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())["$defs"]
+    for name, rule in (("order", ORDER), ("seed", SEED)):
+        assert {k: v for k, v in defs[name].items() if k != "description"} == rule.json_schema()
+    with pytest.raises(ValueError, match=r"ChebyshevDescriptor.rad_order must be an int in \[0, 100\]"):
+        ChebyshevDescriptor(["Cu"], ORDER.high + 1, 4.0, 2, 3.0)
