@@ -299,6 +299,39 @@ def test_a_failed_member_keeps_the_others_and_a_rerun_trains_only_it(finished, t
     assert snakemake(work, tiny_config(), "--cores", "2").returncode == 0
 
 
+def test_a_damaged_or_deleted_model_or_export_stops_a_dry_run_until_it_is_made_again(finished, tmp_path):
+    work = tmp_path / "copy"
+    shutil.copytree(finished, work, symlinks=True)
+    results = work / "results/example"
+    model, exported = results / "committee/member_000/model.pt", results / "ascii/member_001/potential.Cu.nn.ascii"
+    summary, weights = json.loads((model.parent / "summary.json").read_text()), member_weights(work, "000")
+
+    def refused(why, path):
+        dry = snakemake(work, tiny_config(), "-n")
+        said = dry.stdout + dry.stderr
+        return dry.returncode != 0 and why in said and f"--forcerun {path.relative_to(work)}" in said
+
+    model.write_bytes(model.read_bytes()[:1000])
+    assert refused("model.pt: deleted or not the sha256 summary.json records", model)
+    force = ("--forcerun", str(model.relative_to(work)))
+    retrain = {"train_member": 1, "aggregate": 1, "export": 1, "evaluate": 1, "all": 1}
+    assert planned_jobs(snakemake(work, tiny_config(), "-n", *force)) == retrain
+    assert snakemake(work, tiny_config(), "--cores", "2", *force).returncode == 0
+    # The member resumed from its final checkpoint and wrote the same weights and metrics.
+    assert "resuming from" in (results / "logs/train_member_000.log").read_text()
+    assert json.loads((model.parent / "summary.json").read_text())["metrics"] == summary["metrics"]
+    assert all(torch.equal(a, b) for a, b in zip(member_weights(work, "000"), weights))
+    assert "Nothing to be done" in snakemake(work, tiny_config(), "-n").stdout
+    kept = exported.read_bytes()
+    exported.write_bytes(kept[:1000])
+    assert refused("potential.Cu.nn.ascii deleted or not the sha256", exported.parent.parent)
+    assert planned_jobs(snakemake(work, tiny_config(), "-n", "--forcerun", "results/example/ascii")) == {
+        "export": 1, "all": 1}
+    exported.write_bytes(kept)
+    model.unlink()  # Snakemake itself would not remake it: its consumers are up to date
+    assert refused("model.pt: deleted or not the sha256 summary.json records", model)
+
+
 def test_the_report_has_the_plots_and_the_member_table(finished):
     result = snakemake(finished, tiny_config(), "--report", "report.html", timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -332,3 +332,68 @@ def run_outputs(run):
     """What `rule all` asks for, per run."""
     outputs = (rules.aggregate.output.metadata, rules.export.output[0], rules.evaluate.output.summary)
     return [expand(path, run=run)[0] for path in outputs]
+
+
+# -- finished outputs that were damaged or deleted afterwards ---------------------------------
+# Snakemake trusts an output that exists, and does not remake a deleted intermediate file whose
+# consumers are up to date. A member's model.pt and the exported .nn.ascii files are checked against
+# the sha256 their writer recorded (the member's summary.json, the export's manifest.json) while the
+# DAG is built (dry runs included); one that differs stops the run unless --forcerun makes it again.
+
+
+def file_sha256(path):
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def recorded_sha256(path, key):
+    """The ``key`` entry of a JSON file; None when the file is absent, "damaged" if unreadable."""
+    try:
+        return json.loads(path.read_text()).get(key)
+    except FileNotFoundError:
+        return None
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        return "damaged"
+
+
+def intact(path, digest):
+    return path.exists() and file_sha256(path) == digest
+
+
+def damaged_outputs(run):
+    """(output, why, rule) for each finished output of ``run`` that is not what its rule wrote."""
+    damaged = []
+    for summary in map(Path, expand(rules.train_member.output.summary, run=run, member=members(run))):
+        model, expected = summary.parent / "model.pt", recorded_sha256(summary, "model_sha256")
+        if expected == "damaged":
+            damaged.append((model, f"{summary.name} does not read as JSON", "train_member"))
+        elif expected and not intact(model, expected):
+            damaged.append((model, "deleted or not the sha256 summary.json records", "train_member"))
+    export = Path(expand(rules.export.output[0], run=run)[0])
+    recorded = recorded_sha256(export / "manifest.json", "sha256") or {}
+    if recorded == "damaged":
+        return damaged + [(export, "manifest.json does not read as JSON", "export")]
+    changed = [name for name, digest in recorded.items() if not intact(export / name, digest)]
+    if changed:
+        damaged.append((export, f"{', '.join(changed)} deleted or not the sha256 manifest.json records", "export"))
+    return damaged
+
+
+def forced(path, rule):
+    settings = workflow.dag_settings
+    return settings.forceall or rule in settings.forcerun or str(path) in map(os.path.normpath, settings.forcerun)
+
+
+def finished_models(wildcards):
+    """Input function of the rules that read the members' models: the models, once the run's finished
+    outputs are checked (in the submitting process only: a job's inputs are fresh)."""
+    if workflow.is_main_process:
+        found = [item for item in damaged_outputs(wildcards.run) if not forced(item[0], item[2])]
+        if found:
+            listed = "\n".join(f"  {path}: {why}" for path, why, _ in found)
+            paths = shlex.join(str(path) for path, _, _ in found)
+            raise WorkflowError(
+                f"finished outputs were damaged, edited or deleted after they were written:\n{listed}\n"
+                f"make them again with: snakemake --forcerun {paths} (a member resumes from its checkpoints)"
+            )
+    return member_files("model")(wildcards)

@@ -1,7 +1,7 @@
 rule evaluate:
     input:
         committee=rules.aggregate.output.metadata,
-        models=member_files("model"),
+        models=finished_models,
         database=run_database,
         split=rules.split.output[0],
     output:

@@ -3,7 +3,7 @@
 rule export:
     input:
         metadata=rules.aggregate.output.metadata,
-        models=member_files("model"),
+        models=finished_models,
     output:
         directory("results/{run}/ascii"),
     log:
