@@ -3,6 +3,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from aenet_core.evaluation import DEFAULT_N_UNCERTAIN, evaluate_committee
 from aenet_core.example_data import EXAMPLE_SEED, EXAMPLE_SIZE, make_cuau_structures
 from aenet_core.files import atomic_write
 from aenet_core.data.hdf5.dataset import DEFAULT_STORAGE_DTYPE
+from aenet_core.data.plausibility import LABEL_LIMITS, PlausibilityLimits
 from aenet_core.data.sources import iter_entries
 from aenet_core.export import DEFAULT_PREFIX
 from aenet_core.io import write_extxyz
@@ -79,8 +81,13 @@ def _energy_pairs(pairs) -> dict:
     return out
 
 
+def _limits(args) -> PlausibilityLimits:
+    """The plausibility limits, as the command line changes them."""
+    return PlausibilityLimits(**_given(**{f.name: getattr(args, f.name, None) for f in fields(PlausibilityLimits)}))
+
+
 def _reference_energies(args):
-    samples = iter_composition_energy_samples_from_files(args.inputs)
+    samples = iter_composition_energy_samples_from_files(args.inputs, limits=_limits(args))
     fixed = _energy_pairs(args.fixed) or None
     if args.method == "fixed":
         if not fixed:
@@ -109,7 +116,7 @@ def _build_database(args):
     started = time.perf_counter()
     db = HDF5StructureDataset(_descriptor(args, species), args.output, sources=args.inputs, mode="build",
                               max_energy=args.max_energy, max_forces=args.max_forces, atomic_energies=references,
-                              compression=args.compression)
+                              compression=args.compression, limits=_limits(args))
     db.build_database(show_progress=sys.stderr.isatty(), build_workers=args.workers, persist_features=True,
                       persist_force_derivatives=not args.no_derivatives, **_given(storage_dtype=args.storage_dtype))
     print(f"{len(db)} structures ({db._attrs['n_filtered']} filtered out) in {time.perf_counter() - started:.1f} s "
@@ -187,6 +194,14 @@ def _add_descriptor_arguments(parser):
                         f"the descriptor's, {DEFAULT_MIN_CUTOFF})")
 
 
+def _add_limit_arguments(parser, names):
+    defaults = PlausibilityLimits()
+    for f in fields(PlausibilityLimits):
+        if f.name in names:
+            notes = "; ".join(filter(None, [f.metadata.get("unit"), f"default {getattr(defaults, f.name):g}"]))
+            parser.add_argument("--" + f.name.replace("_", "-"), type=float, help=f"{f.metadata['help']} ({notes})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aenet-core", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -215,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     subset.add_argument("--subset-size", type=int)
     subset.add_argument("--subset-fraction", type=float)
     refs.add_argument("--seed", type=int, help="seed of the subset's reservoir sampling")
+    _add_limit_arguments(refs, LABEL_LIMITS)
     refs.set_defaults(func=_reference_energies)
 
     build = commands.add_parser("build-database", help="HDF5 database with persisted features and derivatives")
@@ -229,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--storage-dtype", choices=["float64", "float32"], help=f"default {DEFAULT_STORAGE_DTYPE}")
     build.add_argument("--compression", choices=["gzip", "lzf"])
     build.add_argument("--no-derivatives", action="store_true", help="persist features only (energy training)")
+    _add_limit_arguments(build, [f.name for f in fields(PlausibilityLimits)])
     build.set_defaults(func=_build_database)
 
     split = commands.add_parser("split", help="train/test split file of a database")

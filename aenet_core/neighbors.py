@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import torch
 
 from aenet_core import backend as backends
+from aenet_core.structure import SINGULAR_VOLUME
 
 
 @dataclass
@@ -87,7 +88,7 @@ def prepare_cells(cells, pbcs, dtype, device):
             raise ValueError(f"structure {b}: pbc must have 3 entries; got {tuple(pbc.shape)}")
         if not bool(pbc.any()):
             cell = torch.eye(3, dtype=dtype, device=device)  # isolated: the cell plays no role
-        elif abs(float(torch.dot(cell[0], torch.linalg.cross(cell[1], cell[2])))) < 1e-12:
+        elif abs(float(torch.dot(cell[0], torch.linalg.cross(cell[1], cell[2])))) < SINGULAR_VOLUME:
             raise ValueError(f"structure {b}: cell is singular (zero volume): {cell.tolist()}")
         out_cells.append(cell)
         out_pbc.append(pbc.to(device))

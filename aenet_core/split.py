@@ -7,12 +7,14 @@ indices, ``split_seed``, ``testpercent``, the number of entries and the
 ``int(n * testpercent / 100)`` indices are the test set, the rest the training
 set; both lists are stored sorted.  This is the trainer's own recipe, so
 ``train(dataset=db, split=...)`` and ``train(dataset=db, testpercent=p,
-split_seed=s)`` use the same structures.  A split whose hash does not match the
-dataset is refused.
+split_seed=s)`` use the same structures.  A test entry whose species, positions
+and cell repeat a training entry's moves to the training set (with a warning),
+where it cannot leak.  A split whose hash does not match the dataset is refused.
 """
 from __future__ import annotations
 
 import random
+import warnings
 from dataclasses import asdict, dataclass
 
 from aenet_core.files import check_format, read_json, write_json
@@ -22,7 +24,9 @@ FORMAT = "aenet_core.split"
 VERSION = 1
 DEFAULT_TESTPERCENT = 10.0
 RECIPE = ("random.Random(split_seed).shuffle(list(range(n_entries))); the first int(n_entries * testpercent / 100) "
-          "are the test set, the rest the training set; both stored sorted")
+          "are the test set, the rest the training set; test entries whose species, positions and cell repeat a "
+          "training entry's move to the training set; both stored sorted")
+SHOWN = 5  # repeated structures a warning names
 
 
 def split_indices(n: int, testpercent: float, split_seed) -> tuple:
@@ -31,6 +35,23 @@ def split_indices(n: int, testpercent: float, split_seed) -> tuple:
     random.Random(split_seed).shuffle(order)
     n_test = int(n * testpercent / 100)
     return sorted(order[n_test:]), sorted(order[:n_test])
+
+
+def _without_repeats_in_test(dataset, train, test) -> tuple:
+    """(train, test) with each test entry that repeats a training structure moved to the training side,
+    where it cannot pass for an unseen structure."""
+    if not test:
+        return train, test
+    keys = dataset.geometry_sha256s
+    trained = {keys[i] for i in train}
+    repeats = [i for i in test if keys[i] in trained]
+    if not repeats:
+        return train, test
+    names = ", ".join(dataset.get_structure_identifier(i) for i in repeats[:SHOWN])
+    warnings.warn(f"{len(repeats)} of {len(test)} test structures repeat a training structure (same species, "
+                  f"positions and cell) and move to the training set: {names}{' ...' if len(repeats) > SHOWN else ''}",
+                  stacklevel=3)
+    return sorted(train + repeats), [i for i in test if keys[i] not in trained]
 
 
 @dataclass(frozen=True)
@@ -47,7 +68,7 @@ class Split:
     def create(cls, dataset, testpercent: float = DEFAULT_TESTPERCENT, split_seed: int | None = None) -> Split:
         if not TESTPERCENT.test(testpercent):
             raise ValueError(f"testpercent must be {TESTPERCENT.text}; got {testpercent!r}")
-        train, test = split_indices(len(dataset), testpercent, split_seed)
+        train, test = _without_repeats_in_test(dataset, *split_indices(len(dataset), testpercent, split_seed))
         return cls(train, test, split_seed, float(testpercent), len(dataset), dataset.content_sha256)
 
     def check(self, dataset, label="split") -> None:

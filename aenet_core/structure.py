@@ -13,6 +13,7 @@ from ase.data import chemical_symbols
 
 # 'X' is ASE's placeholder for "no element"; it is not a valid species here.
 VALID_SYMBOLS = frozenset(chemical_symbols[1:])
+SINGULAR_VOLUME = 1e-12  # Å³: a periodic cell smaller than this has no volume
 
 
 def _to_numpy(field, value, dtype):
@@ -93,6 +94,10 @@ class Structure:
         self.pbc = np.ones(3, dtype=bool) if self.pbc is None else _to_numpy("pbc", self.pbc, bool)
         if self.pbc.shape != (3,):
             raise ValueError(f"Structure.pbc must have 3 entries; got {self.pbc.size}")
+        volume = float(np.linalg.det(self.cell))
+        if self.pbc.any() and abs(volume) < SINGULAR_VOLUME:
+            raise ValueError(f"Structure.cell has zero volume ({volume:.3g} Å³) but is periodic along "
+                             f"{''.join('abc'[k] for k in np.nonzero(self.pbc)[0])}: {self.cell.tolist()}")
 
     @property
     def n_atoms(self) -> int:

@@ -5,7 +5,7 @@ import pytest
 from aenet_core.cli import main
 from aenet_core.data import HDF5StructureDataset
 from aenet_core.descriptor import DEFAULT_MIN_CUTOFF
-from aenet_core.io import read_structures
+from aenet_core.io import read_structures, write_xsf
 from aenet_core.reference_energies import ReferenceEnergies
 from aenet_core.split import Split
 
@@ -66,3 +66,29 @@ def test_reference_energies_database_and_split(tmp_path):
     assert ReferenceEnergies.load(fixed).method == "fixed"
     with pytest.raises(ValueError, match="no value for Au"):
         main(["reference-energies", str(data), "--output", str(fixed), "--method", "fixed", "--fixed", "Cu=-0.5"])
+
+
+def test_plausibility_limits_are_command_line_options(tmp_path):
+    data = tmp_path / "example.extxyz"
+    main(["example-data", "--output", str(data), "--n-structures", "3", "--seed", "2"])
+    close, strong = read_structures(data)[:2]
+    close.positions[1] = close.positions[0] + [0.3, 0.0, 0.0]
+    strong.forces[0, 2] = 50.0
+    write_xsf(tmp_path / "close.xsf", close)
+    write_xsf(tmp_path / "strong.xsf", strong)
+    db_path = tmp_path / "db.h5"
+    build = ["build-database", str(data), str(tmp_path / "close.xsf"), "--output", str(db_path), "--species", "Cu",
+             "Au", "--rad-order", "2", "--rad-cutoff", "4.0", "--ang-order", "1", "--ang-cutoff", "3.0"]
+    with pytest.raises(ValueError, match=r"close\.xsf \(frame 0\): atoms 0 \(\w+\) and 1 \(\w+\) are 0\.3 Å apart"):
+        main(build)
+    assert not db_path.exists()
+    main([*build, "--min-distance", "0.2"])
+    assert len(HDF5StructureDataset(None, db_path, mode="load")) == 4
+    with pytest.raises(ValueError, match=r"PlausibilityLimits\.max_pairs_per_atom must be a finite number > 0"):
+        main([*build, "--max-pairs-per-atom", "0"])
+    refs = ["reference-energies", str(data), str(tmp_path / "strong.xsf"), "--output", str(tmp_path / "refs.json")]
+    with pytest.raises(ValueError, match=r"strong\.xsf \(frame 0\): force on atom 0 \(\w+\) along z is 50\.0 eV/Å; "
+                                         r"a component beyond ±20 eV/Å"):
+        main([*refs, "--force-limit", "20"])
+    main(refs)
+    assert ReferenceEnergies.load(tmp_path / "refs.json").metadata["n_samples_used"] == 4

@@ -211,6 +211,24 @@ def test_bad_sources_name_the_file_and_frame(tmp_path, cuau_file):
     assert not (tmp_path / "db.h5").exists()
 
 
+def test_an_implausible_structure_is_refused_before_its_chunk_is_featurized(tmp_path, cuau, cuau_file, monkeypatch):
+    in_nm = cuau[0].copy()
+    in_nm.cell = in_nm.cell * 0.1
+    write_extxyz(tmp_path / "nm.extxyz", [in_nm])
+    featurized = []
+    featurize_chunk = database.featurize_chunk
+    monkeypatch.setattr(database, "featurize_chunk", lambda structures, *a, **k: featurized.append(len(structures))
+                        or featurize_chunk(structures, *a, **k))
+    monkeypatch.setattr(database, "CHUNK_ATOMS", 100)
+    with pytest.raises(ValueError, match=r"nm\.extxyz \(frame 0\): .* neighbours per atom"):
+        build(tmp_path / "db.h5", [cuau_file, tmp_path / "nm.extxyz"])
+    assert sum(featurized) < len(cuau) and not (tmp_path / "db.h5").exists()  # the chunk holding it never was
+    featurized.clear()
+    with pytest.raises(ValueError, match=r"nm\.extxyz \(frame 0\)"):
+        build(tmp_path / "db.h5", [tmp_path / "nm.extxyz", cuau_file])
+    assert featurized == []
+
+
 def test_foreign_corrupt_and_future_files_give_clear_errors(tmp_path, cuau):
     text = tmp_path / "text.h5"
     text.write_text("not hdf5")

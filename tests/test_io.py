@@ -327,6 +327,32 @@ def test_malformed_xsf_names_file_and_line(tmp_path, case):
         read_structures(path)
 
 
+@pytest.mark.parametrize("data, line, byte", [
+    (VALID_XSF.replace("CRYSTAL", "# calcul\xe9 avec PWscf\nCRYSTAL").encode("latin-1"), 3, "0xe9"),
+    (b"\x89HDF\r\n\x1a\n" + bytes(range(256)), 1, "0x89"),  # an HDF5 file's signature
+])
+def test_a_file_that_is_not_utf8_names_file_and_line(tmp_path, data, line, byte):
+    path = tmp_path / "encoded.xsf"
+    path.write_bytes(data)
+    with pytest.raises(StructureFileError, match=re.escape(f"{path}:{line}: not UTF-8 text (byte {byte}")):
+        read_structures(path)
+
+
+def test_a_periodic_cell_without_volume_names_file_and_frame(tmp_path):
+    flat = VALID_XSF.replace("  0.0 0.0 4.0", "  0.0 0.0 0.0")
+    path = write_text(tmp_path, flat)
+    with pytest.raises(StructureFileError, match=re.escape(f"{path} (frame 0): Structure.cell has zero volume")):
+        read_structures(path)
+    frames = tmp_path / "frames.extxyz"
+    write_extxyz(frames, [random_structure(1), random_structure(2)])
+    ase.io.write(frames, [ase.io.read(frames, 0), Atoms("H2", positions=[[0, 0, 0], [0, 0, 1]], cell=[[2, 0, 0],
+                                                                                                  [0, 2, 0],
+                                                                                                  [2, 2, 0]],
+                                                      pbc=True)])
+    with pytest.raises(StructureFileError, match=re.escape(f"{frames} (frame 1): Structure.cell has zero volume")):
+        read_structures(frames)
+
+
 def test_structure_file_error_is_a_value_error():
     assert issubclass(StructureFileError, ValueError)
 

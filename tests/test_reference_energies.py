@@ -10,6 +10,7 @@ import pytest
 from ase.data import chemical_symbols
 
 import aenet_core.reference_energies as ref_module
+from aenet_core.data import PlausibilityLimits
 from aenet_core.io import write_extxyz, write_xsf
 from aenet_core.reference_energies import ReferenceEnergies, iter_composition_energy_samples_from_files
 from aenet_core.structure import Structure
@@ -266,6 +267,18 @@ def test_frame_without_energy_names_file_and_frame(tmp_path):
     write_extxyz(path, [structure(["Ti"], -1.0), structure(["Ti"], None)])
     with pytest.raises(ValueError, match=r"frames.extxyz: frame 1 has no energy"):
         ReferenceEnergies.from_regression(iter_composition_energy_samples_from_files(path))
+
+
+def test_an_absurd_energy_names_file_and_frame_and_the_limits_given_apply(tmp_path):
+    absurd, large = tmp_path / "absurd.extxyz", tmp_path / "large.extxyz"
+    write_extxyz(absurd, [structure(["Ti", "O"], -6.0), structure(["O", "O"], -1e300)])
+    write_extxyz(large, [structure(["Ti", "O"], -6.0), structure(["Ti"], -2e7)])
+    with pytest.raises(ValueError, match=r"absurd.extxyz \(frame 1\): energy is -1e\+300 eV.*energy_limit"):
+        ReferenceEnergies.from_regression(iter_composition_energy_samples_from_files([absurd, large]))
+    with pytest.raises(ValueError, match=r"large.extxyz \(frame 1\): energy is -20000000.0 eV, -2e\+07 eV/atom"):
+        list(iter_composition_energy_samples_from_files(large))
+    samples = iter_composition_energy_samples_from_files(large, limits=PlausibilityLimits(energy_limit=1e8))
+    assert list(samples) == [({"Ti": 1, "O": 1}, -6.0), ({"Ti": 1}, -2e7)]
 
 
 # --------------------------------------------------------------------------- reference compounds

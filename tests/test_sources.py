@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from aenet_core.data import HDF5StructureDataset, StructureDataset, iter_entries
+from aenet_core.data import HDF5StructureDataset, PlausibilityLimits, StructureDataset, iter_entries
 from aenet_core.data.hdf5.schema import DatabaseError
 from aenet_core.io import write_extxyz, write_xsf
 from aenet_core.torch_training import Structure
@@ -89,3 +89,57 @@ def test_globs_expand_in_sorted_order_and_an_empty_one_is_an_error(cuau, tmp_pat
 def test_bad_inputs_name_their_position(cuau):
     with pytest.raises(ValueError, match=r"structures\[1\] must be a Structure"):
         StructureDataset([cuau[0], 42], descriptor())
+
+
+def implausible(cuau, case):
+    """A structure broken in one way; its file, and what the refusal says."""
+    s = cuau[1].copy()
+    if case == "cell in nm":
+        s.cell = s.cell * 0.1
+        return s, r"neighbours per atom within the 4\.5 Å cutoff .*max_pairs_per_atom"
+    if case == "atoms on top of each other":
+        s.positions[2] = s.positions[5]
+        return s, r"atoms 2 \(\w+\) and 5 \(\w+\) are 0 Å apart.*min_distance"
+    if case == "force of 1e200":
+        s.forces[4, 0] = 1e200
+        return s, r"force on atom 4 \(\w+\) along x is 1e\+200 eV/Å.*force_limit"
+    s.energy = -1e300
+    return s, r"energy is -1e\+300 eV.*energy_limit"
+
+
+@pytest.mark.parametrize("case", ["cell in nm", "atoms on top of each other", "force of 1e200", "energy of -1e300"])
+def test_implausible_structures_are_refused_on_every_path_naming_file_and_frame(cuau, tmp_path, case):
+    broken, message = implausible(cuau, case)
+    path = tmp_path / "data.extxyz"
+    write_extxyz(path, [cuau[0], broken])
+    for make in (lambda: StructureDataset([path], descriptor()), lambda: build(tmp_path / "db.h5", [path])):
+        with pytest.raises(ValueError, match=r"data\.extxyz \(frame 1\): .*" + message):
+            make()
+    assert not (tmp_path / "db.h5").exists()
+
+
+def test_limits_given_apply_on_every_path(cuau, tmp_path):
+    close = cuau[1].copy()
+    close.positions[2] = close.positions[5] + [0.3, 0.0, 0.0]
+    path = tmp_path / "close.xsf"
+    write_xsf(path, close)
+    with pytest.raises(ValueError, match=r"close\.xsf \(frame 0\): atoms 2 .* 0\.3 Å apart"):
+        StructureDataset([path], descriptor())
+    limits = PlausibilityLimits(min_distance=0.2)
+    assert len(StructureDataset([path], descriptor(), limits=limits)) == 1
+    assert len(build(tmp_path / "db.h5", [path], limits=limits)) == 1
+
+
+def test_copies_and_far_referenced_energies_are_warned_about_on_every_path(cuau, tmp_path):
+    far = cuau[2].copy()
+    far.energy = -30.0 * far.n_atoms
+    write_extxyz(tmp_path / "a.extxyz", [cuau[0], far])
+    sources = [tmp_path / "a.extxyz", tmp_path / "a.extxyz"]
+    for make in (lambda: StructureDataset(sources, descriptor(), atomic_energies=REFERENCES),
+                 lambda: build(tmp_path / "db.h5", sources)):
+        with pytest.warns(UserWarning) as caught:
+            make()
+        copies, energies = (str(w.message) for w in caught)
+        assert copies.startswith("2 structure(s) repeat") and f"{tmp_path}/a.extxyz#frame=1 is given twice" in copies
+        assert energies.startswith("2 structure(s) have referenced energies beyond ±20 eV/atom")
+        assert f"{tmp_path}/a.extxyz (frame 1): -29.54" in energies

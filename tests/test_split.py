@@ -9,6 +9,7 @@ from aenet_core.data import HDF5StructureDataset
 from aenet_core.descriptor import ChebyshevDescriptor
 from aenet_core.example_data import make_cuau_structures
 from aenet_core.split import Split, split_indices
+from aenet_core.training.inputs import TrainingData
 from aenet_core.torch_training import Adam, StructureDataset, TorchANNPotential, TorchTrainingConfig
 
 REFERENCES = {"Cu": -0.5, "Au": -0.2}
@@ -91,3 +92,29 @@ def test_training_with_a_split_file_equals_training_with_the_seed(db, cuau, tmp_
         assert torch.equal(a, b)
     with pytest.raises(ValueError, match="different dataset"):
         by_file.train(structures=cuau[:-2], config=config, split=tmp_path / "split.json")
+
+
+def test_a_test_structure_that_repeats_a_training_one_moves_to_training(cuau, tmp_path):
+    with pytest.warns(UserWarning, match="repeat an earlier one"):
+        dataset = HDF5StructureDataset(descriptor(), tmp_path / "copies.h5", sources=cuau + cuau[:3], mode="build",
+                                       atomic_energies=REFERENCES)
+        dataset.build_database(show_progress=False, persist_features=True)
+    structure = [*range(10), 0, 1, 2]  # entries 10, 11 and 12 are copies of 0, 1 and 2
+    moved = 0
+    for seed in range(8):
+        train, test = split_indices(len(dataset), 30, seed)
+        leaking = [i for i in test if structure[i] in {structure[j] for j in train}]
+        if leaking:
+            with pytest.warns(UserWarning, match=f"{len(leaking)} of {len(test)} test structures repeat a training "
+                                                 f"structure .* move to the training set: cuau-00"):
+                split = Split.create(dataset, 30, seed)
+        else:
+            split = Split.create(dataset, 30, seed)
+        assert split.test == [i for i in test if i not in leaking] and split.train == sorted(train + leaking)
+        moved += len(leaking)
+        if leaking:  # the trainer's own split is the split file's
+            config = TorchTrainingConfig(testpercent=30, split_seed=seed)
+            with pytest.warns(UserWarning, match="move to the training set"):
+                data = TrainingData.resolve(descriptor(), config, None, dataset, None, None, None)
+            assert (data.train_idx, data.test_idx) == (split.train, split.test)
+    assert moved > 0

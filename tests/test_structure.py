@@ -77,6 +77,13 @@ def test_shape_errors_name_the_field(overrides, pattern):
         make(**overrides)
 
 
+def test_a_periodic_cell_needs_a_volume():
+    flat = [CELL[0], CELL[1], [4.5, 4.4, 0.0]]  # a + b: the third vector lies in the plane of the others
+    with pytest.raises(ValueError, match=r"Structure\.cell has zero volume \(.* Å³\) but is periodic along ac"):
+        make(cell=flat, pbc=[True, False, True])
+    assert not make(cell=flat, pbc=[False, False, False]).is_periodic()  # an unused cell may be anything
+
+
 @pytest.mark.parametrize("field", ["positions", "forces", "cell"])
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_non_finite_arrays_are_rejected(field, bad):

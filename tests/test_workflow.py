@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from aenet_core.data.plausibility import LIMIT_RULES
 from workflow_setup import (ROOT, SNAKEMAKE, default_config, member_weights, planned_jobs, snakemake,
                             tiny_config)
 
@@ -218,13 +219,30 @@ def test_library_defaults_live_in_the_library_only():
 
     properties = run_schema()
     for block, key in (("descriptor", "min_cutoff"), ("split", "testpercent"), ("database", "storage_dtype"),
-                       ("export", "prefix"), ("evaluate", "n_uncertain"), ("reference_energies", "method")):
+                       ("export", "prefix"), ("evaluate", "n_uncertain"), ("reference_energies", "method"),
+                       *(("database", key) for key in LIMIT_RULES)):
         assert "default" not in properties[block]["properties"][key], (block, key)
     example = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())["properties"]["example_data"]
     assert not any("default" in rule for rule in example["properties"].values())
     testpercent = dict(properties["split"]["properties"]["testpercent"])
     testpercent.pop("description")
     assert testpercent == TESTPERCENT.json_schema()
+
+
+def test_the_database_limits_are_the_library_rules_and_reach_both_commands(tmp_path):
+    database = run_schema()["database"]["properties"]
+    given = {key: {k: v for k, v in database[key].items() if k != "description"} for key in LIMIT_RULES}
+    assert given == {key: rule.json_schema() for key, rule in LIMIT_RULES.items()}
+    config = default_config()
+    config["runs"]["example"]["database"] = {"force_limit": 99.0, "min_distance": 0.3}
+    result = snakemake(tmp_path, config, "-n", "-p")
+    assert result.returncode == 0, result.stdout + result.stderr
+    commands = {name: line for line in result.stdout.splitlines() for name in ("reference-energies", "build-database")
+                if f"aenet_core.cli {name}" in line}
+    assert "--force-limit 99.0" in commands["reference-energies"] and "--min-distance" not in commands[
+        "reference-energies"]
+    assert "--force-limit 99.0 --min-distance 0.3" in commands["build-database"]
+    assert "--energy-limit" not in commands["build-database"]  # not given: the library's default
 
 
 def test_lint_reports_nothing(tmp_path):

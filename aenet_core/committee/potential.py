@@ -115,9 +115,9 @@ class TorchCommitteePotential:
                                     f"aggregate_committee() on its directory")
         result = TorchCommitteeTrainResult.from_metadata(metadata)
         completed = result.completed_members
-        for member in completed:
-            member.check_model_file()
         committee = cls.from_files([m.model_path for m in completed], device=device)
+        for member in completed:  # after loading, so that a file holding code is named as such
+            member.check_model_file()
         committee.member_indices = [m.member_index for m in completed]
         calibration = Path(calibration) if calibration is not None else metadata.parent / "calibration.json"
         if calibration.exists():

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from aenet_core.data.sources import StructureFilter, iter_entries
 from aenet_core.descriptor import BatchedFeaturizer, structure_batch
-from aenet_core.structure import Structure, hash_structure, referenced_energy_per_atom
+from aenet_core.structure import Structure, hash_structure, referenced_energy_per_atom, structure_sha256
 
 
 class InMemoryStructures:
@@ -69,6 +69,10 @@ class InMemoryStructures:
             hash_structure(hasher, structure)
         return hasher.hexdigest()
 
+    @cached_property
+    def geometry_sha256s(self) -> list:
+        return [structure_sha256(s, labels=False) for s in self.structures]
+
     def stored_features(self, indices):
         return None
 
@@ -82,16 +86,18 @@ class StructureDataset(InMemoryStructures):
     ``structures`` are Structures, ase.Atoms, file paths or globs (see
     ``aenet_core.data.sources``); ``max_energy`` (referenced energy per atom, eV)
     and ``max_forces`` (eV/Å) drop structures (``filter_settings`` records
-    both).  ``source_indices[i]`` is the position of entry i among all input
+    both); ``limits`` (``PlausibilityLimits``) refuse implausible ones.  ``source_indices[i]`` is the position of entry i among all input
     frames.
     """
 
-    def __init__(self, structures, descriptor, max_energy=None, max_forces=None, atomic_energies=None):
-        structure_filter = StructureFilter(descriptor.species, atomic_energies, max_energy, max_forces)
+    def __init__(self, structures, descriptor, max_energy=None, max_forces=None, atomic_energies=None, limits=None):
+        structure_filter = StructureFilter(descriptor.species, atomic_energies, max_energy, max_forces, limits)
         kept = [(position, entry) for position, entry in enumerate(iter_entries(structures))
                 if structure_filter.accepts(entry)]
         if not kept:
             raise ValueError("no structure is left after the max_energy/max_forces filters")
+        structure_filter.check_geometry([e for _, e in kept], descriptor.max_cutoff)
+        structure_filter.warn_about(e for _, e in kept)
         super().__init__([e.structure for _, e in kept], descriptor, atomic_energies,
                          [e.identifier for _, e in kept])
         self.source_indices = [position for position, _ in kept]

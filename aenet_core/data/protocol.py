@@ -56,6 +56,11 @@ class StructureSource(Protocol):
         """Hash of every structure and label, in entry order: what split files refer to."""
 
     @property
+    def geometry_sha256s(self) -> list:
+        """Per entry, the hash of its species, positions and cell (what its features depend on): copies of a
+        structure share one."""
+
+    @property
     def recipe_sha256(self) -> str | None:
         """Hash of how the data was made (sources, filter, what was persisted), or None in memory."""
 

@@ -16,8 +16,11 @@ from typing import Iterator
 
 import numpy as np
 
+from aenet_core.data.plausibility import PlausibilityLimits, Review, check_geometry, check_labels
 from aenet_core.io import read_structures
 from aenet_core.structure import Structure, referenced_energy_per_atom, structure_sha256
+
+CHECK_ATOMS = 4096  # atoms per batched closest-distance search of the geometry checks
 
 GLOB_CHARACTERS = frozenset("*?[")
 
@@ -102,17 +105,33 @@ def expand_path(item) -> list:
     return matches
 
 
+def atom_chunks(entries, max_atoms: int):
+    """Lists of consecutive entries of about ``max_atoms`` atoms (one more entry ends a list past it)."""
+    chunk, atoms = [], 0
+    for entry in entries:
+        chunk.append(entry)
+        atoms += entry.structure.n_atoms
+        if atoms >= max_atoms:
+            yield chunk
+            chunk, atoms = [], 0
+    if chunk:
+        yield chunk
+
+
 class StructureFilter:
     """The checks and filters every dataset applies to its entries, in memory and in a database alike.
 
     Refused (``ValueError`` naming the entry): a species the descriptor does not
-    know, a structure without an energy.  Dropped (counted in ``n_filtered``):
-    a referenced energy per atom above ``max_energy`` (eV/atom; atomic reference
-    energies subtracted), or a force component larger in magnitude than
-    ``max_forces`` (eV/Å).
+    know, a structure without an energy, labels beyond ``limits`` (a
+    ``PlausibilityLimits``; default: its defaults), and, in
+    ``check_geometry`` before featurizing, an implausible density or atoms too
+    close.  Dropped (counted in ``n_filtered``): a referenced energy per atom above
+    ``max_energy`` (eV/atom; atomic reference energies subtracted), or a force
+    component larger in magnitude than ``max_forces`` (eV/Å).  ``apply`` warns
+    once about duplicates and implausible referenced energies among the kept entries.
     """
 
-    def __init__(self, species, atomic_energies=None, max_energy=None, max_forces=None):
+    def __init__(self, species, atomic_energies=None, max_energy=None, max_forces=None, limits=None):
         for field, value in (("max_energy", max_energy), ("max_forces", max_forces)):
             if value is not None and not math.isfinite(value):
                 raise ValueError(f"{field} must be a finite number or None; got {value!r}")
@@ -122,6 +141,7 @@ class StructureFilter:
         self.atomic_energies = dict(atomic_energies or {})
         self.max_energy = None if max_energy is None else float(max_energy)
         self.max_forces = None if max_forces is None else float(max_forces)
+        self.limits = limits or PlausibilityLimits()
         self.n_filtered = 0
 
     def settings(self) -> dict:
@@ -135,15 +155,31 @@ class StructureFilter:
             raise ValueError(f"{entry.where}: species {unknown} are not in the descriptor species {self.species}")
         if s.energy is None:
             raise ValueError(f"{entry.where}: no energy; training needs a total energy for every structure")
+        check_labels(s, entry.where, self.limits)
         if self.max_energy is not None and referenced_energy_per_atom(s.energy, s.species,
                                                                       self.atomic_energies) > self.max_energy:
             return False
         return self.max_forces is None or not s.has_forces() or np.abs(s.forces).max() <= self.max_forces
 
+    def check_geometry(self, entries, cutoff: float) -> None:
+        """Refuse entries too dense for ``cutoff`` or with atoms too close, before featurizing."""
+        for chunk in atom_chunks(entries, CHECK_ATOMS):
+            check_geometry(chunk, cutoff, self.limits)
+
+    def warn_about(self, entries) -> None:
+        """Warn once about duplicates and implausible referenced energies among (kept) ``entries``."""
+        review = Review(self.atomic_energies, self.limits)
+        for entry in entries:
+            review.note(entry)
+        review.warn()
+
     def apply(self, entries) -> Iterator[Entry]:
-        """The entries that pass, lazily; the others are counted."""
+        """The entries that pass, lazily; the others are counted.  At the end it warns as ``warn_about``."""
+        review = Review(self.atomic_energies, self.limits)
         for entry in entries:
             if self.accepts(entry):
+                review.note(entry)
                 yield entry
             else:
                 self.n_filtered += 1
+        review.warn()

@@ -32,8 +32,15 @@ ATOM_COLUMNS = ("symbol", "x", "y", "z", "fx", "fy", "fz")
 
 def read_xsf(path) -> list[Structure]:
     """Read an aenet XSF file; one Structure per frame, named after the file (and frame)."""
-    with open(path, encoding="utf-8") as handle:
-        text = handle.read()
+    with open(path, "rb") as handle:
+        data = handle.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise StructureFileError(f"{path}:{line}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); "
+                                 "XSF is a text format: is this a binary file, or text in another encoding "
+                                 "(convert Latin-1 with iconv -f latin1 -t utf-8)?") from None
     return _XsfParser(str(path), text).structures()
 
 

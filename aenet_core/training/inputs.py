@@ -6,7 +6,7 @@ import warnings
 from dataclasses import dataclass
 
 from aenet_core.data.memory import StructureDataset
-from aenet_core.split import as_split, split_indices
+from aenet_core.split import Split, as_split
 
 
 @dataclass
@@ -42,8 +42,8 @@ class TrainingData:
             split.check(dataset)
             data = cls(dataset, list(split.train), dataset, list(split.test))
         else:
-            train_idx, test_idx = split_indices(len(dataset), config.testpercent, config.split_seed)
-            data = cls(dataset, train_idx, dataset, test_idx)
+            split = Split.create(dataset, config.testpercent, config.split_seed)  # what a split file would hold
+            data = cls(dataset, list(split.train), dataset, list(split.test))
         data._check_sizes(config)
         return data
 

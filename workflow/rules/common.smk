@@ -184,14 +184,27 @@ def db_sources(wildcards):
     return source_files(DATABASE_RUNS[wildcards.db])
 
 
+# The plausibility limits of runs.<run>.database (aenet_core.data.plausibility.PlausibilityLimits); the
+# reference-energy fit reads labels only.
+LABEL_LIMITS = ("energy_limit", "force_limit")
+LIMITS = (*LABEL_LIMITS, "min_distance", "max_pairs_per_atom", "referenced_energy_warning")
+
+
+def limit_options(database, keys):
+    """The options of the limits the config gives; the others stay the library's."""
+    return [token for key in keys for token in option(f"--{key.replace('_', '-')}", database.get(key))]
+
+
 def reference_energy_args(wildcards):
-    refs = db_config(wildcards)["reference_energies"]
+    c = db_config(wildcards)
+    refs = c["reference_energies"]
     method = refs.get("method")
     fixed = refs.get("values") if method == "fixed" else refs.get("fixed")
     return arguments(
         *option("--method", method),
         *(["--compounds", *refs["compounds"]] if method == "reference_compounds" else []),
         *(["--fixed", *energy_pairs(fixed)] if fixed else []),
+        *limit_options(c["database"], LABEL_LIMITS),
     )
 
 
@@ -207,6 +220,7 @@ def database_args(wildcards):
         *option("--storage-dtype", c["database"].get("storage_dtype")),
         *option("--max-energy", c["max_energy"]),
         *option("--max-forces", c["max_forces"]),
+        *limit_options(c["database"], LIMITS),
     )
 
 

@@ -17,6 +17,7 @@ from aenet_core import __version__
 from aenet_core.data.hdf5.schema import (DESCRIPTOR_CLASS, EDGE_FIELDS, ENTRY_STRINGS, FORMAT, INDEX_FIELDS,
                                          SCHEMA_VERSION, TRIPLET_FIELDS, compact_json, sha256_text)
 from aenet_core.descriptor import BatchedFeaturizer, ChebyshevDescriptor, structure_batch
+from aenet_core.data.sources import atom_chunks
 from aenet_core.files import atomic_path
 from aenet_core.neighbors import rows_per_structure
 from aenet_core.structure import hash_structure
@@ -34,7 +35,8 @@ def write_database(path: Path, descriptor, entries, structure_filter, *, feature
         writer = _Writer(tmp, descriptor, storage_dtype, compression, compression_level,
                          with_descriptor=recipe["descriptor"] is not None)
         try:
-            chunks = _chunks(structure_filter.apply(entries))
+            chunks = _checked(atom_chunks(structure_filter.apply(entries), CHUNK_ATOMS), structure_filter,
+                              descriptor.max_cutoff)
             with tqdm(desc=f"building {path.name}", unit=" structures", disable=not show_progress) as progress:
                 for chunk, computed in _featurized(chunks, descriptor, options, workers):
                     writer.append(chunk, computed)
@@ -47,16 +49,10 @@ def write_database(path: Path, descriptor, entries, structure_filter, *, feature
             writer.file.close()
 
 
-def _chunks(entries):
-    """Lists of entries of about CHUNK_ATOMS atoms."""
-    chunk, atoms = [], 0
-    for entry in entries:
-        chunk.append(entry)
-        atoms += entry.structure.n_atoms
-        if atoms >= CHUNK_ATOMS:
-            yield chunk
-            chunk, atoms = [], 0
-    if chunk:
+def _checked(chunks, structure_filter, cutoff):
+    """The chunks, each refused or passed by the geometry checks before it is featurized."""
+    for chunk in chunks:
+        structure_filter.check_geometry(chunk, cutoff)
         yield chunk
 
 

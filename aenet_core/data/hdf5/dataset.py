@@ -25,7 +25,7 @@ from aenet_core.data.hdf5.schema import (COMPRESSIONS, ENTRY_ARRAYS, ENTRY_STRIN
                                          compact_json, reading, sha256_text)
 from aenet_core.data.sources import StructureFilter, as_input_list, input_stamps, iter_entries
 from aenet_core.descriptor import ChebyshevDescriptor
-from aenet_core.structure import Structure, hash_structure, referenced_energy_per_atom
+from aenet_core.structure import Structure, hash_structure, referenced_energy_per_atom, structure_sha256
 
 DEFAULT_STORAGE_DTYPE = "float64"
 
@@ -38,7 +38,8 @@ class HDF5StructureDataset:
     ``build_database``.  ``descriptor`` may be None when the file stores one.
     ``max_energy`` (referenced energy per atom, eV), ``max_forces`` (eV/Å) and
     ``atomic_energies`` filter at build time (``StructureFilter``, the same as
-    in memory) and are recorded in the file.  ``seed`` is accepted for API
+    in memory) and are recorded in the file; ``limits`` (``PlausibilityLimits``) refuse implausible
+    structures then.  ``seed`` is accepted for API
     compatibility; the dataset draws no random numbers (splits use
     ``split_seed``).  ``in_memory_cache_size`` bounds the structures kept after
     ``get_structure``; ``payload_cache_mb`` bounds the persisted features and
@@ -49,7 +50,7 @@ class HDF5StructureDataset:
 
     def __init__(self, descriptor=None, database_file="database.h5", sources=None, mode="auto", *,
                  max_energy=None, max_forces=None, atomic_energies=None, seed=None, in_memory_cache_size=2048,
-                 compression=None, compression_level=None, payload_cache_mb=1024):
+                 compression=None, compression_level=None, payload_cache_mb=1024, limits=None):
         if mode not in ("auto", "build", "load"):
             raise ValueError(f"mode must be 'auto', 'build' or 'load'; got {mode!r}")
         if compression not in COMPRESSIONS:
@@ -62,7 +63,7 @@ class HDF5StructureDataset:
             raise ValueError(f"in_memory_cache_size must be >= 0; got {in_memory_cache_size!r}")
         self.database_file = Path(database_file).resolve()  # stays valid if the working directory changes
         self.descriptor, self.sources, self.mode, self.seed = descriptor, sources, mode, seed
-        self.max_energy, self.max_forces = max_energy, max_forces
+        self.max_energy, self.max_forces, self.limits = max_energy, max_forces, limits
         self.atomic_energies = dict(atomic_energies or {})
         self.compression, self.compression_level = compression, compression_level
         self._handle, self._handle_pid = None, None
@@ -96,7 +97,7 @@ class HDF5StructureDataset:
         if not self.sources:
             raise ValueError("building a database needs sources= (structure files, Structures or ase.Atoms)")
         structure_filter = StructureFilter(self.descriptor.species, self.atomic_energies, self.max_energy,
-                                           self.max_forces)
+                                           self.max_forces, self.limits)
         persist = persist_features or persist_force_derivatives
         recipe = {"sources": input_stamps(self.sources), "filter": structure_filter.settings(),
                   "atomic_energies": self.atomic_energies,
@@ -153,15 +154,18 @@ class HDF5StructureDataset:
         self._loaded = True
 
     def _check_content(self, atomic_number, positions):
-        """Refuse a file whose structures or labels no longer hash to the content_sha256 written with them."""
-        e, hasher = self._entries, hashlib.sha256()
+        """Refuse a file whose structures or labels no longer hash to the content_sha256 written with them;
+        the entries' geometry hashes come with it."""
+        e, hasher, self._geometry_sha256s = self._entries, hashlib.sha256(), []
         symbols = np.array(chemical_symbols)[atomic_number].tolist()
         for index, (lo, hi) in enumerate(zip(e["atom_offset"][:-1], e["atom_offset"][1:])):
             has_cell = bool(e["has_cell"][index])
-            hash_structure(hasher, Structure(
+            structure = Structure(
                 positions=positions[lo:hi], species=symbols[lo:hi], energy=float(e["energy"][index]),
                 forces=self._forces[lo:hi] if e["has_forces"][index] else None,
-                cell=e["cell"][index] if has_cell else None, pbc=e["pbc"][index] if has_cell else None))
+                cell=e["cell"][index] if has_cell else None, pbc=e["pbc"][index] if has_cell else None)
+            hash_structure(hasher, structure)
+            self._geometry_sha256s.append(structure_sha256(structure, labels=False))
         if hasher.hexdigest() != self._attrs["content_sha256"]:
             raise DatabaseError(f"{self.database_file}: its structures or labels (entries/, atoms/) do not match "
                                 f"the content_sha256 written with them: the file is damaged; rebuild it")
@@ -245,6 +249,11 @@ class HDF5StructureDataset:
         """Hash of every stored structure and label, in entry order (splits refer to it)."""
         self._require_loaded()
         return str(self._attrs["content_sha256"])
+
+    @property
+    def geometry_sha256s(self) -> list:
+        self._require_loaded()
+        return self._geometry_sha256s
 
     @property
     def recipe_sha256(self) -> str:
