@@ -4,16 +4,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+from ase.stress import full_3x3_to_voigt_6_stress
 
 from aenet_core.committee import METADATA_FILE, TorchCommitteePotential
 from aenet_core.potential import TorchANNPotential
 from aenet_core.structure import Structure
 
 COMMITTEE_PROPERTIES = ["energy_std", "energy_std_calibrated", "member_energies", "forces_std",
-                        "force_uncertainty"]
+                        "force_uncertainty", "stress_std"]
 # Properties that need the descriptor derivatives, the expensive part of a force evaluation.
-FORCE_PROPERTIES = {"forces", "forces_std", "force_uncertainty"}
+DERIVATIVE_PROPERTIES = {"forces", "forces_std", "force_uncertainty", "stress", "stress_std"}
 
 
 class AenetCalculator(Calculator):
@@ -24,27 +25,31 @@ class AenetCalculator(Calculator):
     ``committee_metadata.json`` loads a committee.  ``device`` applies to loading
     from a path.
 
-    Results (eV, eV/Å): ``energy`` and ``free_energy`` (the same value), ``energies``
-    (per-atom energies, summing to ``energy``) and ``forces``.  A committee gives the
+    Results (eV, eV/Å, eV/Å³): ``energy`` and ``free_energy`` (the same value), ``energies``
+    (per-atom energies, summing to ``energy``), ``forces`` and, for a structure periodic
+    in 3D, ``stress`` (Voigt order xx, yy, zz, yz, xz, xy; (1/V) dE/d(strain), so that
+    ``atoms.get_stress()``, cell filters and NPT dynamics work).  A committee gives the
     mean over its members, and also:
 
     - ``energy_std``: population standard deviation of the members' energies;
     - ``member_energies``: each member's energy, shape (members,);
     - ``forces_std``: per atom and direction, shape (N, 3);
     - ``force_uncertainty``: per atom, the mean of ``forces_std`` over x, y, z;
+    - ``stress_std``: the members' stress spread, per Voigt component;
     - ``energy_std_calibrated``: ``calibration_factor * energy_std``, only when the
       committee has a calibration factor.
 
     Read them with ``calc.get_property("energy_std", atoms)`` or
     ``atoms.calc.results["energy_std"]``.
 
-    Forces are evaluated only when a force property is requested, because they need
-    the descriptor derivatives; that evaluation also yields every energy property, so
-    the usual ``get_forces()`` followed by ``get_potential_energy()`` (MD, optimizers)
-    runs the model once.  An energy-only request skips the derivatives.
+    Forces and stresses are evaluated only when one of them is requested, because they
+    need the descriptor derivatives; that evaluation yields every energy, force and
+    stress property, so the usual ``get_forces()``, ``get_stress()`` and
+    ``get_potential_energy()`` of MD and optimizers run the model once.  An
+    energy-only request skips the derivatives.
     """
 
-    implemented_properties = ["energy", "free_energy", "energies", "forces"]
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
 
     def __init__(self, model, device=None, **kwargs):
         super().__init__(**kwargs)
@@ -69,20 +74,27 @@ class AenetCalculator(Calculator):
         unknown = sorted(set(self.atoms.get_chemical_symbols()) - set(species))
         if unknown:
             raise ValueError(f"the model has no network for species {unknown}; it knows {list(species)}")
-        eval_forces = bool(FORCE_PROPERTIES.intersection(properties))
+        derivatives = bool(DERIVATIVE_PROPERTIES.intersection(properties))
+        periodic = bool(self.atoms.pbc.all())
+        if {"stress", "stress_std"}.intersection(properties) and not periodic:
+            raise PropertyNotImplementedError(f"stress needs a structure periodic in 3D; this one has pbc "
+                                              f"{self.atoms.pbc.tolist()}")
         # self.atoms is ASE's calculator-free copy, so no stored label leaks into the structure.
         structure = Structure.from_ase(self.atoms)
+        stress = derivatives and periodic
         if self.is_committee:
-            self.results = self._committee_results(structure, eval_forces)
+            self.results = self._committee_results(structure, derivatives, stress)
         else:
-            out = self.model.predict([structure], eval_forces=eval_forces)
+            out = self.model.predict([structure], eval_forces=derivatives, eval_stress=stress)
             self.results = {"energy": out.total_energy[0], "energies": out.atom_energies[0]}
-            if eval_forces:
+            if derivatives:
                 self.results["forces"] = out.forces[0]
+            if stress:
+                self.results["stress"] = full_3x3_to_voigt_6_stress(out.stress[0])
         self.results["free_energy"] = self.results["energy"]
 
-    def _committee_results(self, structure, eval_forces) -> dict:
-        prediction = self.model.predict([structure], eval_forces=eval_forces)
+    def _committee_results(self, structure, eval_forces, eval_stress) -> dict:
+        prediction = self.model.predict([structure], eval_forces=eval_forces, eval_stress=eval_stress)
         result = prediction[0]
         results = {"energy": result.energy, "energy_std": result.energy_std,
                    "member_energies": result.member_energies,
@@ -92,4 +104,7 @@ class AenetCalculator(Calculator):
         if eval_forces:
             results.update(forces=result.forces, forces_std=result.forces_std,
                            force_uncertainty=result.force_uncertainty)
+        if eval_stress:
+            results.update(stress=full_3x3_to_voigt_6_stress(result.stress),
+                           stress_std=full_3x3_to_voigt_6_stress(result.stress_std))
         return results

@@ -27,6 +27,10 @@ class LocalDerivatives:
     dG^ang_{i,n} / d r_j = dG_dcos[n, t] dcos/dr_j[:, t] + dG_ddij[n, t] u_ij[:, t],
     likewise for r_k, and d/d r_i = -(d/d r_j + d/d r_k).
 
+    The distances (``radial_distance`` per edge, ``distance_ij``/``distance_ik``
+    per triplet) give the relative vectors d u the virial needs; they are None
+    where a source did not keep them (``virial`` then refuses).
+
     Values are order-major ((orders, E) and (3, E)), which keeps both their
     computation and the contraction fast; ``dG_drij`` (E, R+1, 3) and
     ``grads_i/j/k`` (T, A+1, 3) give the expanded per-edge/per-triplet
@@ -56,11 +60,15 @@ class LocalDerivatives:
     unit_ik: torch.Tensor
     triplet_typespin: Optional[torch.Tensor]  # (T,)
     backend: str = field(default_factory=backends.resolve)
+    radial_distance: Optional[torch.Tensor] = None  # (E,)
+    distance_ij: Optional[torch.Tensor] = None  # (T,)
+    distance_ik: Optional[torch.Tensor] = None
 
-    _EDGE_FIELDS = ("center_idx", "neighbor_idx", "radial_dG_dd", "radial_unit", "neighbor_typespin")
+    _EDGE_FIELDS = ("center_idx", "neighbor_idx", "radial_dG_dd", "radial_unit", "neighbor_typespin",
+                    "radial_distance")
     _TRIPLET_FIELDS = ("triplet_center_idx", "neighbor_j_idx", "neighbor_k_idx", "angular_dG_dcos",
                        "angular_dG_ddij", "angular_dG_ddik", "dcos_drj", "dcos_drk", "unit_ij", "unit_ik",
-                       "triplet_typespin")
+                       "triplet_typespin", "distance_ij", "distance_ik")
     _ATOM_INDEX_FIELDS = ("center_idx", "neighbor_idx", "triplet_center_idx", "neighbor_j_idx", "neighbor_k_idx")
 
     @property
@@ -140,6 +148,33 @@ class LocalDerivatives:
         ``-contract(dE/dG)``.  Differentiable in ``grad_features`` (for force
         training through the network).
         """
+        return self.contract_with_virial(grad_features)[0]
+
+    def contract_with_virial(self, grad_features, structure_of_atom=None, n_structures: int = 0):
+        """(``contract(grad_features)``, virials): with ``structure_of_atom`` (N,), also the strain derivative
+        of sum(grad_features * G) per structure, (B, 3, 3) with [b, a, c] = sum over the relative vectors r
+        of the structure's edges and triplets of d/dr_a * r_c; else None.  Stress is virial / volume."""
+        radial, on_j, on_k = self._vector_gradients(grad_features)
+        index = torch.cat([self.neighbor_idx, self.center_idx, self.triplet_center_idx, self.neighbor_j_idx,
+                           self.neighbor_k_idx])
+        terms = torch.cat([radial, -radial, -(on_j + on_k), on_j, on_k], dim=1)
+        gradient = sum_columns(terms, index, self.n_atoms, self.backend).t()
+        if structure_of_atom is None:
+            return gradient, None
+        if self.radial_distance is None or self.distance_ij is None:
+            raise ValueError("these derivatives hold no distances, which the virial (stress) needs: they come from "
+                             "a database or cache written before stresses were supported; rebuild it")
+        gradients = torch.cat([radial, on_j, on_k], dim=1)  # d/dr of each relative vector r
+        vectors = torch.cat([self.radial_unit * self.radial_distance, self.unit_ij * self.distance_ij,
+                             self.unit_ik * self.distance_ik], dim=1)
+        outer = (gradients.unsqueeze(1) * vectors.unsqueeze(0)).reshape(9, -1)
+        owner = structure_of_atom.index_select(0, torch.cat([self.center_idx, self.triplet_center_idx,
+                                                             self.triplet_center_idx]))
+        return gradient, sum_columns(outer, owner, n_structures, self.backend).t().reshape(-1, 3, 3)
+
+    def _vector_gradients(self, grad_features):
+        """d/dr of sum(grad_features * G) per relative vector: (3, E) of each edge's r_ij, (3, T) of each
+        triplet's r_ij and r_ik."""
         nr, na = self.n_radial, self.n_angular
         g = grad_features.t().contiguous()  # (F, N): gathering along the last axis is fast
         g_rad = g[:nr].index_select(1, self.center_idx)
@@ -151,10 +186,7 @@ class LocalDerivatives:
         via_cos = (g_ang * self.angular_dG_dcos).sum(0)
         on_j = self.dcos_drj * via_cos + self.unit_ij * (g_ang * self.angular_dG_ddij).sum(0)
         on_k = self.dcos_drk * via_cos + self.unit_ik * (g_ang * self.angular_dG_ddik).sum(0)
-        index = torch.cat([self.neighbor_idx, self.center_idx, self.triplet_center_idx, self.neighbor_j_idx,
-                           self.neighbor_k_idx])
-        terms = torch.cat([radial, -radial, -(on_j + on_k), on_j, on_k], dim=1)
-        return sum_columns(terms, index, self.n_atoms, self.backend).t()
+        return radial, on_j, on_k
 
     def to_dense(self):
         """The full Jacobian dG_{i,f} / dr_{a,c} as an (N, F, N, 3) tensor (tests and debugging only)."""

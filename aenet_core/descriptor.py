@@ -256,6 +256,7 @@ class ChebyshevDescriptor:
             angular_dG_ddik=ta * (fcj * _take(dfa, second)),
             dcos_drj=(u_ik - cos * u_ij) / _take(a_dist, first), dcos_drk=(u_ij - cos * u_ik) / _take(a_dist, second),
             unit_ij=u_ij, unit_ik=u_ik, triplet_typespin=s_jk, backend=self.backend,
+            radial_distance=r_dist, distance_ij=_take(a_dist, first), distance_ik=_take(a_dist, second),
         )
         return features, derivatives
 

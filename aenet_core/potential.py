@@ -162,12 +162,13 @@ class TorchANNPotential:
 
     # ----------------------------------------------------------------------------- inference
 
-    def predict(self, structures, eval_forces: bool = False, batch_size: int = 32) -> PredictOut:
-        """Energies (and forces) of Structures, ase.Atoms or structure files (every frame, each named
-        ``path#frame=N`` in ``structure_paths``)."""
+    def predict(self, structures, eval_forces: bool = False, batch_size: int = 32,
+                eval_stress: bool = False) -> PredictOut:
+        """Energies (and forces, stresses) of Structures, ase.Atoms or structure files (every frame, each
+        named ``path#frame=N`` in ``structure_paths``)."""
         entries = list(iter_entries(structures))
         return predict_with_models([self.model], self.descriptor, [e.structure for e in entries],
-                                   [e.identifier for e in entries], eval_forces, batch_size)[0]
+                                   [e.identifier for e in entries], eval_forces, batch_size, eval_stress)[0]
 
     def predict_dataset(self, dataset, eval_forces: bool = False, batch_size: int = 32) -> PredictOut:
         """``predict`` over every entry of a dataset (a ``StructureSource``), named by its identifiers."""

@@ -1,9 +1,11 @@
 """AenetCalculator: ASE results for one potential and for a committee, caching, MD energy conservation."""
 import numpy as np
 import pytest
-from ase import units
+import torch
+from ase import Atoms, units
 from ase.build import bulk
 from ase.calculators.calculator import PropertyNotImplementedError
+from ase.calculators.fd import calculate_numerical_stress
 from ase.md.verlet import VelocityVerlet
 
 from aenet_core.calculator import AenetCalculator
@@ -230,3 +232,98 @@ def test_committee_caching(committee, monkeypatch):
     atoms.positions[3, 1] -= 0.02
     atoms.get_potential_energy()
     assert calls == [True, False]
+
+
+# --------------------------------------------------------------------------- stress
+
+FIVE = ["Li", "Mo", "Ni", "Ti", "O"]
+
+
+def random_potential(species, seed=0):
+    """An untrained potential with random weights: its energy depends on every feature."""
+    torch.manual_seed(seed)
+    descriptor = ChebyshevDescriptor(species, 5, 4.5, 3, 3.5, min_cutoff=0.5)
+    return TorchANNPotential({s: [(6, "tanh")] for s in species}, descriptor)
+
+
+def crystal(species, cell, n_atoms, seed=0, outside=False):
+    """Random atoms in ``cell``, at least 1.3 Å apart; ``outside`` shifts them out of the home cell."""
+    rng = np.random.default_rng(seed)
+    cell = np.asarray(cell, float)
+    atoms = Atoms(cell=cell, pbc=True)
+    while len(atoms) < n_atoms:
+        candidate = Atoms([species[len(atoms) % len(species)]], positions=[rng.uniform(0, 1, 3) @ cell])
+        trial = atoms + candidate
+        if len(trial) < 2 or trial.get_all_distances(mic=True)[-1, :-1].min() > 1.3:
+            atoms = trial
+    if outside:
+        atoms.positions += rng.integers(-2, 3, (len(atoms), 3)) @ cell
+    return atoms
+
+
+TRICLINIC = [[4.1, 0.0, 0.0], [1.3, 3.9, 0.0], [0.7, -0.9, 4.4]]
+STRESS_CASES = {
+    "triclinic": (["Cu", "Au"], TRICLINIC, 6, False),
+    "small cell, many images": (["Cu", "Au"], [[2.6, 0.0, 0.0], [0.4, 2.7, 0.0], [0.2, 0.5, 2.5]], 1, False),
+    "atoms outside the home cell": (["Cu", "Au"], TRICLINIC, 6, True),
+    "one species": (["Cu"], TRICLINIC, 5, False),
+    "five species": (FIVE, [[5.0, 0.3, 0.1], [0.2, 5.2, 0.4], [0.6, 0.1, 4.9]], 10, False),
+}
+
+
+@pytest.mark.parametrize("species, cell, n_atoms, outside", STRESS_CASES.values(), ids=STRESS_CASES)
+def test_stress_is_the_strain_derivative_of_the_energy(species, cell, n_atoms, outside):
+    atoms = crystal(species, cell, n_atoms, outside=outside)
+    atoms.calc = AenetCalculator(random_potential(species))
+    stress = atoms.get_stress()
+    numerical = calculate_numerical_stress(atoms, eps=1e-5)  # ASE's central differences of strained cells
+    assert np.abs(stress).max() > 1e-4  # a stress worth checking
+    np.testing.assert_allclose(stress, numerical, rtol=1e-6, atol=1e-6 * np.abs(numerical).max())
+
+
+def test_stress_rotates_as_a_tensor_and_does_not_depend_on_the_supercell():
+    atoms = crystal(["Cu", "Au"], TRICLINIC, 6)
+    calc = AenetCalculator(random_potential(["Cu", "Au"]))
+    atoms.calc = calc
+    stress = atoms.get_stress(voigt=False)
+    rotation, _ = np.linalg.qr(np.random.default_rng(5).normal(size=(3, 3)))
+    rotation *= np.sign(np.linalg.det(rotation))  # a proper rotation
+    rotated = atoms.copy()
+    rotated.set_cell(atoms.cell @ rotation.T)
+    rotated.positions = atoms.positions @ rotation.T
+    rotated.calc = calc
+    np.testing.assert_allclose(rotated.get_stress(voigt=False), rotation @ stress @ rotation.T, atol=1e-12)
+    supercell = atoms.repeat((2, 1, 3))
+    supercell.calc = calc
+    np.testing.assert_allclose(supercell.get_stress(voigt=False), stress, atol=1e-12)
+
+
+def test_one_evaluation_gives_forces_and_stress_and_a_molecule_has_no_stress(potential, monkeypatch):
+    atoms = bulk("Cu", "fcc", a=3.7, cubic=True)
+    atoms[0].symbol = "Au"
+    atoms.calc = AenetCalculator(potential)
+    calls = []
+    predict = potential.predict
+    monkeypatch.setattr(potential, "predict", lambda *a, **k: calls.append(k) or predict(*a, **k))
+    atoms.get_forces()
+    atoms.get_stress()
+    atoms.get_potential_energy()
+    assert len(calls) == 1 and calls[0]["eval_stress"]
+    molecule = Atoms("CuAu", positions=[[0, 0, 0], [0, 0, 2.4]])
+    molecule.calc = AenetCalculator(potential)
+    with pytest.raises(PropertyNotImplementedError, match="stress needs a structure periodic in 3D"):
+        molecule.get_stress()
+
+
+def test_committee_stress_is_the_members_mean_with_their_spread(committee):
+    atoms = bulk("Cu", "fcc", a=3.7, cubic=True)
+    atoms[1].symbol = "Au"
+    atoms.calc = AenetCalculator(committee)
+    stress = atoms.get_stress()
+    members = []
+    for member in committee.members:
+        single = atoms.copy()
+        single.calc = AenetCalculator(member)
+        members.append(single.get_stress())
+    np.testing.assert_allclose(stress, np.mean(members, axis=0), atol=1e-12)
+    np.testing.assert_allclose(atoms.calc.get_property("stress_std", atoms), np.std(members, axis=0), atol=1e-12)

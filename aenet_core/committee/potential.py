@@ -153,13 +153,13 @@ class TorchCommitteePotential:
     # -- prediction ---------------------------------------------------------------------
 
     def predict(self, structures, eval_forces: bool = False, aggregation: str = "mean", reference_member: int = 0,
-                batch_size: int = 32) -> TorchCommitteePredictResult:
+                batch_size: int = 32, eval_stress: bool = False) -> TorchCommitteePredictResult:
         """Committee predictions for Structures, ase.Atoms or structure files (every frame; identified
-        as ``path#frame=N``)."""
+        as ``path#frame=N``); ``eval_stress`` adds the members' stresses of 3D-periodic structures."""
         entries = list(iter_entries(structures))
         indices = list(range(len(entries)))
         return self._predict([e.structure for e in entries], eval_forces, aggregation, reference_member, batch_size,
-                             indices, indices, [e.identifier for e in entries])
+                             indices, indices, [e.identifier for e in entries], eval_stress)
 
     def predict_dataset(self, dataset, indices=None, eval_forces: bool = False, aggregation: str = "mean",
                         reference_member: int = 0, batch_size: int = 32) -> TorchCommitteePredictResult:
@@ -172,16 +172,18 @@ class TorchCommitteePotential:
                              list(range(len(indices))), indices, identifiers)
 
     def _predict(self, structures, eval_forces, aggregation, reference_member, batch_size, indices, sources,
-                 identifiers):
+                 identifiers, eval_stress=False):
         if not self.members:
             raise ValueError("the committee has no members; train it or load it with from_directory()")
         outputs = predict_with_models([m.model for m in self.members], self.descriptor, structures, identifiers,
-                                      eval_forces, batch_size)
+                                      eval_forces, batch_size, eval_stress)
         predictions = []
         for i in range(len(structures)):
             forces = [o.forces[i] for o in outputs] if eval_forces else None
+            periodic = eval_stress and outputs[0].stress[i] is not None
             predictions.append(AenetEnsembleResult.from_member_predictions(
-                [o.total_energy[i] for o in outputs], forces, aggregation, reference_member))
+                [o.total_energy[i] for o in outputs], forces, aggregation, reference_member,
+                [o.stress[i] for o in outputs] if periodic else None))
         return TorchCommitteePredictResult(predictions, outputs, indices, sources, identifiers,
                                            [s.n_atoms for s in structures], self.calibration_factor)
 

@@ -9,7 +9,8 @@ import pandas as pd
 
 @dataclass
 class AenetEnsembleResult:
-    """One structure's committee prediction: mean, spread and every member's values (eV, eV/Å)."""
+    """One structure's committee prediction: mean, spread and every member's values (eV, eV/Å, and
+    3x3 stresses in eV/Å³ when evaluated for a structure periodic in 3D)."""
 
     energy: float
     energy_mean: float
@@ -20,6 +21,10 @@ class AenetEnsembleResult:
     forces_std: np.ndarray | None = None
     force_uncertainty: np.ndarray | None = None  # per atom: mean over x, y, z of forces_std
     member_forces: np.ndarray | None = None
+    stress: np.ndarray | None = None
+    stress_mean: np.ndarray | None = None
+    stress_std: np.ndarray | None = None
+    member_stresses: np.ndarray | None = None
     aggregation: str = "mean"
     reference_member: int = 0
 
@@ -29,7 +34,7 @@ class AenetEnsembleResult:
 
     @classmethod
     def from_member_predictions(cls, member_energies, member_forces=None, aggregation="mean",
-                                reference_member=0) -> AenetEnsembleResult:
+                                reference_member=0, member_stresses=None) -> AenetEnsembleResult:
         energies = np.asarray(member_energies, dtype=float)
         if aggregation not in ("mean", "reference"):
             raise ValueError(f"aggregation must be 'mean' or 'reference'; got {aggregation!r}")
@@ -44,6 +49,10 @@ class AenetEnsembleResult:
             result.member_forces, result.forces = forces, pick(forces)
             result.forces_mean, result.forces_std = forces.mean(0), forces.std(0)
             result.force_uncertainty = result.forces_std.mean(1)
+        if member_stresses is not None:
+            stresses = np.asarray(member_stresses, dtype=float)
+            result.member_stresses, result.stress = stresses, pick(stresses)
+            result.stress_mean, result.stress_std = stresses.mean(0), stresses.std(0)
         return result
 
 

@@ -102,11 +102,23 @@ class AtomisticModel(nn.Module):
         evaluation of the networks."""
         if derivatives is None:
             return self.atom_energies(self.network_outputs(features, species_idx), species_idx), None
+        outputs, d_out_d_features = self._outputs_and_gradient(features, species_idx, create_graph)
+        forces = -derivatives.contract(d_out_d_features) / self.E_scaling
+        return self.atom_energies(outputs, species_idx), forces
+
+    def atom_energies_forces_virials(self, features, species_idx, derivatives, batch, n_structures: int,
+                                     create_graph: bool = False):
+        """Per-atom energies (N,), forces (N, 3) and the virials (B, 3, 3) = dE/d(strain) of the structures
+        ``batch`` assigns each atom to (eV; stress is virial / volume), from one evaluation of the networks."""
+        outputs, d_out_d_features = self._outputs_and_gradient(features, species_idx, create_graph)
+        gradient, virials = derivatives.contract_with_virial(d_out_d_features, batch, n_structures)
+        return self.atom_energies(outputs, species_idx), -gradient / self.E_scaling, virials / self.E_scaling
+
+    def _outputs_and_gradient(self, features, species_idx, create_graph):
         features = features.detach().requires_grad_(True)
         outputs = self.network_outputs(features, species_idx)
         (d_out_d_features,) = torch.autograd.grad(outputs.sum(), features, create_graph=create_graph)
-        forces = -derivatives.contract(d_out_d_features) / self.E_scaling
-        return self.atom_energies(outputs, species_idx), forces
+        return outputs, d_out_d_features
 
     @staticmethod
     def sum_per_structure(atom_values, batch, n_structures: int):

@@ -1,9 +1,10 @@
-"""Prediction: energies and forces of structures from one or several models that share a descriptor."""
+"""Prediction: energies, forces and stresses of structures from one or several models that share a descriptor."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Optional
 
+import numpy as np
 import torch
 
 from aenet_core.data.batch import FeatureSource
@@ -12,7 +13,10 @@ from aenet_core.data.memory import InMemoryStructures
 
 @dataclass
 class PredictOut:
-    """Predictions for a list of structures (energies in eV, forces in eV/Å).
+    """Predictions for a list of structures (energies in eV, forces in eV/Å, stresses in eV/Å³).
+
+    ``stress`` holds, per structure, the 3x3 stress (1/V) dE/d(strain), ASE's sign convention
+    (``atoms.get_stress(voigt=False)``), or None for a structure that is not periodic in 3D.
 
     ``structure_paths`` names each structure: ``path#frame=N`` for one read from
     a file, else its name or ``structure_NNNNNN`` after its position.
@@ -25,6 +29,7 @@ class PredictOut:
     atom_energies: list  # physical per-atom energies: out / E_scaling + E_shift + E_atom
     forces: Optional[list]
     structure_paths: Optional[list] = None
+    stress: Optional[list] = None
 
     @property
     def paths(self) -> Optional[list]:
@@ -46,19 +51,28 @@ class PredictOut:
         return [e / len(t) for e, t in zip(self.cohesive_energy, self.atom_types)]
 
 
-def predict_with_models(models, descriptor, structures, identifiers, eval_forces: bool, batch_size: int) -> list:
+def predict_with_models(models, descriptor, structures, identifiers, eval_forces: bool, batch_size: int,
+                        eval_stress: bool = False) -> list:
     """One PredictOut per model (all on one device and dtype, sharing ``descriptor``) for ``structures``:
-    each batch is featurized once and every model evaluated on it."""
+    each batch is featurized once and every model evaluated on it.  Stresses come from the same
+    sparse derivatives as the forces."""
     device, dtype = next(models[0].parameters()).device, models[0].feature_mean.dtype
-    totals, atom_energies, forces = ([[] for _ in models] for _ in range(3))
+    derivatives = eval_forces or eval_stress
+    totals, atom_energies, forces, stresses = ([[] for _ in models] for _ in range(4))
     for start in range(0, len(structures), batch_size):
         chunk = structures[start: start + batch_size]
         batch = FeatureSource(InMemoryStructures(chunk, descriptor)).batch(list(range(len(chunk))),
-                                                                           lambda _: eval_forces).to(device, dtype)
+                                                                           lambda _: derivatives).to(device, dtype)
         sizes = batch.n_atoms.tolist()
         for k, model in enumerate(models):
-            with torch.set_grad_enabled(eval_forces):
-                per_atom, f = model.atom_energies_and_forces(batch.features, batch.species_idx, batch.derivatives)
+            with torch.set_grad_enabled(derivatives):
+                if eval_stress:
+                    per_atom, f, virials = model.atom_energies_forces_virials(
+                        batch.features, batch.species_idx, batch.derivatives, batch.batch, len(chunk))
+                    stresses[k] += [_stress(virial, s) for virial, s in zip(virials.detach().cpu().numpy(), chunk)]
+                else:
+                    per_atom, f = model.atom_energies_and_forces(batch.features, batch.species_idx,
+                                                                 batch.derivatives)
             totals[k] += model.sum_per_structure(per_atom, batch.batch, len(chunk)).detach().cpu().tolist()
             atom_energies[k] += [x.detach().cpu().numpy() for x in torch.split(per_atom, sizes)]
             if eval_forces:
@@ -71,5 +85,13 @@ def predict_with_models(models, descriptor, structures, identifiers, eval_forces
         outs.append(PredictOut(coords=[s.positions for s in structures],
                                atom_types=[list(s.species) for s in structures], total_energy=totals[k],
                                cohesive_energy=cohesive, atom_energies=atom_energies[k],
-                               forces=forces[k] if eval_forces else None, structure_paths=list(identifiers)))
+                               forces=forces[k] if eval_forces else None, structure_paths=list(identifiers),
+                               stress=stresses[k] if eval_stress else None))
     return outs
+
+
+def _stress(virial, structure):
+    """virial / volume for a structure periodic in 3D, else None (a stress needs a volume)."""
+    if structure.cell is None or not np.all(structure.pbc):
+        return None
+    return virial / abs(np.linalg.det(structure.cell))
