@@ -10,6 +10,7 @@ from ase import Atoms
 from ase.calculators.calculator import PropertyNotImplementedError
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.data import chemical_symbols
+from ase.stress import full_3x3_to_voigt_6_stress, voigt_6_to_full_3x3_stress
 
 # 'X' is ASE's placeholder for "no element"; it is not a valid species here.
 VALID_SYMBOLS = frozenset(chemical_symbols[1:])
@@ -33,10 +34,12 @@ def _check_finite(field, array):
 
 @dataclass(eq=False)
 class Structure:
-    """One atomic configuration with optional reference energy and forces.
+    """One atomic configuration with optional reference energy, forces and stress.
 
     ``cell`` holds the lattice vectors as rows; ``pbc`` defaults to all True when a
-    cell is given.  Inputs are converted to numpy (float64 / bool) and validated.
+    cell is given.  ``stress`` (eV/Å³, 3x3 or Voigt xx, yy, zz, yz, xz, xy) follows ASE's
+    sign convention, ``atoms.get_stress(voigt=False)``; only a structure periodic in 3D
+    has one.  Inputs are converted to numpy (float64 / bool) and validated.
     """
 
     positions: np.ndarray
@@ -46,11 +49,13 @@ class Structure:
     cell: np.ndarray | None = None
     pbc: np.ndarray | None = None
     name: str | None = None
+    stress: np.ndarray | None = None
 
     def __post_init__(self):
         self._init_positions_species()
         self._init_energy_forces()
         self._init_cell_pbc()
+        self._init_stress()
 
     def _init_positions_species(self):
         self.positions = _to_numpy("positions", self.positions, np.float64)
@@ -99,12 +104,29 @@ class Structure:
             raise ValueError(f"Structure.cell has zero volume ({volume:.3g} Å³) but is periodic along "
                              f"{''.join('abc'[k] for k in np.nonzero(self.pbc)[0])}: {self.cell.tolist()}")
 
+    def _init_stress(self):
+        if self.stress is None:
+            return
+        stress = _to_numpy("stress", self.stress, np.float64)
+        if stress.shape == (6,):
+            stress = voigt_6_to_full_3x3_stress(stress)
+        if stress.shape != (3, 3):
+            raise ValueError(f"Structure.stress must be 3x3 or 6 Voigt components; got shape {stress.shape}")
+        _check_finite("stress", stress)
+        if self.cell is None or not self.pbc.all():
+            raise ValueError(f"Structure.stress is given, but a stress needs a structure periodic in 3D; this one "
+                             f"has pbc {None if self.pbc is None else self.pbc.tolist()}")
+        self.stress = stress
+
     @property
     def n_atoms(self) -> int:
         return len(self.positions)
 
     def has_forces(self) -> bool:
         return self.forces is not None
+
+    def has_stress(self) -> bool:
+        return self.stress is not None
 
     def is_periodic(self) -> bool:
         return self.cell is not None and bool(self.pbc.any())
@@ -113,11 +135,12 @@ class Structure:
         return copy.deepcopy(self)
 
     def to_ase(self) -> Atoms:
-        """ASE Atoms; energy/forces ride on a SinglePointCalculator, the name in info['name']."""
+        """ASE Atoms; energy/forces/stress ride on a SinglePointCalculator, the name in info['name']."""
         atoms = Atoms(symbols=self.species, positions=self.positions, cell=self.cell,
                       pbc=self.pbc if self.pbc is not None else False)
-        if self.energy is not None or self.forces is not None:
-            atoms.calc = SinglePointCalculator(atoms, energy=self.energy, forces=self.forces)
+        if self.energy is not None or self.forces is not None or self.stress is not None:
+            stress = None if self.stress is None else full_3x3_to_voigt_6_stress(self.stress)
+            atoms.calc = SinglePointCalculator(atoms, energy=self.energy, forces=self.forces, stress=stress)
         if self.name is not None:
             atoms.info["name"] = self.name
         return atoms
@@ -126,22 +149,30 @@ class Structure:
     def from_ase(cls, atoms: Atoms, name: str | None = None) -> Structure:
         """Build from ASE Atoms without running any calculator.
 
-        Energy and forces come from the attached calculator's stored results, else
-        from ``atoms.info['energy']`` / ``atoms.arrays['forces']``.  The cell is kept
+        Energy, forces and stress come from the attached calculator's stored results
+        (where ASE's readers put an extxyz ``stress``), else from ``atoms.info['energy']``
+        / ``atoms.arrays['forces']`` / ``atoms.info['stress']``, or ``atoms.info['virial']``
+        (eV; stress = -virial / volume, as ASE-based trainers write it).  The cell is kept
         only when some direction is periodic.
         """
         energy = _stored_result(atoms, "energy")
         forces = _stored_result(atoms, "forces")
+        stress = _stored_result(atoms, "stress")
         if energy is None:
             energy = atoms.info.get("energy")
         if forces is None:
             forces = atoms.arrays.get("forces")
+        if stress is None:
+            stress = atoms.info.get("stress")
+        if stress is None and "virial" in atoms.info:  # without a 3D cell it is refused as a stress
+            virial = np.reshape(atoms.info["virial"], (3, 3))
+            stress = -virial / atoms.get_volume() if atoms.pbc.all() else virial
         periodic = bool(np.any(atoms.pbc))
         return cls(positions=atoms.get_positions(), species=atoms.get_chemical_symbols(),
                    energy=energy, forces=forces,
                    cell=atoms.cell.array if periodic else None,
                    pbc=atoms.pbc if periodic else None,
-                   name=name if name is not None else atoms.info.get("name"))
+                   name=name if name is not None else atoms.info.get("name"), stress=stress)
 
 
 def referenced_energy_per_atom(energy: float, species, atomic_energies) -> float:
@@ -151,12 +182,14 @@ def referenced_energy_per_atom(energy: float, species, atomic_energies) -> float
 
 
 def hash_structure(hasher, structure: Structure, labels: bool = True) -> None:
-    """Feed what defines a structure to ``hasher``: species and geometry, and with ``labels`` its energy and
-    forces too (without them: what its features depend on)."""
+    """Feed what defines a structure to ``hasher``: species and geometry, and with ``labels`` its energy,
+    forces and stress too (without them: what its features depend on).  A structure without a stress
+    hashes as it did before stresses were labels."""
     s = structure
     hasher.update(" ".join(s.species).encode() + b"|")
     parts = (s.positions, s.cell, s.pbc) + ((None if s.energy is None else np.float64(s.energy), s.forces)
                                             if labels else ())
+    parts += (s.stress,) if labels and s.stress is not None else ()
     for part in parts:
         hasher.update(b"-" if part is None else b"+" + np.ascontiguousarray(part).tobytes())
 

@@ -293,6 +293,39 @@ def test_labels_changed_behind_the_checksums_are_refused_by_the_content_hash(tmp
         HDF5StructureDataset(None, path, mode="load")
 
 
+def test_stress_labels_and_the_distances_a_virial_needs_are_stored(tmp_path, cuau):
+    stressed = [replace(s, stress=np.full((3, 3), 1e-3 * k)) if k % 2 else s for k, s in enumerate(cuau)]
+    db = build(tmp_path / "db.h5", stressed)
+    reopened = HDF5StructureDataset(None, tmp_path / "db.h5", mode="load")
+    for k, structure in enumerate(stressed):
+        stored = reopened.get_structure(k).stress
+        assert (stored is None) == (structure.stress is None) and (stored is None or np.array_equal(stored, structure.stress))
+    _, stored = reopened.stored_derivatives(range(len(cuau)))
+    _, _, fresh = featurize(cuau)
+    assert_same_payload(stored, fresh)
+    for name in ("radial_distance", "distance_ij", "distance_ik"):
+        assert torch.equal(getattr(stored, name), getattr(fresh, name)), name
+    db.close()
+
+
+def test_a_schema_2_file_opens_for_energy_and_forces_and_asks_for_a_rebuild_for_stress(tmp_path, cuau):
+    path = tmp_path / "old.h5"
+    build(path, cuau).close()
+    with h5py.File(path, "r+") as f:  # as the previous version wrote it
+        for name in ("entries/has_stress", "entries/stress", "derivatives/edges/distance", "derivatives/triplets/d_ij",
+                     "derivatives/triplets/d_ik"):
+            del f[name]
+        f.attrs["schema_version"] = 2
+    db = HDF5StructureDataset(None, path, mode="load")
+    assert db.get_structure(0).stress is None
+    _, stored = db.stored_derivatives(range(len(cuau)))
+    _, _, fresh = featurize(cuau)
+    assert_same_payload(stored, fresh)
+    gradient = torch.ones(stored.n_atoms, db.descriptor.n_features, dtype=stored.radial_unit.dtype)
+    with pytest.raises(ValueError, match="hold no distances, which the virial .stress. needs.*rebuild it"):
+        stored.contract_with_virial(gradient, torch.zeros(stored.n_atoms, dtype=torch.long), 1)
+
+
 def test_gzip_compression_and_pickling_for_workers(tmp_path, cuau):
     db = build(tmp_path / "db.h5", cuau, compression="gzip", compression_level=4)
     features = db.stored_features([1, 2])

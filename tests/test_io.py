@@ -57,7 +57,7 @@ def assert_same(a, b, atol=0.0):
     assert a.species == b.species
     np.testing.assert_allclose(a.positions, b.positions, rtol=0, atol=atol)
     assert a.energy == b.energy
-    for field in ("forces", "cell", "pbc"):
+    for field in ("forces", "cell", "pbc", "stress"):
         x, y = getattr(a, field), getattr(b, field)
         assert (x is None) == (y is None), field
         if x is not None:
@@ -261,6 +261,46 @@ def test_extxyz_is_read_by_ase_with_energy_and_forces(tmp_path):
     assert atoms.get_potential_energy() == s.energy
     assert np.array_equal(atoms.get_forces(), s.forces) and np.array_equal(atoms.positions, s.positions)
     assert np.array_equal(atoms.cell.array, s.cell) and list(atoms.pbc) == list(s.pbc)
+
+
+def stressed(seed):
+    structure = random_structure(seed)
+    structure.stress = np.random.default_rng(seed).normal(scale=0.01, size=(3, 3))
+    structure.stress = structure.stress + structure.stress.T
+    return structure
+
+
+def test_stress_round_trips_through_extxyz_and_ase_reads_it(tmp_path):
+    frames = [stressed(20), random_structure(21)]
+    path = tmp_path / "stress.extxyz"
+    write_extxyz(path, frames)
+    for a, b in zip(read_structures(path), frames, strict=True):
+        assert_same(a, b)
+    np.testing.assert_array_equal(ase.io.read(path, index=0).get_stress(voigt=False), frames[0].stress)
+
+
+def test_stress_is_read_from_an_ase_virial_and_from_calculator_results(tmp_path):
+    structure = stressed(22)
+    atoms = structure.to_ase()
+    atoms.calc = None
+    atoms.info["virial"] = -structure.stress * atoms.get_volume()  # how ASE-based trainers store it
+    ase.io.write(tmp_path / "virial.extxyz", atoms)
+    np.testing.assert_allclose(read_structures(tmp_path / "virial.extxyz")[0].stress, structure.stress,
+                               rtol=1e-12, atol=1e-15)
+    ase.io.write(tmp_path / "calc.traj", structure.to_ase())  # a calculator's stress, as VASP's readers give
+    np.testing.assert_allclose(read_structures(tmp_path / "calc.traj")[0].stress, structure.stress, rtol=1e-15)
+
+
+def test_a_stress_on_a_structure_not_periodic_in_3d_names_file_and_frame(tmp_path):
+    slab = Atoms("Cu2", positions=[[0, 0, 0], [1.8, 0, 0]], cell=[4, 4, 10], pbc=[True, True, False])
+    bulk = slab.copy()
+    bulk.pbc = True
+    bulk.info["stress"] = np.zeros((3, 3))
+    slab.info["virial"] = np.ones((3, 3))
+    ase.io.write(tmp_path / "slab.extxyz", [bulk, slab])
+    with pytest.raises(StructureFileError, match=r"slab\.extxyz \(frame 1\): Structure\.stress is given, but a "
+                                                 r"stress needs a structure periodic in 3D"):
+        read_structures(tmp_path / "slab.extxyz")
 
 
 def test_extxyz_default_names(tmp_path):

@@ -187,3 +187,18 @@ def test_from_ase_ignores_stale_calculator_results():
     atoms.calc = SinglePointCalculator(atoms, energy=-1.0)
     atoms.positions[1, 2] = 0.8  # results no longer belong to these positions
     assert Structure.from_ase(atoms).energy is None
+
+
+def test_stress_is_3x3_or_voigt_and_needs_a_3d_periodic_cell():
+    voigt = [1e-3, 2e-3, 3e-3, 4e-4, 5e-4, 6e-4]
+    s = make(cell=CELL, stress=voigt)
+    np.testing.assert_array_equal(s.stress, [[1e-3, 6e-4, 5e-4], [6e-4, 2e-3, 4e-4], [5e-4, 4e-4, 3e-3]])
+    np.testing.assert_array_equal(Structure.from_ase(s.to_ase()).stress, s.stress)
+    with pytest.raises(ValueError, match=r"Structure\.stress must be 3x3 or 6 Voigt components; got shape \(4,\)"):
+        make(cell=CELL, stress=[0.0] * 4)
+    with pytest.raises(ValueError, match="a stress needs a structure periodic in 3D; this one has pbc None"):
+        make(stress=voigt)
+    with pytest.raises(ValueError, match=r"periodic in 3D; this one has pbc \[True, True, False\]"):
+        make(cell=CELL, pbc=[True, True, False], stress=voigt)
+    with pytest.raises(ValueError, match="Structure.stress must be finite"):
+        make(cell=CELL, stress=[np.nan] * 6)

@@ -34,8 +34,8 @@ def read_ase(path, index=":", format=None) -> list[Structure]:
 def write_extxyz(path, structures) -> None:
     """Write extended XYZ atomically, every number at full (round-trip) precision.
 
-    ASE reads the result back (energy and forces as calculator results, the
-    name in ``info['name']``).
+    ASE reads the result back (energy, forces and stress as calculator results,
+    the name in ``info['name']``).
     """
     with atomic_write(path) as handle:
         for structure in as_list(structures):
@@ -50,6 +50,8 @@ def _extxyz_frame(structure: Structure) -> str:
     info.append(f"Properties={properties}")
     if structure.energy is not None:
         info.append(f"energy={structure.energy!r}")
+    if structure.stress is not None:
+        info.append('stress="' + " ".join(map(repr, structure.stress.ravel().tolist())) + '"')
     pbc = structure.pbc if structure.pbc is not None else [False] * 3
     info.append('pbc="' + " ".join("T" if p else "F" for p in pbc) + '"')
     if structure.name is not None:

@@ -14,8 +14,8 @@ from ase.data import atomic_numbers
 from tqdm.auto import tqdm
 
 from aenet_core import __version__
-from aenet_core.data.hdf5.schema import (DESCRIPTOR_CLASS, EDGE_FIELDS, ENTRY_STRINGS, FORMAT, INDEX_FIELDS,
-                                         SCHEMA_VERSION, TRIPLET_FIELDS, compact_json, sha256_text)
+from aenet_core.data.hdf5.schema import (DESCRIPTOR_CLASS, DISTANCE_FIELDS, EDGE_FIELDS, ENTRY_STRINGS, FORMAT,
+                                         INDEX_FIELDS, SCHEMA_VERSION, TRIPLET_FIELDS, compact_json, sha256_text)
 from aenet_core.descriptor import BatchedFeaturizer, ChebyshevDescriptor, structure_batch
 from aenet_core.data.sources import atom_chunks
 from aenet_core.files import atomic_path
@@ -202,6 +202,8 @@ class _Writer:
         self._append("entries/has_cell", [s.cell is not None for s in structures])
         self._append("entries/cell", [np.zeros((3, 3)) if s.cell is None else s.cell for s in structures])
         self._append("entries/pbc", [np.zeros(3, bool) if s.pbc is None else s.pbc for s in structures])
+        self._append("entries/has_stress", [s.has_stress() for s in structures])
+        self._append("entries/stress", [np.zeros((3, 3)) if s.stress is None else s.stress for s in structures])
         self._append("atoms/atomic_number",
                      np.concatenate([[atomic_numbers[x] for x in s.species] for s in structures]).astype(np.int16))
         self._append("atoms/positions", np.concatenate([s.positions for s in structures]))
@@ -217,7 +219,7 @@ class _Writer:
                     if values.dtype == np.int32:
                         self._append("derivatives/" + name, values)
                     else:
-                        self._append("derivatives/" + name, values.astype(self.storage), axis=1)
+                        self._append("derivatives/" + name, values.astype(self.storage), axis=values.ndim - 1)
         self.n_entries += len(entries)
         self.n_atoms += int(counts.sum())
 
@@ -253,8 +255,9 @@ class _Writer:
                 path = "derivatives/" + prefix + name
                 if path in self.file:
                     continue
-                if name in INDEX_FIELDS:
-                    self.file.create_dataset(path, shape=(0,), maxshape=(None,), dtype=np.int32, fletcher32=True)
+                if name in INDEX_FIELDS + DISTANCE_FIELDS:
+                    dtype = np.int32 if name in INDEX_FIELDS else self.storage
+                    self.file.create_dataset(path, shape=(0,), maxshape=(None,), dtype=dtype, fletcher32=True)
                 else:
                     shape = (widths.get(name, 3), 0)
                     self.file.create_dataset(path, shape=shape, maxshape=(shape[0], None), dtype=self.storage,

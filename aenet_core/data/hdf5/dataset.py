@@ -21,8 +21,8 @@ from ase.data import atomic_numbers, chemical_symbols
 from aenet_core.data.cache import LRUCache
 from aenet_core.data.hdf5.build import write_database
 from aenet_core.data.hdf5.payloads import PayloadReader
-from aenet_core.data.hdf5.schema import (COMPRESSIONS, ENTRY_ARRAYS, ENTRY_STRINGS, DatabaseError, check_schema,
-                                         compact_json, reading, sha256_text)
+from aenet_core.data.hdf5.schema import (COMPRESSIONS, ENTRY_ARRAYS, ENTRY_STRINGS, STRESS_ARRAYS, DatabaseError,
+                                         check_schema, compact_json, reading, sha256_text)
 from aenet_core.data.sources import StructureFilter, as_input_list, input_stamps, iter_entries
 from aenet_core.descriptor import ChebyshevDescriptor
 from aenet_core.structure import Structure, hash_structure, referenced_energy_per_atom, structure_sha256
@@ -131,6 +131,11 @@ class HDF5StructureDataset:
                         return f[name].asstr()[:].tolist() if strings else f[name][:]
 
                 entries = {name: read("entries/" + name) for name in ENTRY_ARRAYS}
+                if "entries/stress" in f:
+                    entries.update({name: read("entries/" + name) for name in STRESS_ARRAYS})
+                else:  # schema 2: no stress labels
+                    entries.update(has_stress=np.zeros(len(entries["energy"]), bool),
+                                   stress=np.zeros((len(entries["energy"]), 3, 3)))
                 entries.update({name: read("entries/" + name, strings=True) for name in ENTRY_STRINGS})
                 atomic_number = read("atoms/atomic_number")
                 self._forces = read("atoms/forces")  # 24 bytes per atom: labels stay in memory
@@ -163,7 +168,8 @@ class HDF5StructureDataset:
             structure = Structure(
                 positions=positions[lo:hi], species=symbols[lo:hi], energy=float(e["energy"][index]),
                 forces=self._forces[lo:hi] if e["has_forces"][index] else None,
-                cell=e["cell"][index] if has_cell else None, pbc=e["pbc"][index] if has_cell else None)
+                cell=e["cell"][index] if has_cell else None, pbc=e["pbc"][index] if has_cell else None,
+                stress=e["stress"][index] if e["has_stress"][index] else None)
             hash_structure(hasher, structure)
             self._geometry_sha256s.append(structure_sha256(structure, labels=False))
         if hasher.hexdigest() != self._attrs["content_sha256"]:
@@ -318,7 +324,7 @@ class HDF5StructureDataset:
             species=[self.descriptor.species[s] for s in self._species_idx[lo:hi].tolist()],
             energy=float(e["energy"][index]), forces=self._forces[lo:hi].copy() if e["has_forces"][index] else None,
             cell=e["cell"][index] if has_cell else None, pbc=e["pbc"][index] if has_cell else None,
-            name=e["name"][index] or None)
+            name=e["name"][index] or None, stress=e["stress"][index] if e["has_stress"][index] else None)
         self._structures.put(index, structure)
         return structure
 

@@ -7,6 +7,8 @@ memory really used; epochs after the first then read nothing.
 """
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 import torch
 
@@ -40,6 +42,8 @@ class PayloadReader:
             rows = torch.from_numpy(offsets[np.add(indices, 1)] - offsets[indices])
             shift = torch.repeat_interleave(first_atom, rows)
             for name, field in names.items():
+                if name not in self.stored_fields[group]:
+                    continue  # a schema 2 file has no distances: its derivatives cannot give a virial
                 joined = block[group][name] if block else torch.cat([p[1][group][name] for p in payloads], dim=-1)
                 fields[field] = joined.long() + shift if joined.dtype == torch.int32 else joined
         d = self.descriptor
@@ -79,7 +83,7 @@ class PayloadReader:
         them: {'features': (sum N, F), 'edges'/'triplets': {name: tensor}} (atom indices stay local)."""
         f, dtype = self.handle(), self.descriptor.dtype
         block = {"features": torch.from_numpy(_rows(f["features/values"], self.atom_offset, indices)).to(dtype)}
-        for group, name in self._derivative_fields() if with_derivatives else ():
+        for group, name in self._stored_derivative_fields() if with_derivatives else ():
             dataset = f[f"derivatives/{group}/{name}"]
             values = torch.from_numpy(_rows(dataset, self.row_offsets[group], indices, axis=dataset.ndim - 1))
             block.setdefault(group, {})[name] = values if values.dtype == torch.int32 else values.to(dtype)
@@ -90,7 +94,7 @@ class PayloadReader:
         counts = [int(self.atom_offset[i + 1] - self.atom_offset[i]) for i in indices]
         features = torch.split(block["features"], counts)
         entries = {i: [x, None if "edges" not in block else {}, x.nbytes] for i, x in zip(indices, features)}
-        for group, name in self._derivative_fields() if "edges" in block else ():
+        for group, name in self._stored_derivative_fields() if "edges" in block else ():
             offsets = self.row_offsets[group]
             rows = [int(offsets[i + 1] - offsets[i]) for i in indices]
             for i, part in zip(indices, torch.split(block[group][name], rows, dim=-1)):
@@ -98,10 +102,15 @@ class PayloadReader:
                 entries[i][2] += part.nbytes
         return {i: tuple(value) for i, value in entries.items()}
 
-    @staticmethod
-    def _derivative_fields():
-        """(group, name) of every stored derivative array /derivatives/<group>/<name>."""
-        for group, names in (("edges", EDGE_FIELDS), ("triplets", TRIPLET_FIELDS)):
+    @cached_property
+    def stored_fields(self) -> dict:
+        """{group: names of the derivative arrays /derivatives/<group>/<name> the file holds}."""
+        f = self.handle()
+        return {group: [name for name in names if f"derivatives/{group}/{name}" in f]
+                for group, names in (("edges", EDGE_FIELDS), ("triplets", TRIPLET_FIELDS))}
+
+    def _stored_derivative_fields(self):
+        for group, names in self.stored_fields.items():
             for name in names:
                 yield group, name
 

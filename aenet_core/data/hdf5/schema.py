@@ -1,6 +1,6 @@
 """Layout and versions of the HDF5 structure database, and the checks every open makes.
 
-File layout (``format = "aenet_core.database"``, ``schema_version = 2``); every
+File layout (``format = "aenet_core.database"``, ``schema_version = 3``); every
 array is plain typed data (no pickles), and the rows of one entry are
 contiguous, located by offset arrays::
 
@@ -8,8 +8,9 @@ contiguous, located by offset arrays::
                         content_sha256 (structures and labels, in entry order), n_filtered,
                         filter_json (max_energy, max_forces), atomic_energies_json, recipe_sha256
     /entries/           one row per entry: atom_offset (n+1) int64, energy f8, has_forces,
-                        has_cell, cell (n,3,3), pbc (n,3), frame int64 (index in its source before
-                        filtering), name, source_id, display_name, identifier (UTF-8 strings)
+                        has_cell, cell (n,3,3), pbc (n,3), has_stress, stress (n,3,3) eV/Å³ (zero
+                        where none), frame int64 (index in its source before filtering), name,
+                        source_id, display_name, identifier (UTF-8 strings)
     /atoms/             one row per atom: atomic_number int16, positions (A,3), forces (A,3)
                         (zero where the entry has no forces)
     /descriptor         attrs: descriptor_class, config_json, identity_json, identity_sha256
@@ -17,9 +18,10 @@ contiguous, located by offset arrays::
     /derivatives/       force-labelled entries only (others have empty ranges); attrs
                         storage_dtype, n_radial (R+1), n_angular (A+1);
                         edge_offset (n+1), triplet_offset (n+1) int64;
-      edges/            center, neighbor int32 (local atom indices), dG_dd (R+1, E), unit (3, E)
+      edges/            center, neighbor int32 (local atom indices), dG_dd (R+1, E), unit (3, E),
+                        distance (E,)
       triplets/         center, j, k int32, dG_dcos, dG_ddij, dG_ddik (A+1, T),
-                        dcos_drj, dcos_drk, unit_ij, unit_ik (3, T)
+                        dcos_drj, dcos_drk, unit_ij, unit_ik (3, T), d_ij, d_ik (T,)
 
 Every numeric dataset is written with HDF5's per-chunk checksum (``fletcher32``; the
 variable-length strings cannot have one), so a damaged chunk fails its read, naming the dataset; the structures and labels are also
@@ -29,8 +31,11 @@ Every entry passed ``aenet_core.data.sources.StructureFilter`` (so it has an
 energy); the filter's settings are recorded.  The derivative fields are those
 of ``LocalDerivatives``, order-major as it holds them (an entry's edges are a
 contiguous column range, read without any transposition); the typespin weights
-are recomputed from the species.  Schema 1 files (before the common filter and
-stored identifiers) are refused with a request to rebuild.
+are recomputed from the species; the distances give the relative vectors the
+virial (stress) needs.  Schema 2 files (before stresses) open for energy and force
+training: no stress labels, and derivatives without distances, so stresses need a
+rebuild.  Schema 1 files (before the common filter and stored identifiers) are
+refused with a request to rebuild.
 """
 from __future__ import annotations
 
@@ -41,15 +46,20 @@ from contextlib import contextmanager
 from aenet_core.files import FileFormatError, check_format
 
 FORMAT = "aenet_core.database"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (2, SCHEMA_VERSION)
 DESCRIPTOR_CLASS = "aenet_core.descriptor.ChebyshevDescriptor"
 COMPRESSIONS = (None, "gzip", "lzf")
-EDGE_FIELDS = {"center": "center_idx", "neighbor": "neighbor_idx", "dG_dd": "radial_dG_dd", "unit": "radial_unit"}
+EDGE_FIELDS = {"center": "center_idx", "neighbor": "neighbor_idx", "dG_dd": "radial_dG_dd", "unit": "radial_unit",
+               "distance": "radial_distance"}
 TRIPLET_FIELDS = {"center": "triplet_center_idx", "j": "neighbor_j_idx", "k": "neighbor_k_idx",
                   "dG_dcos": "angular_dG_dcos", "dG_ddij": "angular_dG_ddij", "dG_ddik": "angular_dG_ddik",
-                  "dcos_drj": "dcos_drj", "dcos_drk": "dcos_drk", "unit_ij": "unit_ij", "unit_ik": "unit_ik"}
+                  "dcos_drj": "dcos_drj", "dcos_drk": "dcos_drk", "unit_ij": "unit_ij", "unit_ik": "unit_ik",
+                  "d_ij": "distance_ij", "d_ik": "distance_ik"}
+DISTANCE_FIELDS = ("distance", "d_ij", "d_ik")  # (E,) and (T,): one value per edge or triplet
 INDEX_FIELDS = ("center", "neighbor", "j", "k")  # int32 local atom indices; the rest are float arrays
 ENTRY_ARRAYS = ("atom_offset", "energy", "has_forces", "has_cell", "cell", "pbc", "frame")
+STRESS_ARRAYS = ("has_stress", "stress")  # schema 3
 ENTRY_STRINGS = ("name", "source_id", "display_name", "identifier")
 
 
@@ -78,7 +88,7 @@ def reading(path, dataset_name: str):
 
 def check_schema(path, f) -> None:
     """Refuse a file that is not a complete aenet_core database of a readable schema."""
-    check_format(path, f.attrs.get("format"), FORMAT, _plain(f.attrs.get("schema_version")), (SCHEMA_VERSION,),
+    check_format(path, f.attrs.get("format"), FORMAT, _plain(f.attrs.get("schema_version")), READABLE_VERSIONS,
                  "database", "schema version", error=DatabaseError)
     for group in ("entries", "atoms"):
         if group not in f:
