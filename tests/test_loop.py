@@ -1,16 +1,26 @@
-"""The training run: normalisation, validation, checkpoints, resume, DataLoader workers, caches, scheduler."""
+"""The training run: normalisation, validation, checkpoints, resume, DataLoader workers, caches, schedulers,
+weight average, early stopping and gradient clipping."""
+import json
+import math
+
+import numpy as np
 import pytest
 import torch
 
+from aenet_core.committee import train_member
+from aenet_core.committee.member import _fingerprint
 from aenet_core.data import StructureDataset
 from aenet_core.data.batch import FeatureSource
 from aenet_core.data.cache import LRUCache
 from aenet_core.model import energy_normalization, feature_statistics
-from aenet_core.split import split_indices
+from aenet_core.model.checkpoint import read_model_file
+from aenet_core.split import Split, split_indices
 from aenet_core.torch_featurize import ChebyshevDescriptor
-from aenet_core.torch_training import Adam, TorchANNPotential
-from aenet_core.training.loop import feature_source, warm_up
-from training_setup import REFERENCES, SMALL_VALIDATION, config, cuau_structures, descriptor, potential
+from aenet_core.torch_training import SGD, Adam, TorchANNPotential
+from aenet_core.training.loop import HISTORY_KEYS, TrainingRun, feature_source, warm_up
+from aenet_core.training.trainout import TrainOut
+from training_setup import (MEMBER_ARCH, REFERENCES, SMALL_VALIDATION, config, cuau_structures, descriptor,
+                            member_config, potential)
 
 pytestmark = pytest.mark.filterwarnings(SMALL_VALIDATION)
 
@@ -124,3 +134,237 @@ def test_cache_scope_limits_caching_to_a_split(cuau):
     bounded = feature_source(dataset, config(cache_features=True, cache_feature_max_entries=0), "train")
     bounded.batch([0, 1], lambda _: False)
     assert len(bounded.feature_cache) == 0
+
+
+# -- optimisation controls ----------------------------------------------------------------
+
+ONE_STEP = Adam(mu=0.01, batchsize=16)  # the 11 training structures in one batch: one step per epoch
+
+
+def parameters(model) -> dict:
+    return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+def initial_parameters(cuau, **settings) -> dict:
+    """The weights a run with these settings starts from (the seeded initialisation)."""
+    p = potential()
+    p.train(structures=cuau, config=config(iterations=0, **settings))
+    return parameters(p.model)
+
+
+def assert_same_history(a: TrainOut, b: TrainOut):
+    """Equal values (NaN equal to NaN) of every history entry but the timings, and the same early stop."""
+    for key in HISTORY_KEYS:
+        if not key.endswith("_time"):
+            np.testing.assert_array_equal(a.history[key], b.history[key], err_msg=key)
+    assert a.stopped_early == b.stopped_early
+
+
+@pytest.fixture
+def validation_curve(monkeypatch):
+    """Makes the validation energy RMSE (= the validation loss, energy only) of successive epochs follow
+    the given values."""
+    def install(values):
+        curve = iter(values)
+        real = TrainingRun.evaluate
+
+        def evaluate(self, loader, indices, forces):
+            means = real(self, loader, indices, forces)
+            return {**means, "energy_rmse": next(curve)} if loader is self.test_loader else means
+
+        monkeypatch.setattr(TrainingRun, "evaluate", evaluate)
+    return install
+
+
+def test_early_stopping_stops_where_the_validation_curve_says(cuau, tmp_path, validation_curve):
+    # patience 3, min_delta 0.05: 0.79 and 0.66 are better than the best so far, but not by more than 0.05
+    validation_curve([1.0, 0.8, 0.79, 0.81, 0.70, 0.75, 0.66, 0.68, 0.5])  # the last: the final pass
+    out = potential().train(structures=cuau, config=config(
+        iterations=20, early_stopping_patience=3, early_stopping_min_delta=0.05, checkpoint_dir=str(tmp_path),
+        checkpoint_interval=5, save_best=True))
+    assert len(out.errors) == 8
+    assert out.stopped_early == {"epoch": 7, "best_epoch": 4, "reason": "the validation loss did not improve by "
+                                 "more than 0.05 for 3 epochs (best 0.7)"}
+    assert "stopped early after 8 epochs: the validation loss did not improve" in str(out)
+    out.to_json(tmp_path / "history.json")
+    assert json.loads((tmp_path / "history.json").read_text())["stopped_early"] == out.stopped_early
+    assert TrainOut.from_json(tmp_path / "history.json").stopped_early == out.stopped_early
+    # the stopping epoch is checkpointed besides the periodic ones; save_best keeps its own (plain) minimum
+    assert sorted(f.name for f in tmp_path.glob("checkpoint_epoch_*.pt")) == ["checkpoint_epoch_0004.pt",
+                                                                               "checkpoint_epoch_0007.pt"]
+    assert TorchANNPotential.from_file(tmp_path / "best_model.pt").best_val_loss == 0.66
+
+
+def test_early_stopping_needs_a_validation_set(cuau):
+    with pytest.raises(ValueError, match=r"TorchTrainingConfig.early_stopping_patience needs validation structures "
+                                         r"and this run has none \(testpercent 0"):
+        potential().train(structures=cuau, config=config(testpercent=0, early_stopping_patience=2))
+
+
+def test_a_member_that_stopped_early_is_not_trained_further_when_resumed(cuau, tmp_path, capsys):
+    dataset = StructureDataset(cuau, descriptor(), atomic_energies=REFERENCES)
+    split = Split.create(dataset, 25, 2)
+    settings = member_config(iterations=10, force_weight=0.0, checkpoint_interval=4, early_stopping_patience=2,
+                             early_stopping_min_delta=1e9)  # no epoch after the first improves: stops after epoch 2
+    member, first = tmp_path / "member", TorchANNPotential(MEMBER_ARCH, descriptor())
+    summary = train_member(first, member, settings, dataset, split, seed=3)
+    assert summary["status"] == "completed", summary["error"]
+    assert summary["stopped_early"]["epoch"] == 2 and summary["metrics"]["epochs_recorded"] == 3
+    assert json.loads((member / "summary.json").read_text())["stopped_early"] == summary["stopped_early"]
+    history = (member / "history.json").read_bytes()
+    for name in ("model.pt", "summary.json", "history.json", "history.csv"):
+        (member / name).unlink()
+    again = TorchANNPotential(MEMBER_ARCH, descriptor())
+    capsys.readouterr()
+    resumed = train_member(again, member, settings, dataset, split, seed=3)
+    assert "(3 of 10 epochs done)" in capsys.readouterr().err
+    assert resumed["resumed_from"] == "checkpoints/checkpoint_epoch_0002.pt"
+    assert resumed["stopped_early"] == summary["stopped_early"] and resumed["metrics"] == summary["metrics"]
+    assert (member / "history.json").read_bytes() == history
+    a, b = first.model.state_dict(), again.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_member_fingerprint_counts_the_iterations_only_under_a_cosine_schedule(cuau):
+    dataset = StructureDataset(cuau, descriptor(), atomic_energies=REFERENCES)
+    split, member = Split.create(dataset, 25, 2), TorchANNPotential(MEMBER_ARCH, descriptor())
+
+    def fingerprint(**settings):
+        return _fingerprint(member, member_config(**settings), dataset, split, 3)
+
+    assert fingerprint(iterations=4) == fingerprint(iterations=8)
+    assert fingerprint(iterations=4, ema_decay=0.9) != fingerprint(iterations=4)
+    cosine = dict(use_scheduler=True, scheduler="cosine")  # its length is the iteration count
+    assert fingerprint(iterations=4, **cosine) != fingerprint(iterations=8, **cosine)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_an_interrupted_run_with_every_control_on_resumes_bit_for_bit(cuau, tmp_path, monkeypatch):
+    # 8 epochs planned (the cosine's length); early stopping ends the run after epoch 5 (the 6th)
+    settings = dict(ema_decay=0.6, use_scheduler=True, scheduler="cosine", scheduler_warmup_epochs=1,
+                    scheduler_min_lr=1e-4, clip_grad_norm=0.01, early_stopping_patience=5,
+                    early_stopping_min_delta=1e9, checkpoint_interval=1, save_best=True)
+    straight = potential()
+    whole = straight.train(structures=cuau, config=config(iterations=8, checkpoint_dir=str(tmp_path / "straight"),
+                                                          **settings))
+    assert whole.stopped_early["epoch"] == 5 and len(whole.errors) == 6
+    real = TrainingRun._checkpoint
+
+    def killed_after_epoch_2(self, epoch, improved):
+        real(self, epoch, improved)
+        if epoch == 2:
+            raise Interrupted
+
+    with monkeypatch.context() as patched:
+        patched.setattr(TrainingRun, "_checkpoint", killed_after_epoch_2)
+        with pytest.raises(Interrupted):
+            potential().train(structures=cuau, config=config(iterations=8, checkpoint_dir=str(tmp_path / "killed"),
+                                                             **settings))
+    resumed = potential()  # the remaining 5 epochs, as a committee member resumes
+    out = resumed.train(structures=cuau, config=config(iterations=5, **settings),
+                        resume_from=tmp_path / "killed/checkpoint_epoch_0002.pt")
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    raw_a, raw_b = straight._run_state["ema"]["raw"], resumed._run_state["ema"]["raw"]
+    assert all(torch.equal(raw_a[k], raw_b[k]) for k in raw_a)
+    assert_same_history(whole, out)
+    assert straight.best_val_loss == resumed.best_val_loss
+    # resumed from the checkpoint it stopped at, it trains no further
+    final = potential()
+    again = final.train(structures=cuau, config=config(iterations=2, **settings),
+                        resume_from=tmp_path / "straight/checkpoint_epoch_0005.pt")
+    assert_same_history(whole, again)
+    c = final.model.state_dict()
+    assert all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_the_saved_model_holds_the_weight_average_and_training_the_raw_weights(cuau, tmp_path):
+    decay = 0.5
+    start = initial_parameters(cuau, method=ONE_STEP)
+    p = potential()
+    out = p.train(structures=cuau, config=config(iterations=3, method=ONE_STEP, ema_decay=decay,
+                                                 checkpoint_dir=str(tmp_path), save_best=True))
+    raw = [read_model_file(tmp_path / f"checkpoint_epoch_{e:04d}.pt")["run_state"]["ema"]["raw"] for e in range(3)]
+    average = dict(start)
+    for step, weights in enumerate(raw):  # by hand: one optimizer step per epoch
+        average = {k: decay * average[k] + (1 - decay) * weights[k] for k in average}
+        saved = read_model_file(tmp_path / f"checkpoint_epoch_{step:04d}.pt")["model_state_dict"]
+        for k in average:
+            torch.testing.assert_close(saved[k], average[k], rtol=1e-12, atol=1e-14)
+    final = parameters(p.model)
+    for k in average:
+        torch.testing.assert_close(final[k], average[k], rtol=1e-12, atol=1e-14)
+    assert not all(torch.equal(final[k], raw[-1][k]) for k in final)
+    p.save(tmp_path / "model.pt")
+    saved = parameters(TorchANNPotential.from_file(tmp_path / "model.pt").model)
+    assert all(torch.equal(saved[k], final[k]) for k in final)
+    best = read_model_file(tmp_path / "best_model.pt")
+    at_best = read_model_file(tmp_path / f"checkpoint_epoch_{best['run_state']['epoch']:04d}.pt")
+    assert all(torch.equal(best["model_state_dict"][k], at_best["model_state_dict"][k]) for k in final)
+    # the raw weights train as without an average; validation (and the final pass) sees the average
+    plain = potential()
+    plain_out = plain.train(structures=cuau, config=config(iterations=3, method=ONE_STEP))
+    assert all(torch.equal(parameters(plain.model)[k], raw[-1][k]) for k in final)
+    assert out.errors["RMSE_train"][:-1].equals(plain_out.errors["RMSE_train"][:-1])
+    assert (out.errors["RMSE_test"] != plain_out.errors["RMSE_test"]).all()
+
+
+def test_a_checkpoint_from_before_the_controls_still_resumes_exactly(cuau, tmp_path):
+    whole = potential()
+    whole.train(structures=cuau, config=config(iterations=2))
+    potential().train(structures=cuau, config=config(iterations=1, checkpoint_dir=str(tmp_path)))
+    payload = torch.load(tmp_path / "checkpoint_epoch_0000.pt", weights_only=True)
+    for key in ("planned_epochs", "ema", "early_stopping"):
+        del payload["run_state"][key]
+    torch.save(payload, tmp_path / "older.pt")
+    resumed = potential()
+    resumed.train(structures=cuau, config=config(iterations=1), resume_from=tmp_path / "older.pt")
+    a, b = whole.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def cosine(epoch, base, floor, warmup, epochs):
+    if epoch < warmup:
+        return base * (epoch + 1) / (warmup + 1)
+    return floor + (base - floor) * (1 + math.cos(math.pi * (epoch - warmup) / (epochs - 1 - warmup))) / 2
+
+
+@pytest.mark.parametrize("schedule,expected", [
+    (dict(scheduler="exponential", scheduler_gamma=0.5, scheduler_min_lr=0.0015),
+     [0.01, 0.005, 0.0025, 0.0015, 0.0015]),
+    (dict(scheduler="exponential", scheduler_gamma=0.5, scheduler_warmup_epochs=2, scheduler_min_lr=0.0),
+     [0.01 / 3, 0.02 / 3, 0.01, 0.005, 0.0025]),
+    (dict(scheduler="cosine", scheduler_warmup_epochs=2, scheduler_min_lr=1e-4),
+     [cosine(e, 0.01, 1e-4, 2, 5) for e in range(5)]),
+])
+def test_each_schedule_sets_the_learning_rate_of_its_formula(cuau, schedule, expected):
+    out = potential().train(structures=cuau, config=config(iterations=5, use_scheduler=True, **schedule))
+    assert out.learning_rate == pytest.approx(expected, rel=1e-12, abs=0)
+    if schedule["scheduler"] == "cosine":
+        assert out.learning_rate[2] == 0.01 and out.learning_rate[-1] == pytest.approx(1e-4)
+
+
+def test_a_warm_up_as_long_as_the_run_is_refused(cuau):
+    with pytest.raises(ValueError, match=r"scheduler_warmup_epochs \(3\) must be fewer than iterations \(3\)"):
+        potential().train(structures=cuau, config=config(iterations=3, use_scheduler=True, scheduler="cosine",
+                                                         scheduler_warmup_epochs=3))
+
+
+def test_gradient_clipping_bounds_the_step(cuau):
+    lr, max_norm = 0.1, 1e-3
+    method = SGD(lr=lr, batchsize=16)  # one plain gradient step: the update is -lr times the gradient
+    start = initial_parameters(cuau, method=method)
+
+    def update(**clip):
+        p = potential()
+        p.train(structures=cuau, config=config(iterations=1, method=method, **clip))
+        after = parameters(p.model)
+        return torch.cat([(after[k] - start[k]).flatten() for k in start])
+
+    free, clipped = update(), update(clip_grad_norm=max_norm)
+    assert free.norm() > 10 * lr * max_norm  # the clip binds
+    assert clipped.norm() <= lr * max_norm * (1 + 1e-9)
+    torch.testing.assert_close(clipped, free * (lr * max_norm / free.norm()), rtol=1e-4, atol=1e-12)

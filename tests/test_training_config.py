@@ -23,6 +23,8 @@ DEFAULTS = dict(
     E_scaling=None, show_progress=True, show_batch_progress=False,
     checkpoint_dir="checkpoints", checkpoint_interval=1, max_checkpoints=None, save_best=True,
     use_scheduler=False, scheduler_patience=10, scheduler_factor=0.5, scheduler_min_lr=1e-6,
+    scheduler="plateau", scheduler_gamma=0.99, scheduler_warmup_epochs=0, ema_decay=None,
+    early_stopping_patience=None, early_stopping_min_delta=0.0, clip_grad_norm=None,
 )
 
 
@@ -120,6 +122,11 @@ INVALID = [
     ("feature_stats", {"mean": [[0.0]], "std": [[1.0]]}),
     ("method", "adam"), ("device", "nonsense"), ("device", 0), ("cache_persist_dir", 3),
     ("checkpoint_dir", 1.0), ("cache_features", 1), ("show_progress", "yes"),
+    ("scheduler", "step"), ("scheduler", None), ("scheduler_gamma", 0.0), ("scheduler_gamma", 1.0),
+    ("scheduler_warmup_epochs", -1), ("scheduler_warmup_epochs", 1.5), ("ema_decay", 1.0), ("ema_decay", -0.1),
+    ("ema_decay", "0.99"), ("early_stopping_patience", 0), ("early_stopping_patience", 2.0),
+    ("early_stopping_min_delta", -1e-3), ("early_stopping_min_delta", None), ("clip_grad_norm", 0.0),
+    ("clip_grad_norm", -1.0), ("clip_grad_norm", math.inf),
 ]
 
 
@@ -134,6 +141,33 @@ def test_invalid_choice_message_lists_allowed_values():
         TorchTrainingConfig(sampling_policy="energy")
     assert str(err.value) == ("TorchTrainingConfig.sampling_policy must be one of 'uniform', "
                               "'energy_weighted', 'error_weighted'; got 'energy'")
+
+
+@pytest.mark.parametrize("settings,message", [
+    ({"scheduler": "cosine"}, "TorchTrainingConfig.scheduler='cosine' takes effect only with use_scheduler=True"),
+    ({"use_scheduler": True, "scheduler_warmup_epochs": 2},
+     "TorchTrainingConfig.scheduler_warmup_epochs needs use_scheduler=True and scheduler 'exponential' or 'cosine'"),
+    ({"use_scheduler": True, "scheduler": "exponential", "scheduler_min_lr": 0.01},
+     r"TorchTrainingConfig.scheduler_min_lr must not exceed the method's learning rate \(0.001\) for the "
+     r"exponential schedule; got 0.01"),
+    ({"use_scheduler": True, "scheduler": "cosine", "method": SGD(lr=1e-7)},
+     r"scheduler_min_lr must not exceed the method's learning rate \(1e-07\) for the cosine schedule"),
+])
+def test_schedule_settings_that_would_not_take_effect_are_refused(settings, message):
+    with pytest.raises(ValueError, match=message):
+        TorchTrainingConfig(**settings)
+
+
+def test_optimisation_controls_are_accepted_and_survive_json():
+    config = TorchTrainingConfig(use_scheduler=True, scheduler="cosine", scheduler_warmup_epochs=np.int64(3),
+                                 scheduler_min_lr=0, ema_decay=0.99, early_stopping_patience=5,
+                                 early_stopping_min_delta=1e-4, clip_grad_norm=10)
+    assert type(config.scheduler_warmup_epochs) is int and type(config.clip_grad_norm) is float
+    assert config.scheduled_by_epoch and not TorchTrainingConfig(use_scheduler=True).scheduled_by_epoch
+    assert TorchTrainingConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert TorchTrainingConfig(ema_decay=0).ema_decay == 0.0  # 0 is off, like None
+    # a plateau scheduler keeps its floor above the learning rate allowed: it then never reduces (as before)
+    assert TorchTrainingConfig(use_scheduler=True, scheduler_min_lr=1.0).scheduler_min_lr == 1.0
 
 
 @pytest.mark.parametrize("value", [0.0, -1.0, math.inf])

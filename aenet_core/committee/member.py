@@ -61,8 +61,11 @@ def refuse_non_finite(trainout: TrainOut, potential, has_test: bool) -> None:
 
 def _fingerprint(potential, config, dataset, split, seed) -> str:
     """Identifies what a member's checkpoints were made for (everything but the epoch count): settings,
-    model, data (content, atomic references, database recipe), split and seed."""
-    settings = {key: value for key, value in config.to_dict().items() if key not in _NOT_FINGERPRINTED}
+    model, data (content, atomic references, database recipe), split and seed.  A cosine schedule spans the
+    iterations, so with one they count too."""
+    cosine = config.use_scheduler and config.scheduler == "cosine"
+    ignored = [key for key in _NOT_FINGERPRINTED if not (cosine and key == "iterations")]
+    settings = {key: value for key, value in config.to_dict().items() if key not in ignored}
     descriptor = potential.descriptor
     payload = {"config": settings, "arch": potential.arch, "descriptor": descriptor.identity(),
                "dtype": str(descriptor.dtype), "split": [split.content_sha256, split.train, split.test], "seed": seed,
@@ -146,6 +149,7 @@ def train_member(potential: TorchANNPotential, member_dir, config: TorchTraining
         potential.save(member_dir / "model.pt", extra_metadata={
             "committee_member_index": member_index, "committee_seed": seed, "committee_split_seed": split.split_seed})
         summary.update(status="completed", metrics=member_metrics(out, potential.best_val_loss),
+                       stopped_early=out.stopped_early,
                        model_path="model.pt", model_sha256=file_sha256(member_dir / "model.pt"), history_json_path="history.json", history_csv_path="history.csv",
                        summary_path="summary.json", error=None)
     except Exception as err:  # a failed member is recorded; the others keep their results

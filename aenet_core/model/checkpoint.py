@@ -7,7 +7,8 @@ int, float, bool, None, lists, tuples, dicts), so it is read with
 ``torch_version``, ``architecture``, ``descriptor_config``,
 ``model_state_dict``, ``training_history``, ``best_val_loss``,
 ``training_config``, ``atomic_energies``, ``run_state`` (a checkpoint's
-optimizer, scheduler, generators, force subsets and sampler scores; None when
+optimizer, scheduler, generators, force subsets, sampler scores, schedule
+length, weight average with the raw weights, and early stopping; None when
 there is nothing to resume) and ``extra_metadata``.
 
 Older files load too and are upgraded in memory: 1.0 (one feature mean/std row

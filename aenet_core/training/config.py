@@ -52,6 +52,10 @@ class Adam(_Method):
         "epsilon": POSITIVE,
     }
 
+    @property
+    def learning_rate(self) -> float:
+        return self.mu
+
     def build(self, parameters) -> torch.optim.Adam:
         return torch.optim.Adam(parameters, lr=self.mu, betas=(self.beta1, self.beta2),
                                 eps=self.epsilon, weight_decay=self.weight_decay)
@@ -70,6 +74,10 @@ class SGD(_Method):
     _rules: ClassVar[dict[str, NumberRule]] = {
         "lr": POSITIVE, "batchsize": NumberRule(True, 1), "momentum": NONNEG, "weight_decay": NONNEG,
     }
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr
 
     def build(self, parameters) -> torch.optim.SGD:
         return torch.optim.SGD(parameters, lr=self.lr, momentum=self.momentum,
@@ -100,7 +108,11 @@ _CHOICES = {
     "cache_scope": ("train", "val", "all"),
     "precision": ("auto", "float32", "float64"),
     "memory_mode": ("cpu", "gpu"),  # 'mixed' is refused separately
+    "scheduler": ("plateau", "exponential", "cosine"),
 }
+# The schedules that set the rate from the epoch alone (no validation loss needed).
+_EPOCH_SCHEDULES = ("exponential", "cosine")
+_FRACTION = NumberRule(False, 0, 1, low_open=True, high_open=True)
 
 _OPTIONAL_COUNT = COUNT._replace(optional=True)
 _NUMBERS = {
@@ -124,8 +136,14 @@ _NUMBERS = {
     "checkpoint_interval": COUNT,
     "max_checkpoints": NumberRule(True, 1, optional=True),
     "scheduler_patience": COUNT,
-    "scheduler_factor": NumberRule(False, 0, 1, low_open=True, high_open=True),
+    "scheduler_factor": _FRACTION,
     "scheduler_min_lr": NONNEG,
+    "scheduler_gamma": _FRACTION,
+    "scheduler_warmup_epochs": COUNT,
+    "ema_decay": BETA._replace(optional=True),
+    "early_stopping_patience": NumberRule(True, 1, optional=True),
+    "early_stopping_min_delta": NONNEG,
+    "clip_grad_norm": POSITIVE._replace(optional=True),
 }
 
 _BOOLS = (
@@ -197,6 +215,26 @@ class TorchTrainingConfig:
     On construction ``method=None`` becomes ``Adam()``, numbers become int/float,
     paths and devices become strings, ``atomic_energies`` a plain dict and
     ``feature_stats`` a dict of float tuples.
+
+    Optimisation controls (all off by default, which trains as aenet-python does):
+
+    * ``use_scheduler`` switches on the learning-rate schedule named by ``scheduler``:
+      ``'plateau'`` (ReduceLROnPlateau on the validation loss: ``scheduler_patience``,
+      ``scheduler_factor``, ``scheduler_min_lr``), ``'exponential'`` or ``'cosine'``.  With
+      W = ``scheduler_warmup_epochs`` (exponential and cosine only; fewer than ``iterations``),
+      0-based epoch e < W trains with ``lr * (e + 1) / (W + 1)``, and from epoch W on the
+      exponential with ``lr * scheduler_gamma**(e - W)``, the cosine from ``lr`` down to
+      ``scheduler_min_lr`` at the last epoch.  ``scheduler_min_lr`` is the floor of every schedule.
+      The cosine spans the ``iterations`` of the run that started at epoch 0; a resumed run
+      continues that curve.  ``lr`` is the method's ``mu`` (Adam) or ``lr`` (SGD).
+    * ``ema_decay`` d (None or 0: off): after every optimizer step the average of the trainable
+      weights becomes ``d * average + (1 - d) * weights`` (starting from the initial weights).
+      Validation, ``best_model.pt``, the saved model and its export use the average; the raw
+      weights keep training, and checkpoints hold both.
+    * ``early_stopping_patience`` P (None: off): training stops after P epochs in a row whose
+      validation loss (the one the scheduler and ``save_best`` use) is not below the best so far
+      by more than ``early_stopping_min_delta``.  It needs validation structures.
+    * ``clip_grad_norm`` (None: off): the gradient norm is clipped to this before each step.
     """
 
     iterations: int = 100
@@ -247,6 +285,13 @@ class TorchTrainingConfig:
     scheduler_patience: int = 10
     scheduler_factor: float = 0.5
     scheduler_min_lr: float = 1e-6
+    scheduler: str = "plateau"
+    scheduler_gamma: float = 0.99
+    scheduler_warmup_epochs: int = 0
+    ema_decay: float | None = None
+    early_stopping_patience: int | None = None
+    early_stopping_min_delta: float = 0.0
+    clip_grad_norm: float | None = None
 
     def __new__(cls, *args, **kwargs):
         # The generated __init__ would only say "unexpected keyword"; name the replacement.
@@ -277,11 +322,30 @@ class TorchTrainingConfig:
             raise ValueError("TorchTrainingConfig.E_shift and E_scaling must be given together "
                              f"or both left None; got E_shift={self.E_shift!r}, "
                              f"E_scaling={self.E_scaling!r}")
+        self._check_schedule()
         self.checkpoint_dir = _path("checkpoint_dir", self.checkpoint_dir)
         self.cache_persist_dir = _path("cache_persist_dir", self.cache_persist_dir)
         self.device = _device(self.device)
         self.atomic_energies = _atomic_energies(self.atomic_energies)
         self.feature_stats = _feature_stats(self.feature_stats)
+
+    def _check_schedule(self) -> None:
+        if self.scheduler != "plateau" and not self.use_scheduler:
+            raise ValueError(f"TorchTrainingConfig.scheduler={self.scheduler!r} takes effect only with "
+                             "use_scheduler=True; set use_scheduler=True (or leave scheduler 'plateau')")
+        if self.scheduler_warmup_epochs and not self.scheduled_by_epoch:
+            raise ValueError("TorchTrainingConfig.scheduler_warmup_epochs needs use_scheduler=True and scheduler "
+                             f"'exponential' or 'cosine'; got scheduler_warmup_epochs={self.scheduler_warmup_epochs}"
+                             f" with use_scheduler={self.use_scheduler}, scheduler={self.scheduler!r}")
+        if self.scheduled_by_epoch and self.scheduler_min_lr > self.method.learning_rate:
+            raise ValueError(f"TorchTrainingConfig.scheduler_min_lr must not exceed the method's learning rate "
+                             f"({self.method.learning_rate:g}) for the {self.scheduler} schedule; got "
+                             f"{self.scheduler_min_lr:g}")
+
+    @property
+    def scheduled_by_epoch(self) -> bool:
+        """Whether the learning rate follows an epoch schedule (exponential or cosine)."""
+        return self.use_scheduler and self.scheduler in _EPOCH_SCHEDULES
 
     @property
     def alpha(self) -> float:

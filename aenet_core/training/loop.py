@@ -1,10 +1,13 @@
 """One training run: feature sources and normalisation, epochs, validation, scheduler, and checkpoints.
 
 A checkpoint is a complete model file plus ``run_state``: optimizer,
-scheduler, random generators, force subsets and sampler scores.  Training N
-epochs, or N/2 and then N/2 more from the checkpoint, gives the same weights.
-The run writes files only through the ``save`` callback it is given.
+scheduler, random generators, force subsets, sampler scores, the schedule's
+length, the weight average and early stopping.  Training N epochs, or N/2 and
+then N/2 more from the checkpoint, gives the same weights.  With a weight
+average every model file holds the average and ``run_state`` the raw weights
+too.  The run writes files only through the ``save`` callback it is given.
 """
+import contextlib
 import math
 import random
 import time
@@ -19,8 +22,10 @@ from aenet_core.data.batch import BatchLoader, FeatureSource
 from aenet_core.data.cache import LRUCache, PersistentCache
 from aenet_core.model.checkpoint import numpy_state, plain_numpy_state
 from aenet_core.model.normalization import energy_normalization, feature_statistics
+from aenet_core.training.controls import EarlyStopping, WeightAverage, load_raw_weights, scheduled_rate
 from aenet_core.training.loss import EnergyForceLoss
 from aenet_core.training.sampling import Sampler, force_selection
+from aenet_core.training.trainout import STOPPED_EARLY
 
 HISTORY_KEYS = ("train_energy_rmse", "test_energy_rmse", "train_energy_mae", "test_energy_mae",
                 "train_force_rmse", "test_force_rmse", "learning_rate", "epoch_time", "forward_time",
@@ -40,6 +45,10 @@ class TrainingRun:
     """
 
     def __init__(self, model, data, config, save=None):
+        if config.early_stopping_patience is not None and not data.test_idx:
+            raise ValueError("TorchTrainingConfig.early_stopping_patience needs validation structures and this "
+                             "run has none (testpercent 0, a split without test structures or no test_dataset);"
+                             " give a validation set or set early_stopping_patience=None")
         self.model, self.config, self.save = model, config, save
         self.device, self.dtype = next(model.parameters()).device, model.feature_mean.dtype
         self.loss = EnergyForceLoss(config.force_weight, config.force_scale_unbiased)
@@ -54,7 +63,7 @@ class TrainingRun:
         self.test_idx = data.test_idx
         self.optimizer = config.method.build(model.parameters())
         self.scheduler = None
-        if config.use_scheduler and self.test_idx:
+        if config.use_scheduler and config.scheduler == "plateau" and self.test_idx:
             self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 self.optimizer, mode="min", patience=config.scheduler_patience, factor=config.scheduler_factor,
                 min_lr=config.scheduler_min_lr)
@@ -66,14 +75,26 @@ class TrainingRun:
         self.history = empty_history()
         self.best_val_loss = None
         self.next_epoch = 0
+        self.planned_epochs = config.iterations  # the cosine's length; a resume keeps the first run's
+        self.ema = WeightAverage(model, config.ema_decay) if config.ema_decay else None
+        self.early_stopping = None
+        if config.early_stopping_patience is not None:
+            self.early_stopping = EarlyStopping(config.early_stopping_patience, config.early_stopping_min_delta)
 
     # -- the loop -----------------------------------------------------------------------
 
     def run(self) -> dict:
+        """Train; returns the history, with ``stopped_early`` (None, or when and why training stopped)."""
         config = self.config
+        if self.next_epoch == 0:
+            self._check_warmup()
         epochs = range(self.next_epoch, self.next_epoch + config.iterations)
         for epoch in tqdm(epochs, desc="epochs", disable=not config.show_progress):
+            if self.stopped_early is not None:
+                break
             self._epoch(epoch)
+        if self.ema is not None:
+            self.ema.put_in()  # the model the caller gets holds the average; state_dict keeps the raw weights
         # The last epoch's metrics from a full pass with the final weights, also when a resume from the
         # final checkpoint trains no epoch: every path to the same weights records the same metrics.
         if self.history["train_energy_rmse"]:
@@ -81,17 +102,57 @@ class TrainingRun:
                                     self.evaluate(self.test_loader, self.test_idx, self.test_forces))
             for key, value in final.items():
                 self.history[key][-1] = value
-        return self.history
+        return {**self.history, STOPPED_EARLY: self.stopped_early}
+
+    @property
+    def stopped_early(self):
+        return None if self.early_stopping is None else self.early_stopping.stopped
+
+    def _check_warmup(self):
+        config = self.config
+        if config.scheduled_by_epoch and 0 < config.iterations <= config.scheduler_warmup_epochs:
+            raise ValueError(f"TorchTrainingConfig.scheduler_warmup_epochs ({config.scheduler_warmup_epochs}) must "
+                             f"be fewer than iterations ({config.iterations}): the warm-up would take the whole run")
 
     def _epoch(self, epoch):
         config, started = self.config, time.perf_counter()
         resample = config.force_sampling == "random" and config.force_resample_num_epochs > 0
         if self.train_forces and resample and epoch > 0 and epoch % config.force_resample_num_epochs == 0:
             self.train_forces.draw()
+        if config.scheduled_by_epoch:
+            for group in self.optimizer.param_groups:
+                group["lr"] = scheduled_rate(config, epoch, self.planned_epochs)
+        rate = self.optimizer.param_groups[0]["lr"]  # the rate this epoch trains with
         train_means, errors, timing = run_epoch(self.model, self.loss, self.train_loader, self.sampler.order(),
                                                 config.batch_size, self.train_forces, self.device, self.dtype,
-                                                optimizer=self.optimizer, progress=config.show_batch_progress)
+                                                step=self._step, progress=config.show_batch_progress)
         self.sampler.update(errors)
+        with self._averaged():  # validation and the files written see the weight average
+            test_means, improved = self._validate(epoch, timing)
+            for key, value in _metric_entries(train_means, test_means).items():
+                self.history[key].append(value)
+            self.history["learning_rate"].append(rate)
+            self.history["epoch_time"].append(time.perf_counter() - started)
+            for key, value in timing.items():
+                self.history[key].append(value)
+            self.next_epoch = epoch + 1
+            self._checkpoint(epoch, improved)
+
+    def _step(self, loss):
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.clip_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_grad_norm)
+        self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update()
+
+    def _averaged(self):
+        return contextlib.nullcontext() if self.ema is None else self.ema.applied()
+
+    def _validate(self, epoch, timing):
+        """(validation metrics, whether the loss improved on the best); steps the plateau scheduler and early
+        stopping."""
         validation_started = time.perf_counter()
         test_means = self.evaluate(self.test_loader, self.test_idx, self.test_forces)
         timing["validation_time"] = time.perf_counter() - validation_started
@@ -99,17 +160,12 @@ class TrainingRun:
         val_loss = self.loss.combine(test_means["energy_rmse"], None if math.isnan(force_rmse) else force_rmse)
         if self.scheduler is not None:
             self.scheduler.step(val_loss)
+        if self.early_stopping is not None:
+            self.early_stopping.update(epoch, val_loss)
         improved = not math.isnan(val_loss) and (self.best_val_loss is None or val_loss < self.best_val_loss)
         if improved:
             self.best_val_loss = val_loss
-        for key, value in _metric_entries(train_means, test_means).items():
-            self.history[key].append(value)
-        self.history["learning_rate"].append(self.optimizer.param_groups[0]["lr"])
-        self.history["epoch_time"].append(time.perf_counter() - started)
-        for key, value in timing.items():
-            self.history[key].append(value)
-        self.next_epoch = epoch + 1
-        self._checkpoint(epoch, improved)
+        return test_means, improved
 
     def evaluate(self, loader, indices, forces):
         if loader is None or not indices:
@@ -127,7 +183,9 @@ class TrainingRun:
         directory = Path(config.checkpoint_dir)
         if config.save_best and improved:
             self.save(directory / "best_model.pt", self.history, self.best_val_loss, self.state_dict())
-        if config.checkpoint_interval and (epoch + 1) % config.checkpoint_interval == 0:
+        interval = config.checkpoint_interval
+        # The epoch an early stop ends on is checkpointed too, so that a resume knows it stopped.
+        if interval and ((epoch + 1) % interval == 0 or self.stopped_early is not None):
             self.save(directory / checkpoint_name(epoch), self.history, self.best_val_loss, self.state_dict())
             if config.max_checkpoints is not None:
                 for old in checkpoint_files(directory)[: -config.max_checkpoints]:
@@ -144,6 +202,9 @@ class TrainingRun:
             "forces": {k: s.state_dict() if s else None for k, s in selections.items()},
             "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
                     "numpy": plain_numpy_state(np.random.get_state())},
+            "planned_epochs": self.planned_epochs,
+            "ema": self.ema.state_dict() if self.ema else None,
+            "early_stopping": self.early_stopping.state_dict() if self.early_stopping else None,
         }
 
     def load_state_dict(self, state, history, best_val_loss) -> None:
@@ -158,17 +219,32 @@ class TrainingRun:
         torch.set_rng_state(state["rng"]["torch"])
         random.setstate(state["rng"]["python"])
         np.random.set_state(numpy_state(state["rng"]["numpy"]))
-        self.history = {key: list(values) for key, values in history.items()}
+        self.history = {key: list(values) for key, values in history.items() if key != STOPPED_EARLY}
         self.best_val_loss = best_val_loss
         self.next_epoch = state["epoch"] + 1
+        self._load_controls(state)
+
+    def _load_controls(self, state) -> None:
+        """The schedule's length, weight average and early stopping; checkpoints written before these
+        existed have none (the schedule then ends with this run, and the average starts from the loaded
+        weights)."""
+        self.planned_epochs = state.get("planned_epochs", self.next_epoch + self.config.iterations)
+        saved_ema = state.get("ema")
+        if saved_ema is not None:
+            load_raw_weights(self.model, saved_ema)
+        if self.ema is not None:
+            self.ema.load_average(saved_ema["average"] if saved_ema else self.ema.parameters)
+        if self.early_stopping is not None and state.get("early_stopping") is not None:
+            self.early_stopping.load_state_dict(state["early_stopping"])
 
 
-def run_epoch(model, loss, loader, order, batch_size, selection, device, dtype, optimizer=None, progress=False,
+def run_epoch(model, loss, loader, order, batch_size, selection, device, dtype, step=None, progress=False,
               label="train"):
     """One pass over ``order`` (dataset indices, in draw order); returns (means, per-structure errors, timings).
 
-    Epoch metrics are means over batches."""
-    train = optimizer is not None
+    ``step(loss)`` (training; None validates) updates the weights from each batch's loss. Epoch metrics are
+    means over batches."""
+    train = step is not None
     model.train(train)
     dataset = loader.source.dataset
     selected = selection.selected if selection is not None else set()
@@ -190,9 +266,7 @@ def run_epoch(model, loss, loader, order, batch_size, selection, device, dtype, 
             value, metrics = loss.of_batch(model, batch, labelled_atoms, train)
         t2 = time.perf_counter()
         if train:
-            optimizer.zero_grad(set_to_none=True)
-            value.backward()
-            optimizer.step()
+            step(value)
         t3 = time.perf_counter()
         timing["data_time"] += t1 - t0
         timing["forward_time"] += t2 - t1

@@ -1,9 +1,11 @@
 """Training results: per-epoch history, error tables, statistics, files and plots.
 
 The trainer records a history dict of equal-length lists, one value per
-epoch (0-based).  ``TrainOut`` wraps it: ``errors`` and ``timing`` tables,
-``stats`` of final and best values, strict-JSON and CSV export, and
-matplotlib figures built without pyplot (no GUI backend is ever needed).
+epoch (0-based), and ``stopped_early``: None, or ``{"epoch", "best_epoch",
+"reason"}`` when early stopping ended the run.  ``TrainOut`` wraps it:
+``errors`` and ``timing`` tables, ``stats`` of final and best values,
+strict-JSON and CSV export, and matplotlib figures built without pyplot (no
+GUI backend is ever needed).
 """
 import json
 import math
@@ -26,6 +28,7 @@ ERROR_COLUMNS = {
     "RMSE_force_test": "test_force_rmse",
 }
 REQUIRED_KEYS = ("train_energy_rmse", "test_energy_rmse", "train_energy_mae", "test_energy_mae")
+STOPPED_EARLY = "stopped_early"  # the one history entry that is not a per-epoch list
 CSV_KEYS = ("train_energy_rmse", "test_energy_rmse", "train_force_rmse", "test_force_rmse",
             "learning_rate", "epoch_time")
 
@@ -62,7 +65,8 @@ class TrainOut:
 
     def __init__(self, history, config=None):
         self.config = dict(config or {})
-        self.history = {key: _as_series(key, values) for key, values in history.items()}
+        self.stopped_early = history.get(STOPPED_EARLY)
+        self.history = {key: _as_series(key, values) for key, values in history.items() if key != STOPPED_EARLY}
         for key in REQUIRED_KEYS:
             if key not in self.history:
                 raise ValueError(f"history is missing required key {key!r}")
@@ -82,6 +86,7 @@ class TrainOut:
         """Write the history as strict JSON (non-finite values as null), atomically."""
         data = {key: [v if math.isfinite(v) else None for v in arr.tolist()]
                 for key, arr in self.history.items()}
+        data[STOPPED_EARLY] = self.stopped_early
         with atomic_write(path) as handle:
             json.dump(data, handle, indent=1, allow_nan=False)
 
@@ -138,6 +143,9 @@ class TrainOut:
     def __str__(self):
         lines = ["Training statistics:"]
         lines += [f"  {key}: {_format(value)}" for key, value in self.stats.items()]
+        stop = self.stopped_early
+        if stop is not None:
+            lines.append(f"  stopped early after {stop['epoch'] + 1} epochs: {stop['reason']}")
         return "\n".join(lines)
 
     def print(self):
