@@ -1,6 +1,6 @@
 """A small labelled data set made with ASE's EMT potential: Cu-Au fcc cells, strained, substituted, rattled.
 
-EMT is cheap and real (energies and forces are consistent), so the workflow's
+EMT is cheap and real (energies, forces and stresses are consistent), so the workflow's
 default run needs no file from outside the repository.
 """
 import numpy as np
@@ -14,7 +14,7 @@ EXAMPLE_SIZE, EXAMPLE_SEED = 24, 0
 
 
 def make_cuau_structures(n_structures: int = EXAMPLE_SIZE, seed: int = EXAMPLE_SEED) -> list:
-    """``n_structures`` random Cu-Au alloy cells (4 to 32 atoms) with EMT energies and forces."""
+    """``n_structures`` random Cu-Au alloy cells (4 to 32 atoms) with EMT energies, forces and stresses."""
     rng = np.random.default_rng(seed)
     structures = []
     for index in range(n_structures):
@@ -28,5 +28,6 @@ def make_cuau_structures(n_structures: int = EXAMPLE_SIZE, seed: int = EXAMPLE_S
         atoms.calc = EMT()
         structures.append(Structure(atoms.positions, atoms.get_chemical_symbols(),
                                     energy=atoms.get_potential_energy(), forces=atoms.get_forces(),
-                                    cell=atoms.cell.array, pbc=atoms.pbc, name=f"cuau-{index:03d}"))
+                                    cell=atoms.cell.array, pbc=atoms.pbc, name=f"cuau-{index:03d}",
+                                    stress=atoms.get_stress()))
     return structures

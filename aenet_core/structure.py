@@ -175,6 +175,14 @@ class Structure:
                    name=name if name is not None else atoms.info.get("name"), stress=stress)
 
 
+def stress_labels(structures) -> tuple:
+    """(stresses (n, 3, 3), zero where none; has a stress (n,); volumes (n,), NaN unless periodic in 3D)."""
+    stresses = np.array([np.zeros((3, 3)) if s.stress is None else s.stress for s in structures]).reshape(-1, 3, 3)
+    periodic = [s.cell is not None and bool(s.pbc.all()) for s in structures]
+    volumes = np.array([abs(np.linalg.det(s.cell)) if p else np.nan for s, p in zip(structures, periodic)])
+    return stresses, np.array([s.has_stress() for s in structures], bool), volumes
+
+
 def referenced_energy_per_atom(energy: float, species, atomic_energies) -> float:
     """(E - sum of the atoms' reference energies) / N, the energy scale training and filters use;
     species without a reference count as 0 eV."""

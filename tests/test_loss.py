@@ -1,11 +1,15 @@
 """The energy/force loss: the formula, force scaling, and one formula for training and validation."""
 import math
+from dataclasses import replace
 
+import numpy as np
 import pytest
+import torch
 
 from aenet_core.data import StructureDataset
 from aenet_core.data.batch import FeatureSource
 from aenet_core.model import AtomisticModel
+from aenet_core.potential import TorchANNPotential
 from aenet_core.training.loss import EnergyForceLoss
 from training_setup import REFERENCES, SMALL_VALIDATION, config, cuau_structures, descriptor, potential
 
@@ -44,3 +48,35 @@ def test_validation_scores_each_epoch_with_the_training_formula(cuau):
     # The last entry is refreshed by a full pass with the final weights: the same weights the last
     # validation saw, so every entry is what validation scored.
     assert p.best_val_loss == pytest.approx(min(per_epoch), rel=1e-12)
+
+
+def test_the_stress_term_is_the_rmse_over_the_labelled_force_structures_stresses(cuau):
+    # Structures 1 and 2 are force-supervised; 1 has its (EMT) stress, 2 none, 0 is energy-only.
+    structures = [cuau[0], cuau[1], replace(cuau[2], stress=None)]
+    dataset = StructureDataset(structures, descriptor(), atomic_energies=REFERENCES)
+    batch = FeatureSource(dataset).batch([0, 1, 2], lambda i: i > 0)
+    torch.manual_seed(0)
+    model = AtomisticModel({"Cu": [(3, "tanh")], "Au": [(3, "tanh")]}, ["Cu", "Au"], descriptor().n_features)
+    labelled = sum(s.n_atoms for s in structures[1:])
+    value, metrics = EnergyForceLoss(0.3, stress_weight=20.0).of_batch(model, batch, labelled, train=False)
+    _, without = EnergyForceLoss(0.3).of_batch(model, batch, labelled, train=False)
+    # By hand: the potential's own stress prediction of structure 1 against its label.
+    p = TorchANNPotential({"Cu": [(3, "tanh")], "Au": [(3, "tanh")]}, descriptor())
+    p.model = model
+    predicted = p.predict([structures[1]], eval_stress=True).stress[0]
+    stress_rmse = float(np.sqrt(np.mean((predicted - structures[1].stress) ** 2)))
+    assert metrics.stress_rmse == pytest.approx(stress_rmse, rel=1e-10) and math.isnan(without.stress_rmse)
+    assert (metrics.energy_rmse, metrics.force_rmse) == (without.energy_rmse, without.force_rmse)
+    expected = 0.7 * metrics.energy_rmse + 0.3 * metrics.force_rmse + 20.0 * stress_rmse
+    assert float(value.detach()) == pytest.approx(expected, rel=1e-10)
+    assert EnergyForceLoss(0.3, stress_weight=2.0).combine(1.0, 2.0, None) == 0.7 + 0.6  # no stress label
+
+
+def test_training_with_a_stress_weight_records_and_lowers_the_stress_error(cuau):
+    runs = {}
+    for weight in (0.0, 50.0):
+        out = potential().train(structures=cuau, config=config(iterations=30, force_weight=0.1, stress_weight=weight))
+        runs[weight] = out.errors
+    assert runs[0.0]["RMSE_stress_train"].isna().all()
+    curve = runs[50.0]["RMSE_stress_train"]
+    assert curve.notna().all() and curve.iloc[-1] < 0.5 * curve.iloc[0]

@@ -99,7 +99,8 @@ def test_save_and_load_reproduce_predictions(cuau, tmp_path):
     p.save(path)
     q = TorchANNPotential.from_file(path)
     assert q.arch == p.arch and q.descriptor.get_config() == p.descriptor.get_config()
-    assert q.training_config == p.training_config and q.history == p.history
+    assert q.training_config == p.training_config
+    np.testing.assert_equal(q.history, p.history)  # NaN where nothing was measured (stresses) counts as equal
     a, b = p.predict(cuau[:4], eval_forces=True), q.predict(cuau[:4], eval_forces=True)
     assert a.total_energy == b.total_energy
     assert all(np.array_equal(x, y) for x, y in zip(a.forces, b.forces))

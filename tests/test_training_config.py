@@ -11,7 +11,7 @@ from aenet_core.training.config import SGD, Adam, TorchTrainingConfig, method_fr
 
 DEFAULTS = dict(
     iterations=100, method=Adam(), testpercent=10, seed=None, split_seed=None,
-    force_weight=0.0, force_fraction=1.0, sampling_policy="uniform", force_sampling="random",
+    force_weight=0.0, stress_weight=0.0, force_fraction=1.0, sampling_policy="uniform", force_sampling="random",
     force_resample_num_epochs=0, force_min_structures_per_epoch=1, force_scale_unbiased=False,
     cache_features=False, cache_feature_max_entries=1024, cache_neighbors=False,
     cache_neighbor_max_entries=512, cache_force_triplets=False,

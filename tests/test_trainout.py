@@ -34,7 +34,8 @@ def make_history(forces=True, test=True):
 STAT_KEYS = [
     "final_MAE_train", "final_RMSE_train", "final_MAE_test", "final_RMSE_test",
     "min_RMSE_test", "epoch_min_RMSE_test", "final_RMSE_force_train",
-    "final_RMSE_force_test", "min_RMSE_force_test", "epoch_min_RMSE_force_test",
+    "final_RMSE_force_test", "min_RMSE_force_test", "epoch_min_RMSE_force_test", "final_RMSE_stress_train",
+    "final_RMSE_stress_test",
 ]
 
 
@@ -42,7 +43,8 @@ def test_errors_columns_and_values():
     out = TrainOut(make_history())
     err = out.errors
     assert list(err.columns) == ["MAE_train", "RMSE_train", "MAE_test", "RMSE_test",
-                                 "RMSE_force_train", "RMSE_force_test"]
+                                 "RMSE_force_train", "RMSE_force_test", "RMSE_stress_train", "RMSE_stress_test"]
+    assert err["RMSE_stress_test"].isna().all()  # a history without stresses
     assert err.index.name == "epoch" and list(err.index) == [0, 1, 2, 3, 4]
     assert err.loc[3, "RMSE_test"] == 0.25
     assert err.loc[0, "MAE_train"] == 0.4

@@ -22,7 +22,8 @@ class Batch:
 
     Atoms of structure ``b`` have ``batch == b``; ``derivatives`` and
     ``forces_ref`` cover the first ``n_force_atoms`` atoms (the atoms of the
-    first ``n_force_structures`` structures).
+    first ``n_force_structures`` structures), and ``stress_ref`` (zero where a
+    structure has none), ``has_stress`` and ``volumes`` those structures.
     """
 
     indices: list  # dataset index of each structure, in batch order
@@ -34,6 +35,9 @@ class Batch:
     n_force_structures: int
     derivatives: Optional[LocalDerivatives]
     forces_ref: Optional[torch.Tensor]
+    stress_ref: Optional[torch.Tensor] = None  # (n_force_structures, 3, 3) eV/Å³
+    has_stress: Optional[torch.Tensor] = None  # (n_force_structures,) bool
+    volumes: Optional[torch.Tensor] = None  # (n_force_structures,) Å³
 
     @property
     def n_structures(self) -> int:
@@ -50,7 +54,7 @@ class Batch:
         derivatives = None if self.derivatives is None else self.derivatives.to(device, dtype)
         return Batch(self.indices, move(self.features), move(self.species_idx), move(self.batch),
                      move(self.n_atoms), move(self.energy_ref), self.n_force_structures, derivatives,
-                     move(self.forces_ref))
+                     move(self.forces_ref), move(self.stress_ref), move(self.has_stress), move(self.volumes))
 
 
 class FeatureSource:
@@ -85,6 +89,7 @@ class FeatureSource:
             parts.append(self._features(energy_only))
         n_atoms = torch.tensor(self.dataset.atom_counts(order))
         forces = self.dataset.forces_of(forced) if forced else None
+        stresses, has_stress, volumes = (torch.as_tensor(x) for x in self.dataset.stress_labels(forced))
         return Batch(
             indices=order,
             features=torch.cat(parts),
@@ -95,6 +100,7 @@ class FeatureSource:
             n_force_structures=len(forced),
             derivatives=derivatives,
             forces_ref=None if forces is None else torch.as_tensor(forces),
+            stress_ref=stresses, has_stress=has_stress, volumes=volumes,
         )
 
     def _run(self, indices, with_derivatives):

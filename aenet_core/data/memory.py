@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from aenet_core.data.sources import StructureFilter, iter_entries
 from aenet_core.descriptor import BatchedFeaturizer, structure_batch
-from aenet_core.structure import Structure, hash_structure, referenced_energy_per_atom, structure_sha256
+from aenet_core.structure import Structure, hash_structure, referenced_energy_per_atom, stress_labels, structure_sha256
 
 
 class InMemoryStructures:
@@ -53,6 +53,9 @@ class InMemoryStructures:
     def forces_of(self, indices):
         forces = [self.structures[i].forces for i in indices]
         return None if any(f is None for f in forces) else np.concatenate(forces)
+
+    def stress_labels(self, indices) -> tuple:
+        return stress_labels([self.structures[i] for i in indices])
 
     def has_forces(self, index: int) -> bool:
         return self.structures[index].has_forces()

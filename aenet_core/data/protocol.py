@@ -45,6 +45,10 @@ class StructureSource(Protocol):
     def forces_of(self, indices) -> np.ndarray | None:
         """Reference forces (sum N, 3) of the entries concatenated, or None if any entry has none."""
 
+    def stress_labels(self, indices) -> tuple:
+        """(stresses (n, 3, 3) eV/Å³, zero where an entry has none; whether each has one (n,) bool; the
+        cell volumes (n,) Å³, NaN where not periodic in 3D)."""
+
     def has_forces(self, index: int) -> bool:
         """Whether entry ``index`` has force labels."""
 

@@ -121,6 +121,7 @@ _NUMBERS = {
     "seed": SEED._replace(optional=True),
     "split_seed": _OPTIONAL_COUNT,
     "force_weight": UNIT,
+    "stress_weight": NONNEG,
     "force_fraction": UNIT,
     "force_resample_num_epochs": COUNT,
     "force_min_structures_per_epoch": _OPTIONAL_COUNT,
@@ -216,6 +217,11 @@ class TorchTrainingConfig:
     paths and devices become strings, ``atomic_energies`` a plain dict and
     ``feature_stats`` a dict of float tuples.
 
+    The loss is (1 - ``force_weight``) RMSE_E + ``force_weight`` RMSE_F + ``stress_weight`` RMSE_S
+    (``aenet_core.training.loss``): RMSE_S (eV/Å³) over the stress components of the
+    force-supervised structures that have a stress label (``Structure.stress``), so the force
+    subsets (``force_fraction``, ``force_sampling``) choose the stress-supervised structures too.
+
     Optimisation controls (all off by default, which trains as aenet-python does):
 
     * ``use_scheduler`` switches on the learning-rate schedule named by ``scheduler``:
@@ -243,6 +249,7 @@ class TorchTrainingConfig:
     seed: int | None = None
     split_seed: int | None = None
     force_weight: float = 0.0
+    stress_weight: float = 0.0
     force_fraction: float = 1.0
     sampling_policy: str = "uniform"
     force_sampling: str = "random"

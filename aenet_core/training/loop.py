@@ -28,9 +28,10 @@ from aenet_core.training.sampling import Sampler, force_selection
 from aenet_core.training.trainout import STOPPED_EARLY
 
 HISTORY_KEYS = ("train_energy_rmse", "test_energy_rmse", "train_energy_mae", "test_energy_mae",
-                "train_force_rmse", "test_force_rmse", "learning_rate", "epoch_time", "forward_time",
-                "backward_time", "data_time", "validation_time")
-NAN_METRICS = {"energy_rmse": float("nan"), "energy_mae": float("nan"), "force_rmse": float("nan")}
+                "train_force_rmse", "test_force_rmse", "train_stress_rmse", "test_stress_rmse", "learning_rate",
+                "epoch_time", "forward_time", "backward_time", "data_time", "validation_time")
+METRICS = ("energy_rmse", "energy_mae", "force_rmse", "stress_rmse")
+NAN_METRICS = dict.fromkeys(METRICS, float("nan"))
 
 
 def empty_history() -> dict:
@@ -51,7 +52,7 @@ class TrainingRun:
                              " give a validation set or set early_stopping_patience=None")
         self.model, self.config, self.save = model, config, save
         self.device, self.dtype = next(model.parameters()).device, model.feature_mean.dtype
-        self.loss = EnergyForceLoss(config.force_weight, config.force_scale_unbiased)
+        self.loss = EnergyForceLoss(config.force_weight, config.force_scale_unbiased, config.stress_weight)
         train_source = feature_source(data.train_set, config, "train")
         test_source = feature_source(data.test_set, config, "val") if data.test_idx else None
         fit_normalization(model, train_source, data.train_idx, config)
@@ -156,8 +157,9 @@ class TrainingRun:
         validation_started = time.perf_counter()
         test_means = self.evaluate(self.test_loader, self.test_idx, self.test_forces)
         timing["validation_time"] = time.perf_counter() - validation_started
-        force_rmse = test_means["force_rmse"]
-        val_loss = self.loss.combine(test_means["energy_rmse"], None if math.isnan(force_rmse) else force_rmse)
+        force_rmse, stress_rmse = (None if math.isnan(test_means[key]) else test_means[key]
+                                   for key in ("force_rmse", "stress_rmse"))
+        val_loss = self.loss.combine(test_means["energy_rmse"], force_rmse, stress_rmse)
         if self.scheduler is not None:
             self.scheduler.step(val_loss)
         if self.early_stopping is not None:
@@ -220,6 +222,9 @@ class TrainingRun:
         random.setstate(state["rng"]["python"])
         np.random.set_state(numpy_state(state["rng"]["numpy"]))
         self.history = {key: list(values) for key, values in history.items() if key != STOPPED_EARLY}
+        epochs = len(self.history["train_energy_rmse"])
+        for key in HISTORY_KEYS:  # a checkpoint from before a metric existed has none of it
+            self.history.setdefault(key, [float("nan")] * epochs)
         self.best_val_loss = best_val_loss
         self.next_epoch = state["epoch"] + 1
         self._load_controls(state)
@@ -252,8 +257,8 @@ def run_epoch(model, loss, loader, order, batch_size, selection, device, dtype, 
     for start in range(0, len(order), batch_size):
         indices = tuple(order[start: start + batch_size])
         plan.append((indices, tuple(i for i in indices if i in selected)))
-    sums = {"energy_rmse": 0.0, "energy_mae": 0.0, "force_rmse": 0.0}
-    n_force_batches = 0
+    sums = dict.fromkeys(METRICS, 0.0)
+    supervised = {"force_rmse": 0, "stress_rmse": 0}  # batches with each term
     errors = {}
     timing = {"forward_time": 0.0, "backward_time": 0.0, "data_time": 0.0}
     batches = loader(plan)
@@ -262,7 +267,7 @@ def run_epoch(model, loss, loader, order, batch_size, selection, device, dtype, 
         batch = next(batches).to(device, dtype)
         labelled_atoms = sum(dataset.atom_counts([i for i in indices if dataset.has_forces(i)]))
         t1 = time.perf_counter()
-        with torch.set_grad_enabled(train or loss.force_weight > 0):
+        with torch.set_grad_enabled(train or loss.needs_derivatives):
             value, metrics = loss.of_batch(model, batch, labelled_atoms, train)
         t2 = time.perf_counter()
         if train:
@@ -273,15 +278,16 @@ def run_epoch(model, loss, loader, order, batch_size, selection, device, dtype, 
         timing["backward_time"] += t3 - t2
         sums["energy_rmse"] += metrics.energy_rmse
         sums["energy_mae"] += metrics.energy_mae
-        if not math.isnan(metrics.force_rmse):
-            sums["force_rmse"] += metrics.force_rmse
-            n_force_batches += 1
+        for key in supervised:
+            if not math.isnan(getattr(metrics, key)):
+                sums[key] += getattr(metrics, key)
+                supervised[key] += 1
         for index, error in zip(batch.indices, metrics.abs_errors.tolist()):
             errors.setdefault(index, []).append(error)
     means = {
         "energy_rmse": sums["energy_rmse"] / len(plan),
         "energy_mae": sums["energy_mae"] / len(plan),
-        "force_rmse": sums["force_rmse"] / n_force_batches if n_force_batches else float("nan"),
+        **{key: sums[key] / count if count else float("nan") for key, count in supervised.items()},
     }
     return means, {i: sum(e) / len(e) for i, e in errors.items()}, timing
 
@@ -331,7 +337,7 @@ def warm_up(config, splits) -> None:
             continue
         if source.feature_cache is not None:
             source.batch(indices, lambda _: False)
-        if source.derivative_cache is not None and config.force_weight > 0:
+        if source.derivative_cache is not None and (config.force_weight > 0 or config.stress_weight > 0):
             source.batch([i for i in indices if source.dataset.has_forces(i)], lambda _: True)
 
 
@@ -355,4 +361,5 @@ def _metric_entries(train, test) -> dict:
         "train_energy_rmse": train["energy_rmse"], "test_energy_rmse": test["energy_rmse"],
         "train_energy_mae": train["energy_mae"], "test_energy_mae": test["energy_mae"],
         "train_force_rmse": train["force_rmse"], "test_force_rmse": test["force_rmse"],
+        "train_stress_rmse": train["stress_rmse"], "test_stress_rmse": test["stress_rmse"],
     }

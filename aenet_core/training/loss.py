@@ -1,9 +1,11 @@
-"""The energy/force loss, one object for the training step and for validation.
+"""The energy/force/stress loss, one object for the training step and for validation.
 
-Loss (physical units): (1 - a) RMSE_E + a RMSE_F, with RMSE_E over per-atom
-energy errors (eV/atom) and RMSE_F over all force components of the
-force-supervised structures (eV/Å); without force supervision the loss is
-(1 - a) RMSE_E.
+Loss (physical units): (1 - a) RMSE_E + a RMSE_F + b RMSE_S, with a the force weight
+and b the stress weight; RMSE_E over per-atom energy errors (eV/atom), RMSE_F over
+all force components of the force-supervised structures (eV/Å), RMSE_S over the 9
+stress components (eV/Å³) of those of them that have a stress label.  A term
+without supervision in a batch (no force-supervised structure, no stress label)
+is left out.
 """
 import math
 from dataclasses import dataclass
@@ -17,28 +19,42 @@ class BatchMetrics:
     energy_mae: float
     force_rmse: float  # NaN without force supervision
     abs_errors: torch.Tensor  # |dE| / N per structure, for adaptive sampling
+    stress_rmse: float = float("nan")  # NaN without stress supervision
 
 
 @dataclass(frozen=True)
 class EnergyForceLoss:
-    """``force_weight`` is a; with ``scale_unbiased`` the force RMSE of a batch whose force-supervised atoms
-    are a fraction f of its force-labelled ones is divided by sqrt(f)."""
+    """``force_weight`` is a, ``stress_weight`` b; with ``scale_unbiased`` the force RMSE of a batch whose
+    force-supervised atoms are a fraction f of its force-labelled ones is divided by sqrt(f)."""
 
     force_weight: float
     scale_unbiased: bool = False
+    stress_weight: float = 0.0
 
-    def combine(self, energy_rmse, force_rmse):
-        """(1 - a) energy_rmse + a force_rmse; ``force_rmse`` None (no force supervision) leaves it out."""
+    def combine(self, energy_rmse, force_rmse, stress_rmse=None):
+        """(1 - a) energy_rmse + a force_rmse + b stress_rmse; a None term (no supervision) is left out."""
         loss = (1 - self.force_weight) * energy_rmse
         if force_rmse is not None and self.force_weight > 0:
             loss = loss + self.force_weight * force_rmse
+        if stress_rmse is not None and self.stress_weight > 0:
+            loss = loss + self.stress_weight * stress_rmse
         return loss
+
+    @property
+    def needs_derivatives(self) -> bool:
+        return self.force_weight > 0 or self.stress_weight > 0
 
     def of_batch(self, model, batch, n_labelled_atoms: int, train: bool):
         """(loss tensor, BatchMetrics) for one featurized batch on the model's device; ``n_labelled_atoms``
         counts the atoms of the batch's force-labelled structures."""
-        alpha = self.force_weight
-        if batch.n_force_structures and alpha > 0:
+        stressed = self.stress_weight > 0 and batch.has_stress is not None and bool(batch.has_stress.any())
+        virials = None
+        if stressed:
+            atom_energies, forces, virials = model.atom_energies_forces_virials(
+                batch.features, batch.species_idx, _ForceView(batch), batch.batch, batch.n_structures,
+                create_graph=train)
+            energies = model.sum_per_structure(atom_energies, batch.batch, batch.n_structures)
+        elif batch.n_force_structures and self.needs_derivatives:
             energies, forces = model.energies_and_forces(batch.features, batch.species_idx, batch.batch,
                                                          batch.n_structures, _ForceView(batch), create_graph=train)
         else:
@@ -52,9 +68,14 @@ class EnergyForceLoss:
             supervised = batch.n_force_atoms / n_labelled_atoms if n_labelled_atoms else 1.0
             if self.scale_unbiased and 0 < supervised < 1:
                 rmse_f = rmse_f / math.sqrt(supervised)
-        loss = self.combine(energy_rmse, rmse_f)
+        rmse_s = None
+        if virials is not None:
+            stress = virials[: batch.n_force_structures] / batch.volumes[:, None, None]
+            rmse_s = torch.sqrt(torch.mean((stress - batch.stress_ref)[batch.has_stress] ** 2))
+        loss = self.combine(energy_rmse, rmse_f, rmse_s)
         metrics = BatchMetrics(float(energy_rmse.detach()), float(per_atom.detach().abs().mean()),
-                               float("nan") if rmse_f is None else float(rmse_f.detach()), per_atom.detach().abs())
+                               float("nan") if rmse_f is None else float(rmse_f.detach()), per_atom.detach().abs(),
+                               float("nan") if rmse_s is None else float(rmse_s.detach()))
         return loss, metrics
 
 
@@ -66,5 +87,10 @@ class _ForceView:
         self.n_atoms = len(batch.features)
 
     def contract(self, grad_features):
-        partial = self.derivatives.contract(grad_features[: self.derivatives.n_atoms])
-        return torch.cat([partial, partial.new_zeros(self.n_atoms - len(partial), 3)])
+        return self.contract_with_virial(grad_features)[0]
+
+    def contract_with_virial(self, grad_features, structure_of_atom=None, n_structures: int = 0):
+        covered = self.derivatives.n_atoms
+        partial, virials = self.derivatives.contract_with_virial(
+            grad_features[:covered], None if structure_of_atom is None else structure_of_atom[:covered], n_structures)
+        return torch.cat([partial, partial.new_zeros(self.n_atoms - len(partial), 3)]), virials

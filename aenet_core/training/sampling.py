@@ -65,8 +65,8 @@ def adaptive_weights(scores):
 
 
 def force_selection(dataset, indices, config, seed):
-    """The force-supervised subset of a split (None without force training or force labels)."""
-    if config.force_weight == 0 or dataset is None:
+    """The force-supervised subset of a split (None without force or stress training, or force labels)."""
+    if (config.force_weight == 0 and config.stress_weight == 0) or dataset is None:
         return None
     labelled = [i for i in indices if dataset.has_forces(i)]
     if not labelled:

@@ -26,7 +26,10 @@ ERROR_COLUMNS = {
     "RMSE_test": "test_energy_rmse",
     "RMSE_force_train": "train_force_rmse",
     "RMSE_force_test": "test_force_rmse",
+    "RMSE_stress_train": "train_stress_rmse",
+    "RMSE_stress_test": "test_stress_rmse",
 }
+GPA_PER_EV_PER_A3 = 160.21766208  # 1 eV/Å³ in GPa
 REQUIRED_KEYS = ("train_energy_rmse", "test_energy_rmse", "train_energy_mae", "test_energy_mae")
 STOPPED_EARLY = "stopped_early"  # the one history entry that is not a per-epoch list
 CSV_KEYS = ("train_energy_rmse", "test_energy_rmse", "train_force_rmse", "test_force_rmse",
@@ -109,7 +112,7 @@ class TrainOut:
 
     @property
     def errors(self):
-        """Energy MAE/RMSE (eV/atom) and force RMSE (eV/Å) per epoch."""
+        """Energy MAE/RMSE (eV/atom), force RMSE (eV/Å) and stress RMSE (eV/Å³) per epoch."""
         return self._frame(ERROR_COLUMNS)
 
     @property
@@ -138,11 +141,14 @@ class TrainOut:
             out[f"final_{col}"] = _final(err[col].to_numpy())
         out["min_RMSE_force_test"], out["epoch_min_RMSE_force_test"] = _minimum(
             err["RMSE_force_test"].to_numpy())
+        for col in ("RMSE_stress_train", "RMSE_stress_test"):
+            out[f"final_{col}"] = _final(err[col].to_numpy())
         return out
 
     def __str__(self):
         lines = ["Training statistics:"]
-        lines += [f"  {key}: {_format(value)}" for key, value in self.stats.items()]
+        lines += [f"  {key}: {_format(value)}" + (f" eV/Å³ ({_format(value * GPA_PER_EV_PER_A3)} GPa)"
+                                                   if "stress" in key else "") for key, value in self.stats.items()]
         stop = self.stopped_early
         if stop is not None:
             lines.append(f"  stopped early after {stop['epoch'] + 1} epochs: {stop['reason']}")

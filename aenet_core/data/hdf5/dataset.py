@@ -300,6 +300,12 @@ class HDF5StructureDataset:
         offsets = self._entries["atom_offset"]
         return torch.cat([self._species_idx[offsets[i]: offsets[i + 1]] for i in indices])
 
+    def stress_labels(self, indices) -> tuple:
+        e, indices = self._entries, list(indices)
+        periodic = e["has_cell"][indices] & e["pbc"][indices].all(1)
+        volumes = np.where(periodic, np.abs(np.linalg.det(e["cell"][indices])), np.nan)
+        return e["stress"][indices], e["has_stress"][indices].astype(bool), volumes
+
     def forces_of(self, indices):
         if not all(self.has_forces(i) for i in indices):
             return None
