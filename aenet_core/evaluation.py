@@ -19,7 +19,7 @@ from aenet_core.files import atomic_write, write_json
 from aenet_core.io import write_extxyz
 from aenet_core.split import Split
 from aenet_core.structure import Structure
-from aenet_core.training.trainout import save_figure
+from aenet_core.training.trainout import GPA_PER_EV_PER_A3, save_figure
 from aenet_core.uncertainty import Calibration, save_no_calibration
 
 
@@ -28,7 +28,7 @@ DEFAULT_N_UNCERTAIN = 10
 
 def evaluate_committee(committee_dir, database, split, output_dir, n_uncertain: int = DEFAULT_N_UNCERTAIN) -> dict:
     """Predict the test split with the committee and write, under ``output_dir``:
-    predictions.csv, summary.json, calibration.json, parity.png, uncertainty.png,
+    predictions.csv, summary.json, calibration.json, parity.png, stress_parity.png, uncertainty.png,
     most_uncertain.csv and most_uncertain.extxyz (geometries without labels, for relabelling)."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -37,7 +37,7 @@ def evaluate_committee(committee_dir, database, split, output_dir, n_uncertain: 
     split_path, split = split, Split.load(split)
     split.check(db, label=str(split_path))
     indices = split.test or split.train  # no test split: report on the training structures
-    predictions = committee.predict_dataset(db, indices, eval_forces=True)
+    predictions = committee.predict_dataset(db, indices, eval_forces=True, eval_stress=True)
     n_atoms = np.array(predictions.n_atoms, float)
     reference = np.array(db.energies(indices), float)
     error = (predictions.energy_mean - reference) / n_atoms
@@ -70,10 +70,15 @@ def evaluate_committee(committee_dir, database, split, output_dir, n_uncertain: 
 
     force_errors = [p.forces_mean - db.get_structure(i).forces for p, i in zip(predictions, indices)
                     if db.has_forces(i)]
+    labelled = ((db.get_structure(i), p) for p, i in zip(predictions, indices))
+    stresses = [(s.stress, p.stress_mean) for s, p in labelled if s.has_stress()]
+    stress_rmse = float(np.sqrt(np.mean([(s - r) ** 2 for r, s in stresses]))) if stresses else None
     summary = {
         "split": "test" if split.test else "train", "n_structures": len(indices),
         "energy_rmse_per_atom": float(np.sqrt(np.mean(error ** 2))), "energy_mae_per_atom": float(np.mean(abs(error))),
         "force_rmse": float(np.sqrt(np.mean(np.concatenate(force_errors) ** 2))) if force_errors else None,
+        "n_stress_labels": len(stresses), "stress_rmse": stress_rmse,
+        "stress_rmse_gpa": None if stress_rmse is None else stress_rmse * GPA_PER_EV_PER_A3,
         "mean_energy_std_per_atom": float(std.mean()),
         "calibration_factor": None if calibration is None else calibration.factor,
         "calibration_check": None if calibration is None else calibration.curve_method,
@@ -84,6 +89,7 @@ def evaluate_committee(committee_dir, database, split, output_dir, n_uncertain: 
     bars = std if calibration is None else calibrated
     _plot_parity(reference / n_atoms, predictions.energy_mean / n_atoms, bars, calibration is not None,
                  output_dir / "parity.png")
+    _plot_stress_parity(stresses, output_dir / "stress_parity.png")
     _plot_uncertainty(error, std, calibration, output_dir / "uncertainty.png")
     return summary
 
@@ -96,6 +102,25 @@ def _plot_parity(reference, predicted, bars, calibrated: bool, path) -> None:
     ax.plot([low, high], [low, high], color="k", lw=0.8)
     what = "committee std, calibrated out of fold" if calibrated else "committee std (uncalibrated)"
     ax.set(xlabel="reference energy (eV/atom)", ylabel="committee mean (eV/atom)", title=f"test split; bars: {what}")
+    save_figure(fig, path)
+
+
+def _plot_stress_parity(stresses, path) -> None:
+    """Committee-mean against reference stress components (GPa) of the labelled structures."""
+    fig = Figure(figsize=(5, 5))
+    ax = fig.add_subplot()
+    if not stresses:
+        ax.text(0.5, 0.5, "no stress labels in this split", ha="center", va="center", transform=ax.transAxes)
+        save_figure(fig, path)
+        return
+    reference, predicted = (np.array([pair[k] for pair in stresses]) * GPA_PER_EV_PER_A3 for k in (0, 1))
+    for (a, b), label in (((0, 0), "xx"), ((1, 1), "yy"), ((2, 2), "zz"), ((1, 2), "yz"), ((0, 2), "xz"),
+                          ((0, 1), "xy")):
+        ax.scatter(reference[:, a, b], predicted[:, a, b], s=10, label=label)
+    low, high = min(reference.min(), predicted.min()), max(reference.max(), predicted.max())
+    ax.plot([low, high], [low, high], color="k", lw=0.8)
+    ax.legend()
+    ax.set(xlabel="reference stress (GPa)", ylabel="committee mean (GPa)", title="test split stresses")
     save_figure(fig, path)
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aenet_core.committee import aggregate_committee, train_member
+from aenet_core.committee import TorchCommitteePotential, aggregate_committee, train_member
 from aenet_core.data import HDF5StructureDataset
 from aenet_core.evaluation import evaluate_committee
 from aenet_core.example_data import make_cuau_structures
@@ -44,8 +44,8 @@ def evaluated(cuau, tmp_path, num_members):
 def test_evaluation_writes_every_product_even_without_a_calibration(cuau, tmp_path, num_members):
     summary, split = evaluated(cuau, tmp_path, num_members)
     names = {p.name for p in (tmp_path / "evaluation").iterdir()}
-    assert names == {"summary.json", "predictions.csv", "calibration.json", "parity.png", "uncertainty.png",
-                     "most_uncertain.csv", "most_uncertain.extxyz"}
+    assert names == {"summary.json", "predictions.csv", "calibration.json", "parity.png", "stress_parity.png",
+                     "uncertainty.png", "most_uncertain.csv", "most_uncertain.extxyz"}
     assert summary["n_structures"] == len(split.test) and summary["num_members"] == num_members
     calibration = json.loads((tmp_path / "evaluation" / "calibration.json").read_text())
     assert (calibration["factor"] is None) == (num_members == 1)
@@ -65,3 +65,14 @@ def test_reported_error_bars_are_calibrated_on_other_structures_than_their_own(c
     saved = json.loads((tmp_path / "evaluation" / "calibration.json").read_text())
     assert saved["curve_method"] == summary["calibration_check"]
     assert saved["curve"]["predicted_std"] == pytest.approx(list(expected.curve["predicted_std"]))
+
+
+def test_stress_errors_are_the_committee_mean_against_the_labels(cuau, tmp_path):
+    summary, split = evaluated(cuau, tmp_path, 2)
+    committee = TorchCommitteePotential.from_directory(tmp_path / "committee")
+    tested = [cuau[i] for i in split.test]
+    predicted = committee.predict(tested, eval_stress=True)
+    errors = [p.stress_mean - s.stress for p, s in zip(predicted, tested)]
+    assert summary["n_stress_labels"] == len(tested)
+    assert summary["stress_rmse"] == pytest.approx(float(np.sqrt(np.mean(np.square(errors)))), rel=1e-12)
+    assert summary["stress_rmse_gpa"] == pytest.approx(summary["stress_rmse"] * 160.21766208)

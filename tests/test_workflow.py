@@ -264,7 +264,7 @@ def test_the_full_run_writes_every_product(finished):
     results = finished / "results" / "example"
     for path in ("split.json", "committee/committee_metadata.json", "committee/members.csv",
                  "committee/learning_curves.png", "ascii/manifest.json", "ascii/member_001/potential.Cu.nn.ascii",
-                 "evaluation/parity.png", "evaluation/uncertainty.png", "evaluation/most_uncertain.csv",
+                 "evaluation/parity.png", "evaluation/stress_parity.png", "evaluation/uncertainty.png", "evaluation/most_uncertain.csv",
                  "evaluation/most_uncertain.extxyz", "evaluation/calibration.json", "logs/train_member_000.log",
                  "benchmarks/train_member_000.tsv"):
         assert (results / path).is_file(), path

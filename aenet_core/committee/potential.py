@@ -162,14 +162,15 @@ class TorchCommitteePotential:
                              indices, indices, [e.identifier for e in entries], eval_stress)
 
     def predict_dataset(self, dataset, indices=None, eval_forces: bool = False, aggregation: str = "mean",
-                        reference_member: int = 0, batch_size: int = 32) -> TorchCommitteePredictResult:
+                        reference_member: int = 0, batch_size: int = 32,
+                        eval_stress: bool = False) -> TorchCommitteePredictResult:
         """Predict ``dataset`` entries ``indices`` (default all): ``index`` is the position in ``indices``,
         ``source_index`` the dataset entry."""
         indices = list(range(len(dataset))) if indices is None else list(indices)
         structures = [dataset.get_structure(i) for i in indices]
         identifiers = [dataset.get_structure_identifier(i) for i in indices]
         return self._predict(structures, eval_forces, aggregation, reference_member, batch_size,
-                             list(range(len(indices))), indices, identifiers)
+                             list(range(len(indices))), indices, identifiers, eval_stress)
 
     def _predict(self, structures, eval_forces, aggregation, reference_member, batch_size, indices, sources,
                  identifiers, eval_stress=False):

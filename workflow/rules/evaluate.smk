@@ -14,6 +14,12 @@ rule evaluate:
             category="Evaluation",
             labels={"run": "{run}", "figure": "parity"},
         ),
+        stress_parity=report(
+            "results/{run}/evaluation/stress_parity.png",
+            caption="../report/stress_parity.rst",
+            category="Evaluation",
+            labels={"run": "{run}", "figure": "stress parity"},
+        ),
         uncertainty=report(
             "results/{run}/evaluation/uncertainty.png",
             caption="../report/uncertainty.rst",
