@@ -39,7 +39,10 @@ class Structure:
     ``cell`` holds the lattice vectors as rows; ``pbc`` defaults to all True when a
     cell is given.  ``stress`` (eV/Å³, 3x3 or Voigt xx, yy, zz, yz, xz, xy) follows ASE's
     sign convention, ``atoms.get_stress(voigt=False)``; only a structure periodic in 3D
-    has one.  Inputs are converted to numpy (float64 / bool) and validated.
+    has one.  ``weight`` (>= 0; 0: kept but never trained on) multiplies the structure's
+    energy, force and stress terms in the loss, together with the training config's
+    ``config_type_weights[config_type]``.  Inputs are converted to numpy (float64 / bool)
+    and validated.
     """
 
     positions: np.ndarray
@@ -50,12 +53,15 @@ class Structure:
     pbc: np.ndarray | None = None
     name: str | None = None
     stress: np.ndarray | None = None
+    weight: float = 1.0
+    config_type: str | None = None
 
     def __post_init__(self):
         self._init_positions_species()
         self._init_energy_forces()
         self._init_cell_pbc()
         self._init_stress()
+        self._init_weight()
 
     def _init_positions_species(self):
         self.positions = _to_numpy("positions", self.positions, np.float64)
@@ -118,6 +124,15 @@ class Structure:
                              f"has pbc {None if self.pbc is None else self.pbc.tolist()}")
         self.stress = stress
 
+    def _init_weight(self):
+        try:
+            self.weight = float(self.weight)
+        except (TypeError, ValueError):
+            raise ValueError(f"Structure.weight must be a number >= 0; got {self.weight!r}") from None
+        if not (np.isfinite(self.weight) and self.weight >= 0):
+            raise ValueError(f"Structure.weight must be a finite number >= 0; got {self.weight}")
+        self.config_type = None if self.config_type is None else str(self.config_type)
+
     @property
     def n_atoms(self) -> int:
         return len(self.positions)
@@ -143,6 +158,10 @@ class Structure:
             atoms.calc = SinglePointCalculator(atoms, energy=self.energy, forces=self.forces, stress=stress)
         if self.name is not None:
             atoms.info["name"] = self.name
+        if self.weight != 1.0:
+            atoms.info["weight"] = self.weight
+        if self.config_type is not None:
+            atoms.info["config_type"] = self.config_type
         return atoms
 
     @classmethod
@@ -153,7 +172,8 @@ class Structure:
         (where ASE's readers put an extxyz ``stress``), else from ``atoms.info['energy']``
         / ``atoms.arrays['forces']`` / ``atoms.info['stress']``, or ``atoms.info['virial']``
         (eV; stress = -virial / volume, as ASE-based trainers write it).  The cell is kept
-        only when some direction is periodic.
+        only when some direction is periodic; ``info['weight']`` and ``info['config_type']``
+        (as MACE names them) become ``weight`` and ``config_type``.
         """
         energy = _stored_result(atoms, "energy")
         forces = _stored_result(atoms, "forces")
@@ -172,7 +192,8 @@ class Structure:
                    energy=energy, forces=forces,
                    cell=atoms.cell.array if periodic else None,
                    pbc=atoms.pbc if periodic else None,
-                   name=name if name is not None else atoms.info.get("name"), stress=stress)
+                   name=name if name is not None else atoms.info.get("name"), stress=stress,
+                   weight=atoms.info.get("weight", 1.0), config_type=atoms.info.get("config_type"))
 
 
 def stress_labels(structures) -> tuple:
@@ -181,6 +202,12 @@ def stress_labels(structures) -> tuple:
     periodic = [s.cell is not None and bool(s.pbc.all()) for s in structures]
     volumes = np.array([abs(np.linalg.det(s.cell)) if p else np.nan for s, p in zip(structures, periodic)])
     return stresses, np.array([s.has_stress() for s in structures], bool), volumes
+
+
+def loss_weights(structures, config_type_weights=None) -> np.ndarray:
+    """Each structure's weight times ``config_type_weights[config_type]`` (1 where the mapping has none)."""
+    by_type = config_type_weights or {}
+    return np.array([s.weight * by_type.get(s.config_type, 1.0) for s in structures], dtype=float)
 
 
 def referenced_energy_per_atom(energy: float, species, atomic_energies) -> float:
@@ -192,12 +219,14 @@ def referenced_energy_per_atom(energy: float, species, atomic_energies) -> float
 def hash_structure(hasher, structure: Structure, labels: bool = True) -> None:
     """Feed what defines a structure to ``hasher``: species and geometry, and with ``labels`` its energy,
     forces and stress too (without them: what its features depend on).  A structure without a stress
-    hashes as it did before stresses were labels."""
+    hashes as it did before stresses were labels, one of weight 1 and no config_type as before those."""
     s = structure
     hasher.update(" ".join(s.species).encode() + b"|")
     parts = (s.positions, s.cell, s.pbc) + ((None if s.energy is None else np.float64(s.energy), s.forces)
                                             if labels else ())
     parts += (s.stress,) if labels and s.stress is not None else ()
+    parts += (np.float64(s.weight),) if labels and s.weight != 1.0 else ()
+    parts += (np.frombuffer(s.config_type.encode(), np.uint8),) if labels and s.config_type is not None else ()
     for part in parts:
         hasher.update(b"-" if part is None else b"+" + np.ascontiguousarray(part).tobytes())
 

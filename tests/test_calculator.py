@@ -6,7 +6,9 @@ from ase import Atoms, units
 from ase.build import bulk
 from ase.calculators.calculator import PropertyNotImplementedError
 from ase.calculators.fd import calculate_numerical_stress
+from ase.filters import FrechetCellFilter
 from ase.md.verlet import VelocityVerlet
+from ase.optimize import FIRE
 
 from aenet_core.calculator import AenetCalculator
 from aenet_core.committee import TorchCommitteeConfig, TorchCommitteePotential
@@ -327,3 +329,12 @@ def test_committee_stress_is_the_members_mean_with_their_spread(committee):
         members.append(single.get_stress())
     np.testing.assert_allclose(stress, np.mean(members, axis=0), atol=1e-12)
     np.testing.assert_allclose(atoms.calc.get_property("stress_std", atoms), np.std(members, axis=0), atol=1e-12)
+
+
+def test_a_cell_relaxation_with_frechet_cell_filter_lowers_energy_and_stress():
+    atoms = crystal(["Cu", "Au"], TRICLINIC, 6, seed=3)
+    atoms.calc = AenetCalculator(random_potential(["Cu", "Au"], seed=4))
+    start_energy, start_stress = atoms.get_potential_energy(), np.abs(atoms.get_stress()).max()
+    FIRE(FrechetCellFilter(atoms), logfile=None).run(fmax=1e-3, steps=60)
+    assert atoms.get_potential_energy() < start_energy
+    assert np.abs(atoms.get_stress()).max() < 0.5 * start_stress  # the cell moved down the stress

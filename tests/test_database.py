@@ -293,13 +293,18 @@ def test_labels_changed_behind_the_checksums_are_refused_by_the_content_hash(tmp
         HDF5StructureDataset(None, path, mode="load")
 
 
-def test_stress_labels_and_the_distances_a_virial_needs_are_stored(tmp_path, cuau):
-    stressed = [replace(s, stress=np.full((3, 3), 1e-3 * k) if k % 2 else None) for k, s in enumerate(cuau)]
+def test_stress_labels_weights_and_the_distances_a_virial_needs_are_stored(tmp_path, cuau):
+    stressed = [replace(s, stress=np.full((3, 3), 1e-3 * k) if k % 2 else None, weight=k / 4,
+                        config_type="md" if k % 3 else None) for k, s in enumerate(cuau)]
     db = build(tmp_path / "db.h5", stressed)
     reopened = HDF5StructureDataset(None, tmp_path / "db.h5", mode="load")
     for k, structure in enumerate(stressed):
         stored = reopened.get_structure(k).stress
         assert (stored is None) == (structure.stress is None) and (stored is None or np.array_equal(stored, structure.stress))
+        assert (reopened.get_structure(k).weight, reopened.get_structure(k).config_type) == (
+            structure.weight, structure.config_type)
+    np.testing.assert_array_equal(reopened.loss_weights(range(len(cuau)), {"md": 2.0}),
+                                  [k / 4 * (2.0 if k % 3 else 1.0) for k in range(len(cuau))])
     _, stored = reopened.stored_derivatives(range(len(cuau)))
     _, _, fresh = featurize(cuau)
     assert_same_payload(stored, fresh)
@@ -312,8 +317,8 @@ def test_a_schema_2_file_opens_for_energy_and_forces_and_asks_for_a_rebuild_for_
     path = tmp_path / "old.h5"
     build(path, [replace(s, stress=None) for s in cuau]).close()  # the previous version stored no stress
     with h5py.File(path, "r+") as f:  # as the previous version wrote it
-        for name in ("entries/has_stress", "entries/stress", "derivatives/edges/distance", "derivatives/triplets/d_ij",
-                     "derivatives/triplets/d_ik"):
+        for name in ("entries/has_stress", "entries/stress", "entries/weight", "entries/config_type",
+                     "derivatives/edges/distance", "derivatives/triplets/d_ij", "derivatives/triplets/d_ik"):
             del f[name]
         f.attrs["schema_version"] = 2
     db = HDF5StructureDataset(None, path, mode="load")

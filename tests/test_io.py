@@ -56,7 +56,7 @@ def random_structure(seed, n_atoms=5, periodic=True, energy=True, forces=True, p
 def assert_same(a, b, atol=0.0):
     assert a.species == b.species
     np.testing.assert_allclose(a.positions, b.positions, rtol=0, atol=atol)
-    assert a.energy == b.energy
+    assert (a.energy, a.weight, a.config_type) == (b.energy, b.weight, b.config_type)
     for field in ("forces", "cell", "pbc", "stress"):
         x, y = getattr(a, field), getattr(b, field)
         assert (x is None) == (y is None), field
@@ -270,8 +270,9 @@ def stressed(seed):
     return structure
 
 
-def test_stress_round_trips_through_extxyz_and_ase_reads_it(tmp_path):
+def test_stress_weight_and_config_type_round_trip_through_extxyz_and_ase_reads_them(tmp_path):
     frames = [stressed(20), random_structure(21)]
+    frames[1].weight, frames[1].config_type = 0.25, "md 300 K"
     path = tmp_path / "stress.extxyz"
     write_extxyz(path, frames)
     for a, b in zip(read_structures(path), frames, strict=True):

@@ -80,3 +80,43 @@ def test_training_with_a_stress_weight_records_and_lowers_the_stress_error(cuau)
     assert runs[0.0]["RMSE_stress_train"].isna().all()
     curve = runs[50.0]["RMSE_stress_train"]
     assert curve.notna().all() and curve.iloc[-1] < 0.5 * curve.iloc[0]
+
+
+def test_loss_weights_make_each_term_a_weighted_root_mean(cuau):
+    structures = [replace(cuau[0], weight=2.0), replace(cuau[1], config_type="md"), replace(cuau[2], weight=0.5)]
+    dataset = StructureDataset(structures, descriptor(), atomic_energies=REFERENCES)
+    weights = dataset.loss_weights([0, 1, 2], {"md": 3.0, "other": 9.0})
+    np.testing.assert_array_equal(weights, [2.0, 3.0, 0.5])
+    batch = FeatureSource(dataset, config_type_weights={"md": 3.0}).batch([0, 1, 2], lambda i: i < 2)
+    torch.manual_seed(1)
+    model = AtomisticModel({"Cu": [(3, "tanh")], "Au": [(3, "tanh")]}, ["Cu", "Au"], descriptor().n_features)
+    labelled = sum(s.n_atoms for s in structures)
+    value, metrics = EnergyForceLoss(0.4, stress_weight=5.0).of_batch(model, batch, labelled, train=False)
+    # By hand, from the potential's predictions of each structure.
+    p = TorchANNPotential({"Cu": [(3, "tanh")], "Au": [(3, "tanh")]}, descriptor())
+    p.model = model
+    out = p.predict(structures, eval_forces=True, eval_stress=True)
+    w = np.array([2.0, 3.0, 0.5])
+    e = [(out.total_energy[i] - s.energy) / s.n_atoms for i, s in enumerate(structures)]
+    energy = np.sqrt(np.sum(w * np.square(e)) / w.sum())
+    f = [np.mean((out.forces[i] - structures[i].forces) ** 2, axis=1) for i in (0, 1)]
+    force = np.sqrt((w[0] * f[0].sum() + w[1] * f[1].sum()) / (w[0] * len(f[0]) + w[1] * len(f[1])))
+    s = [np.mean((out.stress[i] - structures[i].stress) ** 2) for i in (0, 1)]
+    stress = np.sqrt((w[0] * s[0] + w[1] * s[1]) / (w[0] + w[1]))
+    assert float(value.detach()) == pytest.approx(0.6 * energy + 0.4 * force + 5.0 * stress, rel=1e-10)
+    unweighted = np.sqrt(np.mean(np.square(e)))  # the history records the plain errors
+    assert metrics.energy_rmse == pytest.approx(unweighted, rel=1e-12)
+
+
+def test_a_structure_of_weight_zero_contributes_nothing(cuau):
+    torch.manual_seed(2)
+    model = AtomisticModel({"Cu": [(3, "tanh")], "Au": [(3, "tanh")]}, ["Cu", "Au"], descriptor().n_features)
+    gradients = []
+    for label in (cuau[1].energy, cuau[1].energy + 100.0):  # a label far off makes no difference at weight 0
+        structures = [cuau[0], replace(cuau[1], energy=label, weight=0.0), cuau[2]]
+        batch = FeatureSource(StructureDataset(structures, descriptor())).batch([0, 1, 2], lambda i: True)
+        value, _ = EnergyForceLoss(0.2, stress_weight=1.0).of_batch(model, batch, 1, train=True)
+        model.zero_grad()
+        value.backward()
+        gradients.append([p.grad.clone() for p in model.parameters()])
+    assert all(torch.allclose(a, b, rtol=1e-12, atol=0) for a, b in zip(*gradients))

@@ -42,7 +42,7 @@ def database(cuau, tmp_path_factory):
 
 
 def test_every_dataset_implements_the_contract(cuau, database):
-    assert len(CONTRACT) == 16  # and __len__
+    assert len(CONTRACT) == 17  # and __len__
     for dataset in (InMemoryStructures(cuau, descriptor()), StructureDataset(cuau, descriptor()),
                     CachedStructureDataset(cuau, descriptor(), show_progress=False), database):
         assert isinstance(dataset, StructureSource)

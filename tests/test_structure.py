@@ -202,3 +202,14 @@ def test_stress_is_3x3_or_voigt_and_needs_a_3d_periodic_cell():
         make(cell=CELL, pbc=[True, True, False], stress=voigt)
     with pytest.raises(ValueError, match="Structure.stress must be finite"):
         make(cell=CELL, stress=[np.nan] * 6)
+
+
+def test_a_loss_weight_is_a_finite_number_at_least_zero_and_rides_in_ase_info():
+    s = make(weight=0, config_type="md")
+    assert (s.weight, s.config_type) == (0.0, "md")
+    atoms = s.to_ase()
+    assert (atoms.info["weight"], atoms.info["config_type"]) == (0.0, "md")
+    assert (Structure.from_ase(atoms).weight, Structure.from_ase(atoms).config_type) == (0.0, "md")
+    for bad in (-1.0, np.inf, "heavy"):
+        with pytest.raises(ValueError, match="Structure.weight must be a"):
+            make(weight=bad)

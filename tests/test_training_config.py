@@ -11,7 +11,8 @@ from aenet_core.training.config import SGD, Adam, TorchTrainingConfig, method_fr
 
 DEFAULTS = dict(
     iterations=100, method=Adam(), testpercent=10, seed=None, split_seed=None,
-    force_weight=0.0, stress_weight=0.0, force_fraction=1.0, sampling_policy="uniform", force_sampling="random",
+    force_weight=0.0, stress_weight=0.0, config_type_weights=None, force_fraction=1.0, sampling_policy="uniform",
+    force_sampling="random",
     force_resample_num_epochs=0, force_min_structures_per_epoch=1, force_scale_unbiased=False,
     cache_features=False, cache_feature_max_entries=1024, cache_neighbors=False,
     cache_neighbor_max_entries=512, cache_force_triplets=False,
@@ -116,6 +117,8 @@ INVALID = [
     ("max_checkpoints", 0), ("scheduler_patience", -1), ("scheduler_factor", 0.0),
     ("scheduler_factor", 1.0), ("scheduler_min_lr", -1e-6),
     ("atomic_energies", [("H", 0.0)]), ("atomic_energies", {"H": math.nan}),
+    ("config_type_weights", {"md": -1.0}), ("config_type_weights", {1: 2.0}), ("config_type_weights", ["md"]),
+    ("stress_weight", -0.5),
     ("atomic_energies", {1: 0.0}),
     ("feature_stats", {"mean": [0.0, 1.0]}), ("feature_stats", {"mean": [0.0], "std": [1.0, 2.0]}),
     ("feature_stats", {"mean": [0.0, 1.0], "std": [1.0, 0.0]}),

@@ -24,6 +24,7 @@ class Batch:
     ``forces_ref`` cover the first ``n_force_atoms`` atoms (the atoms of the
     first ``n_force_structures`` structures), and ``stress_ref`` (zero where a
     structure has none), ``has_stress`` and ``volumes`` those structures.
+    ``weights`` are the structures' loss weights, None when all are 1.
     """
 
     indices: list  # dataset index of each structure, in batch order
@@ -38,6 +39,7 @@ class Batch:
     stress_ref: Optional[torch.Tensor] = None  # (n_force_structures, 3, 3) eV/Å³
     has_stress: Optional[torch.Tensor] = None  # (n_force_structures,) bool
     volumes: Optional[torch.Tensor] = None  # (n_force_structures,) Å³
+    weights: Optional[torch.Tensor] = None  # (n_structures,)
 
     @property
     def n_structures(self) -> int:
@@ -54,7 +56,8 @@ class Batch:
         derivatives = None if self.derivatives is None else self.derivatives.to(device, dtype)
         return Batch(self.indices, move(self.features), move(self.species_idx), move(self.batch),
                      move(self.n_atoms), move(self.energy_ref), self.n_force_structures, derivatives,
-                     move(self.forces_ref), move(self.stress_ref), move(self.has_stress), move(self.volumes))
+                     move(self.forces_ref), move(self.stress_ref), move(self.has_stress), move(self.volumes),
+                     move(self.weights))
 
 
 class FeatureSource:
@@ -65,11 +68,14 @@ class FeatureSource:
     ``neighbor_cache`` the neighbour pairs of each structure, so that a
     structure featurized again needs no neighbour search; any may be None
     (no caching).  ``featurizer_calls`` counts descriptor passes and
-    ``neighbor_searches`` the neighbour searches.
+    ``neighbor_searches`` the neighbour searches.  ``config_type_weights``
+    enters the batches' loss weights.
     """
 
-    def __init__(self, dataset, feature_cache=None, derivative_cache=None, neighbor_cache=None):
+    def __init__(self, dataset, feature_cache=None, derivative_cache=None, neighbor_cache=None,
+                 config_type_weights=None):
         self.dataset = dataset
+        self.config_type_weights = config_type_weights
         self.featurizer = BatchedFeaturizer(dataset.descriptor)
         self.feature_cache = feature_cache
         self.derivative_cache = derivative_cache
@@ -90,6 +96,7 @@ class FeatureSource:
         n_atoms = torch.tensor(self.dataset.atom_counts(order))
         forces = self.dataset.forces_of(forced) if forced else None
         stresses, has_stress, volumes = (torch.as_tensor(x) for x in self.dataset.stress_labels(forced))
+        weights = self.dataset.loss_weights(order, self.config_type_weights)
         return Batch(
             indices=order,
             features=torch.cat(parts),
@@ -101,6 +108,7 @@ class FeatureSource:
             derivatives=derivatives,
             forces_ref=None if forces is None else torch.as_tensor(forces),
             stress_ref=stresses, has_stress=has_stress, volumes=volumes,
+            weights=None if (weights == 1).all() else torch.as_tensor(weights),
         )
 
     def _run(self, indices, with_derivatives):

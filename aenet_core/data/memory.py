@@ -11,7 +11,8 @@ from tqdm.auto import tqdm
 
 from aenet_core.data.sources import StructureFilter, iter_entries
 from aenet_core.descriptor import BatchedFeaturizer, structure_batch
-from aenet_core.structure import Structure, hash_structure, referenced_energy_per_atom, stress_labels, structure_sha256
+from aenet_core.structure import (Structure, hash_structure, loss_weights, referenced_energy_per_atom, stress_labels,
+                                  structure_sha256)
 
 
 class InMemoryStructures:
@@ -56,6 +57,9 @@ class InMemoryStructures:
 
     def stress_labels(self, indices) -> tuple:
         return stress_labels([self.structures[i] for i in indices])
+
+    def loss_weights(self, indices, config_type_weights=None) -> np.ndarray:
+        return loss_weights([self.structures[i] for i in indices], config_type_weights)
 
     def has_forces(self, index: int) -> bool:
         return self.structures[index].has_forces()

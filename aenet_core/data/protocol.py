@@ -49,6 +49,10 @@ class StructureSource(Protocol):
         """(stresses (n, 3, 3) eV/Å³, zero where an entry has none; whether each has one (n,) bool; the
         cell volumes (n,) Å³, NaN where not periodic in 3D)."""
 
+    def loss_weights(self, indices, config_type_weights=None) -> np.ndarray:
+        """Each entry's weight in the loss: its ``weight`` times ``config_type_weights[config_type]`` (1 for
+        a config type the mapping does not name, or none)."""
+
     def has_forces(self, index: int) -> bool:
         """Whether entry ``index`` has force labels."""
 

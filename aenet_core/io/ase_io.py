@@ -42,6 +42,10 @@ def write_extxyz(path, structures) -> None:
             handle.write(_extxyz_frame(structure))
 
 
+def _quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def _extxyz_frame(structure: Structure) -> str:
     properties = "species:S:1:pos:R:3" + (":forces:R:3" if structure.forces is not None else "")
     info = []
@@ -55,7 +59,11 @@ def _extxyz_frame(structure: Structure) -> str:
     pbc = structure.pbc if structure.pbc is not None else [False] * 3
     info.append('pbc="' + " ".join("T" if p else "F" for p in pbc) + '"')
     if structure.name is not None:
-        info.append('name="' + structure.name.replace("\\", "\\\\").replace('"', '\\"') + '"')
+        info.append(f"name={_quoted(structure.name)}")
+    if structure.weight != 1.0:
+        info.append(f"weight={structure.weight!r}")
+    if structure.config_type is not None:
+        info.append(f"config_type={_quoted(structure.config_type)}")
     columns = [structure.positions] + ([structure.forces] if structure.forces is not None else [])
     rows = np.concatenate(columns, axis=1).tolist()
     lines = [f"{symbol} " + " ".join(map(repr, row)) for symbol, row in zip(structure.species, rows)]

@@ -192,6 +192,19 @@ def _atomic_energies(value) -> dict[str, float] | None:
     return {symbol: float(energy) for symbol, energy in value.items()}
 
 
+def _config_type_weights(value) -> dict[str, float] | None:
+    if value is None:
+        return None
+    allowed = "None or a mapping of config_type (a string) to a finite weight >= 0"
+    if not isinstance(value, Mapping):
+        raise _fail("config_type_weights", allowed, value)
+    for config_type, weight in value.items():
+        if not (isinstance(config_type, str) and isinstance(weight, numbers.Real) and not isinstance(weight, bool)
+                and math.isfinite(weight) and weight >= 0):
+            raise _fail("config_type_weights", allowed, value)
+    return {config_type: float(weight) for config_type, weight in value.items()}
+
+
 def _feature_stats(value) -> dict[str, tuple[float, ...]] | None:
     if value is None:
         return None
@@ -221,6 +234,9 @@ class TorchTrainingConfig:
     (``aenet_core.training.loss``): RMSE_S (eV/Å³) over the stress components of the
     force-supervised structures that have a stress label (``Structure.stress``), so the force
     subsets (``force_fraction``, ``force_sampling``) choose the stress-supervised structures too.
+    Each structure's terms are weighted by ``Structure.weight`` times
+    ``config_type_weights[config_type]`` (MACE's name; 1 for a type it does not name); see
+    ``aenet_core.training.loss`` for how.
 
     Optimisation controls (all off by default, which trains as aenet-python does):
 
@@ -250,6 +266,7 @@ class TorchTrainingConfig:
     split_seed: int | None = None
     force_weight: float = 0.0
     stress_weight: float = 0.0
+    config_type_weights: dict[str, float] | None = None
     force_fraction: float = 1.0
     sampling_policy: str = "uniform"
     force_sampling: str = "random"
@@ -334,6 +351,7 @@ class TorchTrainingConfig:
         self.cache_persist_dir = _path("cache_persist_dir", self.cache_persist_dir)
         self.device = _device(self.device)
         self.atomic_energies = _atomic_energies(self.atomic_energies)
+        self.config_type_weights = _config_type_weights(self.config_type_weights)
         self.feature_stats = _feature_stats(self.feature_stats)
 
     def _check_schedule(self) -> None:
@@ -378,8 +396,9 @@ class TorchTrainingConfig:
         """A JSON-serialisable dict that ``from_dict`` turns back into an equal config."""
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["method"] = {"name": self.method.method_name, **self.method.to_params_dict()}
-        if self.atomic_energies is not None:
-            d["atomic_energies"] = dict(self.atomic_energies)
+        for name in ("atomic_energies", "config_type_weights"):
+            if d[name] is not None:
+                d[name] = dict(d[name])
         if self.feature_stats is not None:
             d["feature_stats"] = {k: list(v) for k, v in self.feature_stats.items()}
         return d
@@ -416,6 +435,8 @@ def config_json_schema() -> dict:
                 for name, cls in _METHODS.items()]}
         elif f.name == "atomic_energies":
             properties[f.name] = {"type": ["object", "null"], "additionalProperties": {"type": "number"}}
+        elif f.name == "config_type_weights":
+            properties[f.name] = {"type": ["object", "null"], "additionalProperties": {"type": "number", "minimum": 0}}
         elif f.name == "feature_stats":
             array = {"type": "array", "items": {"type": "number"}, "minItems": 1}
             properties[f.name] = {"type": ["object", "null"], "additionalProperties": False,

@@ -6,6 +6,15 @@ all force components of the force-supervised structures (eV/Å), RMSE_S over the
 stress components (eV/Å³) of those of them that have a stress label.  A term
 without supervision in a batch (no force-supervised structure, no stress label)
 is left out.
+
+Loss weights w_s (``Structure.weight`` times ``config_type_weights[config_type]``) make
+each term a weighted root mean: RMSE_E = sqrt(sum_s w_s e_s^2 / sum_s w_s) over the
+batch's structures, RMSE_F the same over the force-supervised atoms (each with its
+structure's weight, e the mean square of its 3 components), RMSE_S over the
+stress-labelled structures (e the mean square of the 9 components).  A structure of
+weight 0 contributes nothing; the errors recorded in the history stay unweighted.
+Weights apply to the structures a batch holds: sampling policies choose those, and
+force subsets which of them carry force and stress terms.
 """
 import math
 from dataclasses import dataclass
@@ -60,23 +69,34 @@ class EnergyForceLoss:
         else:
             energies, forces = model(batch.features, batch.species_idx, batch.batch, batch.n_structures), None
         per_atom = (energies - batch.energy_ref) / batch.n_atoms
-        energy_rmse = torch.sqrt(torch.mean(per_atom**2))
-        rmse_f = None
+        w, k = batch.weights, batch.n_force_structures  # w None: every structure weighs 1
+        energy = _rms(per_atom, w)
+        force = stress = (None, None)
         if forces is not None:
-            f_error = forces[: batch.n_force_atoms] - batch.forces_ref
-            rmse_f = torch.sqrt(torch.mean(f_error**2))
+            atom_weights = None if w is None else torch.repeat_interleave(w[:k], batch.n_atoms[:k])
+            force = _rms(forces[: batch.n_force_atoms] - batch.forces_ref, atom_weights)
             supervised = batch.n_force_atoms / n_labelled_atoms if n_labelled_atoms else 1.0
             if self.scale_unbiased and 0 < supervised < 1:
-                rmse_f = rmse_f / math.sqrt(supervised)
-        rmse_s = None
+                force = tuple(value / math.sqrt(supervised) for value in force)
         if virials is not None:
-            stress = virials[: batch.n_force_structures] / batch.volumes[:, None, None]
-            rmse_s = torch.sqrt(torch.mean((stress - batch.stress_ref)[batch.has_stress] ** 2))
-        loss = self.combine(energy_rmse, rmse_f, rmse_s)
-        metrics = BatchMetrics(float(energy_rmse.detach()), float(per_atom.detach().abs().mean()),
-                               float("nan") if rmse_f is None else float(rmse_f.detach()), per_atom.detach().abs(),
-                               float("nan") if rmse_s is None else float(rmse_s.detach()))
+            predicted = virials[:k] / batch.volumes[:, None, None]
+            stress = _rms((predicted - batch.stress_ref)[batch.has_stress], None if w is None else w[:k][batch.has_stress])
+        loss = self.combine(energy[1], force[1], stress[1])
+        reported = [float("nan") if rms is None else float(rms.detach()) for rms, _ in (energy, force, stress)]
+        metrics = BatchMetrics(reported[0], float(per_atom.detach().abs().mean()), reported[1],
+                               per_atom.detach().abs(), reported[2])
         return loss, metrics
+
+
+def _rms(errors, weights):
+    """(RMSE of ``errors``, the loss's RMSE): with ``weights`` (one per row) the loss's is
+    sqrt(sum_i w_i mean(e_i^2) / sum_i w_i), and nothing (zero) when every weight is 0."""
+    rmse = torch.sqrt(torch.mean(errors**2))
+    if weights is None:
+        return rmse, rmse
+    squares = (errors**2).reshape(len(errors), -1).mean(1)
+    total = weights.sum()
+    return rmse, torch.sqrt((weights * squares).sum() / total) if total > 0 else (squares * 0).sum()
 
 
 class _ForceView:

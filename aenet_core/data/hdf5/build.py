@@ -15,7 +15,8 @@ from tqdm.auto import tqdm
 
 from aenet_core import __version__
 from aenet_core.data.hdf5.schema import (DESCRIPTOR_CLASS, DISTANCE_FIELDS, EDGE_FIELDS, ENTRY_STRINGS, FORMAT,
-                                         INDEX_FIELDS, SCHEMA_VERSION, TRIPLET_FIELDS, compact_json, sha256_text)
+                                         INDEX_FIELDS, SCHEMA_3_STRINGS, SCHEMA_VERSION, TRIPLET_FIELDS, compact_json,
+                                         sha256_text)
 from aenet_core.descriptor import BatchedFeaturizer, ChebyshevDescriptor, structure_batch
 from aenet_core.data.sources import atom_chunks
 from aenet_core.files import atomic_path
@@ -160,7 +161,7 @@ class _Writer:
                                 compression_opts=compression_level if compression == "gzip" else None)
         self.hash = hashlib.sha256()
         self.n_entries = self.n_atoms = 0
-        self.strings = {name: [] for name in ENTRY_STRINGS}
+        self.strings = {name: [] for name in ENTRY_STRINGS + SCHEMA_3_STRINGS}
         self.descriptor = descriptor
         if with_descriptor:
             d = self.file.create_group("descriptor")
@@ -193,6 +194,7 @@ class _Writer:
             for name in ("source_id", "display_name", "identifier"):
                 self.strings[name].append(getattr(entry, name))
             self.strings["name"].append(entry.structure.name or "")
+            self.strings["config_type"].append(entry.structure.config_type or "")
             hash_structure(self.hash, entry.structure)
         counts = np.array([s.n_atoms for s in structures], np.int64)
         self._append("entries/n_atoms", counts)
@@ -204,6 +206,7 @@ class _Writer:
         self._append("entries/pbc", [np.zeros(3, bool) if s.pbc is None else s.pbc for s in structures])
         self._append("entries/has_stress", [s.has_stress() for s in structures])
         self._append("entries/stress", [np.zeros((3, 3)) if s.stress is None else s.stress for s in structures])
+        self._append("entries/weight", [s.weight for s in structures])
         self._append("atoms/atomic_number",
                      np.concatenate([[atomic_numbers[x] for x in s.species] for s in structures]).astype(np.int16))
         self._append("atoms/positions", np.concatenate([s.positions for s in structures]))

@@ -21,8 +21,8 @@ from ase.data import atomic_numbers, chemical_symbols
 from aenet_core.data.cache import LRUCache
 from aenet_core.data.hdf5.build import write_database
 from aenet_core.data.hdf5.payloads import PayloadReader
-from aenet_core.data.hdf5.schema import (COMPRESSIONS, ENTRY_ARRAYS, ENTRY_STRINGS, STRESS_ARRAYS, DatabaseError,
-                                         check_schema, compact_json, reading, sha256_text)
+from aenet_core.data.hdf5.schema import (COMPRESSIONS, ENTRY_ARRAYS, ENTRY_STRINGS, SCHEMA_3_ARRAYS, SCHEMA_3_STRINGS,
+                                         DatabaseError, check_schema, compact_json, reading, sha256_text)
 from aenet_core.data.sources import StructureFilter, as_input_list, input_stamps, iter_entries
 from aenet_core.descriptor import ChebyshevDescriptor
 from aenet_core.structure import Structure, hash_structure, referenced_energy_per_atom, structure_sha256
@@ -131,12 +131,14 @@ class HDF5StructureDataset:
                         return f[name].asstr()[:].tolist() if strings else f[name][:]
 
                 entries = {name: read("entries/" + name) for name in ENTRY_ARRAYS}
-                if "entries/stress" in f:
-                    entries.update({name: read("entries/" + name) for name in STRESS_ARRAYS})
-                else:  # schema 2: no stress labels
-                    entries.update(has_stress=np.zeros(len(entries["energy"]), bool),
-                                   stress=np.zeros((len(entries["energy"]), 3, 3)))
                 entries.update({name: read("entries/" + name, strings=True) for name in ENTRY_STRINGS})
+                n = len(entries["energy"])
+                if "entries/stress" in f:
+                    entries.update({name: read("entries/" + name) for name in SCHEMA_3_ARRAYS})
+                    entries.update({name: read("entries/" + name, strings=True) for name in SCHEMA_3_STRINGS})
+                else:  # schema 2: no stress labels, weights or config types
+                    entries.update(has_stress=np.zeros(n, bool), stress=np.zeros((n, 3, 3)), weight=np.ones(n),
+                                   config_type=[""] * n)
                 atomic_number = read("atoms/atomic_number")
                 self._forces = read("atoms/forces")  # 24 bytes per atom: labels stay in memory
                 positions = read("atoms/positions")
@@ -164,12 +166,7 @@ class HDF5StructureDataset:
         e, hasher, self._geometry_sha256s = self._entries, hashlib.sha256(), []
         symbols = np.array(chemical_symbols)[atomic_number].tolist()
         for index, (lo, hi) in enumerate(zip(e["atom_offset"][:-1], e["atom_offset"][1:])):
-            has_cell = bool(e["has_cell"][index])
-            structure = Structure(
-                positions=positions[lo:hi], species=symbols[lo:hi], energy=float(e["energy"][index]),
-                forces=self._forces[lo:hi] if e["has_forces"][index] else None,
-                cell=e["cell"][index] if has_cell else None, pbc=e["pbc"][index] if has_cell else None,
-                stress=e["stress"][index] if e["has_stress"][index] else None)
+            structure = self._entry_structure(index, positions[lo:hi], symbols[lo:hi])
             hash_structure(hasher, structure)
             self._geometry_sha256s.append(structure_sha256(structure, labels=False))
         if hasher.hexdigest() != self._attrs["content_sha256"]:
@@ -306,6 +303,10 @@ class HDF5StructureDataset:
         volumes = np.where(periodic, np.abs(np.linalg.det(e["cell"][indices])), np.nan)
         return e["stress"][indices], e["has_stress"][indices].astype(bool), volumes
 
+    def loss_weights(self, indices, config_type_weights=None) -> np.ndarray:
+        e, by_type = self._entries, config_type_weights or {}
+        return np.array([e["weight"][i] * by_type.get(e["config_type"][i], 1.0) for i in indices], dtype=float)
+
     def forces_of(self, indices):
         if not all(self.has_forces(i) for i in indices):
             return None
@@ -322,17 +323,23 @@ class HDF5StructureDataset:
         cached = self._structures.get(index)
         if cached is not None:
             return cached
-        e, f = self._entries, self._file()
-        lo, hi = e["atom_offset"][index], e["atom_offset"][index + 1]
-        has_cell = bool(e["has_cell"][index])
-        structure = Structure(
-            positions=f["atoms/positions"][lo:hi],
-            species=[self.descriptor.species[s] for s in self._species_idx[lo:hi].tolist()],
-            energy=float(e["energy"][index]), forces=self._forces[lo:hi].copy() if e["has_forces"][index] else None,
-            cell=e["cell"][index] if has_cell else None, pbc=e["pbc"][index] if has_cell else None,
-            name=e["name"][index] or None, stress=e["stress"][index] if e["has_stress"][index] else None)
+        lo, hi = self._entries["atom_offset"][index], self._entries["atom_offset"][index + 1]
+        species = [self.descriptor.species[s] for s in self._species_idx[lo:hi].tolist()]
+        structure = self._entry_structure(index, self._file()["atoms/positions"][lo:hi], species)
         self._structures.put(index, structure)
         return structure
+
+    def _entry_structure(self, index, positions, species) -> Structure:
+        """Entry ``index`` as a Structure, from its ``positions`` and ``species`` and the per-entry arrays."""
+        e = self._entries
+        lo, hi = e["atom_offset"][index], e["atom_offset"][index + 1]
+        has_cell = bool(e["has_cell"][index])
+        return Structure(
+            positions=positions, species=species, energy=float(e["energy"][index]),
+            forces=self._forces[lo:hi].copy() if e["has_forces"][index] else None,
+            cell=e["cell"][index] if has_cell else None, pbc=e["pbc"][index] if has_cell else None,
+            name=e["name"][index] or None, stress=e["stress"][index] if e["has_stress"][index] else None,
+            weight=float(e["weight"][index]), config_type=e["config_type"][index] or None)
 
     def get_structure_identifier(self, index: int) -> str:
         """``path#frame=N`` for an entry read from a file, else the structure's name or ``structure_NNNNNN``."""

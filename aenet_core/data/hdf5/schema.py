@@ -9,8 +9,9 @@ contiguous, located by offset arrays::
                         filter_json (max_energy, max_forces), atomic_energies_json, recipe_sha256
     /entries/           one row per entry: atom_offset (n+1) int64, energy f8, has_forces,
                         has_cell, cell (n,3,3), pbc (n,3), has_stress, stress (n,3,3) eV/Å³ (zero
-                        where none), frame int64 (index in its source before filtering), name,
-                        source_id, display_name, identifier (UTF-8 strings)
+                        where none), weight f8 (the loss weight), frame int64 (index in its source
+                        before filtering), name, source_id, display_name, identifier, config_type
+                        ("" for none) (UTF-8 strings)
     /atoms/             one row per atom: atomic_number int16, positions (A,3), forces (A,3)
                         (zero where the entry has no forces)
     /descriptor         attrs: descriptor_class, config_json, identity_json, identity_sha256
@@ -33,8 +34,8 @@ of ``LocalDerivatives``, order-major as it holds them (an entry's edges are a
 contiguous column range, read without any transposition); the typespin weights
 are recomputed from the species; the distances give the relative vectors the
 virial (stress) needs.  Schema 2 files (before stresses) open for energy and force
-training: no stress labels, and derivatives without distances, so stresses need a
-rebuild.  Schema 1 files (before the common filter and stored identifiers) are
+training: no stress labels, weights 1 and no config types, and derivatives without
+distances, so stresses need a rebuild.  Schema 1 files (before the common filter and stored identifiers) are
 refused with a request to rebuild.
 """
 from __future__ import annotations
@@ -59,8 +60,9 @@ TRIPLET_FIELDS = {"center": "triplet_center_idx", "j": "neighbor_j_idx", "k": "n
 DISTANCE_FIELDS = ("distance", "d_ij", "d_ik")  # (E,) and (T,): one value per edge or triplet
 INDEX_FIELDS = ("center", "neighbor", "j", "k")  # int32 local atom indices; the rest are float arrays
 ENTRY_ARRAYS = ("atom_offset", "energy", "has_forces", "has_cell", "cell", "pbc", "frame")
-STRESS_ARRAYS = ("has_stress", "stress")  # schema 3
 ENTRY_STRINGS = ("name", "source_id", "display_name", "identifier")
+SCHEMA_3_ARRAYS = ("has_stress", "stress", "weight")
+SCHEMA_3_STRINGS = ("config_type",)
 
 
 class DatabaseError(FileFormatError):
