@@ -7,6 +7,8 @@ from ase.build import bulk
 from ase.calculators.calculator import PropertyNotImplementedError
 from ase.calculators.fd import calculate_numerical_stress
 from ase.filters import FrechetCellFilter
+from ase.md.nptberendsen import NPTBerendsen
+from ase.md.velocitydistribution import thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 from ase.optimize import FIRE
 
@@ -338,3 +340,15 @@ def test_a_cell_relaxation_with_frechet_cell_filter_lowers_energy_and_stress():
     FIRE(FrechetCellFilter(atoms), logfile=None).run(fmax=1e-3, steps=60)
     assert atoms.get_potential_energy() < start_energy
     assert np.abs(atoms.get_stress()).max() < 0.5 * start_stress  # the cell moved down the stress
+
+
+def test_npt_dynamics_changes_the_cell_toward_zero_pressure():
+    atoms = crystal(["Cu", "Au"], TRICLINIC, 6, seed=3)
+    atoms.calc = AenetCalculator(random_potential(["Cu", "Au"], seed=4))
+    pressure = -np.trace(atoms.get_stress(voigt=False)) / 3
+    volume = atoms.get_volume()
+    thermalize_momenta(atoms, temperature_K=10, rng=np.random.default_rng(0))
+    NPTBerendsen(atoms, timestep=1 * units.fs, temperature_K=10, pressure_au=0.0, taup=20 * units.fs,
+                 compressibility_au=1 / (100 * units.GPa)).run(10)
+    # A cell under pressure expands, one under tension shrinks.
+    assert np.sign(atoms.get_volume() - volume) == np.sign(pressure)
