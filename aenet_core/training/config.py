@@ -179,30 +179,17 @@ def _device(value) -> str | None:
                     value) from None
 
 
-def _atomic_energies(value) -> dict[str, float] | None:
+def _number_mapping(name: str, value, allowed: str, minimum=-math.inf) -> dict[str, float] | None:
+    """None, or a plain dict of string keys to finite numbers of at least ``minimum``."""
     if value is None:
         return None
-    allowed = "None or a mapping of element symbol to finite energy"
     if not isinstance(value, Mapping):
-        raise _fail("atomic_energies", allowed, value)
-    for symbol, energy in value.items():
-        if not (isinstance(symbol, str) and isinstance(energy, numbers.Real)
-                and not isinstance(energy, bool) and math.isfinite(energy)):
-            raise _fail("atomic_energies", allowed, value)
-    return {symbol: float(energy) for symbol, energy in value.items()}
-
-
-def _config_type_weights(value) -> dict[str, float] | None:
-    if value is None:
-        return None
-    allowed = "None or a mapping of config_type (a string) to a finite weight >= 0"
-    if not isinstance(value, Mapping):
-        raise _fail("config_type_weights", allowed, value)
-    for config_type, weight in value.items():
-        if not (isinstance(config_type, str) and isinstance(weight, numbers.Real) and not isinstance(weight, bool)
-                and math.isfinite(weight) and weight >= 0):
-            raise _fail("config_type_weights", allowed, value)
-    return {config_type: float(weight) for config_type, weight in value.items()}
+        raise _fail(name, allowed, value)
+    for key, number in value.items():
+        if not (isinstance(key, str) and isinstance(number, numbers.Real) and not isinstance(number, bool)
+                and math.isfinite(number) and number >= minimum):
+            raise _fail(name, allowed, value)
+    return {key: float(number) for key, number in value.items()}
 
 
 def _feature_stats(value) -> dict[str, tuple[float, ...]] | None:
@@ -350,8 +337,11 @@ class TorchTrainingConfig:
         self.checkpoint_dir = _path("checkpoint_dir", self.checkpoint_dir)
         self.cache_persist_dir = _path("cache_persist_dir", self.cache_persist_dir)
         self.device = _device(self.device)
-        self.atomic_energies = _atomic_energies(self.atomic_energies)
-        self.config_type_weights = _config_type_weights(self.config_type_weights)
+        self.atomic_energies = _number_mapping("atomic_energies", self.atomic_energies,
+                                               "None or a mapping of element symbol to finite energy")
+        self.config_type_weights = _number_mapping(
+            "config_type_weights", self.config_type_weights,
+            "None or a mapping of config_type (a string) to a finite weight >= 0", minimum=0.0)
         self.feature_stats = _feature_stats(self.feature_stats)
 
     def _check_schedule(self) -> None:
