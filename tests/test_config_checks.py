@@ -71,6 +71,9 @@ CASES = {
     "compound of no element": (
         lambda c: run(c).update(reference_energies={"method": "reference_compounds", "compounds": ["Cu", "CuZz"]}),
         "runs.example.reference_energies.compounds[1]: Zz is not one of descriptor.species (Cu, Au)"),
+    "early stopping without a test split": (
+        lambda c: (run(c)["training"].update(early_stopping_patience=3), run(c)["split"].update(testpercent=0)),
+        "runs.example.training.early_stopping_patience needs validation structures; split.testpercent is 0"),
     "absurd rad_order": (lambda c: descriptor(c).update(rad_order=100000),
                          f"runs.example.descriptor.rad_order: 100000 is greater than the maximum of {ORDER.high}"),
 }

@@ -77,6 +77,8 @@ def run_problems(run, c):
         named[f"{key}.reference_energies.compounds[{index}]"] = re.findall("[A-Z][a-z]?", formula)
     for where, symbols in named.items():
         problems += [f"{where}: {s} is not one of descriptor.species ({listed})" for s in symbols if s not in species]
+    if c["training"].get("early_stopping_patience") is not None and c["split"].get("testpercent") == 0:
+        problems.append(f"{key}.training.early_stopping_patience needs validation structures; split.testpercent is 0")
     committee = c["committee"]
     last_seed = committee["base_seed"] + committee["num_members"] - 1
     if "member_seeds" not in committee and not SEED.test(last_seed):
