@@ -108,6 +108,11 @@ def test_absurd_and_non_finite_labels_name_the_field():
     with pytest.raises(ValueError, match="energy_limit"):
         check_labels(s, "w", limits)
     check_labels(s, "w", PlausibilityLimits(energy_limit=1e8))
+    s = copper()
+    s.stress = np.diag([0.01, 0.01, 250.0])  # kbar or GPa read as eV/Å³
+    with pytest.raises(ValueError, match=r"^w: a stress component is 250\.0 eV/Å³; beyond ±100 eV/Å³ .*stress_limit"):
+        check_labels(s, "w", limits)
+    check_labels(s, "w", PlausibilityLimits(stress_limit=300.0))
 
 
 def test_limits_are_checked():

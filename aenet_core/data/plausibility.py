@@ -4,7 +4,7 @@ runs before anything is featurized.
 Refused, naming the file and frame (``ValueError``):
 
 * labels: a total energy whose magnitude per atom exceeds ``energy_limit``, a force component beyond
-  ``force_limit`` (both also refuse NaN and inf);
+  ``force_limit``, a stress component beyond ``stress_limit`` (all also refuse NaN and inf);
 * geometry: more neighbours per atom within the descriptor's cutoff than ``max_pairs_per_atom``,
   estimated from the atom density (so that the check itself allocates nothing; a cell given in nm
   instead of Å is 1000 times too dense), and two atoms closer than ``min_distance``.
@@ -43,6 +43,9 @@ class PlausibilityLimits:
                                                        "unit": "eV/atom"})
     force_limit: float = field(default=1e4, metadata={"help": "refuse a force component beyond ± this",
                                                       "unit": "eV/Å"})
+    # 100 eV/Å³ is 16 TPa, beyond the pressure at the Earth's centre (0.36 TPa) by far.
+    stress_limit: float = field(default=100.0, metadata={"help": "refuse a stress component beyond ± this",
+                                                         "unit": "eV/Å³"})
     # Shorter than any bond (H2: 0.74 Å) and than the descriptor's default min_cutoff (0.55 Å).
     min_distance: float = field(default=0.5, metadata={"help": "refuse two atoms closer than this; 0: no check",
                                                        "unit": "Å"})
@@ -59,7 +62,7 @@ class PlausibilityLimits:
 
 
 LIMIT_RULES = {f.name: POSITIVE for f in fields(PlausibilityLimits)} | {"min_distance": NONNEG}
-LABEL_LIMITS = ("energy_limit", "force_limit")  # the limits that need no geometry (reference-energy fits)
+LABEL_LIMITS = ("energy_limit", "force_limit", "stress_limit")  # no geometry needed (reference-energy fits too)
 
 
 # ------------------------------------------------------------------------------- refusals
@@ -77,6 +80,10 @@ def check_labels(structure, where: str, limits: PlausibilityLimits) -> None:
         raise ValueError(f"{where}: force on atom {atom} ({s.species[atom]}) along {'xyz'[axis]} is "
                          f"{float(s.forces[atom, axis])!r} eV/Å; a component beyond ±{limits.force_limit:g} eV/Å is not "
                          f"plausible (force_limit)")
+    if s.stress is not None and not np.all(np.abs(s.stress) <= limits.stress_limit):
+        worst = float(s.stress.flat[np.argmax(np.abs(s.stress))])
+        raise ValueError(f"{where}: a stress component is {worst!r} eV/Å³; beyond ±{limits.stress_limit:g} eV/Å³ is "
+                         f"not plausible (stress_limit): is it in eV/Å³ (ASE's unit), not GPa or kbar?")
 
 
 def neighbour_density(structure, cutoff: float) -> tuple:

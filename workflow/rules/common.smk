@@ -188,7 +188,7 @@ def db_sources(wildcards):
 
 # The plausibility limits of runs.<run>.database (aenet_core.data.plausibility.PlausibilityLimits); the
 # reference-energy fit reads labels only.
-LABEL_LIMITS = ("energy_limit", "force_limit")
+LABEL_LIMITS = ("energy_limit", "force_limit", "stress_limit")
 LIMITS = (*LABEL_LIMITS, "min_distance", "max_pairs_per_atom", "referenced_energy_warning")
 
 
