@@ -94,7 +94,8 @@ def test_members_share_the_split_and_differ_by_seed(trained):
     assert {m["split_seed"] for m in metadata["members"]} == {2}
     assert metadata["descriptor_config"] == descriptor().get_config() and metadata["architecture"]["Cu"]
     csv = (out / "member_000" / "history.csv").read_text().splitlines()
-    assert csv[0] == "epoch,train_energy_rmse,test_energy_rmse,train_force_rmse,test_force_rmse,learning_rate,epoch_time"
+    assert csv[0] == ("epoch,train_energy_rmse,test_energy_rmse,train_force_rmse,test_force_rmse,train_stress_rmse,"
+                      "test_stress_rmse,learning_rate,epoch_time")
     assert "nan" not in csv[1].split(",")[-2:] and float(csv[1].split(",")[-1]) > 0  # real lr and epoch time
     a, b = weights(committee.members[0]), weights(committee.members[1])
     assert not all(torch.equal(x, y) for x, y in zip(a, b))

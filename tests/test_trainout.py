@@ -154,7 +154,7 @@ def test_csv_has_real_values(tmp_path):
     TrainOut(make_history(forces=False)).to_csv(path)
     table = pd.read_csv(path)
     assert list(table.columns) == ["epoch", "train_energy_rmse", "test_energy_rmse",
-                                   "train_force_rmse", "test_force_rmse",
+                                   "train_force_rmse", "test_force_rmse", "train_stress_rmse", "test_stress_rmse",
                                    "learning_rate", "epoch_time"]
     assert list(table["epoch"]) == [0, 1, 2, 3, 4]
     np.testing.assert_allclose(table["learning_rate"], [1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4])

@@ -32,8 +32,8 @@ ERROR_COLUMNS = {
 GPA_PER_EV_PER_A3 = 160.21766208  # 1 eV/Å³ in GPa
 REQUIRED_KEYS = ("train_energy_rmse", "test_energy_rmse", "train_energy_mae", "test_energy_mae")
 STOPPED_EARLY = "stopped_early"  # the one history entry that is not a per-epoch list
-CSV_KEYS = ("train_energy_rmse", "test_energy_rmse", "train_force_rmse", "test_force_rmse",
-            "learning_rate", "epoch_time")
+CSV_KEYS = ("train_energy_rmse", "test_energy_rmse", "train_force_rmse", "test_force_rmse", "train_stress_rmse",
+            "test_stress_rmse", "learning_rate", "epoch_time")
 
 
 def _as_series(key, values):
@@ -94,7 +94,7 @@ class TrainOut:
             json.dump(data, handle, indent=1, allow_nan=False)
 
     def to_csv(self, path):
-        """Write epoch, energy/force RMSEs, learning rate and epoch time as CSV, atomically."""
+        """Write epoch, energy/force/stress RMSEs, learning rate and epoch time as CSV, atomically."""
         table = pd.DataFrame({"epoch": np.arange(self.num_epochs)})
         for key in CSV_KEYS:
             table[key] = self._series(key)
