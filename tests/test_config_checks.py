@@ -74,6 +74,12 @@ CASES = {
     "early stopping without a test split": (
         lambda c: (run(c)["training"].update(early_stopping_patience=3), run(c)["split"].update(testpercent=0)),
         "runs.example.training.early_stopping_patience needs validation structures; split.testpercent is 0"),
+    "a schedule without use_scheduler": (
+        lambda c: run(c)["training"].update(scheduler="cosine"),
+        "runs.example.training: TorchTrainingConfig.scheduler='cosine' takes effect only with"),
+    "a warm-up without an epoch schedule": (
+        lambda c: run(c)["training"].update(use_scheduler=True, scheduler_warmup_epochs=3),
+        "runs.example.training: TorchTrainingConfig.scheduler_warmup_epochs needs use_scheduler=True"),
     "absurd rad_order": (lambda c: descriptor(c).update(rad_order=100000),
                          f"runs.example.descriptor.rad_order: 100000 is greater than the maximum of {ORDER.high}"),
 }

@@ -12,13 +12,15 @@ import numbers
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
 
 from aenet_core.rules import ANY, BETA, COUNT, NONNEG, POSITIVE, SEED, TESTPERCENT, UNIT, NumberRule, check_numbers
 from aenet_core.split import DEFAULT_TESTPERCENT
+
+if TYPE_CHECKING:  # torch is imported where it is used: the workflow checks configs with this module, without torch
+    import torch
 
 
 class _Method:
@@ -57,6 +59,8 @@ class Adam(_Method):
         return self.mu
 
     def build(self, parameters) -> torch.optim.Adam:
+        import torch
+
         return torch.optim.Adam(parameters, lr=self.mu, betas=(self.beta1, self.beta2),
                                 eps=self.epsilon, weight_decay=self.weight_decay)
 
@@ -80,6 +84,8 @@ class SGD(_Method):
         return self.lr
 
     def build(self, parameters) -> torch.optim.SGD:
+        import torch
+
         return torch.optim.SGD(parameters, lr=self.lr, momentum=self.momentum,
                                weight_decay=self.weight_decay)
 
@@ -170,6 +176,8 @@ def _path(name: str, value) -> str | None:
 def _device(value) -> str | None:
     if value is None:
         return None
+    import torch
+
     try:
         if not isinstance(value, (str, torch.device)):
             raise TypeError
@@ -373,12 +381,16 @@ class TorchTrainingConfig:
 
     def resolved_device(self) -> torch.device:
         """The training device: ``device``, or CUDA when available, else CPU."""
+        import torch
+
         if self.device is not None:
             return torch.device(self.device)
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
     def resolved_dtype(self, descriptor_dtype: torch.dtype) -> torch.dtype:
         """The model dtype: ``precision``, or the descriptor's dtype for 'auto'."""
+        import torch
+
         return {"float32": torch.float32, "float64": torch.float64}.get(
             self.precision, descriptor_dtype)
 

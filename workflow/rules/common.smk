@@ -17,12 +17,13 @@ from snakemake.exceptions import WorkflowError
 from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
 
-# The library's rules and element table come from torch-free modules of this checkout (Snakemake puts
-# the Snakefile's directory first on sys.path), so the checks below agree with what the jobs would
-# refuse. Importing torch would cost every invocation seconds; numpy and ase are needed here (the
+# The library's rules, element table and training-config checks come from torch-free modules of this
+# checkout (Snakemake puts the Snakefile's directory first on sys.path), so the checks below agree with
+# what the jobs would refuse. Importing torch would cost every invocation seconds; numpy and ase are needed here (the
 # Makefile's environment has them; with --sdm conda, Snakemake's own environment needs them too).
 from aenet_core.rules import DEFAULT_MIN_CUTOFF, SEED
 from aenet_core.structure import VALID_SYMBOLS
+from aenet_core.training.config import TorchTrainingConfig
 
 
 def key_path(path):
@@ -77,6 +78,10 @@ def run_problems(run, c):
         named[f"{key}.reference_energies.compounds[{index}]"] = re.findall("[A-Z][a-z]?", formula)
     for where, symbols in named.items():
         problems += [f"{where}: {s} is not one of descriptor.species ({listed})" for s in symbols if s not in species]
+    try:  # the library's own checks of the training settings, across fields too (a member job makes the same)
+        TorchTrainingConfig.from_dict(c["training"])
+    except (ValueError, TypeError, NotImplementedError) as error:
+        problems.append(f"{key}.training: {error}")
     if c["training"].get("early_stopping_patience") is not None and c["split"].get("testpercent") == 0:
         problems.append(f"{key}.training.early_stopping_patience needs validation structures; split.testpercent is 0")
     committee = c["committee"]
