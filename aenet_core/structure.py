@@ -119,7 +119,7 @@ class Structure:
         if stress.shape != (3, 3):
             raise ValueError(f"Structure.stress must be 3x3 or 6 Voigt components; got shape {stress.shape}")
         _check_finite("stress", stress)
-        if self.cell is None or not self.pbc.all():
+        if self.volume is None:
             raise ValueError(f"Structure.stress is given, but a stress needs a structure periodic in 3D; this one "
                              f"has pbc {None if self.pbc is None else self.pbc.tolist()}")
         self.stress = stress
@@ -145,6 +145,11 @@ class Structure:
 
     def is_periodic(self) -> bool:
         return self.cell is not None and bool(self.pbc.any())
+
+    @property
+    def volume(self) -> float | None:
+        """The cell volume (Å³) of a structure periodic in 3D, else None (it has no stress)."""
+        return abs(float(np.linalg.det(self.cell))) if self.cell is not None and self.pbc.all() else None
 
     def copy(self) -> Structure:
         return copy.deepcopy(self)
@@ -199,15 +204,15 @@ class Structure:
 def stress_labels(structures) -> tuple:
     """(stresses (n, 3, 3), zero where none; has a stress (n,); volumes (n,), NaN unless periodic in 3D)."""
     stresses = np.array([np.zeros((3, 3)) if s.stress is None else s.stress for s in structures]).reshape(-1, 3, 3)
-    periodic = [s.cell is not None and bool(s.pbc.all()) for s in structures]
-    volumes = np.array([abs(np.linalg.det(s.cell)) if p else np.nan for s, p in zip(structures, periodic)])
+    volumes = np.array([np.nan if s.volume is None else s.volume for s in structures])
     return stresses, np.array([s.has_stress() for s in structures], bool), volumes
 
 
-def loss_weights(structures, config_type_weights=None) -> np.ndarray:
-    """Each structure's weight times ``config_type_weights[config_type]`` (1 where the mapping has none)."""
+def loss_weights(weights, config_types, config_type_weights=None) -> np.ndarray:
+    """Each structure's ``weights`` entry times ``config_type_weights[config_type]`` (1 for a config type the
+    mapping does not name, or None)."""
     by_type = config_type_weights or {}
-    return np.array([s.weight * by_type.get(s.config_type, 1.0) for s in structures], dtype=float)
+    return np.array([w * by_type.get(t, 1.0) for w, t in zip(weights, config_types)], dtype=float)
 
 
 def referenced_energy_per_atom(energy: float, species, atomic_energies) -> float:

@@ -149,12 +149,12 @@ def train_member(potential: TorchANNPotential, member_dir, config: TorchTraining
         potential.save(member_dir / "model.pt", extra_metadata={
             "committee_member_index": member_index, "committee_seed": seed, "committee_split_seed": split.split_seed})
         summary.update(status="completed", metrics=member_metrics(out, potential.best_val_loss),
-                       stopped_early=out.stopped_early,
-                       model_path="model.pt", model_sha256=file_sha256(member_dir / "model.pt"), history_json_path="history.json", history_csv_path="history.csv",
-                       summary_path="summary.json", error=None)
+                       stopped_early=out.stopped_early, model_path="model.pt",
+                       model_sha256=file_sha256(member_dir / "model.pt"), history_json_path="history.json",
+                       history_csv_path="history.csv", summary_path="summary.json", error=None)
     except Exception as err:  # a failed member is recorded; the others keep their results
-        summary.update(status="failed", metrics={}, model_path=None, model_sha256=None, history_json_path=None, history_csv_path=None,
-                       summary_path=None, error=f"{type(err).__name__}: {err}")
+        summary.update(status="failed", metrics={}, model_path=None, model_sha256=None, history_json_path=None,
+                       history_csv_path=None, summary_path=None, error=f"{type(err).__name__}: {err}")
     write_json(member_dir / "summary.json", summary, indent=1)
     return summary
 

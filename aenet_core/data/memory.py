@@ -59,7 +59,8 @@ class InMemoryStructures:
         return stress_labels([self.structures[i] for i in indices])
 
     def loss_weights(self, indices, config_type_weights=None) -> np.ndarray:
-        return loss_weights([self.structures[i] for i in indices], config_type_weights)
+        structures = [self.structures[i] for i in indices]
+        return loss_weights([s.weight for s in structures], [s.config_type for s in structures], config_type_weights)
 
     def has_forces(self, index: int) -> bool:
         return self.structures[index].has_forces()
@@ -93,8 +94,8 @@ class StructureDataset(InMemoryStructures):
     ``structures`` are Structures, ase.Atoms, file paths or globs (see
     ``aenet_core.data.sources``); ``max_energy`` (referenced energy per atom, eV)
     and ``max_forces`` (eV/Å) drop structures (``filter_settings`` records
-    both); ``limits`` (``PlausibilityLimits``) refuse implausible ones.  ``source_indices[i]`` is the position of entry i among all input
-    frames.
+    both); ``limits`` (``PlausibilityLimits``) refuse implausible ones.  ``source_indices[i]`` is the
+    position of entry i among all input frames.
     """
 
     def __init__(self, structures, descriptor, max_energy=None, max_forces=None, atomic_energies=None, limits=None):

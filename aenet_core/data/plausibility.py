@@ -69,7 +69,7 @@ LABEL_LIMITS = ("energy_limit", "force_limit", "stress_limit")  # no geometry ne
 
 
 def check_labels(structure, where: str, limits: PlausibilityLimits) -> None:
-    """Refuse an energy or force label beyond the limits (or not finite), naming ``where``."""
+    """Refuse an energy, force or stress label beyond the limits (or not finite), naming ``where``."""
     s = structure
     if s.energy is not None and not abs(s.energy) / s.n_atoms <= limits.energy_limit:
         raise ValueError(f"{where}: energy is {s.energy!r} eV, {s.energy / s.n_atoms:.4g} eV/atom; a total energy "
@@ -109,8 +109,9 @@ def neighbour_density(structure, cutoff: float) -> tuple:
 
 
 def check_geometry(entries, cutoff: float, limits: PlausibilityLimits) -> None:
-    """Refuse the first of ``entries`` (a list, searched for close atoms as one batch) whose neighbour count within ``cutoff`` exceeds the limit, then the
-    first with two atoms closer than ``min_distance``: before any neighbour list at ``cutoff`` is built."""
+    """Refuse the first of ``entries`` whose neighbour count within ``cutoff`` exceeds the limit, then the first
+    with two atoms closer than ``min_distance`` (``entries`` is one list, searched for close atoms as one
+    batch): before any neighbour list at ``cutoff`` is built."""
     for entry in entries:
         per_atom, density = neighbour_density(entry.structure, cutoff)
         if per_atom > limits.max_pairs_per_atom:

@@ -4,7 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-import numpy as np
 import torch
 
 from aenet_core.data.batch import FeatureSource
@@ -69,7 +68,8 @@ def predict_with_models(models, descriptor, structures, identifiers, eval_forces
                 if eval_stress:
                     per_atom, f, virials = model.atom_energies_forces_virials(
                         batch.features, batch.species_idx, batch.derivatives, batch.batch, len(chunk))
-                    stresses[k] += [_stress(virial, s) for virial, s in zip(virials.detach().cpu().numpy(), chunk)]
+                    stresses[k] += [None if s.volume is None else virial / s.volume  # a stress needs a volume
+                                    for virial, s in zip(virials.detach().cpu().numpy(), chunk)]
                 else:
                     per_atom, f = model.atom_energies_and_forces(batch.features, batch.species_idx,
                                                                  batch.derivatives)
@@ -88,10 +88,3 @@ def predict_with_models(models, descriptor, structures, identifiers, eval_forces
                                forces=forces[k] if eval_forces else None, structure_paths=list(identifiers),
                                stress=stresses[k] if eval_stress else None))
     return outs
-
-
-def _stress(virial, structure):
-    """virial / volume for a structure periodic in 3D, else None (a stress needs a volume)."""
-    if structure.cell is None or not np.all(structure.pbc):
-        return None
-    return virial / abs(np.linalg.det(structure.cell))

@@ -17,10 +17,11 @@ from snakemake.exceptions import WorkflowError
 from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
 
-# The library's rules, element table and training-config checks come from torch-free modules of this
-# checkout (Snakemake puts the Snakefile's directory first on sys.path), so the checks below agree with
-# what the jobs would refuse. Importing torch would cost every invocation seconds; numpy and ase are needed here (the
+# The library's rules, element table, training-config checks and file hashing come from torch-free
+# modules of this checkout (Snakemake puts the Snakefile's directory first on sys.path), so the checks
+# below agree with what the jobs would refuse. Importing torch would cost every invocation seconds; numpy and ase are needed here (the
 # Makefile's environment has them; with --sdm conda, Snakemake's own environment needs them too).
+from aenet_core.files import file_sha256
 from aenet_core.rules import DEFAULT_MIN_CUTOFF, SEED
 from aenet_core.structure import VALID_SYMBOLS
 from aenet_core.training.config import TorchTrainingConfig
@@ -360,11 +361,6 @@ def run_outputs(run):
 # consumers are up to date. A member's model.pt and the exported .nn.ascii files are checked against
 # the sha256 their writer recorded (the member's summary.json, the export's manifest.json) while the
 # DAG is built (dry runs included); one that differs stops the run unless --forcerun makes it again.
-
-
-def file_sha256(path):
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def recorded_sha256(path, key):

@@ -25,7 +25,7 @@ from aenet_core.data.hdf5.schema import (COMPRESSIONS, ENTRY_ARRAYS, ENTRY_STRIN
                                          DatabaseError, check_schema, compact_json, reading, sha256_text)
 from aenet_core.data.sources import StructureFilter, as_input_list, input_stamps, iter_entries
 from aenet_core.descriptor import ChebyshevDescriptor
-from aenet_core.structure import Structure, hash_structure, referenced_energy_per_atom, structure_sha256
+from aenet_core.structure import Structure, hash_structure, loss_weights, referenced_energy_per_atom, structure_sha256
 
 DEFAULT_STORAGE_DTYPE = "float64"
 
@@ -304,8 +304,8 @@ class HDF5StructureDataset:
         return e["stress"][indices], e["has_stress"][indices].astype(bool), volumes
 
     def loss_weights(self, indices, config_type_weights=None) -> np.ndarray:
-        e, by_type = self._entries, config_type_weights or {}
-        return np.array([e["weight"][i] * by_type.get(e["config_type"][i], 1.0) for i in indices], dtype=float)
+        e, indices = self._entries, list(indices)
+        return loss_weights(e["weight"][indices], [e["config_type"][i] or None for i in indices], config_type_weights)
 
     def forces_of(self, indices):
         if not all(self.has_forces(i) for i in indices):
@@ -336,7 +336,7 @@ class HDF5StructureDataset:
         has_cell = bool(e["has_cell"][index])
         return Structure(
             positions=positions, species=species, energy=float(e["energy"][index]),
-            forces=self._forces[lo:hi].copy() if e["has_forces"][index] else None,
+            forces=self._forces[lo:hi] if e["has_forces"][index] else None,  # Structure copies its arrays
             cell=e["cell"][index] if has_cell else None, pbc=e["pbc"][index] if has_cell else None,
             name=e["name"][index] or None, stress=e["stress"][index] if e["has_stress"][index] else None,
             weight=float(e["weight"][index]), config_type=e["config_type"][index] or None)
