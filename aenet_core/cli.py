@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from aenet_core.allocator import keep_freed_memory
 from aenet_core.committee import TorchCommitteePotential, TorchCommitteeTrainResult, aggregate_committee, train_member
-from aenet_core.data import HDF5StructureDataset
+from aenet_core.data import HDF5StructureDataset, ShardedDataset, open_databases
 from aenet_core.descriptor import DEFAULT_MIN_CUTOFF, BatchedFeaturizer, ChebyshevDescriptor, structure_batch
 from aenet_core.evaluation import DEFAULT_N_UNCERTAIN, evaluate_committee
 from aenet_core.example_data import EXAMPLE_SEED, EXAMPLE_SIZE, make_cuau_structures
@@ -124,11 +124,24 @@ def _build_database(args):
 
 
 def _split(args):
-    with HDF5StructureDataset(None, args.database, mode="load") as db:
-        split = Split.create(db, args.testpercent, args.split_seed)
+    if args.extend is None and args.split_seed is None:
+        raise SystemExit("split needs --split-seed (or --extend BASE_SPLIT, to extend the split of the first "
+                         "database to the others)")
+    if args.extend is not None and (args.split_seed is not None or args.testpercent is not None):
+        raise SystemExit("--extend keeps the base split's split_seed and testpercent: give no --split-seed or "
+                         "--testpercent with it")
+    with open_databases(args.database) as db:
+        if args.extend is None:
+            testpercent = DEFAULT_TESTPERCENT if args.testpercent is None else args.testpercent
+            split = Split.create(db, testpercent, args.split_seed)
+        else:
+            base_db = db.shards[0] if isinstance(db, ShardedDataset) else db
+            split = Split.extend(Split.load(args.extend), base_db, db)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     split.save(args.output)
-    print(f"{len(split.train)} train / {len(split.test)} test (split_seed {args.split_seed}) -> {args.output}")
+    extended = "" if args.extend is None else f", extending {args.extend}"
+    print(f"{len(split.train)} train / {len(split.test)} test (split_seed {split.split_seed}{extended}) -> "
+          f"{args.output}")
 
 
 def _json_argument(text, option):
@@ -139,7 +152,7 @@ def _json_argument(text, option):
 
 
 def _train_member(args):
-    db = HDF5StructureDataset(None, args.database, mode="load")
+    db = open_databases(args.database)
     settings = _json_argument(args.training, "--training")
     config = TorchTrainingConfig.from_dict({"show_progress": False, **settings, "atomic_energies": None})
     arch = {species: [tuple(layer) for layer in layers]
@@ -202,6 +215,9 @@ def _add_limit_arguments(parser, names):
             parser.add_argument("--" + f.name.replace("_", "-"), type=float, help=f"{f.metadata['help']} ({notes})")
 
 
+DATABASES_HELP = "database file(s); several are read as one dataset, shard by shard in the order given"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aenet-core", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -248,15 +264,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_limit_arguments(build, [f.name for f in fields(PlausibilityLimits)])
     build.set_defaults(func=_build_database)
 
-    split = commands.add_parser("split", help="train/test split file of a database")
-    split.add_argument("database")
+    split = commands.add_parser("split", help="train/test split file of a database (or of several as shards)")
+    split.add_argument("database", nargs="+", help=DATABASES_HELP)
     split.add_argument("--output", required=True)
-    split.add_argument("--testpercent", type=float, default=DEFAULT_TESTPERCENT)
-    split.add_argument("--split-seed", type=int, required=True)
+    split.add_argument("--testpercent", type=float, help=f"default {DEFAULT_TESTPERCENT}")
+    split.add_argument("--split-seed", type=int, help="required without --extend")
+    split.add_argument("--extend", metavar="BASE_SPLIT", help="a split of the first database: its entries keep "
+                       "their side, those of the other databases all train (the test set stays the base's)")
     split.set_defaults(func=_split)
 
     member = commands.add_parser("train-member", help="train one committee member from a database and a split")
-    member.add_argument("--database", required=True)
+    member.add_argument("--database", nargs="+", required=True, help=DATABASES_HELP)
     member.add_argument("--split", required=True)
     member.add_argument("--arch", required=True, help='JSON {"Cu": [[10, "tanh"], [10, "tanh"]], ...}')
     member.add_argument("--training", required=True, help="JSON of TorchTrainingConfig fields")
@@ -283,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="committee predictions, uncertainty and calibration on the "
                                    "test split")
     evaluate.add_argument("committee_dir")
-    evaluate.add_argument("--database", required=True)
+    evaluate.add_argument("--database", nargs="+", required=True, help=DATABASES_HELP)
     evaluate.add_argument("--split", required=True)
     evaluate.add_argument("--output-dir", required=True)
     evaluate.add_argument("--n-uncertain", type=int, help=f"how many most uncertain structures to list (default "

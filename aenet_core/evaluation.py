@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from aenet_core.committee import TorchCommitteePotential
-from aenet_core.data import HDF5StructureDataset
+from aenet_core.data import open_databases
 from aenet_core.files import atomic_write, write_json
 from aenet_core.io import write_extxyz
 from aenet_core.split import Split
@@ -29,11 +29,12 @@ DEFAULT_N_UNCERTAIN = 10
 def evaluate_committee(committee_dir, database, split, output_dir, n_uncertain: int = DEFAULT_N_UNCERTAIN) -> dict:
     """Predict the test split with the committee and write, under ``output_dir``:
     predictions.csv, summary.json, calibration.json, parity.png, stress_parity.png, uncertainty.png,
-    most_uncertain.csv and most_uncertain.extxyz (geometries without labels, for relabelling)."""
+    most_uncertain.csv and most_uncertain.extxyz (geometries without labels, for relabelling).  ``database`` is
+    a database file, or a list of them (several are read as one ``ShardedDataset``)."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     committee = TorchCommitteePotential.from_directory(committee_dir)
-    db = HDF5StructureDataset(None, database, mode="load")
+    db = open_databases(database)
     split_path, split = split, Split.load(split)
     split.check(db, label=str(split_path))
     indices = split.test or split.train  # no test split: report on the training structures

@@ -10,6 +10,12 @@ set; both lists are stored sorted.  This is the trainer's own recipe, so
 split_seed=s)`` use the same structures.  A test entry whose species, positions
 and cell repeat a training entry's moves to the training set (with a warning),
 where it cannot leak.  A split whose hash does not match the dataset is refused.
+
+``Split.extend`` carries a split over to its dataset with entries appended
+(active learning: the database, then the shards labelled since): the first
+entries keep their side and every later one is a training entry, so the test
+set, and its errors, stay those of the first round (but for a test entry that a
+new entry repeats, which moves as above).
 """
 from __future__ import annotations
 
@@ -17,8 +23,10 @@ import random
 import warnings
 from dataclasses import asdict, dataclass
 
+from aenet_core.data.shards import ShardedDataset
 from aenet_core.files import check_format, read_json, write_json
 from aenet_core.rules import TESTPERCENT
+from aenet_core.structure import structure_sha256
 
 FORMAT = "aenet_core.split"
 VERSION = 1
@@ -26,6 +34,9 @@ DEFAULT_TESTPERCENT = 10.0
 RECIPE = ("random.Random(split_seed).shuffle(list(range(n_entries))); the first int(n_entries * testpercent / 100) "
           "are the test set, the rest the training set; test entries whose species, positions and cell repeat a "
           "training entry's move to the training set; both stored sorted")
+EXTEND_RECIPE = ("the first n_base entries keep their side in the base split; every later entry is a training "
+                 "entry; test entries whose species, positions and cell repeat a training entry's move to the "
+                 "training set; both stored sorted")
 SHOWN = 5  # repeated structures a warning names
 
 
@@ -71,6 +82,21 @@ class Split:
         train, test = _without_repeats_in_test(dataset, *split_indices(len(dataset), testpercent, split_seed))
         return cls(train, test, split_seed, float(testpercent), len(dataset), dataset.content_sha256)
 
+    @classmethod
+    def extend(cls, base: Split, base_dataset, dataset) -> Split:
+        """The split of ``dataset``, whose first entries are ``base_dataset``'s (that ``base`` was drawn from):
+        they keep their side and every later entry is a training entry.  ``split_seed`` and ``testpercent``
+        are the base split's."""
+        base.check(base_dataset, label="the base split")
+        if not _begins_with(dataset, base_dataset):
+            raise ValueError(f"the dataset given ({len(dataset)} entries) does not begin with the {base.n_entries} "
+                             f"entries of the base split's dataset (content hash {base.content_sha256[:12]}…): a "
+                             f"split extends only to its dataset with entries appended")
+        train = sorted(base.train + list(range(base.n_entries, len(dataset))))
+        train, test = _without_repeats_in_test(dataset, train, list(base.test))
+        recipe = f"{EXTEND_RECIPE} (n_base = {base.n_entries}, base content_sha256 {base.content_sha256})"
+        return cls(train, test, base.split_seed, base.testpercent, len(dataset), dataset.content_sha256, recipe)
+
     def check(self, dataset, label="split") -> None:
         """Refuse a dataset other than the one this split was drawn from."""
         if len(dataset) != self.n_entries or dataset.content_sha256 != self.content_sha256:
@@ -96,6 +122,20 @@ class Split:
         if len(set(everything)) != len(everything) or any(not 0 <= i < split.n_entries for i in everything):
             raise ValueError(f"{path}: train and test indices overlap or fall outside 0..{split.n_entries - 1}")
         return split
+
+
+def _begins_with(dataset, base_dataset) -> bool:
+    """Whether the first entries of ``dataset`` are those of ``base_dataset``, structures and labels alike: at
+    once when its first shard has the base's content, else compared entry by entry."""
+    n = len(base_dataset)
+    if len(dataset) < n:
+        return False
+    if isinstance(dataset, ShardedDataset):
+        first = dataset.shards[0]
+        if len(first) == n and first.content_sha256 == base_dataset.content_sha256:
+            return True
+    return all(structure_sha256(dataset.get_structure(i)) == structure_sha256(base_dataset.get_structure(i))
+               for i in range(n))
 
 
 def as_split(split) -> Split:

@@ -28,8 +28,9 @@ CHUNK_ATOMS = 2048  # atoms featurized (and held in memory) per build step
 
 def write_database(path: Path, descriptor, entries, structure_filter, *, features: bool, derivatives: bool,
                    storage_dtype: str, compression, compression_level, workers: int, show_progress: bool,
-                   recipe: dict) -> None:
-    """Stream ``entries`` through ``structure_filter`` into a new database file at ``path``."""
+                   recipe: dict, allow_empty: bool = False) -> None:
+    """Stream ``entries`` through ``structure_filter`` into a new database file at ``path``; with
+    ``allow_empty``, a file of zero entries when none is left (else that is an error)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     options = {"features": features or derivatives, "derivatives": derivatives}
     with atomic_path(path) as tmp:
@@ -42,6 +43,10 @@ def write_database(path: Path, descriptor, entries, structure_filter, *, feature
                 for chunk, computed in _featurized(chunks, descriptor, options, workers):
                     writer.append(chunk, computed)
                     progress.update(len(chunk))
+            if writer.n_entries == 0:
+                if not allow_empty:
+                    raise ValueError("no structure was left to store (all sources empty or filtered out)")
+                writer.append_empty(featurize_chunk([], descriptor, **options))
             writer.finish({"n_filtered": structure_filter.n_filtered,
                            "filter_json": compact_json(structure_filter.settings()),
                            "atomic_energies_json": compact_json(structure_filter.atomic_energies),
@@ -104,7 +109,7 @@ def featurize_chunk(structures, descriptor, features: bool, derivatives: bool) -
     featurizer = BatchedFeaturizer(descriptor)
     forced = [k for k, s in enumerate(structures) if derivatives and s.has_forces()]
     rest = sorted(set(range(len(structures))) - set(forced))
-    counts = np.array([s.n_atoms for s in structures])
+    counts = np.array([s.n_atoms for s in structures], np.int64)
     first_atom = np.concatenate([[0], np.cumsum(counts)])
     rows = np.empty((first_atom[-1], descriptor.n_features))
     for subset, with_derivatives in ((forced, True), (rest, False)):
@@ -148,6 +153,14 @@ def _local_derivatives(payload, counts, subset) -> dict:
 
 
 # ------------------------------------------------------------------------------- writing
+
+# (trailing shape, dtype) of each per-entry and per-atom array, as ``_Writer.append`` makes them
+# (``append_empty`` writes them with zero rows).
+COLUMNS = {"entries/n_atoms": ((), np.int64), "entries/frame": ((), np.int64), "entries/energy": ((), np.float64),
+           "entries/has_forces": ((), bool), "entries/has_cell": ((), bool), "entries/cell": ((3, 3), np.float64),
+           "entries/pbc": ((3,), bool), "entries/has_stress": ((), bool), "entries/stress": ((3, 3), np.float64),
+           "entries/weight": ((), np.float64), "atoms/atomic_number": ((), np.int16),
+           "atoms/positions": ((3,), np.float64), "atoms/forces": ((3,), np.float64)}
 
 
 class _Writer:
@@ -212,6 +225,17 @@ class _Writer:
         self._append("atoms/positions", np.concatenate([s.positions for s in structures]))
         self._append("atoms/forces", np.concatenate([np.zeros_like(s.positions) if s.forces is None else s.forces
                                                      for s in structures]))
+        self._append_computed(computed)
+        self.n_entries += len(entries)
+        self.n_atoms += int(counts.sum())
+
+    def append_empty(self, computed):
+        """Every array with zero rows (``computed`` from featurizing no structure): a database of no entry."""
+        for name, (shape, dtype) in COLUMNS.items():
+            self._append(name, np.empty((0, *shape), dtype))
+        self._append_computed(computed)
+
+    def _append_computed(self, computed):
         if "features" in computed:
             self._append("features/values", computed["features"].astype(self.storage))
         if "edge_counts" in computed:
@@ -223,14 +247,10 @@ class _Writer:
                         self._append("derivatives/" + name, values)
                     else:
                         self._append("derivatives/" + name, values.astype(self.storage), axis=values.ndim - 1)
-        self.n_entries += len(entries)
-        self.n_atoms += int(counts.sum())
 
     def finish(self, attrs: dict):
         """Write the offsets, string columns and root attributes."""
         f = self.file
-        if self.n_entries == 0:
-            raise ValueError("no structure was left to store (all sources empty or filtered out)")
         counts = f["entries/n_atoms"][:]
         f.create_dataset("entries/atom_offset", data=np.concatenate([[0], np.cumsum(counts)]), fletcher32=True)
         for name, values in self.strings.items():

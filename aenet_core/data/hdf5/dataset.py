@@ -79,13 +79,16 @@ class HDF5StructureDataset:
     # -- building ------------------------------------------------------------------------
 
     def build_database(self, show_progress=True, *, build_workers=0, persist_descriptor=False,
-                       persist_features=False, persist_force_derivatives=False, storage_dtype=DEFAULT_STORAGE_DTYPE):
+                       persist_features=False, persist_force_derivatives=False, storage_dtype=DEFAULT_STORAGE_DTYPE,
+                       allow_empty=False):
         """Read every source, filter, featurize and write the file (temp name, then rename).
 
         ``persist_force_derivatives`` stores features and the sparse derivatives of force-labelled
         structures; ``persist_features`` stores features of every structure; either implies
         ``persist_descriptor``.  ``build_workers > 1`` featurizes in that many processes while
-        this process writes.  ``storage_dtype`` is 'float64' or 'float32'.
+        this process writes.  ``storage_dtype`` is 'float64' or 'float32'.  ``allow_empty`` writes a
+        database of zero entries when no source gives a structure that passes (e.g. a shard of an
+        active-learning round whose labelling all failed); otherwise that is an error.
         """
         if self.mode == "load":
             raise ValueError(f"{self.database_file}: opened with mode='load'; use mode='build' to rebuild it")
@@ -94,7 +97,7 @@ class HDF5StructureDataset:
         if self.descriptor is None:
             raise ValueError("building a database needs a descriptor (its species decide which structures fit)")
         self.sources = as_input_list(self.sources)
-        if not self.sources:
+        if not self.sources and not allow_empty:
             raise ValueError("building a database needs sources= (structure files, Structures or ase.Atoms)")
         structure_filter = StructureFilter(self.descriptor.species, self.atomic_energies, self.max_energy,
                                            self.max_forces, self.limits)
@@ -113,7 +116,8 @@ class HDF5StructureDataset:
         write_database(self.database_file, self.descriptor, iter_entries(self.sources, "sources"), structure_filter,
                        features=persist, derivatives=persist_force_derivatives, storage_dtype=storage_dtype,
                        compression=self.compression, compression_level=self.compression_level,
-                       workers=int(build_workers or 0), show_progress=show_progress, recipe=recipe)
+                       workers=int(build_workers or 0), show_progress=show_progress, recipe=recipe,
+                       allow_empty=allow_empty)
         self._load_metadata()
 
     # -- opening ------------------------------------------------------------------------
