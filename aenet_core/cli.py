@@ -161,7 +161,8 @@ def _train_member(args):
         torch.set_num_threads(args.threads)
     potential = TorchANNPotential(arch, db.descriptor)
     summary = train_member(potential, args.output_dir, config, db, Split.load(args.split),
-                           member_index=args.member_index, seed=args.seed, device=args.device)
+                           member_index=args.member_index, seed=args.seed, device=args.device,
+                           initial_model=args.initial_model)
     if summary["status"] != "completed":
         raise SystemExit(f"member {args.member_index} failed: {summary['error']}")
     metrics = summary["metrics"]
@@ -282,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     member.add_argument("--seed", type=int)
     member.add_argument("--device", default="cpu")
     member.add_argument("--threads", type=int, help="torch CPU threads")
+    member.add_argument("--initial-model", help="start from this model file's weights and normalisation (warm "
+                        "start; default: fresh weights from --seed)")
     member.add_argument("--output-dir", required=True, help="the member folder (member_XXX)")
     member.set_defaults(func=_train_member)
 

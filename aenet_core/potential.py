@@ -48,7 +48,8 @@ class TorchANNPotential:
     # ----------------------------------------------------------------------------- training
 
     def train(self, structures=None, dataset=None, train_dataset=None, test_dataset=None,
-              config: Optional[TorchTrainingConfig] = None, resume_from=None, split=None, output_dir=".") -> TrainOut:
+              config: Optional[TorchTrainingConfig] = None, resume_from=None, split=None, output_dir=".",
+              initial_model=None) -> TrainOut:
         """Train on ``structures`` (Structures, ase.Atoms, file paths or globs; split by ``testpercent``), or
         on a prebuilt ``dataset`` (split likewise), or on ``train_dataset``/``test_dataset`` as given.
 
@@ -58,8 +59,11 @@ class TorchANNPotential:
 
         ``resume_from`` (a checkpoint or model file written by training) restores weights,
         normalisation, optimizer, scheduler, history, random generators, force subsets and
-        sampler scores, then trains ``config.iterations`` more epochs.  ``output_dir`` receives the
-        ``energies.*``/``forces.*`` files of ``save_energies``/``save_forces``.
+        sampler scores, then trains ``config.iterations`` more epochs.  ``initial_model`` (a model file of
+        the same descriptor, architecture and atomic energies) starts from its weights and keeps its
+        feature and energy normalisation, so that the weights mean what they meant (a warm start: new
+        optimizer, history and epochs).  ``output_dir`` receives the ``energies.*``/``forces.*`` files of
+        ``save_energies``/``save_forces``.
         """
         started = time.perf_counter()
         config = config or TorchTrainingConfig()
@@ -72,8 +76,11 @@ class TorchANNPotential:
         # Built after seeding, so the initial weights follow config.seed.
         self.model = AtomisticModel(self.arch, self.descriptor.species, self.descriptor.n_features,
                                     atomic_energies=data.train_set.atomic_energies, dtype=dtype).to(device)
+        if initial_model is not None:
+            self.model.load_state_dict(self._initial_state(initial_model, self.model))
         self.training_config = config
-        run = TrainingRun(self.model, data, config, save=self._write_model_file)
+        run = TrainingRun(self.model, data, config, save=self._write_model_file,
+                          fit_normalization=initial_model is None)
         if resume is not None:
             self.model.load_state_dict(resume["model_state_dict"])
             run.load_state_dict(resume["run_state"], resume["training_history"], resume["best_val_loss"])
@@ -86,6 +93,17 @@ class TorchANNPotential:
         if config.timing:
             print(out.timing_report(setup_time))
         return out
+
+    def _initial_state(self, path, model) -> dict:
+        """The state of model file ``path`` to start training from, once it is checked to fit ``model``."""
+        payload = read_model_file(path)
+        stored = {key: payload["descriptor_config"][key] for key in IDENTITY_KEYS}
+        if stored != self.descriptor.identity() or payload["architecture"] != self.arch:
+            raise ValueError(f"{path}: the initial model's descriptor or architecture differs from this potential's")
+        state = {k: v.to(model.feature_mean) for k, v in payload["model_state_dict"].items()}
+        if not torch.allclose(state["atomic_energies"], model.atomic_energies, rtol=0, atol=1e-12):
+            raise ValueError(f"{path}: the initial model's atomic reference energies differ from the data's")
+        return state
 
     def _checkpoint_to_resume(self, path) -> dict:
         payload = read_model_file(path)

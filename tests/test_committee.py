@@ -378,3 +378,28 @@ def test_a_member_writes_its_files_into_its_folder_without_changing_directory(cu
                            save_energies=True), dataset, Split.create(dataset, 25, 2), seed=1)
     assert summary["status"] == "completed", summary["error"]
     assert (tmp_path / "member" / "energies.train.0").exists() and not (tmp_path / "energies.train.0").exists()
+
+
+def test_a_warm_started_member_starts_from_the_given_model(straight_member, tmp_path):
+    dataset, split, full, straight = straight_member
+    initial = tmp_path / "straight/model.pt"
+    untrained = TorchANNPotential(ARCH, descriptor())
+    summary = train_member(untrained, tmp_path / "zero", replace(full, iterations=0), dataset, split, seed=5,
+                           initial_model=initial)
+    assert summary["status"] == "completed" and summary["initial_model"] == str(initial)
+    for name, value in straight.model.state_dict().items():  # weights and normalisation: the given model's
+        assert torch.equal(value, untrained.model.state_dict()[name]), name
+    warm, scratch = TorchANNPotential(ARCH, descriptor()), TorchANNPotential(ARCH, descriptor())
+    train_member(warm, tmp_path / "warm", replace(full, iterations=1), dataset, split, seed=5, initial_model=initial)
+    train_member(scratch, tmp_path / "scratch", replace(full, iterations=1), dataset, split, seed=5)
+    first_epoch = [json.loads((tmp_path / name / "history.json").read_text())["train_energy_rmse"][0]
+                   for name in ("warm", "scratch")]
+    assert first_epoch[0] < first_epoch[1]
+
+
+def test_a_warm_start_from_another_architecture_is_refused(straight_member, tmp_path):
+    dataset, split, full, _ = straight_member
+    other = TorchANNPotential({"Cu": [(3, "tanh")], "Au": [(3, "tanh")]}, descriptor())
+    summary = train_member(other, tmp_path / "other", full, dataset, split, seed=5,
+                           initial_model=tmp_path / "straight/model.pt")
+    assert summary["status"] == "failed" and "descriptor or architecture differs" in summary["error"]

@@ -59,17 +59,18 @@ def refuse_non_finite(trainout: TrainOut, potential, has_test: bool) -> None:
         raise ValueError(f"training diverged ({found}): check the labels (energies, forces) and the learning rate")
 
 
-def _fingerprint(potential, config, dataset, split, seed) -> str:
+def _fingerprint(potential, config, dataset, split, seed, initial_model=None) -> str:
     """Identifies what a member's checkpoints were made for (everything but the epoch count): settings,
-    model, data (content, atomic references, database recipe), split and seed.  A cosine schedule spans the
-    iterations, so with one they count too."""
+    model, data (content, atomic references, database recipe), split, seed and the model it started from.
+    A cosine schedule spans the iterations, so with one they count too."""
     cosine = config.use_scheduler and config.scheduler == "cosine"
     ignored = [key for key in _NOT_FINGERPRINTED if not (cosine and key == "iterations")]
     settings = {key: value for key, value in config.to_dict().items() if key not in ignored}
     descriptor = potential.descriptor
     payload = {"config": settings, "arch": potential.arch, "descriptor": descriptor.identity(),
                "dtype": str(descriptor.dtype), "split": [split.content_sha256, split.train, split.test], "seed": seed,
-               "atomic_energies": dataset.atomic_energies, "database": dataset.recipe_sha256}
+               "atomic_energies": dataset.atomic_energies, "database": dataset.recipe_sha256,
+               "initial_model": None if initial_model is None else file_sha256(initial_model)}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -109,11 +110,12 @@ def _resume_point(checkpoints: Path, fingerprint: str, iterations: int):
 
 
 def train_member(potential: TorchANNPotential, member_dir, config: TorchTrainingConfig, dataset, split: Split,
-                 member_index: int = 0, seed=None, device=None) -> dict:
+                 member_index: int = 0, seed=None, device=None, initial_model=None) -> dict:
     """Train one committee member into ``member_dir`` and return its summary (also in summary.json).
 
     A rerun after an interruption resumes from the member's last checkpoint when the
     configuration checkpoints (``checkpoint_interval``), and trains only the missing epochs.
+    ``initial_model`` (a model file) warm-starts it (``TorchANNPotential.train``).
     Failures are recorded in the summary instead of raised.
     """
     member_dir = Path(member_dir).resolve()
@@ -124,7 +126,8 @@ def train_member(potential: TorchANNPotential, member_dir, config: TorchTraining
     summary = {"member_index": member_index, "seed": seed, "split_seed": split.split_seed, "device": device,
                "member_dir": ".", "checkpoint_dir": "checkpoints" if checkpoints else None,
                "architecture": potential.arch, "descriptor_config": potential.descriptor.get_config(),
-               "training_config": None, "resumed_from": None}
+               "training_config": None, "resumed_from": None,
+               "initial_model": None if initial_model is None else str(initial_model)}
     (member_dir / "summary.json").unlink(missing_ok=True)
     try:
         member_config = replace(config, seed=seed, device=device,
@@ -132,8 +135,8 @@ def train_member(potential: TorchANNPotential, member_dir, config: TorchTraining
         summary["training_config"] = member_config.to_dict()
         resume = None
         if checkpoints is not None:
-            resume = _resume_point(checkpoints, _fingerprint(potential, member_config, dataset, split, seed),
-                                   config.iterations)
+            resume = _resume_point(checkpoints, _fingerprint(potential, member_config, dataset, split, seed,
+                                                             initial_model), config.iterations)
         if resume is not None:
             done = checkpoint_epoch(resume) + 1
             member_config = replace(member_config, iterations=config.iterations - done)
@@ -141,7 +144,7 @@ def train_member(potential: TorchANNPotential, member_dir, config: TorchTraining
             print(f"member {member_index}: resuming from {resume} ({done} of {config.iterations} epochs done)",
                   file=sys.stderr, flush=True)
         out = potential.train(dataset=dataset, split=split, config=member_config, resume_from=resume,
-                              output_dir=member_dir)
+                              output_dir=member_dir, initial_model=initial_model)
         refuse_non_finite(out, potential, has_test=bool(split.test))
         potential.training_config = replace(member_config, iterations=config.iterations)  # whatever was resumed
         out.to_json(member_dir / "history.json")

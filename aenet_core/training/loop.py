@@ -45,7 +45,7 @@ class TrainingRun:
     run calls it for ``best_model.pt`` and the periodic checkpoints.
     """
 
-    def __init__(self, model, data, config, save=None):
+    def __init__(self, model, data, config, save=None, fit_normalization=True):
         if config.early_stopping_patience is not None and not data.test_idx:
             raise ValueError("TorchTrainingConfig.early_stopping_patience needs validation structures and this "
                              "run has none (testpercent 0, a split without test structures or no test_dataset);"
@@ -55,7 +55,8 @@ class TrainingRun:
         self.loss = EnergyForceLoss(config.force_weight, config.force_scale_unbiased, config.stress_weight)
         train_source = feature_source(data.train_set, config, "train")
         test_source = feature_source(data.test_set, config, "val") if data.test_idx else None
-        fit_normalization(model, train_source, data.train_idx, config)
+        if fit_normalization:  # else the model's own (a warm start keeps what its weights were trained with)
+            fit_data_normalization(model, train_source, data.train_idx, config)
         if config.cache_warmup:
             warm_up(config, ((train_source, data.train_idx), (test_source, data.test_idx)))
         workers = (config.num_workers, config.prefetch_factor, config.persistent_workers)
@@ -308,7 +309,7 @@ def feature_source(dataset, config, split) -> FeatureSource:
                          neighbor_cache=cache(config.cache_neighbors, config.cache_neighbor_max_entries, "neighbors"))
 
 
-def fit_normalization(model, source, indices, config) -> None:
+def fit_data_normalization(model, source, indices, config) -> None:
     """Feature statistics and energy scaling from the training split (or as the configuration fixes them)."""
     if config.normalize_features:
         if config.feature_stats is not None:
