@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from aenet_core.active_learning.commands import add_commands as add_active_learning_commands
 from aenet_core.allocator import keep_freed_memory
 from aenet_core.committee import TorchCommitteePotential, TorchCommitteeTrainResult, aggregate_committee, train_member
 from aenet_core.data import HDF5StructureDataset, ShardedDataset, open_databases
@@ -112,13 +113,16 @@ def _reference_energies(args):
 
 def _build_database(args):
     references = ReferenceEnergies.load(args.reference_energies).atomic_energies if args.reference_energies else {}
-    species = args.species or sorted({x for entry in iter_entries(args.inputs) for x in entry.structure.species})
+    # An empty file is ASE's error, but with --allow-empty it is a source of no structures.
+    inputs = [path for path in args.inputs if not (args.allow_empty and Path(path).stat().st_size == 0)]
+    species = args.species or sorted({x for entry in iter_entries(inputs) for x in entry.structure.species})
     started = time.perf_counter()
-    db = HDF5StructureDataset(_descriptor(args, species), args.output, sources=args.inputs, mode="build",
+    db = HDF5StructureDataset(_descriptor(args, species), args.output, sources=inputs, mode="build",
                               max_energy=args.max_energy, max_forces=args.max_forces, atomic_energies=references,
                               compression=args.compression, limits=_limits(args))
     db.build_database(show_progress=sys.stderr.isatty(), build_workers=args.workers, persist_features=True,
-                      persist_force_derivatives=not args.no_derivatives, **_given(storage_dtype=args.storage_dtype))
+                      persist_force_derivatives=not args.no_derivatives, allow_empty=args.allow_empty,
+                      **_given(storage_dtype=args.storage_dtype))
     print(f"{len(db)} structures ({db._attrs['n_filtered']} filtered out) in {time.perf_counter() - started:.1f} s "
           f"-> {args.output} ({Path(args.output).stat().st_size / 1e6:.1f} MB)")
 
@@ -262,6 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--storage-dtype", choices=["float64", "float32"], help=f"default {DEFAULT_STORAGE_DTYPE}")
     build.add_argument("--compression", choices=["gzip", "lzf"])
     build.add_argument("--no-derivatives", action="store_true", help="persist features only (energy training)")
+    build.add_argument("--allow-empty", action="store_true", help="empty input files and a database of no "
+                       "structures are not an error (an active-learning round whose every labelling failed)")
     _add_limit_arguments(build, [f.name for f in fields(PlausibilityLimits)])
     build.set_defaults(func=_build_database)
 
@@ -315,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("input")
     convert.add_argument("output")
     convert.set_defaults(func=_convert_model)
+    add_active_learning_commands(commands)
     return parser
 
 

@@ -1,0 +1,203 @@
+"""The command-line steps of the active-learning loop (``aenet-core <command>``), one per workflow rule."""
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+
+from aenet_core.active_learning import explore as md
+from aenet_core.active_learning import rounds
+from aenet_core.active_learning.label import label_frames, labelling_report
+from aenet_core.active_learning.select import dataset_vectors, select_frames, structure_vectors
+from aenet_core.committee import TorchCommitteePotential
+from aenet_core.data.shards import open_databases
+from aenet_core.files import atomic_write, read_json, write_json
+from aenet_core.io import read_structures, write_extxyz
+from aenet_core.split import Split
+from aenet_core.structure import Structure
+
+
+def _exploration_seeds(args):
+    if args.files:
+        pool = [s for path in args.files for s in read_structures(path)]
+    else:
+        db = open_databases(args.database)
+        split = Split.load(args.split)
+        split.check(db, label=args.split)
+        pool = [db.get_structure(i) for i in split.train]
+    seeds = rounds.exploration_seeds(pool, args.count, args.seed)
+    write_extxyz(args.output, seeds)
+    print(f"{len(seeds)} starting structures of {len(pool)} -> {args.output}")
+
+
+def _explore(args):
+    committee = TorchCommitteePotential.from_directory(args.committee, calibration=args.calibration)
+    seeds = read_structures(args.seeds)
+    if not 0 <= args.seed_index < len(seeds):
+        raise SystemExit(f"{args.seeds}: no starting structure {args.seed_index} ({len(seeds)} there)")
+    given = {f.name: getattr(args, f.name) for f in fields(md.ExploreSettings) if getattr(args, f.name, None) is not None}
+    settings = md.ExploreSettings(seed=args.random_seed, **given)
+    frames, summary = md.explore(committee, seeds[args.seed_index], settings)
+    md.write_trajectory(args.output, frames)
+    n_atoms = len(frames[0])
+    calibrated = [f.info["energy_std_calibrated"] / n_atoms for f in frames]
+    summary |= {"start": seeds[args.seed_index].name, "max_force_std": [f.info["max_force_std"] for f in frames],
+                "energy_std_calibrated_per_atom": [None if np.isnan(value) else value for value in calibrated]}
+    write_json(args.summary, summary, indent=1)
+    stop = f"stopped at step {summary['stop_step']} (trust_hi)" if summary["stopped_early"] else "ran every step"
+    print(f"{len(frames)} frames, {stop} -> {args.output}")
+
+
+def _named_frames(paths) -> list:
+    """Every frame of the trajectories, named ``path#frame=N`` (where a selected frame came from)."""
+    frames = []
+    for path in paths:
+        for index, atoms in enumerate(md.read_trajectory(path)):
+            atoms.info["name"] = f"{path}#frame={index}"
+            frames.append(atoms)
+    return frames
+
+
+def _select(args):
+    frames = _named_frames(args.trajectories)
+    db = open_databases(args.database)
+    structures = [Structure.from_ase(atoms) for atoms in frames]
+    vectors = structure_vectors(db.descriptor, structures) if structures else np.zeros((0, 0))
+    chosen = select_frames(frames, vectors, dataset_vectors(db), args.trust_lo, args.trust_hi, args.max_frames)
+    md.write_trajectory(args.candidates, [frames[i] for i in chosen["candidates"]])
+    md.write_trajectory(args.selected, [frames[i] for i in chosen["selected"]])
+    report = {"n_frames": len(frames), "n_candidates": len(chosen["candidates"]), "n_selected": len(chosen["selected"]),
+              "trust_lo": args.trust_lo, "trust_hi": args.trust_hi, "max_frames": args.max_frames,
+              "selected": [{"name": frames[i].info["name"], "max_force_std": frames[i].info["max_force_std"],
+                            "distance": d} for i, d in zip(chosen["selected"], chosen["distances"])]}
+    write_json(args.report, report, indent=1)
+    print(f"{len(frames)} frames, {report['n_candidates']} candidates, {report['n_selected']} selected -> "
+          f"{args.selected}")
+
+
+def _label(args):
+    frames = [Structure.from_ase(atoms) for atoms in md.read_trajectory(args.selected)]
+    first = args.batch * args.batch_size
+    batch = frames[first: first + args.batch_size]
+    kwargs = json.loads(args.kwargs)
+    labelled, records = label_frames(batch, args.calculator, kwargs, args.workdir, first_index=first)
+    write_extxyz(args.output, labelled)
+    report = labelling_report(records, args.calculator, kwargs)
+    write_json(args.report, report, indent=1)
+    for record in records:
+        if record["status"] == "failed":
+            print(f"failed: {record['name']}: {record['error']}")
+    print(f"batch {args.batch}: {report['n_labelled']} of {len(batch)} frames labelled -> {args.output}")
+
+
+def _merge_labels(args):
+    with atomic_write(args.output) as handle:
+        for path in args.labelled:
+            handle.write(Path(path).read_text())
+    reports = [read_json(path, "labelling report") for path in args.reports]
+    records = [record for report in reports for record in report["frames"]]
+    first = reports[0] if reports else {"calculator": None, "kwargs": {}}
+    write_json(args.report, labelling_report(records, first["calculator"], first["kwargs"]), indent=1)
+    print(f"{sum(r['status'] == 'labelled' for r in records)} of {len(records)} frames labelled -> {args.output}")
+
+
+def _round_summary(args):
+    summary = rounds.round_summary(args.round, args.evaluation, args.explorations or (), args.selection,
+                                   args.labelling)
+    write_json(args.output, summary, indent=1)
+    print(f"round {args.round}: {summary['n_labelled']} labelled, test energy RMSE "
+          f"{summary['test_energy_rmse_per_atom']} eV/atom -> {args.output}")
+
+
+def _report(args):
+    table = rounds.rounds_table(args.summaries)
+    with atomic_write(args.table) as handle:
+        table.to_csv(handle, index=False)
+    rounds.plot_rounds(args.summaries, args.plot, args.trust_lo, args.trust_hi)
+    print(table.to_string(index=False))
+
+
+def _add_md_arguments(parser) -> None:
+    defaults = md.ExploreSettings.__dataclass_fields__
+    for name, unit in (("steps", ""), ("timestep", "fs"), ("interval", "steps"), ("friction", "1/fs"),
+                       ("pressure", "GPa"), ("thermostat_time", "fs"), ("barostat_time", "fs"),
+                       ("compressibility", "1/GPa")):
+        kind = int if name in ("steps", "interval") else float
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind,
+                            help=f"{unit + '; ' if unit else ''}default {defaults[name].default}")
+    parser.add_argument("--ensemble", choices=md.ENSEMBLES)
+
+
+def add_commands(commands) -> None:
+    """The loop's commands, added to the ``aenet-core`` subparsers ``commands``."""
+    seeds = commands.add_parser("exploration-seeds", help="the structures the exploration starts from (extxyz)")
+    source = seeds.add_mutually_exclusive_group(required=True)
+    source.add_argument("--files", nargs="+", help="draw from every frame of these structure files")
+    source.add_argument("--database", nargs="+", help="draw from the training structures of this database")
+    seeds.add_argument("--split", help="the database's split (with --database)")
+    seeds.add_argument("--count", type=int, required=True)
+    seeds.add_argument("--seed", type=int, required=True)
+    seeds.add_argument("--output", required=True)
+    seeds.set_defaults(func=_exploration_seeds)
+
+    explore = commands.add_parser("explore", help="molecular dynamics with a committee, recording its uncertainty")
+    explore.add_argument("committee", help="committee directory")
+    explore.add_argument("--calibration", help="calibration.json of the committee's evaluation")
+    explore.add_argument("--seeds", required=True, help="starting structures (extxyz)")
+    explore.add_argument("--seed-index", type=int, required=True)
+    explore.add_argument("--temperature", type=float, required=True, help="K")
+    explore.add_argument("--trust-hi", type=float, required=True, help="eV/Å: stop above this maximum force spread")
+    explore.add_argument("--random-seed", type=int, required=True)
+    _add_md_arguments(explore)
+    explore.add_argument("--output", required=True, help="trajectory (extxyz)")
+    explore.add_argument("--summary", required=True, help="JSON")
+    explore.set_defaults(func=_explore)
+
+    select = commands.add_parser("select", help="candidates in the trust window, then diverse frames of them")
+    select.add_argument("trajectories", nargs="+")
+    select.add_argument("--database", nargs="+", required=True, help="what is labelled already (every shard)")
+    select.add_argument("--trust-lo", type=float, required=True)
+    select.add_argument("--trust-hi", type=float, required=True)
+    select.add_argument("--max-frames", type=int, required=True)
+    select.add_argument("--candidates", required=True)
+    select.add_argument("--selected", required=True)
+    select.add_argument("--report", required=True)
+    select.set_defaults(func=_select)
+
+    label = commands.add_parser("label", help="label one batch of selected frames with an ASE calculator")
+    label.add_argument("selected")
+    label.add_argument("--batch", type=int, required=True, help="frames batch*batch_size onwards")
+    label.add_argument("--batch-size", type=int, required=True)
+    label.add_argument("--calculator", required=True, help="import path, e.g. ase.calculators.emt.EMT")
+    label.add_argument("--kwargs", default="{}", help="JSON keyword arguments of the calculator")
+    label.add_argument("--workdir", required=True, help="finished calculations are kept here")
+    label.add_argument("--output", required=True)
+    label.add_argument("--report", required=True)
+    label.set_defaults(func=_label)
+
+    merge = commands.add_parser("merge-labels", help="one file and one report of a round's labelling batches")
+    merge.add_argument("labelled", nargs="*")
+    merge.add_argument("--reports", nargs="*", default=[])
+    merge.add_argument("--output", required=True)
+    merge.add_argument("--report", required=True)
+    merge.set_defaults(func=_merge_labels)
+
+    summary = commands.add_parser("round-summary", help="one round's counts, uncertainties and test errors")
+    summary.add_argument("--round", type=int, required=True)
+    summary.add_argument("--evaluation", required=True, help="the round's evaluation summary.json")
+    summary.add_argument("--explorations", nargs="+")
+    summary.add_argument("--selection")
+    summary.add_argument("--labelling")
+    summary.add_argument("--output", required=True)
+    summary.set_defaults(func=_round_summary)
+
+    report = commands.add_parser("active-learning-report", help="the run's table and plots over its rounds")
+    report.add_argument("summaries", nargs="+")
+    report.add_argument("--trust-lo", type=float, required=True)
+    report.add_argument("--trust-hi", type=float, required=True)
+    report.add_argument("--table", required=True)
+    report.add_argument("--plot", required=True)
+    report.set_defaults(func=_report)
+

@@ -1,0 +1,187 @@
+"""Molecular dynamics with a committee, recording where its members disagree.
+
+``explore`` runs Langevin NVT or Berendsen NPT dynamics on the committee's mean forces and records a
+frame every ``interval`` steps with the committee's energy and spread.  The prediction is stored as
+``committee_energy`` (never as ``energy``, ``forces`` or ``stress``, and no calculator is attached), so a
+trajectory read back never passes for labelled data.  ``write_trajectory`` and ``read_trajectory`` keep
+the frames as extended XYZ.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import ase.io
+import numpy as np
+from ase import Atoms, units
+from ase.md.langevin import Langevin
+from ase.md.nptberendsen import NPTBerendsen
+from ase.md import velocitydistribution
+
+from aenet_core.calculator import AenetCalculator
+from aenet_core.files import atomic_write
+from aenet_core.rules import ANY, POSITIVE, SEED, NumberRule, check_numbers
+from aenet_core.structure import Structure
+
+ENSEMBLES = ("nvt", "npt")
+
+
+# The ranges the workflow's schema holds too (tests/test_active_learning_config.py keeps them equal).
+EXPLORE_RULES = {"temperature": POSITIVE, "trust_hi": POSITIVE, "seed": SEED, "steps": NumberRule(True, 1),
+                 "timestep": POSITIVE, "interval": NumberRule(True, 1), "friction": POSITIVE, "pressure": ANY,
+                 "thermostat_time": POSITIVE, "barostat_time": POSITIVE, "compressibility": POSITIVE}
+
+
+@dataclass(frozen=True)
+class ExploreSettings:
+    """One trajectory's settings (units: K, fs, eV/Å, GPa).
+
+    ``interval``: a frame is recorded every this many steps (step 0 included).  ``trust_hi`` (eV/Å): the
+    trajectory stops at the first step whose maximum per-atom force spread exceeds it,
+    recording that step's frame.  ``friction`` (1/fs) is Langevin's (nvt); ``pressure``,
+    ``thermostat_time``, ``barostat_time`` and ``compressibility`` (1/GPa) are Berendsen's (npt).
+    ``seed`` draws the initial velocities and Langevin's random forces.
+    """
+
+    temperature: float
+    trust_hi: float
+    seed: int
+    steps: int = 200
+    timestep: float = 2.0
+    interval: int = 10
+    ensemble: str = "nvt"
+    friction: float = 0.01
+    pressure: float = 0.0
+    thermostat_time: float = 100.0
+    barostat_time: float = 1000.0
+    compressibility: float = 0.01
+
+    def __post_init__(self):
+        check_numbers(self, EXPLORE_RULES)
+        if self.ensemble not in ENSEMBLES:
+            raise ValueError(f"ExploreSettings.ensemble must be one of {ENSEMBLES}; got {self.ensemble!r}")
+
+
+def _start_atoms(start, ensemble: str) -> Atoms:
+    """A fresh, label-free Atoms of ``start`` (a Structure or ase.Atoms)."""
+    structure = Structure.from_ase(start) if isinstance(start, Atoms) else start
+    periodic = structure.cell is not None and bool(structure.pbc.all())
+    if ensemble == "npt" and not periodic:
+        raise ValueError(f"npt changes the cell, so it needs a structure periodic in 3D; "
+                         f"{structure.name or 'the start'} has pbc "
+                         f"{None if structure.pbc is None else structure.pbc.tolist()}")
+    return Atoms(symbols=structure.species, positions=structure.positions, cell=structure.cell,
+                 pbc=structure.pbc if structure.pbc is not None else False)
+
+
+def _thermalize(atoms: Atoms, temperature: float, rng) -> None:
+    """Maxwell-Boltzmann momenta from ``rng``, without centre-of-mass motion."""
+    if hasattr(velocitydistribution, "thermalize_momenta"):  # ASE >= 3.29 deprecates the older name
+        velocitydistribution.thermalize_momenta(atoms, temperature, rng=rng)
+    else:
+        velocitydistribution.MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
+    if len(atoms) > 1:  # a lone atom's momentum is its centre of mass's: removing it would leave 0 K
+        velocitydistribution.Stationary(atoms)
+
+
+def _dynamics(atoms: Atoms, settings: ExploreSettings, rng):
+    dt = settings.timestep * units.fs
+    if settings.ensemble == "nvt":
+        # fixcm=False: ASE deprecates its fixed-centre-of-mass Langevin; the centre of mass drifts harmlessly.
+        return Langevin(atoms, dt, temperature_K=settings.temperature, friction=settings.friction / units.fs,
+                        fixcm=False, rng=rng)
+    return NPTBerendsen(atoms, dt, temperature_K=settings.temperature, pressure_au=settings.pressure * units.GPa,
+                        taut=settings.thermostat_time * units.fs, taup=settings.barostat_time * units.fs,
+                        compressibility_au=settings.compressibility / units.GPa)
+
+
+class _Recorder:
+    """The observer called after every step: reads the step's committee results (already evaluated by
+    the dynamics) and records a frame every ``interval`` steps, or when above ``trust_hi``."""
+
+    def __init__(self, atoms, dynamics, settings, calibration_factor):
+        self.atoms, self.dynamics, self.settings = atoms, dynamics, settings
+        self.calibration_factor = calibration_factor
+        self.frames, self.max_force_stds = [], []
+        self.stop_step = None
+
+    def __call__(self):
+        step, calc = self.dynamics.nsteps, self.atoms.calc
+        # get_property returns the cached results of this geometry; it evaluates only if none are cached.
+        force_std = np.linalg.norm(calc.get_property("forces_std", self.atoms), axis=1)
+        max_force_std = float(force_std.max())
+        self.max_force_stds.append(max_force_std)
+        above = max_force_std > self.settings.trust_hi
+        if above:
+            self.stop_step = step
+        if above or step % self.settings.interval == 0:
+            self.frames.append(self._frame(step, force_std, max_force_std, above))
+
+    def _frame(self, step, force_std, max_force_std, above) -> Atoms:
+        frame = self.atoms.copy()  # positions, cell, momenta; no calculator
+        frame.constraints = []
+        energy_std = float(self.atoms.calc.get_property("energy_std", self.atoms))
+        calibrated = math.nan if self.calibration_factor is None else float(self.calibration_factor) * energy_std
+        frame.info = {"step": int(step), "time_fs": step * self.settings.timestep,
+                      "temperature_K": float(self.atoms.get_temperature()),
+                      "committee_energy": float(self.atoms.calc.get_property("energy", self.atoms)),
+                      "energy_std": energy_std, "energy_std_calibrated": calibrated,
+                      "max_force_std": max_force_std, "above_trust_hi": bool(above)}
+        frame.arrays["force_std"] = force_std.copy()
+        return frame
+
+
+def explore(committee, start, settings: ExploreSettings) -> tuple[list, dict]:
+    """Run ``settings.steps`` MD steps of ``start`` (Structure or ase.Atoms) on ``committee``'s mean forces.
+
+    Returns the recorded frames (calculator-free ase.Atoms with momenta; ``info``: ``step``, ``time_fs``,
+    ``temperature_K`` (instantaneous), ``committee_energy``, ``energy_std`` (eV, the members' population
+    std), ``energy_std_calibrated`` (calibration factor x energy_std; NaN without a calibration),
+    ``max_force_std`` (eV/Å), ``above_trust_hi``; ``arrays['force_std']``: per atom, the norm over x, y, z
+    of the members' force std) and a summary.  Recording reads the results the dynamics already
+    evaluated: the model runs once per Langevin step (twice per Berendsen step, which ASE evaluates again
+    after scaling the cell).
+    """
+    if not isinstance(settings, ExploreSettings):
+        raise TypeError(f"settings must be ExploreSettings; got {type(settings).__name__}")
+    atoms = _start_atoms(start, settings.ensemble)
+    atoms.calc = AenetCalculator(committee)
+    rng = np.random.default_rng(settings.seed)
+    _thermalize(atoms, settings.temperature, rng)
+    dynamics = _dynamics(atoms, settings, rng)
+    recorder = _Recorder(atoms, dynamics, settings, getattr(committee, "calibration_factor", None))
+    dynamics.attach(recorder, interval=1)
+    for _ in dynamics.irun(settings.steps):
+        if recorder.stop_step is not None:
+            break
+    return recorder.frames, _summary(recorder, dynamics.nsteps, settings)
+
+
+def _summary(recorder: _Recorder, steps_run: int, settings: ExploreSettings) -> dict:
+    spreads = np.asarray(recorder.max_force_stds)
+    return {"n_steps_run": int(steps_run), "n_frames": len(recorder.frames),
+            "stopped_early": recorder.stop_step is not None, "stop_step": recorder.stop_step,
+            "max_force_std_max": float(spreads.max()), "max_force_std_p50": float(np.quantile(spreads, 0.5)),
+            "max_force_std_p90": float(np.quantile(spreads, 0.9)), "temperature": settings.temperature,
+            "seed": settings.seed, "ensemble": settings.ensemble, "steps": settings.steps,
+            "interval": settings.interval, "timestep": settings.timestep}
+
+
+def write_trajectory(path, frames) -> None:
+    """``frames`` as extended XYZ, written atomically (an empty list gives an empty file).
+
+    Positions and per-atom arrays are written with 8 decimals (ASE's fixed format), the cell and
+    ``info`` numbers exactly; calculator results are never written.
+    """
+    frames = list(frames)
+    with atomic_write(path) as handle:
+        if frames:
+            ase.io.write(handle, frames, format="extxyz", write_results=False)
+
+
+def read_trajectory(path) -> list:
+    """The frames of a ``write_trajectory`` file (an empty list for an empty file)."""
+    if Path(path).stat().st_size == 0:  # nothing recorded; not every ASE version reads such a file
+        return []
+    return ase.io.read(path, index=":", format="extxyz")

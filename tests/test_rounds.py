@@ -1,0 +1,65 @@
+"""What a round starts from and reports: starting structures, the round summary, the run's table."""
+import json
+
+import numpy as np
+import pytest
+
+from aenet_core.active_learning.rounds import exploration_seeds, plot_rounds, round_summary, rounds_table
+from aenet_core.example_data import make_cuau_structures
+
+
+def test_starting_structures_are_a_reproducible_sample_without_labels():
+    structures = make_cuau_structures(6, seed=1)
+    first, again = exploration_seeds(structures, 3, seed=4), exploration_seeds(structures, 3, seed=4)
+    assert [s.name for s in first] == [s.name for s in again] and len({s.name for s in first}) == 3
+    assert all(s.energy is None and s.forces is None and s.stress is None for s in first)
+    by_name = {s.name: s for s in structures}
+    for seed in first:
+        np.testing.assert_array_equal(seed.positions, by_name[seed.name].positions)
+    assert [s.name for s in exploration_seeds(structures, 3, seed=5)] != [s.name for s in first]
+    with pytest.raises(ValueError, match="7 exploration seeds asked for, but only 6 structures"):
+        exploration_seeds(structures, 7, seed=0)
+
+
+def write(path, data):
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.fixture
+def round_files(tmp_path):
+    evaluation = write(tmp_path / "evaluation.json", {"energy_rmse_per_atom": 0.02, "force_rmse": 0.3,
+                                                      "stress_rmse": 0.01})
+    explorations = [
+        write(tmp_path / "a.json", {"n_frames": 3, "n_steps_run": 20, "stopped_early": False,
+                                    "max_force_std": [0.1, 0.2, 0.3], "energy_std_calibrated_per_atom": [1, 2, 3]}),
+        write(tmp_path / "b.json", {"n_frames": 2, "n_steps_run": 7, "stopped_early": True,
+                                    "max_force_std": [0.4, 2.0], "energy_std_calibrated_per_atom": [4, 5]}),
+    ]
+    selection = write(tmp_path / "selection.json", {"n_candidates": 4, "n_selected": 3})
+    labelling = write(tmp_path / "labelling.json", {"n_labelled": 2, "n_failed": 1, "frames": [
+        {"name": "x", "status": "labelled", "error": None}, {"name": "y", "status": "failed", "error": "boom"}]})
+    return evaluation, explorations, selection, labelling
+
+
+def test_a_round_summary_counts_what_each_step_reported(round_files):
+    evaluation, explorations, selection, labelling = round_files
+    summary = round_summary(1, evaluation, explorations, selection, labelling)
+    assert (summary["n_trajectories"], summary["n_frames_explored"], summary["n_hit_trust_hi"]) == (2, 5, 1)
+    assert summary["fraction_hit_trust_hi"] == 0.5 and summary["n_steps_run"] == 27
+    assert (summary["n_candidates"], summary["n_selected"], summary["n_labelled"], summary["n_failed"]) == (4, 3, 2, 1)
+    assert summary["failures"] == [{"name": "y", "error": "boom"}]
+    assert summary["max_force_std_max"] == 2.0 and summary["max_force_std_p50"] == pytest.approx(0.3)
+    assert summary["test_force_rmse"] == 0.3
+    zero = round_summary(0, evaluation)
+    assert zero["n_frames_explored"] == 0 and zero["fraction_hit_trust_hi"] is None and zero["max_force_std_max"] is None
+
+
+def test_the_run_table_has_a_row_per_round_and_the_plot_is_written(round_files, tmp_path):
+    evaluation, explorations, selection, labelling = round_files
+    paths = [write(tmp_path / "r1.json", round_summary(1, evaluation, explorations, selection, labelling)),
+             write(tmp_path / "r0.json", round_summary(0, evaluation))]
+    table = rounds_table(paths)
+    assert table["round"].tolist() == [0, 1] and "max_force_std" not in table and table["n_labelled"].tolist() == [0, 2]
+    plot_rounds(paths, tmp_path / "rounds.png", 0.05, 1.0)
+    assert (tmp_path / "rounds.png").read_bytes()[:4] == b"\x89PNG"
