@@ -1,5 +1,7 @@
 # aenet_core workflow: example data (optional) -> reference energies -> database -> split ->
-# one training job per committee member -> aggregation, .nn.ascii export and evaluation.
+# one training job per committee member -> aggregation, .nn.ascii export and evaluation; with active
+# learning, rounds of exploration (one job per start and temperature), selection, labelling (one job
+# per batch) and retraining on the database shards labelled so far.
 from snakemake.utils import min_version
 
 min_version("8.8")
@@ -11,8 +13,14 @@ configfile: "config.yaml"
 report: "workflow/report/workflow.rst"
 
 
+# run: a run, or a round of its active-learning loop (<run>/round_NN); name: a run.
 wildcard_constraints:
-    run="[A-Za-z0-9_.-]+",
+    run="[A-Za-z0-9_.-]+(/round_[0-9]{2})?",
+    name="[A-Za-z0-9_.-]+",
+    round="[0-9]{2}",
+    seed="[0-9]+",
+    temperature="[0-9.]+",
+    batch="[0-9]+",
     member="[0-9]+",
     db="[0-9a-f]+",
 
@@ -23,6 +31,7 @@ include: "workflow/rules/database.smk"
 include: "workflow/rules/committee.smk"
 include: "workflow/rules/export.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/active_learning.smk"
 
 
 # Quick bookkeeping runs on the submitting host instead of queueing a job each.
@@ -32,6 +41,10 @@ localrules:
     split,
     aggregate,
     export,
+    exploration_seeds,
+    merge_labels,
+    round_summary,
+    active_learning_report,
 
 
 # Not in dry runs: a CUDA run stops here, before any job, when the jobs' torch has no CUDA build.

@@ -2,7 +2,7 @@
 what was expected; the schema's ranges are the library's rules."""
 import pytest
 import yaml
-from workflow_setup import ROOT, default_config, snakemake
+from workflow_setup import ROOT, default_config, shipped_config, snakemake
 
 from aenet_core.rules import DEFAULT_MIN_CUTOFF, ORDER, SEED
 
@@ -83,6 +83,54 @@ CASES = {
     "absurd rad_order": (lambda c: descriptor(c).update(rad_order=100000),
                          f"runs.example.descriptor.rad_order: 100000 is greater than the maximum of {ORDER.high}"),
 }
+
+
+
+def loop(config):
+    return run(config)["active_learning"]
+
+
+LOOP = "runs.example.active_learning"
+LOOP_CASES = {
+    "trust levels reversed": (lambda c: loop(c).update(trust_lo=0.5, trust_hi=0.1),
+                              f"{LOOP}: trust_lo (0.5) must be below trust_hi (0.1)"),
+    "trust levels equal": (lambda c: loop(c).update(trust_lo=0.5, trust_hi=0.5),
+                           f"{LOOP}: trust_lo (0.5) must be below trust_hi (0.5)"),
+    "a negative temperature": (lambda c: loop(c).update(temperatures=[300, -5]),
+                               f"{LOOP}.temperatures[1]: -5 is less than or equal to the minimum of 0"),
+    "temperature 0": (lambda c: loop(c).update(temperatures=[0]),
+                      f"{LOOP}.temperatures[0]: 0 is less than or equal to the minimum of 0"),
+    "a temperature twice as a file name": (lambda c: loop(c).update(temperatures=[300, 300.0000001]),
+                                           f"{LOOP}.temperatures: [300, 300.0000001] repeat a temperature"),
+    "no rounds": (lambda c: loop(c).update(rounds=0), f"{LOOP}.rounds: 0 is less than the minimum of 1"),
+    "a calculator module that does not exist": (
+        lambda c: loop(c)["label"].update(calculator="no_such_package.calculators.DFT"),
+        f"{LOOP}.label.calculator: calculator 'no_such_package.calculators.DFT': cannot import "
+        "no_such_package.calculators"),
+    "a calculator class that does not exist": (
+        lambda c: loop(c)["label"].update(calculator="ase.calculators.emt.NoSuchEMT"),
+        f"{LOOP}.label.calculator: calculator 'ase.calculators.emt.NoSuchEMT': ase.calculators.emt has no class"),
+    "shell syntax as a calculator": (lambda c: loop(c)["label"].update(calculator="ase.EMT; touch pwned"),
+                                     f"{LOOP}.label.calculator: 'ase.EMT; touch pwned' does not match"),
+    "npt without stresses": (lambda c: (loop(c).update(ensemble="npt"), run(c)["training"].update(stress_weight=0)),
+                             f"{LOOP}.ensemble: npt needs a potential trained on stresses"),
+    "seed files that match nothing": (lambda c: loop(c).update(seed_files="no/such/*.xyz"),
+                                      f"{LOOP}.seed_files: 'no/such/*.xyz' matches no file"),
+    "no labelling calculator": (lambda c: loop(c).pop("label"), f"{LOOP}: 'label' is a required property"),
+    "no test split to compare rounds on": (lambda c: run(c)["split"].update(testpercent=0),
+                                           f"{LOOP}: the rounds are evaluated on round 0's test split"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("edit, message", LOOP_CASES.values(), ids=LOOP_CASES)
+def test_a_bad_active_learning_section_fails_the_dry_run_naming_the_key(tmp_path, edit, message):
+    config = shipped_config()
+    edit(config)
+    result = snakemake(tmp_path, config, "-n")
+    assert result.returncode != 0 and message in result.stdout + result.stderr, result.stdout + result.stderr
+    assert "Job stats" not in result.stdout
+    assert not (tmp_path / "pwned").exists()
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 from aenet_core.data.plausibility import LIMIT_RULES
-from workflow_setup import (ROOT, SNAKEMAKE, default_config, member_weights, planned_jobs, snakemake,
+from workflow_setup import (ROOT, SNAKEMAKE, default_config, shipped_config, member_weights, planned_jobs, snakemake,
                             tiny_config)
 
 pytestmark = pytest.mark.slow
@@ -24,10 +24,22 @@ def needs_snakemake():
         pytest.skip("snakemake is not installed")
 
 
-def test_default_config_plans_the_whole_dag(tmp_path):
+def test_a_run_plans_the_whole_dag(tmp_path):
     jobs = planned_jobs(snakemake(tmp_path, default_config(), "-n"))
     assert jobs == {"example_data": 1, "reference_energies": 1, "build_database": 1, "split": 1, "train_member": 2,
                     "aggregate": 1, "export": 1, "evaluate": 1, "all": 1}
+
+
+def test_the_shipped_config_plans_round_0_and_two_rounds_of_active_learning(tmp_path):
+    jobs = planned_jobs(snakemake(tmp_path, shipped_config(), "-n"))
+    loop = shipped_config()["runs"]["example"]["active_learning"]
+    rounds, explorations = loop["rounds"], loop["seeds"] * len(loop["temperatures"])
+    assert rounds >= 2
+    assert jobs == {"example_data": 1, "reference_energies": 1, "build_database": 1, "exploration_seeds": 1,
+                    "split": rounds + 1, "train_member": 2 * (rounds + 1), "aggregate": rounds + 1,
+                    "export": rounds + 1, "evaluate": rounds + 1, "round_summary": rounds + 1,
+                    "explore": explorations * rounds, "select": rounds, "label": 2 * rounds, "merge_labels": rounds,
+                    "build_shard": rounds, "active_learning_report": 1, "all": 1}
 
 
 def test_a_sweep_shares_what_it_can(tmp_path):
@@ -245,8 +257,21 @@ def test_the_database_limits_are_the_library_rules_and_reach_both_commands(tmp_p
     assert "--energy-limit" not in commands["build-database"]  # not given: the library's default
 
 
+def test_the_md_settings_are_the_library_rules_and_defaults():
+    from aenet_core.active_learning.explore import EXPLORE_RULES
+
+    loop = run_schema()["active_learning"]["properties"]
+    for key, rule in EXPLORE_RULES.items():
+        if key in loop:
+            given = {k: v for k, v in loop[key].items() if k != "description"}
+            assert given == rule.json_schema(), key
+    assert {"temperatures", "random_seed"} <= set(loop) and {"seed", "temperature"}.isdisjoint(loop)
+    assert loop["temperatures"]["items"] == EXPLORE_RULES["temperature"].json_schema()
+    assert not any("default" in loop[key] for key in EXPLORE_RULES if key in loop)
+
+
 def test_lint_reports_nothing(tmp_path):
-    result = snakemake(tmp_path, default_config(), "--lint")
+    result = snakemake(tmp_path, shipped_config(), "--lint")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Lints for" not in result.stdout + result.stderr
 

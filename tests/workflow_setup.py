@@ -15,8 +15,15 @@ SNAKEMAKE = shutil.which("snakemake") or str(Path(sys.executable).parent / "snak
 TINY = {"iterations": 5, "method": {"name": "adam", "mu": 0.005, "batchsize": 4}, "force_weight": 0.1}
 
 
-def default_config() -> dict:
+def shipped_config() -> dict:
     return yaml.safe_load((ROOT / "config.yaml").read_text())
+
+
+def default_config() -> dict:
+    """The shipped config without the example run's active-learning loop (test_active_learning.py runs that)."""
+    config = shipped_config()
+    config["runs"]["example"].pop("active_learning")
+    return config
 
 
 def snakemake(workdir, config, *args, timeout=600):

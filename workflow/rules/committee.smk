@@ -2,6 +2,7 @@ rule train_member:
     input:
         database=run_database,
         split=rules.split.output[0],
+        initial=warm_start_model,
     output:
         model="results/{run}/committee/member_{member}/model.pt",
         history_json="results/{run}/committee/member_{member}/history.json",
@@ -13,20 +14,21 @@ rule train_member:
         "results/{run}/benchmarks/train_member_{member}.tsv"
     conda:
         "../../envs/aenet_core.yaml"
-    threads: lookup(dpath="runs/{run}/threads", within=config)
+    threads: run_setting("threads")
     resources:
         **member_resources(),
     params:
         arch=arch_json,
         training=training_json,
         seed=member_seed_of,
-        device=lookup(dpath="runs/{run}/device", within=config),
+        device=run_setting("device"),
         member_dir=subpath(output.summary, parent=True),
+        initial=lambda wildcards, input: arguments("--initial-model", *input.initial) if input.initial else "",
     shell:
         "OMP_NUM_THREADS={threads} python -m aenet_core.cli train-member --database {input.database:q} "
         "--split {input.split:q} --arch {params.arch:q} --training {params.training:q} "
         "--member-index {wildcards.member:q} --seed {params.seed:q} --device {params.device:q} --threads {threads} "
-        "--output-dir {params.member_dir:q} > {log:q} 2>&1"
+        "{params.initial} --output-dir {params.member_dir:q} > {log:q} 2>&1"
 
 
 rule aggregate:

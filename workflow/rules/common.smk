@@ -6,11 +6,14 @@ import glob
 import hashlib
 import json
 import math
+import os
 import re
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 from jsonschema.exceptions import ValidationError, best_match
 from snakemake.exceptions import WorkflowError
@@ -89,7 +92,50 @@ def run_problems(run, c):
     last_seed = committee["base_seed"] + committee["num_members"] - 1
     if "member_seeds" not in committee and not SEED.test(last_seed):
         problems.append(f"{key}.committee.base_seed: the last member's seed, {last_seed}, must be at most {SEED.high}")
+    if "active_learning" in c:
+        problems += loop_problems(f"{key}.active_learning", c["active_learning"], c)
     return problems
+
+
+def loop_problems(key, loop, c):
+    problems = []
+    if not loop["trust_lo"] < loop["trust_hi"]:
+        problems.append(f"{key}: trust_lo ({loop['trust_lo']}) must be below trust_hi ({loop['trust_hi']})")
+    if loop.get("ensemble") == "npt" and not c["training"].get("stress_weight"):
+        problems.append(f"{key}.ensemble: npt needs a potential trained on stresses; training.stress_weight is 0")
+    names = [f"{t:g}" for t in loop["temperatures"]]
+    if len(set(names)) != len(names):
+        problems.append(f"{key}.temperatures: {loop['temperatures']} repeat a temperature (as file names: {names})")
+    files = loop.get("seed_files")
+    patterns = [files] if isinstance(files, str) else files or []
+    problems += [f"{key}.seed_files: {pattern!r} matches no file" for pattern in patterns if not glob.glob(pattern)]
+    if c["split"].get("testpercent") == 0:
+        problems.append(f"{key}: the rounds are evaluated on round 0's test split; split.testpercent is 0")
+    return problems
+
+
+def unimportable_calculators():
+    """Problems with the labelling calculators, asked of the python that runs the jobs (importing one here
+    could start what it starts, e.g. MPI); skipped with --sdm conda, whose environment this process cannot ask."""
+    if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
+        return []
+    named = {
+        run: c["active_learning"]["label"]["calculator"] for run, c in config["runs"].items() if "active_learning" in c
+    }
+    if not named:
+        return []
+    python = shutil.which("python") or sys.executable
+    probe = subprocess.run(
+        [python, "-m", "aenet_core.active_learning.calculators", *sorted(set(named.values()))],
+        capture_output=True,
+        text=True,
+        env=os.environ
+        | {"PYTHONPATH": os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))},
+    )
+    if probe.returncode == 0:
+        return []
+    why = probe.stderr.strip().splitlines()[-1] if probe.stderr.strip() else f"exit status {probe.returncode}"
+    return [f"runs.{run}.active_learning.label.calculator: {why} (asked of {python})" for run in sorted(named)]
 
 
 try:
@@ -100,6 +146,7 @@ except WorkflowError as error:
     raise WorkflowError(schema_message(error.__context__)) from None
 _problems = [f"{path}: must be a finite number" for path in non_finite(config)]
 _problems += [problem for run in sorted(config["runs"]) for problem in run_problems(run, config["runs"][run])]
+_problems += unimportable_calculators()
 if _problems:
     raise WorkflowError("\n".join(_problems))
 
@@ -112,8 +159,33 @@ EXAMPLE_DATA = "results/example_data/example.extxyz"
 KEPT_CHECKPOINTS = 3
 
 
+# A training target is a run ("example") or one round of a run's active-learning loop ("example/round_02"):
+# the rules of the database, split, members, export and evaluation serve both, as wildcard `run`.
+ROUND = re.compile(r"^(?P<run>[^/]+)/round_(?P<round>[0-9]{2})$")
+
+
+def run_name(target):
+    match = ROUND.match(target)
+    return match["run"] if match else target
+
+
+def round_of(target):
+    """The round of an active-learning target, None for a plain run."""
+    match = ROUND.match(target)
+    return int(match["round"]) if match else None
+
+
+def round_target(run, index):
+    return f"{run}/round_{index:02d}"
+
+
 def run_config(run):
-    return config["runs"][run]
+    return config["runs"][run_name(run)]
+
+
+def run_setting(key):
+    """Input function: the run's (or its round's run's) ``key`` setting."""
+    return lambda wildcards: run_config(wildcards.run)[key]
 
 
 def source_files(run):
@@ -217,7 +289,11 @@ def reference_energy_args(wildcards):
 
 
 def database_args(wildcards):
-    c = db_config(wildcards)
+    return database_options(db_config(wildcards))
+
+
+def database_options(c):
+    """build-database's options for run config ``c`` (the descriptor, storage, filter and limits)."""
     d = c["descriptor"]
     required = ("rad_order", "rad_cutoff", "ang_order", "ang_cutoff")
     return arguments(
@@ -236,8 +312,17 @@ def database_threads(wildcards):
     return db_config(wildcards)["threads"]
 
 
+def base_database(run):
+    return f"results/databases/{database_key(run_name(run))}/database.h5"
+
+
 def run_database(wildcards):
-    return f"results/databases/{database_key(wildcards.run)}/database.h5"
+    """The database of a run, or of round k of its loop: the run's, then the shards labelled in rounds 1..k."""
+    shards = [
+        f"results/{round_target(run_name(wildcards.run), k)}/database.h5"
+        for k in range(1, (round_of(wildcards.run) or 0) + 1)
+    ]
+    return [base_database(wildcards.run), *shards]
 
 
 def arch_json(wildcards):
@@ -252,11 +337,29 @@ def training_json(wildcards):
     return json.dumps(training, sort_keys=True, separators=(",", ":"))
 
 
+def warm_start_model(wildcards):
+    """With active_learning.warm_start, a member of round k >= 1 starts from the same member of round k-1."""
+    k = round_of(wildcards.run)
+    if not k or not run_config(wildcards.run)["active_learning"]["warm_start"]:
+        return []
+    previous = round_target(run_name(wildcards.run), k - 1)
+    return expand(rules.train_member.output.model, run=previous, member=wildcards.member)
+
+
 def member_seed_of(wildcards):
     return member_seed(wildcards.run, wildcards.member)
 
 
+def base_split(wildcards):
+    """Rounds after round 0 keep round 0's split and train on every labelled frame."""
+    if not round_of(wildcards.run):
+        return []
+    return expand(rules.split.output[0], run=round_target(run_name(wildcards.run), 0))
+
+
 def split_args(wildcards):
+    if round_of(wildcards.run):
+        return arguments("--extend", *base_split(wildcards))
     split = run_config(wildcards.run)["split"]
     return arguments(*option("--testpercent", split.get("testpercent")), "--split-seed", split["split_seed"])
 
@@ -351,9 +454,15 @@ def check_cuda_torch():
 
 
 def run_outputs(run):
-    """What `rule all` asks for, per run."""
+    """What the default target asks for, per run: its committee, export and evaluation, or those of every round of
+    its active-learning loop with the round summaries and the run's table."""
     outputs = (rules.aggregate.output.metadata, rules.export.output[0], rules.evaluate.output.summary)
-    return [expand(path, run=run)[0] for path in outputs]
+    loop = run_config(run).get("active_learning")
+    if loop is None:
+        return [expand(path, run=run)[0] for path in outputs]
+    targets = [round_target(run, k) for k in range(loop["rounds"] + 1)]
+    summaries = expand(rules.round_summary.output[0], name=run, round=[f"{k:02d}" for k in range(loop["rounds"] + 1)])
+    return [*expand(outputs, run=targets), *summaries, *expand(rules.active_learning_report.output, name=run)]
 
 
 # -- finished outputs that were damaged or deleted afterwards ---------------------------------
@@ -414,3 +523,169 @@ def finished_models(wildcards):
                 f"make them again with: snakemake --forcerun {paths} (a member resumes from its checkpoints)"
             )
     return member_files("model")(wildcards)
+
+
+# -- the active-learning loop (active_learning.smk) -------------------------------------------
+def loop_config(wildcards):
+    return run_config(wildcards.name)["active_learning"]
+
+
+def round_number(wildcards):
+    return int(wildcards.round)
+
+
+def previous_target(wildcards):
+    return round_target(wildcards.name, round_number(wildcards) - 1)
+
+
+def explorations(wildcards):
+    """(starting structure, temperature) pairs of a round, as the explore rule's wildcards."""
+    loop = loop_config(wildcards)
+    return [
+        (f"{seed:03d}", f"{temperature:g}") for seed in range(loop["seeds"]) for temperature in loop["temperatures"]
+    ]
+
+
+def exploration_files(kind):
+    def files(wildcards):
+        pattern = getattr(rules.explore.output, kind)
+        return [
+            expand(pattern, name=wildcards.name, round=wildcards.round, seed=s, temperature=t)[0]
+            for s, t in explorations(wildcards)
+        ]
+
+    return files
+
+
+def seed_inputs(wildcards):
+    files = loop_config(wildcards).get("seed_files")
+    if files is not None:
+        return {
+            "files": sorted(
+                {p for pattern in ([files] if isinstance(files, str) else files) for p in glob.glob(pattern)}
+            )
+        }
+    target = SimpleNamespace(run=round_target(wildcards.name, 0))
+    return {"database": run_database(target), "split": base_split_of(target)}
+
+
+def base_split_of(target):
+    return expand(rules.split.output[0], run=target.run)
+
+
+def seed_args(wildcards):
+    loop = loop_config(wildcards)
+    return arguments("--count", loop["seeds"], "--seed", loop["random_seed"])
+
+
+def previous_committee(wildcards):
+    """The committee a round explores with: round k-1's members (checked as the evaluation checks them)
+    and its calibration."""
+    target = SimpleNamespace(run=previous_target(wildcards))
+    return {
+        "committee": expand(rules.aggregate.output.metadata, run=target.run)[0],
+        "models": finished_models(target),
+        "calibration": expand(rules.evaluate.output.calibration, run=target.run)[0],
+    }
+
+
+MD_OPTIONS = (
+    "steps",
+    "ensemble",
+    "timestep",
+    "interval",
+    "friction",
+    "pressure",
+    "thermostat_time",
+    "barostat_time",
+    "compressibility",
+)
+
+
+def explore_args(wildcards):
+    """MD settings; a starting structure's random seed follows the run's random_seed, the round, the
+    structure and the temperature, so each trajectory has its own and a rerun repeats it."""
+    loop = loop_config(wildcards)
+    key = f"{loop['random_seed']}/{wildcards.round}/{wildcards.seed}/{wildcards.temperature}"
+    random_seed = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16)
+    tokens = [token for name in MD_OPTIONS for token in option(f"--{name.replace('_', '-')}", loop.get(name))]
+    return arguments(
+        "--trust-hi",
+        loop["trust_hi"],
+        "--random-seed",
+        random_seed,
+        *tokens,
+    )
+
+
+def labelled_database(wildcards):
+    """What is labelled before a round's selection: the previous round's training data, every shard."""
+    return run_database(SimpleNamespace(run=previous_target(wildcards)))
+
+
+def select_args(wildcards):
+    loop = loop_config(wildcards)
+    return arguments("--trust-lo", loop["trust_lo"], "--trust-hi", loop["trust_hi"], "--max-frames", loop["max_frames"])
+
+
+def label_batches(wildcards):
+    loop = loop_config(wildcards)
+    count = math.ceil(loop["max_frames"] / loop["label"]["batch_size"])
+    return [f"{b:03d}" for b in range(count)]
+
+
+def label_files(kind):
+    def files(wildcards):
+        pattern = getattr(rules.label.output, kind)
+        return expand(pattern, name=wildcards.name, round=wildcards.round, batch=label_batches(wildcards))
+
+    return files
+
+
+def label_args(wildcards):
+    label = loop_config(wildcards)["label"]
+    kwargs = json.dumps(label["kwargs"], sort_keys=True, separators=(",", ":"))
+    return arguments("--calculator", label["calculator"], "--kwargs", kwargs, "--batch-size", label["batch_size"])
+
+
+def label_threads(wildcards):
+    return loop_config(wildcards)["label"]["threads"]
+
+
+def shard_args(wildcards):
+    return database_options(run_config(wildcards.name))
+
+
+def shard_references(wildcards):
+    """The run's reference energies: every shard is measured against the same ones."""
+    return f"results/databases/{database_key(wildcards.name)}/reference_energies.json"
+
+
+def round_inputs(wildcards):
+    target = round_target(wildcards.name, round_number(wildcards))
+    inputs = {"evaluation": expand(rules.evaluate.output.summary, run=target)}
+    if round_number(wildcards):
+        inputs |= {
+            "explorations": exploration_files("summary")(wildcards),
+            "selection": expand(rules.select.output.report, **wildcards),
+            "labelling": expand(rules.merge_labels.output.report, **wildcards),
+        }
+    return inputs
+
+
+def round_summary_args(wildcards, input):
+    if not round_number(wildcards):
+        return ""
+    return arguments(
+        "--explorations", *input.explorations, "--selection", input.selection, "--labelling", input.labelling
+    )
+
+
+def all_round_summaries(wildcards):
+    rounds = [f"{k:02d}" for k in range(loop_config(wildcards)["rounds"] + 1)]
+    return expand(rules.round_summary.output[0], name=wildcards.name, round=rounds)
+
+
+def report_args(wildcards):
+    loop = loop_config(wildcards)
+    return arguments("--trust-lo", loop["trust_lo"], "--trust-hi", loop["trust_hi"])

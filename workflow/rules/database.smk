@@ -39,7 +39,8 @@ rule build_database:
 
 rule split:
     input:
-        run_database,
+        database=run_database,
+        base=base_split,
     output:
         "results/{run}/split.json",
     log:
@@ -49,4 +50,4 @@ rule split:
     params:
         args=split_args,
     shell:
-        "python -m aenet_core.cli split {input:q} --output {output:q} {params.args} > {log:q} 2>&1"
+        "python -m aenet_core.cli split {input.database:q} --output {output:q} {params.args} > {log:q} 2>&1"

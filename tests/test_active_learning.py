@@ -1,0 +1,188 @@
+"""The active-learning loop through Snakemake on a tiny configuration: round 0 and two rounds of explore,
+select, label (a calculator that fails for one trajectory's frames) and retrain."""
+import json
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk
+from workflow_setup import SNAKEMAKE, planned_jobs, snakemake, tiny_config
+
+from aenet_core.committee import TorchCommitteePotential
+from aenet_core.data.shards import ShardedDataset
+from aenet_core.io import write_extxyz
+from aenet_core.structure import Structure, structure_sha256
+
+pytestmark = pytest.mark.slow
+ROUNDS = ("round_00", "round_01", "round_02")
+
+
+@pytest.fixture(autouse=True)
+def needs_snakemake():
+    if not Path(SNAKEMAKE).exists():
+        pytest.skip("snakemake is not installed")
+
+
+def write_seeds(workdir) -> str:
+    """Two starting structures of 8 atoms (a one-atom cell would not change its descriptor as it moves)."""
+    cells = []
+    for a, gold, seed in ((3.7, [0, 5], 1), (3.9, [1, 2, 6], 2)):
+        atoms = bulk("Cu", "fcc", a=a, cubic=True).repeat((2, 1, 1))
+        atoms.symbols[gold] = "Au"
+        atoms.rattle(0.05, seed=seed)
+        cells.append(Structure.from_ase(atoms, name=f"start-{seed}"))
+    path = Path(workdir) / "starts.extxyz"
+    write_extxyz(path, cells)
+    return str(path)
+
+
+def loop_config(workdir, **label_kwargs) -> dict:
+    """Two starting structures at one temperature, 20 steps recorded every 5: every frame is a candidate
+    (trust levels wide apart) and all of them are selected but those labelled already, so that which
+    frames are labelled, and which fail (those of the second start), does not hang on the selection."""
+    config = tiny_config()
+    config["runs"]["example"]["active_learning"] = {
+        "rounds": 2, "seeds": 2, "seed_files": write_seeds(workdir), "temperatures": [600], "steps": 20,
+        "interval": 5, "trust_lo": 0.0, "trust_hi": 1000.0, "max_frames": 12,
+        "label": {"calculator": "tests.al_calculators.RecordingEMT", "batch_size": 4, "kwargs": {
+            "record_dir": str(Path(workdir) / "calculator_pids"), "fail_trajectory": "seed_001", **label_kwargs}}}
+    return config
+
+
+def run_loop(workdir, config, *args):
+    return snakemake(workdir, config, "--cores", "2", *args)
+
+
+@pytest.fixture(scope="module")
+def loop(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("loop")
+    result = run_loop(workdir, loop_config(workdir))
+    assert result.returncode == 0, result.stdout + result.stderr
+    return workdir
+
+
+def round_dir(workdir, name):
+    return Path(workdir) / "results/example" / name
+
+
+def test_every_round_writes_its_products(loop):
+    for name in ROUNDS:
+        committee = TorchCommitteePotential.from_directory(round_dir(loop, name) / "committee")
+        assert len(committee.members) == 2
+        assert json.loads((round_dir(loop, name) / "summary.json").read_text())["round"] == int(name[-2:])
+    for name in ROUNDS[1:]:
+        folder = round_dir(loop, name)
+        trajectories = sorted((folder / "explore").glob("*.extxyz"))
+        assert [t.name for t in trajectories] == ["seed_000_600K.extxyz", "seed_001_600K.extxyz"]
+        for path in trajectories:
+            frames = ase.io.read(path, index=":")
+            assert [f.info["step"] for f in frames] == [0, 5, 10, 15, 20]
+            for frame in frames:
+                assert frame.info["max_force_std"] >= 0 and np.isfinite(frame.info["energy_std_calibrated"])
+                assert Structure.from_ase(frame).energy is None  # predictions are never written as labels
+        for product in ("candidates.extxyz", "selected.extxyz", "labelled.extxyz", "database.h5"):
+            assert (folder / product).exists(), product
+    table = (Path(loop) / "results/example/active_learning/rounds.csv").read_text().splitlines()
+    assert len(table) == 1 + len(ROUNDS)
+    assert (Path(loop) / "results/example/active_learning/rounds.png").stat().st_size > 0
+
+
+def test_a_round_selects_every_new_frame_and_never_one_already_labelled(loop):
+    """Round 1 labels all 10 frames (2 trajectories of 5) but those of the failing start; round 2 starts
+    from the same structures, and the first frame of the first start is labelled already."""
+    selections = [json.loads((round_dir(loop, name) / "selection.json").read_text()) for name in ROUNDS[1:]]
+    assert [(s["n_frames"], s["n_candidates"], s["n_selected"]) for s in selections] == [(10, 10, 10), (10, 10, 9)]
+    names = [item["name"] for item in selections[1]["selected"]]
+    assert "results/example/round_02/explore/seed_000_600K.extxyz#frame=0" not in names
+    assert "results/example/round_02/explore/seed_001_600K.extxyz#frame=0" in names  # its labelling failed
+    base = sorted((Path(loop) / "results/databases").glob("*/database.h5"))
+    labelled_before = ShardedDataset.open([*base, round_dir(loop, "round_01") / "database.h5"])
+    seen = set(labelled_before.geometry_sha256s)
+    second = [Structure.from_ase(a) for a in ase.io.read(round_dir(loop, "round_02") / "labelled.extxyz", ":")]
+    assert len(second) == 4 and not {structure_sha256(s, labels=False) for s in second} & seen
+
+
+def test_a_failed_calculation_is_recorded_and_the_round_goes_on(loop):
+    for name, labelled in zip(ROUNDS[1:], (5, 4)):
+        labelling = json.loads((round_dir(loop, name) / "labelling.json").read_text())
+        failed = [r for r in labelling["frames"] if r["status"] == "failed"]
+        assert len(failed) == 5 and all("seed_001" in r["name"] and "SCF did not converge" in r["error"]
+                                        for r in failed)
+        assert labelling["n_labelled"] == labelled
+        summary = json.loads((round_dir(loop, name) / "summary.json").read_text())
+        assert summary["n_failed"] == 5 and summary["n_labelled"] == labelled
+        assert len(ase.io.read(round_dir(loop, name) / "labelled.extxyz", ":")) == labelled
+
+
+def test_each_round_trains_on_everything_labelled_so_far_and_keeps_round_0s_test_set(loop):
+    splits = [json.loads((round_dir(loop, name) / "split.json").read_text()) for name in ROUNDS]
+    assert splits[1]["test"] == splits[0]["test"] == splits[2]["test"]
+    assert [s["n_entries"] - splits[0]["n_entries"] for s in splits] == [0, 5, 9]
+    assert set(splits[2]["train"]) == set(range(splits[2]["n_entries"])) - set(splits[0]["test"])
+
+
+def test_the_calculator_never_runs_in_the_snakemake_process(tmp_path):
+    """Each labelling job records its process id; the dry run (which checks the calculator) runs none."""
+    result = snakemake(tmp_path, loop_config(tmp_path), "-n")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not (tmp_path / "calculator_pids").exists()
+
+
+def test_labelling_ran_in_one_job_per_batch(loop):
+    pids = list((Path(loop) / "calculator_pids").glob("*.pid"))
+    assert len(pids) == 2 * 3  # up to 12 frames per round in batches of 4, a process each
+
+
+def test_rerunning_a_finished_loop_runs_nothing(loop):
+    result = snakemake(loop, loop_config(loop), "-n")
+    assert result.returncode == 0 and "Nothing to be done" in result.stdout + result.stderr, result.stdout
+
+
+def test_raising_the_rounds_runs_only_the_new_round(loop):
+    config = loop_config(loop)
+    config["runs"]["example"]["active_learning"]["rounds"] = 3
+    jobs = planned_jobs(snakemake(loop, config, "-n"))
+    assert jobs == {"explore": 2, "select": 1, "label": 3, "merge_labels": 1, "build_shard": 1, "split": 1,
+                    "train_member": 2, "aggregate": 1, "export": 1, "evaluate": 1, "round_summary": 1,
+                    "active_learning_report": 1, "all": 1}
+
+
+def test_a_warm_start_starts_each_member_from_its_previous_self(loop):
+    config = loop_config(loop)
+    config["runs"]["example"]["active_learning"]["warm_start"] = True
+    result = snakemake(loop, config, "-n", "-p", "--forcerun", "train_member")
+    commands = [line for line in result.stdout.splitlines() if "cli train-member" in line]
+    assert len(commands) == 6, result.stdout + result.stderr
+    for line in commands:
+        member_dir = line.split("--output-dir ")[1].split()[0]
+        k, member = int(member_dir.split("round_")[1][:2]), member_dir.rsplit("/", 1)[1]
+        if k == 0:
+            assert "--initial-model" not in line
+        else:
+            assert f"--initial-model results/example/round_{k - 1:02d}/committee/{member}/model.pt" in line
+
+
+def weights(workdir, name):
+    states = [torch.load(p, weights_only=True)["model_state_dict"]
+              for p in sorted((round_dir(workdir, name) / "committee").glob("member_*/model.pt"))]
+    return [state[key] for state in states for key in sorted(state)]
+
+
+def test_a_killed_labelling_job_reruns_to_the_same_loop_as_a_clean_run(loop, tmp_path):
+    """A calculation kills its job midway through a batch; the rerun repeats only the unfinished
+    calculations and ends with the clean run's selections, labels and weights."""
+    config = loop_config(tmp_path, kill_marker=str(tmp_path / "killed"))
+    first = run_loop(tmp_path, config)
+    assert first.returncode != 0 and (tmp_path / "killed").exists()
+    second = run_loop(tmp_path, config)
+    assert second.returncode == 0, second.stdout + second.stderr
+    batches = sorted((round_dir(tmp_path, "round_01") / "label").glob("batch_*.json"))
+    reused = [r["reused"] for batch in batches for r in json.loads(batch.read_text())["frames"]]
+    assert any(reused) and not all(reused)
+    for name in ROUNDS[1:]:
+        for product in ("selected.extxyz", "labelled.extxyz"):
+            assert (round_dir(tmp_path, name) / product).read_text() == (round_dir(loop, name) / product).read_text()
+    for name in ROUNDS:
+        assert all(torch.equal(a, b) for a, b in zip(weights(tmp_path, name), weights(loop, name), strict=True))
