@@ -125,20 +125,19 @@ LOOP_CASES = {
 @pytest.mark.slow
 @pytest.mark.parametrize("edit, message", LOOP_CASES.values(), ids=LOOP_CASES)
 def test_a_bad_active_learning_section_fails_the_dry_run_naming_the_key(tmp_path, edit, message):
-    config = shipped_config()
-    edit(config)
-    result = snakemake(tmp_path, config, "-n")
-    assert result.returncode != 0 and message in result.stdout + result.stderr, result.stdout + result.stderr
-    assert "Job stats" not in result.stdout
+    assert_refused(tmp_path, shipped_config(), edit, message)
     assert not (tmp_path / "pwned").exists()
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("edit, message", CASES.values(), ids=CASES)
 def test_a_bad_config_fails_the_dry_run_naming_the_key(tmp_path, edit, message):
-    config = default_config()
+    assert_refused(tmp_path, default_config(), edit, message)
+
+
+def assert_refused(workdir, config, edit, message):
     edit(config)
-    result = snakemake(tmp_path, config, "-n")
+    result = snakemake(workdir, config, "-n")
     assert result.returncode != 0 and message in result.stdout + result.stderr, result.stdout + result.stderr
     assert "Job stats" not in result.stdout
 

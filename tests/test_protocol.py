@@ -7,25 +7,10 @@ from aenet_core.committee import TorchCommitteeConfig, TorchCommitteePotential
 from aenet_core.data import (CachedStructureDataset, HDF5StructureDataset, InMemoryStructures, StructureDataset,
                              StructureSource)
 from aenet_core.split import Split
-from training_setup import REFERENCES, SMALL_VALIDATION, config, cuau_structures, descriptor, potential
+from training_setup import (CONTRACT, REFERENCES, SMALL_VALIDATION, OnlyTheContract, config, cuau_structures,
+                            descriptor, potential)
 
 pytestmark = pytest.mark.filterwarnings(SMALL_VALIDATION)
-CONTRACT = {name for name in dir(StructureSource) if not name.startswith("_")} | set(StructureSource.__annotations__)
-
-
-class OnlyTheContract:
-    """A dataset seen through the contract alone: any other attribute is an error."""
-
-    def __init__(self, inner):
-        self._inner = inner
-
-    def __getattr__(self, name):
-        if name not in CONTRACT:
-            raise AttributeError(f"{name!r} is not part of StructureSource")
-        return getattr(self._inner, name)
-
-    def __len__(self):
-        return len(self._inner)
 
 
 @pytest.fixture(scope="module")

@@ -15,10 +15,10 @@ from aenet_core.example_data import make_cuau_structures
 from aenet_core.split import RECIPE, Split
 from aenet_core.structure import Structure
 from aenet_core.torch_training import Adam, TorchANNPotential, TorchTrainingConfig
+from training_setup import OnlyTheContract
 
 REFERENCES = {"Cu": -0.5, "Au": -0.2}
 N_A = 7  # entries of shard A; shard B holds the rest
-CONTRACT = {name for name in dir(StructureSource) if not name.startswith("_")} | set(StructureSource.__annotations__)
 pytestmark = pytest.mark.filterwarnings("ignore:the validation set has only:UserWarning")
 
 
@@ -56,21 +56,6 @@ def dbs(structures, tmp_path_factory):
 @pytest.fixture(scope="module")
 def empty(tmp_path_factory):
     return build(tmp_path_factory.mktemp("empty") / "empty.h5", [], allow_empty=True)
-
-
-class ContractOnly:
-    """A source seen through ``StructureSource`` alone: no ``has_persisted_*``, no file, no ``close``."""
-
-    def __init__(self, inner):
-        self._inner = inner
-
-    def __getattr__(self, name):
-        if name not in CONTRACT:
-            raise AttributeError(f"{name!r} is not part of StructureSource")
-        return getattr(self._inner, name)
-
-    def __len__(self):
-        return len(self._inner)
 
 
 def shuffled_with_repeats(n, seed=0):
@@ -155,7 +140,7 @@ def test_two_shards_answer_as_one_database_of_the_same_entries(dbs):
 
 def test_shards_need_nothing_beyond_the_contract(dbs):
     whole, a, b = dbs
-    sharded = ShardedDataset([ContractOnly(a), ContractOnly(b)])
+    sharded = ShardedDataset([OnlyTheContract(a), OnlyTheContract(b)])
     assert sharded.has_persisted_features and sharded.has_persisted_derivatives  # found by asking for them
     assert_same_answers(sharded, whole, shuffled_with_repeats(len(whole), seed=2))
     assert sharded.shard_name(1) == "shard 1"

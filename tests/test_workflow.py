@@ -120,6 +120,22 @@ def test_a_cuda_run_through_the_profile_asks_one_gpu_per_member(tmp_path):
         assert (job["slurm_partition"], job["slurm_account"]) == ("short", "chem42"), rule
 
 
+def test_each_labelling_batch_is_a_job_with_the_configured_resources(tmp_path):
+    config = shipped_config()
+    config["runs"]["example"]["active_learning"]["label"]["threads"] = 4
+    config["cluster"] = {"partition": "short", "resources": {"label": {"runtime": 1440}}}
+    result = through_the_profile(tmp_path, config)
+    batches = job_resources(result, "label")
+    assert len(batches) == 4  # 2 rounds of 6 frames in batches of 3
+    for job in batches:
+        assert (job["threads"], job["runtime"], job["mem_mb"], job["slurm_partition"]) == ("4", "1440", "16000",
+                                                                                           "short")
+    for job in job_resources(result, "explore"):
+        assert (job["threads"], job["runtime"], job["mem_mb"]) == ("1", "120", "4000")
+    for rule in ("exploration_seeds", "merge_labels", "round_summary", "active_learning_report"):
+        assert all(set(job) == {"tmpdir", "threads"} for job in job_resources(result, rule)), rule
+
+
 def test_sizes_given_by_the_user_keep_the_others(tmp_path):
     config = default_config()
     config["cluster"] = {"resources": {"train_member": {"runtime": 1440}}}

@@ -1,4 +1,5 @@
 """The small Cu-Au training set-up several test modules share: references, descriptor, potential, config."""
+from aenet_core.data import StructureSource
 from aenet_core.example_data import make_cuau_structures
 from aenet_core.torch_featurize import ChebyshevDescriptor
 from aenet_core.torch_training import Adam, TorchANNPotential, TorchTrainingConfig
@@ -36,3 +37,21 @@ def member_config(**changes):
                     force_weight=0.1, atomic_energies=REFERENCES, checkpoint_dir=None, save_best=False,
                     checkpoint_interval=0, show_progress=False)
     return TorchTrainingConfig(**(settings | changes))
+
+
+CONTRACT = {name for name in dir(StructureSource) if not name.startswith("_")} | set(StructureSource.__annotations__)
+
+
+class OnlyTheContract:
+    """A dataset seen through the StructureSource contract alone: any other attribute is an error."""
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def __getattr__(self, name):
+        if name not in CONTRACT:
+            raise AttributeError(f"{name!r} is not part of StructureSource")
+        return getattr(self._inner, name)
+
+    def __len__(self):
+        return len(self._inner)

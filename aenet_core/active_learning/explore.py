@@ -75,7 +75,7 @@ def _start_atoms(start, ensemble: str) -> Atoms:
                  pbc=structure.pbc if structure.pbc is not None else False)
 
 
-def _thermalize(atoms: Atoms, temperature: float, rng) -> None:
+def thermalize(atoms: Atoms, temperature: float, rng) -> None:
     """Maxwell-Boltzmann momenta from ``rng``, without centre-of-mass motion."""
     if hasattr(velocitydistribution, "thermalize_momenta"):  # ASE >= 3.29 deprecates the older name
         velocitydistribution.thermalize_momenta(atoms, temperature, rng=rng)
@@ -148,7 +148,7 @@ def explore(committee, start, settings: ExploreSettings) -> tuple[list, dict]:
     atoms = _start_atoms(start, settings.ensemble)
     atoms.calc = AenetCalculator(committee)
     rng = np.random.default_rng(settings.seed)
-    _thermalize(atoms, settings.temperature, rng)
+    thermalize(atoms, settings.temperature, rng)
     dynamics = _dynamics(atoms, settings, rng)
     recorder = _Recorder(atoms, dynamics, settings, getattr(committee, "calibration_factor", None))
     dynamics.attach(recorder, interval=1)
