@@ -120,13 +120,13 @@ def _report(args):
 
 
 def _add_md_arguments(parser) -> None:
-    defaults = md.ExploreSettings.__dataclass_fields__
+    defaults = {f.name: f.default for f in fields(md.ExploreSettings)}
     for name, unit in (("steps", ""), ("timestep", "fs"), ("interval", "steps"), ("friction", "1/fs"),
                        ("pressure", "GPa"), ("thermostat_time", "fs"), ("barostat_time", "fs"),
                        ("compressibility", "1/GPa")):
         kind = int if name in ("steps", "interval") else float
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind,
-                            help=f"{unit + '; ' if unit else ''}default {defaults[name].default}")
+                            help=f"{unit + '; ' if unit else ''}default {defaults[name]}")
     parser.add_argument("--ensemble", choices=md.ENSEMBLES)
 
 

@@ -51,7 +51,7 @@ def round_summary(round_index: int, evaluation, explorations=(), selection=None,
     labelling = read_json(labelling, "labelling report") if labelling else {}
     spreads = [value for run in runs for value in run["max_force_std"]]
     energy_spreads = [value for run in runs for value in run["energy_std_calibrated_per_atom"]]
-    summary = {
+    return {
         "round": round_index,
         "n_trajectories": len(runs),
         "n_frames_explored": sum(run["n_frames"] for run in runs),
@@ -69,7 +69,6 @@ def round_summary(round_index: int, evaluation, explorations=(), selection=None,
         **{f"test_{key}": evaluation.get(key) for key in TEST_ERRORS},
         "max_force_std": spreads,
     }
-    return summary
 
 
 def rounds_table(summaries) -> pd.DataFrame:
