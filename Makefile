@@ -41,6 +41,7 @@ bench: setup
 	$(BIN)/python bench/featurize.py --data ../shared/data/LMNTO
 	$(BIN)/python bench/train.py --data ../shared/data/TiO2 --cache
 	$(BIN)/python bench/database.py --data ../shared/data
+	$(BIN)/python bench/active_learning.py
 
 clean:
 	rm -rf $(VENV) .snakemake .pytest_cache
