@@ -18,7 +18,6 @@ from aenet_core.data import open_databases
 from aenet_core.files import atomic_write, write_json
 from aenet_core.io import write_extxyz
 from aenet_core.split import Split
-from aenet_core.structure import Structure
 from aenet_core.training.trainout import GPA_PER_EV_PER_A3, save_figure
 from aenet_core.uncertainty import Calibration, save_no_calibration
 
@@ -63,10 +62,8 @@ def evaluate_committee(committee_dir, database, split, output_dir, n_uncertain: 
     ranked = table.sort_values("energy_std_per_atom", ascending=False, kind="stable").head(n_uncertain)
     with atomic_write(output_dir / "most_uncertain.csv") as handle:
         ranked.to_csv(handle, index=False)
-    unlabelled = []
-    for source, identifier in zip(ranked["source_index"], ranked["identifier"]):
-        s = db.get_structure(int(source))
-        unlabelled.append(Structure(s.positions, s.species, cell=s.cell, pbc=s.pbc, name=identifier))
+    unlabelled = [db.get_structure(int(source)).without_labels(identifier)
+                  for source, identifier in zip(ranked["source_index"], ranked["identifier"])]
     write_extxyz(output_dir / "most_uncertain.extxyz", unlabelled)
 
     force_errors = [p.forces_mean - db.get_structure(i).forces for p, i in zip(predictions, indices)

@@ -154,6 +154,11 @@ class Structure:
     def copy(self) -> Structure:
         return copy.deepcopy(self)
 
+    def without_labels(self, name: str | None = None) -> Structure:
+        """The geometry alone (species, positions, cell, pbc), named ``name`` (default: this one's name)."""
+        return Structure(self.positions, self.species, cell=self.cell, pbc=self.pbc,
+                         name=self.name if name is None else name)
+
     def to_ase(self) -> Atoms:
         """ASE Atoms; energy/forces/stress ride on a SinglePointCalculator, the name in info['name']."""
         atoms = Atoms(symbols=self.species, positions=self.positions, cell=self.cell,

@@ -17,6 +17,7 @@ from aenet_core.committee import TorchCommitteeConfig, TorchCommitteePotential
 from aenet_core.example_data import make_cuau_structures
 from aenet_core.torch_featurize import ChebyshevDescriptor
 from aenet_core.torch_training import Adam, TorchANNPotential, TorchTrainingConfig
+from training_setup import count_predict
 
 ARCH = {"Cu": [(5, "tanh")], "Au": [(5, "tanh")]}
 
@@ -58,18 +59,6 @@ def _cell(seed=2):
     atoms.symbols[[1, 4, 6]] = "Au"
     atoms.rattle(0.05, seed=seed)
     return atoms
-
-
-def _count_predict(monkeypatch, model):
-    calls = []
-    original = model.predict
-
-    def counting(*args, **kwargs):
-        calls.append(kwargs.get("eval_forces"))
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(model, "predict", counting)
-    return calls
 
 
 # ------------------------------------------------------------------------------- one potential
@@ -131,7 +120,7 @@ def test_velocity_verlet_conserves_energy(potential):
 
 
 def test_energy_only_request_skips_forces(potential, monkeypatch):
-    calls = _count_predict(monkeypatch, potential)
+    calls = count_predict(monkeypatch, potential)
     atoms = _cell()
     atoms.calc = AenetCalculator(potential)
     atoms.get_potential_energy()
@@ -142,7 +131,7 @@ def test_energy_only_request_skips_forces(potential, monkeypatch):
 
 
 def test_results_are_cached_until_atoms_change(potential, monkeypatch):
-    calls = _count_predict(monkeypatch, potential)
+    calls = count_predict(monkeypatch, potential)
     atoms = _cell()
     atoms.calc = AenetCalculator(potential)
     first = atoms.get_potential_energy()
@@ -226,7 +215,7 @@ def test_committee_from_directory_path(committee, committee_dir):
 
 
 def test_committee_caching(committee, monkeypatch):
-    calls = _count_predict(monkeypatch, committee)
+    calls = count_predict(monkeypatch, committee)
     atoms = _cell()
     atoms.calc = AenetCalculator(committee)
     atoms.get_forces()

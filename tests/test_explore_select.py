@@ -16,7 +16,8 @@ from aenet_core.data.hdf5.dataset import HDF5StructureDataset
 from aenet_core.data.memory import CachedStructureDataset, StructureDataset
 from aenet_core.data.shards import ShardedDataset
 from aenet_core.structure import Structure
-from training_setup import MEMBER_ARCH, REFERENCES, SMALL_VALIDATION, cuau_structures, descriptor, member_config
+from training_setup import (MEMBER_ARCH, REFERENCES, SMALL_VALIDATION, count_predict, cuau_structures, descriptor,
+                            member_config)
 
 pytestmark = pytest.mark.filterwarnings(SMALL_VALIDATION)
 INFO = ("step", "time_fs", "temperature_K", "committee_energy", "energy_std", "energy_std_calibrated",
@@ -97,14 +98,7 @@ def test_calibrated_spread_uses_the_committee_factor(committee):
 @pytest.mark.parametrize("ensemble, evaluations", [("nvt", 1), ("npt", 2)])
 def test_the_committee_runs_once_per_step(committee, monkeypatch, ensemble, evaluations):
     """Recording reads the step's cached results; ASE's Berendsen NPT evaluates again after scaling the cell."""
-    calls = []
-    predict = committee.predict
-
-    def counted(*args, **kwargs):
-        calls.append(kwargs.get("eval_forces"))
-        return predict(*args, **kwargs)
-
-    monkeypatch.setattr(committee, "predict", counted)
+    calls = count_predict(monkeypatch, committee)
     explore(committee, _start(), _settings(steps=4, interval=2, ensemble=ensemble))
     assert calls == [True] * (1 + 4 * evaluations)
 

@@ -55,3 +55,16 @@ class OnlyTheContract:
 
     def __len__(self):
         return len(self._inner)
+
+
+def count_predict(monkeypatch, model) -> list:
+    """The ``eval_forces`` of every ``model.predict`` call from now on (the list fills as calls come)."""
+    calls = []
+    original = model.predict
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("eval_forces"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(model, "predict", counting)
+    return calls

@@ -71,8 +71,7 @@ def _start_atoms(start, ensemble: str) -> Atoms:
         raise ValueError(f"npt changes the cell, so it needs a structure periodic in 3D; "
                          f"{structure.name or 'the start'} has pbc "
                          f"{None if structure.pbc is None else structure.pbc.tolist()}")
-    return Atoms(symbols=structure.species, positions=structure.positions, cell=structure.cell,
-                 pbc=structure.pbc if structure.pbc is not None else False)
+    return structure.without_labels().to_ase()
 
 
 def thermalize(atoms: Atoms, temperature: float, rng) -> None:

@@ -14,7 +14,6 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from aenet_core.files import read_json
-from aenet_core.structure import Structure
 from aenet_core.training.trainout import save_figure
 
 QUANTILES = (0.5, 0.9)
@@ -28,8 +27,7 @@ def exploration_seeds(structures, count: int, seed: int) -> list:
     if count > len(structures):
         raise ValueError(f"{count} exploration seeds asked for, but only {len(structures)} structures to draw from")
     chosen = sorted(np.random.default_rng(seed).choice(len(structures), size=count, replace=False).tolist())
-    return [Structure(s.positions, s.species, cell=s.cell, pbc=s.pbc, name=s.name) for s in
-            (structures[i] for i in chosen)]
+    return [structures[i].without_labels() for i in chosen]
 
 
 def _quantiles(values, name: str) -> dict:
@@ -71,18 +69,25 @@ def round_summary(round_index: int, evaluation, explorations=(), selection=None,
     }
 
 
+def _records(summaries) -> list:
+    """The round summary files, read, in round order."""
+    return sorted((read_json(path, "round summary") for path in summaries), key=lambda record: record["round"])
+
+
+def _table(records) -> pd.DataFrame:
+    return pd.DataFrame([{k: v for k, v in r.items() if not isinstance(v, list)} for r in records])
+
+
 def rounds_table(summaries) -> pd.DataFrame:
     """One row per round (the round summaries without their per-frame lists)."""
-    rows = [{k: v for k, v in read_json(path, "round summary").items() if not isinstance(v, list)}
-            for path in summaries]
-    return pd.DataFrame(rows).sort_values("round", kind="stable").reset_index(drop=True)
+    return _table(_records(summaries))
 
 
 def plot_rounds(summaries, path, trust_lo: float, trust_hi: float) -> None:
     """Counts, test errors, the exploration's force-spread distribution and the fraction of trajectories
     that reached ``trust_hi``, per round."""
-    records = sorted((read_json(p, "round summary") for p in summaries), key=lambda s: s["round"])
-    table = pd.DataFrame([{k: v for k, v in r.items() if not isinstance(v, list)} for r in records])
+    records = _records(summaries)
+    table = _table(records)
     rounds = table["round"].to_numpy()
     fig = Figure(figsize=(12, 8.5))
     ax = fig.add_subplot(2, 2, 1)

@@ -60,6 +60,15 @@ def non_finite(value, path=()):
         yield key_path(path)
 
 
+def as_patterns(globs):
+    """A config's glob or list of globs, as a list."""
+    return [globs] if isinstance(globs, str) else list(globs)
+
+
+def matching_files(globs):
+    return sorted({path for pattern in as_patterns(globs) for path in glob.glob(pattern)})
+
+
 def run_problems(run, c):
     """What the schema cannot express and the library would refuse inside a job."""
     key, d = f"runs.{run}", c["descriptor"]
@@ -106,8 +115,7 @@ def loop_problems(key, loop, c):
     names = [f"{t:g}" for t in loop["temperatures"]]
     if len(set(names)) != len(names):
         problems.append(f"{key}.temperatures: {loop['temperatures']} repeat a temperature (as file names: {names})")
-    files = loop.get("seed_files")
-    patterns = [files] if isinstance(files, str) else files or []
+    patterns = as_patterns(loop.get("seed_files", []))
     problems += [f"{key}.seed_files: {pattern!r} matches no file" for pattern in patterns if not glob.glob(pattern)]
     if c["split"].get("testpercent") == 0:
         problems.append(f"{key}: the rounds are evaluated on round 0's test split; split.testpercent is 0")
@@ -193,10 +201,9 @@ def source_files(run):
     sources = run_config(run)["sources"]
     if sources == "example":
         return [EXAMPLE_DATA]
-    patterns = [sources] if isinstance(sources, str) else sources
-    files = sorted({path for pattern in patterns for path in glob.glob(pattern)})
+    files = matching_files(sources)
     if not files:
-        raise ValueError(f"runs.{run}.sources matches no file: {patterns}")
+        raise ValueError(f"runs.{run}.sources matches no file: {as_patterns(sources)}")
     return files
 
 
@@ -560,17 +567,9 @@ def exploration_files(kind):
 def seed_inputs(wildcards):
     files = loop_config(wildcards).get("seed_files")
     if files is not None:
-        return {
-            "files": sorted(
-                {p for pattern in ([files] if isinstance(files, str) else files) for p in glob.glob(pattern)}
-            )
-        }
-    target = SimpleNamespace(run=round_target(wildcards.name, 0))
-    return {"database": run_database(target), "split": base_split_of(target)}
-
-
-def base_split_of(target):
-    return expand(rules.split.output[0], run=target.run)
+        return {"files": matching_files(files)}
+    first = round_target(wildcards.name, 0)
+    return {"database": run_database(SimpleNamespace(run=first)), "split": expand(rules.split.output[0], run=first)}
 
 
 def seed_args(wildcards):
@@ -658,7 +657,7 @@ def shard_args(wildcards):
 
 def shard_references(wildcards):
     """The run's reference energies: every shard is measured against the same ones."""
-    return f"results/databases/{database_key(wildcards.name)}/reference_energies.json"
+    return expand(rules.reference_energies.output[0], db=database_key(wildcards.name))
 
 
 def round_inputs(wildcards):
