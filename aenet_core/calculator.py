@@ -8,13 +8,30 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from aenet_core.committee import METADATA_FILE, TorchCommitteePotential
+from aenet_core.committee.results import legacy_force_uncertainty, warn_renamed
 from aenet_core.potential import TorchANNPotential
 from aenet_core.structure import Structure
 
-COMMITTEE_PROPERTIES = ["energy_std", "energy_std_calibrated", "member_energies", "forces_std",
-                        "force_uncertainty", "stress_std"]
+COMMITTEE_PROPERTIES = ["energy_std", "energy_std_calibrated", "member_energies", "forces_std", "force_std",
+                        "max_force_std", "force_uncertainty", "stress_std"]
 # Properties that need the descriptor derivatives, the expensive part of a force evaluation.
-DERIVATIVE_PROPERTIES = {"forces", "forces_std", "force_uncertainty", "stress", "stress_std"}
+DERIVATIVE_PROPERTIES = {"forces", "forces_std", "force_std", "max_force_std", "force_uncertainty", "stress",
+                         "stress_std"}
+DEPRECATED = "force_uncertainty"  # aenet-python's per-atom mean of forces_std over x, y, z; use force_std
+
+
+class _Results(dict):
+    """ASE results that warn when the deprecated ``force_uncertainty`` is read."""
+
+    def __getitem__(self, key):
+        if key == DEPRECATED:
+            warn_renamed(key)
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        if key == DEPRECATED:
+            warn_renamed(key)
+        return super().get(key, default)
 
 
 class AenetCalculator(Calculator):
@@ -33,8 +50,12 @@ class AenetCalculator(Calculator):
 
     - ``energy_std``: population standard deviation of the members' energies;
     - ``member_energies``: each member's energy, shape (members,);
-    - ``forces_std``: per atom and direction, shape (N, 3);
-    - ``force_uncertainty``: per atom, the mean of ``forces_std`` over x, y, z;
+    - ``forces_std``: the members' population std per atom and direction, shape (N, 3);
+    - ``force_std``: per atom, the norm of ``forces_std`` over x, y, z (the square root of the
+      summed variances), shape (N,), the same as the committee predictions' ``force_std``;
+    - ``max_force_std``: its maximum over the atoms (a float; DP-GEN's force model deviation);
+    - ``force_uncertainty``: deprecated (a DeprecationWarning when read), the mean of
+      ``forces_std`` over x, y, z;
     - ``stress_std``: the members' stress spread, per Voigt component;
     - ``energy_std_calibrated``: ``calibration_factor * energy_std``, only when the
       committee has a calibration factor.
@@ -68,6 +89,13 @@ class AenetCalculator(Calculator):
             # ASE's get_property() refuses names outside implemented_properties.
             self.implemented_properties = AenetCalculator.implemented_properties + COMMITTEE_PROPERTIES
 
+    def get_property(self, name, atoms=None, allow_calculation=True):
+        """ASE's ``get_property``; the deprecated ``force_uncertainty`` warns at the caller's line."""
+        if name != DEPRECATED:
+            return super().get_property(name, atoms, allow_calculation)
+        warn_renamed(name)
+        return legacy_force_uncertainty(super().get_property("forces_std", atoms, allow_calculation))
+
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         species = self.model.descriptor.species
@@ -96,14 +124,15 @@ class AenetCalculator(Calculator):
     def _committee_results(self, structure, eval_forces, eval_stress) -> dict:
         prediction = self.model.predict([structure], eval_forces=eval_forces, eval_stress=eval_stress)
         result = prediction[0]
-        results = {"energy": result.energy, "energy_std": result.energy_std,
-                   "member_energies": result.member_energies,
-                   "energies": np.mean([out.atom_energies[0] for out in prediction.member_outputs], axis=0)}
+        results = _Results(energy=result.energy, energy_std=result.energy_std,
+                           member_energies=result.member_energies,
+                           energies=np.mean([out.atom_energies[0] for out in prediction.member_outputs], axis=0))
         if prediction.calibration_factor is not None:
             results["energy_std_calibrated"] = prediction.calibration_factor * result.energy_std
         if eval_forces:
-            results.update(forces=result.forces, forces_std=result.forces_std,
-                           force_uncertainty=result.force_uncertainty)
+            results.update(forces=result.forces, forces_std=result.forces_std, force_std=result.force_std,
+                           max_force_std=float(prediction.max_force_std[0]),
+                           force_uncertainty=legacy_force_uncertainty(result.forces_std))
         if eval_stress:
             results.update(stress=full_3x3_to_voigt_6_stress(result.stress),
                            stress_std=full_3x3_to_voigt_6_stress(result.stress_std))

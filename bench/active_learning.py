@@ -134,7 +134,7 @@ def scores(committee_dir: Path, calibration: Path, test: list) -> dict:
     error = np.abs(predictions.energy_mean - np.array([s.energy for s in test])) / n
     spread = predictions.energy_std * (committee.calibration_factor or 1.0) / n
     force_errors = [p.forces_mean - s.forces for p, s in zip(predictions, test)]
-    force_spread = [np.linalg.norm(p.forces_std, axis=1).max() for p in predictions]
+    force_spread = predictions.max_force_std
     largest_error = [np.linalg.norm(e, axis=1).max() for e in force_errors]
     spearman = lambda a, b: pd.Series(a).corr(pd.Series(b), method="spearman")  # noqa: E731
     return {"energy RMSE (meV/atom)": 1000 * float(np.sqrt(np.mean(error ** 2))),

@@ -1,4 +1,6 @@
 """AenetCalculator: ASE results for one potential and for a committee, caching, MD energy conservation."""
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -175,8 +177,11 @@ def test_committee_mean_and_spread(committee):
     assert results["energy_std"] == pytest.approx(member_energies.std(ddof=0), abs=1e-12)
     assert results["energy_std"] > 0
     np.testing.assert_allclose(forces, np.mean([m.forces[0] for m in members], axis=0), rtol=0, atol=1e-12)
-    assert results["forces_std"].shape == (len(atoms), 3)
-    np.testing.assert_allclose(results["force_uncertainty"], results["forces_std"].mean(axis=1), rtol=0, atol=0)
+    member_forces = np.array([m.forces[0] for m in members])
+    np.testing.assert_allclose(results["forces_std"], member_forces.std(0), rtol=1e-10, atol=1e-14)
+    force_std = np.sqrt(member_forces.var(0).sum(1))  # per atom: the root of the summed component variances
+    np.testing.assert_allclose(results["force_std"], force_std, rtol=1e-10)
+    assert isinstance(results["max_force_std"], float) and results["max_force_std"] == pytest.approx(force_std.max())
     energies = atoms.get_potential_energies()
     np.testing.assert_allclose(energies, np.mean([m.atom_energies[0] for m in members], axis=0), atol=1e-12)
     assert energies.sum() == pytest.approx(atoms.get_potential_energy(), abs=1e-10)
@@ -190,10 +195,38 @@ def test_committee_get_property(committee):
     assert std == calc.results["energy_std"]
     assert std > 0
     assert "forces" not in calc.results
-    uncertainty = calc.get_property("force_uncertainty", atoms)
-    assert uncertainty.shape == (len(atoms),) and "forces_std" in calc.results
+    force_std = calc.get_property("force_std", atoms)
+    assert force_std.shape == (len(atoms),) and "forces_std" in calc.results and "forces" in calc.results
     with pytest.raises(PropertyNotImplementedError, match="energy_std_calibrated"):
         calc.get_property("energy_std_calibrated", atoms)
+
+
+def test_committee_force_spread_is_the_predictions(committee):
+    atoms = _cell()
+    calc = AenetCalculator(committee)
+    predicted = committee.predict([atoms.copy()], eval_forces=True)
+    np.testing.assert_array_equal(calc.get_property("force_std", atoms), predicted[0].force_std)
+    assert calc.get_property("max_force_std", atoms) == predicted.max_force_std[0]
+
+
+def test_committee_deprecated_force_uncertainty_warns_and_keeps_its_meaning(committee):
+    atoms = _cell()
+    calc = AenetCalculator(committee)
+    mean_over_xyz = calc.get_property("forces_std", atoms).mean(1)
+    with pytest.warns(DeprecationWarning, match="'force_uncertainty' is deprecated; use 'force_std'") as caught:
+        np.testing.assert_array_equal(calc.get_property("force_uncertainty", atoms), mean_over_xyz)
+    with pytest.warns(DeprecationWarning, match="use 'force_std'") as direct:
+        np.testing.assert_array_equal(calc.results["force_uncertainty"], mean_over_xyz)
+    with pytest.warns(DeprecationWarning, match="use 'force_std'"):
+        np.testing.assert_array_equal(calc.results.get("force_uncertainty"), mean_over_xyz)
+    assert caught[0].filename == direct[0].filename == __file__  # each points at the caller's line
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the current names never warn
+        assert calc.results["force_std"].size and calc.results.get("forces_std").size
+        assert calc.get_property("max_force_std", atoms) > 0
+    single = AenetCalculator(committee.members[0])
+    with pytest.warns(DeprecationWarning), pytest.raises(PropertyNotImplementedError):
+        single.get_property("force_uncertainty", atoms)
 
 
 def test_committee_calibrated_std(committee, monkeypatch):

@@ -11,6 +11,7 @@ from ase.build import bulk
 from aenet_core.active_learning.explore import ExploreSettings, explore, read_trajectory, write_trajectory
 from aenet_core.active_learning.select import (DEFAULT_MIN_DISTANCE, dataset_vectors, farthest_point_sampling,
                                                feature_scale, select_frames, structure_vectors)
+from aenet_core.calculator import AenetCalculator
 from aenet_core.committee import TorchCommitteeConfig, TorchCommitteePotential
 from aenet_core.data.hdf5.dataset import HDF5StructureDataset
 from aenet_core.data.memory import CachedStructureDataset, StructureDataset
@@ -81,6 +82,9 @@ def test_recorded_spreads_are_the_committee_prediction_of_the_frame(committee, e
         force_std = np.linalg.norm(prediction.forces_std, axis=1)
         np.testing.assert_allclose(frame.arrays["force_std"], force_std, rtol=1e-10, atol=1e-12)
         assert frame.info["max_force_std"] == pytest.approx(force_std.max(), rel=1e-10)
+        calc = AenetCalculator(committee)  # the same number a user's calculator reports for this geometry
+        assert frame.info["max_force_std"] == pytest.approx(calc.get_property("max_force_std", frame), rel=1e-12)
+        np.testing.assert_allclose(frame.arrays["force_std"], calc.get_property("force_std", frame), rtol=1e-12)
         assert frame.info["committee_energy"] == pytest.approx(prediction.energy, rel=1e-12)
         assert frame.info["energy_std"] == pytest.approx(prediction.energy_std, rel=1e-10, abs=1e-14)
     temperatures = [f.info["temperature_K"] for f in frames]

@@ -108,8 +108,8 @@ class _Recorder:
     def __call__(self):
         step, calc = self.dynamics.nsteps, self.atoms.calc
         # get_property returns the cached results of this geometry; it evaluates only if none are cached.
-        force_std = np.linalg.norm(calc.get_property("forces_std", self.atoms), axis=1)
-        max_force_std = float(force_std.max())
+        force_std = calc.get_property("force_std", self.atoms)
+        max_force_std = calc.get_property("max_force_std", self.atoms)
         self.max_force_stds.append(max_force_std)
         above = max_force_std > self.settings.trust_hi
         if above:
@@ -127,7 +127,7 @@ class _Recorder:
                       "committee_energy": float(self.atoms.calc.get_property("energy", self.atoms)),
                       "energy_std": energy_std, "energy_std_calibrated": calibrated,
                       "max_force_std": max_force_std, "above_trust_hi": bool(above)}
-        frame.arrays["force_std"] = force_std.copy()
+        frame.arrays["force_std"] = force_std  # get_property's copy
         return frame
 
 
@@ -137,10 +137,11 @@ def explore(committee, start, settings: ExploreSettings) -> tuple[list, dict]:
     Returns the recorded frames (calculator-free ase.Atoms with momenta; ``info``: ``step``, ``time_fs``,
     ``temperature_K`` (instantaneous), ``committee_energy``, ``energy_std`` (eV, the members' population
     std), ``energy_std_calibrated`` (calibration factor x energy_std; NaN without a calibration),
-    ``max_force_std`` (eV/Å), ``above_trust_hi``; ``arrays['force_std']``: per atom, the norm over x, y, z
-    of the members' force std) and a summary.  Recording reads the results the dynamics already
-    evaluated: the model runs once per Langevin step (twice per Berendsen step, which ASE evaluates again
-    after scaling the cell).
+    ``max_force_std`` (eV/Å, the largest ``force_std``), ``above_trust_hi``; ``arrays['force_std']``: per
+    atom, the norm over x, y, z of the members' force std, as ``AenetCalculator`` and the committee's
+    predictions give it) and a summary.  Recording reads the results the dynamics already evaluated: the
+    model runs once per Langevin step (twice per Berendsen step, which ASE evaluates again after scaling
+    the cell).
     """
     if not isinstance(settings, ExploreSettings):
         raise TypeError(f"settings must be ExploreSettings; got {type(settings).__name__}")
