@@ -25,11 +25,13 @@ from aenet_core.uncertainty import Calibration, save_no_calibration
 DEFAULT_N_UNCERTAIN = 10
 
 
-def evaluate_committee(committee_dir, database, split, output_dir, n_uncertain: int = DEFAULT_N_UNCERTAIN) -> dict:
+def evaluate_committee(committee_dir, database, split, output_dir, n_uncertain: int = DEFAULT_N_UNCERTAIN,
+                       title: str | None = None) -> dict:
     """Predict the test split with the committee and write, under ``output_dir``:
     predictions.csv, summary.json, calibration.json, parity.png, stress_parity.png, uncertainty.png,
     most_uncertain.csv and most_uncertain.extxyz (geometries without labels, for relabelling).  ``database`` is
-    a database file, or a list of them (several are read as one ``ShardedDataset``)."""
+    a database file, or a list of them (several are read as one ``ShardedDataset``).  ``title`` (e.g. the run's
+    name) heads every figure."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     committee = TorchCommitteePotential.from_directory(committee_dir)
@@ -52,7 +54,8 @@ def evaluate_committee(committee_dir, database, split, output_dir, n_uncertain: 
 
     # A calibration.json beside the committee would add an in-sample calibrated column: only the out-of-fold one
     # below is reported.
-    table = predictions.to_dataframe().drop(columns=["member_energies", "energy_std_calibrated"], errors="ignore")
+    table = predictions.to_dataframe().drop(columns=["member_energies", "energy_std_calibrated", "max_force_uncertainty",
+                                                     "mean_force_uncertainty"], errors="ignore")
     table["reference_energy"] = reference
     table["error_per_atom"] = error
     table["energy_std_per_atom"] = std
@@ -66,8 +69,9 @@ def evaluate_committee(committee_dir, database, split, output_dir, n_uncertain: 
                   for source, identifier in zip(ranked["source_index"], ranked["identifier"])]
     write_extxyz(output_dir / "most_uncertain.extxyz", unlabelled)
 
-    force_errors = [p.forces_mean - db.get_structure(i).forces for p, i in zip(predictions, indices)
-                    if db.has_forces(i)]
+    force_pairs = [(db.get_structure(i).forces, p.forces_mean) for p, i in zip(predictions, indices)
+                   if db.has_forces(i)]
+    force_errors = [predicted - reference for reference, predicted in force_pairs]
     labelled = ((db.get_structure(i), p) for p, i in zip(predictions, indices))
     stresses = [(s.stress, p.stress_mean) for s, p in labelled if s.has_stress()]
     stress_rmse = float(np.sqrt(np.mean([(s - r) ** 2 for r, s in stresses]))) if stresses else None
@@ -85,59 +89,94 @@ def evaluate_committee(committee_dir, database, split, output_dir, n_uncertain: 
     }
     write_json(output_dir / "summary.json", summary, indent=1)
     bars = std if calibration is None else calibrated
-    _plot_parity(reference / n_atoms, predictions.energy_mean / n_atoms, bars, calibration is not None,
+    referenced = np.array([db.referenced_energy_per_atom(i) for i in indices], float)
+    what = "committee std, calibrated out of fold" if calibration is not None else "committee std (uncalibrated)"
+    _plot_parity(referenced, referenced + error, bars, what, force_pairs, summary["split"], title,
                  output_dir / "parity.png")
-    _plot_stress_parity(stresses, output_dir / "stress_parity.png")
-    _plot_uncertainty(error, std, calibration, output_dir / "uncertainty.png")
+    _plot_stress_parity(stresses, summary["split"], title, output_dir / "stress_parity.png")
+    _plot_uncertainty(error, std, calibration, summary["split"], title, output_dir / "uncertainty.png")
     return summary
 
 
-def _plot_parity(reference, predicted, bars, calibrated: bool, path) -> None:
-    fig = Figure(figsize=(5, 5))
-    ax = fig.add_subplot()
+def _figure(n_panels: int, title: str | None, size=(5.0, 5.0)):
+    """A constrained-layout Figure of ``n_panels`` side by side, headed by ``title`` if given, and its axes."""
+    fig = Figure(figsize=(size[0] * n_panels, size[1]), layout="constrained")
+    if title:
+        fig.suptitle(title)
+    return fig, fig.subplots(1, n_panels, squeeze=False)[0]
+
+
+def _diagonal(ax, reference, predicted) -> None:
+    """The y = x line, and the same range, that of the points, on both axes."""
+    values = np.concatenate([np.ravel(reference), np.ravel(predicted)])
+    low, high = np.nanmin(values), np.nanmax(values)
+    pad = 0.05 * (high - low) or 0.05 * max(abs(high), 1.0)
+    span = (low - pad, high + pad)
+    ax.plot(span, span, color="k", lw=0.8)
+    ax.set(xlim=span, ylim=span, aspect="equal")
+
+
+def _error_box(ax, errors, unit: str) -> None:
+    """RMSE and MAE of ``errors`` written in the upper left corner of ``ax``."""
+    errors = np.asarray(errors, float).ravel()
+    rmse, mae = np.sqrt(np.mean(errors ** 2)), np.mean(np.abs(errors))
+    ax.text(0.04, 0.96, f"RMSE {rmse:.3g} {unit}\nMAE {mae:.3g} {unit}", transform=ax.transAxes, ha="left",
+            va="top", bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8})
+
+
+def _plot_parity(reference, predicted, bars, bars_are, force_pairs, split: str, title, path) -> None:
+    """Referenced energies per atom with the committee's error bars, and force components when labelled."""
+    fig, axes = _figure(2 if force_pairs else 1, title)
+    ax = axes[0]
     ax.errorbar(reference, predicted, yerr=bars, fmt="o", ms=3, elinewidth=0.8, alpha=0.8)
-    low, high = min(reference.min(), predicted.min()), max(reference.max(), predicted.max())
-    ax.plot([low, high], [low, high], color="k", lw=0.8)
-    what = "committee std, calibrated out of fold" if calibrated else "committee std (uncalibrated)"
-    ax.set(xlabel="reference energy (eV/atom)", ylabel="committee mean (eV/atom)", title=f"test split; bars: {what}")
+    _diagonal(ax, reference, predicted)  # the points' range: a wide bar may run off it
+    _error_box(ax, predicted - reference, "eV/atom")
+    ax.set(xlabel="reference (E − Σ atomic energies)/N (eV/atom)", ylabel="committee mean (eV/atom)",
+           title=f"energy, {split} split\nbars: {bars_are}")
+    if force_pairs:
+        reference, predicted = (np.concatenate([pair[k] for pair in force_pairs]).ravel() for k in (0, 1))
+        ax = axes[1]
+        ax.scatter(reference, predicted, s=4, alpha=0.5, linewidths=0)
+        _diagonal(ax, reference, predicted)
+        _error_box(ax, predicted - reference, "eV/Å")
+        ax.set(xlabel="reference force component (eV/Å)", ylabel="committee mean (eV/Å)",
+               title=f"forces (x, y, z of every atom), {split} split")
     save_figure(fig, path)
 
 
-def _plot_stress_parity(stresses, path) -> None:
+STRESS_COMPONENTS = (((0, 0), "xx"), ((1, 1), "yy"), ((2, 2), "zz"), ((1, 2), "yz"), ((0, 2), "xz"), ((0, 1), "xy"))
+
+
+def _plot_stress_parity(stresses, split: str, title, path) -> None:
     """Committee-mean against reference stress components (GPa) of the labelled structures."""
-    fig = Figure(figsize=(5, 5))
-    ax = fig.add_subplot()
+    fig, (ax,) = _figure(1, title)
     if not stresses:
         ax.text(0.5, 0.5, "no stress labels in this split", ha="center", va="center", transform=ax.transAxes)
         save_figure(fig, path)
         return
     reference, predicted = (np.array([pair[k] for pair in stresses]) * GPA_PER_EV_PER_A3 for k in (0, 1))
-    for (a, b), label in (((0, 0), "xx"), ((1, 1), "yy"), ((2, 2), "zz"), ((1, 2), "yz"), ((0, 2), "xz"),
-                          ((0, 1), "xy")):
+    for (a, b), label in STRESS_COMPONENTS:
         ax.scatter(reference[:, a, b], predicted[:, a, b], s=10, label=label)
-    low, high = min(reference.min(), predicted.min()), max(reference.max(), predicted.max())
-    ax.plot([low, high], [low, high], color="k", lw=0.8)
-    ax.legend()
-    ax.set(xlabel="reference stress (GPa)", ylabel="committee mean (GPa)", title="test split stresses")
+    _diagonal(ax, reference, predicted)
+    _error_box(ax, predicted - reference, "GPa")
+    ax.legend(loc="lower right")
+    ax.set(xlabel="reference stress (GPa)", ylabel="committee mean (GPa)", title=f"stress components, {split} split")
     save_figure(fig, path)
 
 
-def _plot_uncertainty(error, std, calibration: Calibration | None, path) -> None:
+def _plot_uncertainty(error, std, calibration: Calibration | None, split: str, title, path) -> None:
     """|error| against σ with the fitted line, and the calibration curve (or why there is none)."""
-    fig = Figure(figsize=(11, 4.5))
-    ax = fig.add_subplot(1, 2, 1)
-    ax.scatter(std, abs(error), s=10)
-    ax.set(xlabel="committee std σ (eV/atom)", ylabel="|error| (eV/atom)")
-    ax = fig.add_subplot(1, 2, 2)
+    fig, (scatter, ax) = _figure(2, title, (5.5, 4.5))
+    scatter.scatter(std, abs(error), s=10)
+    scatter.set(xlabel="committee std σ (eV/atom)", ylabel="|error| (eV/atom)", title=f"energy, {split} split")
     if calibration is None:
         ax.text(0.5, 0.5, "no calibration: it needs at least 2 members\nand 3 test structures with a spread",
                 ha="center", va="center", transform=ax.transAxes)
         save_figure(fig, path)
         return
     grid = np.linspace(0, std.max() * 1.05, 50)
-    fig.axes[0].plot(grid, calibration.factor * grid, color="k", lw=0.8,
-                     label=f"|error| = {calibration.factor:.3g} σ")
-    fig.axes[0].legend()
+    scatter.plot(grid, calibration.factor * grid, color="k", lw=0.8, label=f"|error| = {calibration.factor:.3g} σ")
+    scatter.legend()
     curve = calibration.curve
     ax.plot(curve["predicted_std"], curve["observed_rmse"], "o-")
     top = max(curve["predicted_std"].max(), curve["observed_rmse"].max()) * 1.05

@@ -1,9 +1,14 @@
 """What a round starts from and reports: starting structures, the round summary, the run's table."""
 import json
+from itertools import combinations
+from pathlib import Path
 
 import numpy as np
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.text import Text
 
+from aenet_core.active_learning import rounds
 from aenet_core.active_learning.rounds import exploration_seeds, plot_rounds, round_summary, rounds_table
 from aenet_core.example_data import make_cuau_structures
 
@@ -63,3 +68,52 @@ def test_the_run_table_has_a_row_per_round_and_the_plot_is_written(round_files, 
     assert table["round"].tolist() == [0, 1] and "max_force_std" not in table and table["n_labelled"].tolist() == [0, 2]
     plot_rounds(paths, tmp_path / "rounds.png", 0.05, 1.0)
     assert (tmp_path / "rounds.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.fixture
+def figures(monkeypatch) -> dict:
+    """The figures the rounds plot saves, by file name (still written to disk)."""
+    saved, save = {}, rounds.save_figure
+    monkeypatch.setattr(rounds, "save_figure", lambda fig, path: saved.update({Path(path).name: fig}) or save(fig, path))
+    return saved
+
+
+def panel(fig, title):
+    (ax,) = [ax for ax in fig.axes if ax.get_title() == title]
+    return ax
+
+
+def test_the_rounds_plot_is_titled_and_readable_and_shows_every_series(round_files, tmp_path, figures):
+    evaluation, explorations, selection, labelling = round_files
+    paths = [write(tmp_path / "r0.json", round_summary(0, evaluation)),
+             write(tmp_path / "r1.json", round_summary(1, evaluation, explorations, selection, labelling))]
+    plot_rounds(paths, tmp_path / "rounds.png", 0.05, 1.0, title="run al-test")
+    fig = figures["rounds.png"]
+    assert fig.get_suptitle() == "run al-test"
+    for ax in fig.axes:
+        low, high = ax.get_xlim()
+        assert [t for t in ax.get_xticks() if low <= t <= high] == [0, 1] and ax.get_xlabel() == "round"
+        assert ax.get_yscale() == "linear"
+    words = [text.get_text() for text in fig.findobj(Text)]
+    assert not [c for c in rounds_table(paths).columns if "_" in c and any(c in w for w in words)]  # no raw names
+    counts = panel(fig, "frames per round")
+    assert [list(bars.datavalues) for bars in counts.containers] == [[5], [4], [3], [2], [1]]
+    assert [t.get_text() for t in counts.get_legend().get_texts()][-1] == "labelling failed"
+    energy, stress = panel(fig, "energy"), panel(fig, "stress")
+    assert list(energy.lines[0].get_ydata()) == [20, 20] and "(meV/atom)" in energy.get_ylabel()
+    assert stress.lines[0].get_ydata()[0] == pytest.approx(0.01 * 160.21766208) and "(GPa)" in stress.get_ylabel()
+    assert [t.get_text() for t in panel(fig, "trajectories stopped at trust_hi").texts] == ["1/2"]
+
+
+def test_no_panel_of_the_rounds_plot_overlaps_another_or_leaves_the_figure(round_files, tmp_path, figures):
+    evaluation, explorations, selection, labelling = round_files
+    paths = [write(tmp_path / "r1.json", round_summary(1, evaluation, explorations, selection, labelling)),
+             write(tmp_path / "r0.json", round_summary(0, evaluation))]
+    plot_rounds(paths, tmp_path / "rounds.png", 0.05, 1.0, title="run")
+    canvas = FigureCanvasAgg(figures["rounds.png"])
+    canvas.draw()
+    boxes = [ax.get_tightbbox(canvas.get_renderer()) for ax in canvas.figure.axes]
+    assert all(canvas.figure.bbox.contains(b.x0, b.y0) and canvas.figure.bbox.contains(b.x1, b.y1) for b in boxes)
+    assert not [(a, b) for a, b in combinations(boxes, 2) if a.overlaps(b)]
+    plot_rounds(paths[1:], tmp_path / "round0.png", 0.05, 1.0)  # round 0 alone: nothing explored yet
+    assert figures["round0.png"].get_suptitle() == ""

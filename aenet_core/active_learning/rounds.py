@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from aenet_core.files import read_json
-from aenet_core.training.trainout import save_figure
+from aenet_core.training.trainout import GPA_PER_EV_PER_A3, save_figure
 
 QUANTILES = (0.5, 0.9)
 TEST_ERRORS = ("energy_rmse_per_atom", "force_rmse", "stress_rmse")
@@ -83,38 +84,83 @@ def rounds_table(summaries) -> pd.DataFrame:
     return _table(_records(summaries))
 
 
-def plot_rounds(summaries, path, trust_lo: float, trust_hi: float) -> None:
-    """Counts, test errors, the exploration's force-spread distribution and the fraction of trajectories
-    that reached ``trust_hi``, per round."""
+COUNTS = (("n_frames_explored", "explored"), ("n_candidates", "candidates (spread within the trust levels)"),
+          ("n_selected", "selected"), ("n_labelled", "labelled"), ("n_failed", "labelling failed"))
+# (summary key, panel title, unit, factor from the summary's unit)
+TEST_PANELS = (("energy_rmse_per_atom", "energy", "meV/atom", 1000.0), ("force_rmse", "forces", "eV/Å", 1.0),
+               ("stress_rmse", "stress", "GPa", GPA_PER_EV_PER_A3))
+
+
+def plot_rounds(summaries, path, trust_lo: float, trust_hi: float, title: str | None = None) -> None:
+    """Frames per round, the exploration's force-spread distribution and the fraction of trajectories that
+    reached ``trust_hi``, and the test errors of each round's committee; ``title`` (e.g. the run) heads it."""
     records = _records(summaries)
     table = _table(records)
-    rounds = table["round"].to_numpy()
-    fig = Figure(figsize=(12, 8.5))
-    ax = fig.add_subplot(2, 2, 1)
-    for key, label in (("n_frames_explored", "explored"), ("n_candidates", "candidates"),
-                       ("n_selected", "selected"), ("n_labelled", "labelled"), ("n_failed", "failed")):
-        ax.plot(rounds, table[key], "o-", label=label)
-    ax.set(xlabel="round", ylabel="frames", title="frames per round", yscale="symlog")
-    ax.legend()
-    ax = fig.add_subplot(2, 2, 2)
-    for key, unit in (("energy_rmse_per_atom", "eV/atom"), ("force_rmse", "eV/Å"), ("stress_rmse", "eV/Å³")):
-        values = pd.to_numeric(table[f"test_{key}"], errors="coerce")
-        if values.notna().any():
-            ax.plot(rounds, values, "o-", label=f"{key} ({unit})")
-    ax.set(xlabel="round", ylabel="test RMSE", title="test errors of each round's committee", yscale="log")
-    ax.legend()
-    ax = fig.add_subplot(2, 2, 3)
+    fig = Figure(figsize=(13, 11), layout="constrained")
+    if title:
+        fig.suptitle(title, fontsize="x-large")
+    counts, exploration, errors = fig.subfigures(3, 1)
+    _plot_counts(counts.subplots(), table)
+    _plot_exploration(exploration, records, table, trust_lo, trust_hi)
+    _plot_test_errors(errors, table)
+    save_figure(fig, Path(path))
+
+
+def _round_axis(ax, rounds) -> None:
+    """Whole-round ticks over every round."""
+    ax.set_xlim(min(rounds) - 0.5, max(rounds) + 0.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("round")
+
+
+def _plot_counts(ax, table) -> None:
+    """One bar per count and exploring round, its value written on it (a count of 0 shows as a 0)."""
+    explored, width = table[table["round"] > 0], 0.8 / len(COUNTS)
+    for k, (key, label) in enumerate(COUNTS):
+        bars = ax.bar(explored["round"] + (k - (len(COUNTS) - 1) / 2) * width, explored[key], width, label=label)
+        ax.bar_label(bars, fontsize=7)
+    _round_axis(ax, table["round"])
+    if 0 in table["round"].values:
+        ax.annotate("round 0 trains on\nthe run's sources", (0, 0.5), xycoords=("data", "axes fraction"),
+                    ha="center", va="center", color="gray")
+    ax.margins(y=0.15)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set(ylabel="frames", title="frames per round")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+
+
+def _plot_exploration(subfigure, records, table, trust_lo, trust_hi) -> None:
+    """The explored frames' maximum force spread with the trust levels, and the trajectories stopped at
+    ``trust_hi``; round k explores with round k-1's committee."""
+    spread, stopped = subfigure.subplots(1, 2, width_ratios=(3, 2))
+    subfigure.suptitle("exploration with the previous round's committee")
     explored = [r for r in records if r["max_force_std"]]
     if explored:
-        ax.boxplot([r["max_force_std"] for r in explored], positions=[r["round"] for r in explored])
-    for level, name in ((trust_lo, "trust_lo"), (trust_hi, "trust_hi")):
-        ax.axhline(level, color="k", lw=0.8, ls="--")
-        ax.annotate(name, (0, level), xycoords=("axes fraction", "data"), va="bottom")
-    ax.set(xlabel="round (explored with the previous round's committee)", ylabel="max force spread (eV/Å)",
-           title="uncertainty of the explored frames", yscale="log")
-    ax = fig.add_subplot(2, 2, 4)
+        spread.boxplot([r["max_force_std"] for r in explored], positions=[r["round"] for r in explored],
+                       widths=0.5, manage_ticks=False)
+    for level, name, color in ((trust_lo, "trust_lo", "C2"), (trust_hi, "trust_hi", "C3")):
+        spread.axhline(level, color=color, lw=1, ls="--", label=f"{name} = {level:g} eV/Å")
+    spread.legend(loc="upper left")
+    spread.set_ylim(bottom=0)
+    spread.set(ylabel="max force spread per frame (eV/Å)", title="uncertainty of the explored frames")
     hit = table[table["n_trajectories"] > 0]
-    ax.bar(hit["round"], hit["fraction_hit_trust_hi"])
-    ax.set(xlabel="round", ylabel="fraction", ylim=(0, 1), title="trajectories stopped at trust_hi")
-    fig.tight_layout()
-    save_figure(fig, Path(path))
+    bars = stopped.bar(hit["round"], hit["fraction_hit_trust_hi"], 0.5)
+    stopped.bar_label(bars, [f"{a}/{n}" for a, n in zip(hit["n_hit_trust_hi"], hit["n_trajectories"])])
+    stopped.set(ylabel="fraction of trajectories", ylim=(0, 1.1), title="trajectories stopped at trust_hi")
+    for ax in (spread, stopped):
+        _round_axis(ax, table["round"])
+
+
+def _plot_test_errors(subfigure, table) -> None:
+    """One panel per test error the rounds report, in readable units, from zero."""
+    subfigure.suptitle("test errors of each round's committee")
+    panels = [(pd.to_numeric(table[f"test_{key}"], errors="coerce") * factor, name, unit)
+              for key, name, unit, factor in TEST_PANELS if table[f"test_{key}"].notna().any()]
+    if not panels:
+        subfigure.subplots().text(0.5, 0.5, "no test errors reported", ha="center", va="center")
+        return
+    for ax, (values, name, unit) in zip(subfigure.subplots(1, len(panels), squeeze=False)[0], panels):
+        ax.plot(table["round"], values, "o-")
+        _round_axis(ax, table["round"])
+        ax.set_ylim(0, values.max() * 1.1 or 1.0)
+        ax.set(ylabel=f"test RMSE ({unit})", title=name)

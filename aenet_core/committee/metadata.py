@@ -176,9 +176,11 @@ class TorchCommitteeTrainResult:
                             "max": float(values.max()), "n": int(values.size)}
         return out
 
-    def plot_learning_curves(self, path) -> None:
-        """Energy (and force) RMSE per epoch of every completed member, train and test, saved to ``path``."""
-        plot_learning_curves([(f"member {m.member_index}", m.trainout) for m in self.completed_members], path)
+    def plot_learning_curves(self, path, title: str | None = None) -> None:
+        """Energy (and force) RMSE per epoch of every completed member, train and test, saved to ``path``;
+        ``title`` (e.g. the run) heads the figure."""
+        plot_learning_curves([(f"member {m.member_index}", m.trainout) for m in self.completed_members], path,
+                             title)
 
     def __str__(self) -> str:
         lines = [f"Committee: {len(self.completed_members)} completed, {len(self.failed_members)} failed "

@@ -229,11 +229,14 @@ def draw_error_curves(ax, runs, kind: str) -> None:
     ax.legend(fontsize=7 if len(runs) > 1 else None)
 
 
-def plot_learning_curves(runs, outfile=None):
+def plot_learning_curves(runs, outfile=None, title: str | None = None):
     """The energy panel, and the force panel beside it when any run has force errors, for ``(label, TrainOut)``
-    pairs (one run, or the members of a committee); returns the Figure and saves it to ``outfile``."""
+    pairs (one run, or the members of a committee), headed by ``title`` if given; returns the Figure and saves
+    it to ``outfile``."""
     kinds = ["energy"] + (["force"] if any(out.has_force_data for _, out in runs) else [])
     fig = Figure(figsize=(6 * len(kinds), 4), layout="constrained")
+    if title:
+        fig.suptitle(title)
     for kind, ax in zip(kinds, fig.subplots(1, len(kinds), squeeze=False)[0]):
         draw_error_curves(ax, runs, kind)
     return _finish(fig, outfile)
