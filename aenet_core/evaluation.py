@@ -13,13 +13,14 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from aenet_core.baselines import trivial_errors, weak_fit_warnings
 from aenet_core.committee import TorchCommitteePotential
 from aenet_core.data import open_databases
 from aenet_core.files import atomic_write, write_json
 from aenet_core.io import write_extxyz
 from aenet_core.split import Split
 from aenet_core.training.trainout import GPA_PER_EV_PER_A3, save_figure
-from aenet_core.uncertainty import Calibration, save_no_calibration
+from aenet_core.uncertainty import CALIBRATION_FILE, Calibration, save_no_calibration
 
 
 DEFAULT_N_UNCERTAIN = 10
@@ -28,13 +29,16 @@ DEFAULT_N_UNCERTAIN = 10
 def evaluate_committee(committee_dir, database, split, output_dir, n_uncertain: int = DEFAULT_N_UNCERTAIN,
                        title: str | None = None) -> dict:
     """Predict the test split with the committee and write, under ``output_dir``:
-    predictions.csv, summary.json, calibration.json, parity.png, stress_parity.png, uncertainty.png,
-    most_uncertain.csv and most_uncertain.extxyz (geometries without labels, for relabelling).  ``database`` is
-    a database file, or a list of them (several are read as one ``ShardedDataset``).  ``title`` (e.g. the run's
-    name) heads every figure."""
+    predictions.csv, summary.json, parity.png, stress_parity.png, uncertainty.png, most_uncertain.csv and
+    most_uncertain.extxyz (geometries without labels, for relabelling); and the committee's calibration.json
+    into its directory, where ``TorchCommitteePotential.from_directory`` finds it.  ``database`` is a database
+    file, or a list of them (several are read as one ``ShardedDataset``).  ``title`` (e.g. the run's name)
+    heads every figure."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     committee = TorchCommitteePotential.from_directory(committee_dir)
+    committee_dir = Path(committee_dir)
+    calibration_path = (committee_dir if committee_dir.is_dir() else committee_dir.parent) / CALIBRATION_FILE
     db = open_databases(database)
     split_path, split = split, Split.load(split)
     split.check(db, label=str(split_path))
@@ -46,14 +50,14 @@ def evaluate_committee(committee_dir, database, split, output_dir, n_uncertain: 
     std = predictions.energy_std / n_atoms
     try:
         calibration = Calibration.cross_validate(error, std)
-        calibration.save(output_dir / "calibration.json")
+        calibration.save(calibration_path)
         calibrated = calibration.calibrated_stds
     except ValueError as err:  # e.g. one member, or too few test structures: no spread to scale
         calibration, calibrated = None, np.full_like(std, np.nan)
-        save_no_calibration(output_dir / "calibration.json", str(err))
+        save_no_calibration(calibration_path, str(err))
 
-    # A calibration.json beside the committee would add an in-sample calibrated column: only the out-of-fold one
-    # below is reported.
+    # The committee's calibration.json of an earlier evaluation adds an in-sample calibrated column: only the
+    # out-of-fold one below is reported.
     table = predictions.to_dataframe().drop(columns=["member_energies", "energy_std_calibrated", "max_force_uncertainty",
                                                      "mean_force_uncertainty"], errors="ignore")
     table["reference_energy"] = reference
@@ -75,6 +79,7 @@ def evaluate_committee(committee_dir, database, split, output_dir, n_uncertain: 
     labelled = ((db.get_structure(i), p) for p, i in zip(predictions, indices))
     stresses = [(s.stress, p.stress_mean) for s, p in labelled if s.has_stress()]
     stress_rmse = float(np.sqrt(np.mean([(s - r) ** 2 for r, s in stresses]))) if stresses else None
+    worst = int(np.argmax(abs(error)))
     summary = {
         "split": "test" if split.test else "train", "n_structures": len(indices),
         "energy_rmse_per_atom": float(np.sqrt(np.mean(error ** 2))), "energy_mae_per_atom": float(np.mean(abs(error))),
@@ -86,7 +91,11 @@ def evaluate_committee(committee_dir, database, split, output_dir, n_uncertain: 
         "calibration_check": None if calibration is None else calibration.curve_method,
         "cross_validated_normalized_error_rms": None if calibration is None else calibration.normalized_error_rms,
         "num_members": len(committee.members),
+        "largest_energy_error": {"identifier": predictions.identifiers[worst], "error_per_atom": float(error[worst])},
+        "trivial_errors": trivial_errors(db, split),
     }
+    summary["warnings"] = weak_fit_warnings(summary["energy_rmse_per_atom"], summary["force_rmse"],
+                                            summary["trivial_errors"], summary["split"])
     write_json(output_dir / "summary.json", summary, indent=1)
     bars = std if calibration is None else calibrated
     referenced = np.array([db.referenced_energy_per_atom(i) for i in indices], float)

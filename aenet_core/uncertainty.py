@@ -18,6 +18,7 @@ import pandas as pd
 from aenet_core.files import check_format, read_json, write_json
 
 FORMAT = "aenet_core.calibration"
+CALIBRATION_FILE = "calibration.json"  # in a committee's directory, where from_directory looks
 VERSION = 1
 
 

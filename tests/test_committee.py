@@ -2,6 +2,7 @@
 ensemble statistics, dataset prediction, and calibrated uncertainty."""
 import hashlib
 import json
+import logging
 import os
 import shutil
 import warnings
@@ -13,6 +14,8 @@ import torch
 
 from aenet_core.committee import (AenetEnsembleResult, TorchCommitteeConfig, TorchCommitteePotential,
                                   TorchCommitteeTrainResult, aggregate_committee, train_member)
+from aenet_core.baselines import WEAK_FIT_RATIO, trivial_errors, weak_fit_warnings
+from aenet_core.committee.member import DATA_FORCE_WEIGHT, with_data_defaults
 from aenet_core.descriptor import BatchedFeaturizer
 from aenet_core.example_data import make_cuau_structures
 from aenet_core.files import FileFormatError
@@ -248,7 +251,9 @@ def test_ensemble_statistics():
     r = AenetEnsembleResult.from_member_predictions([1.0, 2.0, 4.0], forces)
     assert r.energy == r.energy_mean == pytest.approx(7 / 3) and r.energy_std == pytest.approx(np.std([1, 2, 4]))
     np.testing.assert_allclose(r.forces_std, forces.std(0))
-    np.testing.assert_allclose(r.force_uncertainty, forces.std(0).mean(1))
+    deviation = forces - forces.mean(0)  # DP-GEN's deviation per atom: sqrt(<|F_i - <F_i>|^2>) over members
+    np.testing.assert_allclose(r.force_std, np.sqrt((deviation ** 2).sum(2).mean(0)), rtol=1e-12)
+    assert r.force_std.shape == (4,)
     ref = AenetEnsembleResult.from_member_predictions([1.0, 2.0, 4.0], forces, aggregation="reference",
                                                       reference_member=2)
     assert ref.energy == 4.0 and np.array_equal(ref.forces, forces[2]) and ref.energy_mean == r.energy_mean
@@ -269,7 +274,48 @@ def test_dataset_prediction_tables_and_selection(trained, cuau):
     assert table.loc[1, "energy_std"] == pytest.approx(members.std(), abs=1e-9)
     top = result.top_uncertain(2)
     assert top["energy_std"].tolist() == sorted(table["energy_std"], reverse=True)[:2]
-    assert result[0].forces.shape == (cuau[7].n_atoms, 3) and np.all(result.max_force_uncertainty >= 0)
+    assert result[0].forces.shape == (cuau[7].n_atoms, 3) and np.all(result.max_force_std > 0)
+
+
+def _member_forces(committee, structure):
+    return np.array([m.predict([structure], eval_forces=True).forces[0] for m in committee.members])
+
+
+def test_force_spread_per_structure_is_computed_from_the_members_forces(trained, cuau):
+    committee, _, _ = trained
+    result = committee.predict([cuau[7], cuau[2]], eval_forces=True)
+    spreads = [np.linalg.norm(_member_forces(committee, s).std(0), axis=1) for s in (cuau[7], cuau[2])]
+    np.testing.assert_allclose(result.max_force_std, [s.max() for s in spreads], rtol=1e-10)
+    np.testing.assert_allclose(result.mean_force_std, [s.mean() for s in spreads], rtol=1e-10)
+    table = result.to_dataframe()
+    np.testing.assert_array_equal(table["max_force_std"], result.max_force_std)
+    np.testing.assert_array_equal(table["mean_force_std"], result.mean_force_std)
+    assert result.top_uncertain(1, metric="max_force_std")["index"].tolist() == [int(np.argmax(result.max_force_std))]
+    energy_only = committee.predict([cuau[7]])
+    assert energy_only[0].force_std is None and np.isnan(energy_only.max_force_std).all()
+
+
+def test_deprecated_force_uncertainty_names_warn_and_keep_their_meaning(trained, cuau):
+    committee, _, _ = trained
+    result = committee.predict([cuau[7], cuau[2]], eval_forces=True)
+    old = [_member_forces(committee, s).std(0).mean(1) for s in (cuau[7], cuau[2])]  # mean over x, y, z
+    with pytest.warns(DeprecationWarning, match="'force_uncertainty' is deprecated; use 'force_std'") as caught:
+        np.testing.assert_allclose(result[0].force_uncertainty, old[0], rtol=1e-10)
+    assert caught[0].filename == __file__  # points at the caller's line
+    with pytest.warns(DeprecationWarning, match="use 'max_force_std'.*mean over x, y, z"):
+        np.testing.assert_allclose(result.max_force_uncertainty, [o.max() for o in old], rtol=1e-10)
+    with pytest.warns(DeprecationWarning, match="use 'mean_force_std'"):
+        np.testing.assert_allclose(result.mean_force_uncertainty, [o.mean() for o in old], rtol=1e-10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # building the table reads no deprecated name
+        table = result.to_dataframe()
+    np.testing.assert_allclose(table["max_force_uncertainty"], [o.max() for o in old], rtol=1e-10)
+    np.testing.assert_allclose(table["mean_force_uncertainty"], [o.mean() for o in old], rtol=1e-10)
+    assert np.all(table["max_force_std"] > table["max_force_uncertainty"])  # the norm exceeds the mean
+    for rank in (lambda: result.sort_by("max_force_uncertainty"),
+                 lambda: result.top_uncertain(1, metric="mean_force_uncertainty")):
+        with pytest.warns(DeprecationWarning, match="force_uncertainty' is deprecated"):
+            rank()
 
 
 def test_calibration_recovers_a_known_scale_and_is_reloaded(trained, cuau):
@@ -403,3 +449,48 @@ def test_a_warm_start_from_another_architecture_is_refused(straight_member, tmp_
     summary = train_member(other, tmp_path / "other", full, dataset, split, seed=5,
                            initial_model=tmp_path / "straight/model.pt")
     assert summary["status"] == "failed" and "descriptor or architecture differs" in summary["error"]
+
+
+def test_a_member_of_data_with_forces_trains_on_them_unless_told_otherwise(cuau, capsys):
+    dataset = StructureDataset(cuau, descriptor(), atomic_energies=REFERENCES)
+    indices = list(range(len(dataset)))
+    assert with_data_defaults({"iterations": 3}, dataset, indices) == {"iterations": 3,
+                                                                       "force_weight": DATA_FORCE_WEIGHT}
+    assert f"training on them with force_weight {DATA_FORCE_WEIGHT}" in capsys.readouterr().err
+    assert with_data_defaults({"force_weight": 0.0}, dataset, indices) == {"force_weight": 0.0}
+    energies_only = StructureDataset([replace(s, forces=None, stress=None) for s in cuau], descriptor(),
+                                     atomic_energies=REFERENCES)
+    assert with_data_defaults({}, energies_only, indices) == {}
+
+
+def test_errors_close_to_predicting_nothing_are_warned_about(cuau, tmp_path, capsys):
+    dataset = StructureDataset(cuau, descriptor(), atomic_energies=REFERENCES)
+    split = Split.create(dataset, 25, 2)
+    trivial = trivial_errors(dataset, split)
+    forces = np.concatenate([s.forces for s in (cuau[i] for i in split.test)])
+    train_mean = np.mean([dataset.referenced_energy_per_atom(i) for i in split.train])
+    test_energies = np.array([dataset.referenced_energy_per_atom(i) for i in split.test])
+    assert trivial["force_rmse_predicting_zero"] == pytest.approx(np.sqrt(np.mean(forces ** 2)))
+    assert trivial["energy_rmse_predicting_mean"] == pytest.approx(np.sqrt(np.mean((test_energies - train_mean) ** 2)))
+    # One epoch at a tiny learning rate: no better than predicting zero forces; the warning says so.
+    summary = train_member(TorchANNPotential(ARCH, descriptor()), tmp_path / "m", config(
+        iterations=1, method=Adam(mu=1e-6, batchsize=4), force_weight=0.1), dataset, split, seed=3)
+    assert summary["trivial_errors"] == pytest.approx(trivial)
+    assert any(w.startswith("test force RMSE ") and "close to predicting zero forces" in w
+               for w in summary["warnings"])
+    assert "WARNING: member 0: test force RMSE" in capsys.readouterr().err
+    below, at = (ratio * trivial["force_rmse_predicting_zero"] for ratio in (0.99 * WEAK_FIT_RATIO, WEAK_FIT_RATIO))
+    assert weak_fit_warnings(None, below, trivial, "test") == []
+    assert weak_fit_warnings(None, at, trivial, "test") == [
+        f"test force RMSE {at:.3g} eV/Å is close to predicting zero forces "
+        f"({trivial['force_rmse_predicting_zero']:.3g} eV/Å): the potential explains less than half of the force "
+        "variance"]
+
+
+def test_training_logs_a_line_per_epoch_with_its_errors_and_the_time_left(cuau, caplog):
+    caplog.set_level(logging.INFO, logger="aenet_core")
+    TorchANNPotential(ARCH, descriptor()).train(structures=cuau, config=config(iterations=3))
+    lines = [record.getMessage() for record in caplog.records if record.getMessage().startswith("epoch: ")]
+    assert [line.split()[1] for line in lines] == ["1/3", "2/3", "3/3"]
+    assert "RMSE_E train" in lines[0] and "eV/atom | RMSE_F train" in lines[0] and "eV/Å | lr 0.01" in lines[0]
+    assert "left" in lines[1] and "elapsed" in lines[2]

@@ -10,6 +10,7 @@ import pytest
 from aenet_core.committee import TorchCommitteePotential, TorchCommitteeTrainResult, aggregate_committee, train_member
 from aenet_core.data import HDF5StructureDataset
 from aenet_core import evaluation
+from aenet_core.baselines import weak_fit_warnings
 from aenet_core.evaluation import evaluate_committee
 from aenet_core.example_data import make_cuau_structures
 from aenet_core.io import read_structures
@@ -47,11 +48,13 @@ def evaluated(cuau, tmp_path, num_members, title=None):
 def test_evaluation_writes_every_product_even_without_a_calibration(cuau, tmp_path, num_members):
     summary, split = evaluated(cuau, tmp_path, num_members)
     names = {p.name for p in (tmp_path / "evaluation").iterdir()}
-    assert names == {"summary.json", "predictions.csv", "calibration.json", "parity.png", "stress_parity.png",
-                     "uncertainty.png", "most_uncertain.csv", "most_uncertain.extxyz"}
+    assert names == {"summary.json", "predictions.csv", "parity.png", "stress_parity.png", "uncertainty.png",
+                     "most_uncertain.csv", "most_uncertain.extxyz"}
     assert summary["n_structures"] == len(split.test) and summary["num_members"] == num_members
-    calibration = json.loads((tmp_path / "evaluation" / "calibration.json").read_text())
+    calibration = json.loads((tmp_path / "committee" / "calibration.json").read_text())  # the committee's own
     assert (calibration["factor"] is None) == (num_members == 1)
+    loaded = TorchCommitteePotential.from_directory(tmp_path / "committee")
+    assert loaded.calibration_factor == summary["calibration_factor"]
     assert len(read_structures(tmp_path / "evaluation" / "most_uncertain.extxyz")) == 3
 
 
@@ -59,13 +62,18 @@ def test_reported_error_bars_are_calibrated_on_other_structures_than_their_own(c
     summary, split = evaluated(cuau, tmp_path, 3)
     table = pd.read_csv(tmp_path / "evaluation" / "predictions.csv")
     errors, stds = table["error_per_atom"].to_numpy(), table["energy_std_per_atom"].to_numpy()
+    assert summary["warnings"] == weak_fit_warnings(summary["energy_rmse_per_atom"], summary["force_rmse"],
+                                                    summary["trivial_errors"], "test")
+    worst = table.loc[abs(table["error_per_atom"]).idxmax()]
+    assert summary["largest_energy_error"] == {"identifier": worst["identifier"],
+                                               "error_per_atom": pytest.approx(worst["error_per_atom"])}
     expected = Calibration.cross_validate(errors, stds)
     np.testing.assert_allclose(table["energy_std_calibrated_per_atom"], expected.calibrated_stds, rtol=1e-12)
     in_sample = Calibration.fit(errors, stds)
     assert not np.allclose(table["energy_std_calibrated_per_atom"], in_sample.factor * stds)  # not self-fitted
     assert summary["calibration_factor"] == pytest.approx(in_sample.factor)  # what later predictions use
     assert summary["calibration_check"] == f"{len(split.test)}-fold cross-validation"
-    saved = json.loads((tmp_path / "evaluation" / "calibration.json").read_text())
+    saved = json.loads((tmp_path / "committee" / "calibration.json").read_text())
     assert saved["curve_method"] == summary["calibration_check"]
     assert saved["curve"]["predicted_std"] == pytest.approx(list(expected.curve["predicted_std"]))
 

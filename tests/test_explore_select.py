@@ -1,5 +1,6 @@
 """Active learning's exploration (committee MD) and selection (trust window, farthest-point sampling)."""
 import copy
+import logging
 import math
 from dataclasses import replace
 
@@ -119,6 +120,15 @@ def test_a_spread_above_trust_hi_stops_at_that_step_and_records_it(committee, ev
 
     frames, summary = explore(committee, _start(), _settings(trust_hi=1e-9))
     assert len(frames) == 1 and frames[0].info["above_trust_hi"] and summary["n_steps_run"] == 0
+
+
+def test_the_log_shows_the_steps_done_every_tenth_of_the_run(committee, caplog):
+    caplog.set_level(logging.INFO, logger="aenet_core")
+    frames, _ = explore(committee, _start(), _settings(steps=20))
+    progress = [record.getMessage() for record in caplog.records]
+    assert progress[0].startswith("MD at 300 K: 1/20 steps (5 %) | max force spread ") and "eV/Å" in progress[0]
+    steps = [int(line.split(" steps")[0].rsplit(" ", 1)[1].split("/")[0]) for line in progress]
+    assert steps == [1, *range(2, 21, 2)]
 
 
 def test_runs_with_the_same_settings_are_identical(committee, every_step):

@@ -1,5 +1,7 @@
 """Labelling with an ASE calculator named by import path: the labels are the calculator's, failures are
 recorded and left out, finished calculations are kept for a rerun."""
+import logging
+
 import numpy as np
 import pytest
 from ase.build import bulk, molecule
@@ -38,8 +40,14 @@ def reference(structure):
     return atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress(voigt=False)
 
 
-def test_the_labels_are_the_calculators_and_a_failure_is_recorded_and_left_out(tmp_path):
+def test_the_labels_are_the_calculators_and_a_failure_is_recorded_and_left_out(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="aenet_core")
     labelled, records = label_frames(frames(), f"{__name__}.CountingEMT", {}, tmp_path, first_index=10)
+    progress = [record.getMessage() for record in caplog.records if record.getMessage().startswith("labelling: ")]
+    assert [line.split(" | ")[0] for line in progress] == ["labelling: 1/3 frames (33 %)",
+                                                            "labelling: 2/3 frames (67 %)",
+                                                            "labelling: 3/3 frames (100 %)"]
+    assert "cuau: labelled in" in progress[2] and ": failed in" in progress[1]
     assert [s.name for s in labelled] == ["cu", "cuau"]
     for structure, original in zip(labelled, [frames()[0], frames()[2]]):
         energy, forces, stress = reference(original)

@@ -21,6 +21,7 @@ from ase.md import velocitydistribution
 
 from aenet_core.calculator import AenetCalculator
 from aenet_core.files import atomic_write
+from aenet_core.progress import ProgressLog
 from aenet_core.rules import ANY, POSITIVE, SEED, NumberRule, check_numbers
 from aenet_core.structure import Structure
 
@@ -152,9 +153,12 @@ def explore(committee, start, settings: ExploreSettings) -> tuple[list, dict]:
     dynamics = _dynamics(atoms, settings, rng)
     recorder = _Recorder(atoms, dynamics, settings, getattr(committee, "calibration_factor", None))
     dynamics.attach(recorder, interval=1)
+    progress = ProgressLog(f"MD at {settings.temperature:g} K", settings.steps, unit="steps", lines=10)
     for _ in dynamics.irun(settings.steps):
         if recorder.stop_step is not None:
             break
+        if dynamics.nsteps:
+            progress.update(detail=f" | max force spread {recorder.max_force_stds[-1]:.3g} eV/Å")
     return recorder.frames, _summary(recorder, dynamics.nsteps, settings)
 
 

@@ -24,6 +24,7 @@ from ase.calculators.calculator import PropertyNotImplementedError
 from aenet_core.active_learning.calculators import calculator_class
 from aenet_core.data.plausibility import PlausibilityLimits, check_labels
 from aenet_core.files import read_json, write_json
+from aenet_core.progress import ProgressLog
 from aenet_core.structure import Structure, structure_sha256
 
 
@@ -79,6 +80,7 @@ def label_frames(frames, calculator: str, kwargs: dict | None, workdir, limits: 
     workdir.mkdir(parents=True, exist_ok=True)
     settings = _settings_sha256(calculator, kwargs)
     labelled, records = [], []
+    progress = ProgressLog("labelling", len(frames), unit="frames", lines=len(frames))
     for offset, frame in enumerate(frames):
         index = first_index + offset
         record = {"index": index, "name": frame.name, "status": "failed", "error": None, "seconds": 0.0,
@@ -102,6 +104,8 @@ def label_frames(frames, calculator: str, kwargs: dict | None, workdir, limits: 
             record["status"] = "labelled"
         record["seconds"] = round(time.perf_counter() - started, 3)
         records.append(record)
+        reused = " (reused)" if record["reused"] else ""
+        progress.update(detail=f" | {frame.name or index}: {record['status']}{reused} in {record['seconds']:.0f} s")
     return labelled, records
 
 

@@ -15,10 +15,12 @@ from pathlib import Path
 import torch
 
 from aenet_core.allocator import keep_freed_memory
+from aenet_core.baselines import ADVICE, trivial_errors, weak_fit_warnings
 from aenet_core.descriptor import ChebyshevDescriptor
 from aenet_core.files import atomic_write, file_sha256, write_json
 from aenet_core.model.checkpoint import ModelFileError, RefusedModelFileError, read_model_file
 from aenet_core.potential import TorchANNPotential
+from aenet_core.rules import DATA_FORCE_WEIGHT
 from aenet_core.split import Split
 from aenet_core.training.config import TorchTrainingConfig
 from aenet_core.training.loop import checkpoint_epoch, checkpoint_files
@@ -42,6 +44,16 @@ def member_metrics(trainout: TrainOut, best_val_loss) -> dict:
     metrics["best_val_loss"] = _finite_or_none(best_val_loss)
     metrics["epochs_recorded"] = float(trainout.num_epochs)
     return metrics
+
+
+def with_data_defaults(settings: dict, dataset, indices) -> dict:
+    """A workflow member's training settings: ``force_weight`` DATA_FORCE_WEIGHT when they choose none and a
+    structure of ``indices`` has forces (the log says so)."""
+    if "force_weight" in settings or not any(dataset.has_forces(i) for i in indices):
+        return settings
+    print(f"training.force_weight is not set and the data carry forces: training on them with force_weight "
+          f"{DATA_FORCE_WEIGHT} (set training.force_weight: 0 for energies only)", file=sys.stderr, flush=True)
+    return {**settings, "force_weight": DATA_FORCE_WEIGHT}
 
 
 def refuse_non_finite(trainout: TrainOut, potential, has_test: bool) -> None:
@@ -151,7 +163,14 @@ def train_member(potential: TorchANNPotential, member_dir, config: TorchTraining
         out.to_csv(member_dir / "history.csv")
         potential.save(member_dir / "model.pt", extra_metadata={
             "committee_member_index": member_index, "committee_seed": seed, "committee_split_seed": split.split_seed})
-        summary.update(status="completed", metrics=member_metrics(out, potential.best_val_loss),
+        metrics = member_metrics(out, potential.best_val_loss)
+        trivial = trivial_errors(dataset, split)
+        side = "test" if split.test else "train"
+        warnings = weak_fit_warnings(metrics[f"final_RMSE_{side}"], metrics[f"final_RMSE_force_{side}"], trivial,
+                                     "test" if split.test else "training")
+        for warning in warnings:
+            print(f"WARNING: member {member_index}: {warning}; {ADVICE}", file=sys.stderr, flush=True)
+        summary.update(status="completed", metrics=metrics, trivial_errors=trivial, warnings=warnings,
                        stopped_early=out.stopped_early, model_path="model.pt",
                        model_sha256=file_sha256(member_dir / "model.pt"), history_json_path="history.json",
                        history_csv_path="history.csv", summary_path="summary.json", error=None)

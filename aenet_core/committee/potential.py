@@ -24,7 +24,7 @@ from aenet_core.model.predict import predict_with_models
 from aenet_core.potential import TorchANNPotential
 from aenet_core.split import Split, as_split
 from aenet_core.training.config import TorchTrainingConfig
-from aenet_core.uncertainty import Calibration, load_calibration_factor
+from aenet_core.uncertainty import CALIBRATION_FILE, Calibration, load_calibration_factor
 
 
 class TorchCommitteePotential:
@@ -119,7 +119,7 @@ class TorchCommitteePotential:
         for member in completed:  # after loading, so that a file holding code is named as such
             member.check_model_file()
         committee.member_indices = [m.member_index for m in completed]
-        calibration = Path(calibration) if calibration is not None else metadata.parent / "calibration.json"
+        calibration = Path(calibration) if calibration is not None else metadata.parent / CALIBRATION_FILE
         if calibration.exists():
             committee.calibration_factor = load_calibration_factor(calibration)
         return committee

@@ -22,6 +22,7 @@ from aenet_core.data.batch import BatchLoader, FeatureSource
 from aenet_core.data.cache import LRUCache, PersistentCache
 from aenet_core.model.checkpoint import numpy_state, plain_numpy_state
 from aenet_core.model.normalization import energy_normalization, feature_statistics
+from aenet_core.progress import ProgressLog
 from aenet_core.training.controls import EarlyStopping, WeightAverage, load_raw_weights, scheduled_rate
 from aenet_core.training.loss import EnergyForceLoss
 from aenet_core.training.sampling import Sampler, force_selection
@@ -91,10 +92,12 @@ class TrainingRun:
         if self.next_epoch == 0:
             self._check_warmup()
         epochs = range(self.next_epoch, self.next_epoch + config.iterations)
+        progress = ProgressLog("epoch", epochs.stop, lines=50, start=epochs.start)
         for epoch in tqdm(epochs, desc="epochs", disable=not config.show_progress):
             if self.stopped_early is not None:
                 break
             self._epoch(epoch)
+            progress.update(detail=epoch_errors(self.history))
         if self.ema is not None:
             self.ema.put_in()  # the model the caller gets holds the average; state_dict keeps the raw weights
         # The last epoch's metrics from a full pass with the final weights, also when a resume from the
@@ -355,6 +358,18 @@ def checkpoint_files(directory) -> list:
 def checkpoint_epoch(path) -> int:
     """The 0-based epoch after which a periodic checkpoint was written."""
     return int(Path(path).stem.rsplit("_", 1)[1])
+
+
+def epoch_errors(history) -> str:
+    """The last epoch's errors and learning rate, for a progress line."""
+    parts = []
+    for name, key, unit in (("RMSE_E", "energy_rmse", "eV/atom"), ("RMSE_F", "force_rmse", "eV/Å"),
+                            ("RMSE_S", "stress_rmse", "eV/Å³")):
+        train, test = history[f"train_{key}"][-1], history[f"test_{key}"][-1]
+        if not (math.isnan(train) and math.isnan(test)):
+            parts.append(f"{name} train {train:.4g} test {test:.4g} {unit}")
+    parts.append(f"lr {history['learning_rate'][-1]:.3g}")
+    return " | " + " | ".join(parts)
 
 
 def _metric_entries(train, test) -> dict:

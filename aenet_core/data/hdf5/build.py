@@ -21,6 +21,7 @@ from aenet_core.descriptor import BatchedFeaturizer, ChebyshevDescriptor, struct
 from aenet_core.data.sources import atom_chunks
 from aenet_core.files import atomic_path
 from aenet_core.neighbors import rows_per_structure
+from aenet_core.progress import ProgressLog
 from aenet_core.structure import hash_structure
 
 CHUNK_ATOMS = 2048  # atoms featurized (and held in memory) per build step
@@ -39,10 +40,12 @@ def write_database(path: Path, descriptor, entries, structure_filter, *, feature
         try:
             chunks = _checked(atom_chunks(structure_filter.apply(entries), CHUNK_ATOMS), structure_filter,
                               descriptor.max_cutoff)
+            lines = ProgressLog(f"building {path.name}", unit="structures", seconds=30)
             with tqdm(desc=f"building {path.name}", unit=" structures", disable=not show_progress) as progress:
                 for chunk, computed in _featurized(chunks, descriptor, options, workers):
                     writer.append(chunk, computed)
                     progress.update(len(chunk))
+                    lines.update(len(chunk), f" ({writer.n_atoms} atoms)")
             if writer.n_entries == 0:
                 if not allow_empty:
                     raise ValueError("no structure was left to store (all sources empty or filtered out)")
