@@ -1,5 +1,7 @@
-# `make run`: set up .venv (if needed) and run the workflow on config.yaml.
+# `make run`: set up .venv (if needed) and run the workflow on config.yaml (CONFIG=mine.yaml: on yours).
 # `make test`: the same set-up, then the test suite.
+# `make setup EXTENSIONS=no`: the set-up without compiling torch-scatter/torch-cluster (about a minute);
+# `make extensions` adds them later.
 # `make test-cluster`: start a one-node SLURM cluster here (root, apt-get) and run the cluster tests.
 PYTHON ?= python3
 # The torch that .venv gets: TORCH_SPEC from pip's default index (here a local CPU wheel; on Linux from
@@ -11,24 +13,44 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= 2
+CONFIG ?=
+EXTENSIONS ?= yes
+# Compilers run in parallel when the extensions are built: one per core.
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: setup run test test-cluster bench clean
+.PHONY: setup extensions run test test-cluster bench clean
 
 setup: $(STAMP)
 
-# torch is pinned (TORCH_SPEC, from TORCH_INDEX when given); torch-scatter/torch-cluster
-# have no wheels for it and build from source against it (pip caches the built
-# wheels). If that build fails, the pure-torch path is used and a warning says so.
+# torch is pinned (TORCH_SPEC, from TORCH_INDEX when given); torch-scatter/torch-cluster have no wheels
+# for it and build from source against it (extensions, below).
 $(STAMP): pyproject.toml
+	@echo "== set-up 1/3: $(VENV) with $(TORCH_SPEC) (under a minute)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet $(if $(TORCH_INDEX),--index-url '$(TORCH_INDEX)') '$(TORCH_SPEC)'
+	@echo "== set-up 2/3: aenet_core and its dependencies (about a minute)"
 	$(BIN)/pip install --quiet -e '.[test]'  # with the SLURM executor plugin (extra `slurm`)
-	$(BIN)/pip install --quiet --no-build-isolation torch-scatter torch-cluster \
-	  || echo "WARNING: torch-scatter/torch-cluster did not build; aenet_core uses its pure-torch path"
+ifeq ($(EXTENSIONS),yes)
+	@$(MAKE) --no-print-directory extensions
+else
+	@echo "== set-up 3/3 skipped (EXTENSIONS=$(EXTENSIONS)): aenet_core runs on its pure-torch path; \
+	'make extensions' compiles torch-scatter and torch-cluster later"
+endif
 	touch $(STAMP)
 
+# One setuptools build_ext per package compiles its extension modules on $(JOBS) cores; pip caches the
+# wheels, so a later set-up installs them in seconds. If the build fails, the pure-torch path is used.
+extensions:
+	@echo "== set-up 3/3: compiling torch-scatter and torch-cluster with $(JOBS) compilers at once (about \
+	$$((16 / $(JOBS) + 1)) min on this machine the first time; pip caches the wheels). Not worth the wait? \
+	Interrupt and run 'make setup EXTENSIONS=no': everything works without them (docs/performance.md)."
+	printf '[build_ext]\nparallel = %s\n' $(JOBS) > $(VENV)/parallel-build.cfg
+	DIST_EXTRA_CONFIG=$(abspath $(VENV))/parallel-build.cfg $(BIN)/pip install --no-build-isolation \
+	  torch-scatter torch-cluster \
+	  || echo "WARNING: torch-scatter/torch-cluster did not build; aenet_core uses its pure-torch path"
+
 run: setup
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) $(if $(CONFIG),--configfile '$(CONFIG)')
 
 test: setup
 	$(BIN)/pytest -q -m "not cluster"
@@ -42,6 +64,7 @@ bench: setup
 	$(BIN)/python bench/train.py --data ../shared/data/TiO2 --cache
 	$(BIN)/python bench/database.py --data ../shared/data
 	$(BIN)/python bench/active_learning.py
+	$(BIN)/python bench/extensions.py --data ../shared/data/TiO2
 
 clean:
 	rm -rf $(VENV) .snakemake .pytest_cache

@@ -7,7 +7,10 @@ from snakemake.utils import min_version
 min_version("8.8")
 
 
-configfile: "config.yaml"
+# The shipped example run; a config of one's own (--configfile mine.yaml) replaces it instead of adding to it.
+if not workflow.config_settings.configfiles:
+
+    configfile: "config.yaml"
 
 
 report: "workflow/report/workflow.rst"
@@ -39,6 +42,8 @@ localrules:
     all,
     example_data,
     split,
+    member_settings,
+    calculator_settings,
     aggregate,
     export,
     exploration_seeds,
@@ -47,9 +52,19 @@ localrules:
     active_learning_report,
 
 
-# Not in dry runs: a CUDA run stops here, before any job, when the jobs' torch has no CUDA build.
+# Not in dry runs: a CUDA run whose jobs' torch has no CUDA build, or structure files holding species the
+# descriptor lacks, stop here, before any job.
 onstart:
     check_cuda_torch()
+    check_source_species()
+
+
+onsuccess:
+    print_summary()
+
+
+onerror:
+    print_failures()
 
 
 rule all:

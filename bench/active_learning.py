@@ -95,14 +95,13 @@ def random_arm(workdir: Path, config: dict, rounds: int, draw: int) -> Path:
         "--min-cutoff", d["min_cutoff"])
     shards = [base, f"{arm}/database.h5"]
     cli(workdir, "split", *shards, "--output", f"{arm}/split.json", "--extend", results / "round_00/split.json")
-    layers = {s: run["architecture"] for s in d["species"]}
-    training = json.dumps({"max_checkpoints": 3, **run["training"]})
+    settings = results / "round_00/committee/settings.yaml"  # what the loop's members train with
     members = []
     for m in range(run["committee"]["num_members"]):
         members.append(workdir / f"{arm}/committee/member_{m:03d}")
-        cli(workdir, "train-member", "--database", *shards, "--split", f"{arm}/split.json", "--arch",
-            json.dumps(layers), "--training", training, "--member-index", m, "--seed",
-            run["committee"]["base_seed"] + m, "--threads", 2, "--output-dir", members[-1])
+        cli(workdir, "train-member", "--database", *shards, "--split", f"{arm}/split.json", "--settings", settings,
+            "--member-index", m, "--seed", run["committee"]["base_seed"] + m, "--threads", 2,
+            "--output-dir", members[-1])
     cli(workdir, "aggregate", f"{arm}/committee", "--members", *members)
     cli(workdir, "evaluate", f"{arm}/committee", "--database", *shards, "--split", f"{arm}/split.json",
         "--output-dir", f"{arm}/evaluation")
@@ -162,7 +161,7 @@ def main():
     arms = {"round 0 (no new labels)": results / "round_00", f"active, round {args.rounds}": last}
     arms |= {f"random draw {d}, same budget": random_arm(workdir, config, args.rounds, d)
              for d in range(args.random_draws)}
-    rows = {name: scores(folder / "committee", folder / "evaluation/calibration.json", test)
+    rows = {name: scores(folder / "committee", folder / "committee/calibration.json", test)
             for name, folder in arms.items()}
     table = pd.DataFrame(rows).T
     draws = table[table.index.str.startswith("random")]

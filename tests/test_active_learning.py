@@ -145,14 +145,14 @@ def test_raising_the_rounds_runs_only_the_new_round(loop):
     config["runs"]["example"]["active_learning"]["rounds"] = 3
     jobs = planned_jobs(snakemake(loop, config, "-n"))
     assert jobs == {"explore": 2, "select": 1, "label": 3, "merge_labels": 1, "build_shard": 1, "split": 1,
-                    "train_member": 2, "aggregate": 1, "export": 1, "evaluate": 1, "round_summary": 1,
+                    "member_settings": 1, "train_member": 2, "aggregate": 1, "export": 1, "evaluate": 1, "round_summary": 1,
                     "active_learning_report": 1, "all": 1}
 
 
 def test_a_warm_start_starts_each_member_from_its_previous_self(loop):
     config = loop_config(loop)
     config["runs"]["example"]["active_learning"]["warm_start"] = True
-    result = snakemake(loop, config, "-n", "-p", "--forcerun", "train_member")
+    result = snakemake(loop, config, "-n", "-p", "--forcerun", "train_member", details=True)
     commands = [line for line in result.stdout.splitlines() if "cli train-member" in line]
     assert len(commands) == 6, result.stdout + result.stderr
     for line in commands:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from aenet_core.calculator import AenetCalculator
-from aenet_core.cli import main
+from aenet_core.cli import main, run
 from aenet_core.committee import TorchCommitteeConfig, TorchCommitteePotential, train_member
 from aenet_core.data import StructureDataset
 from aenet_core.model.checkpoint import ModelFileError
@@ -90,9 +90,9 @@ LOADERS = {  # (file to poison, how the project would open it)
     "calculator, model": ("member_000/model.pt", lambda committee, cuau: AenetCalculator(
         committee / "member_000/model.pt")),
     "calculator, committee": ("member_000/model.pt", lambda committee, cuau: AenetCalculator(committee)),
-    "cli export": ("member_000/model.pt", lambda committee, cuau: main(
+    "cli export": ("member_000/model.pt", lambda committee, cuau: run(
         ["export", str(committee), "--output-dir", str(committee / "ascii")])),
-    "cli convert-model": ("member_000/model.pt", lambda committee, cuau: main(
+    "cli convert-model": ("member_000/model.pt", lambda committee, cuau: run(
         ["convert-model", str(committee / "member_000/model.pt"), str(committee / "converted.pt")])),
     "member resume": ("member_000/checkpoints/checkpoint_epoch_0001.pt", _member_rerun),
 }

@@ -1,5 +1,5 @@
 """The shipped SLURM profile on a real scheduler (`make test-cluster` starts a one-node cluster): the
-example workflow submitted through workflow/profiles/slurm with only the README's user settings, every
+example workflow submitted through workflow/profiles/slurm with only the documented user settings, every
 computing rule a completed SLURM job with its threads as CPUs and no GPU, the bookkeeping rules run
 locally, and the same weights and predictions as a local run; on a node with a GPU, CUDA members are
 allocated one GPU each in the GPU partition."""
@@ -41,7 +41,7 @@ def accounting() -> bool:
 
 @pytest.fixture(scope="module")
 def runs(accounting, tmp_path_factory):
-    """The same config run locally and through the profile (as the README says for this cluster)."""
+    """The same config run locally and through the profile (as docs/clusters.md says for this cluster)."""
     config = tiny_config()
     config["runs"]["example"]["threads"] = 2  # the members' and the database build's CPUs
     local = tmp_path_factory.mktemp("local")

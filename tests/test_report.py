@@ -68,7 +68,7 @@ def test_the_check_finds_what_the_report_would_show():
 
 
 @pytest.mark.slow
-def test_the_report_of_a_finished_run_shows_no_docutils_message(finished_workflow):
+def test_the_report_of_a_finished_run_has_every_figure_and_no_docutils_message(finished_workflow):
     from workflow_setup import SNAKEMAKE, snakemake, tiny_config
 
     if not Path(SNAKEMAKE).exists():
@@ -76,5 +76,7 @@ def test_the_report_of_a_finished_run_shows_no_docutils_message(finished_workflo
     result = snakemake(finished_workflow, tiny_config(), "--report", "captions.html", timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
     html = (finished_workflow / "captions.html").read_text(errors="replace")
-    assert "parity.png" in html and "the calibration" in html  # the captions are there
+    for name in ("parity.png", "uncertainty.png", "learning_curves.png", "members.csv"):
+        assert name in html
+    assert "the calibration" in html  # the captions are there
     assert not [sign for sign in DOCUTILS_SIGNS if sign in result.stdout + result.stderr + html]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from aenet_core.cli import main
+from aenet_core.cli import main, run
 from aenet_core.data import HDF5StructureDataset, ShardedDataset, StructureDataset, StructureSource, open_databases
 from aenet_core.derivatives import LocalDerivatives
 from aenet_core.descriptor import BatchedFeaturizer, ChebyshevDescriptor
@@ -321,16 +321,17 @@ def test_cli_split_extend_and_train_member_on_two_databases(tmp_path, structures
     extended = Split.load(split)
     assert extended == Split.extend(Split.load(base_split), a, ShardedDataset([a, b]))
     with pytest.raises(SystemExit, match="needs --split-seed"):
-        main(["split", str(a.database_file), "--output", str(tmp_path / "x.json")])
+        run(["split", str(a.database_file), "--output", str(tmp_path / "x.json")])
     with pytest.raises(SystemExit, match="give no --split-seed"):
-        main(["split", str(a.database_file), "--output", str(tmp_path / "x.json"), "--extend", str(base_split),
-              "--split-seed", "1"])
+        run(["split", str(a.database_file), "--output", str(tmp_path / "x.json"), "--extend", str(base_split),
+             "--split-seed", "1"])
     member = tmp_path / "member_000"
     training = {"iterations": 2, "method": {"name": "adam", "mu": 0.01, "batchsize": 4}, "force_weight": 0.3,
                 "save_best": False}
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({"architecture": [[4, "tanh"]], "training": training}))
     main(["train-member", "--database", str(a.database_file), str(b.database_file), "--split", str(split),
-          "--arch", json.dumps({"Cu": [[4, "tanh"]], "Au": [[4, "tanh"]]}), "--training", json.dumps(training),
-          "--member-index", "0", "--seed", "3", "--output-dir", str(member)])
+          "--settings", str(settings), "--member-index", "0", "--seed", "3", "--output-dir", str(member)])
     assert (member / "model.pt").exists()
     main(["aggregate", str(tmp_path)])
     main(["evaluate", str(tmp_path), "--database", str(a.database_file), str(b.database_file), "--split", str(split),

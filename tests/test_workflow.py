@@ -11,8 +11,8 @@ import pytest
 import torch
 import yaml
 from aenet_core.data.plausibility import LIMIT_RULES
-from workflow_setup import (ROOT, SNAKEMAKE, default_config, shipped_config, member_weights, planned_jobs, snakemake,
-                            tiny_config)
+from workflow_setup import (ROOT, SNAKEMAKE, TINY, default_config, shipped_config, member_weights, planned_jobs,
+                            snakemake, tiny_config)
 
 pytestmark = pytest.mark.slow
 PROFILE = ROOT / "workflow/profiles/slurm"
@@ -26,8 +26,8 @@ def needs_snakemake():
 
 def test_a_run_plans_the_whole_dag(tmp_path):
     jobs = planned_jobs(snakemake(tmp_path, default_config(), "-n"))
-    assert jobs == {"example_data": 1, "reference_energies": 1, "build_database": 1, "split": 1, "train_member": 2,
-                    "aggregate": 1, "export": 1, "evaluate": 1, "all": 1}
+    assert jobs == {"example_data": 1, "reference_energies": 1, "build_database": 1, "split": 1, "member_settings": 1,
+                    "train_member": 2, "aggregate": 1, "export": 1, "evaluate": 1, "all": 1}
 
 
 def test_the_shipped_config_plans_round_0_and_two_rounds_of_active_learning(tmp_path):
@@ -36,7 +36,8 @@ def test_the_shipped_config_plans_round_0_and_two_rounds_of_active_learning(tmp_
     rounds, explorations = loop["rounds"], loop["seeds"] * len(loop["temperatures"])
     assert rounds >= 2
     assert jobs == {"example_data": 1, "reference_energies": 1, "build_database": 1, "exploration_seeds": 1,
-                    "split": rounds + 1, "train_member": 2 * (rounds + 1), "aggregate": rounds + 1,
+                    "split": rounds + 1, "member_settings": rounds + 1, "train_member": 2 * (rounds + 1),
+                    "aggregate": rounds + 1, "calculator_settings": 1,
                     "export": rounds + 1, "evaluate": rounds + 1, "round_summary": rounds + 1,
                     "explore": explorations * rounds, "select": rounds, "label": 2 * rounds, "merge_labels": rounds,
                     "build_shard": rounds, "active_learning_report": 1, "all": 1}
@@ -59,7 +60,7 @@ def test_own_data_is_one_line(tmp_path, shared_data):
     config = default_config()
     config["runs"] = {"tio2": {"sources": str(shared_data / "TiO2" / "*.xsf"), "descriptor": {
         "species": ["Ti", "O"], "rad_order": 10, "rad_cutoff": 6.0, "ang_order": 3, "ang_cutoff": 3.5}}}
-    result = snakemake(tmp_path, config, "-n", "-p")
+    result = snakemake(tmp_path, config, "-n", "-p", details=True)
     jobs = planned_jobs(result)
     assert "example_data" not in jobs and jobs["train_member"] == 2
     assert result.stdout.count("structure-0") >= 100  # every file is an input of the database build
@@ -80,7 +81,8 @@ def job_resources(result, rule) -> list[dict]:
 
 def through_the_profile(tmp_path, config, *args):
     """A dry run through the SLURM profile (--cores only because a dry run caps threads at it)."""
-    return snakemake(tmp_path, config, "--workflow-profile", str(PROFILE), "-n", "--cores", "8", *args)
+    return snakemake(tmp_path, config, "--workflow-profile", str(PROFILE), "-n", "--cores", "8", *args,
+                     details=True)
 
 
 def test_the_profile_holds_no_account_partition_or_job_size():
@@ -263,7 +265,7 @@ def test_the_database_limits_are_the_library_rules_and_reach_both_commands(tmp_p
     assert given == {key: rule.json_schema() for key, rule in LIMIT_RULES.items()}
     config = default_config()
     config["runs"]["example"]["database"] = {"force_limit": 99.0, "min_distance": 0.3}
-    result = snakemake(tmp_path, config, "-n", "-p")
+    result = snakemake(tmp_path, config, "-n", "-p", details=True)
     assert result.returncode == 0, result.stdout + result.stderr
     commands = {name: line for line in result.stdout.splitlines() for name in ("reference-energies", "build-database")
                 if f"aenet_core.cli {name}" in line}
@@ -292,13 +294,10 @@ def test_lint_reports_nothing(tmp_path):
     assert "Lints for" not in result.stdout + result.stderr
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """The tiny default run, completed once for the checks below."""
-    workdir = tmp_path_factory.mktemp("workflow")
-    result = snakemake(workdir, tiny_config(), "--cores", "2")
-    assert result.returncode == 0, result.stdout + result.stderr
-    return workdir
+@pytest.fixture
+def finished(finished_workflow):
+    """The tiny default run (tests/conftest.py), completed once per session for the checks below."""
+    return finished_workflow
 
 
 def test_the_full_run_writes_every_product(finished):
@@ -306,7 +305,7 @@ def test_the_full_run_writes_every_product(finished):
     for path in ("split.json", "committee/committee_metadata.json", "committee/members.csv",
                  "committee/learning_curves.png", "ascii/manifest.json", "ascii/member_001/potential.Cu.nn.ascii",
                  "evaluation/parity.png", "evaluation/stress_parity.png", "evaluation/uncertainty.png", "evaluation/most_uncertain.csv",
-                 "evaluation/most_uncertain.extxyz", "evaluation/calibration.json", "logs/train_member_000.log",
+                 "evaluation/most_uncertain.extxyz", "committee/calibration.json", "logs/train_member_000.log",
                  "benchmarks/train_member_000.tsv"):
         assert (results / path).is_file(), path
     assert not list(finished.rglob("*.tmp"))
@@ -320,12 +319,31 @@ def test_rerunning_a_finished_workflow_runs_nothing(finished):
     assert result.returncode == 0 and "Nothing to be done" in result.stdout + result.stderr
 
 
+def test_the_members_settings_file_records_what_they_trained_with(finished):
+    settings = yaml.safe_load((finished / "results/example/committee/settings.yaml").read_text())
+    run = tiny_config()["runs"]["example"]
+    assert settings == {"architecture": run["architecture"], "training": {"max_checkpoints": 3, **TINY}}
+    trained = json.loads((finished / "results/example/committee/member_000/summary.json").read_text())
+    assert trained["training_config"]["iterations"] == TINY["iterations"]
+
+
+def test_changing_a_training_setting_retrains_every_member_and_reordering_none(finished, tmp_path):
+    work = tmp_path / "copy"
+    shutil.copytree(finished, work, symlinks=True)
+    config = tiny_config()
+    config["runs"]["example"]["training"] = dict(reversed(TINY.items()))  # the same settings
+    assert "Nothing to be done" in snakemake(work, config, "-n").stdout
+    config["runs"]["example"]["training"] = TINY | {"iterations": 6}
+    assert planned_jobs(snakemake(work, config, "-n")) == {
+        "member_settings": 1, "train_member": 2, "aggregate": 1, "export": 1, "evaluate": 1, "all": 1}
+
+
 def test_adding_a_member_trains_only_that_member(finished, tmp_path):
     work = tmp_path / "copy"
     shutil.copytree(finished, work, symlinks=True)
     jobs = planned_jobs(snakemake(work, tiny_config(3), "-n"))
     assert jobs == {"train_member": 1, "aggregate": 1, "export": 1, "evaluate": 1, "all": 1}
-    result = snakemake(work, tiny_config(3), "-n", "-p")
+    result = snakemake(work, tiny_config(3), "-n", "-p", details=True)
     assert "--member-index 002" in result.stdout
 
 
@@ -389,14 +407,6 @@ def test_a_damaged_or_deleted_model_or_export_stops_a_dry_run_until_it_is_made_a
     exported.write_bytes(kept)
     model.unlink()  # Snakemake itself would not remake it: its consumers are up to date
     assert refused("model.pt: deleted or not the sha256 summary.json records", model)
-
-
-def test_the_report_has_the_plots_and_the_member_table(finished):
-    result = snakemake(finished, tiny_config(), "--report", "report.html", timeout=900)
-    assert result.returncode == 0, result.stdout + result.stderr
-    html = (finished / "report.html").read_text(errors="replace")
-    for name in ("parity.png", "uncertainty.png", "learning_curves.png", "members.csv"):
-        assert name in html
 
 
 def test_a_smaller_committee_leaves_no_stale_members_behind(finished, tmp_path):

@@ -26,11 +26,13 @@ def default_config() -> dict:
     return config
 
 
-def snakemake(workdir, config, *args, timeout=600):
+def snakemake(workdir, config, *args, timeout=600, details=False):
+    """Snakemake on ``config`` in ``workdir``; ``details``: with the job blocks and (with -p) command lines that
+    profiles/default quiets."""
     path = Path(workdir) / "test-config.yaml"
     path.write_text(yaml.safe_dump(config))
     command = [SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), "--configfile",
-               str(path), *args]
+               str(path), *args, *(["--quiet", "host"] if details else [])]
     # The rules run `python -m aenet_core.cli`: the interpreter of this test run must come first on PATH.
     env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=workdir, env=env)

@@ -1,25 +1,25 @@
 """The command-line steps of the active-learning loop (``aenet-core <command>``), one per workflow rule."""
 from __future__ import annotations
 
-import json
-from dataclasses import fields
 from pathlib import Path
 
-import numpy as np
+from aenet_core.command_line import read_settings
 
-from aenet_core.active_learning import explore as md
-from aenet_core.active_learning import rounds
-from aenet_core.active_learning.label import label_frames, labelling_report
-from aenet_core.active_learning.select import dataset_vectors, select_frames, structure_vectors
-from aenet_core.committee import TorchCommitteePotential
-from aenet_core.data.shards import open_databases
-from aenet_core.files import atomic_write, read_json, write_json
-from aenet_core.io import read_structures, write_extxyz
-from aenet_core.split import Split
-from aenet_core.structure import Structure
+# aenet_core.active_learning.explore's ExploreSettings defaults and ensembles, copied so that --help needs no
+# torch (tests/test_cli.py keeps them equal): option -> (unit, default).
+MD_DEFAULTS = {"steps": ("", 200), "timestep": ("fs", 2.0), "interval": ("", 10), "friction": ("1/fs", 0.01),
+               "pressure": ("GPa", 0.0), "thermostat_time": ("fs", 100.0), "barostat_time": ("fs", 1000.0),
+               "compressibility": ("1/GPa", 0.01)}
+ENSEMBLES = ("nvt", "npt")
+CALCULATOR_SETTINGS = ("calculator", "kwargs")  # the keys of active_learning.label in config.yaml that it reads
 
 
 def _exploration_seeds(args):
+    from aenet_core.active_learning import rounds
+    from aenet_core.data.shards import open_databases
+    from aenet_core.io import read_structures, write_extxyz
+    from aenet_core.split import Split
+
     if args.files:
         pool = [s for path in args.files for s in read_structures(path)]
     else:
@@ -33,6 +33,15 @@ def _exploration_seeds(args):
 
 
 def _explore(args):
+    from dataclasses import fields
+
+    import numpy as np
+
+    from aenet_core.active_learning import explore as md
+    from aenet_core.committee import TorchCommitteePotential
+    from aenet_core.files import write_json
+    from aenet_core.io import read_structures
+
     committee = TorchCommitteePotential.from_directory(args.committee, calibration=args.calibration)
     seeds = read_structures(args.seeds)
     if not 0 <= args.seed_index < len(seeds):
@@ -52,6 +61,8 @@ def _explore(args):
 
 def _named_frames(paths) -> list:
     """Every frame of the trajectories, named ``path#frame=N`` (where a selected frame came from)."""
+    from aenet_core.active_learning import explore as md
+
     frames = []
     for path in paths:
         for index, atoms in enumerate(md.read_trajectory(path)):
@@ -61,6 +72,14 @@ def _named_frames(paths) -> list:
 
 
 def _select(args):
+    import numpy as np
+
+    from aenet_core.active_learning import explore as md
+    from aenet_core.active_learning.select import dataset_vectors, select_frames, structure_vectors
+    from aenet_core.data.shards import open_databases
+    from aenet_core.files import write_json
+    from aenet_core.structure import Structure
+
     frames = _named_frames(args.trajectories)
     db = open_databases(args.database)
     structures = [Structure.from_ase(atoms) for atoms in frames]
@@ -77,14 +96,32 @@ def _select(args):
           f"{args.selected}")
 
 
+def _calculator(args) -> tuple:
+    """(import path, keyword arguments) of the labelling calculator: --calculator, or --calculator-settings."""
+    if args.calculator:
+        return args.calculator, {}
+    settings = read_settings(args.calculator_settings, CALCULATOR_SETTINGS)
+    calculator, kwargs = settings.get("calculator"), settings.get("kwargs") or {}
+    if not isinstance(calculator, str) or not isinstance(kwargs, dict):
+        raise SystemExit(f"{args.calculator_settings}: expected calculator (an import path) and kwargs (a mapping "
+                         f"of its keyword arguments); got calculator {calculator!r}, kwargs {kwargs!r}")
+    return calculator, kwargs
+
+
 def _label(args):
+    from aenet_core.active_learning import explore as md
+    from aenet_core.active_learning.label import label_frames, labelling_report
+    from aenet_core.files import write_json
+    from aenet_core.io import write_extxyz
+    from aenet_core.structure import Structure
+
+    calculator, kwargs = _calculator(args)
     frames = [Structure.from_ase(atoms) for atoms in md.read_trajectory(args.selected)]
     first = args.batch * args.batch_size
     batch = frames[first: first + args.batch_size]
-    kwargs = json.loads(args.kwargs)
-    labelled, records = label_frames(batch, args.calculator, kwargs, args.workdir, first_index=first)
+    labelled, records = label_frames(batch, calculator, kwargs, args.workdir, first_index=first)
     write_extxyz(args.output, labelled)
-    report = labelling_report(records, args.calculator, kwargs)
+    report = labelling_report(records, calculator, kwargs)
     write_json(args.report, report, indent=1)
     for record in records:
         if record["status"] == "failed":
@@ -93,6 +130,9 @@ def _label(args):
 
 
 def _merge_labels(args):
+    from aenet_core.active_learning.label import labelling_report
+    from aenet_core.files import atomic_write, read_json, write_json
+
     with atomic_write(args.output) as handle:
         for path in args.labelled:
             handle.write(Path(path).read_text())
@@ -104,6 +144,9 @@ def _merge_labels(args):
 
 
 def _round_summary(args):
+    from aenet_core.active_learning import rounds
+    from aenet_core.files import write_json
+
     summary = rounds.round_summary(args.round, args.evaluation, args.explorations or (), args.selection,
                                    args.labelling)
     write_json(args.output, summary, indent=1)
@@ -112,92 +155,116 @@ def _round_summary(args):
 
 
 def _report(args):
+    from aenet_core.active_learning import rounds
+    from aenet_core.files import atomic_write
+
     table = rounds.rounds_table(args.summaries)
     with atomic_write(args.table) as handle:
         table.to_csv(handle, index=False)
-    rounds.plot_rounds(args.summaries, args.plot, args.trust_lo, args.trust_hi)
+    rounds.plot_rounds(args.summaries, args.plot, args.trust_lo, args.trust_hi, title=args.title)
     print(table.to_string(index=False))
 
 
+MD_HELP = {"steps": "MD steps", "timestep": "timestep", "interval": "a frame is recorded every this many steps",
+           "friction": "nvt: Langevin friction", "pressure": "npt: Berendsen pressure",
+           "thermostat_time": "npt: Berendsen thermostat time constant",
+           "barostat_time": "npt: Berendsen barostat time constant", "compressibility": "npt: Berendsen compressibility"}
+
+
 def _add_md_arguments(parser) -> None:
-    defaults = {f.name: f.default for f in fields(md.ExploreSettings)}
-    for name, unit in (("steps", ""), ("timestep", "fs"), ("interval", "steps"), ("friction", "1/fs"),
-                       ("pressure", "GPa"), ("thermostat_time", "fs"), ("barostat_time", "fs"),
-                       ("compressibility", "1/GPa")):
+    for name, (unit, default) in MD_DEFAULTS.items():
         kind = int if name in ("steps", "interval") else float
-        parser.add_argument(f"--{name.replace('_', '-')}", type=kind,
-                            help=f"{unit + '; ' if unit else ''}default {defaults[name]}")
-    parser.add_argument("--ensemble", choices=md.ENSEMBLES)
+        notes = "; ".join(filter(None, [unit, f"default {default:g}"]))
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, help=f"{MD_HELP[name]} ({notes})")
+    parser.add_argument("--ensemble", choices=ENSEMBLES, help="nvt (Langevin; default) or npt (Berendsen, for a "
+                        "potential trained on stresses)")
 
 
-def add_commands(commands) -> None:
-    """The loop's commands, added to the ``aenet-core`` subparsers ``commands``."""
+def _add_exploration(commands) -> None:
     seeds = commands.add_parser("exploration-seeds", help="the structures the exploration starts from (extxyz)")
     source = seeds.add_mutually_exclusive_group(required=True)
     source.add_argument("--files", nargs="+", help="draw from every frame of these structure files")
     source.add_argument("--database", nargs="+", help="draw from the training structures of this database")
     seeds.add_argument("--split", help="the database's split (with --database)")
-    seeds.add_argument("--count", type=int, required=True)
-    seeds.add_argument("--seed", type=int, required=True)
-    seeds.add_argument("--output", required=True)
+    seeds.add_argument("--count", type=int, required=True, help="how many starting structures to draw")
+    seeds.add_argument("--seed", type=int, required=True, help="random seed of the draw")
+    seeds.add_argument("--output", required=True, help="the starting structures (extxyz)")
     seeds.set_defaults(func=_exploration_seeds)
 
     explore = commands.add_parser("explore", help="molecular dynamics with a committee, recording its uncertainty")
     explore.add_argument("committee", help="committee directory")
     explore.add_argument("--calibration", help="calibration.json of the committee's evaluation")
     explore.add_argument("--seeds", required=True, help="starting structures (extxyz)")
-    explore.add_argument("--seed-index", type=int, required=True)
-    explore.add_argument("--temperature", type=float, required=True, help="K")
-    explore.add_argument("--trust-hi", type=float, required=True, help="eV/Å: stop above this maximum force spread")
-    explore.add_argument("--random-seed", type=int, required=True)
+    explore.add_argument("--seed-index", type=int, required=True, help="which of --seeds to start from (from 0)")
+    explore.add_argument("--temperature", type=float, required=True, help="temperature (K)")
+    explore.add_argument("--trust-hi", type=float, required=True, help="stop above this maximum force spread "
+                         "(max_force_std, eV/Å)")
+    explore.add_argument("--random-seed", type=int, required=True, help="seed of the initial velocities and "
+                         "Langevin's random forces")
     _add_md_arguments(explore)
     explore.add_argument("--output", required=True, help="trajectory (extxyz)")
-    explore.add_argument("--summary", required=True, help="JSON")
+    explore.add_argument("--summary", required=True, help="the trajectory's summary (JSON)")
     explore.set_defaults(func=_explore)
 
     select = commands.add_parser("select", help="candidates in the trust window, then diverse frames of them")
-    select.add_argument("trajectories", nargs="+")
+    select.add_argument("trajectories", nargs="+", help="trajectories of explore (extxyz)")
     select.add_argument("--database", nargs="+", required=True, help="what is labelled already (every shard)")
-    select.add_argument("--trust-lo", type=float, required=True)
-    select.add_argument("--trust-hi", type=float, required=True)
-    select.add_argument("--max-frames", type=int, required=True)
-    select.add_argument("--candidates", required=True)
-    select.add_argument("--selected", required=True)
-    select.add_argument("--report", required=True)
+    select.add_argument("--trust-lo", type=float, required=True, help="a candidate's max_force_std is at least "
+                        "this (eV/Å)")
+    select.add_argument("--trust-hi", type=float, required=True, help="and at most this (eV/Å)")
+    select.add_argument("--max-frames", type=int, required=True, help="how many frames to select at most")
+    select.add_argument("--candidates", required=True, help="the candidates (extxyz)")
+    select.add_argument("--selected", required=True, help="the selected frames (extxyz)")
+    select.add_argument("--report", required=True, help="the selection's report (JSON)")
     select.set_defaults(func=_select)
 
+
+def _add_labelling(commands) -> None:
     label = commands.add_parser("label", help="label one batch of selected frames with an ASE calculator")
-    label.add_argument("selected")
+    label.add_argument("selected", help="the selected frames (extxyz)")
     label.add_argument("--batch", type=int, required=True, help="frames batch*batch_size onwards")
-    label.add_argument("--batch-size", type=int, required=True)
-    label.add_argument("--calculator", required=True, help="import path, e.g. ase.calculators.emt.EMT")
-    label.add_argument("--kwargs", default="{}", help="JSON keyword arguments of the calculator")
+    label.add_argument("--batch-size", type=int, required=True, help="frames per batch")
+    calculator = label.add_mutually_exclusive_group(required=True)
+    calculator.add_argument("--calculator-settings", metavar="FILE", help="YAML or JSON file with calculator (an "
+                            "import path) and kwargs (its keyword arguments), as in active_learning.label of "
+                            "config.yaml; the workflow writes results/<run>/active_learning/calculator.yaml")
+    calculator.add_argument("--calculator", help="import path of a calculator that needs no keyword arguments, "
+                            "e.g. ase.calculators.emt.EMT")
     label.add_argument("--workdir", required=True, help="finished calculations are kept here")
-    label.add_argument("--output", required=True)
-    label.add_argument("--report", required=True)
+    label.add_argument("--output", required=True, help="the labelled frames (extxyz)")
+    label.add_argument("--report", required=True, help="each frame's outcome (JSON)")
     label.set_defaults(func=_label)
 
     merge = commands.add_parser("merge-labels", help="one file and one report of a round's labelling batches")
-    merge.add_argument("labelled", nargs="*")
-    merge.add_argument("--reports", nargs="*", default=[])
-    merge.add_argument("--output", required=True)
-    merge.add_argument("--report", required=True)
+    merge.add_argument("labelled", nargs="*", help="the batches' labelled frames (extxyz)")
+    merge.add_argument("--reports", nargs="*", default=[], help="the batches' reports (JSON)")
+    merge.add_argument("--output", required=True, help="all labelled frames (extxyz)")
+    merge.add_argument("--report", required=True, help="the round's labelling report (JSON)")
     merge.set_defaults(func=_merge_labels)
 
+
+def _add_reports(commands) -> None:
     summary = commands.add_parser("round-summary", help="one round's counts, uncertainties and test errors")
-    summary.add_argument("--round", type=int, required=True)
+    summary.add_argument("--round", type=int, required=True, help="the round's number (0: before any labelling)")
     summary.add_argument("--evaluation", required=True, help="the round's evaluation summary.json")
-    summary.add_argument("--explorations", nargs="+")
-    summary.add_argument("--selection")
-    summary.add_argument("--labelling")
-    summary.add_argument("--output", required=True)
+    summary.add_argument("--explorations", nargs="+", help="the round's trajectory summaries (JSON)")
+    summary.add_argument("--selection", help="the round's selection report (JSON)")
+    summary.add_argument("--labelling", help="the round's labelling report (JSON)")
+    summary.add_argument("--output", required=True, help="the round's summary (JSON)")
     summary.set_defaults(func=_round_summary)
 
     report = commands.add_parser("active-learning-report", help="the run's table and plots over its rounds")
-    report.add_argument("summaries", nargs="+")
-    report.add_argument("--trust-lo", type=float, required=True)
-    report.add_argument("--trust-hi", type=float, required=True)
-    report.add_argument("--table", required=True)
-    report.add_argument("--plot", required=True)
+    report.add_argument("summaries", nargs="+", help="the rounds' summaries (JSON), in order")
+    report.add_argument("--trust-lo", type=float, required=True, help="the trust window's lower end (eV/Å)")
+    report.add_argument("--trust-hi", type=float, required=True, help="the trust window's upper end (eV/Å)")
+    report.add_argument("--title", help="heading of the figure, e.g. the run's name (default: none)")
+    report.add_argument("--table", required=True, help="one row per round (CSV)")
+    report.add_argument("--plot", required=True, help="the rounds' plots (PNG/PDF/SVG)")
     report.set_defaults(func=_report)
 
+
+def add_commands(commands) -> None:
+    """The loop's commands, added to the ``aenet-core`` subparsers ``commands``."""
+    _add_exploration(commands)
+    _add_labelling(commands)
+    _add_reports(commands)

@@ -73,11 +73,24 @@ rule select:
         "--report {output.report:q} > {log:q} 2>&1"
 
 
+# The labelling calculator and its keyword arguments, as a file the label jobs read (never through the shell).
+rule calculator_settings:
+    output:
+        "results/{name}/active_learning/calculator.yaml",
+    log:
+        "results/{name}/logs/calculator_settings.log",
+    params:
+        text=calculator_settings_text,
+    run:
+        write_settings(output[0], params.text)
+
+
 # The calculator runs here, in a job of its own (never in Snakemake's process). A batch killed midway
 # keeps its finished calculations in its work folder and repeats only the others.
 rule label:
     input:
-        rules.select.output.selected,
+        selected=rules.select.output.selected,
+        settings=rules.calculator_settings.output[0],
     output:
         labelled="results/{name}/round_{round}/label/batch_{batch}.extxyz",
         report="results/{name}/round_{round}/label/batch_{batch}.json",
@@ -94,8 +107,9 @@ rule label:
         args=label_args,
         workdir=lambda wildcards, output: str(Path(output.report).with_suffix(".work")),
     shell:
-        "OMP_NUM_THREADS={threads} python -m aenet_core.cli label {input:q} --batch {wildcards.batch:q} {params.args} "
-        "--workdir {params.workdir:q} --output {output.labelled:q} --report {output.report:q} > {log:q} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m aenet_core.cli label {input.selected:q} --batch {wildcards.batch:q} "
+        "{params.args} --calculator-settings {input.settings:q} --workdir {params.workdir:q} "
+        "--output {output.labelled:q} --report {output.report:q} > {log:q} 2>&1"
 
 
 rule merge_labels:
@@ -173,4 +187,4 @@ rule active_learning_report:
         args=report_args,
     shell:
         "python -m aenet_core.cli active-learning-report {input:q} {params.args} --table {output.table:q} "
-        "--plot {output.plot:q} > {log:q} 2>&1"
+        "--plot {output.plot:q} --title {wildcards.name:q} > {log:q} 2>&1"

@@ -1,7 +1,21 @@
+# The members' architecture and training settings, as a file they read (and a record of what they trained
+# with): rewritten, and every member retrained, only when a setting changes (its text is the param).
+rule member_settings:
+    output:
+        "results/{run}/committee/settings.yaml",
+    log:
+        "results/{run}/logs/member_settings.log",
+    params:
+        text=member_settings_text,
+    run:
+        write_settings(output[0], params.text)
+
+
 rule train_member:
     input:
         database=run_database,
         split=rules.split.output[0],
+        settings=rules.member_settings.output[0],
         initial=warm_start_model,
     output:
         model="results/{run}/committee/member_{member}/model.pt",
@@ -18,15 +32,13 @@ rule train_member:
     resources:
         **member_resources(),
     params:
-        arch=arch_json,
-        training=training_json,
         seed=member_seed_of,
         device=run_setting("device"),
         member_dir=subpath(output.summary, parent=True),
         initial=lambda wildcards, input: arguments("--initial-model", *input.initial) if input.initial else "",
     shell:
         "OMP_NUM_THREADS={threads} python -m aenet_core.cli train-member --database {input.database:q} "
-        "--split {input.split:q} --arch {params.arch:q} --training {params.training:q} "
+        "--split {input.split:q} --settings {input.settings:q} "
         "--member-index {wildcards.member:q} --seed {params.seed:q} --device {params.device:q} --threads {threads} "
         "{params.initial} --output-dir {params.member_dir:q} > {log:q} 2>&1"
 
@@ -57,4 +69,4 @@ rule aggregate:
         members=member_dirs,
     shell:
         "python -m aenet_core.cli aggregate {params.committee_dir:q} --members {params.members:q} "
-        "--table {output.table:q} --plot {output.curves:q} > {log:q} 2>&1"
+        "--table {output.table:q} --plot {output.curves:q} --title {wildcards.run:q} > {log:q} 2>&1"

@@ -5,6 +5,7 @@
 import glob
 import hashlib
 import json
+import logging
 import math
 import os
 import re
@@ -15,6 +16,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import yaml
 from jsonschema.exceptions import ValidationError, best_match
 from snakemake.exceptions import WorkflowError
 from snakemake.settings.types import DeploymentMethod
@@ -24,8 +26,9 @@ from snakemake.utils import validate
 # modules of this checkout (Snakemake puts the Snakefile's directory first on sys.path), so the checks
 # below agree with what the jobs would refuse. Importing torch would cost every invocation seconds; numpy and ase are needed here (the
 # Makefile's environment has them; with --sdm conda, Snakemake's own environment needs them too).
-from aenet_core.files import file_sha256
-from aenet_core.rules import DEFAULT_MIN_CUTOFF, SEED
+from aenet_core.files import atomic_write, file_sha256
+from aenet_core.rules import DATA_FORCE_WEIGHT, DEFAULT_MIN_CUTOFF, SEED, WORKFLOW_TRAINING
+from aenet_core.run_summary import failure_report, workflow_summary
 from aenet_core.structure import VALID_SYMBOLS
 from aenet_core.training.config import TorchTrainingConfig
 
@@ -69,12 +72,39 @@ def matching_files(globs):
     return sorted({path for pattern in as_patterns(globs) for path in glob.glob(pattern)})
 
 
+def pattern_problems(key, globs):
+    """Globs that match no file or match folders; relative ones are taken from the working directory."""
+    problems = []
+    for pattern in as_patterns(globs):
+        where = "" if os.path.isabs(pattern) else f" (relative to {os.getcwd()}, the directory snakemake runs in)"
+        matches = glob.glob(pattern)
+        folders = [path for path in matches if os.path.isdir(path)]
+        if not matches:
+            problems.append(f"{key}: {pattern!r} matches no file{where}")
+        elif folders == [pattern]:
+            problems.append(f"{key}: {pattern!r} is a folder; name its structure files{folder_glob(pattern)}")
+        elif folders:
+            problems.append(f"{key}: {pattern!r} matches folders ({', '.join(folders[:3])}); name structure files")
+    return problems
+
+
+def folder_glob(folder):
+    """', e.g. <folder>/*.<its most common suffix>', or nothing for a folder of no files."""
+    suffixes = [path.suffix for path in Path(folder).iterdir() if path.is_file() and path.suffix]
+    if not suffixes:
+        return ""
+    suffix = max(set(suffixes), key=suffixes.count)
+    return f", e.g. {os.path.join(folder, f'*{suffix}')!r} ({suffixes.count(suffix)} files)"
+
+
 def run_problems(run, c):
     """What the schema cannot express and the library would refuse inside a job."""
     key, d = f"runs.{run}", c["descriptor"]
     species = d["species"]
     listed = ", ".join(species)
     problems = [f"{key}.descriptor.species: {s!r} is not a chemical element" for s in species if s not in VALID_SYMBOLS]
+    if c["sources"] != "example":
+        problems += pattern_problems(f"{key}.sources", c["sources"])
     min_cutoff = d.get("min_cutoff", DEFAULT_MIN_CUTOFF)
     given = "" if "min_cutoff" in d else ", the descriptor's default"
     problems += [
@@ -92,7 +122,7 @@ def run_problems(run, c):
     for where, symbols in named.items():
         problems += [f"{where}: {s} is not one of descriptor.species ({listed})" for s in symbols if s not in species]
     try:  # the library's own checks of the training settings, across fields too (a member job makes the same)
-        TorchTrainingConfig.from_dict(c["training"])
+        TorchTrainingConfig.from_dict({**WORKFLOW_TRAINING, **c["training"]})
     except (ValueError, TypeError, NotImplementedError) as error:
         problems.append(f"{key}.training: {error}")
     if c["training"].get("early_stopping_patience") is not None and c["split"].get("testpercent") == 0:
@@ -115,8 +145,7 @@ def loop_problems(key, loop, c):
     names = [f"{t:g}" for t in loop["temperatures"]]
     if len(set(names)) != len(names):
         problems.append(f"{key}.temperatures: {loop['temperatures']} repeat a temperature (as file names: {names})")
-    patterns = as_patterns(loop.get("seed_files", []))
-    problems += [f"{key}.seed_files: {pattern!r} matches no file" for pattern in patterns if not glob.glob(pattern)]
+    problems += pattern_problems(f"{key}.seed_files", loop.get("seed_files", []))
     if c["split"].get("testpercent") == 0:
         problems.append(f"{key}: the rounds are evaluated on round 0's test split; split.testpercent is 0")
     return problems
@@ -199,12 +228,7 @@ def run_setting(key):
 def source_files(run):
     """Structure files of a run: the built-in example or the expanded globs."""
     sources = run_config(run)["sources"]
-    if sources == "example":
-        return [EXAMPLE_DATA]
-    files = matching_files(sources)
-    if not files:
-        raise ValueError(f"runs.{run}.sources matches no file: {as_patterns(sources)}")
-    return files
+    return [EXAMPLE_DATA] if sources == "example" else matching_files(sources)
 
 
 def database_recipe(run):
@@ -332,16 +356,27 @@ def run_database(wildcards):
     return [base_database(wildcards.run), *shards]
 
 
-def arch_json(wildcards):
+def settings_text(header, settings):
+    """A settings file's text: a comment, then the settings as YAML (keys sorted, so that it, the param that
+    reruns the rule writing it, changes only when a setting does)."""
+    return f"# {header}\n{yaml.safe_dump(settings, sort_keys=True, default_flow_style=None)}"
+
+
+def write_settings(path, text):
+    with atomic_write(path) as handle:
+        handle.write(text)
+
+
+def member_settings_text(wildcards):
+    """results/<run>/committee/settings.yaml: the run's architecture and training (the keys and shape of
+    config.yaml), which every member trains with; a change retrains them all, num_members does not."""
     c = run_config(wildcards.run)
-    layers = c["architecture"]
-    arch = {s: layers for s in c["descriptor"]["species"]} if isinstance(layers, list) else layers
-    return json.dumps(arch, separators=(",", ":"))
-
-
-def training_json(wildcards):
-    training = {"max_checkpoints": KEPT_CHECKPOINTS, **run_config(wildcards.run)["training"]}
-    return json.dumps(training, sort_keys=True, separators=(",", ":"))
+    training = {"max_checkpoints": KEPT_CHECKPOINTS, **WORKFLOW_TRAINING, **c["training"]}
+    header = (
+        f"what results/{wildcards.run}/committee/member_* trained with (aenet-core train-member --settings); other "
+        f"training settings are the library's, and force_weight {DATA_FORCE_WEIGHT} where the data carry forces"
+    )
+    return settings_text(header, {"architecture": c["architecture"], "training": training})
 
 
 def warm_start_model(wildcards):
@@ -456,8 +491,77 @@ def check_cuda_torch():
         raise WorkflowError(
             f"{devices}, but the torch of {python} (the python the jobs run) is built without CUDA: install "
             "a CUDA build of torch there (make clean setup TORCH_INDEX=<a CUDA wheel index of pytorch.org>, "
-            "see the README's cluster section) or train on the cpu"
+            "see docs/clusters.md) or train on the cpu"
         )
+
+
+def check_source_species():
+    """Refuse, before any job, structure files that do not read or hold species their run's descriptor lacks.
+    Called on start (not in dry runs); reads only the sources of the databases this invocation builds."""
+    if workflow.touch:
+        return
+    building = {job.wildcards.db for job in workflow.dag.needrun_jobs() if job.rule.name in DATABASE_RULES}
+    problems = [problem for db in sorted(building) for problem in species_problems(DATABASE_RUNS[db])]
+    if problems:
+        raise WorkflowError("\n".join(problems))
+
+
+DATABASE_RULES = ("reference_energies", "build_database")
+
+
+def species_problems(run):
+    if run_config(run)["sources"] == "example":
+        return []
+    from aenet_core.io import StructureFileError, read_structures  # ase.io takes a second to import: only here
+
+    species, holders, problems = run_config(run)["descriptor"]["species"], {}, []
+    for path in source_files(run):
+        try:
+            found = {symbol for structure in read_structures(path) for symbol in structure.species}
+        except StructureFileError as error:
+            problems.append(f"runs.{run}.sources: {error}")
+            continue
+        for symbol in sorted(found - set(species)):
+            holders.setdefault(symbol, []).append(path)
+    for symbol, paths in holders.items():
+        more = f" and {len(paths) - 1} more files" if len(paths) > 1 else ""
+        problems.append(
+            f"runs.{run}.descriptor.species is {species}, but {paths[0]}{more} hold {symbol}: add {symbol} to "
+            "descriptor.species, or leave those files out of sources"
+        )
+    return problems
+
+
+def print_summary():
+    """On success: per run, the test errors, the calibration, warnings and where the files are."""
+    loops = {run: run_config(run).get("active_learning", {}).get("rounds") for run in RUNS}
+    text = workflow_summary(Path("results"), loops)
+    if text:
+        print(f"\n{text}", file=sys.stderr, flush=True)
+
+
+def print_failures():
+    """On error: each failed job and why, from the end of its log (Snakemake's own job blocks are quieted by
+    profiles/default)."""
+    failed = getattr(getattr(workflow, "scheduler", None), "failed", None) or []
+    jobs = [(job.rule.name, ", ".join(f"{k}={v}" for k, v in job.wildcards.items()), list(job.log)) for job in failed]
+    text = failure_report(jobs) or "A job failed; its log is under results/ (logs/ of its run or database)."
+    print(f"\n{text}", file=sys.stderr, flush=True)
+
+
+# Snakemake reports a failed job's exception with its whole command line (for a database build, every
+# structure file); print_failures says why the job failed instead. With -p the command line stays.
+FAILED_COMMAND = re.compile(r"Command '.*' returned non-zero exit status (-?\d+)\.", re.S)
+
+
+class FailedCommandFilter(logging.Filter):
+    def filter(self, record):
+        if isinstance(record.msg, str) and not workflow.output_settings.printshellcmds:
+            record.msg = FAILED_COMMAND.sub(r"The job's command (-p prints it) exited with status \1.", record.msg)
+        return True
+
+
+logging.getLogger("snakemake.logging").addFilter(FailedCommandFilter())
 
 
 def run_outputs(run):
@@ -642,9 +746,14 @@ def label_files(kind):
 
 
 def label_args(wildcards):
+    return arguments("--batch-size", loop_config(wildcards)["label"]["batch_size"])
+
+
+def calculator_settings_text(wildcards):
+    """results/<run>/active_learning/calculator.yaml: the labelling calculator and its keyword arguments."""
     label = loop_config(wildcards)["label"]
-    kwargs = json.dumps(label["kwargs"], sort_keys=True, separators=(",", ":"))
-    return arguments("--calculator", label["calculator"], "--kwargs", kwargs, "--batch-size", label["batch_size"])
+    header = f"how results/{wildcards.name} labels its frames (aenet-core label --calculator-settings)"
+    return settings_text(header, {"calculator": label["calculator"], "kwargs": label["kwargs"]})
 
 
 def label_threads(wildcards):

@@ -7,7 +7,7 @@ rule evaluate:
     output:
         summary="results/{run}/evaluation/summary.json",
         predictions="results/{run}/evaluation/predictions.csv",
-        calibration="results/{run}/evaluation/calibration.json",
+        calibration="results/{run}/committee/calibration.json",
         parity=report(
             "results/{run}/evaluation/parity.png",
             caption="../report/parity.rst",
@@ -47,4 +47,4 @@ rule evaluate:
         output_dir=subpath(output.summary, parent=True),
     shell:
         "python -m aenet_core.cli evaluate {params.committee_dir:q} --database {input.database:q} --split {input.split:q} "
-        "--output-dir {params.output_dir:q} {params.args} > {log:q} 2>&1"
+        "--output-dir {params.output_dir:q} --title {wildcards.run:q} {params.args} > {log:q} 2>&1"
