@@ -66,7 +66,7 @@ def target_block(target: Path) -> list:
     worst = evaluation.get("largest_energy_error")
     if worst:
         lines.append(f"  largest error   {_number(worst['error_per_atom'], scale=1000)} meV/atom, {worst['identifier']} "
-                     f"({target / 'evaluation' / 'predictions.csv'} has every structure's)")
+                     "(all: evaluation/predictions.csv)")
     exported = sorted((target / "ascii").glob("member_*"))
     if exported:
         lines.append(f"  potential files {target / 'ascii'}/member_*/ ({len(exported)} members, .nn.ascii)")

@@ -1,0 +1,38 @@
+"""Every Python block of the README and docs/ runs: a page's blocks in order, in one namespace, in a fresh folder
+with the small data they name (TiO2/: twelve TiO2 structures from ../shared/data)."""
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.M | re.S)
+TIO2_FILES = 12
+
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::UserWarning")]
+
+
+def python_blocks(page: Path) -> list:
+    return PYTHON_BLOCK.findall(page.read_text())
+
+
+def test_the_docs_have_python_blocks_and_every_page_is_linked_from_the_readme():
+    readme = (ROOT / "README.md").read_text()
+    assert python_blocks(ROOT / "README.md") and python_blocks(ROOT / "docs" / "python-api.md")
+    assert [page.name for page in PAGES[1:] if f"(docs/{page.name})" not in readme] == []
+
+
+@pytest.mark.parametrize("page", [page for page in PAGES if python_blocks(page)], ids=lambda page: page.name)
+def test_a_pages_python_blocks_run_in_order(page, tmp_path, monkeypatch, request):
+    blocks = python_blocks(page)
+    if any("TiO2/" in block for block in blocks):
+        shared = request.getfixturevalue("shared_data")  # skips without ../shared/data
+        (tmp_path / "TiO2").mkdir()
+        for path in sorted((shared / "TiO2").glob("*.xsf"))[:TIO2_FILES]:
+            shutil.copy(path, tmp_path / "TiO2")
+    monkeypatch.chdir(tmp_path)
+    namespace = {"__name__": f"docs.{page.stem}"}
+    for number, block in enumerate(blocks, 1):
+        exec(compile(block, f"{page.name}, python block {number}", "exec"), namespace)
