@@ -304,12 +304,14 @@ def _ascii_files(folder) -> dict:
 
 
 def _load_predictor(path, device, calibration):
-    """A committee (a directory with committee_metadata.json, or that file), a potential from a folder of
-    .nn.ascii files, or a potential from a model file."""
+    """A committee (a directory with committee_metadata.json, or that file, or a workflow run's folder with its
+    committee/), a potential from a folder of .nn.ascii files, or a potential from a model file."""
     from aenet_core.committee import METADATA_FILE, TorchCommitteePotential
     from aenet_core.potential import TorchANNPotential
 
     path = Path(path)
+    if (path / "committee" / METADATA_FILE).is_file():  # results/<run> or results/<run>/round_NN
+        path = path / "committee"
     if path.name == METADATA_FILE or (path / METADATA_FILE).is_file():
         return TorchCommitteePotential.from_directory(path, device=device, calibration=calibration)
     if calibration is not None:
@@ -595,8 +597,8 @@ def _add_predict(commands):
     predict = commands.add_parser("predict", help="energies, forces, stresses (and a committee's spreads) of "
                                   "structure files, as CSV or extxyz", description=PREDICT_DESCRIPTION)
     predict.add_argument("model", metavar="POTENTIAL_OR_COMMITTEE", help="a model file (model.pt), a committee "
-                         "directory or its committee_metadata.json, or a folder of .nn.ascii files, one per species "
-                         "(as export writes ascii/member_XXX/)")
+                         "directory or its committee_metadata.json, a workflow run's folder (its committee/), or a "
+                         "folder of .nn.ascii files, one per species (as export writes ascii/member_XXX/)")
     predict.add_argument("inputs", nargs="+", metavar="FILES", help=STRUCTURES_HELP)
     predict.add_argument("--output", required=True, metavar="OUT", help="where to write the predictions: a .csv or "
                          ".extxyz file (see above)")

@@ -4,6 +4,7 @@ runs this (onsuccess, onerror)."""
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 from aenet_core.baselines import ADVICE
@@ -106,13 +107,15 @@ def run_summary(results: Path, run: str, rounds: int | None = None) -> list:
             f"  round {last}:", *target_block(run_dir / f"round_{last:02d}")]
 
 
-def workflow_summary(results: Path, runs: dict) -> str:
-    """``runs``: run name -> its number of active-learning rounds (None for a plain run)."""
+def workflow_summary(results: Path, runs: dict, configfiles=()) -> str:
+    """``runs``: run name -> its number of active-learning rounds (None for a plain run); ``configfiles``: the
+    --configfile paths of the run, for the report's command."""
     blocks = [run_summary(results, run, rounds) for run, rounds in runs.items()]
     lines = [line for block in blocks if block for line in [*block, ""]]
     if not lines:
         return ""
-    lines.append("Report with every figure: snakemake --report report.html (then open report.html)")
+    report = ["snakemake", "--report", "report.html", *(["--configfile", *configfiles] if configfiles else [])]
+    lines.append(f"Report with every figure: {shlex.join(report)} (then open report.html)")
     return "\n".join(lines)
 
 

@@ -338,6 +338,9 @@ def test_predict_a_committee_to_csv_with_its_spreads(trained, tmp_path):
     rows = read_csv(out)
     assert "energy_std_calibrated" not in rows[0] and "max_force_std" not in rows[0] and "stress_xx" not in rows[0]
     assert float(rows[0]["energy_std"]) == pytest.approx(expected[0].energy_std, rel=1e-9)
+    run_folder = tmp_path / "run_folder.csv"  # a workflow run's folder names its committee/
+    main(["predict", str(trained), data, "--output", str(run_folder), "--energy-only"])
+    assert read_csv(run_folder) == rows
 
 
 def test_predict_to_extxyz_never_passes_for_labels_unless_asked(trained, tmp_path):

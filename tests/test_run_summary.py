@@ -30,7 +30,9 @@ def test_a_run_shows_its_errors_with_units_its_calibration_and_its_files(tmp_pat
     assert "largest error   -1530 meV/atom, data/TiO2/structure-082.xsf#frame=0" in text
     assert f"{tmp_path / 'tio2' / 'ascii'}/member_*/ (2 members" in text
     assert text.count("WARNING") == 1 and "close to predicting zero forces" in text and "train longer" in text
-    assert "snakemake --report report.html" in text
+    assert "Report with every figure: snakemake --report report.html (then" in text
+    own = workflow_summary(tmp_path, {"tio2": None}, ["my runs/tio2.yaml"])
+    assert "snakemake --report report.html --configfile 'my runs/tio2.yaml' (then" in own
 
 
 def test_failed_members_are_named_and_unfinished_runs_left_out(tmp_path):

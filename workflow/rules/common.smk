@@ -535,7 +535,8 @@ def species_problems(run):
 def print_summary():
     """On success: per run, the test errors, the calibration, warnings and where the files are."""
     loops = {run: run_config(run).get("active_learning", {}).get("rounds") for run in RUNS}
-    text = workflow_summary(Path("results"), loops)
+    configfiles = [os.path.relpath(path) for path in workflow.config_settings.configfiles]
+    text = workflow_summary(Path("results"), loops, configfiles)
     if text:
         print(f"\n{text}", file=sys.stderr, flush=True)
 
