@@ -20,8 +20,11 @@ def method(config):
 
 
 CASES = {
-    "unknown optimizer parameter": (lambda c: method(c).update(muu=0.1),
-                                    "runs.example.training.method: Additional properties are not allowed ('muu' "
+    "misspelt optimizer parameter": (lambda c: method(c).update(muu=0.1),
+                                     "runs.example.training.method: Additional properties are not allowed ('muu' "
+                                     "was unexpected); did you mean mu?"),
+    "unknown optimizer parameter": (lambda c: method(c).update(gamma=0.1),
+                                    "runs.example.training.method: Additional properties are not allowed ('gamma' "
                                     "was unexpected); expected one of name, mu, batchsize"),
     "negative base_seed": (lambda c: run(c)["committee"].update(base_seed=-1),
                            "runs.example.committee.base_seed: -1 is less than the minimum of 0"),

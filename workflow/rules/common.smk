@@ -2,6 +2,7 @@
 # uses (runs with the same sources, descriptor and reference energies share one), member seeds, the
 # command-line arguments built from config values (every value shell-quoted) and what each job asks a
 # scheduler for.
+import difflib
 import glob
 import hashlib
 import json
@@ -47,7 +48,10 @@ def schema_message(error):
         return schema_message(best_match(named[0]))
     message = f"{key_path(error.absolute_path) or 'config'}: {error.message}"
     if error.validator == "additionalProperties":
-        message += f"; expected one of {', '.join(error.schema.get('properties', {}))}"
+        known = list(error.schema.get("properties", {}))
+        unexpected = [key for key in error.instance if key not in known]
+        close = [match for key in unexpected for match in difflib.get_close_matches(str(key), known, n=1)]
+        message += f"; did you mean {', '.join(close)}?" if close else f"; expected one of {', '.join(known)}"
     return message
 
 
