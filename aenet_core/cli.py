@@ -153,7 +153,7 @@ def _build_database(args):
     db = HDF5StructureDataset(_descriptor(args, species), args.output, sources=inputs, mode="build",
                               max_energy=args.max_energy, max_forces=args.max_forces, atomic_energies=references,
                               compression=args.compression, limits=_limits(args))
-    db.build_database(show_progress=sys.stderr.isatty(), build_workers=args.workers, persist_features=True,
+    db.build_database(show_progress=False, build_workers=args.workers, persist_features=True,
                       persist_force_derivatives=not args.no_derivatives, allow_empty=args.allow_empty,
                       **_given(storage_dtype=args.storage_dtype))
     print(f"{len(db)} structures ({db._attrs['n_filtered']} filtered out) in {time.perf_counter() - started:.1f} s "
@@ -336,17 +336,13 @@ def _potential_values(out, i) -> dict:
 def _committee_values(prediction, i) -> dict:
     """The committee's mean and spreads for structure ``i`` (force_std: per atom, the norm over x, y, z of
     the members' component std)."""
-    import numpy as np
-
     result = prediction[i]
     values = {"energy": result.energy, "forces": result.forces, "stress": _voigt(result.stress),
               "energy_std": result.energy_std}
     if prediction.calibration_factor is not None:
         values["energy_std_calibrated"] = prediction.calibration_factor * result.energy_std
-    if result.forces_std is not None:
-        force_std = getattr(result, "force_std", None)
-        values["force_std"] = np.linalg.norm(result.forces_std, axis=1) if force_std is None else force_std
-        values["max_force_std"] = float(np.max(values["force_std"]))
+    if result.force_std is not None:
+        values["force_std"], values["max_force_std"] = result.force_std, float(prediction.max_force_std[i])
     return values
 
 

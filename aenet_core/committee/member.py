@@ -165,9 +165,9 @@ def train_member(potential: TorchANNPotential, member_dir, config: TorchTraining
             "committee_member_index": member_index, "committee_seed": seed, "committee_split_seed": split.split_seed})
         metrics = member_metrics(out, potential.best_val_loss)
         trivial = trivial_errors(dataset, split)
-        side = "test" if split.test else "train"
+        side, where = ("test", "test") if split.test else ("train", "training")
         warnings = weak_fit_warnings(metrics[f"final_RMSE_{side}"], metrics[f"final_RMSE_force_{side}"], trivial,
-                                     "test" if split.test else "training")
+                                     where)
         for warning in warnings:
             print(f"WARNING: member {member_index}: {warning}; {ADVICE}", file=sys.stderr, flush=True)
         summary.update(status="completed", metrics=metrics, trivial_errors=trivial, warnings=warnings,
