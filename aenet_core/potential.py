@@ -3,7 +3,7 @@
 A thin facade: the data a run trains on comes from ``aenet_core.training.inputs``,
 the run itself from ``aenet_core.training.loop``, the model from
 ``aenet_core.model`` (its file format in ``model.checkpoint``) and the
-``.nn.ascii`` files from ``aenet_core.export``.
+aenet ``.nn.ascii`` and binary ``.nn`` files from ``aenet_core.export``.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import torch
 
 from aenet_core.data.sources import iter_entries
 from aenet_core.descriptor import IDENTITY_KEYS, ChebyshevDescriptor
-from aenet_core.export import DEFAULT_PREFIX, load_aenet_ascii, to_aenet_ascii
+from aenet_core.export import DEFAULT_PREFIX, load_aenet, to_aenet_ascii
 from aenet_core.model import AtomisticModel
 from aenet_core.model.checkpoint import read_model_file, write_model_file
 from aenet_core.model.predict import PredictOut, predict_with_models
@@ -159,7 +159,8 @@ class TorchANNPotential:
         return potential
 
     def to_aenet_ascii(self, output_dir, prefix=DEFAULT_PREFIX, structures=None, descriptor_stats=None) -> dict:
-        """Write aenet ``.nn.ascii`` files, ``<prefix>.<Species>.nn.ascii`` per species, and a manifest.
+        """Write aenet ``.nn.ascii`` files, ``<prefix>.<Species>.nn.ascii`` per species, their binary twins
+        ``<prefix>.<Species>.nn`` and a manifest.
 
         ``structures`` (Structures, ase.Atoms or files) fill only the training-set counts and
         ``descriptor_stats`` only sfval_min/max; see ``aenet_core.export.to_aenet_ascii``.
@@ -170,13 +171,16 @@ class TorchANNPotential:
                               descriptor_stats=descriptor_stats)
 
     @classmethod
-    def from_aenet_ascii(cls, files, device=None) -> TorchANNPotential:
-        """A potential from aenet ``.nn.ascii`` files ``{species: path}``, one per descriptor species
-        (Fortran-trained files with per-species feature statistics included)."""
-        descriptor, model = load_aenet_ascii(files, device=device)
+    def from_aenet(cls, files, device=None) -> TorchANNPotential:
+        """A potential from aenet species files ``{species: path}``, one per descriptor species, each a
+        ``.nn.ascii`` or a binary ``.nn`` file (Fortran-trained files with per-species feature statistics
+        included, e.g. ``train.x``'s binary output)."""
+        descriptor, model = load_aenet(files, device=device)
         potential = cls(model.arch, descriptor)
         potential.model = model
         return potential
+
+    from_aenet_ascii = from_aenet  # the earlier name, when only .nn.ascii files were read
 
     # ----------------------------------------------------------------------------- inference
 

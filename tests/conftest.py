@@ -14,6 +14,31 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+# The Fortran-trained TiO2 potential of ../shared/data/reference and the structures its predict.out covers.
+@pytest.fixture(scope="session")
+def fortran_dir(shared_data):
+    return shared_data / "reference" / "potentials" / "TiO2-fortran"
+
+
+@pytest.fixture(scope="session")
+def fortran_files(fortran_dir):
+    return {"Ti": fortran_dir / "Ti.nn.ascii", "O": fortran_dir / "O.nn.ascii"}
+
+
+@pytest.fixture(scope="session")
+def fortran_potential(fortran_files):
+    from aenet_core.potential import TorchANNPotential
+
+    return TorchANNPotential.from_aenet_ascii(fortran_files)
+
+
+@pytest.fixture(scope="session")
+def tio2(shared_data):
+    from aenet_core.io import read_structures
+
+    return [read_structures(shared_data / "TiO2" / f"structure-00{i}.xsf")[0] for i in (1, 2, 3)]
+
+
 @pytest.fixture(scope="session")
 def finished_workflow(tmp_path_factory) -> Path:
     """The tiny default workflow run (``workflow_setup.tiny_config()``), completed once per session; a test that

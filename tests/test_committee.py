@@ -225,7 +225,7 @@ def test_the_exported_committee_manifest_records_each_file_sha256(trained, tmp_p
     committee, _, _ = trained
     members = committee.to_aenet_ascii(tmp_path)
     recorded = json.loads((tmp_path / "manifest.json").read_text())["sha256"]
-    assert len(recorded) == sum(len(m) for m in members) == 6
+    assert len(recorded) == 2 * sum(len(m) for m in members) == 12  # .nn.ascii and binary .nn files
     for name, digest in recorded.items():
         assert hashlib.sha256((tmp_path / name).read_bytes()).hexdigest() == digest
 

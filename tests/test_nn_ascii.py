@@ -8,7 +8,6 @@ import torch
 
 from aenet_core.example_data import make_cuau_structures
 from aenet_core.export import NNAsciiError, read_nn_ascii
-from aenet_core.io import read_structures
 from aenet_core.structure import Structure
 from aenet_core.torch_featurize import ChebyshevDescriptor
 from aenet_core.torch_training import Adam, TorchANNPotential, TorchTrainingConfig
@@ -19,26 +18,6 @@ FORTRAN_COHESIVE = [-192.78242329, -389.72446909, -193.42936699]
 CUAU_REFERENCES = {"Cu": -0.5, "Au": -0.2}
 FLOAT_TOKEN = re.compile(r"-?\d\.\d{17}e[+-]\d{2,3}")  # the writer's {:24.17e}
 pytestmark = pytest.mark.filterwarnings("ignore:the validation set has only:UserWarning")
-
-
-@pytest.fixture(scope="module")
-def fortran_dir(shared_data):
-    return shared_data / "reference" / "potentials" / "TiO2-fortran"
-
-
-@pytest.fixture(scope="module")
-def fortran_files(fortran_dir):
-    return {"Ti": fortran_dir / "Ti.nn.ascii", "O": fortran_dir / "O.nn.ascii"}
-
-
-@pytest.fixture(scope="module")
-def fortran_potential(fortran_files):
-    return TorchANNPotential.from_aenet_ascii(fortran_files)
-
-
-@pytest.fixture(scope="module")
-def tio2(shared_data):
-    return [read_structures(shared_data / "TiO2" / f"structure-00{i}.xsf")[0] for i in (1, 2, 3)]
 
 
 def train_cuau(normalize_features=True):

@@ -130,25 +130,27 @@ class TorchCommitteePotential:
     # -- export -------------------------------------------------------------------------
 
     def to_aenet_ascii(self, output_dir, prefix=DEFAULT_PREFIX, structures=None, descriptor_stats=None) -> list:
-        """Each member's ``.nn.ascii`` files in ``output_dir/member_XXX/``; returns one ``{species: path}``
-        per member (the manifest ensemble tools take) and writes it, with each file's sha256, the members'
-        model files and descriptor, to ``output_dir/manifest.json``."""
+        """Each member's ``.nn.ascii`` files and their binary ``.nn`` twins in ``output_dir/member_XXX/``;
+        returns one ``{species: .nn.ascii path}`` per member (the manifest ensemble tools take) and writes it,
+        the ``.nn`` files as "binary_members", every file's sha256, the members' model files and descriptor,
+        to ``output_dir/manifest.json``."""
         if not self.members:
             raise ValueError("the committee has no members; train it or load it with from_directory()")
         output_dir = Path(output_dir)
-        members = []
+        relative, binary = [], []  # within output_dir
         indices = self.member_indices or list(range(len(self.members)))
         for index, member in zip(indices, self.members):
-            folder = output_dir / member_dir_name(index, max(indices) + 1)
-            written = member.to_aenet_ascii(folder, prefix=prefix, structures=structures,
+            folder = member_dir_name(index, max(indices) + 1)
+            written = member.to_aenet_ascii(output_dir / folder, prefix=prefix, structures=structures,
                                             descriptor_stats=descriptor_stats)
-            members.append({species: str(folder / name) for species, name in written["files"].items()})
-        relative = [{species: str(Path(path).relative_to(output_dir)) for species, path in m.items()} for m in members]
+            relative.append({species: f"{folder}/{name}" for species, name in written["files"].items()})
+            binary.append({species: f"{folder}/{name}" for species, name in written["binary_files"].items()})
+        names = [name for m in relative + binary for name in m.values()]
         manifest = {"format": "aenet_core committee nn.ascii", "prefix": prefix, "members": relative,
-                    "sha256": {name: file_sha256(output_dir / name) for m in relative for name in m.values()},
+                    "binary_members": binary, "sha256": {name: file_sha256(output_dir / name) for name in names},
                     "model_paths": [str(p) for p in self.model_paths], "descriptor": self.descriptor.get_config()}
         write_json(output_dir / "manifest.json", manifest, indent=1)
-        return members
+        return [{species: str(output_dir / name) for species, name in m.items()} for m in relative]
 
     # -- prediction ---------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""A potential as aenet ``.nn.ascii`` files (one per species) and back (spec §9).
+"""A potential as aenet ``.nn.ascii`` files and their binary ``.nn`` twins (one per species), and back (spec §9).
 
 Fortran aenet evaluates an atom as E_i = net(G_hat_i) / scale + shift + E_atom
 with G_hat_f = (G_f - avg_f) / sqrt(cov_f - avg_f^2) per species file (0 where
@@ -16,8 +16,9 @@ import torch
 from torch import nn
 
 from aenet_core.descriptor import ChebyshevDescriptor
-from aenet_core.export.nn_ascii_file import (ACTIVATION_NAMES, N_SFPARAM, NNAsciiError, NNAsciiFile, read_nn_ascii,
-                                             weight_offsets, write_nn_ascii)
+from aenet_core.export.nn_ascii_file import (ACTIVATION_NAMES, N_SFPARAM, NNAsciiError, NNAsciiFile, weight_offsets,
+                                             write_nn_ascii)
+from aenet_core.export.nn_binary import read_potential_file, write_nn_binary
 from aenet_core.files import write_json
 from aenet_core.io.common import as_list
 from aenet_core.model import ACTIVATIONS, AtomisticModel
@@ -25,7 +26,7 @@ from aenet_core.model.atomistic import DEGENERATE_STD
 from aenet_core.structure import referenced_energy_per_atom
 
 DESCRIPTION = "aenet_core Chebyshev descriptor export"
-DEFAULT_PREFIX = "potential"  # file names <prefix>.<Species>.nn.ascii
+DEFAULT_PREFIX = "potential"  # file names <prefix>.<Species>.nn.ascii and <prefix>.<Species>.nn
 TRAINSET_NAME = "aenet_core"
 
 
@@ -33,7 +34,8 @@ TRAINSET_NAME = "aenet_core"
 
 
 def to_aenet_ascii(potential, output_dir, prefix=DEFAULT_PREFIX, structures=None, descriptor_stats=None) -> dict:
-    """Write ``<prefix>.<Species>.nn.ascii`` per species and ``<prefix>.manifest.json`` into ``output_dir``.
+    """Write ``<prefix>.<Species>.nn.ascii``, its binary twin ``<prefix>.<Species>.nn`` (what Fortran
+    ``train.x`` writes), per species, and ``<prefix>.manifest.json`` into ``output_dir``.
 
     The feature statistics written are the model's own, per species
     (avg = mean, cov = std^2 + mean^2), so aenet normalises exactly as the
@@ -47,7 +49,8 @@ def to_aenet_ascii(potential, output_dir, prefix=DEFAULT_PREFIX, structures=None
     Floats are written as ``{:24.17e}``, which round-trips every float64.
 
     Returns the manifest, also written as JSON: ``{"format", "prefix",
-    "files": {species: file name within output_dir}, "species",
+    "files": {species: .nn.ascii name within output_dir}, "binary_files":
+    {species: .nn name}, "species",
     "descriptor": descriptor.get_config(), "arch", "E_scaling", "E_shift",
     "atomic_energies"}``.
     """
@@ -57,20 +60,22 @@ def to_aenet_ascii(potential, output_dir, prefix=DEFAULT_PREFIX, structures=None
     mean, std = _feature_statistics(model)
     bounds = _feature_bounds(mean, std, descriptor_stats)
     neval, trainset_counts = _training_set_counts(structures, model)
-    files = {}
+    files, binary_files = {}, {}
     for index, species in enumerate(descriptor.species):
         content = NNAsciiFile(**_network_fields(model, index), **_setup_fields(descriptor, index, mean, std, bounds),
                               neval=neval[species], **_trainset_fields(model), **trainset_counts)
-        files[species] = f"{prefix}.{species}.nn.ascii"
+        files[species], binary_files[species] = f"{prefix}.{species}.nn.ascii", f"{prefix}.{species}.nn"
         write_nn_ascii(output_dir / files[species], content)
-    manifest = _manifest(potential, prefix, files)
+        write_nn_binary(output_dir / binary_files[species], content)
+    manifest = _manifest(potential, prefix, files, binary_files)
     write_json(output_dir / f"{prefix}.manifest.json", manifest, indent=2)
     return manifest
 
 
-def _manifest(potential, prefix, files) -> dict:
+def _manifest(potential, prefix, files, binary_files) -> dict:
     model = potential.model
-    return {"format": "aenet nn.ascii", "prefix": prefix, "files": files, "species": list(potential.descriptor.species),
+    return {"format": "aenet nn.ascii", "prefix": prefix, "files": files, "binary_files": binary_files,
+            "species": list(potential.descriptor.species),
             "descriptor": potential.descriptor.get_config(),
             "arch": {s: [[nodes, activation] for nodes, activation in layers] for s, layers in model.arch.items()},
             "E_scaling": float(model.E_scaling), "E_shift": float(model.E_shift),
@@ -139,9 +144,10 @@ def _setup_fields(descriptor, index, mean, std, bounds) -> dict:
     sfparam = np.zeros((n_features, N_SFPARAM))
     sfparam[0] = (descriptor.rad_cutoff, descriptor.rad_order, descriptor.ang_cutoff, descriptor.ang_order)
     return dict(description=DESCRIPTION, species=descriptor.species[index], env_species=list(descriptor.species),
-                rc_min=descriptor.min_cutoff, rc_max=descriptor.max_cutoff, sf_types=[0] * n_features,
-                sfparam=sfparam, sfenv=[0] * (n_species * n_features), sf_min=bounds[0][index],
-                sf_max=bounds[1][index], sf_avg=mean[index], sf_cov=std[index] ** 2 + mean[index] ** 2)
+                rc_min=descriptor.min_cutoff, rc_max=descriptor.max_cutoff, basis="Chebyshev",
+                sf_types=[0] * n_features, sfparam=sfparam, sfenv=[0] * (n_species * n_features),
+                sf_min=bounds[0][index], sf_max=bounds[1][index], sf_avg=mean[index],
+                sf_cov=std[index] ** 2 + mean[index] ** 2)
 
 
 def _trainset_fields(model) -> dict:
@@ -155,17 +161,18 @@ def _trainset_fields(model) -> dict:
 # ----------------------------------------------------------------------------- import
 
 
-def load_aenet_ascii(files, device=None) -> tuple:
-    """(ChebyshevDescriptor, AtomisticModel) from ``{species: path}``, one file per environment species.
+def load_aenet(files, device=None) -> tuple:
+    """(ChebyshevDescriptor, AtomisticModel) from ``{species: path}``, one file per environment species, each
+    a ``.nn.ascii`` or a binary ``.nn`` file (``read_potential_file`` tells them apart).
 
     All files must agree on the descriptor (Chebyshev parameters, Rc_min,
     environment species order), the energy scale and shift and the atomic
     energies; each file must be for the species it is given for.
     """
     paths = {species: Path(path) for species, path in dict(files).items()}
-    contents = {species: read_nn_ascii(path) for species, path in paths.items()}
+    contents = {species: read_potential_file(path) for species, path in paths.items()}
     if not contents:
-        raise ValueError("load_aenet_ascii needs at least one {species: path} entry")
+        raise ValueError("load_aenet needs at least one {species: path} entry")
     _check_consistent(contents, paths)
     first_species = next(iter(contents))
     descriptor = _descriptor(contents[first_species], paths[first_species], device)

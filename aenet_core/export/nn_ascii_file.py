@@ -9,6 +9,10 @@ Fortran list-directed input does, so files with whole arrays on one line
 record parse alike: free-text lines are read whole, every other field takes
 whitespace-separated tokens from as many lines as its count needs.  Every
 count and offset is checked against the layer sizes.
+
+The field order (``records``) and the section readers (``read_fields``) are
+shared with aenet's binary ``.nn`` files (``nn_binary``): one line here is one
+Fortran record there.
 """
 from __future__ import annotations
 
@@ -52,6 +56,7 @@ class NNAsciiFile:
     env_species: list  # the typespin order of the descriptor
     rc_min: float
     rc_max: float
+    basis: str  # the basis type as written, e.g. 'Chebyshev' (only Chebyshev is read)
     sf_types: list
     sfparam: np.ndarray
     sfenv: list
@@ -74,6 +79,22 @@ class NNAsciiFile:
     e_avg: float
 
 
+def species_files(folder) -> dict:
+    """{species: path} of one potential's files in ``folder``: its ``<prefix>.<Species>.nn.ascii`` files (as
+    export writes them), else its binary ``[<prefix>.]<Species>.nn`` files (as export and Fortran ``train.x``
+    write them); {} when there are neither."""
+    for suffix in (".nn.ascii", ".nn"):
+        files = {}
+        for path in sorted(Path(folder).glob(f"*{suffix}")):
+            species = path.name.removesuffix(suffix).rsplit(".", 1)[-1]
+            if species in files:
+                raise NNAsciiError(f"{folder}: two {suffix} files for {species}: {files[species].name}, {path.name}")
+            files[species] = path
+        if files:
+            return files
+    return {}
+
+
 def weight_offsets(nnodes) -> list:
     """``iw``: where each layer's incoming weights start in W; the last entry is Wsize."""
     offsets = [0]
@@ -93,10 +114,33 @@ def value_offsets(nnodes) -> list:
 # ----------------------------------------------------------------------------- writing
 
 
+def records(c: NNAsciiFile) -> list:
+    """``(field, kind, values)`` of each line of the file, in order; kind is 'int', 'float', 'text' or
+    'logical'.  The field names are the readers' (and the binary format's text widths are keyed by them)."""
+    iw, iv = weight_offsets(c.nnodes), value_offsets(c.nnodes)
+    network = [("nlayers", "int", [len(c.nnodes)]), ("nnodes_max", "int", [max(c.nnodes)]),
+               ("Wsize", "int", [iw[-1]]), ("nvalues", "int", [iv[-1] + c.nnodes[-1]]), ("nnodes", "int", c.nnodes),
+               ("f_a (activation codes)", "int", c.activations), ("iw", "int", iw), ("iv", "int", iv),
+               ("W", "float", c.weights)]
+    setup = [("description", "text", [c.description]), ("atom type", "text", [c.species]),
+             ("nenv", "int", [len(c.env_species)]), ("environment species", "text", c.env_species),
+             ("Rc_min", "float", [c.rc_min]), ("Rc_max", "float", [c.rc_max]), ("basis type", "text", [c.basis]),
+             ("nsf", "int", [len(c.sf_types)]), ("nsfparam", "int", [c.sfparam.shape[1]]), ("sf", "int", c.sf_types),
+             ("sfparam", "float", c.sfparam.ravel()), ("sfenv", "int", c.sfenv), ("neval", "int", [c.neval]),
+             ("sfval_min", "float", c.sf_min), ("sfval_max", "float", c.sf_max), ("sfval_avg", "float", c.sf_avg),
+             ("sfval_cov", "float", c.sf_cov)]
+    trainset = [("training set file name", "text", [c.trainset_name]), ("normalized", "logical", [c.normalized]),
+                ("scale", "float", [c.scale]), ("shift", "float", [c.shift]),
+                ("nTypes", "int", [len(c.trainset_species)]), ("species", "text", c.trainset_species),
+                ("E_atom", "float", c.atomic_energies), ("nAtomsTot", "int", [c.n_atoms_total]),
+                ("nStrucs", "int", [c.n_structures]), ("E_min E_max E_av", "float", [c.e_min, c.e_max, c.e_avg])]
+    return network + setup + trainset
+
+
 def write_nn_ascii(path, content: NNAsciiFile) -> None:
     """Write ``content`` to ``path`` atomically: one field per line, floats in round-trip exponent form."""
     with atomic_write(path) as handle:
-        handle.write("\n".join(_network_lines(content) + _setup_lines(content) + _trainset_lines(content)) + "\n")
+        handle.write("".join(_LINE[kind](values) + "\n" for _, kind, values in records(content)))
 
 
 def _ints(values) -> str:
@@ -107,23 +151,7 @@ def _floats(values) -> str:
     return " ".join(f"{float(v):24.17e}" for v in values)
 
 
-def _network_lines(c: NNAsciiFile) -> list:
-    iw, iv = weight_offsets(c.nnodes), value_offsets(c.nnodes)
-    return [_ints([len(c.nnodes)]), _ints([max(c.nnodes)]), _ints([iw[-1]]), _ints([iv[-1] + c.nnodes[-1]]),
-            _ints(c.nnodes), _ints(c.activations), _ints(iw), _ints(iv), _floats(c.weights)]
-
-
-def _setup_lines(c: NNAsciiFile) -> list:
-    return [c.description, c.species, _ints([len(c.env_species)]), " ".join(c.env_species),
-            _floats([c.rc_min]), _floats([c.rc_max]), "Chebyshev", _ints([len(c.sf_types)]),
-            _ints([c.sfparam.shape[1]]), _ints(c.sf_types), _floats(c.sfparam.ravel()), _ints(c.sfenv),
-            _ints([c.neval]), _floats(c.sf_min), _floats(c.sf_max), _floats(c.sf_avg), _floats(c.sf_cov)]
-
-
-def _trainset_lines(c: NNAsciiFile) -> list:
-    return [c.trainset_name, "T" if c.normalized else "F", _floats([c.scale]), _floats([c.shift]),
-            _ints([len(c.trainset_species)]), " ".join(c.trainset_species), _floats(c.atomic_energies),
-            _ints([c.n_atoms_total]), _ints([c.n_structures]), _floats([c.e_min, c.e_max, c.e_avg])]
+_LINE = {"int": _ints, "float": _floats, "text": " ".join, "logical": lambda values: "T" if values[0] else "F"}
 
 
 # ----------------------------------------------------------------------------- reading
@@ -131,7 +159,11 @@ def _trainset_lines(c: NNAsciiFile) -> list:
 
 def read_nn_ascii(path) -> NNAsciiFile:
     """Parse one species file; a truncated or inconsistent file raises ``NNAsciiError``."""
-    reader = _Reader(path)
+    return read_fields(_Reader(path))
+
+
+def read_fields(reader) -> NNAsciiFile:
+    """The three sections from ``reader`` (a ``FieldReader``), each count and offset checked."""
     network = _read_network(reader)
     setup = _read_setup(reader, n_inputs=network["nnodes"][0])
     trainset = _read_trainset(reader)
@@ -163,21 +195,42 @@ def _is_int(token: str) -> bool:
     return True
 
 
-class _Reader:
-    """The lines of one file, consumed field by field like Fortran list-directed records."""
+class FieldReader:
+    """What the section readers ask of a file format, one field at a time.  A subclass provides error, text
+    (a free-text field), word, tokens (type names), ints, floats, logical, sfenv_and_neval and expect_end."""
 
-    def __init__(self, path):
-        self.path = Path(path)
-        self.lines = self.path.read_text().splitlines()
-        self.row = 0  # lines consumed so far
-        self.section = "network"
-
-    def error(self, field, message) -> NNAsciiError:
-        return NNAsciiError(f"{self.path}:{max(self.row, 1)}: {self.section} section, {field}: {message}")
+    section = "network"
 
     def check(self, field, found, expected, meaning) -> None:
         if found != expected:
             raise self.error(field, f"found {found}, expected {expected} ({meaning})")
+
+    def one_int(self, field) -> int:
+        return self.ints(field, 1)[0]
+
+    def one_float(self, field) -> float:
+        return float(self.floats(field, 1)[0])
+
+    def count(self, field) -> int:
+        value = self.one_int(field)
+        if value < 1:
+            raise self.error(field, f"must be at least 1; got {value}")
+        return value
+
+
+class _Reader(FieldReader):
+    """The lines of one file, consumed field by field like Fortran list-directed records."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        try:
+            self.lines = self.path.read_text().splitlines()
+        except UnicodeDecodeError as err:
+            raise NNAsciiError(f"{self.path}: not a text file (byte {err.start}); a binary .nn file?") from None
+        self.row = 0  # lines consumed so far
+
+    def error(self, field, message) -> NNAsciiError:
+        return NNAsciiError(f"{self.path}:{max(self.row, 1)}: {self.section} section, {field}: {message}")
 
     def text(self, field) -> str:
         """A free-text line, read whole."""
@@ -219,23 +272,12 @@ class _Reader:
     def floats(self, field, count) -> np.ndarray:
         return np.array(self._convert(field, self.tokens(field, count), _fortran_float, "a finite number"))
 
-    def one_int(self, field) -> int:
-        return self.ints(field, 1)[0]
-
-    def one_float(self, field) -> float:
-        return float(self.floats(field, 1)[0])
-
-    def count(self, field) -> int:
-        value = self.one_int(field)
-        if value < 1:
-            raise self.error(field, f"must be at least 1; got {value}")
-        return value
-
     def logical(self, field) -> bool:
         return self._convert(field, self.tokens(field, 1), _fortran_logical, "a logical (T/F/True/False)")[0]
 
-    def integer_lines(self) -> list:
-        """The integers of all following integer-only lines, up to the first line with another token."""
+    def sfenv_and_neval(self, nenv: int, nsf: int) -> tuple:
+        """The integers before the first float line: sfenv, then neval.  Fortran writes nenv * nsf sfenv
+        values, aenet-python 2 * nsf."""
         values = []
         while self.row < len(self.lines):
             tokens = self.lines[self.row].split()
@@ -243,7 +285,12 @@ class _Reader:
                 break
             values += [int(t) for t in tokens]
             self.row += 1
-        return values
+        allowed = sorted({nenv * nsf, 2 * nsf})
+        if len(values) - 1 not in allowed:
+            expected = " or ".join(str(n + 1) for n in allowed)
+            raise self.error("sfenv and neval", f"expected {expected} integers (sfenv, then neval) before the "
+                                                f"first float line; found {len(values)}")
+        return values[:-1], values[-1]
 
     def expect_end(self) -> None:
         rest = [i for i in range(self.row, len(self.lines)) if self.lines[i].strip()]
@@ -252,7 +299,7 @@ class _Reader:
                                f"{self.lines[rest[0]][:60]!r}")
 
 
-def _read_network(r: _Reader) -> dict:
+def _read_network(r: FieldReader) -> dict:
     r.section = "network"
     nlayers = r.count("nlayers")
     nnodes_max, wsize, nvalues = r.one_int("nnodes_max"), r.one_int("Wsize"), r.one_int("nvalues")
@@ -272,7 +319,7 @@ def _read_network(r: _Reader) -> dict:
     return {"nnodes": nnodes, "activations": activations, "weights": r.floats("W", wsize)}
 
 
-def _read_setup(r: _Reader, n_inputs: int) -> dict:
+def _read_setup(r: FieldReader, n_inputs: int) -> dict:
     r.section = "setup"
     description, species = r.text("description"), r.word("atom type")
     env_species = r.tokens("environment species", r.count("nenv"))
@@ -285,26 +332,14 @@ def _read_setup(r: _Reader, n_inputs: int) -> dict:
     r.check("nsfparam", r.count("nsfparam"), N_SFPARAM, "the Chebyshev basis has 4 parameters")
     sf_types = r.ints("sf", nsf)
     sfparam = r.floats("sfparam", nsf * N_SFPARAM).reshape(nsf, N_SFPARAM)
-    sfenv, neval = _read_sfenv(r, len(env_species), nsf)
+    sfenv, neval = r.sfenv_and_neval(len(env_species), nsf)
     statistics = {key: r.floats(field, nsf) for key, field in
                   (("sf_min", "sfval_min"), ("sf_max", "sfval_max"), ("sf_avg", "sfval_avg"), ("sf_cov", "sfval_cov"))}
     return dict(description=description, species=species, env_species=env_species, rc_min=rc_min, rc_max=rc_max,
-                sf_types=sf_types, sfparam=sfparam, sfenv=sfenv, neval=neval, **statistics)
+                basis=basis, sf_types=sf_types, sfparam=sfparam, sfenv=sfenv, neval=neval, **statistics)
 
 
-def _read_sfenv(r: _Reader, nenv: int, nsf: int) -> tuple:
-    """sfenv and neval: the integers before the first float line, neval last.  Fortran writes nenv * nsf
-    sfenv values, aenet-python 2 * nsf."""
-    values = r.integer_lines()
-    allowed = sorted({nenv * nsf, 2 * nsf})
-    if len(values) - 1 not in allowed:
-        expected = " or ".join(str(n + 1) for n in allowed)
-        raise r.error("sfenv and neval", f"expected {expected} integers (sfenv, then neval) before the first "
-                                         f"float line; found {len(values)}")
-    return values[:-1], values[-1]
-
-
-def _read_trainset(r: _Reader) -> dict:
+def _read_trainset(r: FieldReader) -> dict:
     r.section = "training-set info"
     name, normalized = r.text("training set file name"), r.logical("normalized")
     scale, shift = r.one_float("scale"), r.one_float("shift")
