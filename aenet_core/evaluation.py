@@ -18,6 +18,8 @@ from aenet_core.committee import TorchCommitteePotential
 from aenet_core.data import open_databases
 from aenet_core.files import atomic_write, write_json
 from aenet_core.io import write_extxyz
+from aenet_core.lammps import check_against_python, check_warning
+from aenet_core.progress import LOG
 from aenet_core.split import Split
 from aenet_core.training.trainout import GPA_PER_EV_PER_A3, save_figure
 from aenet_core.uncertainty import CALIBRATION_FILE, Calibration, save_no_calibration
@@ -27,13 +29,14 @@ DEFAULT_N_UNCERTAIN = 10
 
 
 def evaluate_committee(committee_dir, database, split, output_dir, n_uncertain: int = DEFAULT_N_UNCERTAIN,
-                       title: str | None = None) -> dict:
+                       title: str | None = None, lammps_models=None) -> dict:
     """Predict the test split with the committee and write, under ``output_dir``:
     predictions.csv, summary.json, parity.png, stress_parity.png, uncertainty.png, most_uncertain.csv and
     most_uncertain.extxyz (geometries without labels, for relabelling); and the committee's calibration.json
     into its directory, where ``TorchCommitteePotential.from_directory`` finds it.  ``database`` is a database
     file, or a list of them (several are read as one ``ShardedDataset``).  ``title`` (e.g. the run's name)
-    heads every figure."""
+    heads every figure.  ``lammps_models`` (the committee's export folder) runs the test structures through
+    LAMMPS as well and records the largest differences in the summary's ``lammps_check``."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     committee = TorchCommitteePotential.from_directory(committee_dir)
@@ -96,6 +99,9 @@ def evaluate_committee(committee_dir, database, split, output_dir, n_uncertain: 
     }
     summary["warnings"] = weak_fit_warnings(summary["energy_rmse_per_atom"], summary["force_rmse"],
                                             summary["trivial_errors"], summary["split"])
+    if lammps_models is not None:
+        summary["lammps_check"] = _lammps_check(lammps_models, [db.get_structure(i) for i in indices], predictions)
+        summary["warnings"] += [line for line in [check_warning(summary["lammps_check"])] if line]
     write_json(output_dir / "summary.json", summary, indent=1)
     bars = std if calibration is None else calibrated
     referenced = np.array([db.referenced_energy_per_atom(i) for i in indices], float)
@@ -105,6 +111,17 @@ def evaluate_committee(committee_dir, database, split, output_dir, n_uncertain: 
     _plot_stress_parity(stresses, summary["split"], title, output_dir / "stress_parity.png")
     _plot_uncertainty(error, std, calibration, summary["split"], title, output_dir / "uncertainty.png")
     return summary
+
+
+def _lammps_check(models_dir, structures, predictions) -> dict:
+    check = check_against_python(models_dir, structures, predictions)
+    if check["checked"]:
+        LOG.info("LAMMPS check on %d structures: largest differences %.2g eV/atom, %.2g eV/Å, %.2g eV/Å in "
+                    "force_std", check["n_structures"], check["max_energy_difference_per_atom"],
+                    check["max_force_difference"], check["max_force_std_difference"])
+    else:
+        LOG.info("LAMMPS check skipped: %s", check["reason"])
+    return check
 
 
 def _figure(n_panels: int, title: str | None, size=(5.0, 5.0)):

@@ -47,6 +47,15 @@ def _calibration_line(evaluation: dict) -> str:
             ("" if check is None else f" (out of fold, the normalized error RMS is {check:.2f}; 1 is ideal)"))
 
 
+def _lammps_line(check) -> str:
+    if not check:
+        return "not checked"
+    if not check.get("checked"):
+        return f"not checked: {check.get('reason')}"
+    return (f"pair style aenet/core agrees to {check['max_energy_difference_per_atom']:.1g} eV/atom, "
+            f"{check['max_force_difference']:.1g} eV/Å on the {check['n_structures']} evaluated structures")
+
+
 def failed_members(committee: Path) -> list:
     """'member_XXX failed: error' for each member whose summary.json records a failure."""
     summaries = {path.parent.name: _read_json(path) or {} for path in sorted(committee.glob("member_*/summary.json"))}
@@ -70,7 +79,9 @@ def target_block(target: Path) -> list:
                      "(all: evaluation/predictions.csv)")
     exported = sorted((target / "ascii").glob("member_*"))
     if exported:
-        lines.append(f"  potential files {target / 'ascii'}/member_*/ ({len(exported)} members, .nn.ascii)")
+        lines.append(f"  potential files {target / 'ascii'}/member_*/ ({len(exported)} members, .nn.ascii and .nn)")
+        lines.append(f"  LAMMPS          {_lammps_line(evaluation.get('lammps_check'))} "
+                     f"(input lines: aenet-core lammps-input {target})")
     lines.append(f"  committee       {target / 'committee'} (aenet-core predict {target / 'committee'} FILES...)")
     warnings = evaluation.get("warnings", [])
     lines += [f"  WARNING         {line}" for line in [*warnings, *failed_members(target / "committee")]]

@@ -77,7 +77,8 @@ def test_a_finished_run_ends_with_its_summary_and_its_logs_show_progress(finishe
     screen = (finished_workflow / "terminal.txt").read_text()
     summary = screen[screen.index("Run example"):]
     for expected in ("energy RMSE", "meV/atom", "force RMSE", "eV/Å", "committee spread x",
-                     "results/example/ascii/member_*/ (2 members, .nn.ascii)", "snakemake --report report.html"):
+                     "results/example/ascii/member_*/ (2 members, .nn.ascii and .nn)", "LAMMPS          ",
+                     "snakemake --report report.html"):
         assert expected in summary, expected
     assert "aenet_core.cli" not in screen and widest(screen) < 200
     member_log = (finished_workflow / "results/example/logs/train_member_000.log").read_text()

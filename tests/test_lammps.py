@@ -373,3 +373,20 @@ run 0
     finished = subprocess.run([lmp, "-in", "in.lammps", "-log", "none"], cwd=tmp_path, capture_output=True, text=True)
     assert finished.returncode != 0
     assert "ERROR: Communication cutoff for comm_style tiled cannot exceed periodic box length" in finished.stdout
+
+
+def test_the_evaluation_check_reports_agreement_and_disagreement(lammps_ready, committee, potentials):
+    from aenet_core.lammps import check_against_python, check_warning
+
+    potential, _, root = committee
+    structures = [KINDS["triclinic"](["Ti", "O"]), KINDS["molecule"](["Ti", "O"])]
+    check = check_against_python(root, structures, potential.predict(structures, eval_forces=True))
+    assert check["checked"] and check["agrees"] and check["n_structures"] == 2
+    assert check["max_energy_difference_per_atom"] < ENERGY_TOL and check_warning(check) is None
+    other = TorchCommitteePotential(potential.members[0].model.arch, potential.descriptor)
+    other.members = potential.members[:2]  # not the committee that was exported
+    check = check_against_python(root, structures, other.predict(structures, eval_forces=True))
+    assert check["checked"] and not check["agrees"]
+    assert "differs from the Python predictions" in check_warning(check)
+    missing = check_against_python(root / "nowhere", structures, None)
+    assert missing == {"checked": False, "reason": f"{root / 'nowhere'} does not exist"}

@@ -29,6 +29,7 @@ def test_a_run_shows_its_errors_with_units_its_calibration_and_its_files(tmp_pat
     assert "stress RMSE 1.5 GPa" in text and "committee spread x 2.5" in text and "0.97" in text
     assert "largest error   -1530 meV/atom, data/TiO2/structure-082.xsf#frame=0" in text
     assert f"{tmp_path / 'tio2' / 'ascii'}/member_*/ (2 members" in text
+    assert f"LAMMPS          not checked (input lines: aenet-core lammps-input {tmp_path / 'tio2'})" in text
     assert text.count("WARNING") == 1 and "close to predicting zero forces" in text and "train longer" in text
     assert "Report with every figure: snakemake --report report.html (then" in text
     own = workflow_summary(tmp_path, {"tio2": None}, ["my runs/tio2.yaml"])
@@ -77,3 +78,15 @@ def test_without_that_line_the_end_of_the_log_is_shown(tmp_path):
 def test_the_summary_imports_no_torch():
     code = "import sys, aenet_core.run_summary; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_the_lammps_check_is_reported_with_its_differences_or_why_it_did_not_run(tmp_path):
+    checked = {"checked": True, "agrees": True, "n_structures": 9, "max_energy_difference_per_atom": 2.2e-13,
+               "max_force_difference": 3.1e-13, "max_force_std_difference": 1e-14, "tolerance": 1e-8}
+    write_target(tmp_path / "tio2", evaluation={**EVALUATION, "lammps_check": checked})
+    assert "pair style aenet/core agrees to 2e-13 eV/atom, 3e-13 eV/Å on the 9 evaluated structures" in \
+        workflow_summary(tmp_path, {"tio2": None})
+    skipped = {"checked": False, "reason": "the aenet/core LAMMPS plugin is not built"}
+    write_target(tmp_path / "other", evaluation={**EVALUATION, "lammps_check": skipped})
+    assert "LAMMPS          not checked: the aenet/core LAMMPS plugin is not built" in \
+        workflow_summary(tmp_path, {"other": None})

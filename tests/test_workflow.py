@@ -314,6 +314,25 @@ def test_the_full_run_writes_every_product(finished):
         "best_model.pt", "checkpoint_epoch_0002.pt", "checkpoint_epoch_0003.pt", "checkpoint_epoch_0004.pt"]
 
 
+def test_the_evaluation_checks_the_exported_committee_in_lammps(finished):
+    """Every run puts its test structures through LAMMPS (when the plugin is built) and records the agreement."""
+    from aenet_core.lammps import LammpsError, plugin_path
+
+    check = json.loads((finished / "results/example/evaluation/summary.json").read_text())["lammps_check"]
+    try:
+        plugin_path()
+    except LammpsError as error:
+        assert check == {"checked": False, "reason": str(error)}
+        return
+    assert check["checked"] and check["agrees"] and check["n_structures"] >= 1
+    assert check["max_energy_difference_per_atom"] < 1e-10 and check["max_force_difference"] < 1e-9
+    manifest = json.loads((finished / "results/example/ascii/manifest.json").read_text())
+    assert manifest["lammps_input"][2:4] == ["pair_style aenet/core", manifest["lammps_input"][3]]
+    assert (finished / "results/example/ascii/pair.lammps").read_text().splitlines() == manifest["lammps_input"]
+    screen = (finished / "terminal.txt").read_text()
+    assert "pair style aenet/core agrees to" in screen
+
+
 def test_rerunning_a_finished_workflow_runs_nothing(finished):
     result = snakemake(finished, tiny_config(), "-n")
     assert result.returncode == 0 and "Nothing to be done" in result.stdout + result.stderr

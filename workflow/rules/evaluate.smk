@@ -4,6 +4,7 @@ rule evaluate:
         models=finished_models,
         database=run_database,
         split=rules.split.output[0],
+        exported=rules.export.output[0],
     output:
         summary="results/{run}/evaluation/summary.json",
         predictions="results/{run}/evaluation/predictions.csv",
@@ -47,4 +48,5 @@ rule evaluate:
         output_dir=subpath(output.summary, parent=True),
     shell:
         "python -m aenet_core.cli evaluate {params.committee_dir:q} --database {input.database:q} --split {input.split:q} "
-        "--output-dir {params.output_dir:q} --title {wildcards.run:q} {params.args} > {log:q} 2>&1"
+        "--output-dir {params.output_dir:q} --title {wildcards.run:q} --lammps-models {input.exported:q} {params.args} "
+        "> {log:q} 2>&1"
