@@ -24,9 +24,15 @@ atoms or pairs:
 
 Structures without a cell are passed with the identity cell and no periodic
 axis; mixed periodicity (e.g. slabs) is supported.
+
+``pair_search`` lists one structure's pairs with image offsets relative to the
+positions as given (vesin searches when installed), for a Verlet list that
+outlives atoms crossing the cell faces; ``wrapped_offsets`` converts them to
+the offsets above.
 """
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from aenet_core import backend as backends
@@ -140,6 +146,57 @@ def neighbor_list_from_pairs(positions, batch, cells, pbc, center, neighbor, off
     return _edges(wrapped, center, neighbor, offset, shift)
 
 
+def pair_search(positions, cutoff: float, cell=None, pbc=None, backend=None) -> tuple:
+    """Pairs (i, j, S) of one structure with 0 < d <= cutoff, where r_ij = x_j - x_i + S @ cell for the
+    positions x as given (not wrapped: an atom outside the home cell keeps its own images), sorted by
+    i, then j, then S; int64 tensors.
+
+    vesin searches when it imports and ``backend`` (see ``aenet_core.backend``) is 'auto'; otherwise
+    ``batched_neighbor_list`` does.  Both find the same pairs.
+    """
+    positions = torch.as_tensor(positions)
+    batch, cells, pbcs = _one_structure(positions, cell, pbc)
+    vesin = _vesin() if backends.resolve(backend) == "auto" else None
+    if vesin is None:
+        nl = batched_neighbor_list(positions.detach(), batch, cells, pbcs, cutoff, backend=backend)
+        home = _home(positions, batch, cells, pbcs)[1].long()
+        return nl.center, nl.neighbor, nl.offset - _take(home, nl.neighbor) + _take(home, nl.center)
+    search = vesin.NeighborList(cutoff=float(cutoff), full_list=True)
+    i, j, shift, distance = search.compute(positions.detach().cpu().numpy(), cells[0].cpu().numpy(),
+                                           pbcs[0].cpu().numpy(), "ijSd")
+    keep = distance > 0  # coincident atoms are never neighbours, as in batched_neighbor_list
+    i, j, shift = i[keep].astype(np.int64), j[keep].astype(np.int64), shift[keep].astype(np.int64)
+    order = np.lexsort((shift[:, 2], shift[:, 1], shift[:, 0], j, i))
+    return tuple(torch.from_numpy(np.ascontiguousarray(a[order])).to(positions.device) for a in (i, j, shift))
+
+
+def wrapped_offsets(positions, cell, pbc, center, neighbor, shift):
+    """The image offsets k relative to the wrapped positions (what ``neighbor_list_from_pairs`` and the
+    descriptor's ``pairs=`` take) of one structure's pairs whose ``shift`` S is relative to ``positions``
+    as given (``pair_search``): k = S + h_j - h_i, with h the home-cell image that wrapping removes.
+
+    ``positions`` and ``cell`` must have the dtype the descriptor computes in, so that h is the same.
+    """
+    positions = torch.as_tensor(positions)
+    home = _home(positions, *_one_structure(positions, cell, pbc))[1].long()
+    return shift + _take(home, neighbor) - _take(home, center)
+
+
+def _one_structure(positions, cell, pbc):
+    """(batch, cells, pbc) of one structure, as ``neighbor_list`` passes it to ``batched_neighbor_list``."""
+    cells, pbcs = prepare_cells([cell], [pbc], positions.dtype, positions.device)
+    return torch.zeros(len(positions), dtype=torch.long, device=positions.device), cells, pbcs
+
+
+def _vesin():
+    """The vesin module, or None when it is not installed."""
+    try:
+        import vesin
+    except ImportError:
+        return None
+    return vesin
+
+
 def pairs_by_structure(nl: NeighborList, atoms_per_structure) -> list:
     """(centre, neighbour, offset) per structure of a batch, with atom indices local to the structure."""
     first_atom, sizes = rows_per_structure(nl.center, atoms_per_structure)
@@ -158,13 +215,20 @@ def rows_per_structure(center, atoms_per_structure):
 def _wrap(positions, batch, cells, pbc):
     """Positions moved into the home cell along periodic axes (differentiable), their fractional
     coordinates, and each cell's face normals (b x c, c x a, a x b) and signed volume."""
+    frac, home, normals, volume = _home(positions, batch, cells, pbc)
+    wrapped = positions - _times(home, _take(cells, batch))
+    return wrapped, frac - home, normals, volume
+
+
+def _home(positions, batch, cells, pbc):
+    """Fractional coordinates of the positions, the image h of each atom's home cell (floor of its fractional
+    coordinates along periodic axes, 0 along the others; as floats), and each cell's face normals and volume."""
     normals = torch.linalg.cross(cells[:, [1, 2, 0]], cells[:, [2, 0, 1]], dim=2)
     volume = (cells[:, 0] * normals[:, 0]).sum(1)
     with torch.no_grad():
         frac = _times(positions.detach(), _take((normals / volume[:, None, None]).transpose(1, 2), batch))
         home = torch.floor(frac) * _take(pbc, batch)
-    wrapped = positions - _times(home, _take(cells, batch))
-    return wrapped, frac - home, normals, volume
+    return frac, home, normals, volume
 
 
 def _edges(wrapped, center, neighbor, offset, shift) -> NeighborList:

@@ -1,4 +1,6 @@
-"""AenetCalculator: ASE results for one potential and for a committee, caching, MD energy conservation."""
+"""AenetCalculator: ASE results for one potential and for a committee, caching, MD energy conservation,
+the Verlet neighbour list."""
+import sys
 import warnings
 
 import numpy as np
@@ -8,18 +10,19 @@ from ase import Atoms, units
 from ase.build import bulk
 from ase.calculators.calculator import PropertyNotImplementedError
 from ase.calculators.fd import calculate_numerical_stress
+from ase.io import read as read_xsf
 from ase.filters import FrechetCellFilter
 from ase.md.nptberendsen import NPTBerendsen
 from ase.md.velocitydistribution import thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 from ase.optimize import FIRE
+from ase.stress import full_3x3_to_voigt_6_stress
 
 from aenet_core.calculator import AenetCalculator
 from aenet_core.committee import TorchCommitteeConfig, TorchCommitteePotential
 from aenet_core.example_data import make_cuau_structures
 from aenet_core.torch_featurize import ChebyshevDescriptor
 from aenet_core.torch_training import Adam, TorchANNPotential, TorchTrainingConfig
-from training_setup import count_predict
 
 ARCH = {"Cu": [(5, "tanh")], "Au": [(5, "tanh")]}
 
@@ -61,6 +64,14 @@ def _cell(seed=2):
     atoms.symbols[[1, 4, 6]] = "Au"
     atoms.rattle(0.05, seed=seed)
     return atoms
+
+
+def count_evaluations(monkeypatch, calc) -> list:
+    """(eval_forces, eval_stress) of every model evaluation by ``calc`` from now on."""
+    calls = []
+    evaluate = calc._evaluate
+    monkeypatch.setattr(calc, "_evaluate", lambda *args: calls.append(args) or evaluate(*args))
+    return calls
 
 
 # ------------------------------------------------------------------------------- one potential
@@ -122,20 +133,20 @@ def test_velocity_verlet_conserves_energy(potential):
 
 
 def test_energy_only_request_skips_forces(potential, monkeypatch):
-    calls = count_predict(monkeypatch, potential)
     atoms = _cell()
     atoms.calc = AenetCalculator(potential)
+    calls = count_evaluations(monkeypatch, atoms.calc)
     atoms.get_potential_energy()
-    assert calls == [False] and "forces" not in atoms.calc.results
+    assert calls == [(False, False)] and "forces" not in atoms.calc.results
     atoms.get_forces()
     atoms.get_potential_energy()
-    assert calls == [False, True]
+    assert calls == [(False, False), (True, False)]
 
 
 def test_results_are_cached_until_atoms_change(potential, monkeypatch):
-    calls = count_predict(monkeypatch, potential)
     atoms = _cell()
     atoms.calc = AenetCalculator(potential)
+    calls = count_evaluations(monkeypatch, atoms.calc)
     first = atoms.get_potential_energy()
     assert atoms.get_potential_energy() == first
     assert len(calls) == 1
@@ -248,16 +259,16 @@ def test_committee_from_directory_path(committee, committee_dir):
 
 
 def test_committee_caching(committee, monkeypatch):
-    calls = count_predict(monkeypatch, committee)
     atoms = _cell()
     atoms.calc = AenetCalculator(committee)
+    calls = count_evaluations(monkeypatch, atoms.calc)
     atoms.get_forces()
     atoms.get_potential_energy()
     atoms.calc.get_property("energy_std", atoms)
-    assert calls == [True]
+    assert calls == [(True, False)]
     atoms.positions[3, 1] -= 0.02
     atoms.get_potential_energy()
-    assert calls == [True, False]
+    assert calls == [(True, False), (False, False)]
 
 
 # --------------------------------------------------------------------------- stress
@@ -324,17 +335,19 @@ def test_stress_rotates_as_a_tensor_and_does_not_depend_on_the_supercell():
     np.testing.assert_allclose(supercell.get_stress(voigt=False), stress, atol=1e-12)
 
 
-def test_one_evaluation_gives_forces_and_stress_and_a_molecule_has_no_stress(potential, monkeypatch):
+def test_stress_joins_the_force_evaluations_once_asked_and_a_molecule_has_no_stress(potential, monkeypatch):
     atoms = bulk("Cu", "fcc", a=3.7, cubic=True)
     atoms[0].symbol = "Au"
     atoms.calc = AenetCalculator(potential)
-    calls = []
-    predict = potential.predict
-    monkeypatch.setattr(potential, "predict", lambda *a, **k: calls.append(k) or predict(*a, **k))
+    calls = count_evaluations(monkeypatch, atoms.calc)
     atoms.get_forces()
     atoms.get_stress()
     atoms.get_potential_energy()
-    assert len(calls) == 1 and calls[0]["eval_stress"]
+    assert calls == [(True, False), (True, True)]
+    atoms.positions[0, 0] += 0.01
+    atoms.get_forces()
+    atoms.get_stress()
+    assert calls == [(True, False), (True, True), (True, True)]  # one evaluation gives both now
     molecule = Atoms("CuAu", positions=[[0, 0, 0], [0, 0, 2.4]])
     molecule.calc = AenetCalculator(potential)
     with pytest.raises(PropertyNotImplementedError, match="stress needs a structure periodic in 3D"):
@@ -374,3 +387,129 @@ def test_npt_dynamics_changes_the_cell_toward_zero_pressure():
                  compressibility_au=1 / (100 * units.GPa)).run(10)
     # A cell under pressure expands, one under tension shrinks.
     assert np.sign(atoms.get_volume() - volume) == np.sign(pressure)
+
+
+# --------------------------------------------------------------------------- Verlet neighbour list
+
+
+@pytest.fixture(scope="module")
+def fortran_potential(shared_data):
+    folder = shared_data / "reference" / "potentials" / "TiO2-fortran"
+    return TorchANNPotential.from_aenet_ascii({species: folder / f"{species}.nn.ascii" for species in ("Ti", "O")})
+
+
+def fresh_results(atoms, model, stress=True) -> dict:
+    """Energy, forces (and stress) of ``atoms`` from a calculator that searches neighbours afresh."""
+    copy = atoms.copy()
+    copy.calc = AenetCalculator(model, skin=None)
+    results = {"energy": copy.get_potential_energy(), "forces": copy.get_forces()}
+    if stress:
+        results["stress"] = copy.get_stress()
+    return results
+
+
+def assert_same_results(calc, expected, atol=1e-10):
+    for name, value in expected.items():
+        np.testing.assert_allclose(calc.results[name], value, rtol=0, atol=atol, err_msg=name)
+
+
+def test_md_with_the_verlet_list_equals_fresh_evaluations(fortran_potential, shared_data):
+    atoms = read_xsf(shared_data / "TiO2" / "structure-001.xsf")
+    atoms.positions -= atoms.positions[0] - 0.05  # atom 0 close to three faces of the home cell
+    rng = np.random.default_rng(3)
+    atoms.set_momenta(rng.normal(size=(len(atoms), 3)) * np.sqrt(atoms.get_masses()[:, None] * units.kB * 1500))
+    atoms.calc = calc = AenetCalculator(fortran_potential, skin=0.5)
+    steps = []
+
+    def check():
+        atoms.get_stress()  # the first asks for it; from then on every force evaluation includes it
+        assert_same_results(calc, fresh_results(atoms, fortran_potential))
+        steps.append((calc.neighbors.builds, np.floor(atoms.get_scaled_positions(wrap=False))))
+
+    dyn = VelocityVerlet(atoms, timestep=2 * units.fs)
+    dyn.attach(check, interval=1)
+    dyn.run(50)
+    assert len(steps) == 51
+    builds = [b for b, _ in steps]
+    assert 1 < builds[-1] < 20  # searched again now and then, not at every step
+    # Atoms crossed a face of the home cell while the list was kept: the stored images stayed right.
+    crossed = [b == b0 and not np.array_equal(h, h0) for (b0, h0), (b, h) in zip(steps, steps[1:])]
+    assert sum(crossed) >= 1
+
+
+def test_the_list_is_searched_again_only_when_an_atom_moved_more_than_half_the_skin():
+    model = random_potential(["Cu", "Au"])
+    atoms = crystal(["Cu", "Au"], TRICLINIC, 6, outside=True)
+    atoms.calc = calc = AenetCalculator(model, skin=1.0)
+    moves = [  # (what happens to the atoms, searches so far)
+        (lambda: None, 1),
+        (lambda: atoms.positions.__setitem__((2, 0), atoms.positions[2, 0] + 0.3), 1),
+        (lambda: atoms.positions.__setitem__((2, 0), atoms.positions[2, 0] + 0.19), 1),  # 0.49 Å in all
+        (lambda: atoms.positions.__setitem__((2, 0), atoms.positions[2, 0] + 0.02), 2),  # 0.51 Å > skin / 2
+        (lambda: atoms.positions.__setitem__(4, atoms.positions[4] + [0.2, -0.2, 0.3]), 2),
+        (lambda: atoms.wrap(), 3),  # atoms moved back into the home cell
+        (lambda: atoms.set_cell(atoms.cell * 1.01, scale_atoms=True), 4),
+        (lambda: atoms.numbers.__setitem__(0, 79 if atoms.numbers[0] == 29 else 29), 5),
+        (lambda: atoms.pop(), 6),
+    ]
+    for move, searches in moves:
+        move()
+        atoms.get_forces()
+        atoms.get_stress()
+        assert calc.neighbors.builds == searches
+        assert_same_results(calc, fresh_results(atoms, model))
+
+
+GEOMETRIES = {
+    "isolated molecule": Atoms("CuAuCu2Au", positions=np.random.default_rng(1).normal(size=(5, 3)) * 1.5),
+    "slab": Atoms("Cu3Au2", cell=[[4.0, 0, 0], [1.0, 3.8, 0], [0, 0, 12.0]], pbc=[True, True, False],
+                  positions=np.random.default_rng(2).uniform(-1, 4, (5, 3))),
+    "cell smaller than the cutoff": crystal(["Cu", "Au"], [[2.6, 0.0, 0.0], [0.4, 2.7, 0.0], [0.2, 0.5, 2.5]], 1,
+                                            outside=True),
+}
+
+
+@pytest.mark.parametrize("search", ["vesin", "pure torch"])
+@pytest.mark.parametrize("atoms", GEOMETRIES.values(), ids=GEOMETRIES)
+def test_the_verlet_list_equals_fresh_evaluations_without_a_3d_cell_and_with_many_images(atoms, search, monkeypatch):
+    if search == "vesin":
+        pytest.importorskip("vesin")
+    else:
+        monkeypatch.setitem(sys.modules, "vesin", None)  # import vesin fails
+    model = random_potential(["Cu", "Au"])
+    atoms = atoms.copy()
+    atoms.calc = calc = AenetCalculator(model, skin=1.0)
+    rng = np.random.default_rng(4)
+    for _ in range(4):
+        atoms.positions += rng.normal(scale=0.08, size=atoms.positions.shape)
+        atoms.get_forces()
+        if atoms.pbc.all():
+            atoms.get_stress()
+        assert_same_results(calc, fresh_results(atoms, model, stress=atoms.pbc.all()))
+    assert calc.neighbors.builds < 4
+
+
+def test_skin_must_not_be_negative(potential):
+    with pytest.raises(ValueError, match="skin"):
+        AenetCalculator(potential, skin=-0.1)
+
+
+def test_committee_members_share_one_descriptor_pass_and_give_the_predictions(committee, monkeypatch):
+    atoms = _cell()
+    atoms.calc = calc = AenetCalculator(committee)
+    passes = []
+    featurize = calc.featurizer.with_derivatives
+    monkeypatch.setattr(calc.featurizer, "with_derivatives", lambda *a, **k: passes.append(1) or featurize(*a, **k))
+    atoms.get_stress()  # from now on every force evaluation includes the stress
+    for step in range(3):
+        atoms.positions[step] += [0.05, -0.04, 0.03]
+        atoms.get_forces()
+        predicted = committee.predict([atoms.copy()], eval_forces=True, eval_stress=True)
+        result = predicted[0]
+        for name in ("forces", "forces_std", "force_std", "energy_std", "member_energies", "energy"):
+            np.testing.assert_allclose(calc.results[name], getattr(result, name), rtol=0, atol=1e-12, err_msg=name)
+        assert calc.results["max_force_std"] == pytest.approx(predicted.max_force_std[0], rel=0, abs=1e-12)
+        np.testing.assert_allclose(atoms.get_stress(voigt=False), result.stress, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(calc.results["stress_std"], full_3x3_to_voigt_6_stress(result.stress_std),
+                                   rtol=0, atol=1e-12)
+    assert len(passes) == 4 and calc.neighbors.builds == 1

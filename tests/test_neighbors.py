@@ -1,4 +1,6 @@
 """Neighbour lists against ase.neighborlist, for every backend, on awkward cells."""
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -180,3 +182,78 @@ def test_backend_is_an_argument_and_the_environment_only_its_default(monkeypatch
     assert backend.resolve() == "torch" and backend.resolve("auto") == "auto"
     assert ChebyshevDescriptor(["H"], 1, 2.0, 0, 2.0).backend == "torch"
     assert ChebyshevDescriptor(["H"], 1, 2.0, 0, 2.0, backend="auto").backend == "auto"
+
+
+
+# --------------------------------------------------------------------------- pair_search: vesin or pure torch
+
+TRICLINIC = [[4.1, 0.0, 0.0], [1.3, 3.9, 0.0], [0.7, -0.9, 4.4]]
+PAIR_CASES = {
+    "triclinic": (np.random.default_rng(21).uniform(0, 1, (9, 3)) @ np.array(TRICLINIC), TRICLINIC, [True] * 3, 5.0),
+    "cell smaller than the cutoff": (np.array([[0.1, 0.2, 0.3], [0.9, 0.4, 0.5]]),
+                                     [[1.6, 0.0, 0.0], [0.4, 1.7, 0.0], [0.2, 0.5, 1.5]], [True] * 3, 4.5),
+    "atoms outside the home cell": (np.random.default_rng(22).normal(size=(8, 3)) * 6, TRICLINIC, [True] * 3, 4.0),
+    "slab": (np.random.default_rng(23).uniform(-1, 4, (8, 3)), [[3.0, 0, 0], [1.0, 2.8, 0], [0, 0, 10.0]],
+             [True, True, False], 3.5),
+    "isolated molecule": (np.random.default_rng(24).normal(size=(12, 3)) * 2, None, False, 3.0),
+}
+
+
+def keyed(center, neighbor, shift, distances):
+    """{(i, j, S): distance} of a pair list."""
+    keys = zip(np.asarray(center).tolist(), np.asarray(neighbor).tolist(), map(tuple, np.asarray(shift).tolist()))
+    return dict(zip(keys, np.asarray(distances)))
+
+
+def distances(center, neighbor, shift, positions, cell):
+    """|x_j - x_i + S @ cell| of each pair, S relative to the positions as given."""
+    vectors = positions[neighbor] - positions[center] + (0 if cell is None else np.asarray(shift) @ np.asarray(cell))
+    return np.linalg.norm(vectors, axis=1)
+
+
+@pytest.mark.parametrize("positions, cell, pbc, cutoff", PAIR_CASES.values(), ids=PAIR_CASES)
+def test_vesin_and_the_torch_search_find_the_same_pairs(positions, cell, pbc, cutoff, monkeypatch):
+    vesin = pytest.importorskip("vesin")
+    box = np.zeros((3, 3)) if cell is None else np.array(cell)
+    from_vesin = keyed(*vesin.NeighborList(cutoff=cutoff, full_list=True).compute(positions, box, pbc, "ijSd"))
+    nl = neighbor_list(torch.tensor(positions), cutoff, None if cell is None else torch.tensor(box), pbc)
+    shift = np.zeros((len(nl), 3)) if cell is None else np.linalg.solve(  # S relative to the input positions
+        box.T, (nl.vectors.numpy() - positions[nl.neighbor] + positions[nl.center]).T).T
+    from_torch = keyed(nl.center, nl.neighbor, np.rint(shift).astype(int), nl.distances)
+    assert len(from_torch) > 0 and from_vesin.keys() == from_torch.keys()
+    np.testing.assert_allclose([from_vesin[k] for k in from_torch], list(from_torch.values()), rtol=0, atol=1e-12)
+
+    searched = neighbors.pair_search(torch.tensor(positions), cutoff, cell, pbc)
+    monkeypatch.setitem(sys.modules, "vesin", None)  # import vesin now fails: the pure-torch search
+    fallback = neighbors.pair_search(torch.tensor(positions), cutoff, cell, pbc)
+    for a, b in zip(searched, fallback):
+        assert torch.equal(a, b)  # the same pairs in the same order
+    found = keyed(*searched, distances(*searched, positions, cell))
+    assert found.keys() == from_vesin.keys()
+    np.testing.assert_allclose(list(found.values()), [from_vesin[k] for k in found], rtol=0, atol=1e-12)
+
+
+def test_without_vesin_pair_search_uses_the_torch_search(monkeypatch):
+    monkeypatch.setitem(sys.modules, "vesin", None)
+    calls = []
+    search = neighbors.batched_neighbor_list
+    monkeypatch.setattr(neighbors, "batched_neighbor_list", lambda *a, **k: calls.append(a) or search(*a, **k))
+    positions, cell, pbc, cutoff = PAIR_CASES["atoms outside the home cell"]
+    center, neighbor, shift = neighbors.pair_search(torch.tensor(positions), cutoff, cell, pbc)
+    assert len(calls) == 1
+    assert (distances(center, neighbor, shift, positions, cell) <= cutoff).all()
+    assert sorted(zip(center.tolist(), neighbor.tolist(), map(tuple, shift.tolist()))) == ase_pairs(
+        positions, cell, pbc, cutoff)
+
+
+def test_wrapped_offsets_give_the_vectors_of_the_positions_as_given():
+    """Offsets relative to the input positions, converted for the wrapped ones, rebuild the same vectors."""
+    positions, cell, pbc, cutoff = PAIR_CASES["atoms outside the home cell"]
+    center, neighbor, shift = neighbors.pair_search(torch.tensor(positions), cutoff, cell, pbc)
+    offset = neighbors.wrapped_offsets(torch.tensor(positions), cell, pbc, center, neighbor, shift)
+    assert not torch.equal(offset, shift)  # the atoms are outside the home cell: wrapping moves them
+    cells, pbcs = prepare_cells([cell], [pbc], torch.float64, "cpu")
+    nl = neighbors.neighbor_list_from_pairs(torch.tensor(positions), torch.zeros(len(positions), dtype=torch.long),
+                                            cells, pbcs, center, neighbor, offset)
+    expected = positions[neighbor] - positions[center] + shift.numpy() @ np.array(cell)
+    np.testing.assert_allclose(nl.vectors.numpy(), expected, rtol=0, atol=1e-12)
