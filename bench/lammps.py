@@ -5,7 +5,8 @@
 The 1,104-atom TiO2 cell (structure-001 of TiO2/ repeated 4x4x3) with the Fortran-trained potential of
 reference/potentials/TiO2-fortran (56 features, 56-5-5-1), one model and a 5-member committee (the model
 and four copies with perturbed weights), on 1 and 2 MPI ranks; and a cell of about 10,000 atoms
-(repeated 8x8x7) for one model.  The anchor on this kind of machine: LAMMPS with aenet's Fortran library
+(repeated 8x8x7) for one model; beside them the ASE calculator's figures on the 1,104-atom cell
+(bench/ase_md.py, VelocityVerlet, skin 1 Å, 2 torch threads).  The anchor on this kind of machine: LAMMPS with aenet's Fortran library
 runs this potential on this cell at 4,200-4,500 atom-steps/s on one core.  ``--nve-steps`` also runs NVE
 (1 fs, 300 K start) on the 1,104-atom cell and prints the drift of the total energy.
 """
@@ -18,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from ase_md import committee_of, run, tio2_cell
 
+from aenet_core.allocator import keep_freed_memory
 from aenet_core.io import read_structures
 from aenet_core.lammps import write_data_file, executables, find_models, plugin_path
 from aenet_core.potential import TorchANNPotential
@@ -85,12 +88,28 @@ def atom_steps_per_second(output: str) -> float:
 
 
 def energy_drift(output: str) -> tuple:
-    """(drift of the total energy from the first to the last thermo line, its largest excursion), eV/atom."""
+    """(slope of a line fitted to the total energy over the run in eV/atom/ps, the RMS of the total energy
+    about that line and its largest change from the start, eV/atom) from the thermo lines (1 fs steps)."""
     block = output.split("Step")[1].split("Loop time")[0].splitlines()[1:]
     rows = np.array([line.split() for line in block if line.strip()], float)
     atoms = int(re.search(r"with (\d+) atoms", output).group(1))
-    total = rows[:, 3]
-    return (total[-1] - total[0]) / atoms, np.abs(total - total[0]).max() / atoms
+    time_ps, total = rows[:, 0] * 1e-3, rows[:, 3] / atoms
+    slope, intercept = np.polyfit(time_ps, total, 1)
+    spread = np.sqrt(np.mean((total - slope * time_ps - intercept) ** 2))
+    return slope, spread, np.abs(total - total[0]).max()
+
+
+def ase_figures(data: Path, steps: int) -> None:
+    """The ASE calculator on the same cell and potential (one model, a 5-member committee)."""
+    torch.set_num_threads(2)
+    keep_freed_memory()  # as bench/ase_md.py and the command line do
+    fortran = data / "reference" / "potentials" / "TiO2-fortran"
+    potential = TorchANNPotential.from_aenet_ascii({s: fortran / f"{s}.nn.ascii" for s in SPECIES})
+    atoms = tio2_cell(data)
+    for label, model in (("ASE calculator, one model", potential), ("ASE calculator, committee of 5",
+                                                                     committee_of(potential, 5))):
+        seconds = run(model, atoms, [1.0], steps)[0]["seconds"]
+        print(f"{label:<36} {'2 thr':>5} {len(atoms) * len(seconds) / sum(seconds):>13,.0f}")
 
 
 def main() -> None:
@@ -100,6 +119,7 @@ def main() -> None:
     parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2], help="MPI ranks to time")
     parser.add_argument("--nve-steps", type=int, default=0, help="also run NVE this long and print the drift")
     parser.add_argument("--large", action="store_true", help="also time the ~10,000-atom cell")
+    parser.add_argument("--ase-steps", type=int, default=10, help="ASE calculator steps per timing (0: none)")
     args = parser.parse_args()
     fortran = args.data.resolve() / "reference" / "potentials" / "TiO2-fortran"
     cell = read_structures(args.data / "TiO2" / "structure-001.xsf")[0]
@@ -122,11 +142,14 @@ def main() -> None:
             for ranks in args.ranks:
                 rate = atom_steps_per_second(lammps_run(folder, "large.data", models[:1], args.steps // 4, ranks))
                 print(f"{'one model, 10,304 atoms':<36} {ranks:>5} {rate:>13,.0f} {rate / ranks:>10,.0f}")
+        if args.ase_steps:
+            ase_figures(args.data, args.ase_steps)
         if args.nve_steps:
             output = lammps_run(folder, "tio2.data", models[:1], args.nve_steps, 1, thermo=10)
-            drift, excursion = energy_drift(output)
-            print(f"NVE {args.nve_steps} steps of 1 fs from 300 K, 1,104 atoms: total energy drift {drift:.2e} eV/atom "
-                  f"(largest excursion {excursion:.2e} eV/atom)")
+            slope, spread, excursion = energy_drift(output)
+            print(f"NVE {args.nve_steps} steps of 1 fs from 300 K, 1,104 atoms: total energy drift {slope:.2e} "
+                  f"eV/atom/ps (fitted line), RMS about it {spread:.2e} eV/atom, largest change from the start "
+                  f"{excursion:.2e} eV/atom")
 
 
 if __name__ == "__main__":
