@@ -88,11 +88,14 @@ def _template(folder: Path, files: dict) -> str:
 
 def find_models(path) -> list:
     """The ``{element}`` file templates of the potential or committee at ``path``: a folder of species files,
-    an export folder with ``member_XXX/`` folders, or a workflow run's folder (its ``ascii/``)."""
+    an export folder with ``member_XXX/`` folders, or a workflow run's folder or its committee/ (the run's
+    ``ascii/``)."""
     path = Path(path)
     if not path.exists():
         raise LammpsError(f"{path} does not exist")
     if path.is_file():
+        path = path.parent
+    if path.name == "committee" and (path.parent / "ascii").is_dir():  # a workflow run's committee
         path = path.parent
     if (path / "ascii").is_dir():
         path = path / "ascii"

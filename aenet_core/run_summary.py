@@ -52,8 +52,8 @@ def _lammps_line(check) -> str:
         return "not checked"
     if not check.get("checked"):
         return f"not checked: {check.get('reason')}"
-    return (f"pair style aenet/core agrees to {check['max_energy_difference_per_atom']:.1g} eV/atom, "
-            f"{check['max_force_difference']:.1g} eV/Å on the {check['n_structures']} evaluated structures")
+    return (f"pair style aenet/core matches to {check['max_energy_difference_per_atom']:.1g} eV/atom, "
+            f"{check['max_force_difference']:.1g} eV/Å ({check['n_structures']} test structures)")
 
 
 def failed_members(committee: Path) -> list:
@@ -80,8 +80,8 @@ def target_block(target: Path) -> list:
     exported = sorted((target / "ascii").glob("member_*"))
     if exported:
         lines.append(f"  potential files {target / 'ascii'}/member_*/ ({len(exported)} members, .nn.ascii and .nn)")
-        lines.append(f"  LAMMPS          {_lammps_line(evaluation.get('lammps_check'))} "
-                     f"(input lines: aenet-core lammps-input {target})")
+        lines.append(f"  LAMMPS          {_lammps_line(evaluation.get('lammps_check'))}")
+        lines.append(f"                  its input lines: aenet-core lammps-input {target}")
     lines.append(f"  committee       {target / 'committee'} (aenet-core predict {target / 'committee'} FILES...)")
     warnings = evaluation.get("warnings", [])
     lines += [f"  WARNING         {line}" for line in [*warnings, *failed_members(target / "committee")]]

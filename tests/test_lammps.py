@@ -251,6 +251,25 @@ def test_input_lines_load_what_they_say(lammps_ready, committee, tmp_path):
         input_lines(folder, ["Ti", "Cu"])
 
 
+def test_a_workflow_runs_folder_or_committee_names_its_exported_files(tmp_path):
+    run = tmp_path / "results" / "tio2"
+    for member in ("member_000", "member_001"):
+        (run / "ascii" / member).mkdir(parents=True)
+        for species in ("Ti", "O"):
+            (run / "ascii" / member / f"potential.{species}.nn.ascii").touch()
+            (run / "ascii" / member / f"potential.{species}.nn").touch()
+    (run / "committee").mkdir()
+    (run / "committee" / "committee_metadata.json").touch()
+    expected = [str(run.resolve() / "ascii" / m / "potential.{element}.nn.ascii") for m in ("member_000", "member_001")]
+    for path in (run, run / "ascii", run / "committee", run / "committee" / "committee_metadata.json"):
+        assert find_models(path) == expected, path
+    assert find_models(run / "ascii" / "member_001") == expected[1:]
+    (tmp_path / "trained").mkdir()
+    (tmp_path / "trained" / "committee_metadata.json").touch()
+    with pytest.raises(LammpsError, match="run 'aenet-core export' on the committee first"):
+        find_models(tmp_path / "trained")
+
+
 @pytest.fixture(scope="module")
 def ti_o_folder(potentials):
     """The folder of the two-species potential's files (.nn.ascii and binary .nn)."""

@@ -29,7 +29,8 @@ def test_a_run_shows_its_errors_with_units_its_calibration_and_its_files(tmp_pat
     assert "stress RMSE 1.5 GPa" in text and "committee spread x 2.5" in text and "0.97" in text
     assert "largest error   -1530 meV/atom, data/TiO2/structure-082.xsf#frame=0" in text
     assert f"{tmp_path / 'tio2' / 'ascii'}/member_*/ (2 members" in text
-    assert f"LAMMPS          not checked (input lines: aenet-core lammps-input {tmp_path / 'tio2'})" in text
+    assert "LAMMPS          not checked\n" in text
+    assert f"its input lines: aenet-core lammps-input {tmp_path / 'tio2'}\n" in text
     assert text.count("WARNING") == 1 and "close to predicting zero forces" in text and "train longer" in text
     assert "Report with every figure: snakemake --report report.html (then" in text
     own = workflow_summary(tmp_path, {"tio2": None}, ["my runs/tio2.yaml"])
@@ -84,7 +85,7 @@ def test_the_lammps_check_is_reported_with_its_differences_or_why_it_did_not_run
     checked = {"checked": True, "agrees": True, "n_structures": 9, "max_energy_difference_per_atom": 2.2e-13,
                "max_force_difference": 3.1e-13, "max_force_std_difference": 1e-14, "tolerance": 1e-8}
     write_target(tmp_path / "tio2", evaluation={**EVALUATION, "lammps_check": checked})
-    assert "pair style aenet/core agrees to 2e-13 eV/atom, 3e-13 eV/Å on the 9 evaluated structures" in \
+    assert "pair style aenet/core matches to 2e-13 eV/atom, 3e-13 eV/Å (9 test structures)" in \
         workflow_summary(tmp_path, {"tio2": None})
     skipped = {"checked": False, "reason": "the aenet/core LAMMPS plugin is not built"}
     write_target(tmp_path / "other", evaluation={**EVALUATION, "lammps_check": skipped})

@@ -330,7 +330,7 @@ def test_the_evaluation_checks_the_exported_committee_in_lammps(finished):
     assert manifest["lammps_input"][2:4] == ["pair_style aenet/core", manifest["lammps_input"][3]]
     assert (finished / "results/example/ascii/pair.lammps").read_text().splitlines() == manifest["lammps_input"]
     screen = (finished / "terminal.txt").read_text()
-    assert "pair style aenet/core agrees to" in screen
+    assert "pair style aenet/core matches to" in screen
 
 
 def test_rerunning_a_finished_workflow_runs_nothing(finished):
