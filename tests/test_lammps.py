@@ -409,3 +409,47 @@ def test_the_evaluation_check_reports_agreement_and_disagreement(lammps_ready, c
     assert "differs from the Python predictions" in check_warning(check)
     missing = check_against_python(root / "nowhere", structures, None)
     assert missing == {"checked": False, "reason": f"{root / 'nowhere'} does not exist"}
+
+
+def test_any_type_order_and_null_types_under_hybrid_overlay(lammps_ready, potentials, tmp_path):
+    from aenet_core.lammps import write_data_file
+
+    potential, template = potentials[2]
+    structure = KINDS["triclinic"](["Ti", "O"])
+    python = python_results(potential, structure)
+    assert_matches(run_structures([structure], [template], elements=["O", "Ti"])[0], python, structure.n_atoms)
+    rng = np.random.default_rng(5)  # argon atoms that the potential must not see
+    argon = rng.uniform(0, 1, (3, 3)) @ structure.cell
+    with_argon = Structure(np.vstack([structure.positions, argon]), structure.species + ["Ar"] * 3,
+                           cell=structure.cell)
+    rotation, _ = write_data_file(tmp_path / "mixed.data", with_argon, ["Ti", "O", "Ar"])
+    run_script(tmp_path, f"""units metal
+atom_style atomic
+atom_modify map array
+read_data mixed.data
+mass * 20.0
+plugin load {plugin_path()}
+pair_style hybrid/overlay aenet/core zero 5.0
+pair_coeff * * aenet/core {template} Ti O NULL
+pair_coeff * * zero
+compute energy all pe/atom
+dump out all custom 1 out.dump id fx fy fz c_energy
+dump_modify out format float %.17g sort id
+run 0
+""")
+    lines = (tmp_path / "out.dump").read_text().splitlines()
+    table = np.array([line.split() for line in lines[9:]], float)
+    n = structure.n_atoms
+    assert np.abs(table[:n, 1:4] @ rotation.T - python[2]).max() < FORCE_TOL
+    assert np.abs(table[:n, 4] - python[1]).max() < ENERGY_TOL
+    assert not table[n:, 1:5].any()  # the NULL atoms: no energy, no force
+
+
+def test_the_lammps_input_command_prints_the_lines_or_says_what_is_wrong(lammps_ready, ti_o_folder, capsys):
+    from aenet_core.cli import main
+
+    main(["lammps-input", str(ti_o_folder), "--elements", "O", "Ti"])
+    assert capsys.readouterr().out.splitlines() == input_lines(ti_o_folder, ["O", "Ti"])
+    with pytest.raises(SystemExit):
+        main(["lammps-input", str(ti_o_folder), "--elements", "O", "Zr"])
+    assert "aenet-core lammps-input failed: " in capsys.readouterr().err
