@@ -5,6 +5,7 @@ to 1e-9 eV, for structures unlike the training data (triclinic, smaller than the
 one to five species, a slab, a molecule) and for committees (mean and spread).  Skips, with the reason, where
 LAMMPS or the plugin is not built (``make lammps``).
 """
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -453,3 +454,48 @@ def test_the_lammps_input_command_prints_the_lines_or_says_what_is_wrong(lammps_
     with pytest.raises(SystemExit):
         main(["lammps-input", str(ti_o_folder), "--elements", "O", "Zr"])
     assert "aenet-core lammps-input failed: " in capsys.readouterr().err
+
+
+def is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
+def fortran_layout(text: str) -> str:
+    """A .nn.ascii text as Fortran's record-wise writers lay it out: four values per line, and the floats
+    alternately with D exponents, with Fortran's bare three-digit exponent (1.5-002) and as they were;
+    the logical as .TRUE."""
+    lines, count = [], 0
+    for line in text.splitlines():
+        tokens = line.split()
+        if tokens in (["T"], ["True"]):
+            lines.append(".TRUE.")
+        elif len(tokens) > 1 and all(map(is_number, tokens)):
+            styled = []
+            for token in tokens:
+                if "e" in token:
+                    mantissa, exponent = token.split("e")
+                    token = (f"{mantissa}D{exponent}", f"{mantissa}{int(exponent):+04d}", token)[count % 3]
+                    count += 1
+                styled.append(token)
+            lines += [" ".join(styled[i:i + 4]) for i in range(0, len(styled), 4)]
+        else:
+            lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def test_fortran_record_layouts_read_the_same_in_lammps(lammps_ready, ti_o_folder, tmp_path):
+    (tmp_path / "records").mkdir()
+    for species in ("Ti", "O"):
+        text = (ti_o_folder / f"potential.{species}.nn.ascii").read_text()
+        (tmp_path / "records" / f"potential.{species}.nn.ascii").write_text(fortran_layout(text))
+    rewritten = (tmp_path / "records" / "potential.Ti.nn.ascii").read_text()
+    assert "D" in rewritten and ".TRUE." in rewritten and re.search(r"\d[+-]\d{3}\b", rewritten)
+    structure = KINDS["triclinic"](["Ti", "O"])
+    original, records = (run_structures([structure], find_models(folder))[0]
+                         for folder in (ti_o_folder, tmp_path / "records"))
+    assert records.energy == original.energy
+    assert np.array_equal(records.forces, original.forces)
