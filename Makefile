@@ -89,4 +89,4 @@ bench: setup
 	$(BIN)/python bench/lammps.py --data ../shared/data --large --nve-steps 2000
 
 clean:
-	rm -rf $(VENV) .snakemake .pytest_cache
+	rm -rf $(VENV) .snakemake .pytest_cache lammps/build
