@@ -421,8 +421,9 @@ def test_a_damaged_or_deleted_model_or_export_stops_a_dry_run_until_it_is_made_a
     kept = exported.read_bytes()
     exported.write_bytes(kept[:1000])
     assert refused("potential.Cu.nn.ascii deleted or not the sha256", exported.parent.parent)
+    # The evaluation checks the exported files in LAMMPS: it follows them.
     assert planned_jobs(snakemake(work, tiny_config(), "-n", "--forcerun", "results/example/ascii")) == {
-        "export": 1, "all": 1}
+        "export": 1, "evaluate": 1, "all": 1}
     exported.write_bytes(kept)
     model.unlink()  # Snakemake itself would not remake it: its consumers are up to date
     assert refused("model.pt: deleted or not the sha256 summary.json records", model)
@@ -434,7 +435,7 @@ def test_a_smaller_committee_leaves_no_stale_members_behind(finished, tmp_path):
     assert snakemake(work, tiny_config(1), "--cores", "2").returncode == 0
     results = work / "results/example"
     exported = sorted(p.name for p in (results / "ascii").iterdir() if not p.name.startswith("."))
-    assert exported == ["manifest.json", "member_000"]
+    assert exported == ["manifest.json", "member_000", "pair.lammps"]
     assert len((results / "committee/members.csv").read_text().splitlines()) == 2  # header and one member
 
 
