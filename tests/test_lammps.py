@@ -499,3 +499,12 @@ def test_fortran_record_layouts_read_the_same_in_lammps(lammps_ready, ti_o_folde
                          for folder in (ti_o_folder, tmp_path / "records"))
     assert records.energy == original.energy
     assert np.array_equal(records.forces, original.forces)
+
+
+def test_a_folder_with_spaces_and_a_dollar_in_its_name_loads(lammps_ready, ti_o_folder, tmp_path):
+    folder = tmp_path / "my potentials $HOME"
+    shutil.copytree(ti_o_folder, folder)
+    structure = KINDS["triclinic"](["Ti", "O"])
+    assert '"""' in input_lines(folder)[3]
+    moved, original = (run_structures([structure], find_models(f))[0] for f in (folder, ti_o_folder))
+    assert moved.energy == original.energy
