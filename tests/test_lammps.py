@@ -17,7 +17,7 @@ import torch
 from aenet_core.committee import TorchCommitteePotential
 from aenet_core.descriptor import ChebyshevDescriptor
 from aenet_core.lammps import LammpsError, executables, find_models, input_lines, lammps_frame, plugin_path, \
-    run_structures
+    run_structures, write_data_file
 from aenet_core.potential import TorchANNPotential
 from aenet_core.structure import Structure
 
@@ -195,11 +195,7 @@ def run_script(folder, script):
 def test_committee_deviation_along_a_trajectory_equals_python(lammps_ready, committee, tmp_path):
     potential, models, _ = committee
     structure = random_structure(["Ti", "O"], 24, np.diag([7.0, 6.5, 7.5]), [True] * 3, 9, min_distance=1.9)
-    box, rotation, _ = lammps_frame(structure)
-    data = tmp_path / "start.data"
-    from aenet_core.lammps import write_data_file  # the runner's own data file writer
-
-    write_data_file(data, structure, ["Ti", "O"])
+    rotation, _ = write_data_file(tmp_path / "start.data", structure, ["Ti", "O"])
     script = f"""units metal
 atom_style atomic
 atom_modify map array
@@ -366,8 +362,6 @@ run {round(0.2 / timestep)}
 
 def test_nve_energy_error_shrinks_with_the_square_of_the_timestep(lammps_ready, fortran_templates, tio2, tmp_path):
     """Velocity Verlet keeps the energy to O(dt^2) only when the forces are the energy's exact gradient."""
-    from aenet_core.lammps import write_data_file
-
     write_data_file(tmp_path / "cell.data", supercell(tio2[0], (2, 2, 1)), ["Ti", "O"])
     coarse, fine = (energy_excursion(tmp_path, fortran_templates["text"], dt) for dt in (0.001, 0.0005))
     assert coarse < 1e-4  # eV/atom
@@ -413,8 +407,6 @@ def test_the_evaluation_check_reports_agreement_and_disagreement(lammps_ready, c
 
 
 def test_any_type_order_and_null_types_under_hybrid_overlay(lammps_ready, potentials, tmp_path):
-    from aenet_core.lammps import write_data_file
-
     potential, template = potentials[2]
     structure = KINDS["triclinic"](["Ti", "O"])
     python = python_results(potential, structure)
@@ -508,3 +500,30 @@ def test_a_folder_with_spaces_and_a_dollar_in_its_name_loads(lammps_ready, ti_o_
     assert '"""' in input_lines(folder)[3]
     moved, original = (run_structures([structure], find_models(f))[0] for f in (folder, ti_o_folder))
     assert moved.energy == original.energy
+
+
+def test_fix_halt_stops_the_run_when_the_committee_spread_passes_a_trust_level(lammps_ready, committee, tmp_path):
+    potential, models, _ = committee
+    structure = random_structure(["Ti", "O"], 24, np.diag([7.0, 6.5, 7.5]), [True] * 3, 9, min_distance=1.9)
+    write_data_file(tmp_path / "start.data", structure, ["Ti", "O"])
+    trust = 1.01 * potential.predict([structure], eval_forces=True)[0].force_std.max()  # passed once atoms move
+    output = run_script(tmp_path, f"""units metal
+atom_style atomic
+read_data start.data
+mass * 30.0
+plugin load {plugin_path()}
+pair_style aenet/core
+pair_coeff * * {' '.join(models)} Ti O
+compute dev all pair aenet/core
+variable maxdev equal c_dev[1]
+velocity all create 3000 4 loop geom
+fix nve all nve
+thermo_style custom step v_maxdev
+thermo 1
+timestep 0.001
+fix stop all halt 1 v_maxdev > {trust} error continue
+run 500
+""")
+    assert "Fix halt condition for fix-id stop met on step" in output
+    step = int(output.split("met on step")[1].split()[0])
+    assert 0 < step < 500
