@@ -11,6 +11,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 from aenet_core.committee import METADATA_FILE, TorchCommitteePotential
 from aenet_core.committee.results import AenetEnsembleResult, legacy_force_uncertainty, warn_renamed
 from aenet_core.descriptor import BatchedFeaturizer
+from aenet_core.model.predict import evaluate_model
 from aenet_core.neighbors import pair_search, row_dot, wrapped_offsets
 from aenet_core.potential import TorchANNPotential
 
@@ -184,11 +185,7 @@ class AenetCalculator(Calculator):
 def _member_results(model, features, species, batch, local, volume) -> dict:
     """One model's energy and per-atom energies of one featurized structure, its forces when ``local``
     derivatives are given, and its Voigt stress too when the cell ``volume`` is."""
-    with torch.set_grad_enabled(local is not None):
-        if volume is not None:
-            per_atom, forces, virials = model.atom_energies_forces_virials(features, species, local, batch, 1)
-        else:
-            per_atom, forces = model.atom_energies_and_forces(features, species, local)
+    per_atom, forces, virials = evaluate_model(model, features, species, local, batch, 1, volume is not None)
     results = {"energy": model.sum_per_structure(per_atom, batch, 1).item(),
                "energies": per_atom.detach().cpu().numpy()}
     if forces is not None:

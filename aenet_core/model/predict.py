@@ -50,6 +50,15 @@ class PredictOut:
         return [e / len(t) for e, t in zip(self.cohesive_energy, self.atom_types)]
 
 
+def evaluate_model(model, features, species_idx, derivatives, batch, n_structures: int, with_virials: bool):
+    """(per-atom energies, forces or None, virials or None) of one model on featurized structures: forces when
+    ``derivatives`` are given, the structures' virials (eV) too when ``with_virials``."""
+    with torch.set_grad_enabled(derivatives is not None):
+        if with_virials:
+            return model.atom_energies_forces_virials(features, species_idx, derivatives, batch, n_structures)
+        return (*model.atom_energies_and_forces(features, species_idx, derivatives), None)
+
+
 def predict_with_models(models, descriptor, structures, identifiers, eval_forces: bool, batch_size: int,
                         eval_stress: bool = False) -> list:
     """One PredictOut per model (all on one device and dtype, sharing ``descriptor``) for ``structures``:
@@ -64,15 +73,11 @@ def predict_with_models(models, descriptor, structures, identifiers, eval_forces
                                                                            lambda _: derivatives).to(device, dtype)
         sizes = batch.n_atoms.tolist()
         for k, model in enumerate(models):
-            with torch.set_grad_enabled(derivatives):
-                if eval_stress:
-                    per_atom, f, virials = model.atom_energies_forces_virials(
-                        batch.features, batch.species_idx, batch.derivatives, batch.batch, len(chunk))
-                    stresses[k] += [None if s.volume is None else virial / s.volume  # a stress needs a volume
-                                    for virial, s in zip(virials.detach().cpu().numpy(), chunk)]
-                else:
-                    per_atom, f = model.atom_energies_and_forces(batch.features, batch.species_idx,
-                                                                 batch.derivatives)
+            per_atom, f, virials = evaluate_model(model, batch.features, batch.species_idx, batch.derivatives,
+                                                  batch.batch, len(chunk), eval_stress)
+            if eval_stress:
+                stresses[k] += [None if s.volume is None else virial / s.volume  # a stress needs a volume
+                                for virial, s in zip(virials.detach().cpu().numpy(), chunk)]
             totals[k] += model.sum_per_structure(per_atom, batch.batch, len(chunk)).detach().cpu().tolist()
             atom_energies[k] += [x.detach().cpu().numpy() for x in torch.split(per_atom, sizes)]
             if eval_forces:
