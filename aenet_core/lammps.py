@@ -124,16 +124,22 @@ def _quoted(token: str) -> str:
     return f'"""{token}"""'
 
 
-def input_lines(path, elements=None, require_plugin: bool = True) -> list:
-    """The LAMMPS lines that load the potential or committee at ``path``: ``plugin load``, ``pair_style``,
-    ``pair_coeff`` (``elements``: one per atom type, or NULL; default the potential's species in order).
-    ``require_plugin``: an error when the plugin is not built (else its path-to-be is written)."""
+def input_lines(path, elements=None) -> list:
+    """The LAMMPS lines that load the potential or committee at ``path`` (see ``find_models``):
+    ``plugin load``, ``pair_style``, ``pair_coeff`` (``elements``: one per atom type, or NULL; default the
+    potential's species in order)."""
     models = find_models(path)
     species = model_species(models[0])
-    elements = list(elements or species)
-    unknown = sorted(set(elements) - set(species) - {"NULL"})
+    unknown = sorted(set(elements or []) - set(species) - {"NULL"})
     if unknown:
         raise LammpsError(f"{path}: the potential has no species {unknown}; it has {species} (NULL skips a type)")
+    return pair_lines(models, species, elements)
+
+
+def pair_lines(models: list, species: list, elements=None, require_plugin: bool = True) -> list:
+    """The lines of ``input_lines`` for ``{element}`` templates ``models`` whose environment species are
+    ``species``.  ``require_plugin``: an error when the plugin is not built (else its path-to-be is written)."""
+    elements = list(elements or species)
     kind = f"a committee of {len(models)} members" if len(models) > 1 else "one potential"
     lines = [f"# aenet_core: {kind} for {' '.join(species)}; atom types 1-{len(elements)} are "
              f"{' '.join(elements)}",

@@ -20,7 +20,7 @@ from aenet_core.data.sources import iter_entries
 from aenet_core.descriptor import ChebyshevDescriptor
 from aenet_core.export import DEFAULT_PREFIX
 from aenet_core.files import atomic_write, file_sha256, write_json
-from aenet_core.lammps import LAMMPS_INPUT_FILE, input_lines
+from aenet_core.lammps import ELEMENT, LAMMPS_INPUT_FILE, pair_lines
 from aenet_core.model.predict import predict_with_models
 from aenet_core.potential import TorchANNPotential
 from aenet_core.split import Split, as_split
@@ -134,13 +134,13 @@ class TorchCommitteePotential:
         """Each member's ``.nn.ascii`` files and their binary ``.nn`` twins in ``output_dir/member_XXX/``;
         returns one ``{species: .nn.ascii path}`` per member (the manifest ensemble tools take) and writes it,
         the ``.nn`` files as "binary_members", every file's sha256, the members' model files and descriptor,
-        and the LAMMPS input lines that load the committee ("lammps_input", ``aenet_core.lammps.input_lines``)
+        and the LAMMPS input lines that load the committee ("lammps_input", ``aenet_core.lammps.pair_lines``)
         to ``output_dir/manifest.json``; those lines also to ``output_dir/pair.lammps``, for LAMMPS's
         ``include``."""
         if not self.members:
             raise ValueError("the committee has no members; train it or load it with from_directory()")
         output_dir = Path(output_dir)
-        relative, binary = [], []  # within output_dir
+        relative, binary, templates = [], [], []  # the first two within output_dir
         indices = self.member_indices or list(range(len(self.members)))
         for index, member in zip(indices, self.members):
             folder = member_dir_name(index, max(indices) + 1)
@@ -148,11 +148,12 @@ class TorchCommitteePotential:
                                             descriptor_stats=descriptor_stats)
             relative.append({species: f"{folder}/{name}" for species, name in written["files"].items()})
             binary.append({species: f"{folder}/{name}" for species, name in written["binary_files"].items()})
+            templates.append(str(output_dir.resolve() / folder / f"{prefix}.{ELEMENT}.nn.ascii"))  # for LAMMPS
         names = [name for m in relative + binary for name in m.values()]
         manifest = {"format": "aenet_core committee nn.ascii", "prefix": prefix, "members": relative,
                     "binary_members": binary, "sha256": {name: file_sha256(output_dir / name) for name in names},
                     "model_paths": [str(p) for p in self.model_paths], "descriptor": self.descriptor.get_config(),
-                    "lammps_input": input_lines(output_dir, require_plugin=False)}
+                    "lammps_input": pair_lines(templates, list(self.descriptor.species), require_plugin=False)}
         write_json(output_dir / "manifest.json", manifest, indent=1)
         with atomic_write(output_dir / LAMMPS_INPUT_FILE) as handle:
             handle.write("\n".join(manifest["lammps_input"]) + "\n")
