@@ -76,11 +76,11 @@ def evaluate_committee(committee_dir, database, split, output_dir, n_uncertain: 
                   for source, identifier in zip(ranked["source_index"], ranked["identifier"])]
     write_extxyz(output_dir / "most_uncertain.extxyz", unlabelled)
 
-    force_pairs = [(db.get_structure(i).forces, p.forces_mean) for p, i in zip(predictions, indices)
+    structures = [db.get_structure(i) for i in indices]  # read once for the force, stress and LAMMPS checks
+    force_pairs = [(s.forces, p.forces_mean) for p, s, i in zip(predictions, structures, indices)
                    if db.has_forces(i)]
     force_errors = [predicted - reference for reference, predicted in force_pairs]
-    labelled = ((db.get_structure(i), p) for p, i in zip(predictions, indices))
-    stresses = [(s.stress, p.stress_mean) for s, p in labelled if s.has_stress()]
+    stresses = [(s.stress, p.stress_mean) for s, p in zip(structures, predictions) if s.has_stress()]
     stress_rmse = float(np.sqrt(np.mean([(s - r) ** 2 for r, s in stresses]))) if stresses else None
     worst = int(np.argmax(abs(error)))
     summary = {
@@ -100,7 +100,7 @@ def evaluate_committee(committee_dir, database, split, output_dir, n_uncertain: 
     summary["warnings"] = weak_fit_warnings(summary["energy_rmse_per_atom"], summary["force_rmse"],
                                             summary["trivial_errors"], summary["split"])
     if lammps_models is not None:
-        summary["lammps_check"] = _lammps_check(lammps_models, [db.get_structure(i) for i in indices], predictions)
+        summary["lammps_check"] = _lammps_check(lammps_models, structures, predictions)
         summary["warnings"] += [line for line in [check_warning(summary["lammps_check"])] if line]
     write_json(output_dir / "summary.json", summary, indent=1)
     bars = std if calibration is None else calibrated
