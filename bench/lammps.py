@@ -32,9 +32,7 @@ MASSES = {"Ti": 47.867, "O": 15.999}
 
 
 def supercell(structure: Structure, repeat) -> Structure:
-    shifts = np.array(list(np.ndindex(*repeat)), float) @ structure.cell
-    positions = (structure.positions[None, :, :] + shifts[:, None, :]).reshape(-1, 3)
-    return Structure(positions, structure.species * len(shifts), cell=structure.cell * np.array(repeat)[:, None])
+    return Structure.from_ase(structure.without_labels().to_ase().repeat(repeat))
 
 
 def committee_models(fortran: Path, folder: Path, size: int) -> list:

@@ -323,9 +323,7 @@ def fortran_templates(shared_data):
 
 
 def supercell(structure, repeat):
-    shifts = np.array(list(np.ndindex(*repeat)), float) @ structure.cell
-    positions = (structure.positions[None] + shifts[:, None]).reshape(-1, 3)
-    return Structure(positions, structure.species * len(shifts), cell=structure.cell * np.array(repeat)[:, None])
+    return Structure.from_ase(structure.without_labels().to_ase().repeat(repeat))
 
 
 def test_fortran_potential_and_its_binary_files_equal_python(lammps_ready, fortran_potential, fortran_templates,
