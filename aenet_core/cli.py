@@ -8,35 +8,25 @@ import logging
 import sys
 import time
 import traceback
+from dataclasses import fields
 from pathlib import Path
 
 import aenet_core
 from aenet_core.active_learning.commands import add_commands as add_active_learning_commands
 from aenet_core.allocator import keep_freed_memory
 from aenet_core.command_line import failure_line, read_settings
-from aenet_core.rules import DEFAULT_MIN_CUTOFF
+from aenet_core.data.hdf5.schema import DEFAULT_STORAGE_DTYPE
+from aenet_core.data.limits import LABEL_LIMITS, PlausibilityLimits
+from aenet_core.export.nn_ascii_file import ACTIVATION_CODES, DEFAULT_PREFIX
+from aenet_core.rules import DEFAULT_MIN_CUTOFF, DEFAULT_TESTPERCENT
 
-# Library defaults and choices the help shows, copied from modules that import torch so that --help needs
-# none (tests/test_cli.py keeps each equal to its source).
+# Library defaults the help shows, copied from modules that import ASE or torch so that --help needs neither
+# (tests/test_cli.py keeps each equal to its source).
 EXAMPLE_SIZE, EXAMPLE_SEED = 24, 0  # aenet_core.example_data
 METHODS = ("regression", "reference_compounds", "fixed")  # aenet_core.reference_energies
-DEFAULT_STORAGE_DTYPE = "float64"  # aenet_core.data.hdf5.dataset
-DEFAULT_TESTPERCENT = 10.0  # aenet_core.split
-DEFAULT_PREFIX = "potential"  # aenet_core.export
 DEFAULT_N_UNCERTAIN = 10  # aenet_core.evaluation
-ACTIVATIONS = ("linear", "tanh", "sigmoid", "mtanh", "twist")  # aenet_core.model.network
-# aenet_core.data.plausibility.PlausibilityLimits: field -> (what it refuses, unit, default).
-LIMITS = {
-    "energy_limit": ("refuse a total energy beyond ± this", "eV/atom", 1e7),
-    "force_limit": ("refuse a force component beyond ± this", "eV/Å", 1e4),
-    "stress_limit": ("refuse a stress component beyond ± this", "eV/Å³", 100.0),
-    "min_distance": ("refuse two atoms closer than this; 0: no check", "Å", 0.5),
-    "max_pairs_per_atom": ("refuse more neighbours per atom within the descriptor cutoff, estimated from the atom "
-                           "density", None, 1000),
-    "referenced_energy_warning": ("warn about energies beyond ± this after the atomic reference energies are "
-                                  "subtracted", "eV/atom", 20.0),
-}
-LABEL_LIMITS = ("energy_limit", "force_limit", "stress_limit")
+# The plausibility limits: field -> (what it refuses, unit, default).
+LIMITS = {f.name: (f.metadata["help"], f.metadata.get("unit"), f.default) for f in fields(PlausibilityLimits)}
 MEMBER_SETTINGS = ("architecture", "training")  # a run's keys in config.yaml, the same shape
 VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))  # ASE's order of the six stress components
 VOIGT_NAMES = ("xx", "yy", "zz", "yz", "xz", "xy")
@@ -109,8 +99,6 @@ def _energy_pairs(pairs) -> dict:
 
 def _limits(args):
     """The plausibility limits, as the command line changes them."""
-    from aenet_core.data.plausibility import PlausibilityLimits
-
     return PlausibilityLimits(**_given(**{name: getattr(args, name, None) for name in LIMITS}))
 
 
@@ -168,7 +156,7 @@ def _split(args):
         raise SystemExit("--extend keeps the base split's split_seed and testpercent: give no --split-seed or "
                          "--testpercent with it")
     from aenet_core.data import ShardedDataset, open_databases
-    from aenet_core.split import DEFAULT_TESTPERCENT, Split
+    from aenet_core.split import Split
 
     with open_databases(args.database) as db:
         if args.extend is None:
@@ -255,13 +243,11 @@ def _final_errors(metrics) -> str:
 
 def _aggregate(args):
     from aenet_core.committee import TorchCommitteeTrainResult, aggregate_committee
-    from aenet_core.files import atomic_write
 
     path = aggregate_committee(args.committee_dir, member_dirs=args.members)
     result = TorchCommitteeTrainResult.from_metadata(path)
     if args.table:
-        with atomic_write(args.table) as handle:
-            result.to_dataframe().to_csv(handle, index=False)
+        result.write_table(args.table)
     if args.plot:
         result.plot_learning_curves(args.plot, title=args.title)
     print(result)
@@ -541,7 +527,7 @@ def _add_train_member(commands):
     member.add_argument("--split", required=True, help="split file (JSON) of the database")
     member.add_argument("--settings", metavar="FILE", help=MEMBER_SETTINGS_HELP)
     member.add_argument("--layers", nargs="+", type=_layer, metavar="NODES:ACTIVATION", help="hidden layers for "
-                        f"every species, e.g. 10:tanh 10:tanh (activations {', '.join(ACTIVATIONS)}); replaces the "
+                        f"every species, e.g. 10:tanh 10:tanh (activations {', '.join(ACTIVATION_CODES)}); replaces the "
                         "architecture of --settings")
     member.add_argument("--member-index", type=int, required=True, help="the member's number in the committee")
     member.add_argument("--seed", type=int, help="random seed of the member's initial weights and batches "

@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from aenet_core.data.plausibility import PlausibilityLimits, check_labels
+from aenet_core.data.limits import PlausibilityLimits
+from aenet_core.data.plausibility import check_labels
 from aenet_core.files import check_format, read_json, write_json
 from aenet_core.io import read_structures
 

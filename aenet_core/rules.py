@@ -55,6 +55,7 @@ BETA = NumberRule(False, 0, 1, high_open=True)
 COUNT = NumberRule(True, 0)
 # At least one training entry remains whatever the number of entries (splits and TorchTrainingConfig).
 TESTPERCENT = NumberRule(False, 0, 100, high_open=True)
+DEFAULT_TESTPERCENT = 10.0  # the share of structures a split sets aside for testing
 # Training seeds numpy with its seed (potential.seed_everything), and np.random.seed takes only these.
 SEED = NumberRule(True, 0, 2**32 - 1)
 # The descriptor's settings live here, free of torch, so that the workflow checks a config before any job.

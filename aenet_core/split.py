@@ -25,12 +25,11 @@ from dataclasses import asdict, dataclass
 
 from aenet_core.data.shards import ShardedDataset
 from aenet_core.files import check_format, read_json, write_json
-from aenet_core.rules import TESTPERCENT
+from aenet_core.rules import DEFAULT_TESTPERCENT, TESTPERCENT
 from aenet_core.structure import structure_sha256
 
 FORMAT = "aenet_core.split"
 VERSION = 1
-DEFAULT_TESTPERCENT = 10.0
 RECIPE = ("random.Random(split_seed).shuffle(list(range(n_entries))); the first int(n_entries * testpercent / 100) "
           "are the test set, the rest the training set; test entries whose species, positions and cell repeat a "
           "training entry's move to the training set; both stored sorted")

@@ -11,11 +11,14 @@ structures (what later predictions use), the curve and how it was made.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from aenet_core.files import check_format, read_json, write_json
+
+if TYPE_CHECKING:  # pandas only where a curve is made: exporting a committee imports this module
+    import pandas as pd
 
 FORMAT = "aenet_core.calibration"
 CALIBRATION_FILE = "calibration.json"  # in a committee's directory, where from_directory looks
@@ -63,6 +66,8 @@ class Calibration:
 
     @classmethod
     def _with_curve(cls, factor, errors, stds, calibrated, n_bins, method) -> Calibration:
+        import pandas as pd
+
         usable = stds > 0
         order = np.argsort(calibrated[usable], kind="stable")
         rows = []

@@ -9,7 +9,7 @@ from ase.calculators.emt import EMT
 
 from aenet_core.active_learning.calculators import calculator_class
 from aenet_core.active_learning.label import label_frames, labelling_report
-from aenet_core.data.plausibility import PlausibilityLimits
+from aenet_core.data.limits import PlausibilityLimits
 from aenet_core.structure import Structure
 
 CALLS = []

@@ -7,8 +7,9 @@ import pytest
 from ase.build import bulk, fcc111, graphene, molecule
 from ase.neighborlist import neighbor_list
 
-import aenet_core.data.plausibility as plausibility
-from aenet_core.data.plausibility import PlausibilityLimits, Review, check_geometry, check_labels, neighbour_density
+import aenet_core.neighbors as neighbors
+from aenet_core.data.limits import PlausibilityLimits
+from aenet_core.data.plausibility import Review, check_geometry, check_labels, neighbour_density
 from aenet_core.data.sources import Entry, iter_entries
 from aenet_core.structure import Structure
 
@@ -66,7 +67,7 @@ def test_the_estimate_holds_without_periodicity(atoms):
 
 def test_a_cell_in_nm_is_refused_before_any_neighbour_list(monkeypatch):
     check_geometry([entry(copper())], CUTOFF, PlausibilityLimits())
-    monkeypatch.setattr(plausibility, "batched_neighbor_list", lambda *a, **k: pytest.fail("a neighbour list"))
+    monkeypatch.setattr(neighbors, "batched_neighbor_list", lambda *a, **k: pytest.fail("a neighbour list"))
     with pytest.raises(ValueError, match=r"made\.xsf \(frame 0\): 32 atoms at 8\d\.\d+ atoms/Å³ give about 7\.\d+e\+04 "
                                          r"neighbours per atom within the 6 Å cutoff.*more than 1000 .*"
                                          r"max_pairs_per_atom.*in Å \(not nm\)"):

@@ -1,16 +1,12 @@
 """The command-line steps of the active-learning loop (``aenet-core <command>``), one per workflow rule."""
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
+from aenet_core.active_learning.settings import ENSEMBLES, ExploreSettings
 from aenet_core.command_line import read_settings
 
-# aenet_core.active_learning.explore's ExploreSettings defaults and ensembles, copied so that --help needs no
-# torch (tests/test_cli.py keeps them equal): option -> (unit, default).
-MD_DEFAULTS = {"steps": ("", 200), "timestep": ("fs", 2.0), "interval": ("", 10), "friction": ("1/fs", 0.01),
-               "pressure": ("GPa", 0.0), "thermostat_time": ("fs", 100.0), "barostat_time": ("fs", 1000.0),
-               "compressibility": ("1/GPa", 0.01)}
-ENSEMBLES = ("nvt", "npt")
 CALCULATOR_SETTINGS = ("calculator", "kwargs")  # the keys of active_learning.label in config.yaml that it reads
 
 
@@ -165,17 +161,21 @@ def _report(args):
     print(table.to_string(index=False))
 
 
-MD_HELP = {"steps": "MD steps", "timestep": "timestep", "interval": "a frame is recorded every this many steps",
-           "friction": "nvt: Langevin friction", "pressure": "npt: Berendsen pressure",
-           "thermostat_time": "npt: Berendsen thermostat time constant",
-           "barostat_time": "npt: Berendsen barostat time constant", "compressibility": "npt: Berendsen compressibility"}
+# The ExploreSettings fields explore takes as options: name -> (what it is, unit); the help adds the default.
+MD_OPTIONS = {"steps": ("MD steps", ""), "timestep": ("timestep", "fs"),
+              "interval": ("a frame is recorded every this many steps", ""),
+              "friction": ("nvt: Langevin friction", "1/fs"), "pressure": ("npt: Berendsen pressure", "GPa"),
+              "thermostat_time": ("npt: Berendsen thermostat time constant", "fs"),
+              "barostat_time": ("npt: Berendsen barostat time constant", "fs"),
+              "compressibility": ("npt: Berendsen compressibility", "1/GPa")}
 
 
 def _add_md_arguments(parser) -> None:
-    for name, (unit, default) in MD_DEFAULTS.items():
+    defaults = {f.name: f.default for f in fields(ExploreSettings)}
+    for name, (what, unit) in MD_OPTIONS.items():
         kind = int if name in ("steps", "interval") else float
-        notes = "; ".join(filter(None, [unit, f"default {default:g}"]))
-        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, help=f"{MD_HELP[name]} ({notes})")
+        notes = "; ".join(filter(None, [unit, f"default {defaults[name]:g}"]))
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, help=f"{what} ({notes})")
     parser.add_argument("--ensemble", choices=ENSEMBLES, help="nvt (Langevin; default) or npt (Berendsen, for a "
                         "potential trained on stresses)")
 

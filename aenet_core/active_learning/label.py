@@ -22,7 +22,8 @@ import numpy as np
 from ase.calculators.calculator import PropertyNotImplementedError
 
 from aenet_core.active_learning.calculators import calculator_class
-from aenet_core.data.plausibility import PlausibilityLimits, check_labels
+from aenet_core.data.limits import PlausibilityLimits
+from aenet_core.data.plausibility import check_labels
 from aenet_core.files import read_json, write_json
 from aenet_core.progress import ProgressLog
 from aenet_core.structure import Structure, structure_sha256

@@ -3,19 +3,20 @@
 Round 0 trains on the run's sources; every later round explores with the previous round's committee,
 selects, labels and trains again.  ``exploration_seeds`` picks the structures the molecular dynamics
 start from; ``round_summary`` gathers one round's counts, uncertainties and test errors; ``rounds_table``
-and ``plot_rounds`` give the run's overview.
+and ``plot_rounds`` give the run's overview (they import pandas and matplotlib; the rest needs neither).
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 from aenet_core.files import read_json
 from aenet_core.training.trainout import GPA_PER_EV_PER_A3, save_figure
+
+if TYPE_CHECKING:  # imported where used: the round summaries need no pandas
+    import pandas as pd
 
 QUANTILES = (0.5, 0.9)
 TEST_ERRORS = ("energy_rmse_per_atom", "force_rmse", "stress_rmse")
@@ -76,6 +77,8 @@ def _records(summaries) -> list:
 
 
 def _table(records) -> pd.DataFrame:
+    import pandas as pd
+
     return pd.DataFrame([{k: v for k, v in r.items() if not isinstance(v, list)} for r in records])
 
 
@@ -94,6 +97,8 @@ TEST_PANELS = (("energy_rmse_per_atom", "energy", "meV/atom", 1000.0), ("force_r
 def plot_rounds(summaries, path, trust_lo: float, trust_hi: float, title: str | None = None) -> None:
     """Frames per round, the exploration's force-spread distribution and the fraction of trajectories that
     reached ``trust_hi``, and the test errors of each round's committee; ``title`` (e.g. the run) heads it."""
+    from matplotlib.figure import Figure
+
     records = _records(summaries)
     table = _table(records)
     fig = Figure(figsize=(13, 11), layout="constrained")
@@ -108,6 +113,8 @@ def plot_rounds(summaries, path, trust_lo: float, trust_hi: float, title: str | 
 
 def _round_axis(ax, rounds) -> None:
     """Whole-round ticks over every round."""
+    from matplotlib.ticker import MaxNLocator
+
     ax.set_xlim(min(rounds) - 0.5, max(rounds) + 0.5)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("round")
@@ -115,6 +122,8 @@ def _round_axis(ax, rounds) -> None:
 
 def _plot_counts(ax, table) -> None:
     """One bar per count and exploring round, its value written on it (a count of 0 shows as a 0)."""
+    from matplotlib.ticker import MaxNLocator
+
     explored, width = table[table["round"] > 0], 0.8 / len(COUNTS)
     for k, (key, label) in enumerate(COUNTS):
         bars = ax.bar(explored["round"] + (k - (len(COUNTS) - 1) / 2) * width, explored[key], width, label=label)
@@ -153,6 +162,8 @@ def _plot_exploration(subfigure, records, table, trust_lo, trust_hi) -> None:
 
 def _plot_test_errors(subfigure, table) -> None:
     """One panel per test error the rounds report, in readable units, from zero."""
+    import pandas as pd
+
     subfigure.suptitle("test errors of each round's committee")
     panels = [(pd.to_numeric(table[f"test_{key}"], errors="coerce") * factor, name, unit)
               for key, name, unit, factor in TEST_PANELS if table[f"test_{key}"].notna().any()]

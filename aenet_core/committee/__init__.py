@@ -1,10 +1,17 @@
 """Committees of independently trained potentials: configuration, one member, the metadata file, prediction
-results and the committee potential (calibration lives in ``aenet_core.uncertainty``)."""
-from aenet_core.committee.config import TorchCommitteeConfig
-from aenet_core.committee.member import train_member
-from aenet_core.committee.metadata import METADATA_FILE, TorchCommitteeTrainResult, aggregate_committee
-from aenet_core.committee.potential import TorchCommitteePotential
-from aenet_core.committee.results import AenetEnsembleResult, TorchCommitteePredictResult
+results and the committee potential (calibration lives in ``aenet_core.uncertainty``).  Each name is imported
+from its module on first use (``aenet_core.lazy``)."""
+from aenet_core.lazy import lazy_attributes
 
-__all__ = ["METADATA_FILE", "AenetEnsembleResult", "TorchCommitteeConfig", "TorchCommitteePotential",
-           "TorchCommitteePredictResult", "TorchCommitteeTrainResult", "aggregate_committee", "train_member"]
+_HOMES = {
+    "TorchCommitteeConfig": "config",
+    "train_member": "member",
+    "METADATA_FILE": "metadata",
+    "TorchCommitteeTrainResult": "metadata",
+    "aggregate_committee": "metadata",
+    "TorchCommitteePotential": "potential",
+    "AenetEnsembleResult": "results",
+    "TorchCommitteePredictResult": "results",
+}
+__getattr__ = lazy_attributes(__name__, _HOMES)
+__all__ = sorted(_HOMES)

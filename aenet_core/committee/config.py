@@ -59,8 +59,13 @@ class TorchCommitteeConfig:
         return out
 
 
-def member_dir_name(index: int, num_members: int) -> str:
+def member_label(index: int, num_members: int) -> str:
+    """A member's zero-padded index, at least three digits ("007"): what its folder and the workflow call it."""
     width = max(3, len(str(num_members - 1)))
-    return f"member_{index:0{width}d}"
+    return f"{index:0{width}d}"
+
+
+def member_dir_name(index: int, num_members: int) -> str:
+    return f"member_{member_label(index, num_members)}"
 
 

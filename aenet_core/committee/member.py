@@ -16,6 +16,7 @@ import torch
 
 from aenet_core.allocator import keep_freed_memory
 from aenet_core.baselines import ADVICE, trivial_errors, weak_fit_warnings
+from aenet_core.committee.metadata import LEGACY_ALIASES
 from aenet_core.descriptor import ChebyshevDescriptor
 from aenet_core.files import atomic_write, file_sha256, write_json
 from aenet_core.model.checkpoint import ModelFileError, RefusedModelFileError, read_model_file
@@ -26,8 +27,6 @@ from aenet_core.training.config import TorchTrainingConfig
 from aenet_core.training.loop import checkpoint_epoch, checkpoint_files
 from aenet_core.training.trainout import TrainOut
 
-LEGACY_ALIASES = {"train_energy_rmse": "final_RMSE_train", "test_energy_rmse": "final_RMSE_test",
-                  "train_force_rmse": "final_RMSE_force_train", "test_force_rmse": "final_RMSE_force_test"}
 # Settings that do not change what a member learns, so its checkpoints stay valid when they change.
 _NOT_FINGERPRINTED = ("iterations", "show_progress", "show_batch_progress", "checkpoint_dir", "max_checkpoints")
 

@@ -16,22 +16,27 @@ Paths inside the JSON files are relative to the committee directory, so it can b
 """
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from aenet_core.committee.config import TorchCommitteeConfig
-from aenet_core.committee.member import LEGACY_ALIASES
-from aenet_core.files import check_format, file_sha256, read_json, write_json
-from aenet_core.model.checkpoint import ModelFileError
+from aenet_core.files import atomic_write, check_format, file_sha256, read_json, write_json
 from aenet_core.training.trainout import TrainOut, plot_learning_curves
+
+if TYPE_CHECKING:  # imported where used: aggregating a committee needs no pandas
+    import pandas as pd
 
 FORMAT = "aenet_core.committee"
 SCHEMA_VERSION = "1.0"
 METADATA_FILE = "committee_metadata.json"
+# A member's metrics also go by aenet-python's names (alias -> metric); the committee's statistics skip these.
+LEGACY_ALIASES = {"train_energy_rmse": "final_RMSE_train", "test_energy_rmse": "final_RMSE_test",
+                  "train_force_rmse": "final_RMSE_force_train", "test_force_rmse": "final_RMSE_force_test"}
 
 
 def aggregate_committee(output_dir, committee_config: TorchCommitteeConfig | None = None,
@@ -111,6 +116,8 @@ class CommitteeMember:
     def check_model_file(self) -> None:
         """Refuse a model file that is not the one the member wrote (damaged, truncated or replaced)."""
         if self.model_sha256 is not None and file_sha256(self.model_path) != self.model_sha256:
+            from aenet_core.model.checkpoint import ModelFileError  # that module imports torch
+
             raise ModelFileError(f"{self.model_path}: not the model file member {self.member_index} wrote (its "
                                  f"sha256 differs from the recorded one): it is damaged or was replaced; delete it "
                                  f"and train the member again (it resumes from its checkpoints)")
@@ -157,12 +164,26 @@ class TorchCommitteeTrainResult:
     def trainouts(self) -> list:
         return [m.trainout for m in self.members]
 
-    def to_dataframe(self) -> pd.DataFrame:
-        rows = [{"member": m.member_index, "seed": m.seed, "split_seed": m.split_seed, "device": m.device,
+    def _rows(self) -> list:
+        return [{"member": m.member_index, "seed": m.seed, "split_seed": m.split_seed, "device": m.device,
                  "status": m.status, "member_dir": str(m.member_dir),
                  "model_path": None if m.model_path is None else str(m.model_path), "error": m.error,
                  **m.metrics} for m in self.members]
-        return pd.DataFrame(rows)
+
+    def to_dataframe(self) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.DataFrame(self._rows())
+
+    def write_table(self, path) -> None:
+        """One row per member, as ``to_dataframe().to_csv(path, index=False)`` writes it, without pandas."""
+        rows = self._rows()
+        columns = list(dict.fromkeys(key for row in rows for key in row))
+        cells = [_csv_column([row.get(column) for row in rows]) for column in columns]
+        with atomic_write(path) as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(columns)
+            writer.writerows(zip(*cells))
 
     @property
     def stats(self) -> dict:
@@ -191,3 +212,10 @@ class TorchCommitteeTrainResult:
         return "\n".join(lines)
 
 
+def _csv_column(values) -> list:
+    """A column's cells as pandas writes them: numbers as floats when one is a float or missing (its dtype
+    is float then), missing values empty, anything else as ``str``."""
+    present = [value for value in values if value is not None]
+    numbers = bool(present) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in present)
+    as_float = numbers and (len(present) < len(values) or any(isinstance(x, float) for x in present))
+    return ["" if value is None else repr(float(value)) if as_float else str(value) for value in values]

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # imported where the table is made
+    import pandas as pd
 
 # aenet-python's names for the force spread -> this library's.  The old ones average ``forces_std`` over
 # x, y, z; the new ones take its norm.  The old names keep their meaning and warn.
@@ -151,6 +154,8 @@ class TorchCommitteePredictResult(list):
         """One row per structure.  ``max_force_std`` and ``mean_force_std`` are the force spread; the
         deprecated ``max_force_uncertainty`` and ``mean_force_uncertainty`` columns (aenet-python's, the
         mean over x, y, z instead of the norm) stay for compatibility, and sorting by them warns."""
+        import pandas as pd
+
         table = pd.DataFrame({
             "index": self.indices, "source_index": self.source_indices, "identifier": self.identifiers,
             "n_atoms": self.n_atoms, "energy": self.energy, "energy_mean": self.energy_mean,

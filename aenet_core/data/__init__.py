@@ -1,13 +1,20 @@
 """Training data: the structure-source contract, inputs, the plausibility limits and the common filter,
 in-memory and HDF5 datasets, sharded datasets (several databases as one), per-structure caches and featurized
-batches."""
-from aenet_core.data.hdf5 import DatabaseError, HDF5StructureDataset
-from aenet_core.data.memory import CachedStructureDataset, InMemoryStructures, StructureDataset
-from aenet_core.data.plausibility import PlausibilityLimits
-from aenet_core.data.protocol import StructureSource
-from aenet_core.data.shards import ShardedDataset, open_databases
-from aenet_core.data.sources import StructureFilter, iter_entries
+batches.  Each name is imported from its module on first use (``aenet_core.lazy``)."""
+from aenet_core.lazy import lazy_attributes
 
-__all__ = ["CachedStructureDataset", "DatabaseError", "HDF5StructureDataset", "InMemoryStructures",
-           "PlausibilityLimits", "ShardedDataset", "StructureDataset", "StructureFilter", "StructureSource",
-           "iter_entries", "open_databases"]
+_HOMES = {
+    "DatabaseError": "hdf5",
+    "HDF5StructureDataset": "hdf5",
+    "CachedStructureDataset": "memory",
+    "InMemoryStructures": "memory",
+    "StructureDataset": "memory",
+    "PlausibilityLimits": "limits",
+    "StructureSource": "protocol",
+    "ShardedDataset": "shards",
+    "open_databases": "shards",
+    "StructureFilter": "sources",
+    "iter_entries": "sources",
+}
+__getattr__ = lazy_attributes(__name__, _HOMES)
+__all__ = sorted(_HOMES)

@@ -15,9 +15,6 @@ import warnings
 from collections import OrderedDict
 from pathlib import Path
 
-import torch
-
-from aenet_core.derivatives import LocalDerivatives
 from aenet_core.files import atomic_write
 from aenet_core.structure import structure_sha256
 
@@ -108,6 +105,8 @@ class PersistentCache(LRUCache):
     @staticmethod
     def _read(path):
         """The cached value, or None (and the file removed) when it cannot be read safely."""
+        import torch
+
         try:
             return _restore(torch.load(path, weights_only=True))
         except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, KeyError, TypeError) as err:
@@ -121,6 +120,8 @@ class PersistentCache(LRUCache):
         super().put(key, value)
         path = self._file(key) if self.max_entries != 0 else None
         if path is not None and not path.exists():
+            import torch
+
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_write(path, binary=True) as handle:
                 torch.save(_storable(value), handle)
@@ -128,12 +129,16 @@ class PersistentCache(LRUCache):
 
 def _storable(value):
     """Cache values as plain tensors/tuples/dicts (loadable with weights_only=True)."""
+    from aenet_core.derivatives import LocalDerivatives
+
     if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], LocalDerivatives):
         return {"features": value[0], "derivatives": dict(value[1].__dict__)}
     return value
 
 
 def _restore(value):
+    from aenet_core.derivatives import LocalDerivatives
+
     if isinstance(value, dict) and "derivatives" in value:
         return value["features"], LocalDerivatives(**value["derivatives"])
     return value

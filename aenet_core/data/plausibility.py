@@ -1,5 +1,5 @@
-"""Is a structure plausible training data?  The limits, and the checks every path that reads training data
-runs before anything is featurized.
+"""Is a structure plausible training data?  The checks every path that reads training data runs before
+anything is featurized; the limits themselves are ``aenet_core.data.limits.PlausibilityLimits``.
 
 Refused, naming the file and frame (``ValueError``):
 
@@ -20,49 +20,15 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field, fields
 
 import numpy as np
-import torch
 
-from aenet_core.neighbors import batched_neighbor_list, prepare_cells
-from aenet_core.rules import NONNEG, POSITIVE, check_numbers
+from aenet_core.data.limits import PlausibilityLimits
 from aenet_core.structure import referenced_energy_per_atom, structure_sha256
 
 SHOWN = 5  # examples a warning lists
 
 
-@dataclass(frozen=True)
-class PlausibilityLimits:
-    """What training data may look like.  The defaults leave wide margins around real DFT data
-    (TiO2 and LMNTO of aenet's examples: at most 867 eV/atom, 52 eV/Å, 113 neighbours per atom within
-    6 Å, atoms at least 1.38 Å apart, referenced energies within 8.6 eV/atom)."""
-
-    # All-electron total energies of the heaviest elements are about 1.4e6 eV/atom.
-    energy_limit: float = field(default=1e7, metadata={"help": "refuse a total energy beyond ± this",
-                                                       "unit": "eV/atom"})
-    force_limit: float = field(default=1e4, metadata={"help": "refuse a force component beyond ± this",
-                                                      "unit": "eV/Å"})
-    # 100 eV/Å³ is 16 TPa, beyond the pressure at the Earth's centre (0.36 TPa) by far.
-    stress_limit: float = field(default=100.0, metadata={"help": "refuse a stress component beyond ± this",
-                                                         "unit": "eV/Å³"})
-    # Shorter than any bond (H2: 0.74 Å) and than the descriptor's default min_cutoff (0.55 Å).
-    min_distance: float = field(default=0.5, metadata={"help": "refuse two atoms closer than this; 0: no check",
-                                                       "unit": "Å"})
-    # Diamond, the densest solid, has 159 neighbours within 6 Å.
-    max_pairs_per_atom: float = field(default=1000, metadata={
-        "help": "refuse more neighbours per atom within the descriptor cutoff, estimated from the atom density"})
-    # Cohesive energies stay below 10 eV/atom.
-    referenced_energy_warning: float = field(default=20.0, metadata={
-        "help": "warn about energies beyond ± this after the atomic reference energies are subtracted",
-        "unit": "eV/atom"})
-
-    def __post_init__(self):
-        check_numbers(self, LIMIT_RULES)
-
-
-LIMIT_RULES = {f.name: POSITIVE for f in fields(PlausibilityLimits)} | {"min_distance": NONNEG}
-LABEL_LIMITS = ("energy_limit", "force_limit", "stress_limit")  # no geometry needed (reference-energy fits too)
 
 
 # ------------------------------------------------------------------------------- refusals
@@ -126,6 +92,10 @@ def check_geometry(entries, cutoff: float, limits: PlausibilityLimits) -> None:
 
 def _check_distances(entries, min_distance):
     """Refuse the first entry with two atoms closer than ``min_distance`` (coincident atoms included)."""
+    import torch  # only here: reading labels (merge-labels, reference-energies) needs no torch
+
+    from aenet_core.neighbors import batched_neighbor_list, prepare_cells
+
     structures = [e.structure for e in entries]
     positions = torch.from_numpy(np.concatenate([s.positions for s in structures]))
     counts = [s.n_atoms for s in structures]

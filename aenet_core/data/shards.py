@@ -5,19 +5,22 @@ shard instead of rewriting the database: shard 0 is the base database, shard k
 the frames of round k, every one built with the same descriptor and reference
 energies.  Entry ``i`` of the concatenation is an entry of one shard (shard 0's
 come first); a shard of zero entries (a round whose labelling all failed)
-contributes nothing.  It implements ``StructureSource``.
+contributes nothing.  It implements ``StructureSource``.  Opening database shards and reading their
+entries needs no torch, like ``HDF5StructureDataset``.
 """
 from __future__ import annotations
 
 import hashlib
 import warnings
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from aenet_core.data.hdf5 import HDF5StructureDataset
-from aenet_core.derivatives import LocalDerivatives
+
+if TYPE_CHECKING:  # imported where used: reading entries needs no torch
+    import torch
 
 
 class ShardedDataset:
@@ -36,13 +39,16 @@ class ShardedDataset:
         self.shards = list(shards)
         if not self.shards:
             raise ValueError("a ShardedDataset needs at least one shard")
-        self.descriptor = self.shards[0].descriptor
         self.atomic_energies = dict(self.shards[0].atomic_energies or {})
         for position in range(1, len(self.shards)):
             self._check_compatible(position)
         self._starts = np.cumsum([0] + [len(shard) for shard in self.shards])
         self._features_stored = self._stored_by_all("features")
         self._derivatives_stored = self._features_stored and self._stored_by_all("derivatives")
+
+    @property
+    def descriptor(self):
+        return self.shards[0].descriptor
 
     @classmethod
     def open(cls, paths, **options) -> ShardedDataset:
@@ -57,14 +63,8 @@ class ShardedDataset:
     def _check_compatible(self, position):
         """Refuse a shard whose features or energy labels would not mean what shard 0's do."""
         shard, first = self.shards[position], self.shards[0]
-        mine, theirs = shard.descriptor.identity(), first.descriptor.identity()
-        differing = {key: (mine.get(key), theirs[key]) for key in theirs if mine.get(key) != theirs[key]}
-        if shard.descriptor.dtype != first.descriptor.dtype:
-            differing["dtype"] = (shard.descriptor.dtype, first.descriptor.dtype)
-        problem = None
-        if differing:
-            problem = "descriptor " + ", ".join(f"{k}={a!r} (shard 0: {b!r})" for k, (a, b) in differing.items())
-        elif dict(shard.atomic_energies or {}) != self.atomic_energies:
+        problem = None if _same_descriptor_config(shard, first) else _descriptor_difference(shard, first)
+        if problem is None and dict(shard.atomic_energies or {}) != self.atomic_energies:
             problem = f"atomic_energies {dict(shard.atomic_energies or {})} (shard 0: {self.atomic_energies})"
         if problem is not None:
             raise ValueError(f"{self.shard_name(position)} differs from {self.shard_name(0)} in its {problem}; "
@@ -141,6 +141,8 @@ class ShardedDataset:
         return [e for part in self._each("energies", indices) for e in part]
 
     def species_of(self, indices) -> torch.Tensor:
+        import torch
+
         return _joined(self._each("species_of", indices), torch.cat)
 
     def forces_of(self, indices):
@@ -174,6 +176,8 @@ class ShardedDataset:
     def stored_features(self, indices):
         if not self._features_stored:
             return None
+        import torch
+
         return _joined(self._each("stored_features", indices), torch.cat)
 
     def stored_derivatives(self, indices):
@@ -182,6 +186,10 @@ class ShardedDataset:
         parts = self._each("stored_derivatives", indices)
         if len(parts) == 1:
             return parts[0]
+        import torch
+
+        from aenet_core.derivatives import LocalDerivatives
+
         # Each part's atom indices count from its own first atom; concatenate shifts them.
         return torch.cat([f for f, _ in parts]), LocalDerivatives.concatenate([d for _, d in parts])
 
@@ -205,6 +213,27 @@ def open_databases(paths):
     if len(paths) == 1:
         return HDF5StructureDataset(None, paths[0], mode="load")
     return ShardedDataset.open(paths)
+
+
+def _same_descriptor_config(shard, first) -> bool:
+    """Whether two shards record one descriptor configuration (device aside), which databases tell without
+    building their descriptors (that needs torch)."""
+    configs = [getattr(s, "descriptor_config", None) for s in (shard, first)]
+    if None in configs:
+        return False
+    mine, theirs = ({key: value for key, value in config.items() if key != "device"} for config in configs)
+    return mine == theirs
+
+
+def _descriptor_difference(shard, first) -> str | None:
+    """How ``shard``'s descriptor differs from ``first``'s in what its features mean, or None."""
+    mine, theirs = shard.descriptor.identity(), first.descriptor.identity()
+    differing = {key: (mine.get(key), theirs[key]) for key in theirs if mine.get(key) != theirs[key]}
+    if shard.descriptor.dtype != first.descriptor.dtype:
+        differing["dtype"] = (shard.descriptor.dtype, first.descriptor.dtype)
+    if not differing:
+        return None
+    return "descriptor " + ", ".join(f"{k}={a!r} (shard 0: {b!r})" for k, (a, b) in differing.items())
 
 
 def _keeps(shard, kind) -> bool:

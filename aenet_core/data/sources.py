@@ -16,7 +16,8 @@ from typing import Iterator
 
 import numpy as np
 
-from aenet_core.data.plausibility import PlausibilityLimits, Review, check_geometry, check_labels
+from aenet_core.data.limits import PlausibilityLimits
+from aenet_core.data.plausibility import Review, check_geometry, check_labels
 from aenet_core.io import read_structures
 from aenet_core.structure import Structure, referenced_energy_per_atom, structure_sha256
 

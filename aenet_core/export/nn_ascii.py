@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from aenet_core.descriptor import ChebyshevDescriptor
-from aenet_core.export.nn_ascii_file import (ACTIVATION_NAMES, N_SFPARAM, NNAsciiError, NNAsciiFile, weight_offsets,
-                                             write_nn_ascii)
+from aenet_core.export.nn_ascii_file import (ACTIVATION_NAMES, DEFAULT_PREFIX, N_SFPARAM, NNAsciiError, NNAsciiFile,
+                                             weight_offsets, write_nn_ascii)
 from aenet_core.export.nn_binary import read_potential_file, write_nn_binary
 from aenet_core.files import write_json
 from aenet_core.io.common import as_list
@@ -26,7 +26,6 @@ from aenet_core.model.atomistic import DEGENERATE_STD
 from aenet_core.structure import referenced_energy_per_atom
 
 DESCRIPTION = "aenet_core Chebyshev descriptor export"
-DEFAULT_PREFIX = "potential"  # file names <prefix>.<Species>.nn.ascii and <prefix>.<Species>.nn
 TRAINSET_NAME = "aenet_core"
 
 

@@ -24,9 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from aenet_core.files import atomic_write
-from aenet_core.model.network import ACTIVATIONS
 
-ACTIVATION_NAMES = {code: name for name, (_, code) in ACTIVATIONS.items()}
+DEFAULT_PREFIX = "potential"  # file names <prefix>.<Species>.nn.ascii and <prefix>.<Species>.nn
+ACTIVATION_CODES = {"linear": 0, "tanh": 1, "sigmoid": 2, "mtanh": 3, "twist": 4}  # aenet's, by name
+ACTIVATION_NAMES = {code: name for name, code in ACTIVATION_CODES.items()}
 N_SFPARAM = 4  # Chebyshev: radial cutoff, radial order, angular cutoff, angular order
 # Fortran writes a three-digit exponent without its letter: 1.5-100 means 1.5E-100.
 _BARE_EXPONENT = re.compile(r"(?<=[0-9.])([+-]\d+)$")

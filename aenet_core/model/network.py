@@ -2,6 +2,8 @@
 import torch
 from torch import nn
 
+from aenet_core.export.nn_ascii_file import ACTIVATION_CODES
+
 
 class ScaledTanh(nn.Module):
     """aenet's 'mtanh': 1.7159 tanh(2x/3); with ``linear_slope`` > 0 it is aenet's 'twist' (mtanh + 0.1 x)."""
@@ -16,13 +18,9 @@ class ScaledTanh(nn.Module):
 
 
 # Activation name -> (module factory, aenet .nn.ascii activation code).
-ACTIVATIONS = {
-    "linear": (nn.Identity, 0),
-    "tanh": (nn.Tanh, 1),
-    "sigmoid": (nn.Sigmoid, 2),
-    "mtanh": (ScaledTanh, 3),
-    "twist": (lambda: ScaledTanh(0.1), 4),
-}
+_FACTORIES = {"linear": nn.Identity, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "mtanh": ScaledTanh,
+              "twist": lambda: ScaledTanh(0.1)}
+ACTIVATIONS = {name: (factory, ACTIVATION_CODES[name]) for name, factory in _FACTORIES.items()}
 
 
 def normalize_arch(arch, species) -> dict:

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from aenet_core.rules import ANY, BETA, COUNT, NONNEG, POSITIVE, SEED, TESTPERCENT, UNIT, NumberRule, check_numbers
-from aenet_core.split import DEFAULT_TESTPERCENT
+from aenet_core.rules import (ANY, BETA, COUNT, DEFAULT_TESTPERCENT, NONNEG, POSITIVE, SEED, TESTPERCENT, UNIT,
+                              NumberRule, check_numbers)
 
 if TYPE_CHECKING:  # torch is imported where it is used: the workflow checks configs with this module, without torch
     import torch

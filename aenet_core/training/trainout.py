@@ -5,7 +5,8 @@ epoch (0-based), and ``stopped_early``: None, or ``{"epoch", "best_epoch",
 "reason"}`` when early stopping ended the run.  ``TrainOut`` wraps it:
 ``errors`` and ``timing`` tables, ``stats`` of final and best values,
 strict-JSON and CSV export, and matplotlib figures built without pyplot (no
-GUI backend is ever needed).
+GUI backend is ever needed).  pandas and matplotlib are imported where tables and figures are made, so
+that reading a history needs neither.
 """
 import json
 import math
@@ -13,8 +14,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-from matplotlib.figure import Figure
 
 from aenet_core.files import atomic_write, read_json
 
@@ -95,6 +94,8 @@ class TrainOut:
 
     def to_csv(self, path):
         """Write epoch, energy/force/stress RMSEs, learning rate and epoch time as CSV, atomically."""
+        import pandas as pd
+
         table = pd.DataFrame({"epoch": np.arange(self.num_epochs)})
         for key in CSV_KEYS:
             table[key] = self._series(key)
@@ -106,6 +107,8 @@ class TrainOut:
         return self.history.get(key, np.full(self.num_epochs, np.nan))
 
     def _frame(self, columns):
+        import pandas as pd
+
         index = pd.RangeIndex(self.num_epochs, name="epoch")
         return pd.DataFrame({name: self._series(key) for name, key in columns.items()},
                             index=index)
@@ -178,6 +181,8 @@ class TrainOut:
         """(figure, axes): the given axes, or a new single-panel figure."""
         if ax is not None:
             return ax.figure, ax
+        from matplotlib.figure import Figure
+
         fig = Figure(figsize=(6, 4), layout="constrained")
         return fig, fig.add_subplot()
 
@@ -214,7 +219,7 @@ def draw_error_curves(ax, runs, kind: str) -> None:
     for label, out in runs:
         epochs, color = np.arange(1, out.num_epochs + 1), None
         for column, style, split in ((train_column, "-", "train"), (test_column, "--", "test")):
-            values = out.errors[column].to_numpy()
+            values = out._series(ERROR_COLUMNS[column])  # errors[column], without pandas
             if np.isfinite(values).any():
                 (line,) = ax.plot(epochs, values, style, color=color, label=f"{label} {split}".strip())
                 color = line.get_color()
@@ -233,6 +238,8 @@ def plot_learning_curves(runs, outfile=None, title: str | None = None):
     """The energy panel, and the force panel beside it when any run has force errors, for ``(label, TrainOut)``
     pairs (one run, or the members of a committee), headed by ``title`` if given; returns the Figure and saves
     it to ``outfile``."""
+    from matplotlib.figure import Figure
+
     kinds = ["energy"] + (["force"] if any(out.has_force_data for _, out in runs) else [])
     fig = Figure(figsize=(6 * len(kinds), 4), layout="constrained")
     if title:

@@ -1,6 +1,7 @@
 """The HDF5 structure database: layout and versions (schema), the streaming writer (build) and the reader
-(dataset, payloads)."""
-from aenet_core.data.hdf5.dataset import HDF5StructureDataset
-from aenet_core.data.hdf5.schema import DatabaseError
+(dataset, payloads).  Each name is imported from its module on first use (``aenet_core.lazy``)."""
+from aenet_core.lazy import lazy_attributes
 
-__all__ = ["DatabaseError", "HDF5StructureDataset"]
+_HOMES = {"DatabaseError": "schema", "HDF5StructureDataset": "dataset"}
+__getattr__ = lazy_attributes(__name__, _HOMES)
+__all__ = sorted(_HOMES)

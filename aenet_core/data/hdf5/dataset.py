@@ -12,22 +12,20 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
-import torch
 from ase.data import atomic_numbers, chemical_symbols
 
 from aenet_core.data.cache import LRUCache
-from aenet_core.data.hdf5.build import write_database
-from aenet_core.data.hdf5.payloads import PayloadReader
-from aenet_core.data.hdf5.schema import (COMPRESSIONS, ENTRY_ARRAYS, ENTRY_STRINGS, SCHEMA_3_ARRAYS, SCHEMA_3_STRINGS,
-                                         DatabaseError, check_schema, compact_json, reading, sha256_text)
-from aenet_core.data.sources import StructureFilter, as_input_list, input_stamps, iter_entries
-from aenet_core.descriptor import ChebyshevDescriptor
+from aenet_core.data.hdf5.schema import (COMPRESSIONS, DEFAULT_STORAGE_DTYPE, ENTRY_ARRAYS, ENTRY_STRINGS,
+                                         SCHEMA_3_ARRAYS, SCHEMA_3_STRINGS, DatabaseError, check_schema, compact_json,
+                                         reading, sha256_text)
 from aenet_core.structure import Structure, hash_structure, loss_weights, referenced_energy_per_atom, structure_sha256
 
-DEFAULT_STORAGE_DTYPE = "float64"
+if TYPE_CHECKING:  # imported where used: reading entries needs no torch
+    import torch
 
 
 class HDF5StructureDataset:
@@ -46,6 +44,9 @@ class HDF5StructureDataset:
     derivatives kept in memory once read (least recently used go first), so that
     epochs after the first read nothing.  ``compression`` is None, ``'gzip'`` (with
     ``compression_level`` 0-9) or ``'lzf'``; None (the default) reads fastest.
+
+    Opening a file and reading its entries needs no torch: the stored descriptor is built, and the
+    persisted payloads read, when first asked for.
     """
 
     def __init__(self, descriptor=None, database_file="database.h5", sources=None, mode="auto", *,
@@ -62,7 +63,8 @@ class HDF5StructureDataset:
         if in_memory_cache_size is None or in_memory_cache_size < 0:
             raise ValueError(f"in_memory_cache_size must be >= 0; got {in_memory_cache_size!r}")
         self.database_file = Path(database_file).resolve()  # stays valid if the working directory changes
-        self.descriptor, self.sources, self.mode, self.seed = descriptor, sources, mode, seed
+        self._descriptor, self._stored_descriptor = descriptor, None
+        self.sources, self.mode, self.seed = sources, mode, seed
         self.max_energy, self.max_forces, self.limits = max_energy, max_forces, limits
         self.atomic_energies = dict(atomic_energies or {})
         self.compression, self.compression_level = compression, compression_level
@@ -90,6 +92,9 @@ class HDF5StructureDataset:
         database of zero entries when no source gives a structure that passes (e.g. a shard of an
         active-learning round whose labelling all failed); otherwise that is an error.
         """
+        from aenet_core.data.hdf5.build import write_database
+        from aenet_core.data.sources import StructureFilter, as_input_list, input_stamps, iter_entries
+
         if self.mode == "load":
             raise ValueError(f"{self.database_file}: opened with mode='load'; use mode='build' to rebuild it")
         if storage_dtype not in ("float64", "float32"):
@@ -160,8 +165,7 @@ class HDF5StructureDataset:
         self._use_descriptor(stored)
         self._species_idx = self._species_indices(atomic_number)
         self._restore_filter()
-        self._payloads = PayloadReader(self._file, self.descriptor, entries["atom_offset"], offsets.get("edge"),
-                                       offsets.get("triplet"), int(self._payload_cache_mb * 2**20))
+        self._derivative_offsets, self._payloads = (offsets.get("edge"), offsets.get("triplet")), None
         self._loaded = True
 
     def _check_content(self, atomic_number, positions):
@@ -180,30 +184,55 @@ class HDF5StructureDataset:
     def _use_descriptor(self, stored):
         path = self.database_file
         if stored is None:
-            if self.descriptor is None:
+            if self._descriptor is None:
                 raise DatabaseError(f"{path}: stores no descriptor; pass descriptor= when opening it")
             return
-        if self.descriptor is None:
-            self.descriptor = ChebyshevDescriptor.from_config(stored, device="cpu")
+        if self._descriptor is None:
+            self._stored_descriptor = stored
             return
-        mine = self.descriptor.identity()
+        mine = self._descriptor.identity()
         for key, value in mine.items():
             if value != stored[key]:
                 raise DatabaseError(f"{path}: built with descriptor {key}={stored[key]!r}, but the descriptor "
                                     f"given has {key}={value!r}; rebuild the database with mode='build' (or "
                                     f"pass descriptor=None to use the stored one)")
 
+    @property
+    def descriptor(self):
+        """The descriptor given, else the file's, built when first asked for (it needs torch)."""
+        if self._descriptor is None and self._stored_descriptor is not None:
+            from aenet_core.descriptor import ChebyshevDescriptor
+
+            self._descriptor = ChebyshevDescriptor.from_config(self._stored_descriptor, device="cpu")
+        return self._descriptor
+
+    @property
+    def descriptor_config(self) -> dict | None:
+        """``descriptor.get_config()``, read from the file while its descriptor is not built."""
+        if self._descriptor is None:
+            return self._stored_descriptor
+        return self._descriptor.get_config()
+
+    def _species(self) -> list:
+        """The descriptor's species, in its order (read from the file while its descriptor is not built)."""
+        return self._descriptor.species if self._descriptor is not None else list(self._stored_descriptor["species"])
+
+    def _atom_species(self, lo, hi) -> list:
+        """The species of the file's atoms ``lo:hi``."""
+        names = self._species()
+        return [names[s] for s in self._species_idx[lo:hi].tolist()]
+
     def _species_indices(self, atomic_number):
         symbols = np.array(chemical_symbols)[atomic_number]
-        lookup = {s: i for i, s in enumerate(self.descriptor.species)}
+        lookup = {s: i for i, s in enumerate(self._species())}
         unknown = sorted(set(symbols.tolist()) - set(lookup))
         if unknown:
             raise DatabaseError(f"{self.database_file}: holds species {unknown} that the descriptor "
-                                f"{self.descriptor.species} does not know")
+                                f"{self._species()} does not know")
         table = np.full(max(atomic_numbers.values()) + 1, -1, np.int64)
         for symbol, index in lookup.items():
             table[atomic_numbers[symbol]] = index
-        return torch.from_numpy(table[atomic_number])
+        return table[atomic_number]
 
     def _restore_filter(self):
         stored = json.loads(self._attrs["filter_json"])
@@ -230,7 +259,7 @@ class HDF5StructureDataset:
     def close(self):
         self._close()
         self._structures.clear()
-        if self._loaded:
+        if self._loaded and self._payloads is not None:
             self._payloads.cache.clear()
 
     def _close(self):
@@ -298,8 +327,10 @@ class HDF5StructureDataset:
         return bool(self._entries["has_forces"][index])
 
     def species_of(self, indices) -> torch.Tensor:
+        import torch
+
         offsets = self._entries["atom_offset"]
-        return torch.cat([self._species_idx[offsets[i]: offsets[i + 1]] for i in indices])
+        return torch.cat([torch.from_numpy(self._species_idx[offsets[i]: offsets[i + 1]]) for i in indices])
 
     def stress_labels(self, indices) -> tuple:
         e, indices = self._entries, list(indices)
@@ -319,7 +350,7 @@ class HDF5StructureDataset:
 
     def referenced_energy_per_atom(self, index: int) -> float:
         offsets = self._entries["atom_offset"]
-        species = [self.descriptor.species[s] for s in self._species_idx[offsets[index]: offsets[index + 1]].tolist()]
+        species = self._atom_species(offsets[index], offsets[index + 1])
         return float(referenced_energy_per_atom(self._entries["energy"][index], species, self.atomic_energies))
 
     def get_structure(self, index: int) -> Structure:
@@ -328,8 +359,7 @@ class HDF5StructureDataset:
         if cached is not None:
             return cached
         lo, hi = self._entries["atom_offset"][index], self._entries["atom_offset"][index + 1]
-        species = [self.descriptor.species[s] for s in self._species_idx[lo:hi].tolist()]
-        structure = self._entry_structure(index, self._file()["atoms/positions"][lo:hi], species)
+        structure = self._entry_structure(index, self._file()["atoms/positions"][lo:hi], self._atom_species(lo, hi))
         self._structures.put(index, structure)
         return structure
 
@@ -359,9 +389,18 @@ class HDF5StructureDataset:
 
     # -- persisted payloads ---------------------------------------------------------------
 
+    def _payload_reader(self):
+        """The reader of the persisted features and derivatives, made when first needed (it needs torch)."""
+        if self._payloads is None:
+            from aenet_core.data.hdf5.payloads import PayloadReader
+
+            self._payloads = PayloadReader(self._file, self.descriptor, self._entries["atom_offset"],
+                                           *self._derivative_offsets, int(self._payload_cache_mb * 2**20))
+        return self._payloads
+
     def stored_features(self, indices):
         """Raw features (sum N, F) of ``indices`` in order, or None when the file stores none."""
-        return self._payloads.features(indices) if self._has_features else None
+        return self._payload_reader().features(indices) if self._has_features else None
 
     def stored_derivatives(self, indices):
         """(features, LocalDerivatives) of force-labelled ``indices`` from the file, or None."""
@@ -369,4 +408,4 @@ class HDF5StructureDataset:
             return None
         if not all(self.has_forces(i) for i in indices):
             raise ValueError(f"{self.database_file}: derivatives are stored for force-labelled entries only")
-        return self._payloads.features_and_derivatives(list(indices), self.species_of(indices))
+        return self._payload_reader().features_and_derivatives(list(indices), self.species_of(indices))

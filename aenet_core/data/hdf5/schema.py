@@ -51,6 +51,7 @@ SCHEMA_VERSION = 3
 READABLE_VERSIONS = (2, SCHEMA_VERSION)
 DESCRIPTOR_CLASS = "aenet_core.descriptor.ChebyshevDescriptor"
 COMPRESSIONS = (None, "gzip", "lzf")
+DEFAULT_STORAGE_DTYPE = "float64"  # of the persisted features and derivatives
 EDGE_FIELDS = {"center": "center_idx", "neighbor": "neighbor_idx", "dG_dd": "radial_dG_dd", "unit": "radial_unit",
                "distance": "radial_distance"}
 TRIPLET_FIELDS = {"center": "triplet_center_idx", "j": "neighbor_j_idx", "k": "neighbor_k_idx",
