@@ -16,11 +16,14 @@ if not workflow.config_settings.configfiles:
 report: "workflow/report/workflow.rst"
 
 
-# run: a run, or a round of its active-learning loop (<run>/round_NN); name: a run.
+from aenet_core.workflow.targets import ROUND_NUMBER, RUN_NAME, TARGET_NAME
+
+
+# target: a run, or a round of its active-learning loop (<run>/round_NN); run: a run.
 wildcard_constraints:
-    run="[A-Za-z0-9_.-]+(/round_[0-9]{2})?",
-    name="[A-Za-z0-9_.-]+",
-    round="[0-9]{2}",
+    target=TARGET_NAME,
+    run=RUN_NAME,
+    round=ROUND_NUMBER,
     seed="[0-9]+",
     temperature="[0-9.]+",
     batch="[0-9]+",
@@ -29,6 +32,7 @@ wildcard_constraints:
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/inputs.smk"
 include: "workflow/rules/example.smk"
 include: "workflow/rules/database.smk"
 include: "workflow/rules/committee.smk"

@@ -1,10 +1,16 @@
 """A bad config stops the workflow before its first job (a dry run already fails), naming the key and
-what was expected; the schema's ranges are the library's rules."""
+what was expected; the schema's ranges are the library's rules.  The checks are called directly
+(aenet_core.workflow.config); two dry runs show that the Snakefile makes them."""
+import sys
+
 import pytest
 import yaml
 from workflow_setup import ROOT, default_config, shipped_config, snakemake
 
 from aenet_core.rules import DEFAULT_MIN_CUTOFF, ORDER, SEED
+from aenet_core.workflow.config import ConfigError, check_config
+
+SCHEMA = ROOT / "workflow/schemas/config.schema.yaml"
 
 
 def run(config):
@@ -125,22 +131,45 @@ LOOP_CASES = {
 }
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("edit, message", LOOP_CASES.values(), ids=LOOP_CASES)
-def test_a_bad_active_learning_section_fails_the_dry_run_naming_the_key(tmp_path, edit, message):
-    assert_refused(tmp_path, shipped_config(), edit, message)
+def test_a_bad_active_learning_section_is_refused_naming_the_key(tmp_path, monkeypatch, edit, message):
+    monkeypatch.chdir(tmp_path)
+    assert_refused(shipped_config(), edit, message)
     assert not (tmp_path / "pwned").exists()
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("edit, message", CASES.values(), ids=CASES)
-def test_a_bad_config_fails_the_dry_run_naming_the_key(tmp_path, edit, message):
-    assert_refused(tmp_path, default_config(), edit, message)
+def test_a_bad_config_is_refused_naming_the_key(edit, message):
+    assert_refused(default_config(), edit, message)
 
 
-def assert_refused(workdir, config, edit, message):
+def assert_refused(config, edit, message):
+    """Only the calculator cases ask a python (a subprocess) to import the calculator."""
     edit(config)
-    result = snakemake(workdir, config, "-n")
+    python = sys.executable if ".label.calculator" in message else None
+    with pytest.raises(ConfigError) as refused:
+        check_config(config, SCHEMA, python=python, pythonpath=str(ROOT))
+    assert message in str(refused.value)
+
+
+def test_the_shipped_config_passes_and_gets_the_schema_defaults():
+    config = shipped_config()
+    check_config(config, SCHEMA, python=sys.executable, pythonpath=str(ROOT))
+    assert config["runs"]["example"]["committee"]["base_seed"] == 11
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config, edit, message", [
+    (default_config, *CASES["misspelt optimizer parameter"]),
+    (default_config, *CASES["architecture misses a species"]),
+    (shipped_config, *LOOP_CASES["a calculator module that does not exist"]),
+], ids=["schema", "run check", "calculator probe"])
+def test_the_dry_run_makes_the_checks(tmp_path, config, edit, message):
+    """Each kind of check (the schema, a run's own, the labelling calculator asked of the jobs' python) stops
+    a dry run before it plans a job."""
+    config = config()
+    edit(config)
+    result = snakemake(tmp_path, config, "-n")
     assert result.returncode != 0 and message in result.stdout + result.stderr, result.stdout + result.stderr
     assert "Job stats" not in result.stdout
 

@@ -14,8 +14,6 @@ RULES, REPORT = ROOT / "workflow" / "rules", ROOT / "workflow" / "report"
 REPORTED = re.compile(r'report\(\s*"(?P<path>[^"]+)",\s*caption="(?P<caption>[^"]+)"')
 # As Snakemake's report, but a name the template does not have is an error instead of an empty string.
 JINJA = jinja2.Environment(trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
-# Snakemake's own call names the writer this way, which docutils 0.22 deprecates.
-pytestmark = pytest.mark.filterwarnings("ignore:Argument \"writer_name\":PendingDeprecationWarning")
 DOCUTILS_SIGNS = ("system-message", "System Message", "Undefined substitution", "(ERROR/", "(WARNING/", "(SEVERE/")
 
 

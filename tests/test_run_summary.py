@@ -1,9 +1,9 @@
-"""The workflow's closing summary and failure report (aenet_core.run_summary), from files as the rules write them."""
+"""The workflow's closing summary and failure report (aenet_core.workflow.summary), from files as the rules write them."""
 import json
 import subprocess
 import sys
 
-from aenet_core.run_summary import failure_report, log_tail, workflow_summary
+from aenet_core.workflow.summary import failure_report, log_tail, workflow_summary
 
 EVALUATION = {"split": "test", "n_structures": 9, "num_members": 2, "energy_rmse_per_atom": 0.0123,
               "energy_mae_per_atom": 0.0101, "force_rmse": 0.456, "stress_rmse_gpa": 1.5,
@@ -77,7 +77,7 @@ def test_without_that_line_the_end_of_the_log_is_shown(tmp_path):
 
 
 def test_the_summary_imports_no_torch():
-    code = "import sys, aenet_core.run_summary; print('torch' in sys.modules)"
+    code = "import sys, aenet_core.workflow.summary; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
 
 

@@ -3,24 +3,18 @@
 # temperature), selects frames, labels them (one job per batch), builds them into a database shard and
 # trains, exports and evaluates target <run>/round_k on the run's database plus the shards of rounds
 # 1..k. Every file of a round is written once: raising `rounds` adds rounds and touches none before.
-
-
 rule exploration_seeds:
     input:
         unpack(seed_inputs),
     output:
-        "results/{name}/active_learning/seeds.extxyz",
+        "results/{run}/active_learning/seeds.extxyz",
     log:
-        "results/{name}/logs/exploration_seeds.log",
+        "results/{run}/logs/exploration_seeds.log",
     conda:
         "../../envs/aenet_core.yaml"
     params:
-        args=seed_args,
-        sources=lambda wildcards, input: (
-            arguments("--files", *input.files)
-            if "files" in input.keys()
-            else arguments("--database", *input.database, "--split", *input.split)
-        ),
+        args=loop_setting(args.exploration_seed_args),
+        sources=seed_sources,
     shell:
         "python -m aenet_core.cli exploration-seeds {params.sources} {params.args} --output {output:q} > {log:q} 2>&1"
 
@@ -30,17 +24,17 @@ rule explore:
         unpack(previous_committee),
         seeds=rules.exploration_seeds.output[0],
     output:
-        trajectory="results/{name}/round_{round}/explore/seed_{seed}_{temperature}K.extxyz",
-        summary="results/{name}/round_{round}/explore/seed_{seed}_{temperature}K.json",
+        trajectory="results/{run}/round_{round}/explore/seed_{seed}_{temperature}K.extxyz",
+        summary="results/{run}/round_{round}/explore/seed_{seed}_{temperature}K.json",
     log:
-        "results/{name}/round_{round}/logs/explore_seed_{seed}_{temperature}K.log",
+        "results/{run}/round_{round}/logs/explore_seed_{seed}_{temperature}K.log",
     benchmark:
-        "results/{name}/round_{round}/benchmarks/explore_seed_{seed}_{temperature}K.tsv"
+        "results/{run}/round_{round}/benchmarks/explore_seed_{seed}_{temperature}K.tsv"
     conda:
         "../../envs/aenet_core.yaml"
     threads: 1
     resources:
-        **scheduler_resources("explore"),
+        **plan.resources("explore"),
     params:
         args=explore_args,
         committee_dir=subpath(input.committee, parent=True),
@@ -55,18 +49,18 @@ rule select:
         trajectories=exploration_files("trajectory"),
         database=labelled_database,
     output:
-        candidates="results/{name}/round_{round}/candidates.extxyz",
-        selected="results/{name}/round_{round}/selected.extxyz",
-        report="results/{name}/round_{round}/selection.json",
+        candidates="results/{run}/round_{round}/candidates.extxyz",
+        selected="results/{run}/round_{round}/selected.extxyz",
+        report="results/{run}/round_{round}/selection.json",
     log:
-        "results/{name}/round_{round}/logs/select.log",
+        "results/{run}/round_{round}/logs/select.log",
     conda:
         "../../envs/aenet_core.yaml"
     threads: 1
     resources:
-        **scheduler_resources("explore"),
+        **plan.resources("explore"),
     params:
-        args=select_args,
+        args=loop_setting(args.select_args),
     shell:
         "OMP_NUM_THREADS=1 python -m aenet_core.cli select {input.trajectories:q} --database {input.database:q} "
         "{params.args} --candidates {output.candidates:q} --selected {output.selected:q} "
@@ -76,11 +70,11 @@ rule select:
 # The labelling calculator and its keyword arguments, as a file the label jobs read (never through the shell).
 rule calculator_settings:
     output:
-        "results/{name}/active_learning/calculator.yaml",
+        "results/{run}/active_learning/calculator.yaml",
     log:
-        "results/{name}/logs/calculator_settings.log",
+        "results/{run}/logs/calculator_settings.log",
     params:
-        text=calculator_settings_text,
+        text=lambda wildcards: args.calculator_settings_text(wildcards.run, plan.loop(wildcards.run)),
     run:
         write_settings(output[0], params.text)
 
@@ -92,19 +86,19 @@ rule label:
         selected=rules.select.output.selected,
         settings=rules.calculator_settings.output[0],
     output:
-        labelled="results/{name}/round_{round}/label/batch_{batch}.extxyz",
-        report="results/{name}/round_{round}/label/batch_{batch}.json",
+        labelled="results/{run}/round_{round}/label/batch_{batch}.extxyz",
+        report="results/{run}/round_{round}/label/batch_{batch}.json",
     log:
-        "results/{name}/round_{round}/logs/label_batch_{batch}.log",
+        "results/{run}/round_{round}/logs/label_batch_{batch}.log",
     benchmark:
-        "results/{name}/round_{round}/benchmarks/label_batch_{batch}.tsv"
+        "results/{run}/round_{round}/benchmarks/label_batch_{batch}.tsv"
     conda:
         "../../envs/aenet_core.yaml"
-    threads: label_threads
+    threads: loop_setting(lambda loop: loop["label"]["threads"])
     resources:
-        **scheduler_resources("label"),
+        **plan.resources("label"),
     params:
-        args=label_args,
+        args=loop_setting(args.label_args),
         workdir=lambda wildcards, output: str(Path(output.report).with_suffix(".work")),
     shell:
         "OMP_NUM_THREADS={threads} python -m aenet_core.cli label {input.selected:q} --batch {wildcards.batch:q} "
@@ -117,10 +111,10 @@ rule merge_labels:
         labelled=label_files("labelled"),
         reports=label_files("report"),
     output:
-        labelled="results/{name}/round_{round}/labelled.extxyz",
-        report="results/{name}/round_{round}/labelling.json",
+        labelled="results/{run}/round_{round}/labelled.extxyz",
+        report="results/{run}/round_{round}/labelling.json",
     log:
-        "results/{name}/round_{round}/logs/merge_labels.log",
+        "results/{run}/round_{round}/logs/merge_labels.log",
     conda:
         "../../envs/aenet_core.yaml"
     shell:
@@ -131,17 +125,20 @@ rule merge_labels:
 rule build_shard:
     input:
         labelled=rules.merge_labels.output.labelled,
-        reference_energies=shard_references,
+        # every shard is measured against the run's reference energies
+        reference_energies=lambda wildcards: expand(
+            rules.reference_energies.output[0], db=plan.database_key(wildcards.run)
+        ),
     output:
-        "results/{name}/round_{round}/database.h5",
+        "results/{run}/round_{round}/database.h5",
     log:
-        "results/{name}/round_{round}/logs/build_shard.log",
+        "results/{run}/round_{round}/logs/build_shard.log",
     conda:
         "../../envs/aenet_core.yaml"
     resources:
-        **scheduler_resources("build_database"),
+        **plan.resources("build_database"),
     params:
-        args=shard_args,
+        args=lambda wildcards: args.database_args(plan.run_config(wildcards.run)),
     shell:
         "OMP_NUM_THREADS=1 python -m aenet_core.cli build-database {input.labelled:q} --output {output:q} --allow-empty "
         "--reference-energies {input.reference_energies:q} {params.args} > {log:q} 2>&1"
@@ -151,9 +148,9 @@ rule round_summary:
     input:
         unpack(round_inputs),
     output:
-        "results/{name}/round_{round}/summary.json",
+        "results/{run}/round_{round}/summary.json",
     log:
-        "results/{name}/round_{round}/logs/round_summary.log",
+        "results/{run}/round_{round}/logs/round_summary.log",
     conda:
         "../../envs/aenet_core.yaml"
     params:
@@ -165,26 +162,26 @@ rule round_summary:
 
 rule active_learning_report:
     input:
-        all_round_summaries,
+        lambda wildcards: expand(rules.round_summary.output[0], run=wildcards.run, round=plan.rounds(wildcards.run)),
     output:
         table=report(
-            "results/{name}/active_learning/rounds.csv",
+            "results/{run}/active_learning/rounds.csv",
             caption="../report/active_learning.rst",
             category="Active learning",
-            labels={"run": "{name}", "figure": "rounds table"},
+            labels={"run": "{run}", "figure": "rounds table"},
         ),
         plot=report(
-            "results/{name}/active_learning/rounds.png",
+            "results/{run}/active_learning/rounds.png",
             caption="../report/active_learning.rst",
             category="Active learning",
-            labels={"run": "{name}", "figure": "rounds"},
+            labels={"run": "{run}", "figure": "rounds"},
         ),
     log:
-        "results/{name}/logs/active_learning_report.log",
+        "results/{run}/logs/active_learning_report.log",
     conda:
         "../../envs/aenet_core.yaml"
     params:
-        args=report_args,
+        args=loop_setting(args.report_args),
     shell:
         "python -m aenet_core.cli active-learning-report {input:q} {params.args} --table {output.table:q} "
-        "--plot {output.plot:q} --title {wildcards.name:q} > {log:q} 2>&1"
+        "--plot {output.plot:q} --title {wildcards.run:q} > {log:q} 2>&1"

@@ -2,40 +2,40 @@
 # with): rewritten, and every member retrained, only when a setting changes (its text is the param).
 rule member_settings:
     output:
-        "results/{run}/committee/settings.yaml",
+        "results/{target}/committee/settings.yaml",
     log:
-        "results/{run}/logs/member_settings.log",
+        "results/{target}/logs/member_settings.log",
     params:
-        text=member_settings_text,
+        text=lambda wildcards: args.member_settings_text(wildcards.target, plan.run_config(wildcards.target)),
     run:
         write_settings(output[0], params.text)
 
 
 rule train_member:
     input:
-        database=run_database,
+        database=target_database,
         split=rules.split.output[0],
         settings=rules.member_settings.output[0],
         initial=warm_start_model,
     output:
-        model="results/{run}/committee/member_{member}/model.pt",
-        history_json="results/{run}/committee/member_{member}/history.json",
-        history_csv="results/{run}/committee/member_{member}/history.csv",
-        summary="results/{run}/committee/member_{member}/summary.json",
+        model="results/{target}/committee/member_{member}/model.pt",
+        history_json="results/{target}/committee/member_{member}/history.json",
+        history_csv="results/{target}/committee/member_{member}/history.csv",
+        summary="results/{target}/committee/member_{member}/summary.json",
     log:
-        "results/{run}/logs/train_member_{member}.log",
+        "results/{target}/logs/train_member_{member}.log",
     benchmark:
-        "results/{run}/benchmarks/train_member_{member}.tsv"
+        "results/{target}/benchmarks/train_member_{member}.tsv"
     conda:
         "../../envs/aenet_core.yaml"
-    threads: run_setting("threads")
+    threads: target_setting("threads")
     resources:
         **member_resources(),
     params:
-        seed=member_seed_of,
-        device=run_setting("device"),
+        seed=lambda wildcards: plan.member_seed(wildcards.target, wildcards.member),
+        device=target_setting("device"),
         member_dir=subpath(output.summary, parent=True),
-        initial=lambda wildcards, input: arguments("--initial-model", *input.initial) if input.initial else "",
+        initial=lambda wildcards, input: args.arguments("--initial-model", *input.initial) if input.initial else "",
     shell:
         "OMP_NUM_THREADS={threads} python -m aenet_core.cli train-member --database {input.database:q} "
         "--split {input.split:q} --settings {input.settings:q} "
@@ -47,26 +47,26 @@ rule aggregate:
     input:
         member_files("summary"),
     output:
-        metadata="results/{run}/committee/committee_metadata.json",
+        metadata="results/{target}/committee/committee_metadata.json",
         table=report(
-            "results/{run}/committee/members.csv",
+            "results/{target}/committee/members.csv",
             caption="../report/members.rst",
             category="Committee",
-            labels={"run": "{run}", "figure": "members"},
+            labels={"run": "{target}", "figure": "members"},
         ),
         curves=report(
-            "results/{run}/committee/learning_curves.png",
+            "results/{target}/committee/learning_curves.png",
             caption="../report/learning_curves.rst",
             category="Committee",
-            labels={"run": "{run}", "figure": "learning curves"},
+            labels={"run": "{target}", "figure": "learning curves"},
         ),
     log:
-        "results/{run}/logs/aggregate.log",
+        "results/{target}/logs/aggregate.log",
     conda:
         "../../envs/aenet_core.yaml"
     params:
         committee_dir=subpath(output.metadata, parent=True),
-        members=member_dirs,
+        members=lambda wildcards: [str(Path(path).parent) for path in member_files("summary")(wildcards)],
     shell:
         "python -m aenet_core.cli aggregate {params.committee_dir:q} --members {params.members:q} "
-        "--table {output.table:q} --plot {output.curves:q} --title {wildcards.run:q} > {log:q} 2>&1"
+        "--table {output.table:q} --plot {output.curves:q} --title {wildcards.target:q} > {log:q} 2>&1"

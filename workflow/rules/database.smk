@@ -1,6 +1,8 @@
+# One database per recipe (results/databases/<key>/, plan.database_key), shared by the runs that ask for it;
+# a target trains on its run's database and, in round k of a loop, the shards labelled in rounds 1..k.
 rule reference_energies:
     input:
-        db_sources,
+        lambda wildcards: plan.database_sources(wildcards.db),
     output:
         "results/databases/{db}/reference_energies.json",
     log:
@@ -8,16 +10,16 @@ rule reference_energies:
     conda:
         "../../envs/aenet_core.yaml"
     resources:
-        **scheduler_resources("reference_energies"),
+        **plan.resources("reference_energies"),
     params:
-        args=reference_energy_args,
+        args=database_setting(args.reference_energy_args),
     shell:
         "python -m aenet_core.cli reference-energies {input:q} --output {output:q} {params.args} > {log:q} 2>&1"
 
 
 rule build_database:
     input:
-        sources=db_sources,
+        sources=lambda wildcards: plan.database_sources(wildcards.db),
         reference_energies=rules.reference_energies.output[0],
     output:
         "results/databases/{db}/database.h5",
@@ -27,11 +29,11 @@ rule build_database:
         "results/databases/{db}/benchmarks/build_database.tsv"
     conda:
         "../../envs/aenet_core.yaml"
-    threads: database_threads
+    threads: database_setting(lambda c: c["threads"])
     resources:
-        **scheduler_resources("build_database"),
+        **plan.resources("build_database"),
     params:
-        args=database_args,
+        args=database_setting(args.database_args),
     shell:
         "OMP_NUM_THREADS={threads} python -m aenet_core.cli build-database {input.sources:q} --output {output:q} "
         "--reference-energies {input.reference_energies:q} {params.args} > {log:q} 2>&1"
@@ -39,12 +41,12 @@ rule build_database:
 
 rule split:
     input:
-        database=run_database,
+        database=target_database,
         base=base_split,
     output:
-        "results/{run}/split.json",
+        "results/{target}/split.json",
     log:
-        "results/{run}/logs/split.log",
+        "results/{target}/logs/split.log",
     conda:
         "../../envs/aenet_core.yaml"
     params:

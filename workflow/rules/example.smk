@@ -6,6 +6,6 @@ rule example_data:
     conda:
         "../../envs/aenet_core.yaml"
     params:
-        args=example_args,
+        args=lambda wildcards: args.example_args(config["example_data"]),
     shell:
         "python -m aenet_core.cli example-data --output {output:q} {params.args} > {log:q} 2>&1"

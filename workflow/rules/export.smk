@@ -5,12 +5,12 @@ rule export:
         metadata=rules.aggregate.output.metadata,
         models=finished_models,
     output:
-        directory("results/{run}/ascii"),
+        directory("results/{target}/ascii"),
     log:
-        "results/{run}/logs/export.log",
+        "results/{target}/logs/export.log",
     conda:
         "../../envs/aenet_core.yaml"
     params:
-        args=export_args,
+        args=target_args(args.export_args),
     shell:
         "python -m aenet_core.cli export {input.metadata:q} --output-dir {output:q} {params.args} > {log:q} 2>&1"

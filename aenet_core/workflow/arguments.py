@@ -1,0 +1,137 @@
+"""The command-line arguments and settings files the workflow's jobs get, built from config values.  Every
+value is shell-quoted; an option the config leaves out is not passed, so the library's default applies."""
+from __future__ import annotations
+
+import hashlib
+import shlex
+from dataclasses import MISSING, fields
+
+import yaml
+
+from aenet_core.active_learning.settings import ExploreSettings
+from aenet_core.data.limits import LABEL_LIMITS, PlausibilityLimits
+from aenet_core.rules import DATA_FORCE_WEIGHT, WORKFLOW_TRAINING
+
+# Periodic checkpoints a member keeps (besides best_model.pt) unless training.max_checkpoints says otherwise.
+KEPT_CHECKPOINTS = 3
+LIMITS = tuple(f.name for f in fields(PlausibilityLimits))
+# The MD settings a loop may give; the others (temperature, trust_hi, seed) vary per trajectory.
+MD_OPTIONS = tuple(f.name for f in fields(ExploreSettings) if f.default is not MISSING)
+DESCRIPTOR_REQUIRED = ("rad_order", "rad_cutoff", "ang_order", "ang_cutoff")
+
+
+def arguments(*tokens) -> str:
+    """Command-line arguments, each shell-quoted; None tokens (options left to the library) are dropped."""
+    return shlex.join(str(token) for token in tokens if token is not None)
+
+
+def option(flag: str, value) -> tuple:
+    """(flag, value) when the config gives the value, else nothing (the command line's default applies)."""
+    return () if value is None else (flag, value)
+
+
+def flag(key: str) -> str:
+    return f"--{key.replace('_', '-')}"
+
+
+def given_options(section: dict, keys) -> list:
+    """The options of ``keys`` that ``section`` gives, as flat tokens."""
+    return [token for key in keys for token in option(flag(key), section.get(key))]
+
+
+def example_args(example: dict) -> str:
+    return arguments(*option("--n-structures", example.get("n_structures")), *option("--seed", example.get("seed")))
+
+
+def energy_pairs(values: dict) -> list:
+    return [f"{species}={energy!r}" for species, energy in values.items()]
+
+
+def reference_energy_args(c: dict) -> str:
+    """reference-energies' options for run config ``c``: the method, its compounds or fixed values, and the
+    label limits (the fit reads labels only)."""
+    refs = c["reference_energies"]
+    method = refs.get("method")
+    fixed = refs.get("values") if method == "fixed" else refs.get("fixed")
+    return arguments(
+        *option("--method", method),
+        *(["--compounds", *refs["compounds"]] if method == "reference_compounds" else []),
+        *(["--fixed", *energy_pairs(fixed)] if fixed else []),
+        *given_options(c["database"], LABEL_LIMITS),
+    )
+
+
+def database_args(c: dict) -> str:
+    """build-database's options for run config ``c``: the descriptor, storage, filter and limits."""
+    d = c["descriptor"]
+    return arguments(
+        "--species",
+        *d["species"],
+        *[token for key in DESCRIPTOR_REQUIRED for token in (flag(key), d[key])],
+        *option("--min-cutoff", d.get("min_cutoff")),
+        *option("--storage-dtype", c["database"].get("storage_dtype")),
+        *option("--max-energy", c["max_energy"]),
+        *option("--max-forces", c["max_forces"]),
+        *given_options(c["database"], LIMITS),
+    )
+
+
+def split_args(c: dict) -> str:
+    split = c["split"]
+    return arguments(*option("--testpercent", split.get("testpercent")), "--split-seed", split["split_seed"])
+
+
+def export_args(c: dict) -> str:
+    return arguments(*option("--prefix", c["export"].get("prefix")))
+
+
+def evaluate_args(c: dict) -> str:
+    return arguments(*option("--n-uncertain", c["evaluate"].get("n_uncertain")))
+
+
+def exploration_seed_args(loop: dict) -> str:
+    return arguments("--count", loop["seeds"], "--seed", loop["random_seed"])
+
+
+def explore_args(loop: dict, round_label: str, seed: str, temperature: str) -> str:
+    """MD settings; a trajectory's random seed follows the loop's random_seed, the round, the starting
+    structure and the temperature, so each trajectory has its own and a rerun repeats it."""
+    key = f"{loop['random_seed']}/{round_label}/{seed}/{temperature}"
+    random_seed = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16)
+    return arguments("--trust-hi", loop["trust_hi"], "--random-seed", random_seed, *given_options(loop, MD_OPTIONS))
+
+
+def select_args(loop: dict) -> str:
+    return arguments("--trust-lo", loop["trust_lo"], "--trust-hi", loop["trust_hi"], "--max-frames", loop["max_frames"])
+
+
+def label_args(loop: dict) -> str:
+    return arguments("--batch-size", loop["label"]["batch_size"])
+
+
+def report_args(loop: dict) -> str:
+    return arguments("--trust-lo", loop["trust_lo"], "--trust-hi", loop["trust_hi"])
+
+
+def settings_text(header: str, settings: dict) -> str:
+    """A settings file's text: a comment, then the settings as YAML (keys sorted, so that it, the param that
+    reruns the rule writing it, changes only when a setting does)."""
+    return f"# {header}\n{yaml.safe_dump(settings, sort_keys=True, default_flow_style=None)}"
+
+
+def member_settings_text(target: str, c: dict) -> str:
+    """results/<target>/committee/settings.yaml: the run's architecture and training (the keys and shape of
+    config.yaml), which every member trains with; a change retrains them all, num_members does not."""
+    training = {"max_checkpoints": KEPT_CHECKPOINTS, **WORKFLOW_TRAINING, **c["training"]}
+    header = (
+        f"what results/{target}/committee/member_* trained with (aenet-core train-member --settings); other "
+        f"training settings are the library's, and force_weight {DATA_FORCE_WEIGHT} where the data carry forces"
+    )
+    return settings_text(header, {"architecture": c["architecture"], "training": training})
+
+
+def calculator_settings_text(run: str, loop: dict) -> str:
+    """results/<run>/active_learning/calculator.yaml: the labelling calculator and its keyword arguments."""
+    label = loop["label"]
+    header = f"how results/{run} labels its frames (aenet-core label --calculator-settings)"
+    return settings_text(header, {"calculator": label["calculator"], "kwargs": label["kwargs"]})

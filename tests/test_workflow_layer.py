@@ -1,0 +1,72 @@
+"""The workflow layer (aenet_core.workflow): what the Snakefile imports leaves torch out, and what a checked
+config plans, called directly."""
+import re
+import subprocess
+import sys
+
+from test_config_checks import SCHEMA
+from workflow_setup import ROOT, default_config, shipped_config
+
+from aenet_core.workflow.config import check_config
+from aenet_core.workflow.plan import Plan
+from aenet_core.workflow.targets import round_of, round_target, run_of
+
+HEAVY = ("torch", "pandas", "matplotlib", "h5py")
+
+
+def workflow_imports() -> list:
+    """The import statements of the Snakefile and its rule files (top level, one line each)."""
+    files = [ROOT / "Snakefile", *sorted((ROOT / "workflow/rules").glob("*.smk"))]
+    return [line for path in files for line in path.read_text().splitlines()
+            if re.match(r"(from \S+ )?import ", line)]
+
+
+def test_what_the_snakefile_imports_leaves_torch_out():
+    imports = workflow_imports()
+    assert any("aenet_core.workflow" in line for line in imports)
+    code = "\n".join([*imports, "import sys", f"print([m for m in {HEAVY!r} if m in sys.modules])"])
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def checked(config) -> Plan:
+    check_config(config, SCHEMA)
+    return Plan(config, "results/example_data/example.extxyz")
+
+
+def test_targets_name_a_run_or_one_of_its_rounds():
+    assert round_target("example", 2) == "example/round_02"
+    assert (run_of("example/round_02"), round_of("example/round_02")) == ("example", 2)
+    assert (run_of("example"), round_of("example")) == ("example", None)
+
+
+def test_members_are_labelled_and_seeded_as_the_library_names_them():
+    config = default_config()
+    config["runs"]["example"]["committee"] = {"num_members": 3, "base_seed": 40}
+    plan = checked(config)
+    assert plan.members("example") == ["000", "001", "002"]
+    assert [plan.member_seed("example", m) for m in plan.members("example")] == [40, 41, 42]
+    config["runs"]["example"]["committee"] = {"num_members": 2, "member_seeds": [7, 3]}
+    assert checked(config).member_seed("example/round_01", "001") == 3
+
+
+def test_runs_with_the_same_database_recipe_share_it():
+    config = default_config()
+    runs = config["runs"]
+    runs["wider"] = {**runs["example"], "training": {"iterations": 7}}
+    runs["other"] = {**runs["example"], "descriptor": {**runs["example"]["descriptor"], "rad_cutoff": 3.9}}
+    plan = checked(config)
+    assert plan.database_key("example") == plan.database_key("wider") != plan.database_key("other")
+    assert plan.database_runs == {plan.database_key("example"): "example", plan.database_key("other"): "other"}
+
+
+def test_a_loop_plans_its_rounds_explorations_and_label_batches():
+    config = shipped_config()
+    loop = config["runs"]["example"]["active_learning"]
+    loop.update(rounds=2, seeds=2, temperatures=[300, 600.5], max_frames=5, label={**loop["label"], "batch_size": 2})
+    plan = checked(config)
+    assert plan.targets("example") == ["example/round_00", "example/round_01", "example/round_02"]
+    assert plan.shard_rounds("example/round_02") == ["01", "02"] and plan.shard_rounds("example/round_00") == []
+    assert plan.explorations("example") == [("000", "300"), ("000", "600.5"), ("001", "300"), ("001", "600.5")]
+    assert plan.label_batches("example") == ["000", "001", "002"]

@@ -1,0 +1,170 @@
+# The rules' input functions (wildcards -> paths, arguments, settings), one section per rule file in the order
+# the Snakefile includes them. They live here, not beside their rules, because Snakemake's linter flags a file
+# that mixes rules and functions; what they decide with is aenet_core.workflow (``plan``, ``args``).
+
+
+# -- shared -------------------------------------------------------------------------------------------
+def target_setting(key):
+    """Input function: the ``key`` setting of the target's run."""
+    return lambda wildcards: plan.run_config(wildcards.target)[key]
+
+
+def target_args(build):
+    """Input function: ``build(run config)``, the arguments of the target's run."""
+    return lambda wildcards: build(plan.run_config(wildcards.target))
+
+
+# -- Snakefile (rule all) -----------------------------------------------------------------------------
+def run_outputs(run):
+    """What the default target asks for, per run: its committee, export and evaluation, or those of every round
+    of its active-learning loop with the round summaries and the run's table."""
+    outputs = (rules.aggregate.output.metadata, rules.export.output[0], rules.evaluate.output.summary)
+    targets = expand(outputs, target=plan.targets(run))
+    if plan.loop(run) is None:
+        return targets
+    summaries = expand(rules.round_summary.output[0], run=run, round=plan.rounds(run))
+    return [*targets, *summaries, *expand(rules.active_learning_report.output, run=run)]
+
+
+# -- database.smk ----------------------------------------------------------------------------------
+def database_setting(build):
+    """Input function: ``build(run config)`` for the database's first run."""
+    return lambda wildcards: build(plan.database_config(wildcards.db))
+
+
+def target_database(wildcards):
+    """The databases a target trains on: its run's, then the shards of its loop's rounds so far."""
+    base = expand(rules.build_database.output[0], db=plan.database_key(wildcards.target))
+    rounds = plan.shard_rounds(wildcards.target)
+    return base + expand(rules.build_shard.output[0], run=run_of(wildcards.target), round=rounds)
+
+
+def base_split(wildcards):
+    """Rounds after round 0 keep round 0's split and train on every labelled frame."""
+    if not round_of(wildcards.target):
+        return []
+    return expand(rules.split.output[0], target=round_target(run_of(wildcards.target), 0))
+
+
+def split_args(wildcards):
+    if round_of(wildcards.target):
+        return args.arguments("--extend", *base_split(wildcards))
+    return args.split_args(plan.run_config(wildcards.target))
+
+
+# -- committee.smk ---------------------------------------------------------------------------------
+def member_files(name):
+    """Input function: the ``name`` output of every member of the target's committee."""
+
+    def files(wildcards):
+        pattern = getattr(rules.train_member.output, name)
+        return expand(pattern, target=wildcards.target, member=plan.members(wildcards.target))
+
+    return files
+
+
+def warm_start_model(wildcards):
+    """With active_learning.warm_start, a member of round k >= 1 starts from the same member of round k-1."""
+    k = round_of(wildcards.target)
+    if not k or not plan.run_config(wildcards.target)["active_learning"]["warm_start"]:
+        return []
+    previous = round_target(run_of(wildcards.target), k - 1)
+    return expand(rules.train_member.output.model, target=previous, member=wildcards.member)
+
+
+def member_resources():
+    """A member's job: only a CUDA member asks for one GPU, the GPU model and the GPU partition."""
+    return plan.resources("train_member") | {
+        "slurm_partition": lambda wildcards: plan.member_partition(wildcards.target),
+        "gpu": lambda wildcards: int(plan.uses_cuda(wildcards.target)),
+        "gpu_model": lambda wildcards: plan.member_gpu_model(wildcards.target),
+    }
+
+
+# -- active_learning.smk ---------------------------------------------------------------------------
+def loop_setting(build):
+    """Input function: ``build(active_learning section)`` of the run."""
+    return lambda wildcards: build(plan.loop(wildcards.run))
+
+
+def previous_target(wildcards):
+    return round_target(wildcards.run, int(wildcards.round) - 1)
+
+
+def seed_inputs(wildcards):
+    """The loop's seed_files, or round 0's training structures."""
+    files = plan.loop(wildcards.run).get("seed_files")
+    if files is not None:
+        return {"files": matching_files(files)}
+    first = round_target(wildcards.run, 0)
+    return {
+        "database": target_database(SimpleNamespace(target=first)),
+        "split": expand(rules.split.output[0], target=first),
+    }
+
+
+def seed_sources(wildcards, input):
+    if "files" in input.keys():
+        return args.arguments("--files", *input.files)
+    return args.arguments("--database", *input.database, "--split", *input.split)
+
+
+def previous_committee(wildcards):
+    """The committee a round explores with: round k-1's members (checked as the evaluation checks them)
+    and its calibration."""
+    previous = SimpleNamespace(target=previous_target(wildcards))
+    return {
+        "committee": expand(rules.aggregate.output.metadata, target=previous.target)[0],
+        "models": finished_models(previous),
+        "calibration": expand(rules.evaluate.output.calibration, target=previous.target)[0],
+    }
+
+
+def exploration_files(kind):
+    def files(wildcards):
+        pattern = getattr(rules.explore.output, kind)
+        return [
+            expand(pattern, run=wildcards.run, round=wildcards.round, seed=s, temperature=t)[0]
+            for s, t in plan.explorations(wildcards.run)
+        ]
+
+    return files
+
+
+def explore_args(wildcards):
+    loop = plan.loop(wildcards.run)
+    return args.explore_args(loop, wildcards.round, wildcards.seed, wildcards.temperature)
+
+
+def labelled_database(wildcards):
+    """What is labelled before a round's selection: the previous round's training data, every shard."""
+    return target_database(SimpleNamespace(target=previous_target(wildcards)))
+
+
+def label_files(kind):
+    def files(wildcards):
+        pattern = getattr(rules.label.output, kind)
+        return expand(pattern, run=wildcards.run, round=wildcards.round, batch=plan.label_batches(wildcards.run))
+
+    return files
+
+
+def round_inputs(wildcards):
+    inputs = {
+        "evaluation": expand(rules.evaluate.output.summary, target=round_target(wildcards.run, int(wildcards.round)))
+    }
+    if int(wildcards.round):
+        inputs |= {
+            "explorations": exploration_files("summary")(wildcards),
+            "selection": expand(rules.select.output.report, **wildcards),
+            "labelling": expand(rules.merge_labels.output.report, **wildcards),
+        }
+    return inputs
+
+
+def round_summary_args(wildcards, input):
+    if not int(wildcards.round):
+        return ""
+    return args.arguments(
+        "--explorations", *input.explorations, "--selection", input.selection, "--labelling", input.labelling
+    )
