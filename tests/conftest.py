@@ -40,6 +40,30 @@ def tio2(shared_data):
 
 
 @pytest.fixture(scope="session")
+def cuau():
+    """The Cu-Au example structures (``training_setup.cuau_structures()``), made once per session: a test that
+    changes structures changes copies."""
+    from training_setup import cuau_structures  # imports torch: only when a test asks for them
+
+    return cuau_structures()
+
+
+@pytest.fixture(scope="session")
+def trained_committee(cuau, tmp_path_factory):
+    """(committee, train result, its folder): three members of ``training_setup``'s MEMBER_ARCH and member_config()
+    (seeds 11 to 13, a checkpoint each epoch) trained once per session on ``cuau``; a test that writes into the
+    folder works on a copy."""
+    from aenet_core.committee import TorchCommitteeConfig, TorchCommitteePotential
+    from training_setup import MEMBER_ARCH, descriptor, member_config
+
+    out = tmp_path_factory.mktemp("committee") / "run"
+    committee = TorchCommitteePotential(MEMBER_ARCH, descriptor())
+    result = committee.train(structures=cuau, config=member_config(checkpoint_interval=1),
+                             committee_config=TorchCommitteeConfig(num_members=3, base_seed=11, output_dir=out))
+    return committee, result, out
+
+
+@pytest.fixture(scope="session")
 def finished_workflow(tmp_path_factory) -> Path:
     """The tiny default workflow run (``workflow_setup.tiny_config()``), completed once per session; a test that
     changes it must work on a copy.  What Snakemake printed is in its ``terminal.txt``."""

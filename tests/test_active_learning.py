@@ -1,6 +1,7 @@
 """The active-learning loop through Snakemake on a tiny configuration: round 0 and two rounds of explore,
 select, label (a calculator that fails for one trajectory's frames) and retrain."""
 import json
+import shutil
 from pathlib import Path
 
 import ase.io
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from ase.build import bulk
-from workflow_setup import SNAKEMAKE, planned_jobs, snakemake, tiny_config
+from workflow_setup import SNAKEMAKE, dry_run, planned_jobs, snakemake, tiny_config
 
 from aenet_core.committee import TorchCommitteePotential
 from aenet_core.data.shards import ShardedDataset
@@ -143,7 +144,7 @@ def test_rerunning_a_finished_loop_runs_nothing(loop):
 def test_raising_the_rounds_runs_only_the_new_round(loop):
     config = loop_config(loop)
     config["runs"]["example"]["active_learning"]["rounds"] = 3
-    jobs = planned_jobs(snakemake(loop, config, "-n"))
+    jobs = planned_jobs(loop, config)
     assert jobs == {"explore": 2, "select": 1, "label": 3, "merge_labels": 1, "build_shard": 1, "split": 1,
                     "member_settings": 1, "train_member": 2, "aggregate": 1, "export": 1, "evaluate": 1, "round_summary": 1,
                     "active_learning_report": 1, "all": 1}
@@ -152,9 +153,9 @@ def test_raising_the_rounds_runs_only_the_new_round(loop):
 def test_a_warm_start_starts_each_member_from_its_previous_self(loop):
     config = loop_config(loop)
     config["runs"]["example"]["active_learning"]["warm_start"] = True
-    result = snakemake(loop, config, "-n", "-p", "--forcerun", "train_member", details=True)
-    commands = [line for line in result.stdout.splitlines() if "cli train-member" in line]
-    assert len(commands) == 6, result.stdout + result.stderr
+    plan = dry_run(loop, config, "--forcerun", "train_member")
+    commands = [job["shellcmd"] for job in plan["jobs"] if job["rule"] == "train_member"]
+    assert len(commands) == 6, plan
     for line in commands:
         member_dir = line.split("--output-dir ")[1].split()[0]
         k, member = int(member_dir.split("round_")[1][:2]), member_dir.rsplit("/", 1)[1]
@@ -172,17 +173,25 @@ def weights(workdir, name):
 
 def test_a_killed_labelling_job_reruns_to_the_same_loop_as_a_clean_run(loop, tmp_path):
     """A calculation kills its job midway through a batch; the rerun repeats only the unfinished
-    calculations and ends with the clean run's selections, labels and weights."""
-    config = loop_config(tmp_path, kill_marker=str(tmp_path / "killed"))
-    first = run_loop(tmp_path, config)
-    assert first.returncode != 0 and (tmp_path / "killed").exists()
-    second = run_loop(tmp_path, config)
+    calculations and ends with the clean run's selections, labels and weights. Round 0, which no
+    labelling touches, is the clean run's (copied); the loop runs again from its first exploration."""
+    work = tmp_path / "copy"
+    shutil.copytree(loop, work, symlinks=True)
+    for name in (*ROUNDS[1:], "active_learning"):
+        shutil.rmtree(round_dir(work, name))
+    round_0 = round_dir(work, "round_00") / "committee/member_000/model.pt"
+    trained = round_0.stat().st_mtime_ns
+    config = loop_config(work, kill_marker=str(work / "killed"))
+    first = run_loop(work, config)
+    assert first.returncode != 0 and (work / "killed").exists()
+    second = run_loop(work, config)
     assert second.returncode == 0, second.stdout + second.stderr
-    batches = sorted((round_dir(tmp_path, "round_01") / "label").glob("batch_*.json"))
+    assert round_0.stat().st_mtime_ns == trained
+    batches = sorted((round_dir(work, "round_01") / "label").glob("batch_*.json"))
     reused = [r["reused"] for batch in batches for r in json.loads(batch.read_text())["frames"]]
     assert any(reused) and not all(reused)
     for name in ROUNDS[1:]:
         for product in ("selected.extxyz", "labelled.extxyz"):
-            assert (round_dir(tmp_path, name) / product).read_text() == (round_dir(loop, name) / product).read_text()
+            assert (round_dir(work, name) / product).read_text() == (round_dir(loop, name) / product).read_text()
     for name in ROUNDS:
-        assert all(torch.equal(a, b) for a, b in zip(weights(tmp_path, name), weights(loop, name), strict=True))
+        assert all(torch.equal(a, b) for a, b in zip(weights(work, name), weights(loop, name), strict=True))

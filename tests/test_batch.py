@@ -1,18 +1,10 @@
 """Featurized batches: feature, derivative and neighbour caches give the same batches with fewer passes."""
-import pytest
 import torch
 
 from aenet_core.data import StructureDataset
 from aenet_core.data.batch import FeatureSource
 from aenet_core.data.cache import LRUCache
-from training_setup import REFERENCES, SMALL_VALIDATION, cuau_structures, descriptor
-
-pytestmark = pytest.mark.filterwarnings(SMALL_VALIDATION)
-
-
-@pytest.fixture(scope="module")
-def cuau():
-    return cuau_structures()
+from training_setup import REFERENCES, descriptor
 
 
 def test_feature_cache_avoids_recomputation(cuau):

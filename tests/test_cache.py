@@ -1,19 +1,11 @@
 """Per-structure caches: the LRU bounds, and the persistent cache on disk."""
-import pytest
 import torch
 
 from aenet_core.data import StructureDataset
 from aenet_core.data.batch import FeatureSource
 from aenet_core.data.cache import PersistentCache
 from aenet_core.split import split_indices
-from training_setup import REFERENCES, SMALL_VALIDATION, config, cuau_structures, descriptor, potential
-
-pytestmark = pytest.mark.filterwarnings(SMALL_VALIDATION)
-
-
-@pytest.fixture(scope="module")
-def cuau():
-    return cuau_structures()
+from training_setup import REFERENCES, config, descriptor, potential
 
 
 def test_persisted_caches_are_reused_by_a_later_run(cuau, tmp_path):

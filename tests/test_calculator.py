@@ -19,7 +19,7 @@ from ase.optimize import FIRE
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from aenet_core.calculator import AenetCalculator
-from aenet_core.committee import TorchCommitteeConfig, TorchCommitteePotential
+from aenet_core.committee import TorchCommitteePotential
 from aenet_core.example_data import make_cuau_structures
 from aenet_core.torch_featurize import ChebyshevDescriptor
 from aenet_core.torch_training import Adam, TorchANNPotential, TorchTrainingConfig
@@ -45,12 +45,8 @@ def potential():
 
 
 @pytest.fixture(scope="module")
-def committee_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("calc") / "committee"
-    TorchCommitteePotential(ARCH, _descriptor()).train(
-        structures=make_cuau_structures(10, seed=1), config=_config(),
-        committee_config=TorchCommitteeConfig(num_members=2, base_seed=3, output_dir=path))
-    return path
+def committee_dir(trained_committee):
+    return trained_committee[2]
 
 
 @pytest.fixture(scope="module")
@@ -253,7 +249,7 @@ def test_committee_from_directory_path(committee, committee_dir):
     expected = AenetCalculator(committee).get_potential_energy(atoms)
     for path in (committee_dir, committee_dir / "committee_metadata.json"):
         calc = AenetCalculator(path)
-        assert calc.is_committee and len(calc.model.members) == 2
+        assert calc.is_committee and len(calc.model.members) == 3
         assert calc.get_potential_energy(atoms) == expected
         assert "member_energies" in calc.implemented_properties
 

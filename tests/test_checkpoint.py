@@ -10,19 +10,12 @@ import torch
 
 from aenet_core.calculator import AenetCalculator
 from aenet_core.cli import main, run
-from aenet_core.committee import TorchCommitteeConfig, TorchCommitteePotential, train_member
+from aenet_core.committee import TorchCommitteePotential, train_member
 from aenet_core.data import StructureDataset
 from aenet_core.model.checkpoint import ModelFileError
 from aenet_core.split import Split
 from aenet_core.torch_training import TorchANNPotential
-from training_setup import REFERENCES, SMALL_VALIDATION, config, cuau_structures, descriptor, potential
-
-pytestmark = pytest.mark.filterwarnings(SMALL_VALIDATION)
-
-
-@pytest.fixture(scope="module")
-def cuau():
-    return cuau_structures()
+from training_setup import MEMBER_ARCH, REFERENCES, config, descriptor, member_config, potential
 
 
 def test_schema_1_0_model_files_load_with_their_statistics_for_every_species(cuau, tmp_path):
@@ -59,12 +52,8 @@ def write_exploit(path, marker):
 
 
 @pytest.fixture(scope="module")
-def committee_dir(cuau, tmp_path_factory):
-    out = tmp_path_factory.mktemp("committee")
-    TorchCommitteePotential(potential().arch, descriptor()).train(
-        structures=cuau, config=config(iterations=1, checkpoint_interval=1, checkpoint_dir="checkpoints"),
-        committee_config=TorchCommitteeConfig(num_members=1, base_seed=3, output_dir=out / "run"))
-    return out / "run"
+def committee_dir(trained_committee):
+    return trained_committee[2]
 
 
 def _resume(path, cuau):
@@ -72,10 +61,12 @@ def _resume(path, cuau):
 
 
 def _member_rerun(committee, cuau):
-    """A member job finds a (hostile) checkpoint of its own and resumes from it."""
+    """Member 0 rerun as ``trained_committee`` trained it, so that its checkpoints count as its own, finds a
+    (hostile) one after its three and resumes from it."""
     dataset = StructureDataset(cuau, descriptor(), atomic_energies=REFERENCES)
-    summary = train_member(potential(), committee / "member_000", config(iterations=2, checkpoint_interval=1),
-                           dataset, Split.create(dataset, 25, 3), seed=3)
+    summary = train_member(TorchANNPotential(MEMBER_ARCH, descriptor()), committee / "member_000",
+                           member_config(iterations=4, checkpoint_interval=1), dataset, Split.create(dataset, 25, 2),
+                           seed=11, device="cpu")
     raise ModelFileError(summary["error"])
 
 
@@ -94,7 +85,7 @@ LOADERS = {  # (file to poison, how the project would open it)
         ["export", str(committee), "--output-dir", str(committee / "ascii")])),
     "cli convert-model": ("member_000/model.pt", lambda committee, cuau: run(
         ["convert-model", str(committee / "member_000/model.pt"), str(committee / "converted.pt")])),
-    "member resume": ("member_000/checkpoints/checkpoint_epoch_0001.pt", _member_rerun),
+    "member resume": ("member_000/checkpoints/checkpoint_epoch_0003.pt", _member_rerun),
 }
 
 

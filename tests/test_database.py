@@ -11,7 +11,6 @@ import aenet_core.data.hdf5.build as database
 from aenet_core.data import DatabaseError, HDF5StructureDataset
 from aenet_core.data.hdf5.payloads import PayloadReader
 from aenet_core.descriptor import BatchedFeaturizer, ChebyshevDescriptor
-from aenet_core.example_data import make_cuau_structures
 from aenet_core.io import write_extxyz
 from aenet_core.structure import Structure
 from aenet_core.torch_training import Adam, CachedStructureDataset, TorchANNPotential, TorchTrainingConfig
@@ -20,17 +19,11 @@ REFERENCES = {"Cu": -0.5, "Au": -0.2}
 PAYLOAD_FIELDS = ("center_idx", "neighbor_idx", "radial_dG_dd", "radial_unit", "neighbor_typespin",
                   "triplet_center_idx", "neighbor_j_idx", "neighbor_k_idx", "angular_dG_dcos", "angular_dG_ddij",
                   "angular_dG_ddik", "dcos_drj", "dcos_drk", "unit_ij", "unit_ik", "triplet_typespin")
-pytestmark = pytest.mark.filterwarnings("ignore:the validation set has only:UserWarning")
 
 
 def descriptor(**changes):
     params = dict(species=["Cu", "Au"], rad_order=4, rad_cutoff=4.5, ang_order=2, ang_cutoff=3.5, min_cutoff=0.5)
     return ChebyshevDescriptor(**(params | changes))
-
-
-@pytest.fixture(scope="module")
-def cuau():
-    return make_cuau_structures(12, seed=3)
 
 
 @pytest.fixture(scope="module")

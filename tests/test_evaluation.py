@@ -1,43 +1,35 @@
 """Committee evaluation on the test split: every product, and error bars calibrated out of fold."""
 import json
+import shutil
 from pathlib import Path
-from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from aenet_core.committee import TorchCommitteePotential, TorchCommitteeTrainResult, aggregate_committee, train_member
+from aenet_core.committee import TorchCommitteePotential, TorchCommitteeTrainResult, aggregate_committee
 from aenet_core.data import HDF5StructureDataset
 from aenet_core import evaluation
 from aenet_core.baselines import weak_fit_warnings
 from aenet_core.evaluation import evaluate_committee
-from aenet_core.example_data import make_cuau_structures
 from aenet_core.io import read_structures
 from aenet_core.split import Split
 from aenet_core.training import trainout
-from aenet_core.torch_training import TorchANNPotential
 from aenet_core.uncertainty import Calibration
-from training_setup import MEMBER_ARCH as ARCH
-from training_setup import REFERENCES, SMALL_VALIDATION, descriptor
-from training_setup import member_config as config
-
-pytestmark = pytest.mark.filterwarnings(SMALL_VALIDATION)
+from training_setup import REFERENCES, descriptor
 
 
-@pytest.fixture(scope="module")
-def cuau():
-    return make_cuau_structures(12, seed=4)
-
-
-def evaluated(cuau, tmp_path, num_members, title=None):
+def evaluated(cuau, trained_committee, tmp_path, num_members, title=None):
+    """The first ``num_members`` members of ``trained_committee``, as a committee of their own, evaluated on the
+    test split of a database of ``cuau``."""
     db = HDF5StructureDataset(descriptor(), tmp_path / "db.h5", sources=cuau, mode="build", atomic_energies=REFERENCES)
     db.build_database(show_progress=False, persist_features=True, persist_force_derivatives=True)
     split = Split.create(db, 40, 2)
     split.save(tmp_path / "split.json")
     for index in range(num_members):
-        train_member(TorchANNPotential(ARCH, descriptor()), tmp_path / "committee" / f"member_{index:03d}",
-                     replace(config(iterations=2), atomic_energies=None), db, split, index, seed=index)
+        name = f"member_{index:03d}"
+        shutil.copytree(trained_committee[2] / name, tmp_path / "committee" / name,
+                        ignore=shutil.ignore_patterns("checkpoints"))
     aggregate_committee(tmp_path / "committee")
     summary = evaluate_committee(tmp_path / "committee", tmp_path / "db.h5", tmp_path / "split.json",
                                  tmp_path / "evaluation", n_uncertain=3, title=title)
@@ -45,8 +37,8 @@ def evaluated(cuau, tmp_path, num_members, title=None):
 
 
 @pytest.mark.parametrize("num_members", [1, 2])
-def test_evaluation_writes_every_product_even_without_a_calibration(cuau, tmp_path, num_members):
-    summary, split = evaluated(cuau, tmp_path, num_members)
+def test_evaluation_writes_every_product_even_without_a_calibration(cuau, trained_committee, tmp_path, num_members):
+    summary, split = evaluated(cuau, trained_committee, tmp_path, num_members)
     names = {p.name for p in (tmp_path / "evaluation").iterdir()}
     assert names == {"summary.json", "predictions.csv", "parity.png", "stress_parity.png", "uncertainty.png",
                      "most_uncertain.csv", "most_uncertain.extxyz"}
@@ -58,8 +50,8 @@ def test_evaluation_writes_every_product_even_without_a_calibration(cuau, tmp_pa
     assert len(read_structures(tmp_path / "evaluation" / "most_uncertain.extxyz")) == 3
 
 
-def test_reported_error_bars_are_calibrated_on_other_structures_than_their_own(cuau, tmp_path):
-    summary, split = evaluated(cuau, tmp_path, 3)
+def test_reported_error_bars_are_calibrated_on_other_structures_than_their_own(cuau, trained_committee, tmp_path):
+    summary, split = evaluated(cuau, trained_committee, tmp_path, 3)
     table = pd.read_csv(tmp_path / "evaluation" / "predictions.csv")
     errors, stds = table["error_per_atom"].to_numpy(), table["energy_std_per_atom"].to_numpy()
     assert summary["warnings"] == weak_fit_warnings(summary["energy_rmse_per_atom"], summary["force_rmse"],
@@ -78,8 +70,8 @@ def test_reported_error_bars_are_calibrated_on_other_structures_than_their_own(c
     assert saved["curve"]["predicted_std"] == pytest.approx(list(expected.curve["predicted_std"]))
 
 
-def test_stress_errors_are_the_committee_mean_against_the_labels(cuau, tmp_path):
-    summary, split = evaluated(cuau, tmp_path, 2)
+def test_stress_errors_are_the_committee_mean_against_the_labels(cuau, trained_committee, tmp_path):
+    summary, split = evaluated(cuau, trained_committee, tmp_path, 2)
     committee = TorchCommitteePotential.from_directory(tmp_path / "committee")
     tested = [cuau[i] for i in split.test]
     predicted = committee.predict(tested, eval_stress=True)
@@ -100,13 +92,13 @@ def capture(monkeypatch, *modules) -> dict:
 
 
 @pytest.fixture(scope="module")
-def titled(cuau, tmp_path_factory):
+def titled(cuau, trained_committee, tmp_path_factory):
     """A 2-member committee evaluated, and its learning curves plotted, under the title of its run: the summary,
     the split, the test predictions and the figures by file name."""
     tmp_path = tmp_path_factory.mktemp("titled")
     with pytest.MonkeyPatch.context() as monkeypatch:
         figures = capture(monkeypatch, evaluation, trainout)
-        summary, split = evaluated(cuau, tmp_path, 2, title="run tiny-cuau")
+        summary, split = evaluated(cuau, trained_committee, tmp_path, 2, title="run tiny-cuau")
         result = TorchCommitteeTrainResult.from_metadata(tmp_path / "committee" / "committee_metadata.json")
         result.plot_learning_curves(tmp_path / "learning_curves.png", title="run tiny-cuau")
     return summary, split, pd.read_csv(tmp_path / "evaluation" / "predictions.csv"), figures

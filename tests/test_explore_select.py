@@ -9,30 +9,25 @@ import pytest
 from ase import Atoms
 from ase.build import bulk
 
-from aenet_core.active_learning.explore import ExploreSettings, explore, read_trajectory, write_trajectory
+from aenet_core.active_learning.explore import explore, read_trajectory, write_trajectory
+from aenet_core.active_learning.settings import ExploreSettings
 from aenet_core.active_learning.select import (DEFAULT_MIN_DISTANCE, dataset_vectors, farthest_point_sampling,
                                                feature_scale, select_frames, structure_vectors)
 from aenet_core.calculator import AenetCalculator
-from aenet_core.committee import TorchCommitteeConfig, TorchCommitteePotential
+from aenet_core.committee import TorchCommitteePotential
 from aenet_core.data.hdf5.dataset import HDF5StructureDataset
 from aenet_core.data.memory import CachedStructureDataset, StructureDataset
 from aenet_core.data.shards import ShardedDataset
 from aenet_core.structure import Structure
-from training_setup import (MEMBER_ARCH, REFERENCES, SMALL_VALIDATION, cuau_structures, descriptor,
-                            member_config)
+from training_setup import REFERENCES, descriptor
 
-pytestmark = pytest.mark.filterwarnings(SMALL_VALIDATION)
 INFO = ("step", "time_fs", "temperature_K", "committee_energy", "energy_std", "energy_std_calibrated",
         "max_force_std", "above_trust_hi")
 
 
 @pytest.fixture(scope="module")
-def committee(tmp_path_factory):
-    path = tmp_path_factory.mktemp("explore") / "committee"
-    TorchCommitteePotential(MEMBER_ARCH, descriptor()).train(
-        structures=cuau_structures(), config=member_config(),
-        committee_config=TorchCommitteeConfig(num_members=2, base_seed=3, output_dir=path))
-    return TorchCommitteePotential.from_directory(path)
+def committee(trained_committee):
+    return TorchCommitteePotential.from_directory(trained_committee[2])
 
 
 def _start():
@@ -195,11 +190,9 @@ def test_a_trajectory_file_keeps_the_frames_and_no_labels(every_step, tmp_path):
     assert (tmp_path / "none.extxyz").read_text() == "" and read_trajectory(tmp_path / "none.extxyz") == []
 
 
-def test_stored_and_computed_vectors_agree(tmp_path):
-    structures = cuau_structures()
-    pure_copper = Structure(structures[0].positions, ["Cu"] * structures[0].n_atoms, cell=structures[0].cell,
-                            energy=-1.0)
-    structures.append(pure_copper)
+def test_stored_and_computed_vectors_agree(cuau, tmp_path):
+    pure_copper = Structure(cuau[0].positions, ["Cu"] * cuau[0].n_atoms, cell=cuau[0].cell, energy=-1.0)
+    structures = [*cuau, pure_copper]
     d = descriptor()
     vectors = structure_vectors(d, structures, batch_size=4)
     assert vectors.shape == (len(structures), 2 * d.n_features)
@@ -272,11 +265,11 @@ def _distance(vector, other, scale):
     return float(np.linalg.norm((vector - other) / scale))
 
 
-def test_the_default_min_distance_tells_a_copy_from_one_md_step(committee, tmp_path):
+def test_the_default_min_distance_tells_a_copy_from_one_md_step(committee, cuau, tmp_path):
     """A training structure written to a trajectory file and read back (positions rounded to 1e-8 Å) lies
     ~1e-8 from itself in standardized units; one 2 fs MD step at 300 K moves it ~1e-2 (8 atoms here,
     3e-3 to 3e-2 for 8 to 256 atoms at 100 to 300 K)."""
-    training = cuau_structures()
+    training = cuau
     d = descriptor()
     scale = feature_scale(structure_vectors(d, training))
     start = next(s for s in training if s.n_atoms == 8)
@@ -297,8 +290,8 @@ def _with_spread(atoms, value):
     return atoms
 
 
-def test_selection_keeps_the_trust_window_and_skips_what_is_labelled(committee, every_step, tmp_path):
-    training = cuau_structures()
+def test_selection_keeps_the_trust_window_and_skips_what_is_labelled(committee, every_step, cuau, tmp_path):
+    training = cuau
     d = descriptor()
     labelled = structure_vectors(d, training)
     explored = every_step[0][:10]

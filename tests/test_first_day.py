@@ -41,7 +41,7 @@ def own_config(**changes) -> dict:
 
 
 def test_a_config_of_ones_own_replaces_the_shipped_example(checkout):
-    jobs = planned_jobs(snakemake(checkout, own_config(), "-n"))
+    jobs = planned_jobs(checkout, own_config())
     assert jobs["train_member"] == 2 and "example_data" not in jobs and "explore" not in jobs
 
 
@@ -91,5 +91,5 @@ def test_a_finished_run_ends_with_its_summary_and_its_logs_show_progress(finishe
 def test_the_example_config_for_real_data_plans_one_run(shared_data, tmp_path):
     config = yaml.safe_load((ROOT / "examples/tio2.yaml").read_text())
     config["runs"]["tio2"]["sources"] = str(shared_data / "TiO2" / "*.xsf")
-    jobs = planned_jobs(snakemake(tmp_path, config, "-n"))
+    jobs = planned_jobs(tmp_path, config)
     assert jobs["train_member"] == config["runs"]["tio2"]["committee"]["num_members"] and "explore" not in jobs

@@ -3,14 +3,7 @@ import pytest
 
 from aenet_core.data import InMemoryStructures, StructureDataset
 from aenet_core.structure import Structure
-from training_setup import REFERENCES, SMALL_VALIDATION, config, cuau_structures, descriptor, potential
-
-pytestmark = pytest.mark.filterwarnings(SMALL_VALIDATION)
-
-
-@pytest.fixture(scope="module")
-def cuau():
-    return cuau_structures()
+from training_setup import REFERENCES, config, descriptor, potential
 
 
 def test_prebuilt_datasets_own_their_references(cuau):

@@ -19,15 +19,7 @@ from aenet_core.torch_featurize import ChebyshevDescriptor
 from aenet_core.torch_training import SGD, Adam, TorchANNPotential
 from aenet_core.training.loop import HISTORY_KEYS, TrainingRun, feature_source, warm_up
 from aenet_core.training.trainout import TrainOut
-from training_setup import (MEMBER_ARCH, REFERENCES, SMALL_VALIDATION, config, cuau_structures, descriptor,
-                            member_config, potential)
-
-pytestmark = pytest.mark.filterwarnings(SMALL_VALIDATION)
-
-
-@pytest.fixture(scope="module")
-def cuau():
-    return cuau_structures()
+from training_setup import MEMBER_ARCH, REFERENCES, config, descriptor, member_config, potential
 
 
 def test_no_test_set_gives_nan_test_columns(cuau):

@@ -11,14 +11,7 @@ from aenet_core.data.batch import FeatureSource
 from aenet_core.model import AtomisticModel
 from aenet_core.potential import TorchANNPotential
 from aenet_core.training.loss import EnergyForceLoss
-from training_setup import REFERENCES, SMALL_VALIDATION, config, cuau_structures, descriptor, potential
-
-pytestmark = pytest.mark.filterwarnings(SMALL_VALIDATION)
-
-
-@pytest.fixture(scope="module")
-def cuau():
-    return cuau_structures()
+from training_setup import REFERENCES, config, descriptor, potential
 
 
 def test_force_scale_unbiased_divides_by_the_root_of_the_supervised_fraction(cuau):

@@ -17,7 +17,6 @@ FORTRAN_TOTALS = [-19517.16578343, -39038.49118938, -19517.81272714]
 FORTRAN_COHESIVE = [-192.78242329, -389.72446909, -193.42936699]
 CUAU_REFERENCES = {"Cu": -0.5, "Au": -0.2}
 FLOAT_TOKEN = re.compile(r"-?\d\.\d{17}e[+-]\d{2,3}")  # the writer's {:24.17e}
-pytestmark = pytest.mark.filterwarnings("ignore:the validation set has only:UserWarning")
 
 
 def train_cuau(normalize_features=True):

@@ -19,7 +19,6 @@ from aenet_core.torch_featurize import ChebyshevDescriptor
 from aenet_core.torch_training import TorchANNPotential
 
 SPECIES = ("Ti", "O")
-pytestmark = pytest.mark.filterwarnings("ignore:the validation set has only:UserWarning")
 
 
 @pytest.fixture(scope="module")

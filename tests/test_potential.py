@@ -10,14 +10,7 @@ from aenet_core.io import write_extxyz
 from aenet_core.split import split_indices
 from aenet_core.torch_featurize import ChebyshevDescriptor
 from aenet_core.torch_training import Adam, Structure, TorchANNPotential, TorchTrainingConfig
-from training_setup import REFERENCES, SMALL_VALIDATION, config, cuau_structures, descriptor, potential
-
-pytestmark = pytest.mark.filterwarnings(SMALL_VALIDATION)
-
-
-@pytest.fixture(scope="module")
-def cuau():
-    return cuau_structures()
+from training_setup import REFERENCES, config, descriptor, potential
 
 
 def test_seed_energy_only_example_runs():

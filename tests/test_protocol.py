@@ -7,15 +7,7 @@ from aenet_core.committee import TorchCommitteeConfig, TorchCommitteePotential
 from aenet_core.data import (CachedStructureDataset, HDF5StructureDataset, InMemoryStructures, StructureDataset,
                              StructureSource)
 from aenet_core.split import Split
-from training_setup import (CONTRACT, REFERENCES, SMALL_VALIDATION, OnlyTheContract, config, cuau_structures,
-                            descriptor, potential)
-
-pytestmark = pytest.mark.filterwarnings(SMALL_VALIDATION)
-
-
-@pytest.fixture(scope="module")
-def cuau():
-    return cuau_structures()
+from training_setup import CONTRACT, REFERENCES, OnlyTheContract, config, descriptor, potential
 
 
 @pytest.fixture(scope="module")

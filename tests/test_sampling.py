@@ -2,19 +2,11 @@
 import random
 
 import numpy as np
-import pytest
 import torch
 
 from aenet_core.data import StructureDataset
 from aenet_core.training.sampling import ForceSelection, Sampler, adaptive_weights
-from training_setup import REFERENCES, SMALL_VALIDATION, config, cuau_structures, descriptor, potential
-
-pytestmark = pytest.mark.filterwarnings(SMALL_VALIDATION)
-
-
-@pytest.fixture(scope="module")
-def cuau():
-    return cuau_structures()
+from training_setup import REFERENCES, config, descriptor, potential
 
 
 def test_force_fraction_and_minimum():

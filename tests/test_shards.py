@@ -19,7 +19,6 @@ from training_setup import OnlyTheContract
 
 REFERENCES = {"Cu": -0.5, "Au": -0.2}
 N_A = 7  # entries of shard A; shard B holds the rest
-pytestmark = pytest.mark.filterwarnings("ignore:the validation set has only:UserWarning")
 
 
 def descriptor(**changes):

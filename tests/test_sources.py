@@ -6,12 +6,7 @@ from aenet_core.data import HDF5StructureDataset, PlausibilityLimits, StructureD
 from aenet_core.data.hdf5.schema import DatabaseError
 from aenet_core.io import write_extxyz, write_xsf
 from aenet_core.torch_training import Structure
-from training_setup import REFERENCES, cuau_structures, descriptor
-
-
-@pytest.fixture(scope="module")
-def cuau():
-    return cuau_structures()
+from training_setup import REFERENCES, descriptor
 
 
 def test_energy_and_force_filters(cuau):

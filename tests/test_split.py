@@ -13,21 +13,21 @@ from aenet_core.training.inputs import TrainingData
 from aenet_core.torch_training import Adam, StructureDataset, TorchANNPotential, TorchTrainingConfig
 
 REFERENCES = {"Cu": -0.5, "Au": -0.2}
-pytestmark = pytest.mark.filterwarnings("ignore:the validation set has only:UserWarning")
 
 
 def descriptor():
     return ChebyshevDescriptor(["Cu", "Au"], 4, 4.5, 2, 3.5, min_cutoff=0.5)
 
 
+# Not the shared ``cuau``: the test of repeated structures numbers these ten.
 @pytest.fixture(scope="module")
-def cuau():
+def cuau10():
     return make_cuau_structures(10, seed=8)
 
 
 @pytest.fixture()
-def db(cuau, tmp_path):
-    dataset = HDF5StructureDataset(descriptor(), tmp_path / "db.h5", sources=cuau, mode="build",
+def db(cuau10, tmp_path):
+    dataset = HDF5StructureDataset(descriptor(), tmp_path / "db.h5", sources=cuau10, mode="build",
                                    atomic_energies=REFERENCES)
     dataset.build_database(show_progress=False, persist_features=True, persist_force_derivatives=True)
     return dataset
@@ -40,22 +40,22 @@ def test_recipe_is_the_documented_shuffle():
     assert split_indices(7, 0, 1) == (list(range(7)), [])
 
 
-def test_round_trip_and_hash_guard(db, cuau, tmp_path):
+def test_round_trip_and_hash_guard(db, cuau10, tmp_path):
     split = Split.create(db, testpercent=30, split_seed=4)
-    assert (split.train, split.test) == split_indices(len(cuau), 30, 4)
+    assert (split.train, split.test) == split_indices(len(cuau10), 30, 4)
     path = tmp_path / "split.json"
     split.save(path)
     loaded = Split.load(path)
     assert loaded == split and "shuffle" in loaded.recipe
     loaded.check(db)
     # The in-memory dataset of the same structures has the same content hash.
-    assert StructureDataset(cuau, descriptor()).content_sha256 == db.content_sha256
-    changed = [s.copy() for s in cuau]
+    assert StructureDataset(cuau10, descriptor()).content_sha256 == db.content_sha256
+    changed = [s.copy() for s in cuau10]
     changed[3].energy += 1e-6
     with pytest.raises(ValueError, match="different dataset"):
         loaded.check(StructureDataset(changed, descriptor()))
     with pytest.raises(ValueError, match="different dataset"):
-        loaded.check(StructureDataset(cuau[:-1], descriptor()))
+        loaded.check(StructureDataset(cuau10[:-1], descriptor()))
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -78,7 +78,7 @@ def test_damaged_split_files_are_refused(db, tmp_path, edit, message):
         Split.load(path)
 
 
-def test_training_with_a_split_file_equals_training_with_the_seed(db, cuau, tmp_path):
+def test_training_with_a_split_file_equals_training_with_the_seed(db, cuau10, tmp_path):
     config = TorchTrainingConfig(iterations=2, method=Adam(mu=0.01, batchsize=4), testpercent=30, split_seed=4,
                                  seed=1, force_weight=0.2, checkpoint_dir=None, save_best=False, show_progress=False)
     arch = {"Cu": [(5, "tanh")], "Au": [(5, "tanh")]}
@@ -91,12 +91,12 @@ def test_training_with_a_split_file_equals_training_with_the_seed(db, cuau, tmp_
     for a, b in zip(by_seed.model.state_dict().values(), by_file.model.state_dict().values()):
         assert torch.equal(a, b)
     with pytest.raises(ValueError, match="different dataset"):
-        by_file.train(structures=cuau[:-2], config=config, split=tmp_path / "split.json")
+        by_file.train(structures=cuau10[:-2], config=config, split=tmp_path / "split.json")
 
 
-def test_a_test_structure_that_repeats_a_training_one_moves_to_training(cuau, tmp_path):
+def test_a_test_structure_that_repeats_a_training_one_moves_to_training(cuau10, tmp_path):
     with pytest.warns(UserWarning, match="repeat an earlier one"):
-        dataset = HDF5StructureDataset(descriptor(), tmp_path / "copies.h5", sources=cuau + cuau[:3], mode="build",
+        dataset = HDF5StructureDataset(descriptor(), tmp_path / "copies.h5", sources=cuau10 + cuau10[:3], mode="build",
                                        atomic_energies=REFERENCES)
         dataset.build_database(show_progress=False, persist_features=True)
     structure = [*range(10), 0, 1, 2]  # entries 10, 11 and 12 are copies of 0, 1 and 2

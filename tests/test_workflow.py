@@ -1,7 +1,6 @@
 """The Snakemake workflow: config validation, the DAG over several configs (dry runs), lint, and a
 tiny full run with the rerun-nothing, add-a-member, failed-member and reproducibility checks."""
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -10,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from aenet_core.data.plausibility import LIMIT_RULES
-from workflow_setup import (ROOT, SNAKEMAKE, TINY, default_config, shipped_config, member_weights, planned_jobs,
-                            snakemake, tiny_config)
+from aenet_core.data.limits import LIMIT_RULES
+from workflow_setup import (ROOT, SNAKEMAKE, TINY, default_config, dry_run, shipped_config, member_weights,
+                            planned_jobs, snakemake, tiny_config)
 
 pytestmark = pytest.mark.slow
 PROFILE = ROOT / "workflow/profiles/slurm"
@@ -25,13 +24,13 @@ def needs_snakemake():
 
 
 def test_a_run_plans_the_whole_dag(tmp_path):
-    jobs = planned_jobs(snakemake(tmp_path, default_config(), "-n"))
+    jobs = planned_jobs(tmp_path, default_config())
     assert jobs == {"example_data": 1, "reference_energies": 1, "build_database": 1, "split": 1, "member_settings": 1,
                     "train_member": 2, "aggregate": 1, "export": 1, "evaluate": 1, "all": 1}
 
 
 def test_the_shipped_config_plans_round_0_and_two_rounds_of_active_learning(tmp_path):
-    jobs = planned_jobs(snakemake(tmp_path, shipped_config(), "-n"))
+    jobs = planned_jobs(tmp_path, shipped_config())
     loop = shipped_config()["runs"]["example"]["active_learning"]
     rounds, explorations = loop["rounds"], loop["seeds"] * len(loop["temperatures"])
     assert rounds >= 2
@@ -51,7 +50,7 @@ def test_a_sweep_shares_what_it_can(tmp_path):
         "large": base | {"architecture": [[20, "tanh"], [20, "tanh"]], "committee": {"num_members": 3}},
         "wide_cutoff": base | {"descriptor": base["descriptor"] | {"rad_cutoff": 5.5}},
     }
-    jobs = planned_jobs(snakemake(tmp_path, config, "-n"))
+    jobs = planned_jobs(tmp_path, config)
     assert jobs["build_database"] == 2 and jobs["reference_energies"] == 2  # small and large share one
     assert jobs["train_member"] == 2 + 3 + 2 and jobs["split"] == 3 and jobs["example_data"] == 1
 
@@ -60,29 +59,24 @@ def test_own_data_is_one_line(tmp_path, shared_data):
     config = default_config()
     config["runs"] = {"tio2": {"sources": str(shared_data / "TiO2" / "*.xsf"), "descriptor": {
         "species": ["Ti", "O"], "rad_order": 10, "rad_cutoff": 6.0, "ang_order": 3, "ang_cutoff": 3.5}}}
-    result = snakemake(tmp_path, config, "-n", "-p", details=True)
-    jobs = planned_jobs(result)
+    plan = dry_run(tmp_path, config)
+    jobs = plan["counts"]
     assert "example_data" not in jobs and jobs["train_member"] == 2
-    assert result.stdout.count("structure-0") >= 100  # every file is an input of the database build
+    (database,) = [job for job in plan["jobs"] if job["rule"] == "build_database"]
+    # Every file is an input of the database build.
+    assert {str(path) for path in (shared_data / "TiO2").glob("*.xsf")} <= set(database["input"])
 
 
-def job_resources(result, rule) -> list[dict]:
-    """The resources and threads of each planned job of ``rule``, from a dry run's job blocks."""
-    assert result.returncode == 0, result.stdout + result.stderr
-    jobs = []
-    for block in result.stdout.split("\nrule ")[1:]:
-        if block.startswith(f"{rule}:"):
-            resources = re.search(r"^    resources: (.*)$", block, re.M).group(1)
-            threads = re.search(r"^    threads: (\d+)$", block, re.M)
-            jobs.append(dict(item.split("=", 1) for item in resources.split(", "))
-                        | {"threads": threads.group(1) if threads else "1"})
-    return jobs
+def job_resources(plan, rule) -> list[dict]:
+    """The resources and threads of each planned job of ``rule``, written as Snakemake shows a job (which leaves
+    out its internal _cores and _nodes)."""
+    return [{name: str(value) for name, value in job["resources"].items() if name not in ("_cores", "_nodes")}
+            | {"threads": str(job["threads"])} for job in plan["jobs"] if job["rule"] == rule]
 
 
 def through_the_profile(tmp_path, config, *args):
-    """A dry run through the SLURM profile (--cores only because a dry run caps threads at it)."""
-    return snakemake(tmp_path, config, "--workflow-profile", str(PROFILE), "-n", "--cores", "8", *args,
-                     details=True)
+    """The plan of a dry run through the SLURM profile (--cores only because a dry run caps threads at it)."""
+    return dry_run(tmp_path, config, "--workflow-profile", str(PROFILE), "--cores", "8", *args)
 
 
 def test_the_profile_holds_no_account_partition_or_job_size():
@@ -265,10 +259,8 @@ def test_the_database_limits_are_the_library_rules_and_reach_both_commands(tmp_p
     assert given == {key: rule.json_schema() for key, rule in LIMIT_RULES.items()}
     config = default_config()
     config["runs"]["example"]["database"] = {"force_limit": 99.0, "min_distance": 0.3}
-    result = snakemake(tmp_path, config, "-n", "-p", details=True)
-    assert result.returncode == 0, result.stdout + result.stderr
-    commands = {name: line for line in result.stdout.splitlines() for name in ("reference-energies", "build-database")
-                if f"aenet_core.cli {name}" in line}
+    commands = {name: job["shellcmd"] for job in dry_run(tmp_path, config)["jobs"] if job["shellcmd"]
+                for name in ("reference-energies", "build-database") if f"aenet_core.cli {name}" in job["shellcmd"]}
     assert "--force-limit 99.0" in commands["reference-energies"] and "--min-distance" not in commands[
         "reference-energies"]
     assert "--force-limit 99.0 --min-distance 0.3" in commands["build-database"]
@@ -276,7 +268,7 @@ def test_the_database_limits_are_the_library_rules_and_reach_both_commands(tmp_p
 
 
 def test_the_md_settings_are_the_library_rules_and_defaults():
-    from aenet_core.active_learning.explore import EXPLORE_RULES
+    from aenet_core.active_learning.settings import EXPLORE_RULES
 
     loop = run_schema()["active_learning"]["properties"]
     for key, rule in EXPLORE_RULES.items():
@@ -354,17 +346,17 @@ def test_changing_a_training_setting_retrains_every_member_and_reordering_none(f
     config["runs"]["example"]["training"] = dict(reversed(TINY.items()))  # the same settings
     assert "Nothing to be done" in snakemake(work, config, "-n").stdout
     config["runs"]["example"]["training"] = TINY | {"iterations": 6}
-    assert planned_jobs(snakemake(work, config, "-n")) == {
+    assert planned_jobs(work, config) == {
         "member_settings": 1, "train_member": 2, "aggregate": 1, "export": 1, "evaluate": 1, "all": 1}
 
 
 def test_adding_a_member_trains_only_that_member(finished, tmp_path):
     work = tmp_path / "copy"
     shutil.copytree(finished, work, symlinks=True)
-    jobs = planned_jobs(snakemake(work, tiny_config(3), "-n"))
-    assert jobs == {"train_member": 1, "aggregate": 1, "export": 1, "evaluate": 1, "all": 1}
-    result = snakemake(work, tiny_config(3), "-n", "-p", details=True)
-    assert "--member-index 002" in result.stdout
+    plan = dry_run(work, tiny_config(3))
+    assert plan["counts"] == {"train_member": 1, "aggregate": 1, "export": 1, "evaluate": 1, "all": 1}
+    (member,) = [job for job in plan["jobs"] if job["rule"] == "train_member"]
+    assert "--member-index 002" in member["shellcmd"]
 
 
 def test_two_clean_runs_give_identical_weights(finished, tmp_path):
@@ -391,7 +383,7 @@ def test_a_failed_member_keeps_the_others_and_a_rerun_trains_only_it(finished, t
     assert (results / "committee/member_000/model.pt").stat().st_mtime_ns == kept
     assert not (member / "summary.json").exists() and not (member / "model.pt").exists()
     (member / "checkpoints").unlink()
-    jobs = planned_jobs(snakemake(work, tiny_config(), "-n"))
+    jobs = planned_jobs(work, tiny_config())
     assert jobs == {"train_member": 1, "aggregate": 1, "export": 1, "evaluate": 1, "all": 1}
     assert snakemake(work, tiny_config(), "--cores", "2").returncode == 0
 
@@ -412,7 +404,7 @@ def test_a_damaged_or_deleted_model_or_export_stops_a_dry_run_until_it_is_made_a
     assert refused("model.pt: deleted or not the sha256 summary.json records", model)
     force = ("--forcerun", str(model.relative_to(work)))
     retrain = {"train_member": 1, "aggregate": 1, "export": 1, "evaluate": 1, "all": 1}
-    assert planned_jobs(snakemake(work, tiny_config(), "-n", *force)) == retrain
+    assert planned_jobs(work, tiny_config(), *force) == retrain
     assert snakemake(work, tiny_config(), "--cores", "2", *force).returncode == 0
     # The member resumed from its final checkpoint and wrote the same weights and metrics.
     assert "resuming from" in (results / "logs/train_member_000.log").read_text()
@@ -423,7 +415,7 @@ def test_a_damaged_or_deleted_model_or_export_stops_a_dry_run_until_it_is_made_a
     exported.write_bytes(kept[:1000])
     assert refused("potential.Cu.nn.ascii deleted or not the sha256", exported.parent.parent)
     # The evaluation checks the exported files in LAMMPS: it follows them.
-    assert planned_jobs(snakemake(work, tiny_config(), "-n", "--forcerun", "results/example/ascii")) == {
+    assert planned_jobs(work, tiny_config(), "--forcerun", "results/example/ascii") == {
         "export": 1, "evaluate": 1, "all": 1}
     exported.write_bytes(kept)
     model.unlink()  # Snakemake itself would not remake it: its consumers are up to date

@@ -5,8 +5,6 @@ from aenet_core.torch_featurize import ChebyshevDescriptor
 from aenet_core.torch_training import Adam, TorchANNPotential, TorchTrainingConfig
 
 REFERENCES = {"Cu": -0.5, "Au": -0.2}
-# The small validation sets of these tests are deliberate; the warning itself is tested in test_inputs.py.
-SMALL_VALIDATION = "ignore:the validation set has only:UserWarning"
 
 
 def cuau_structures():

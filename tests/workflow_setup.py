@@ -1,10 +1,11 @@
 """What the workflow tests share: running Snakemake on a config in a working directory, the shipped
 and a tiny config, and reading back the results."""
+import json
 import os
-import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -26,23 +27,31 @@ def default_config() -> dict:
     return config
 
 
-def snakemake(workdir, config, *args, timeout=600, details=False):
-    """Snakemake on ``config`` in ``workdir``; ``details``: with the job blocks and (with -p) command lines that
-    profiles/default quiets."""
+def snakemake(workdir, config, *args, timeout=600, program=(SNAKEMAKE,)):
+    """Snakemake (``program``) on ``config`` in ``workdir``."""
     path = Path(workdir) / "test-config.yaml"
     path.write_text(yaml.safe_dump(config))
-    command = [SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), "--configfile",
-               str(path), *args, *(["--quiet", "host"] if details else [])]
+    command = [*program, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), "--configfile",
+               str(path), *args]
     # The rules run `python -m aenet_core.cli`: the interpreter of this test run must come first on PATH.
     env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=workdir, env=env)
 
 
-def planned_jobs(result) -> dict:
-    """{rule: count} from a dry run's job table."""
-    assert result.returncode == 0, result.stdout + result.stderr
-    table = result.stdout.split("Job stats:")[1].split("total")[0]
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+def dry_run(workdir, config, *args) -> dict:
+    """The jobs a dry run (-n) of ``config`` plans, as tests/dry_run.py records them: {"counts": {rule: jobs},
+    "jobs": [{"rule", "wildcards", "input", "resources", "threads", "shellcmd"}]}."""
+    with tempfile.TemporaryDirectory() as folder:
+        plan = Path(folder) / "plan.json"
+        result = snakemake(workdir, config, "-n", *args,
+                           program=(sys.executable, str(ROOT / "tests" / "dry_run.py"), str(plan)))
+        assert result.returncode == 0, result.stdout + result.stderr
+        return json.loads(plan.read_text())
+
+
+def planned_jobs(workdir, config, *args) -> dict:
+    """{rule: count} of the jobs a dry run plans."""
+    return dry_run(workdir, config, *args)["counts"]
 
 
 def tiny_config(num_members=2) -> dict:
