@@ -73,8 +73,11 @@ lammps:
 run: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) $(if $(CONFIG),--configfile '$(CONFIG)')
 
+# Two test processes (pytest-xdist), each test file in one: the workflow tests spend much of their time
+# starting Snakemake and its jobs, which leaves a core free for the other process.
+TEST_WORKERS ?= 2
 test: setup
-	$(BIN)/pytest -q -m "not cluster"
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not cluster"
 
 test-cluster: setup
 	PATH="$(abspath $(BIN)):$$PATH" tests/run-cluster-tests.sh

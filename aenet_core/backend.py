@@ -8,6 +8,7 @@ backend='torch')``, ``batched_neighbor_list(..., backend='torch')``); only when
 it is not given does the environment variable ``AENET_CORE_BACKEND`` (default
 ``auto``) decide, read at that moment.
 """
+import functools
 import importlib
 import os
 import warnings
@@ -29,8 +30,10 @@ def resolve(name=None) -> str:
     return name
 
 
+@functools.cache
 def _optional(module_name):
-    """The module, or None when it is not installed or does not load against this torch."""
+    """The module, or None when it is not installed or does not load against this torch; imported on first
+    use (torch_cluster imports scipy: 0.4 s that a job without neighbour lists need not pay)."""
     try:
         return importlib.import_module(module_name)
     except ImportError:
@@ -40,18 +43,14 @@ def _optional(module_name):
         return None
 
 
-torch_cluster = _optional("torch_cluster")
-torch_scatter = _optional("torch_scatter")
-
-
 def cluster_module(name: str):
     """torch_cluster when it imports and backend ``name`` allows it, else None."""
-    return torch_cluster if name == "auto" else None
+    return _optional("torch_cluster") if name == "auto" else None
 
 
 def scatter_module(name: str):
     """torch_scatter when it imports and backend ``name`` allows it, else None."""
-    return torch_scatter if name == "auto" else None
+    return _optional("torch_scatter") if name == "auto" else None
 
 
 def sum_columns(values, index, n: int, backend: str):

@@ -67,7 +67,7 @@ def main():
     n_features = ChebyshevDescriptor(species, 10, 6.0, 3, 3.5, min_cutoff=0.5).n_features
     print(f"{args.data}: {len(structures)} structures, {n_atoms} atoms, species {species}, "
           f"{n_features} features; torch {torch.__version__}, {args.threads} threads")
-    extensions = backend.torch_cluster is not None or backend.torch_scatter is not None
+    extensions = backend.cluster_module("auto") is not None or backend.scatter_module("auto") is not None
     print(f"{'backend':<8} {'case':<45} {'structures/s':>13} {'atoms/s':>10}")
     for name in ["torch", "auto"] if extensions else ["torch"]:
         descriptor = ChebyshevDescriptor(species, 10, 6.0, 3, 3.5, min_cutoff=0.5, backend=name)

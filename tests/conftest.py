@@ -1,4 +1,5 @@
 """Shared fixtures: the reference data sets live in ../shared/data beside the repository."""
+import os
 from pathlib import Path
 
 import pytest
@@ -65,12 +66,28 @@ def trained_committee(cuau, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def finished_workflow(tmp_path_factory) -> Path:
-    """The tiny default workflow run (``workflow_setup.tiny_config()``), completed once per session; a test that
-    changes it must work on a copy.  What Snakemake printed is in its ``terminal.txt``."""
+    """The tiny default workflow run (``workflow_setup.tiny_config()``), completed once per test run: the first
+    pytest-xdist worker that asks makes it, the others wait for it (a lock beside it).  A test that changes it
+    must work on a copy.  What Snakemake printed is in its ``terminal.txt``."""
+    from filelock import FileLock
     from workflow_setup import snakemake, tiny_config  # imports torch: only when a test asks for the run
 
-    workdir = tmp_path_factory.mktemp("workflow")
-    result = snakemake(workdir, tiny_config(), "--cores", "2")
-    assert result.returncode == 0, result.stdout + result.stderr
-    (workdir / "terminal.txt").write_text(result.stdout + result.stderr)
+    base = tmp_path_factory.getbasetemp()
+    workdir = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "finished_workflow"
+    with FileLock(f"{workdir}.lock"):
+        if not (workdir / "terminal.txt").exists():
+            workdir.mkdir(exist_ok=True)
+            result = snakemake(workdir, tiny_config(), "--cores", "2")
+            assert result.returncode == 0, result.stdout + result.stderr
+            (workdir / "terminal.txt").write_text(result.stdout + result.stderr)
     return workdir
+
+
+def pytest_collection_modifyitems(items):
+    """Test files marked slow as a whole (the workflow runs) first, in their order: with pytest-xdist
+    (make test: --dist loadfile --no-loadscope-reorder) the two longest start at once on different workers."""
+    def whole_file_slow(item) -> bool:
+        marks = getattr(item.module, "pytestmark", [])
+        return any(mark.name == "slow" for mark in (marks if isinstance(marks, list) else [marks]))
+
+    items.sort(key=lambda item: not whole_file_slow(item))

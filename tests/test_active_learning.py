@@ -173,20 +173,23 @@ def weights(workdir, name):
 
 def test_a_killed_labelling_job_reruns_to_the_same_loop_as_a_clean_run(loop, tmp_path):
     """A calculation kills its job midway through a batch; the rerun repeats only the unfinished
-    calculations and ends with the clean run's selections, labels and weights. Round 0, which no
-    labelling touches, is the clean run's (copied); the loop runs again from its first exploration."""
+    calculations and ends with the clean run's labels, later selections and weights. What comes before
+    round 1's labelling (round 0, the exploration and the selection) is the clean run's, copied."""
     work = tmp_path / "copy"
     shutil.copytree(loop, work, symlinks=True)
-    for name in (*ROUNDS[1:], "active_learning"):
-        shutil.rmtree(round_dir(work, name))
-    round_0 = round_dir(work, "round_00") / "committee/member_000/model.pt"
-    trained = round_0.stat().st_mtime_ns
+    before_labelling = {"explore", "candidates.extxyz", "selected.extxyz", "selection.json", "logs", "benchmarks"}
+    for path in [*round_dir(work, "round_01").iterdir(), round_dir(work, "round_02")]:
+        if path.name not in before_labelling:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    copied = [round_dir(work, "round_00") / "committee/member_000/model.pt", round_dir(work, "round_01") / "selected.extxyz"]
+    made = [path.stat().st_mtime_ns for path in copied]
     config = loop_config(work, kill_marker=str(work / "killed"))
+    config["runs"]["example"]["active_learning"]["seed_files"] = str(Path(loop) / "starts.extxyz")  # as copied
     first = run_loop(work, config)
     assert first.returncode != 0 and (work / "killed").exists()
     second = run_loop(work, config)
     assert second.returncode == 0, second.stdout + second.stderr
-    assert round_0.stat().st_mtime_ns == trained
+    assert [path.stat().st_mtime_ns for path in copied] == made
     batches = sorted((round_dir(work, "round_01") / "label").glob("batch_*.json"))
     reused = [r["reused"] for batch in batches for r in json.loads(batch.read_text())["frames"]]
     assert any(reused) and not all(reused)

@@ -5,12 +5,11 @@ import sys
 
 import pytest
 import yaml
-from workflow_setup import ROOT, default_config, shipped_config, snakemake
+from workflow_setup import ROOT, SCHEMA, default_config, shipped_config, snakemake
 
 from aenet_core.rules import DEFAULT_MIN_CUTOFF, ORDER, SEED
 from aenet_core.workflow.config import ConfigError, check_config
 
-SCHEMA = ROOT / "workflow/schemas/config.schema.yaml"
 
 
 def run(config):

@@ -264,7 +264,7 @@ def test_atoms_without_neighbours_have_zero_features_and_derivatives():
 
 
 def test_torch_scatter_and_torch_cluster_give_identical_results():
-    if backend.torch_scatter is None and backend.torch_cluster is None:
+    if backend.scatter_module("auto") is None and backend.cluster_module("auto") is None:
         pytest.skip("neither torch-scatter nor torch-cluster is installed")
     descriptor, positions, species, cells = mixed_batch()
     results = []

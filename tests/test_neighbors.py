@@ -17,7 +17,7 @@ PATHS = ["pair_images", "cell_list", "torch_cluster"]
 @pytest.fixture(params=PATHS)
 def search(request, monkeypatch):
     """Select one candidate search: per-pair image ranges, the pure-torch cell list, or torch-cluster."""
-    if request.param == "torch_cluster" and backend.torch_cluster is None:
+    if request.param == "torch_cluster" and backend.cluster_module("auto") is None:
         pytest.skip("torch-cluster is not installed")
     monkeypatch.setenv("AENET_CORE_BACKEND", "auto" if request.param == "torch_cluster" else "torch")
     if request.param != "pair_images":
@@ -103,7 +103,7 @@ def test_all_paths_give_identical_lists(monkeypatch):
     cases = [random_case(rng) for _ in range(10)]
     results = {}
     for path in PATHS:
-        if path == "torch_cluster" and backend.torch_cluster is None:
+        if path == "torch_cluster" and backend.cluster_module("auto") is None:
             continue
         monkeypatch.setenv("AENET_CORE_BACKEND", "auto" if path == "torch_cluster" else "torch")
         monkeypatch.setattr(neighbors, "PAIR_LIMIT", 1 << 20 if path == "pair_images" else 0)

@@ -1,6 +1,7 @@
 """The Snakemake workflow: config validation, the DAG over several configs (dry runs), lint, and a
 tiny full run with the rerun-nothing, add-a-member, failed-member and reproducibility checks."""
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -10,7 +11,8 @@ import pytest
 import torch
 import yaml
 from aenet_core.data.limits import LIMIT_RULES
-from workflow_setup import (ROOT, SNAKEMAKE, TINY, default_config, dry_run, shipped_config, member_weights,
+from aenet_core.workflow.config import ConfigError, check_config
+from workflow_setup import (ROOT, SCHEMA, SNAKEMAKE, TINY, default_config, dry_run, shipped_config, member_weights,
                             planned_jobs, snakemake, tiny_config)
 
 pytestmark = pytest.mark.slow
@@ -170,12 +172,12 @@ def test_a_cuda_run_without_a_cuda_torch_is_refused_before_any_job(tmp_path):
     (lambda c: c["runs"]["example"].update(reference_energies={"method": "fixed", "values": {"Cu": 1.0, "Au": 2.0},
                                                                "fixed": {"Cu": 1.0}}), "fixed"),
 ])
-def test_a_bad_config_stops_before_any_job(tmp_path, edit, key):
+def test_a_bad_config_is_refused_naming_the_key(edit, key):
+    """The checks the Snakefile makes before any job (tests/test_config_checks.py shows it makes them)."""
     config = default_config()
     edit(config)
-    result = snakemake(tmp_path, config, "-n")
-    assert result.returncode != 0 and key in result.stderr + result.stdout
-    assert "Job stats" not in result.stdout
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        check_config(config, SCHEMA)
 
 
 INJECTION = "$(touch OWNED)"
@@ -192,8 +194,7 @@ INJECTIONS = {  # every config string that names something a rule passes to the 
 }
 
 
-@pytest.mark.parametrize("vector", [*INJECTIONS, "run name", "cluster account", "cluster partition"])
-def test_no_config_string_reaches_the_shell(tmp_path, vector):
+def injected(vector) -> dict:
     config = default_config()
     if vector == "run name":
         config["runs"] = {"ex" + INJECTION: config["runs"]["example"]}
@@ -201,8 +202,18 @@ def test_no_config_string_reaches_the_shell(tmp_path, vector):
         config["cluster"] = {vector.split()[1]: "x" + INJECTION}
     else:
         INJECTIONS[vector](config["runs"]["example"])
-    result = snakemake(tmp_path, config, "--cores", "1")
-    assert result.returncode != 0 and INJECTION in result.stderr + result.stdout, vector  # refused, named
+    return config
+
+
+@pytest.mark.parametrize("vector", [*INJECTIONS, "run name", "cluster account", "cluster partition"])
+def test_no_config_string_reaches_the_shell(vector):
+    with pytest.raises(ConfigError, match=re.escape(INJECTION)):  # refused, named
+        check_config(injected(vector), SCHEMA)
+
+
+def test_a_run_name_with_shell_syntax_stops_the_workflow_before_any_job(tmp_path):
+    result = snakemake(tmp_path, injected("run name"), "--cores", "1")
+    assert result.returncode != 0 and INJECTION in result.stderr + result.stdout  # refused, named
     assert "Job stats" not in result.stdout + result.stderr and not (tmp_path / "OWNED").exists()
 
 
@@ -360,7 +371,7 @@ def test_adding_a_member_trains_only_that_member(finished, tmp_path):
 
 
 def test_two_clean_runs_give_identical_weights(finished, tmp_path):
-    result = snakemake(tmp_path, tiny_config(), "--cores", "2")
+    result = snakemake(tmp_path, tiny_config(), "--cores", "2", "--until", "train_member")  # the weights' last step
     assert result.returncode == 0, result.stderr
     for member in ("000", "001"):
         for a, b in zip(member_weights(finished, member), member_weights(tmp_path, member)):
@@ -385,7 +396,7 @@ def test_a_failed_member_keeps_the_others_and_a_rerun_trains_only_it(finished, t
     (member / "checkpoints").unlink()
     jobs = planned_jobs(work, tiny_config())
     assert jobs == {"train_member": 1, "aggregate": 1, "export": 1, "evaluate": 1, "all": 1}
-    assert snakemake(work, tiny_config(), "--cores", "2").returncode == 0
+    assert snakemake(work, tiny_config(), "--cores", "2", "--until", "train_member").returncode == 0
 
 
 def test_a_damaged_or_deleted_model_or_export_stops_a_dry_run_until_it_is_made_again(finished, tmp_path):
@@ -425,7 +436,7 @@ def test_a_damaged_or_deleted_model_or_export_stops_a_dry_run_until_it_is_made_a
 def test_a_smaller_committee_leaves_no_stale_members_behind(finished, tmp_path):
     work = tmp_path / "copy"
     shutil.copytree(finished, work, symlinks=True)
-    assert snakemake(work, tiny_config(1), "--cores", "2").returncode == 0
+    assert snakemake(work, tiny_config(1), "--cores", "2", "--until", "export").returncode == 0
     results = work / "results/example"
     exported = sorted(p.name for p in (results / "ascii").iterdir() if not p.name.startswith("."))
     assert exported == ["manifest.json", "member_000", "pair.lammps"]

@@ -4,8 +4,7 @@ import re
 import subprocess
 import sys
 
-from test_config_checks import SCHEMA
-from workflow_setup import ROOT, default_config, shipped_config
+from workflow_setup import ROOT, SCHEMA, default_config, shipped_config
 
 from aenet_core.workflow.config import check_config
 from aenet_core.workflow.plan import Plan

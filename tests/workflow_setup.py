@@ -12,6 +12,7 @@ import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "workflow/schemas/config.schema.yaml"
 SNAKEMAKE = shutil.which("snakemake") or str(Path(sys.executable).parent / "snakemake")
 TINY = {"iterations": 5, "method": {"name": "adam", "mu": 0.005, "batchsize": 4}, "force_weight": 0.1}
 
