@@ -171,7 +171,13 @@ def test_the_bookkeeping_commands_import_no_torch_pandas_or_matplotlib(trained, 
                  ["round-summary", "--round", "0", "--evaluation", tmp_path / "evaluation.json", "--output",
                   tmp_path / "summary.json"],
                  ["aggregate", tmp_path / "committee", "--table", tmp_path / "members.csv"],
-                 ["lammps-input", trained / "ascii"]):
+                 ["lammps-input", trained / "ascii"],
+                 ["reference-energies", tmp_path / "base.extxyz", "--output", tmp_path / "references.json"],
+                 ["label", tmp_path / "base.extxyz", "--batch", "0", "--batch-size", "2", "--calculator",
+                  "ase.calculators.emt.EMT", "--workdir", tmp_path / "work", "--output", tmp_path / "labelled.extxyz",
+                  "--report", tmp_path / "label.json"],
+                 ["merge-labels", tmp_path / "labelled.extxyz", "--reports", tmp_path / "label.json", "--output",
+                  tmp_path / "merged.extxyz", "--report", tmp_path / "labelling.json"]):
         assert heavy_imports(argv) == "HEAVY []", argv[0]
 
 

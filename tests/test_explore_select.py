@@ -9,8 +9,9 @@ import pytest
 from ase import Atoms
 from ase.build import bulk
 
-from aenet_core.active_learning.explore import explore, read_trajectory, write_trajectory
+from aenet_core.active_learning.explore import explore
 from aenet_core.active_learning.settings import ExploreSettings
+from aenet_core.active_learning.trajectory import read_trajectory, write_trajectory
 from aenet_core.active_learning.select import (DEFAULT_MIN_DISTANCE, dataset_vectors, farthest_point_sampling,
                                                feature_scale, select_frames, structure_vectors)
 from aenet_core.calculator import AenetCalculator

@@ -29,11 +29,10 @@ def _exploration_seeds(args):
 
 
 def _explore(args):
-    from dataclasses import fields
-
     import numpy as np
 
-    from aenet_core.active_learning import explore as md
+    from aenet_core.active_learning.explore import explore
+    from aenet_core.active_learning.trajectory import write_trajectory
     from aenet_core.committee import TorchCommitteePotential
     from aenet_core.files import write_json
     from aenet_core.io import read_structures
@@ -42,10 +41,10 @@ def _explore(args):
     seeds = read_structures(args.seeds)
     if not 0 <= args.seed_index < len(seeds):
         raise SystemExit(f"{args.seeds}: no starting structure {args.seed_index} ({len(seeds)} there)")
-    given = {f.name: getattr(args, f.name) for f in fields(md.ExploreSettings) if getattr(args, f.name, None) is not None}
-    settings = md.ExploreSettings(seed=args.random_seed, **given)
-    frames, summary = md.explore(committee, seeds[args.seed_index], settings)
-    md.write_trajectory(args.output, frames)
+    given = {f.name: getattr(args, f.name) for f in fields(ExploreSettings) if getattr(args, f.name, None) is not None}
+    settings = ExploreSettings(seed=args.random_seed, **given)
+    frames, summary = explore(committee, seeds[args.seed_index], settings)
+    write_trajectory(args.output, frames)
     n_atoms = len(frames[0])
     calibrated = [f.info["energy_std_calibrated"] / n_atoms for f in frames]
     summary |= {"start": seeds[args.seed_index].name, "max_force_std": [f.info["max_force_std"] for f in frames],
@@ -57,11 +56,11 @@ def _explore(args):
 
 def _named_frames(paths) -> list:
     """Every frame of the trajectories, named ``path#frame=N`` (where a selected frame came from)."""
-    from aenet_core.active_learning import explore as md
+    from aenet_core.active_learning.trajectory import read_trajectory
 
     frames = []
     for path in paths:
-        for index, atoms in enumerate(md.read_trajectory(path)):
+        for index, atoms in enumerate(read_trajectory(path)):
             atoms.info["name"] = f"{path}#frame={index}"
             frames.append(atoms)
     return frames
@@ -70,8 +69,8 @@ def _named_frames(paths) -> list:
 def _select(args):
     import numpy as np
 
-    from aenet_core.active_learning import explore as md
     from aenet_core.active_learning.select import dataset_vectors, select_frames, structure_vectors
+    from aenet_core.active_learning.trajectory import write_trajectory
     from aenet_core.data.shards import open_databases
     from aenet_core.files import write_json
     from aenet_core.structure import Structure
@@ -81,8 +80,8 @@ def _select(args):
     structures = [Structure.from_ase(atoms) for atoms in frames]
     vectors = structure_vectors(db.descriptor, structures) if structures else np.zeros((0, 0))
     chosen = select_frames(frames, vectors, dataset_vectors(db), args.trust_lo, args.trust_hi, args.max_frames)
-    md.write_trajectory(args.candidates, [frames[i] for i in chosen["candidates"]])
-    md.write_trajectory(args.selected, [frames[i] for i in chosen["selected"]])
+    write_trajectory(args.candidates, [frames[i] for i in chosen["candidates"]])
+    write_trajectory(args.selected, [frames[i] for i in chosen["selected"]])
     report = {"n_frames": len(frames), "n_candidates": len(chosen["candidates"]), "n_selected": len(chosen["selected"]),
               "trust_lo": args.trust_lo, "trust_hi": args.trust_hi, "max_frames": args.max_frames,
               "selected": [{"name": frames[i].info["name"], "max_force_std": frames[i].info["max_force_std"],
@@ -105,14 +104,14 @@ def _calculator(args) -> tuple:
 
 
 def _label(args):
-    from aenet_core.active_learning import explore as md
     from aenet_core.active_learning.label import label_frames, labelling_report
+    from aenet_core.active_learning.trajectory import read_trajectory
     from aenet_core.files import write_json
     from aenet_core.io import write_extxyz
     from aenet_core.structure import Structure
 
     calculator, kwargs = _calculator(args)
-    frames = [Structure.from_ase(atoms) for atoms in md.read_trajectory(args.selected)]
+    frames = [Structure.from_ase(atoms) for atoms in read_trajectory(args.selected)]
     first = args.batch * args.batch_size
     batch = frames[first: first + args.batch_size]
     labelled, records = label_frames(batch, calculator, kwargs, args.workdir, first_index=first)

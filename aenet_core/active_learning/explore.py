@@ -3,15 +3,13 @@
 ``explore`` runs Langevin NVT or Berendsen NPT dynamics on the committee's mean forces and records a
 frame every ``interval`` steps with the committee's energy and spread.  The prediction is stored as
 ``committee_energy`` (never as ``energy``, ``forces`` or ``stress``, and no calculator is attached), so a
-trajectory read back never passes for labelled data.  ``write_trajectory`` and ``read_trajectory`` keep
-the frames as extended XYZ.
+trajectory read back never passes for labelled data.  ``aenet_core.active_learning.trajectory`` keeps the
+frames as extended XYZ.
 """
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
-import ase.io
 import numpy as np
 from ase import Atoms, units
 from ase.md.langevin import Langevin
@@ -20,9 +18,9 @@ from ase.md import velocitydistribution
 
 from aenet_core.active_learning.settings import ExploreSettings
 from aenet_core.calculator import AenetCalculator
-from aenet_core.files import atomic_write
 from aenet_core.progress import ProgressLog
 from aenet_core.structure import Structure
+
 
 def _start_atoms(start, ensemble: str) -> Atoms:
     """A fresh, label-free Atoms of ``start`` (a Structure or ase.Atoms)."""
@@ -130,22 +128,3 @@ def _summary(recorder: _Recorder, steps_run: int, settings: ExploreSettings) -> 
             "max_force_std_p90": float(np.quantile(spreads, 0.9)), "temperature": settings.temperature,
             "seed": settings.seed, "ensemble": settings.ensemble, "steps": settings.steps,
             "interval": settings.interval, "timestep": settings.timestep}
-
-
-def write_trajectory(path, frames) -> None:
-    """``frames`` as extended XYZ, written atomically (an empty list gives an empty file).
-
-    Positions and per-atom arrays are written with 8 decimals (ASE's fixed format), the cell and
-    ``info`` numbers exactly; calculator results are never written.
-    """
-    frames = list(frames)
-    with atomic_write(path) as handle:
-        if frames:
-            ase.io.write(handle, frames, format="extxyz", write_results=False)
-
-
-def read_trajectory(path) -> list:
-    """The frames of a ``write_trajectory`` file (an empty list for an empty file)."""
-    if Path(path).stat().st_size == 0:  # nothing recorded; not every ASE version reads such a file
-        return []
-    return ase.io.read(path, index=":", format="extxyz")
