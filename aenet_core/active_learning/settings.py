@@ -9,7 +9,7 @@ from aenet_core.rules import ANY, POSITIVE, SEED, NumberRule, check_numbers
 ENSEMBLES = ("nvt", "npt")
 
 
-# The ranges the workflow's schema holds too (tests/test_active_learning_config.py keeps them equal).
+# The ranges the workflow's schema holds too (tests/test_workflow.py keeps them equal).
 EXPLORE_RULES = {"temperature": POSITIVE, "trust_hi": POSITIVE, "seed": SEED, "steps": NumberRule(True, 1),
                  "timestep": POSITIVE, "interval": NumberRule(True, 1), "friction": POSITIVE, "pressure": ANY,
                  "thermostat_time": POSITIVE, "barostat_time": POSITIVE, "compressibility": POSITIVE}

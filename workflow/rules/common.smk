@@ -1,6 +1,6 @@
 # Snakemake glue: the config checked and planned (aenet_core.workflow, torch-free, so that Snakemake starts
 # fast), how rules run the library's command line, the checks made on start, the messages on success and
-# on failure, and the check of finished outputs. Each rule file keeps its own input functions.
+# on failure, and the check of finished outputs. The rules' input functions are in inputs.smk.
 import logging
 import os
 import re
