@@ -196,6 +196,13 @@ def test_the_members_table_is_what_pandas_writes(trained, tmp_path):
     assert read_csv(tmp_path / "members.csv")[0]["seed"].endswith(".0")  # a seed missing makes them floats
 
 
+def test_explore_takes_every_md_setting_the_workflow_passes():
+    from aenet_core.active_learning import commands
+    from aenet_core.active_learning.settings import MD_OPTIONS
+
+    assert {*commands.MD_HELP, "ensemble"} == set(MD_OPTIONS)
+
+
 def test_version(capsys):
     with pytest.raises(SystemExit) as stop:
         main(["--version"])

@@ -160,8 +160,9 @@ def _report(args):
     print(table.to_string(index=False))
 
 
-# The ExploreSettings fields explore takes as options: name -> (what it is, unit); the help adds the default.
-MD_OPTIONS = {"steps": ("MD steps", ""), "timestep": ("timestep", "fs"),
+# The help of explore's MD options (settings.MD_OPTIONS but the ensemble): name -> (what it is, unit); the help
+# adds the default.
+MD_HELP = {"steps": ("MD steps", ""), "timestep": ("timestep", "fs"),
               "interval": ("a frame is recorded every this many steps", ""),
               "friction": ("nvt: Langevin friction", "1/fs"), "pressure": ("npt: Berendsen pressure", "GPa"),
               "thermostat_time": ("npt: Berendsen thermostat time constant", "fs"),
@@ -171,7 +172,7 @@ MD_OPTIONS = {"steps": ("MD steps", ""), "timestep": ("timestep", "fs"),
 
 def _add_md_arguments(parser) -> None:
     defaults = {f.name: f.default for f in fields(ExploreSettings)}
-    for name, (what, unit) in MD_OPTIONS.items():
+    for name, (what, unit) in MD_HELP.items():
         kind = int if name in ("steps", "interval") else float
         notes = "; ".join(filter(None, [unit, f"default {defaults[name]:g}"]))
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, help=f"{what} ({notes})")

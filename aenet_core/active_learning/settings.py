@@ -2,7 +2,7 @@
 and passes them without importing the library's MD (``aenet_core.active_learning.explore``)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 
 from aenet_core.rules import ANY, POSITIVE, SEED, NumberRule, check_numbers
 
@@ -43,3 +43,7 @@ class ExploreSettings:
         check_numbers(self, EXPLORE_RULES)
         if self.ensemble not in ENSEMBLES:
             raise ValueError(f"ExploreSettings.ensemble must be one of {ENSEMBLES}; got {self.ensemble!r}")
+
+
+# The settings a loop gives every trajectory (the others, temperature, trust_hi and seed, vary per trajectory).
+MD_OPTIONS = tuple(f.name for f in fields(ExploreSettings) if f.default is not MISSING)

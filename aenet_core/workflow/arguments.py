@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import shlex
-from dataclasses import MISSING, fields
+from dataclasses import fields
 
 import yaml
 
-from aenet_core.active_learning.settings import ExploreSettings
+from aenet_core.active_learning.settings import MD_OPTIONS
 from aenet_core.data.limits import LABEL_LIMITS, PlausibilityLimits
 from aenet_core.rules import DATA_FORCE_WEIGHT, WORKFLOW_TRAINING
 
 # Periodic checkpoints a member keeps (besides best_model.pt) unless training.max_checkpoints says otherwise.
 KEPT_CHECKPOINTS = 3
 LIMITS = tuple(f.name for f in fields(PlausibilityLimits))
-# The MD settings a loop may give; the others (temperature, trust_hi, seed) vary per trajectory.
-MD_OPTIONS = tuple(f.name for f in fields(ExploreSettings) if f.default is not MISSING)
 DESCRIPTOR_REQUIRED = ("rad_order", "rad_cutoff", "ang_order", "ang_cutoff")
 
 

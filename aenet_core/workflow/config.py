@@ -24,7 +24,7 @@ class ConfigError(ValueError):
 def check_config(config: dict, schema: Path, python: str | None = None, pythonpath: str | None = None) -> None:
     """Validate ``config`` against ``schema`` (filling in the schema's defaults), then check each run; with
     ``python``, also that it imports each labelling calculator (with ``pythonpath`` prepended)."""
-    schema_problem(config, schema)
+    validate_schema(config, schema)
     problems = [f"{path}: must be a finite number" for path in non_finite(config)]
     problems += [problem for run in sorted(config["runs"]) for problem in run_problems(run, config["runs"][run])]
     if python is not None:
@@ -33,8 +33,9 @@ def check_config(config: dict, schema: Path, python: str | None = None, pythonpa
         raise ConfigError("\n".join(problems))
 
 
-def schema_problem(config: dict, schema: Path) -> None:
-    """Snakemake's validation (which fills in defaults), its first error as '<key path>: <what is wrong>'."""
+def validate_schema(config: dict, schema: Path) -> None:
+    """Snakemake's validation (which fills in defaults); its first error raised as a ConfigError,
+    '<key path>: <what is wrong>'."""
     from jsonschema.exceptions import ValidationError
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate

@@ -22,9 +22,12 @@ class Plan:
         self.config = config
         self.example_data = example_data  # the file the built-in example's structures are written to
         self.runs = sorted(config["runs"])
+        # Globbed once: every job of an invocation sees the same files.
+        self._sources = {run: self._find_sources(run) for run in self.runs}
+        self._database_keys = {run: self._recipe_key(run) for run in self.runs}
         self.database_runs = {}  # database key -> the first run that uses it
-        for run in self.runs:
-            self.database_runs.setdefault(self.database_key(run), run)
+        for run, key in self._database_keys.items():
+            self.database_runs.setdefault(key, run)
 
     def run_config(self, target: str) -> dict:
         return self.config["runs"][run_of(target)]
@@ -45,13 +48,19 @@ class Plan:
     # -- data
     def source_files(self, target: str) -> list:
         """The structure files of a target's run: the built-in example or the expanded globs."""
-        sources = self.run_config(target)["sources"]
-        return [self.example_data] if sources == "example" else matching_files(sources)
+        return self._sources[run_of(target)]
 
     def database_key(self, target: str) -> str:
         """The name of results/databases/<key>/: a hash of the sources and the settings that shape the database."""
-        c = self.run_config(target)
-        recipe = {"sources": self.source_files(target), **{key: c[key] for key in DATABASE_KEYS}}
+        return self._database_keys[run_of(target)]
+
+    def _find_sources(self, run: str) -> list:
+        sources = self.run_config(run)["sources"]
+        return [self.example_data] if sources == "example" else matching_files(sources)
+
+    def _recipe_key(self, run: str) -> str:
+        c = self.run_config(run)
+        recipe = {"sources": self._sources[run], **{key: c[key] for key in DATABASE_KEYS}}
         return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
 
     def database_config(self, key: str) -> dict:
