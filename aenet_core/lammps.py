@@ -203,23 +203,32 @@ def _perpendicular(vector):
     return np.cross(vector, trial)
 
 
-def write_data_file(path: Path, structure, elements: list) -> tuple:
-    """Write ``structure`` as a LAMMPS data file (atom types by ``elements``); returns (rotation, boundary)."""
+def write_data_file(path: Path, structure, elements: list, velocities=None) -> tuple:
+    """Write ``structure`` as a LAMMPS data file (atom types by ``elements``; ``velocities``: (N, 3), Å/ps in
+    the structure's frame, as a Velocities section); returns (rotation, boundary)."""
     box, rotation, boundary = lammps_frame(structure)
     types = {element: k + 1 for k, element in enumerate(elements)}
     rows = [f"{i + 1} {types[s]} {x:.17g} {y:.17g} {z:.17g}"
             for i, (s, (x, y, z)) in enumerate(zip(structure.species, structure.positions @ rotation))]
-    path.write_text(f"aenet_core structure\n\n{structure.n_atoms} atoms\n{len(elements)} atom types\n\n"
-                    f"{box[0]:.17g} {box[1]:.17g} xlo xhi\n{box[2]:.17g} {box[3]:.17g} ylo yhi\n"
-                    f"{box[4]:.17g} {box[5]:.17g} zlo zhi\n{box[6]:.17g} {box[7]:.17g} {box[8]:.17g} xy xz yz\n\n"
-                    "Atoms # atomic\n\n" + "\n".join(rows) + "\n")
+    text = (f"aenet_core structure\n\n{structure.n_atoms} atoms\n{len(elements)} atom types\n\n"
+            f"{box[0]:.17g} {box[1]:.17g} xlo xhi\n{box[2]:.17g} {box[3]:.17g} ylo yhi\n"
+            f"{box[4]:.17g} {box[5]:.17g} zlo zhi\n{box[6]:.17g} {box[7]:.17g} {box[8]:.17g} xy xz yz\n\n"
+            "Atoms # atomic\n\n" + "\n".join(rows) + "\n")
+    if velocities is not None:
+        text += "\nVelocities\n\n" + "".join(f"{i + 1} {vx:.17g} {vy:.17g} {vz:.17g}\n"
+                                             for i, (vx, vy, vz) in enumerate(np.asarray(velocities) @ rotation))
+    path.write_text(text)
     return rotation, boundary
 
 
-def _structure_block(k: int, boundary: str, models: list, elements: list, newton: bool) -> str:
+def mass_lines(elements: list) -> str:
+    """LAMMPS ``mass`` lines of the atom types ``elements`` (ASE's atomic masses)."""
     from ase.data import atomic_masses, atomic_numbers
 
-    masses = "\n".join(f"mass {t + 1} {atomic_masses[atomic_numbers[e]]:.6f}" for t, e in enumerate(elements))
+    return "\n".join(f"mass {t + 1} {float(atomic_masses[atomic_numbers[e]])!r}" for t, e in enumerate(elements))
+
+
+def _structure_block(k: int, boundary: str, models: list, elements: list, newton: bool) -> str:
     virial = " ".join(f"c_virial[{c}]" for c in range(1, 7))
     return f"""
 clear
@@ -229,7 +238,7 @@ atom_modify map array
 boundary {boundary}
 newton {'on' if newton else 'off'}
 read_data s{k}.data
-{masses}
+{mass_lines(elements)}
 pair_style {PAIR_STYLE}
 pair_coeff * * {' '.join(map(_quoted, models))} {' '.join(elements)}
 fix fstd all property/atom d_force_std
@@ -252,7 +261,6 @@ def run_structures(structures, models, elements=None, ranks: int = 1, newton: bo
     ``elements`` the atom types (default the first model's species).  Returns one ``LammpsResult`` each."""
     models = list(models)
     elements = list(elements or model_species(models[0]))
-    lmp, mpirun = executables()
     with tempfile.TemporaryDirectory(prefix="aenet-lammps-", dir=workdir) as scratch:
         scratch = Path(scratch)
         script = [f"plugin load {_quoted(str(plugin_path()))}"]
@@ -262,13 +270,21 @@ def run_structures(structures, models, elements=None, ranks: int = 1, newton: bo
             frames.append(rotation)
             script.append(_structure_block(k, boundary, models, elements, newton))
         (scratch / "in.lammps").write_text("\n".join(script))
-        command = [lmp, "-in", "in.lammps", "-log", "log.lammps", "-nocite"]
-        if ranks > 1:
-            command = [mpirun, "-np", str(ranks), *command]
-        finished = subprocess.run(command, cwd=scratch, capture_output=True, text=True)
-        if finished.returncode != 0:
-            raise LammpsError(_lammps_failure(finished))
+        run_lammps(scratch, ranks)
         return [_read_result(scratch, k, rotation) for k, rotation in enumerate(frames)]
+
+
+def run_lammps(folder: Path, ranks: int = 1) -> str:
+    """Run LAMMPS on ``folder``/in.lammps in ``folder`` (its log: log.lammps) on ``ranks`` MPI ranks; returns
+    what it printed, or raises a ``LammpsError`` quoting LAMMPS's error."""
+    lmp, mpirun = executables()
+    command = [lmp, "-in", "in.lammps", "-log", "log.lammps", "-nocite"]
+    if ranks > 1:
+        command = [mpirun, "-np", str(ranks), *command]
+    finished = subprocess.run(command, cwd=folder, capture_output=True, text=True)
+    if finished.returncode != 0:
+        raise LammpsError(_lammps_failure(finished))
+    return finished.stdout
 
 
 def _lammps_failure(finished) -> str:

@@ -6,7 +6,8 @@ from dataclasses import MISSING, dataclass, fields
 
 from aenet_core.rules import ANY, POSITIVE, SEED, NumberRule, check_numbers
 
-ENSEMBLES = ("nvt", "npt")
+ENSEMBLES = ("nvt", "npt", "nve")
+ENGINES = ("auto", "lammps", "ase")  # who runs an exploration (aenet-core explore --engine)
 
 
 # The ranges the workflow's schema holds too (tests/test_workflow.py keeps them equal).
@@ -22,8 +23,9 @@ class ExploreSettings:
     ``interval``: a frame is recorded every this many steps (step 0 included).  ``trust_hi`` (eV/Å): the
     trajectory stops at the first step whose maximum per-atom force spread exceeds it,
     recording that step's frame.  ``friction`` (1/fs) is Langevin's (nvt); ``pressure``,
-    ``thermostat_time``, ``barostat_time`` and ``compressibility`` (1/GPa) are Berendsen's (npt).
-    ``seed`` draws the initial velocities and Langevin's random forces.
+    ``thermostat_time``, ``barostat_time`` and ``compressibility`` (1/GPa) are Berendsen's (npt; LAMMPS's
+    exploration uses all but the compressibility for Nosé-Hoover); nve is plain velocity Verlet (for comparing
+    engines).  ``seed`` draws the initial velocities and Langevin's random forces.
     """
 
     temperature: float
