@@ -74,4 +74,4 @@ onerror:
 rule all:
     default_target: True
     input:
-        [path for run in RUNS for path in run_outputs(run)],
+        lambda wildcards: [path for run in RUNS for path in run_outputs(run)],

@@ -22,7 +22,7 @@ from aenet_core.lammps import check_against_python, check_warning
 from aenet_core.progress import LOG
 from aenet_core.split import Split
 from aenet_core.training.trainout import GPA_PER_EV_PER_A3, save_figure
-from aenet_core.uncertainty import CALIBRATION_FILE, Calibration, save_no_calibration
+from aenet_core.uncertainty import CALIBRATION_FILE, Calibration, likelihood_factor, save_no_calibration
 
 
 DEFAULT_N_UNCERTAIN = 10
@@ -80,6 +80,7 @@ def evaluate_committee(committee_dir, database, split, output_dir, n_uncertain: 
     force_pairs = [(s.forces, p.forces_mean) for p, s, i in zip(predictions, structures, indices)
                    if db.has_forces(i)]
     force_errors = [predicted - reference for reference, predicted in force_pairs]
+    force_stds = [p.force_std for p, i in zip(predictions, indices) if db.has_forces(i)]
     stresses = [(s.stress, p.stress_mean) for s, p in zip(structures, predictions) if s.has_stress()]
     stress_rmse = float(np.sqrt(np.mean([(s - r) ** 2 for r, s in stresses]))) if stresses else None
     worst = int(np.argmax(abs(error)))
@@ -94,6 +95,7 @@ def evaluate_committee(committee_dir, database, split, output_dir, n_uncertain: 
         "calibration_check": None if calibration is None else calibration.curve_method,
         "cross_validated_normalized_error_rms": None if calibration is None else calibration.normalized_error_rms,
         "num_members": len(committee.members),
+        **force_calibration(force_errors, force_stds),
         "largest_energy_error": {"identifier": predictions.identifiers[worst], "error_per_atom": float(error[worst])},
         "trivial_errors": trivial_errors(db, split),
     }
@@ -111,6 +113,19 @@ def evaluate_committee(committee_dir, database, split, output_dir, n_uncertain: 
     _plot_stress_parity(stresses, summary["split"], title, output_dir / "stress_parity.png")
     _plot_uncertainty(error, std, calibration, summary["split"], title, output_dir / "uncertainty.png")
     return summary
+
+
+def force_calibration(force_errors, force_stds) -> dict:
+    """The committee's force spread against its force errors on the test structures: ``force_calibration_factor``
+    k with k² = mean(|ΔF|² / force_std²) over atoms with a spread (a Gaussian spread per component with these
+    stds expects |ΔF|² = force_std²), and per structure the largest per-atom |ΔF| (``max_force_errors``, eV/Å).
+    The loop's trust levels read both (``aenet_core.active_learning.trust``)."""
+    norms = [np.linalg.norm(error, axis=1) for error in force_errors]
+    spread = np.concatenate(force_stds) if force_stds else np.zeros(0)
+    error = np.concatenate(norms) if norms else np.zeros(0)
+    usable = spread > 0
+    factor = likelihood_factor(error[usable], spread[usable]) if usable.any() else None
+    return {"force_calibration_factor": factor, "max_force_errors": [float(n.max()) for n in norms if len(n)]}
 
 
 def _lammps_check(models_dir, structures, predictions) -> dict:

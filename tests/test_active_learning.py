@@ -47,7 +47,8 @@ def loop_config(workdir, **label_kwargs) -> dict:
     config["runs"]["example"]["active_learning"] = {
         "rounds": 2, "seeds": 2, "seed_files": write_seeds(workdir), "temperatures": [600], "steps": 20,
         "interval": 5, "trust_lo": 0.0, "trust_hi": 1000.0, "max_frames": 12,
-        "label": {"calculator": "tests.al_calculators.RecordingEMT", "batch_size": 4, "kwargs": {
+        "label": {"calculator": "tests.al_calculators.RecordingEMT", "batch_size": 4, "max_failed_fraction": 0.6,
+                  "kwargs": {
             "record_dir": str(Path(workdir) / "calculator_pids"), "fail_trajectory": "seed_001", **label_kwargs}}}
     return config
 
@@ -92,12 +93,14 @@ def test_every_round_writes_its_products(loop):
 
 def test_a_round_selects_every_new_frame_and_never_one_already_labelled(loop):
     """Round 1 labels all 10 frames (2 trajectories of 5) but those of the failing start; round 2 starts
-    from the same structures, and the first frame of the first start is labelled already."""
+    from the same structures: the first frame of the first start is labelled already, and that of the
+    second failed to label in round 1, so it is not tried again."""
     selections = [json.loads((round_dir(loop, name) / "selection.json").read_text()) for name in ROUNDS[1:]]
-    assert [(s["n_frames"], s["n_candidates"], s["n_selected"]) for s in selections] == [(10, 10, 10), (10, 10, 9)]
+    assert [(s["n_frames"], s["n_candidates"], s["n_selected"]) for s in selections] == [(10, 10, 10), (10, 10, 8)]
+    assert [(s["n_failed_before"], s["n_near_failed"]) for s in selections] == [(0, 0), (5, 1)]
     names = [item["name"] for item in selections[1]["selected"]]
     assert "results/example/round_02/explore/seed_000_600K.extxyz#frame=0" not in names
-    assert "results/example/round_02/explore/seed_001_600K.extxyz#frame=0" in names  # its labelling failed
+    assert "results/example/round_02/explore/seed_001_600K.extxyz#frame=0" not in names
     base = sorted((Path(loop) / "results/databases").glob("*/database.h5"))
     labelled_before = ShardedDataset.open([*base, round_dir(loop, "round_01") / "database.h5"])
     seen = set(labelled_before.geometry_sha256s)
@@ -106,14 +109,14 @@ def test_a_round_selects_every_new_frame_and_never_one_already_labelled(loop):
 
 
 def test_a_failed_calculation_is_recorded_and_the_round_goes_on(loop):
-    for name, labelled in zip(ROUNDS[1:], (5, 4)):
+    for name, labelled, n_failed in zip(ROUNDS[1:], (5, 4), (5, 4)):
         labelling = json.loads((round_dir(loop, name) / "labelling.json").read_text())
         failed = [r for r in labelling["frames"] if r["status"] == "failed"]
-        assert len(failed) == 5 and all("seed_001" in r["name"] and "SCF did not converge" in r["error"]
-                                        for r in failed)
+        assert len(failed) == n_failed and all("seed_001" in r["name"] and "SCF did not converge" in r["error"]
+                                               for r in failed)
         assert labelling["n_labelled"] == labelled
         summary = json.loads((round_dir(loop, name) / "summary.json").read_text())
-        assert summary["n_failed"] == 5 and summary["n_labelled"] == labelled
+        assert summary["n_failed"] == n_failed and summary["n_labelled"] == labelled
         assert len(ase.io.read(round_dir(loop, name) / "labelled.extxyz", ":")) == labelled
 
 
@@ -133,7 +136,7 @@ def test_the_calculator_never_runs_in_the_snakemake_process(tmp_path):
 
 def test_labelling_ran_in_one_job_per_batch(loop):
     pids = list((Path(loop) / "calculator_pids").glob("*.pid"))
-    assert len(pids) == 2 * 3  # up to 12 frames per round in batches of 4, a process each
+    assert len(pids) == 3 + 2  # 10 and 8 frames selected in batches of 4, a process each (an empty one runs none)
 
 
 def test_rerunning_a_finished_loop_runs_nothing(loop):
@@ -148,6 +151,36 @@ def test_raising_the_rounds_runs_only_the_new_round(loop):
     assert jobs == {"explore": 2, "select": 1, "label": 3, "merge_labels": 1, "build_shard": 1, "split": 1,
                     "member_settings": 1, "train_member": 2, "aggregate": 1, "export": 1, "evaluate": 1, "round_summary": 1,
                     "active_learning_report": 1, "all": 1}
+
+
+def test_a_loop_with_max_rounds_stops_when_its_exploration_finds_the_committee_accurate(loop, tmp_path):
+    """Every explored frame below trust_lo: round 1's exploration says stop, so round 1 labels and trains
+    nothing and round 0's committee is the result; a rerun, or a higher max_rounds, runs nothing.  The trust
+    levels are expected force errors here, through round 0's force calibration."""
+    work = tmp_path / "copy"
+    shutil.copytree(loop, work, symlinks=True)
+    config = loop_config(loop)
+    section = config["runs"]["example"]["active_learning"]
+    del section["rounds"]
+    section.update(max_rounds=5, trust_lo=999.0, trust_scale="calibrated")
+    result = run_loop(work, config)
+    assert result.returncode == 0, result.stdout + result.stderr
+    factor = json.loads((round_dir(work, "round_00") / "evaluation/summary.json").read_text())[
+        "force_calibration_factor"]
+    selection = json.loads((round_dir(work, "round_01") / "selection.json").read_text())
+    assert selection["trust_scale"] == "calibrated" and factor > 0
+    assert (selection["trust_lo"], selection["trust_hi"]) == pytest.approx((999.0 / factor, 1000.0 / factor))
+    summary = json.loads((round_dir(work, "round_01") / "summary.json").read_text())
+    assert summary["decision"] == "stopped" and summary["accurate_fraction"] == 1.0
+    assert summary["reason"].startswith("converged: 100% of 10 explored frames below trust_lo")
+    assert summary["test_energy_rmse_per_atom"] is None and summary["n_labelled"] == 0
+    table = (work / "results/example/active_learning/rounds.csv").read_text().splitlines()
+    assert len(table) == 3 and ",stopped,converged" in table[2]
+    assert "stopped in round 1 of at most 5" in result.stderr and "the result is round 0's committee" in result.stderr
+    for rounds in (5, 9):
+        section["max_rounds"] = rounds
+        again = snakemake(work, config, "-n")
+        assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stdout
 
 
 def test_a_warm_start_starts_each_member_from_its_previous_self(loop):

@@ -160,7 +160,7 @@ def test_npt_changes_the_cell_and_needs_a_periodic_structure(committee):
     ({"steps": 2.5}, "steps must be an int"),
     ({"interval": 0}, "interval must be an int >= 1"),
     ({"timestep": -1.0}, "timestep must be a finite number > 0"),
-    ({"ensemble": "nve"}, "ensemble must be one of"),
+    ({"ensemble": "nph"}, "ensemble must be one of"),
     ({"friction": 0.0}, "friction must be"),
     ({"trust_hi": float("nan")}, "trust_hi must be a finite number > 0"),
     ({"trust_hi": math.inf}, "trust_hi must be a finite number > 0"),
@@ -316,7 +316,13 @@ def test_selection_keeps_the_trust_window_and_skips_what_is_labelled(committee, 
     assert few["pick_distances"][0] == few["distances"][0]
     assert few["pick_distances"] == sorted(few["pick_distances"], reverse=True)
     assert select_frames(frames, vectors, labelled, 0.4, 0.5, 3) == {
-        "candidates": [], "selected": [], "distances": [], "pick_distances": []}
+        "candidates": [], "selected": [], "distances": [], "pick_distances": [], "n_near_failed": 0}
+    # frames 0 and 4 failed to label in an earlier round (read back from a file): never selected again
+    write_trajectory(tmp_path / "failed.extxyz", [frames[0], frames[4]])
+    failed = structure_vectors(d, read_trajectory(tmp_path / "failed.extxyz"))
+    without = select_frames(frames, vectors, labelled, 0.1, 0.3, max_frames=100, failed_vectors=failed)
+    assert sorted(without["selected"]) == [1, 5, 6, 7, 8] and without["n_near_failed"] == 2
+    assert without["candidates"] == everything["candidates"]
     assert select_frames([], np.zeros((0, 0)), labelled, 0.1, 0.3, 3)["selected"] == []
     unlabelled = select_frames(frames, vectors, labelled[:0], 0.1, 0.3, 2)
     assert unlabelled["selected"][0] == 0 and unlabelled["distances"] == [None, None]

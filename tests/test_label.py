@@ -1,7 +1,12 @@
-"""Labelling with an ASE calculator named by import path: the labels are the calculator's, failures are
-recorded and left out, finished calculations are kept for a rerun."""
+"""Labelling with an ASE calculator named by import path: the labels are the calculator's, a failed attempt
+is retried with overrides, a failed, crashed or hung calculation fails only its frame and is recorded and left
+out, finished calculations are kept for a rerun; merge-labels stops above a fraction of failed frames."""
+import json
 import logging
+import time
+from pathlib import Path
 
+import ase.io
 import numpy as np
 import pytest
 from ase.build import bulk, molecule
@@ -9,20 +14,26 @@ from ase.calculators.emt import EMT
 
 from aenet_core.active_learning.calculators import calculator_class
 from aenet_core.active_learning.label import label_frames, labelling_report
+from aenet_core.active_learning.trajectory import write_trajectory
+from aenet_core.cli import main
 from aenet_core.data.limits import PlausibilityLimits
 from aenet_core.structure import Structure
-
-CALLS = []
+from al_calculators import log_call
 
 
 class CountingEMT(EMT):
-    """EMT that counts its calculations and fails for frames named 'bad'."""
+    """EMT that logs its calculations (tests.al_calculators.log_call) and fails for frames named 'bad'."""
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=()):
-        CALLS.append(atoms.info.get("name"))
+        log_call(self, atoms)
         if atoms.info.get("name") == "bad":
             raise RuntimeError("did not converge")
         super().calculate(atoms, properties, system_changes)
+
+
+def calls(workdir) -> list:
+    path = Path(workdir) / "calls.txt"
+    return path.read_text().split() if path.exists() else []
 
 
 def frames():
@@ -64,9 +75,9 @@ def test_the_labels_are_the_calculators_and_a_failure_is_recorded_and_left_out(t
 
 def test_a_rerun_reuses_finished_calculations_and_retries_failures(tmp_path):
     label_frames(frames(), f"{__name__}.CountingEMT", {}, tmp_path)
-    CALLS.clear()
+    (tmp_path / "calls.txt").unlink()
     again, records = label_frames(frames(), f"{__name__}.CountingEMT", {}, tmp_path)
-    assert CALLS == ["bad"] and [r["reused"] for r in records] == [True, False, True]
+    assert calls(tmp_path) == ["bad"] and [r["reused"] for r in records] == [True, False, True]
     first, _ = label_frames(frames(), f"{__name__}.CountingEMT", {}, tmp_path / "fresh")
     assert [s.energy for s in again] == [s.energy for s in first]
     moved = frames()
@@ -83,6 +94,10 @@ def test_implausible_labels_are_a_failed_frame(tmp_path):
     assert records[0]["status"] == "failed" and "force_limit" in records[0]["error"]
 
 
+def test_an_empty_batch_labels_nothing(tmp_path):
+    assert label_frames([], "ase.calculators.emt.EMT", {}, tmp_path) == ([], [])
+
+
 def test_a_molecule_gets_no_stress(tmp_path):
     water = Structure.from_ase(molecule("CO"), name="co")
     labelled, _ = label_frames([water], "ase.calculators.emt.EMT", {}, tmp_path)
@@ -97,3 +112,119 @@ def test_a_molecule_gets_no_stress(tmp_path):
 def test_a_calculator_that_cannot_be_imported_is_named(path, message):
     with pytest.raises(ValueError, match=message):
         calculator_class(path)
+
+
+def test_a_failed_attempt_is_retried_with_each_override_in_turn(tmp_path):
+    """mixing 0.5 raises, 0.3 gives implausible labels (a failed attempt too), 0.1 labels the frame."""
+    retries = [{"mixing": 0.3}, {"mixing": 0.1}]
+    labelled, records = label_frames(frames()[:1], "al_calculators.RetriedEMT", {"mixing": 0.5}, tmp_path,
+                                     retries=retries)
+    assert labelled[0].energy == pytest.approx(reference(frames()[0])[0], abs=1e-12)
+    attempts = records[0]["attempts"]
+    assert [a["overrides"] for a in attempts] == [{}, *retries]
+    assert attempts[0]["error"] == "RuntimeError: SCF did not converge with mixing 0.5"
+    assert attempts[1]["error"].startswith("ValueError: cu: energy is") and "(energy_limit)" in attempts[1]["error"]
+    assert attempts[2]["error"] is None and all(a["seconds"] >= 0 for a in attempts)
+    assert (records[0]["status"], records[0]["error"]) == ("labelled", None)
+    assert labelling_report(records, "x.Y", {"mixing": 0.5}, retries)["retries"] == retries
+    (tmp_path / "calls.txt").unlink()
+    _, again = label_frames(frames()[:1], "al_calculators.RetriedEMT", {"mixing": 0.5}, tmp_path,
+                            retries=retries)
+    assert calls(tmp_path) == [] and again[0]["reused"] and again[0]["attempts"] == attempts
+    # without the retry that labelled it, a rerun would not have labelled it: calculated again
+    _, fewer = label_frames(frames()[:1], "al_calculators.RetriedEMT", {"mixing": 0.5}, tmp_path,
+                            retries=retries[:1])
+    assert (fewer[0]["status"], len(fewer[0]["attempts"]), calls(tmp_path)) == ("failed", 2, ["cu", "cu"])
+
+
+def renamed(names) -> list:
+    structure = frames()[0]
+    return [Structure.from_ase(structure.to_ase(), name=name) for name in names]
+
+
+def running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in "ZX"
+
+
+def test_a_crashing_exiting_or_hanging_calculation_fails_only_its_frame(tmp_path):
+    names = ["cu", "abort", "exit", "stop", "hang", "cu2"]
+    started = time.perf_counter()
+    labelled, records = label_frames(renamed(names), "al_calculators.MisbehavingEMT", {}, tmp_path, timeout=1)
+    assert time.perf_counter() - started < 10
+    assert [s.name for s in labelled] == ["cu", "cu2"]
+    assert [r["error"] for r in records] == [
+        None, "the calculation process died with signal 6 (SIGABRT)", "SystemExit: 3",
+        "the calculation process exited with status 7 without a result", "timed out after 1 s", None]
+    assert calls(tmp_path) == names
+    sleep = int((tmp_path / "sleep.pid").read_text())  # what the hung calculation started was killed with it
+    deadline = time.monotonic() + 5
+    while running(sleep) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not running(sleep)
+    assert not any((tmp_path / f"frame_{i:04d}.json").exists() for i in (1, 2, 3, 4))  # failures are not kept
+
+
+def write_selected(path, names) -> Path:
+    write_trajectory(path, [structure.to_ase() for structure in renamed(names)])
+    return path
+
+
+def test_label_and_merge_labels_stop_above_the_failed_fraction_naming_each_failure(tmp_path, capsys):
+    selected = write_selected(tmp_path / "selected.extxyz", ["cu", "cu2", "abort", "hang"])
+    settings = tmp_path / "calculator.yaml"
+    settings.write_text("calculator: al_calculators.RetriedEMT\nkwargs: {mixing: 0.5}\n"
+                        "retries: [{mixing: 0.1}]\n")
+    batches = [tmp_path / f"batch_{batch}" for batch in (0, 1)]
+    calculators = [["--calculator-settings", str(settings)], ["--calculator", "al_calculators.MisbehavingEMT"]]
+    for batch, calculator in zip(batches, calculators):
+        main(["label", str(selected), "--batch", batch.name[-1], "--batch-size", "2", *calculator, "--timeout", "1",
+              "--workdir", str(batch.with_suffix(".work")), "--output", str(batch.with_suffix(".extxyz")),
+              "--report", str(batch.with_suffix(".json"))])
+    first = json.loads(batches[0].with_suffix(".json").read_text())
+    assert first["retries"] == [{"mixing": 0.1}] and [len(r["attempts"]) for r in first["frames"]] == [2, 2]
+    assert "failed: hang after 1 attempt(s): timed out after 1 s" in capsys.readouterr().out
+    merged = [tmp_path / "labelled.extxyz", tmp_path / "labelling.json"]
+    merge = ["merge-labels", *[str(b.with_suffix(".extxyz")) for b in batches], "--reports",
+             *[str(b.with_suffix(".json")) for b in batches], "--output", str(merged[0]), "--report", str(merged[1])]
+    with pytest.raises(SystemExit) as stop:
+        main(merge)  # the default limit, 0.25
+    errors = capsys.readouterr().err.splitlines()
+    report = batches[1].with_suffix(".json")
+    assert stop.value.code == 1 and not any(path.exists() for path in merged)
+    assert f"{report}: frame 2 (abort): the calculation process died with signal 6 (SIGABRT)" in errors
+    assert f"{report}: frame 3 (hang): timed out after 1 s" in errors
+    assert errors[-1].startswith("aenet-core merge-labels failed: 2 of 4 frames failed to label (50.0%), more than "
+                                 "--max-failed-fraction 0.25 (the workflow's active_learning.label.max_failed_fraction)")
+    assert errors[-1].endswith(f"the failed frames are listed above, from {report}")
+    main([*merge, "--max-failed-fraction", "0.5"])  # at the limit
+    assert [atoms.info["name"] for atoms in ase.io.read(merged[0], ":")] == ["cu", "cu2"]
+    assert json.loads(merged[1].read_text())["n_failed"] == 2
+
+
+LABEL = ["label", "s.extxyz", "--batch", "0", "--batch-size", "1", "--calculator", "a.B", "--workdir", "w", "--output",
+         "o", "--report", "r"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([*LABEL, "--timeout", "0"], "expected a positive number of seconds; got '0'"),
+    (["merge-labels", "--output", "o", "--report", "r", "--max-failed-fraction", "1.5"],
+     "expected a fraction from 0 to 1; got '1.5'"),
+])
+def test_a_timeout_or_fraction_out_of_range_is_refused(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert message in capsys.readouterr().err
+
+
+def test_retries_that_are_not_a_list_of_mappings_are_refused(tmp_path, capsys):
+    settings = tmp_path / "calculator.yaml"
+    settings.write_text("calculator: ase.calculators.emt.EMT\nretries: {mixing: 0.1}\n")
+    selected = write_selected(tmp_path / "selected.extxyz", ["cu"])
+    with pytest.raises(SystemExit):
+        main(["label", str(selected), "--batch", "0", "--batch-size", "1", "--calculator-settings", str(settings),
+              "--workdir", "w", "--output", "o", "--report", "r"])
+    assert "expected retries to be a list of mappings" in capsys.readouterr().err.splitlines()[-1]

@@ -10,6 +10,7 @@ from matplotlib.text import Text
 
 from aenet_core.active_learning import rounds
 from aenet_core.active_learning.rounds import exploration_seeds, plot_rounds, round_summary, rounds_table
+from aenet_core.active_learning.stopping import exploration_verdict
 from aenet_core.example_data import make_cuau_structures
 
 
@@ -58,6 +59,37 @@ def test_a_round_summary_counts_what_each_step_reported(round_files):
     assert summary["test_force_rmse"] == 0.3
     zero = round_summary(0, evaluation)
     assert zero["n_frames_explored"] == 0 and zero["fraction_hit_trust_hi"] is None and zero["max_force_std_max"] is None
+
+
+def test_the_exploration_verdict_stops_when_converged_or_when_nothing_is_left_to_label():
+    went_on = exploration_verdict({"n_frames": 40, "n_accurate": 20, "n_candidates": 15, "n_selected": 6})
+    assert not went_on["stop"]
+    assert went_on["reason"] == "went on: 15 candidates, 6 selected; 50% of 40 explored frames below trust_lo (< 90%)"
+    converged = exploration_verdict({"n_frames": 40, "n_accurate": 36, "n_candidates": 4, "n_selected": 4})
+    assert converged == {"stop": True, "reason": "converged: 90% of 40 explored frames below trust_lo (>= 90%)"}
+    assert not exploration_verdict({"n_frames": 40, "n_accurate": 36, "n_candidates": 4, "n_selected": 4}, 0.95)["stop"]
+    empty = exploration_verdict({"n_frames": 40, "n_accurate": 10, "n_candidates": 0, "n_selected": 0})
+    assert empty["stop"] and empty["reason"].startswith("no candidates: none of 40 explored frames")
+    spent = exploration_verdict({"n_frames": 40, "n_accurate": 10, "n_candidates": 3, "n_selected": 0})
+    assert spent["stop"] and spent["reason"].startswith("nothing left to label: the 3 candidates")
+
+
+def test_a_round_where_the_loop_stopped_reports_its_exploration_and_why(round_files, tmp_path):
+    evaluation, explorations, _, labelling = round_files
+    converged = write(tmp_path / "converged.json", {"n_frames": 5, "n_accurate": 5, "n_candidates": 0,
+                                                     "n_selected": 0})
+    stopped = round_summary(2, None, explorations, converged, converged_fraction=0.9)
+    assert stopped["decision"] == "stopped" and stopped["reason"].startswith("converged: 100% of 5")
+    assert stopped["test_force_rmse"] is None and stopped["n_frames_explored"] == 5 and stopped["accurate_fraction"] == 1
+    with pytest.raises(ValueError, match="disagrees"):  # a trained round whose exploration said stop
+        round_summary(2, evaluation, explorations, converged, labelling, converged_fraction=0.9)
+    fixed = round_summary(2, evaluation, explorations, converged, labelling)
+    assert (fixed["decision"], fixed["reason"]) == ("trained", "rounds is a fixed count")
+    paths = [write(tmp_path / "r0.json", round_summary(0, evaluation)), write(tmp_path / "r2.json", stopped)]
+    table = rounds_table(paths)
+    assert list(table["decision"]) == ["trained", "stopped"]
+    plot_rounds(paths, tmp_path / "rounds.png", 0.05, 1.0, title="cuau")
+    assert (tmp_path / "rounds.png").stat().st_size > 0
 
 
 def test_the_run_table_has_a_row_per_round_and_the_plot_is_written(round_files, tmp_path):

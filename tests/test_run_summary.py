@@ -50,11 +50,31 @@ def test_a_loop_shows_one_line_per_round_and_its_last_committee(tmp_path):
         record = {"round": k, "n_labelled": 6 * k, "n_failed": 0, "n_trajectories": 4 * k, "n_hit_trust_hi": k,
                   "test_energy_rmse_per_atom": rmse, "test_force_rmse": 0.2}
         (tmp_path / "cuau" / f"round_{k:02d}" / "summary.json").write_text(json.dumps(record))
-    text = workflow_summary(tmp_path, {"cuau": 2})
+    text = workflow_summary(tmp_path, {"cuau": {"rounds": 2}})
     assert "Run cuau, active learning (round 1 of 2)" in text
     rows = [line.split() for line in text.splitlines() if line.strip()[:1].isdigit()]
     assert rows == [["0", "0", "0", "50", "0.2", "-"], ["1", "6", "0", "30", "0.2", "1/4"]]
     assert "round_01" in text and "round_00/ascii" not in text
+
+
+def test_a_loop_that_stopped_by_itself_says_why_and_which_committee_is_its_result(tmp_path):
+    write_target(tmp_path / "cuau" / "round_00", EVALUATION)
+    records = [{"round": 0, "decision": "trained", "reason": "round 0 trains on the run's sources",
+                "test_energy_rmse_per_atom": 0.05},
+               {"round": 1, "decision": "stopped", "reason": "converged: 95% of 40 explored frames below trust_lo",
+                "n_trajectories": 4, "n_hit_trust_hi": 0}]
+    for record in records:
+        folder = tmp_path / "cuau" / f"round_{record['round']:02d}"
+        folder.mkdir(exist_ok=True)
+        (folder / "summary.json").write_text(json.dumps(record))
+    text = workflow_summary(tmp_path, {"cuau": {"max_rounds": 5}})
+    assert ("Run cuau, active learning: stopped in round 1 of at most 5 (converged: 95% of 40 explored frames "
+            "below trust_lo); the result is round 0's committee") in text
+    assert "stopped: converged" in text.splitlines()[3]
+    records[1] |= {"decision": "trained", "reason": "went on"}
+    (tmp_path / "cuau/round_01/summary.json").write_text(json.dumps(records[1]))
+    write_target(tmp_path / "cuau" / "round_01", EVALUATION)
+    assert "round 1 of at most 1; max_rounds reached" in workflow_summary(tmp_path, {"cuau": {"max_rounds": 1}})
 
 
 def test_a_failed_job_shows_the_line_its_command_ended_with(tmp_path):

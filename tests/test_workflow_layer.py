@@ -4,9 +4,11 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from workflow_setup import ROOT, SCHEMA, default_config, shipped_config
 
-from aenet_core.workflow.config import check_config
+from aenet_core.workflow.config import ConfigError, check_config
 from aenet_core.workflow.plan import Plan
 from aenet_core.workflow.targets import round_of, round_target, run_of
 
@@ -69,3 +71,34 @@ def test_a_loop_plans_its_rounds_explorations_and_label_batches():
     assert plan.shard_rounds("example/round_02") == ["01", "02"] and plan.shard_rounds("example/round_00") == []
     assert plan.explorations("example") == [("000", "300"), ("000", "600.5"), ("001", "300"), ("001", "600.5")]
     assert plan.label_batches("example") == ["000", "001", "002"]
+
+
+def test_a_loop_with_max_rounds_trains_until_the_first_round_whose_exploration_says_stop():
+    config = shipped_config()
+    loop = config["runs"]["example"]["active_learning"]
+    loop.pop("rounds")
+    loop["max_rounds"] = 5
+    plan = checked(config)
+    asked = []
+
+    def verdict(k):  # round 2's exploration finds the committee accurate
+        asked.append(k)
+        return {"stop": k == 2}
+
+    assert plan.loop_end("example", verdict) == (1, 2) and asked == [1, 2]
+    assert plan.targets("example", 1) == ["example/round_00", "example/round_01"]
+    assert plan.loop_end("example", lambda k: {"stop": False}) == (5, None)
+    loop["rounds"] = 3  # a fixed count never asks
+    del loop["max_rounds"]
+    assert checked(config).loop_end("example", None) == (3, None)
+
+
+def test_a_loop_gives_rounds_or_max_rounds():
+    config = shipped_config()
+    loop = config["runs"]["example"]["active_learning"]
+    loop["max_rounds"] = 4
+    with pytest.raises(ConfigError, match="give rounds .* or max_rounds .*, not both"):
+        check_config(config, SCHEMA)
+    del loop["max_rounds"], loop["rounds"]
+    with pytest.raises(ConfigError, match="not neither"):
+        check_config(config, SCHEMA)

@@ -1,13 +1,18 @@
 """The command-line steps of the active-learning loop (``aenet-core <command>``), one per workflow rule."""
 from __future__ import annotations
 
+import argparse
+import signal
+import sys
 from dataclasses import fields
 from pathlib import Path
 
-from aenet_core.active_learning.settings import ENSEMBLES, ExploreSettings
+from aenet_core.active_learning.settings import ENGINES, ENSEMBLES, ExploreSettings
+from aenet_core.active_learning.trust import TRUST_SCALES
 from aenet_core.command_line import read_settings
 
-CALCULATOR_SETTINGS = ("calculator", "kwargs")  # the keys of active_learning.label in config.yaml that it reads
+CALCULATOR_SETTINGS = ("calculator", "kwargs", "retries")
+DEFAULT_MAX_FAILED_FRACTION = 0.25  # a round with more failed calculations is a calculator problem, not bad luck  # the keys of the file aenet-core label reads
 
 
 def _exploration_seeds(args):
@@ -28,30 +33,88 @@ def _exploration_seeds(args):
     print(f"{len(seeds)} starting structures of {len(pool)} -> {args.output}")
 
 
+def _resolve_trust(args) -> None:
+    """Put --trust-lo/--trust-hi on max_force_std (eV/Å) where --trust-scale gives them on another scale."""
+    from aenet_core.active_learning.trust import trust_levels
+    from aenet_core.files import read_json
+
+    if args.trust_scale == "absolute":
+        return
+    if not args.evaluation:
+        raise SystemExit(f"--trust-scale {args.trust_scale} needs --evaluation (the previous round's summary.json)")
+    try:
+        levels = trust_levels(args.trust_lo, args.trust_hi, args.trust_scale,
+                              read_json(args.evaluation, "evaluation summary"))
+    except ValueError as err:
+        raise SystemExit(f"{args.evaluation}: {err}") from None
+    print(f"trust levels {args.trust_lo:g}, {args.trust_hi:g} ({args.trust_scale}) are {levels['trust_lo']:.4g}, "
+          f"{levels['trust_hi']:.4g} eV/Å of max_force_std")
+    args.trust_lo, args.trust_hi = levels["trust_lo"], levels["trust_hi"]
+
+
+def _lammps_ready(committee) -> str | None:
+    """Why LAMMPS cannot run this exploration (None when it can): the plugin, lmp or the exported files."""
+    from aenet_core.lammps import LammpsError, executables, find_models, plugin_path
+
+    try:
+        plugin_path()
+        executables()
+        find_models(committee)
+    except LammpsError as err:
+        return str(err)
+    return None
+
+
+def _engine(args) -> str:
+    """The engine that runs the trajectory: --engine, or for auto LAMMPS where it can."""
+    if args.engine == "ase":
+        return "ase"
+    reason = _lammps_ready(args.committee)
+    if reason is None:
+        return "lammps"
+    if args.engine == "lammps":
+        raise SystemExit(f"--engine lammps: {reason}")
+    print(f"exploring with ASE: {reason}")
+    return "ase"
+
+
 def _explore(args):
     import numpy as np
 
-    from aenet_core.active_learning.explore import explore
     from aenet_core.active_learning.trajectory import write_trajectory
-    from aenet_core.committee import TorchCommitteePotential
     from aenet_core.files import write_json
     from aenet_core.io import read_structures
 
-    committee = TorchCommitteePotential.from_directory(args.committee, calibration=args.calibration)
     seeds = read_structures(args.seeds)
     if not 0 <= args.seed_index < len(seeds):
         raise SystemExit(f"{args.seeds}: no starting structure {args.seed_index} ({len(seeds)} there)")
+    _resolve_trust(args)
     given = {f.name: getattr(args, f.name) for f in fields(ExploreSettings) if getattr(args, f.name, None) is not None}
     settings = ExploreSettings(seed=args.random_seed, **given)
-    frames, summary = explore(committee, seeds[args.seed_index], settings)
+    engine = _engine(args)
+    if engine == "lammps":
+        from aenet_core.active_learning.explore_lammps import explore_lammps
+        from aenet_core.uncertainty import load_calibration_factor
+
+        factor = load_calibration_factor(args.calibration) if args.calibration else None
+        workdir = Path(args.summary).with_suffix(".lammps")
+        frames, summary = explore_lammps(args.committee, seeds[args.seed_index], settings, factor, args.ranks,
+                                         workdir)
+    else:
+        from aenet_core.active_learning.explore import explore
+        from aenet_core.committee import TorchCommitteePotential
+
+        committee = TorchCommitteePotential.from_directory(args.committee, calibration=args.calibration)
+        frames, summary = explore(committee, seeds[args.seed_index], settings)
     write_trajectory(args.output, frames)
     n_atoms = len(frames[0])
     calibrated = [f.info["energy_std_calibrated"] / n_atoms for f in frames]
-    summary |= {"start": seeds[args.seed_index].name, "max_force_std": [f.info["max_force_std"] for f in frames],
+    summary |= {"engine": engine, "start": seeds[args.seed_index].name,
+                "max_force_std": [f.info["max_force_std"] for f in frames],
                 "energy_std_calibrated_per_atom": [None if np.isnan(value) else value for value in calibrated]}
     write_json(args.summary, summary, indent=1)
     stop = f"stopped at step {summary['stop_step']} (trust_hi)" if summary["stopped_early"] else "ran every step"
-    print(f"{len(frames)} frames, {stop} -> {args.output}")
+    print(f"{len(frames)} frames ({engine}), {stop} -> {args.output}")
 
 
 def _named_frames(paths) -> list:
@@ -66,6 +129,24 @@ def _named_frames(paths) -> list:
     return frames
 
 
+def failed_frames(databases) -> list:
+    """The frames whose labelling failed in the rounds of these databases: beside a round's shard
+    (``round_NN/database.h5``) its ``labelling.json`` names them by their place in ``selected.extxyz``."""
+    from aenet_core.active_learning.trajectory import read_trajectory
+    from aenet_core.files import read_json
+
+    failed = []
+    for database in databases:
+        folder = Path(database).parent
+        report, selected = folder / "labelling.json", folder / "selected.extxyz"
+        if not (folder.name.startswith("round_") and report.is_file() and selected.is_file()):
+            continue
+        frames = read_trajectory(selected)
+        failed += [frames[r["index"]] for r in read_json(report, "labelling report")["frames"]
+                   if r["status"] == "failed"]
+    return failed
+
+
 def _select(args):
     import numpy as np
 
@@ -75,15 +156,23 @@ def _select(args):
     from aenet_core.files import write_json
     from aenet_core.structure import Structure
 
+    _resolve_trust(args)
     frames = _named_frames(args.trajectories)
     db = open_databases(args.database)
     structures = [Structure.from_ase(atoms) for atoms in frames]
     vectors = structure_vectors(db.descriptor, structures) if structures else np.zeros((0, 0))
-    chosen = select_frames(frames, vectors, dataset_vectors(db), args.trust_lo, args.trust_hi, args.max_frames)
+    failed = [Structure.from_ase(atoms) for atoms in failed_frames(args.database)]
+    failed_vectors = structure_vectors(db.descriptor, failed) if failed and structures else None
+    chosen = select_frames(frames, vectors, dataset_vectors(db), args.trust_lo, args.trust_hi, args.max_frames,
+                           failed_vectors=failed_vectors)
     write_trajectory(args.candidates, [frames[i] for i in chosen["candidates"]])
     write_trajectory(args.selected, [frames[i] for i in chosen["selected"]])
-    report = {"n_frames": len(frames), "n_candidates": len(chosen["candidates"]), "n_selected": len(chosen["selected"]),
-              "trust_lo": args.trust_lo, "trust_hi": args.trust_hi, "max_frames": args.max_frames,
+    n_accurate = sum(float(f.info["max_force_std"]) < args.trust_lo for f in frames)
+    report = {"n_frames": len(frames), "n_accurate": n_accurate, "n_candidates": len(chosen["candidates"]),
+              "n_selected": len(chosen["selected"]), "n_near_failed": chosen["n_near_failed"],
+              "n_failed_before": len(failed), "trust_scale": args.trust_scale, "trust_lo": args.trust_lo,
+              "trust_hi": args.trust_hi,
+              "max_frames": args.max_frames,
               "selected": [{"name": frames[i].info["name"], "max_force_std": frames[i].info["max_force_std"],
                             "distance": d} for i, d in zip(chosen["selected"], chosen["distances"])]}
     write_json(args.report, report, indent=1)
@@ -92,15 +181,24 @@ def _select(args):
 
 
 def _calculator(args) -> tuple:
-    """(import path, keyword arguments) of the labelling calculator: --calculator, or --calculator-settings."""
+    """(import path, keyword arguments, retries) of the labelling calculator: --calculator, or
+    --calculator-settings (whose retries are keyword-argument overrides, tried in turn after a failure)."""
     if args.calculator:
-        return args.calculator, {}
+        return args.calculator, {}, []
     settings = read_settings(args.calculator_settings, CALCULATOR_SETTINGS)
     calculator, kwargs = settings.get("calculator"), settings.get("kwargs") or {}
+    retries = settings.get("retries") or []
     if not isinstance(calculator, str) or not isinstance(kwargs, dict):
         raise SystemExit(f"{args.calculator_settings}: expected calculator (an import path) and kwargs (a mapping "
                          f"of its keyword arguments); got calculator {calculator!r}, kwargs {kwargs!r}")
-    return calculator, kwargs
+    if not isinstance(retries, list) or not all(isinstance(overrides, dict) for overrides in retries):
+        raise SystemExit(f"{args.calculator_settings}: expected retries to be a list of mappings (keyword arguments "
+                         f"that override kwargs, one per retry); got {retries!r}")
+    return calculator, kwargs, retries
+
+
+def _stop_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)  # unwinds, so that a running calculation and its subprocesses are killed
 
 
 def _label(args):
@@ -110,31 +208,57 @@ def _label(args):
     from aenet_core.io import write_extxyz
     from aenet_core.structure import Structure
 
-    calculator, kwargs = _calculator(args)
+    calculator, kwargs, retries = _calculator(args)
     frames = [Structure.from_ase(atoms) for atoms in read_trajectory(args.selected)]
     first = args.batch * args.batch_size
     batch = frames[first: first + args.batch_size]
-    labelled, records = label_frames(batch, calculator, kwargs, args.workdir, first_index=first)
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)  # a cancelled job (Snakemake, a scheduler)
+    try:
+        labelled, records = label_frames(batch, calculator, kwargs, args.workdir, first_index=first,
+                                         retries=retries, timeout=args.timeout)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     write_extxyz(args.output, labelled)
-    report = labelling_report(records, calculator, kwargs)
+    report = labelling_report(records, calculator, kwargs, retries)
     write_json(args.report, report, indent=1)
     for record in records:
         if record["status"] == "failed":
-            print(f"failed: {record['name']}: {record['error']}")
+            print(f"failed: {record['name']} after {len(record['attempts'])} attempt(s): {record['error']}")
     print(f"batch {args.batch}: {report['n_labelled']} of {len(batch)} frames labelled -> {args.output}")
+
+
+def _check_failed_fraction(paths, reports, limit) -> None:
+    """Stop when more than ``limit`` of the frames failed, each failed frame of each batch listed on stderr."""
+    frames = [record for report in reports for record in report["frames"]]
+    n_failed = sum(record["status"] == "failed" for record in frames)
+    if limit is None or n_failed <= limit * len(frames):
+        return
+    batches = []
+    for path, report in zip(paths, reports):
+        failed = [record for record in report["frames"] if record["status"] == "failed"]
+        if failed:
+            batches.append(str(path))
+        for record in failed:
+            print(f"{path}: frame {record['index']} ({record['name']}): {record['error']}", file=sys.stderr)
+    raise SystemExit(f"{n_failed} of {len(frames)} frames failed to label ({n_failed / len(frames):.1%}), more than "
+                     f"--max-failed-fraction {limit:g} (the workflow's active_learning.label.max_failed_fraction): "
+                     f"fix the calculator's settings (or add label.retries) and run again; the failed frames are "
+                     f"listed above, from {', '.join(batches)}")
 
 
 def _merge_labels(args):
     from aenet_core.active_learning.label import labelling_report
     from aenet_core.files import atomic_write, read_json, write_json
 
+    reports = [read_json(path, "labelling report") for path in args.reports]
+    _check_failed_fraction(args.reports, reports, args.max_failed_fraction)  # before writing anything
     with atomic_write(args.output) as handle:
         for path in args.labelled:
             handle.write(Path(path).read_text())
-    reports = [read_json(path, "labelling report") for path in args.reports]
     records = [record for report in reports for record in report["frames"]]
     first = reports[0] if reports else {"calculator": None, "kwargs": {}}
-    write_json(args.report, labelling_report(records, first["calculator"], first["kwargs"]), indent=1)
+    report = labelling_report(records, first["calculator"], first["kwargs"], first.get("retries", ()))
+    write_json(args.report, report, indent=1)
     print(f"{sum(r['status'] == 'labelled' for r in records)} of {len(records)} frames labelled -> {args.output}")
 
 
@@ -143,10 +267,10 @@ def _round_summary(args):
     from aenet_core.files import write_json
 
     summary = rounds.round_summary(args.round, args.evaluation, args.explorations or (), args.selection,
-                                   args.labelling)
+                                   args.labelling, args.converged_fraction)
     write_json(args.output, summary, indent=1)
-    print(f"round {args.round}: {summary['n_labelled']} labelled, test energy RMSE "
-          f"{summary['test_energy_rmse_per_atom']} eV/atom -> {args.output}")
+    print(f"round {args.round}: {summary['decision']} ({summary['reason']}), {summary['n_labelled']} labelled, "
+          f"test energy RMSE {summary['test_energy_rmse_per_atom']} eV/atom -> {args.output}")
 
 
 def _report(args):
@@ -176,8 +300,16 @@ def _add_md_arguments(parser) -> None:
         kind = int if name in ("steps", "interval") else float
         notes = "; ".join(filter(None, [unit, f"default {defaults[name]:g}"]))
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, help=f"{what} ({notes})")
-    parser.add_argument("--ensemble", choices=ENSEMBLES, help="nvt (Langevin; default) or npt (Berendsen, for a "
-                        "potential trained on stresses)")
+    parser.add_argument("--ensemble", choices=ENSEMBLES, help="nvt (Langevin; default), npt (ASE: Berendsen; "
+                        "LAMMPS: Nosé-Hoover; for a potential trained on stresses) or nve")
+
+
+def _add_trust_scale(parser) -> None:
+    parser.add_argument("--trust-scale", choices=TRUST_SCALES, default="absolute", help="what the trust levels "
+                        "are: absolute (eV/Å of max_force_std; default), calibrated (expected force errors, eV/Å, "
+                        "through the previous round's force calibration) or test_quantiles (quantiles of the "
+                        "previous round's largest force error per test structure)")
+    parser.add_argument("--evaluation", help="the previous round's evaluation summary.json (for --trust-scale)")
 
 
 def _add_exploration(commands) -> None:
@@ -201,22 +333,46 @@ def _add_exploration(commands) -> None:
                          "(max_force_std, eV/Å)")
     explore.add_argument("--random-seed", type=int, required=True, help="seed of the initial velocities and "
                          "Langevin's random forces")
+    explore.add_argument("--trust-lo", type=float, default=0.0, help="the lower trust level (with --trust-scale "
+                         "test_quantiles, whose levels are checked together)")
+    _add_trust_scale(explore)
     _add_md_arguments(explore)
+    explore.add_argument("--engine", choices=ENGINES, default="auto", help="who runs the MD: lammps (the committee's "
+                         "exported files through the aenet/core plugin), ase, or auto (default): lammps where the "
+                         "plugin is built and the files are exported, else ase")
+    explore.add_argument("--ranks", type=int, default=1, help="MPI ranks of a LAMMPS exploration (default 1)")
     explore.add_argument("--output", required=True, help="trajectory (extxyz)")
     explore.add_argument("--summary", required=True, help="the trajectory's summary (JSON)")
     explore.set_defaults(func=_explore)
 
     select = commands.add_parser("select", help="candidates in the trust window, then diverse frames of them")
     select.add_argument("trajectories", nargs="+", help="trajectories of explore (extxyz)")
-    select.add_argument("--database", nargs="+", required=True, help="what is labelled already (every shard)")
+    select.add_argument("--database", nargs="+", required=True, help="what is labelled already (every shard); a "
+                        "frame whose labelling failed in a shard's round (its labelling.json and selected.extxyz "
+                        "beside it) is never selected again")
     select.add_argument("--trust-lo", type=float, required=True, help="a candidate's max_force_std is at least "
                         "this (eV/Å)")
     select.add_argument("--trust-hi", type=float, required=True, help="and at most this (eV/Å)")
+    _add_trust_scale(select)
     select.add_argument("--max-frames", type=int, required=True, help="how many frames to select at most")
     select.add_argument("--candidates", required=True, help="the candidates (extxyz)")
     select.add_argument("--selected", required=True, help="the selected frames (extxyz)")
     select.add_argument("--report", required=True, help="the selection's report (JSON)")
     select.set_defaults(func=_select)
+
+
+def _positive_seconds(text: str) -> float:
+    seconds = float(text)
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds; got {text!r}")
+    return seconds
+
+
+def _fraction(text: str) -> float:
+    fraction = float(text)
+    if not 0 <= fraction <= 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction from 0 to 1; got {text!r}")
+    return fraction
 
 
 def _add_labelling(commands) -> None:
@@ -226,10 +382,14 @@ def _add_labelling(commands) -> None:
     label.add_argument("--batch-size", type=int, required=True, help="frames per batch")
     calculator = label.add_mutually_exclusive_group(required=True)
     calculator.add_argument("--calculator-settings", metavar="FILE", help="YAML or JSON file with calculator (an "
-                            "import path) and kwargs (its keyword arguments), as in active_learning.label of "
-                            "config.yaml; the workflow writes results/<run>/active_learning/calculator.yaml")
+                            "import path), kwargs (its keyword arguments) and optionally retries (a list of "
+                            "overrides of kwargs, tried in turn after a failed calculation), as in "
+                            "active_learning.label of config.yaml; the workflow writes results/<run>/active_learning/calculator.yaml")
     calculator.add_argument("--calculator", help="import path of a calculator that needs no keyword arguments, "
                             "e.g. ase.calculators.emt.EMT")
+    label.add_argument("--timeout", type=_positive_seconds, metavar="SECONDS", help="time limit of each "
+                       "calculation (attempt); one that runs longer is killed, with whatever it started, and "
+                       "fails (default: none)")
     label.add_argument("--workdir", required=True, help="finished calculations are kept here")
     label.add_argument("--output", required=True, help="the labelled frames (extxyz)")
     label.add_argument("--report", required=True, help="each frame's outcome (JSON)")
@@ -240,16 +400,22 @@ def _add_labelling(commands) -> None:
     merge.add_argument("--reports", nargs="*", default=[], help="the batches' reports (JSON)")
     merge.add_argument("--output", required=True, help="all labelled frames (extxyz)")
     merge.add_argument("--report", required=True, help="the round's labelling report (JSON)")
+    merge.add_argument("--max-failed-fraction", type=_fraction, metavar="F", default=DEFAULT_MAX_FAILED_FRACTION,
+                       help="fail, writing nothing, when more than this fraction of the round's frames failed to "
+                       f"label (default {DEFAULT_MAX_FAILED_FRACTION:g}; 1: never)")
     merge.set_defaults(func=_merge_labels)
 
 
 def _add_reports(commands) -> None:
     summary = commands.add_parser("round-summary", help="one round's counts, uncertainties and test errors")
     summary.add_argument("--round", type=int, required=True, help="the round's number (0: before any labelling)")
-    summary.add_argument("--evaluation", required=True, help="the round's evaluation summary.json")
+    summary.add_argument("--evaluation", help="the evaluation summary.json of the committee the round trained "
+                         "(none where the loop stopped)")
     summary.add_argument("--explorations", nargs="+", help="the round's trajectory summaries (JSON)")
     summary.add_argument("--selection", help="the round's selection report (JSON)")
     summary.add_argument("--labelling", help="the round's labelling report (JSON)")
+    summary.add_argument("--converged-fraction", type=float, help="a loop that stops by itself: the fraction of "
+                         "explored frames below trust_lo at which it stops (default: a fixed number of rounds)")
     summary.add_argument("--output", required=True, help="the round's summary (JSON)")
     summary.set_defaults(func=_round_summary)
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from aenet_core.active_learning.stopping import accurate_fraction, exploration_verdict
 from aenet_core.files import read_json
 from aenet_core.training.trainout import GPA_PER_EV_PER_A3, save_figure
 
@@ -41,23 +42,44 @@ def _quantiles(values, name: str) -> dict:
         f"{name}_max": float(values.max())}
 
 
-def round_summary(round_index: int, evaluation, explorations=(), selection=None, labelling=None) -> dict:
+def _decision(round_index: int, selection: dict, converged_fraction: float | None, trained: bool) -> dict:
+    """Whether the round trained and why: round 0 always; later rounds by the exploration's verdict when the
+    loop stops by itself (``converged_fraction`` given), else because ``rounds`` is a fixed count."""
+    if not round_index:
+        return {"decision": "trained", "reason": "round 0 trains on the run's sources"}
+    if converged_fraction is None:
+        return {"decision": "trained", "reason": "rounds is a fixed count"}
+    verdict = exploration_verdict(selection, converged_fraction)
+    if verdict["stop"] == trained:
+        raise ValueError(f"round {round_index}: the exploration's verdict ({verdict['reason']}) disagrees with "
+                         f"{'an' if trained else 'no'} evaluation of a committee trained in this round")
+    return {"decision": "stopped" if verdict["stop"] else "trained", "reason": verdict["reason"]}
+
+
+def round_summary(round_index: int, evaluation=None, explorations=(), selection=None, labelling=None,
+                  converged_fraction: float | None = None) -> dict:
     """One round's record: what its exploration found, what was selected and labelled (the reports of
     ``select`` and ``label``), and the test errors of the committee it trained (``evaluation``: the
-    evaluate summary.json).  Round 0 has the test errors only."""
-    evaluation = read_json(evaluation, "evaluation summary")
-    runs = [read_json(path, "exploration summary") for path in explorations]
+    evaluate summary.json).  Round 0 has the test errors only; a round where a loop stopped by itself
+    (``converged_fraction``: the loop's, None for a fixed number of rounds) has no labelling and no
+    evaluation.  ``decision`` ("trained" or "stopped") and ``reason`` say why."""
     selection = read_json(selection, "selection report") if selection else {}
+    decision = _decision(round_index, selection, converged_fraction, evaluation is not None)
+    evaluation = read_json(evaluation, "evaluation summary") if evaluation else {}
+    runs = [read_json(path, "exploration summary") for path in explorations]
     labelling = read_json(labelling, "labelling report") if labelling else {}
     spreads = [value for run in runs for value in run["max_force_std"]]
     energy_spreads = [value for run in runs for value in run["energy_std_calibrated_per_atom"]]
     return {
         "round": round_index,
+        **decision,
+        "accurate_fraction": accurate_fraction(selection) if selection else None,
         "n_trajectories": len(runs),
         "n_frames_explored": sum(run["n_frames"] for run in runs),
         "n_steps_run": sum(run["n_steps_run"] for run in runs),
         "n_hit_trust_hi": sum(bool(run["stopped_early"]) for run in runs),
         "fraction_hit_trust_hi": float(np.mean([run["stopped_early"] for run in runs])) if runs else None,
+        **{key: selection.get(key) for key in ("trust_scale", "trust_lo", "trust_hi") if key in selection},
         "n_candidates": selection.get("n_candidates", 0),
         "n_selected": selection.get("n_selected", 0),
         "n_labelled": labelling.get("n_labelled", 0),
@@ -96,14 +118,19 @@ TEST_PANELS = (("energy_rmse_per_atom", "energy", "meV/atom", 1000.0), ("force_r
 
 def plot_rounds(summaries, path, trust_lo: float, trust_hi: float, title: str | None = None) -> None:
     """Frames per round, the exploration's force-spread distribution and the fraction of trajectories that
-    reached ``trust_hi``, and the test errors of each round's committee; ``title`` (e.g. the run) heads it."""
+    reached ``trust_hi``, and the test errors of each round's committee; ``title`` (e.g. the run) heads it, and
+    a loop that stopped by itself says why under it."""
     from matplotlib.figure import Figure
 
     records = _records(summaries)
     table = _table(records)
     fig = Figure(figsize=(13, 11), layout="constrained")
-    if title:
-        fig.suptitle(title, fontsize="x-large")
+    last = records[-1]
+    heading = [title] if title else []
+    if last.get("decision") == "stopped":
+        heading.append(f"stopped in round {last['round']}: {last['reason']}")
+    if heading:
+        fig.suptitle("\n".join(heading), fontsize="x-large")
     counts, exploration, errors = fig.subfigures(3, 1)
     _plot_counts(counts.subplots(), table)
     _plot_exploration(exploration, records, table, trust_lo, trust_hi)
@@ -147,8 +174,13 @@ def _plot_exploration(subfigure, records, table, trust_lo, trust_hi) -> None:
     if explored:
         spread.boxplot([r["max_force_std"] for r in explored], positions=[r["round"] for r in explored],
                        widths=0.5, manage_ticks=False)
+    scaled = [r for r in explored if r.get("trust_scale", "absolute") != "absolute"]
     for level, name, color in ((trust_lo, "trust_lo", "C2"), (trust_hi, "trust_hi", "C3")):
-        spread.axhline(level, color=color, lw=1, ls="--", label=f"{name} = {level:g} eV/Å")
+        if scaled:  # each round's own levels on max_force_std, from the previous round's evaluation
+            spread.scatter([r["round"] for r in scaled], [r[name] for r in scaled], marker="_", s=900, color=color,
+                           label=f"{name} ({scaled[0]['trust_scale']} {level:g})")
+        else:
+            spread.axhline(level, color=color, lw=1, ls="--", label=f"{name} = {level:g} eV/Å")
     spread.legend(loc="upper left")
     spread.set_ylim(bottom=0)
     spread.set(ylabel="max force spread per frame (eV/Å)", title="uncertainty of the explored frames")

@@ -141,7 +141,7 @@ def in_trust_window(frames, trust_lo: float, trust_hi: float) -> list:
 
 
 def select_frames(frames, frame_vectors, labelled_vectors, trust_lo: float, trust_hi: float, max_frames: int,
-                  min_distance: float = DEFAULT_MIN_DISTANCE) -> dict:
+                  min_distance: float = DEFAULT_MIN_DISTANCE, failed_vectors=None) -> dict:
     """The trust-window candidates of ``frames`` and up to ``max_frames`` diverse ones of them.
 
     ``frame_vectors`` (one row per frame) and ``labelled_vectors`` are ``structure_vectors`` /
@@ -151,21 +151,29 @@ def select_frames(frames, frame_vectors, labelled_vectors, trust_lo: float, trus
     counts as labelled.  Returns ``candidates`` and ``selected`` (frame indices; selected in pick
     order), ``distances`` (each selected frame's distance to the nearest labelled vector; None when
     nothing is labelled) and ``pick_distances`` (to the nearest labelled-or-earlier-selected one).
+    ``failed_vectors``: frames whose labelling failed before; a candidate closer than ``min_distance`` to one
+    is never selected (``n_near_failed`` counts them), so a frame that cannot be labelled is not tried again.
     """
     frames = list(frames)
     if isinstance(max_frames, bool) or int(max_frames) != max_frames or max_frames < 0:
         raise ValueError(f"max_frames must be an integer >= 0; got {max_frames!r}")
     candidates = in_trust_window(frames, trust_lo, trust_hi)
     if not candidates:
-        return {"candidates": [], "selected": [], "distances": [], "pick_distances": []}
+        return {"candidates": [], "selected": [], "distances": [], "pick_distances": [], "n_near_failed": 0}
     frame_vectors = _as_matrix("frame_vectors", frame_vectors)
     if len(frame_vectors) != len(frames):
         raise ValueError(f"frame_vectors has {len(frame_vectors)} rows for {len(frames)} frames")
-    labelled = _as_matrix("labelled_vectors", labelled_vectors, frame_vectors.shape[1])
+    width = frame_vectors.shape[1]
+    labelled = _as_matrix("labelled_vectors", labelled_vectors, width)
+    failed = _as_matrix("failed_vectors", np.zeros((0, width)) if failed_vectors is None else failed_vectors, width)
     scale = feature_scale(labelled if len(labelled) else frame_vectors[candidates])
-    points, labelled = frame_vectors[candidates] / scale, labelled / scale
-    picks, pick_distances = _greedy_picks(points, labelled, max_frames, min_distance)
+    points, labelled, failed = frame_vectors[candidates] / scale, labelled / scale, failed / scale
+    near_failed = nearest_distances(points, failed) < max(min_distance, np.finfo(float).tiny)
+    usable = np.flatnonzero(~near_failed)
+    picks, pick_distances = _greedy_picks(points[usable], labelled, max_frames, min_distance)
+    picks = usable[picks]
     to_labelled = nearest_distances(points[picks], labelled) if len(labelled) else [None] * len(picks)
     return {"candidates": candidates, "selected": [candidates[p] for p in picks],
             "distances": [None if d is None else float(d) for d in to_labelled],
-            "pick_distances": [d if np.isfinite(d) else None for d in pick_distances]}
+            "pick_distances": [d if np.isfinite(d) else None for d in pick_distances],
+            "n_near_failed": int(near_failed.sum())}

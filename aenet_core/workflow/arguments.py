@@ -91,20 +91,38 @@ def exploration_seed_args(loop: dict) -> str:
     return arguments("--count", loop["seeds"], "--seed", loop["random_seed"])
 
 
-def explore_args(loop: dict, round_label: str, seed: str, temperature: str) -> str:
+def trust_scale_args(loop: dict, evaluation) -> tuple:
+    """Trust levels on another scale than max_force_std's: the scale and the previous round's evaluation."""
+    if loop["trust_scale"] == "absolute":
+        return ()
+    return "--trust-scale", loop["trust_scale"], "--evaluation", evaluation
+
+
+def explore_args(loop: dict, round_label: str, seed: str, temperature: str, evaluation=None) -> str:
     """MD settings; a trajectory's random seed follows the loop's random_seed, the round, the starting
-    structure and the temperature, so each trajectory has its own and a rerun repeats it."""
+    structure and the temperature, so each trajectory has its own and a rerun repeats it.  ``evaluation``: the
+    previous round's evaluation summary (read for trust levels on another scale)."""
     key = f"{loop['random_seed']}/{round_label}/{seed}/{temperature}"
     random_seed = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16)
-    return arguments("--trust-hi", loop["trust_hi"], "--random-seed", random_seed, *given_options(loop, MD_OPTIONS))
+    ranks = option("--ranks", loop["threads"]) if loop["threads"] > 1 else ()
+    scale = trust_scale_args(loop, evaluation)
+    return arguments("--trust-hi", loop["trust_hi"], *(("--trust-lo", loop["trust_lo"], *scale) if scale else ()),
+                     "--random-seed", random_seed, *given_options(loop, MD_OPTIONS), *given_options(loop, ("engine",)),
+                     *ranks)
 
 
-def select_args(loop: dict) -> str:
-    return arguments("--trust-lo", loop["trust_lo"], "--trust-hi", loop["trust_hi"], "--max-frames", loop["max_frames"])
+def select_args(loop: dict, evaluation=None) -> str:
+    return arguments("--trust-lo", loop["trust_lo"], "--trust-hi", loop["trust_hi"], "--max-frames", loop["max_frames"],
+                     *trust_scale_args(loop, evaluation))
 
 
 def label_args(loop: dict) -> str:
-    return arguments("--batch-size", loop["label"]["batch_size"])
+    label = loop["label"]
+    return arguments("--batch-size", label["batch_size"], *option("--timeout", label.get("timeout")))
+
+
+def merge_labels_args(loop: dict) -> str:
+    return arguments(*option("--max-failed-fraction", loop["label"].get("max_failed_fraction")))
 
 
 def report_args(loop: dict) -> str:
@@ -132,4 +150,5 @@ def calculator_settings_text(run: str, loop: dict) -> str:
     """results/<run>/active_learning/calculator.yaml: the labelling calculator and its keyword arguments."""
     label = loop["label"]
     header = f"how results/{run} labels its frames (aenet-core label --calculator-settings)"
-    return settings_text(header, {"calculator": label["calculator"], "kwargs": label["kwargs"]})
+    retries = {"retries": label["retries"]} if label.get("retries") else {}  # absent: the file of earlier versions
+    return settings_text(header, {"calculator": label["calculator"], "kwargs": label["kwargs"], **retries})

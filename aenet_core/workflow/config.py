@@ -178,8 +178,14 @@ def committee_problems(key: str, committee: dict) -> list:
 
 def loop_problems(key: str, loop: dict, c: dict) -> list:
     problems = []
+    if ("rounds" in loop) == ("max_rounds" in loop):
+        problems.append(f"{key}: give rounds (exactly that many rounds) or max_rounds (at most that many: the loop "
+                        f"stops by itself when it has converged), not {'both' if 'rounds' in loop else 'neither'}")
     if not loop["trust_lo"] < loop["trust_hi"]:
         problems.append(f"{key}: trust_lo ({loop['trust_lo']}) must be below trust_hi ({loop['trust_hi']})")
+    if loop["trust_scale"] == "test_quantiles" and loop["trust_hi"] > 1:
+        problems.append(f"{key}.trust_hi: on trust_scale test_quantiles the levels are quantiles, at most 1; got "
+                        f"{loop['trust_hi']}")
     if loop.get("ensemble") == "npt" and not c["training"].get("stress_weight"):
         problems.append(f"{key}.ensemble: npt needs a potential trained on stresses; training.stress_weight is 0")
     names = [f"{t:g}" for t in loop["temperatures"]]

@@ -36,14 +36,35 @@ class Plan:
         """The run's active_learning section, None without a loop."""
         return self.run_config(run).get("active_learning")
 
-    def rounds(self, run: str) -> list:
-        """The round labels ("00", "01", ...) of the run's loop."""
-        return [round_label(k) for k in range(self.loop(run)["rounds"] + 1)]
+    def stops_by_itself(self, run: str) -> bool:
+        """Whether the run's loop has max_rounds (it stops when converged) rather than a fixed count of rounds."""
+        return "max_rounds" in self.loop(run)
 
-    def targets(self, run: str) -> list:
-        """The run itself, or every round of its loop."""
+    def round_count(self, run: str) -> int:
+        """The rounds after round 0: exactly (rounds) or at most (max_rounds)."""
         loop = self.loop(run)
-        return [run] if loop is None else [round_target(run, k) for k in range(loop["rounds"] + 1)]
+        return loop["max_rounds"] if self.stops_by_itself(run) else loop["rounds"]
+
+    def loop_end(self, run: str, verdict) -> tuple:
+        """(the last round that trains, the round in which the loop stopped by itself or None).  ``verdict(k)``
+        is round k's exploration verdict (``stopping.exploration_verdict``), asked in order from round 1, and
+        only of a loop with max_rounds: a fixed count of rounds trains every round."""
+        if not self.stops_by_itself(run):
+            return self.round_count(run), None
+        for k in range(1, self.round_count(run) + 1):
+            if verdict(k)["stop"]:
+                return k - 1, k
+        return self.round_count(run), None
+
+    def rounds(self, run: str, last: int | None = None) -> list:
+        """The round labels ("00", "01", ...) of the run's loop up to ``last`` (default: every round)."""
+        return [round_label(k) for k in range((self.round_count(run) if last is None else last) + 1)]
+
+    def targets(self, run: str, last: int | None = None) -> list:
+        """The run itself, or the rounds of its loop up to ``last`` (default: every round)."""
+        if self.loop(run) is None:
+            return [run]
+        return [round_target(run, int(k)) for k in self.rounds(run, last)]
 
     # -- data
     def source_files(self, target: str) -> list:

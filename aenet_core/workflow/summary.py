@@ -90,38 +90,65 @@ def target_block(target: Path) -> list:
     return lines
 
 
-def rounds_table(run_dir: Path, rounds: int) -> list:
-    """One line per finished round of an active-learning loop."""
-    header = "  round  labelled  failed  energy RMSE (meV/atom)  force RMSE (eV/Å)  stopped at trust_hi"
-    lines = [header]
+def round_records(run_dir: Path, rounds: int) -> list:
+    """The summary.json of the finished rounds 0..``rounds`` of a loop, in order, up to the one where it stopped
+    (rounds after it are left from an earlier configuration)."""
+    records = []
     for k in range(rounds + 1):
         record = _read_json(run_dir / f"round_{k:02d}" / "summary.json")
-        if record is None:
-            continue
+        if record is not None:
+            records.append(record)
+            if record.get("decision") == "stopped":
+                break
+    return records
+
+
+def rounds_table(records: list) -> list:
+    """One line per finished round of an active-learning loop, with why it trained or stopped."""
+    header = ("  round  labelled  failed  energy RMSE (meV/atom)  force RMSE (eV/Å)  stopped at trust_hi  "
+              "decision")
+    lines = [header]
+    for record in records:
         hits = f"{record['n_hit_trust_hi']}/{record['n_trajectories']}" if record.get("n_trajectories") else "-"
-        lines.append(f"  {k:5d}  {record.get('n_labelled', 0):8d}  {record.get('n_failed', 0):6d}  "
+        decision = f"{record['decision']}: {record['reason']}" if "decision" in record else ""
+        lines.append(f"  {record['round']:5d}  {record.get('n_labelled', 0):8d}  {record.get('n_failed', 0):6d}  "
                      f"{_number(record.get('test_energy_rmse_per_atom'), scale=1000):>22}  "
-                     f"{_number(record.get('test_force_rmse')):>17}  {hits:>19}")
+                     f"{_number(record.get('test_force_rmse')):>17}  {hits:>19}  {decision}")
     return lines if len(lines) > 1 else []
 
 
-def run_summary(results: Path, run: str, rounds: int | None = None) -> list:
-    """The lines for ``run``: its committee (the last round's, for a loop) and, for a loop, its rounds."""
+def loop_heading(run: str, last: int, records: list, loop: dict) -> str:
+    """How far the loop got: round ``last`` of a fixed count, or of at most max_rounds and whether it stopped."""
+    if "max_rounds" not in loop:
+        return f"Run {run}, active learning (round {last} of {loop['rounds']})"
+    if records and records[-1].get("decision") == "stopped":
+        return (f"Run {run}, active learning: stopped in round {records[-1]['round']} of at most "
+                f"{loop['max_rounds']} ({records[-1]['reason']}); the result is round {last}'s committee")
+    end = "; max_rounds reached" if last == loop["max_rounds"] else ""
+    return f"Run {run}, active learning (round {last} of at most {loop['max_rounds']}{end})"
+
+
+def run_summary(results: Path, run: str, loop: dict | None = None) -> list:
+    """The lines for ``run``: its committee (the last round's, for a loop) and, for a loop (its
+    active_learning section), its rounds."""
     run_dir = results / run
-    if rounds is None:
+    if loop is None:
         block = target_block(run_dir)
         return [f"Run {run}", *block] if block else []
-    last = max((k for k in range(rounds + 1) if (run_dir / f"round_{k:02d}" / "evaluation").is_dir()), default=None)
-    if last is None:
+    records = round_records(run_dir, loop.get("rounds") or loop["max_rounds"])
+    trained = [r["round"] for r in records if r.get("decision", "trained") == "trained"
+               and (run_dir / f"round_{r['round']:02d}" / "evaluation").is_dir()]
+    if not trained:
         return []
-    return [f"Run {run}, active learning (round {last} of {rounds})", *rounds_table(run_dir, rounds),
+    last = trained[-1]
+    return [loop_heading(run, last, records, loop), *rounds_table(records),
             f"  round {last}:", *target_block(run_dir / f"round_{last:02d}")]
 
 
 def workflow_summary(results: Path, runs: dict, configfiles=()) -> str:
-    """``runs``: run name -> its number of active-learning rounds (None for a plain run); ``configfiles``: the
+    """``runs``: run name -> its active_learning section (None for a plain run); ``configfiles``: the
     --configfile paths of the run, for the report's command."""
-    blocks = [run_summary(results, run, rounds) for run, rounds in runs.items()]
+    blocks = [run_summary(results, run, loop) for run, loop in runs.items()]
     lines = [line for block in blocks if block for line in [*block, ""]]
     if not lines:
         return ""

@@ -2,7 +2,9 @@
 # <run>/round_00; round k >= 1 explores with round k-1's committee (one job per starting structure and
 # temperature), selects frames, labels them (one job per batch), builds them into a database shard and
 # trains, exports and evaluates target <run>/round_k on the run's database plus the shards of rounds
-# 1..k. Every file of a round is written once: raising `rounds` adds rounds and touches none before.
+# 1..k. Every file of a round is written once: raising `rounds` adds rounds and touches none before. With
+# max_rounds, the loop stops by itself in the first round whose exploration finds the committee accurate
+# (stopping.py): that round explores and selects only; raising max_rounds then adds nothing.
 rule exploration_seeds:
     input:
         unpack(seed_inputs),
@@ -32,7 +34,7 @@ rule explore:
         "results/{run}/round_{round}/benchmarks/explore_seed_{seed}_{temperature}K.tsv"
     conda:
         "../../envs/aenet_core.yaml"
-    threads: 1
+    threads: loop_setting(lambda loop: loop["threads"])
     resources:
         **plan.resources("explore"),
     params:
@@ -44,10 +46,10 @@ rule explore:
         "--output {output.trajectory:q} --summary {output.summary:q} > {log:q} 2>&1"
 
 
-rule select:
+# A checkpoint: a loop with max_rounds decides from the selection whether the round trains (stopping.py).
+checkpoint select:
     input:
-        trajectories=exploration_files("trajectory"),
-        database=labelled_database,
+        unpack(select_inputs),
     output:
         candidates="results/{run}/round_{round}/candidates.extxyz",
         selected="results/{run}/round_{round}/selected.extxyz",
@@ -60,7 +62,7 @@ rule select:
     resources:
         **plan.resources("explore"),
     params:
-        args=loop_setting(args.select_args),
+        args=select_args,
     shell:
         "OMP_NUM_THREADS=1 python -m aenet_core.cli select {input.trajectories:q} --database {input.database:q} "
         "{params.args} --candidates {output.candidates:q} --selected {output.selected:q} "
@@ -117,8 +119,10 @@ rule merge_labels:
         "results/{run}/round_{round}/logs/merge_labels.log",
     conda:
         "../../envs/aenet_core.yaml"
+    params:
+        args=loop_setting(args.merge_labels_args),
     shell:
-        "python -m aenet_core.cli merge-labels {input.labelled:q} --reports {input.reports:q} "
+        "python -m aenet_core.cli merge-labels {input.labelled:q} --reports {input.reports:q} {params.args} "
         "--output {output.labelled:q} --report {output.report:q} > {log:q} 2>&1"
 
 
@@ -156,13 +160,13 @@ rule round_summary:
     params:
         args=round_summary_args,
     shell:
-        "python -m aenet_core.cli round-summary --round {wildcards.round:q} --evaluation {input.evaluation:q} "
-        "{params.args} --output {output:q} > {log:q} 2>&1"
+        "python -m aenet_core.cli round-summary --round {wildcards.round:q} {params.args} --output {output:q} "
+        "> {log:q} 2>&1"
 
 
 rule active_learning_report:
     input:
-        lambda wildcards: expand(rules.round_summary.output[0], run=wildcards.run, round=plan.rounds(wildcards.run)),
+        lambda wildcards: round_summaries(wildcards.run),
     output:
         table=report(
             "results/{run}/active_learning/rounds.csv",

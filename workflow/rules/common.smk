@@ -14,13 +14,14 @@ from types import SimpleNamespace
 from snakemake.exceptions import WorkflowError
 from snakemake.settings.types import DeploymentMethod
 
-from aenet_core.files import atomic_write
+from aenet_core.active_learning import stopping
+from aenet_core.files import atomic_write, read_json
 from aenet_core.workflow import arguments as args
 from aenet_core.workflow.config import ConfigError, check_config, matching_files, species_problems
 from aenet_core.workflow.integrity import damaged_outputs
 from aenet_core.workflow.plan import Plan
 from aenet_core.workflow.summary import failure_report, workflow_summary
-from aenet_core.workflow.targets import round_of, round_target, run_of
+from aenet_core.workflow.targets import round_label, round_of, round_target, run_of
 
 
 def uses_conda():
@@ -105,7 +106,7 @@ DATABASE_RULES = ("reference_energies", "build_database")
 
 def print_summary():
     """On success: per run, the test errors, the calibration, warnings and where the files are."""
-    loops = {run: (plan.loop(run) or {}).get("rounds") for run in RUNS}
+    loops = {run: plan.loop(run) for run in RUNS}
     configfiles = [os.path.relpath(path) for path in workflow.config_settings.configfiles]
     text = workflow_summary(Path("results"), loops, configfiles)
     if text:

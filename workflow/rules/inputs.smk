@@ -17,13 +17,13 @@ def target_args(build):
 # -- Snakefile (rule all) -----------------------------------------------------------------------------
 def run_outputs(run):
     """What the default target asks for, per run: its committee, export and evaluation, or those of every round
-    of its active-learning loop with the round summaries and the run's table."""
+    its active-learning loop trains with the round summaries and the run's table."""
     outputs = (rules.aggregate.output.metadata, rules.export.output[0], rules.evaluate.output.summary)
-    targets = expand(outputs, target=plan.targets(run))
     if plan.loop(run) is None:
-        return targets
-    summaries = expand(rules.round_summary.output[0], run=run, round=plan.rounds(run))
-    return [*targets, *summaries, *expand(rules.active_learning_report.output, run=run)]
+        return expand(outputs, target=run)
+    last, _ = loop_end(run)
+    targets = expand(outputs, target=plan.targets(run, last))
+    return [*targets, *round_summaries(run), *expand(rules.active_learning_report.output, run=run)]
 
 
 # -- database.smk ----------------------------------------------------------------------------------
@@ -82,6 +82,25 @@ def member_resources():
 
 
 # -- active_learning.smk ---------------------------------------------------------------------------
+def exploration_verdict(run, k):
+    """Whether a loop with max_rounds stops in round ``k``: read from the round's selection, a checkpoint (until
+    it has run, Snakemake schedules it and asks again)."""
+    selection = checkpoints.select.get(run=run, round=round_label(k)).output.report
+    return stopping.exploration_verdict(read_json(selection, "selection report"), plan.loop(run)["converged_fraction"])
+
+
+def loop_end(run):
+    """(the last round that trains, the round in which the loop stopped by itself or None)."""
+    return plan.loop_end(run, lambda k: exploration_verdict(run, k))
+
+
+def round_summaries(run):
+    """The summary of every round that trained, and of the round where the loop stopped."""
+    last, stopped = loop_end(run)
+    rounds = plan.rounds(run, last) + ([] if stopped is None else [round_label(stopped)])
+    return expand(rules.round_summary.output[0], run=run, round=rounds)
+
+
 def loop_setting(build):
     """Input function: ``build(active_learning section)`` of the run."""
     return lambda wildcards: build(plan.loop(wildcards.run))
@@ -117,7 +136,33 @@ def previous_committee(wildcards):
         "committee": expand(rules.aggregate.output.metadata, target=previous.target)[0],
         "models": finished_models(previous),
         "calibration": expand(rules.evaluate.output.calibration, target=previous.target)[0],
+        **previous_evaluation(wildcards),
     }
+
+
+def previous_evaluation(wildcards):
+    """The previous round's evaluation summary, which trust levels on another scale than eV/Å are read from."""
+    if plan.loop(wildcards.run)["trust_scale"] == "absolute":
+        return {}
+    return {"evaluation": expand(rules.evaluate.output.summary, target=previous_target(wildcards))[0]}
+
+
+# The argument functions below take no ``input``: Snakemake leaves params derived from the input out of its
+# params rerun trigger, and a changed MD or selection setting must rerun the round.
+def evaluation_path(wildcards):
+    return previous_evaluation(wildcards).get("evaluation")
+
+
+def select_inputs(wildcards):
+    return {
+        "trajectories": exploration_files("trajectory")(wildcards),
+        "database": labelled_database(wildcards),
+        **previous_evaluation(wildcards),
+    }
+
+
+def select_args(wildcards):
+    return args.select_args(plan.loop(wildcards.run), evaluation_path(wildcards))
 
 
 def exploration_files(kind):
@@ -133,7 +178,7 @@ def exploration_files(kind):
 
 def explore_args(wildcards):
     loop = plan.loop(wildcards.run)
-    return args.explore_args(loop, wildcards.round, wildcards.seed, wildcards.temperature)
+    return args.explore_args(loop, wildcards.round, wildcards.seed, wildcards.temperature, evaluation_path(wildcards))
 
 
 def labelled_database(wildcards):
@@ -149,22 +194,35 @@ def label_files(kind):
     return files
 
 
+def round_trains(wildcards):
+    """Whether a round labels and trains: every round of a fixed count, else those before the loop stopped."""
+    k = int(wildcards.round)
+    return not k or not plan.stops_by_itself(wildcards.run) or not exploration_verdict(wildcards.run, k)["stop"]
+
+
 def round_inputs(wildcards):
-    inputs = {
-        "evaluation": expand(rules.evaluate.output.summary, target=round_target(wildcards.run, int(wildcards.round)))
-    }
-    if int(wildcards.round):
-        inputs |= {
-            "explorations": exploration_files("summary")(wildcards),
-            "selection": expand(rules.select.output.report, **wildcards),
-            "labelling": expand(rules.merge_labels.output.report, **wildcards),
-        }
+    """A round's reports: its exploration and selection (after round 0), its labelling and evaluation (a round
+    that trains)."""
+    k, inputs = int(wildcards.round), {}
+    if round_trains(wildcards):
+        inputs["evaluation"] = expand(rules.evaluate.output.summary, target=round_target(wildcards.run, k))[0]
+    if k:
+        inputs["explorations"] = exploration_files("summary")(wildcards)
+        inputs["selection"] = expand(rules.select.output.report, **wildcards)[0]
+    if k and round_trains(wildcards):
+        inputs["labelling"] = expand(rules.merge_labels.output.report, **wildcards)[0]
     return inputs
 
 
-def round_summary_args(wildcards, input):
-    if not int(wildcards.round):
-        return ""
-    return args.arguments(
-        "--explorations", *input.explorations, "--selection", input.selection, "--labelling", input.labelling
-    )
+def round_summary_args(wildcards):
+    """The round's reports (round_inputs); a loop that stops by itself also passes its converged_fraction."""
+    reports = round_inputs(wildcards)
+    tokens = [
+        *args.option("--evaluation", reports.get("evaluation")),
+        *(["--explorations", *reports["explorations"]] if "explorations" in reports else []),
+        *args.option("--selection", reports.get("selection")),
+        *args.option("--labelling", reports.get("labelling")),
+    ]
+    if plan.stops_by_itself(wildcards.run):
+        tokens += ["--converged-fraction", plan.loop(wildcards.run)["converged_fraction"]]
+    return args.arguments(*tokens)
