@@ -153,30 +153,33 @@ def test_raising_the_rounds_runs_only_the_new_round(loop):
                     "active_learning_report": 1, "all": 1}
 
 
-def test_a_loop_with_max_rounds_stops_when_its_exploration_finds_the_committee_accurate(loop, tmp_path):
-    """Every explored frame below trust_lo: round 1's exploration says stop, so round 1 labels and trains
-    nothing and round 0's committee is the result; a rerun, or a higher max_rounds, runs nothing.  The trust
-    levels are expected force errors here, through round 0's force calibration."""
+def test_a_loop_with_max_rounds_stops_in_the_first_round_with_nothing_left_to_label(loop, tmp_path):
+    """Each trajectory records its first frame only (interval > steps): the two starting structures.  Round 1
+    labels the first and fails on the second; round 2 explores the same two, one labelled already and one
+    that failed before, so nothing is left to label: the loop stops in round 2 of at most 5, and round 1's
+    committee is the result.  A rerun, or a higher max_rounds, runs nothing.  The trust levels are expected
+    force errors here, through the previous round's force calibration."""
     work = tmp_path / "copy"
-    shutil.copytree(loop, work, symlinks=True)
+    shutil.copytree(loop, work, symlinks=True)  # round 0 is the loop's; every later round runs again
     config = loop_config(loop)
     section = config["runs"]["example"]["active_learning"]
     del section["rounds"]
-    section.update(max_rounds=5, trust_lo=999.0, trust_scale="calibrated")
+    section.update(max_rounds=5, interval=25, trust_scale="calibrated")
     result = run_loop(work, config)
     assert result.returncode == 0, result.stdout + result.stderr
-    factor = json.loads((round_dir(work, "round_00") / "evaluation/summary.json").read_text())[
-        "force_calibration_factor"]
-    selection = json.loads((round_dir(work, "round_01") / "selection.json").read_text())
-    assert selection["trust_scale"] == "calibrated" and factor > 0
-    assert (selection["trust_lo"], selection["trust_hi"]) == pytest.approx((999.0 / factor, 1000.0 / factor))
-    summary = json.loads((round_dir(work, "round_01") / "summary.json").read_text())
-    assert summary["decision"] == "stopped" and summary["accurate_fraction"] == 1.0
-    assert summary["reason"].startswith("converged: 100% of 10 explored frames below trust_lo")
-    assert summary["test_energy_rmse_per_atom"] is None and summary["n_labelled"] == 0
+    summaries = [json.loads((round_dir(work, name) / "summary.json").read_text()) for name in ROUNDS]
+    assert [(s["decision"], s["n_candidates"], s["n_selected"], s["n_labelled"]) for s in summaries] == [
+        ("trained", 0, 0, 0), ("trained", 2, 2, 1), ("stopped", 2, 0, 0)]
+    assert summaries[2]["reason"].startswith("nothing left to label: the 2 candidates")
+    assert summaries[2]["test_energy_rmse_per_atom"] is None and not (round_dir(work, "round_03")).exists()
     table = (work / "results/example/active_learning/rounds.csv").read_text().splitlines()
-    assert len(table) == 3 and ",stopped,converged" in table[2]
-    assert "stopped in round 1 of at most 5" in result.stderr and "the result is round 0's committee" in result.stderr
+    assert len(table) == 4 and ",stopped,nothing left to label" in table[3]
+    assert "stopped in round 2 of at most 5" in result.stderr and "the result is round 1's committee" in result.stderr
+    factor = json.loads((round_dir(work, "round_01") / "evaluation/summary.json").read_text())[
+        "force_calibration_factor"]
+    selection = json.loads((round_dir(work, "round_02") / "selection.json").read_text())
+    assert selection["trust_scale"] == "calibrated" and factor > 0
+    assert (selection["trust_lo"], selection["trust_hi"]) == pytest.approx((0.0, 1000.0 / factor))
     for rounds in (5, 9):
         section["max_rounds"] = rounds
         again = snakemake(work, config, "-n")
