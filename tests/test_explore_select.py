@@ -291,7 +291,7 @@ def _with_spread(atoms, value):
     return atoms
 
 
-def test_selection_keeps_the_trust_window_and_skips_what_is_labelled(committee, every_step, cuau, tmp_path):
+def test_selection_keeps_its_candidates_and_skips_what_is_labelled(committee, every_step, cuau, tmp_path):
     training = cuau
     d = descriptor()
     labelled = structure_vectors(d, training)
@@ -302,10 +302,10 @@ def test_selection_keeps_the_trust_window_and_skips_what_is_labelled(committee, 
     spreads = [0.1, 0.3, 0.05, 0.31, 0.2, 0.2, 0.2, 0.2, 0.2, math.nan, 0.2]
     frames = [_with_spread(a, v) for a, v in zip(explored + read_trajectory(tmp_path / "copy.extxyz"), spreads)]
     vectors = structure_vectors(d, frames)
-    everything = select_frames(frames, vectors, labelled, 0.1, 0.3, max_frames=100)
+    everything = select_frames(frames, vectors, labelled, 0.1, 0.3, max_frames=100, rule="trust_window")
     assert everything["candidates"] == [0, 1, 4, 5, 6, 7, 8, 10]  # both bounds inclusive; NaN is outside
     assert sorted(everything["selected"]) == [0, 1, 4, 5, 6, 7, 8]  # not the copy of a labelled structure
-    few = select_frames(frames, vectors, labelled, 0.1, 0.3, max_frames=3)
+    few = select_frames(frames, vectors, labelled, 0.1, 0.3, max_frames=3, rule="trust_window")
     assert few["selected"] == everything["selected"][:3] and len(few["distances"]) == 3
     scale = feature_scale(labelled)
     candidates = everything["candidates"]
@@ -315,17 +315,23 @@ def test_selection_keeps_the_trust_window_and_skips_what_is_labelled(committee, 
         assert distance == pytest.approx(min(_distance(vectors[index], v, scale) for v in labelled))
     assert few["pick_distances"][0] == few["distances"][0]
     assert few["pick_distances"] == sorted(few["pick_distances"], reverse=True)
-    assert select_frames(frames, vectors, labelled, 0.4, 0.5, 3) == {
+    assert select_frames(frames, vectors, labelled, 0.4, 0.5, 3, rule="trust_window") == {
         "candidates": [], "selected": [], "distances": [], "pick_distances": [], "n_near_failed": 0}
     # frames 0 and 4 failed to label in an earlier round (read back from a file): never selected again
     write_trajectory(tmp_path / "failed.extxyz", [frames[0], frames[4]])
     failed = structure_vectors(d, read_trajectory(tmp_path / "failed.extxyz"))
-    without = select_frames(frames, vectors, labelled, 0.1, 0.3, max_frames=100, failed_vectors=failed)
+    without = select_frames(frames, vectors, labelled, 0.1, 0.3, max_frames=100, failed_vectors=failed,
+                            rule="trust_window")
     assert sorted(without["selected"]) == [1, 5, 6, 7, 8] and without["n_near_failed"] == 2
     assert without["candidates"] == everything["candidates"]
     assert select_frames([], np.zeros((0, 0)), labelled, 0.1, 0.3, 3)["selected"] == []
-    unlabelled = select_frames(frames, vectors, labelled[:0], 0.1, 0.3, 2)
+    unlabelled = select_frames(frames, vectors, labelled[:0], 0.1, 0.3, 2, rule="trust_window")
     assert unlabelled["selected"][0] == 0 and unlabelled["distances"] == [None, None]
+    # the default rule: farthest-point sampling among every frame up to trust_hi (0.05 too)
+    default = select_frames(frames, vectors, labelled, 0.1, 0.3, max_frames=100)
+    assert default["candidates"] == [0, 1, 2, 4, 5, 6, 7, 8, 10] and sorted(default["selected"]) == [0, 1, 2, 4, 5, 6, 7, 8]
+    with pytest.raises(ValueError, match="rule must be one of"):
+        select_frames(frames, vectors, labelled, 0.1, 0.3, 3, rule="top_sigma")
     with pytest.raises(ValueError, match="trust_lo must be <= trust_hi"):
         select_frames(frames, vectors, labelled, 0.3, 0.1, 3)
     with pytest.raises(ValueError, match="frame 0 has no info"):

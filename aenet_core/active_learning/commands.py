@@ -7,7 +7,8 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from aenet_core.active_learning.settings import ENGINES, ENSEMBLES, ExploreSettings
+from aenet_core.active_learning.settings import (DEFAULT_SELECTION, ENGINES, ENSEMBLES, SELECTION_RULES,
+                                                 ExploreSettings)
 from aenet_core.active_learning.trust import TRUST_SCALES
 from aenet_core.command_line import read_settings
 
@@ -164,13 +165,13 @@ def _select(args):
     failed = [Structure.from_ase(atoms) for atoms in failed_frames(args.database)]
     failed_vectors = structure_vectors(db.descriptor, failed) if failed and structures else None
     chosen = select_frames(frames, vectors, dataset_vectors(db), args.trust_lo, args.trust_hi, args.max_frames,
-                           failed_vectors=failed_vectors)
+                           failed_vectors=failed_vectors, rule=args.rule)
     write_trajectory(args.candidates, [frames[i] for i in chosen["candidates"]])
     write_trajectory(args.selected, [frames[i] for i in chosen["selected"]])
     n_accurate = sum(float(f.info["max_force_std"]) < args.trust_lo for f in frames)
     report = {"n_frames": len(frames), "n_accurate": n_accurate, "n_candidates": len(chosen["candidates"]),
               "n_selected": len(chosen["selected"]), "n_near_failed": chosen["n_near_failed"],
-              "n_failed_before": len(failed), "trust_scale": args.trust_scale, "trust_lo": args.trust_lo,
+              "n_failed_before": len(failed), "rule": args.rule, "trust_scale": args.trust_scale, "trust_lo": args.trust_lo,
               "trust_hi": args.trust_hi,
               "max_frames": args.max_frames,
               "selected": [{"name": frames[i].info["name"], "max_force_std": frames[i].info["max_force_std"],
@@ -345,14 +346,17 @@ def _add_exploration(commands) -> None:
     explore.add_argument("--summary", required=True, help="the trajectory's summary (JSON)")
     explore.set_defaults(func=_explore)
 
-    select = commands.add_parser("select", help="candidates in the trust window, then diverse frames of them")
+    select = commands.add_parser("select", help="candidates the committee can describe, then diverse frames of them")
     select.add_argument("trajectories", nargs="+", help="trajectories of explore (extxyz)")
     select.add_argument("--database", nargs="+", required=True, help="what is labelled already (every shard); a "
                         "frame whose labelling failed in a shard's round (its labelling.json and selected.extxyz "
                         "beside it) is never selected again")
-    select.add_argument("--trust-lo", type=float, required=True, help="a candidate's max_force_std is at least "
-                        "this (eV/Å)")
-    select.add_argument("--trust-hi", type=float, required=True, help="and at most this (eV/Å)")
+    select.add_argument("--trust-lo", type=float, required=True, help="frames below this max_force_std (eV/Å) are "
+                        "accurate; with --rule trust_window, candidates are at least this")
+    select.add_argument("--trust-hi", type=float, required=True, help="candidates are at most this (eV/Å)")
+    select.add_argument("--rule", choices=SELECTION_RULES, default=DEFAULT_SELECTION, help="farthest_point "
+                        "(default): farthest-point sampling among the frames up to --trust-hi; trust_window: among "
+                        "those from --trust-lo to --trust-hi")
     _add_trust_scale(select)
     select.add_argument("--max-frames", type=int, required=True, help="how many frames to select at most")
     select.add_argument("--candidates", required=True, help="the candidates (extxyz)")

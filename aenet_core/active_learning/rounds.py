@@ -109,7 +109,7 @@ def rounds_table(summaries) -> pd.DataFrame:
     return _table(_records(summaries))
 
 
-COUNTS = (("n_frames_explored", "explored"), ("n_candidates", "candidates (spread within the trust levels)"),
+COUNTS = (("n_frames_explored", "explored"), ("n_candidates", "candidates (spread the committee can describe)"),
           ("n_selected", "selected"), ("n_labelled", "labelled"), ("n_failed", "labelling failed"))
 # (summary key, panel title, unit, factor from the summary's unit)
 TEST_PANELS = (("energy_rmse_per_atom", "energy", "meV/atom", 1000.0), ("force_rmse", "forces", "eV/Å", 1.0),

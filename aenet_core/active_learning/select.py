@@ -1,8 +1,9 @@
-"""Which explored frames to label: those in the trust window, and of them the most diverse.
+"""Which explored frames to label: the most diverse of those the committee can still describe.
 
 A structure is described by one vector: for each species of the descriptor (in its order) the mean raw
 Chebyshev features of that species' atoms, zeros where it has none.  ``select_frames`` keeps the frames
-whose ``max_force_std`` lies in the trust window and picks among them by farthest-point sampling,
+whose ``max_force_std`` is at most ``trust_hi`` (or lies in the trust window) and picks among them by
+farthest-point sampling,
 starting from everything already labelled, with every component measured in units of the labelled
 vectors' spread.
 """
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 from ase import Atoms
 
+from aenet_core.active_learning.settings import DEFAULT_SELECTION, SELECTION_RULES
 from aenet_core.descriptor import BatchedFeaturizer, structure_batch
 from aenet_core.structure import Structure
 
@@ -141,8 +143,11 @@ def in_trust_window(frames, trust_lo: float, trust_hi: float) -> list:
 
 
 def select_frames(frames, frame_vectors, labelled_vectors, trust_lo: float, trust_hi: float, max_frames: int,
-                  min_distance: float = DEFAULT_MIN_DISTANCE, failed_vectors=None) -> dict:
-    """The trust-window candidates of ``frames`` and up to ``max_frames`` diverse ones of them.
+                  min_distance: float = DEFAULT_MIN_DISTANCE, failed_vectors=None,
+                  rule: str = DEFAULT_SELECTION) -> dict:
+    """The candidates of ``frames`` and up to ``max_frames`` diverse ones of them.  Candidates are the frames
+    whose spread lies in the trust window (``rule`` trust_window) or at most ``trust_hi`` (farthest_point, the
+    default: bench/active_learning.py found the committee's lower bound no help to farthest-point sampling).
 
     ``frame_vectors`` (one row per frame) and ``labelled_vectors`` are ``structure_vectors`` /
     ``dataset_vectors``.  Both bounds of the window are inclusive.  Components are divided by the
@@ -157,7 +162,11 @@ def select_frames(frames, frame_vectors, labelled_vectors, trust_lo: float, trus
     frames = list(frames)
     if isinstance(max_frames, bool) or int(max_frames) != max_frames or max_frames < 0:
         raise ValueError(f"max_frames must be an integer >= 0; got {max_frames!r}")
-    candidates = in_trust_window(frames, trust_lo, trust_hi)
+    if rule not in SELECTION_RULES:
+        raise ValueError(f"rule must be one of {SELECTION_RULES}; got {rule!r}")
+    if not trust_lo <= trust_hi:
+        raise ValueError(f"trust_lo must be <= trust_hi; got {trust_lo!r} and {trust_hi!r}")
+    candidates = in_trust_window(frames, trust_lo if rule == "trust_window" else 0.0, trust_hi)
     if not candidates:
         return {"candidates": [], "selected": [], "distances": [], "pick_distances": [], "n_near_failed": 0}
     frame_vectors = _as_matrix("frame_vectors", frame_vectors)

@@ -1,5 +1,6 @@
-"""``ExploreSettings``: one exploration trajectory's MD settings, free of torch so that the workflow checks
-and passes them without importing the library's MD (``aenet_core.active_learning.explore``)."""
+"""``ExploreSettings``: one exploration trajectory's MD settings, and the names of the engines and selection
+rules, free of torch so that the workflow checks and passes them without importing the library's MD
+(``aenet_core.active_learning.explore``)."""
 from __future__ import annotations
 
 from dataclasses import MISSING, dataclass, fields
@@ -8,6 +9,9 @@ from aenet_core.rules import ANY, POSITIVE, SEED, NumberRule, check_numbers
 
 ENSEMBLES = ("nvt", "npt", "nve")
 ENGINES = ("auto", "lammps", "ase")  # who runs an exploration (aenet-core explore --engine)
+# How a round picks its frames (aenet_core.active_learning.select.select_frames).
+SELECTION_RULES = ("farthest_point", "trust_window")
+DEFAULT_SELECTION = "farthest_point"
 
 
 # The ranges the workflow's schema holds too (tests/test_workflow.py keeps them equal).

@@ -113,7 +113,7 @@ def explore_args(loop: dict, round_label: str, seed: str, temperature: str, eval
 
 def select_args(loop: dict, evaluation=None) -> str:
     return arguments("--trust-lo", loop["trust_lo"], "--trust-hi", loop["trust_hi"], "--max-frames", loop["max_frames"],
-                     *trust_scale_args(loop, evaluation))
+                     *trust_scale_args(loop, evaluation), *option("--rule", loop.get("selection")))
 
 
 def label_args(loop: dict) -> str:
