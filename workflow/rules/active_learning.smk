@@ -120,7 +120,7 @@ rule merge_labels:
     conda:
         "../../envs/aenet_core.yaml"
     params:
-        args=loop_setting(args.merge_labels_args),
+        args=merge_labels_args,
     shell:
         "python -m aenet_core.cli merge-labels {input.labelled:q} --reports {input.reports:q} {params.args} "
         "--output {output.labelled:q} --report {output.report:q} > {log:q} 2>&1"

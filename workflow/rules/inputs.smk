@@ -186,6 +186,12 @@ def labelled_database(wildcards):
     return target_database(SimpleNamespace(target=previous_target(wildcards)))
 
 
+def merge_labels_args(wildcards, input):
+    """max_failed_fraction gates a merge without changing what it writes: taking ``input`` keeps it out of
+    Snakemake's params rerun trigger, so a changed limit reruns only a merge that has not passed yet."""
+    return args.merge_labels_args(plan.loop(wildcards.run))
+
+
 def label_files(kind):
     def files(wildcards):
         pattern = getattr(rules.label.output, kind)
