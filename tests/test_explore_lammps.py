@@ -16,9 +16,8 @@ import pytest
 from aenet_core.active_learning.explore import explore
 from aenet_core.active_learning.explore_lammps import explore_lammps
 from aenet_core.active_learning.settings import ExploreSettings
-from aenet_core.committee import TorchCommitteePotential
 from aenet_core.lammps import LammpsError, executables, plugin_path
-from test_lammps import KINDS, TRICLINIC, random_structure, synthetic_potential
+from test_lammps import KINDS, TRICLINIC, random_structure, synthetic_committee
 
 POSITION_TOL, SPREAD_TOL, ENERGY_TOL, RELATIVE_TOL = 1e-7, 1e-8, 1e-7, 1e-7  # Å, eV/Å, eV, of T and momenta
 INFO = {"step", "time_fs", "temperature_K", "committee_energy", "energy_std", "energy_std_calibrated",
@@ -38,10 +37,7 @@ def lammps_ready():
 def committee(tmp_path_factory):
     """(Python committee, its export folder): three synthetic Ti-O members, as in test_lammps."""
     root = tmp_path_factory.mktemp("committee")
-    members = [synthetic_potential(root / f"member_{k:03d}", ["Ti", "O"], seed=10 + k) for k in range(3)]
-    committee = TorchCommitteePotential(members[0].model.arch, members[0].descriptor)
-    committee.members = members
-    return committee, root
+    return synthetic_committee(root), root
 
 
 def _start():

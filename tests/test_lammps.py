@@ -144,14 +144,19 @@ def test_frame_rotation_is_a_rigid_motion():
                        [lower[0, 0], lower[1, 1], lower[2, 2], lower[1, 0], lower[2, 0], lower[2, 1]])
 
 
-@pytest.fixture(scope="module")
-def committee(tmp_path_factory):
-    """Three members with the same descriptor and different weights, as export lays them out."""
-    root = tmp_path_factory.mktemp("committee")
+def synthetic_committee(root):
+    """Three Ti-O members with the same descriptor and different weights, written to ``root`` as export lays
+    them out."""
     members = [synthetic_potential(root / f"member_{k:03d}", ["Ti", "O"], seed=10 + k) for k in range(3)]
     committee = TorchCommitteePotential(members[0].model.arch, members[0].descriptor)
     committee.members = members
-    return committee, find_models(root), root
+    return committee
+
+
+@pytest.fixture(scope="module")
+def committee(tmp_path_factory):
+    root = tmp_path_factory.mktemp("committee")
+    return synthetic_committee(root), find_models(root), root
 
 
 def test_committee_mean_and_spread_equal_python(lammps_ready, committee):
