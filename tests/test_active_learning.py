@@ -120,6 +120,23 @@ def test_a_failed_calculation_is_recorded_and_the_round_goes_on(loop):
         assert len(ase.io.read(round_dir(loop, name) / "labelled.extxyz", ":")) == labelled
 
 
+def test_a_round_with_more_failures_than_allowed_stops_with_the_errors_on_the_screen(loop, tmp_path):
+    """Half of round 1's frames failed; at the default max_failed_fraction (0.25) its merge (run again here)
+    stops the run, saying why on the screen, and writes nothing that the shard would be built from."""
+    work = tmp_path / "copy"
+    shutil.copytree(loop, work, symlinks=True)
+    for name in ("labelled.extxyz", "labelling.json"):
+        (round_dir(work, "round_01") / name).unlink()
+    config = loop_config(loop)
+    del config["runs"]["example"]["active_learning"]["label"]["max_failed_fraction"]
+    result = run_loop(work, config, "results/example/round_01/labelling.json")
+    assert result.returncode != 0
+    assert ("aenet-core merge-labels failed: 5 of 10 frames failed to label (50.0%), more than --max-failed-fraction "
+            "0.25") in result.stderr
+    assert "Most common errors: RuntimeError: SCF did not converge" in result.stderr
+    assert not (round_dir(work, "round_01") / "labelled.extxyz").exists()
+
+
 def test_each_round_trains_on_everything_labelled_so_far_and_keeps_round_0s_test_set(loop):
     splits = [json.loads((round_dir(loop, name) / "split.json").read_text()) for name in ROUNDS]
     assert splits[1]["test"] == splits[0]["test"] == splits[2]["test"]

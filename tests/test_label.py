@@ -199,7 +199,8 @@ def test_label_and_merge_labels_stop_above_the_failed_fraction_naming_each_failu
     assert f"{report}: frame 3 (hang): timed out after 1 s" in errors
     assert errors[-1].startswith("aenet-core merge-labels failed: 2 of 4 frames failed to label (50.0%), more than "
                                  "--max-failed-fraction 0.25 (the workflow's active_learning.label.max_failed_fraction)")
-    assert errors[-1].endswith(f"the failed frames are listed above, from {report}")
+    assert (f"Most common errors: the calculation process died with signal 6 (SIGABRT) (1x); timed out after 1 s (1x). "
+            f"Each failed frame is listed above, from {report}") in errors[-1]
     main([*merge, "--max-failed-fraction", "0.5"])  # at the limit
     assert [atoms.info["name"] for atoms in ase.io.read(merged[0], ":")] == ["cu", "cu2"]
     assert json.loads(merged[1].read_text())["n_failed"] == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from collections import Counter
 from dataclasses import fields
 from pathlib import Path
 
@@ -234,17 +235,19 @@ def _check_failed_fraction(paths, reports, limit) -> None:
     n_failed = sum(record["status"] == "failed" for record in frames)
     if limit is None or n_failed <= limit * len(frames):
         return
-    batches = []
+    batches, errors = [], Counter()
     for path, report in zip(paths, reports):
         failed = [record for record in report["frames"] if record["status"] == "failed"]
         if failed:
             batches.append(str(path))
         for record in failed:
             print(f"{path}: frame {record['index']} ({record['name']}): {record['error']}", file=sys.stderr)
+            errors[record["error"]] += 1
+    common = "; ".join(f"{error} ({count}x)" for error, count in errors.most_common(3))
     raise SystemExit(f"{n_failed} of {len(frames)} frames failed to label ({n_failed / len(frames):.1%}), more than "
                      f"--max-failed-fraction {limit:g} (the workflow's active_learning.label.max_failed_fraction): "
-                     f"fix the calculator's settings (or add label.retries) and run again; the failed frames are "
-                     f"listed above, from {', '.join(batches)}")
+                     f"fix the calculator's settings (or add label.retries) and run again. Most common errors: "
+                     f"{common}. Each failed frame is listed above, from {', '.join(batches)}")
 
 
 def _merge_labels(args):
