@@ -12,6 +12,9 @@ from aenet_core.workflow.config import ConfigError, check_config
 
 
 
+MEMBERS = shipped_config()["runs"]["example"]["committee"]["num_members"]
+
+
 def run(config):
     return config["runs"]["example"]
 
@@ -42,7 +45,8 @@ CASES = {
     "base_seed past numpy's": (lambda c: run(c)["committee"].update(base_seed=SEED.high + 1),
                                f"runs.example.committee.base_seed: {SEED.high + 1} is greater than the maximum"),
     "last member seed past numpy's": (lambda c: run(c)["committee"].update(base_seed=SEED.high),
-                                      f"runs.example.committee.base_seed: the last member's seed, {SEED.high + 1}, "
+                                      f"runs.example.committee.base_seed: the last member's seed, "
+                                      f"{SEED.high + MEMBERS - 1}, "
                                       f"must be at most {SEED.high}"),
     "force_fraction not a number": (lambda c: run(c)["training"].update(force_fraction="abc"),
                                     "runs.example.training.force_fraction: 'abc' is not of type 'number'"),

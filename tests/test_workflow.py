@@ -1,5 +1,6 @@
 """The Snakemake workflow: config validation, the DAG over several configs (dry runs), lint, and a
 tiny full run with the rerun-nothing, add-a-member, failed-member and reproducibility checks."""
+import math
 import json
 import re
 import shutil
@@ -25,22 +26,28 @@ def needs_snakemake():
         pytest.skip("snakemake is not installed")
 
 
+def member_count(config, run="example") -> int:
+    return config["runs"][run]["committee"]["num_members"]
+
+
 def test_a_run_plans_the_whole_dag(tmp_path):
     jobs = planned_jobs(tmp_path, default_config())
     assert jobs == {"example_data": 1, "reference_energies": 1, "build_database": 1, "split": 1, "member_settings": 1,
-                    "train_member": 2, "aggregate": 1, "export": 1, "evaluate": 1, "all": 1}
+                    "train_member": member_count(default_config()), "aggregate": 1, "export": 1, "evaluate": 1, "all": 1}
 
 
 def test_the_shipped_config_plans_round_0_and_two_rounds_of_active_learning(tmp_path):
     jobs = planned_jobs(tmp_path, shipped_config())
     loop = shipped_config()["runs"]["example"]["active_learning"]
     rounds, explorations = loop["rounds"], loop["seeds"] * len(loop["temperatures"])
+    batches = math.ceil(loop["max_frames"] / loop["label"]["batch_size"])
     assert rounds >= 2
     assert jobs == {"example_data": 1, "reference_energies": 1, "build_database": 1, "exploration_seeds": 1,
-                    "split": rounds + 1, "member_settings": rounds + 1, "train_member": 2 * (rounds + 1),
+                    "split": rounds + 1, "member_settings": rounds + 1,
+                    "train_member": member_count(shipped_config()) * (rounds + 1),
                     "aggregate": rounds + 1, "calculator_settings": 1,
                     "export": rounds + 1, "evaluate": rounds + 1, "round_summary": rounds + 1,
-                    "explore": explorations * rounds, "select": rounds, "label": 2 * rounds, "merge_labels": rounds,
+                    "explore": explorations * rounds, "select": rounds, "label": batches * rounds, "merge_labels": rounds,
                     "build_shard": rounds, "active_learning_report": 1, "all": 1}
 
 
@@ -54,7 +61,7 @@ def test_a_sweep_shares_what_it_can(tmp_path):
     }
     jobs = planned_jobs(tmp_path, config)
     assert jobs["build_database"] == 2 and jobs["reference_energies"] == 2  # small and large share one
-    assert jobs["train_member"] == 2 + 3 + 2 and jobs["split"] == 3 and jobs["example_data"] == 1
+    assert jobs["train_member"] == 2 * member_count(config, "small") + 3 and jobs["split"] == 3 and jobs["example_data"] == 1
 
 
 def test_own_data_is_one_line(tmp_path, shared_data):
@@ -90,7 +97,7 @@ def test_the_profile_holds_no_account_partition_or_job_size():
 def test_a_cpu_run_through_the_profile_asks_for_nothing_gpu_related(tmp_path):
     result = through_the_profile(tmp_path, default_config())
     members = job_resources(result, "train_member")
-    assert len(members) == 2
+    assert len(members) == member_count(default_config())
     for job in members:
         assert job["gpu"] == "0" and job["gpu_model"] == "" and "cpus_per_gpu" not in job
         assert job["slurm_partition"] == "" and job["slurm_account"] == ""  # the cluster's defaults apply
@@ -108,7 +115,7 @@ def test_a_cuda_run_through_the_profile_asks_one_gpu_per_member(tmp_path):
     config["cluster"] = {"account": "chem42", "partition": "short", "gpu_partition": "gpu", "gpu_model": "a100"}
     result = through_the_profile(tmp_path, config)
     members = job_resources(result, "train_member")
-    assert len(members) == 2
+    assert len(members) == member_count(default_config())
     for job in members:
         assert (job["gpu"], job["gpu_model"], job["slurm_partition"], job["threads"]) == ("1", "a100", "gpu", "2")
         assert job["slurm_account"] == "chem42" and "cpus_per_gpu" not in job  # CPUs: the member's threads
@@ -124,7 +131,8 @@ def test_each_labelling_batch_is_a_job_with_the_configured_resources(tmp_path):
     config["cluster"] = {"partition": "short", "resources": {"label": {"runtime": 1440}}}
     result = through_the_profile(tmp_path, config)
     batches = job_resources(result, "label")
-    assert len(batches) == 4  # 2 rounds of 6 frames in batches of 3
+    loop = config["runs"]["example"]["active_learning"]
+    assert len(batches) == loop["rounds"] * math.ceil(loop["max_frames"] / loop["label"]["batch_size"])
     for job in batches:
         assert (job["threads"], job["runtime"], job["mem_mb"], job["slurm_partition"]) == ("4", "1440", "16000",
                                                                                            "short")
