@@ -91,3 +91,15 @@ def pytest_collection_modifyitems(items):
         return any(mark.name == "slow" for mark in (marks if isinstance(marks, list) else [marks]))
 
     items.sort(key=lambda item: not whole_file_slow(item))
+
+
+@pytest.fixture(scope="session")
+def lammps_ready():
+    """Skips a test when the LAMMPS plugin or lmp is not there (make lammps builds them)."""
+    from aenet_core.lammps import LammpsError, executables, plugin_path
+
+    try:
+        plugin_path()
+        executables()
+    except LammpsError as error:
+        pytest.skip(str(error))

@@ -16,21 +16,13 @@ import pytest
 from aenet_core.active_learning.explore import explore
 from aenet_core.active_learning.explore_lammps import explore_lammps
 from aenet_core.active_learning.settings import ExploreSettings
-from aenet_core.lammps import LammpsError, executables, plugin_path
+from aenet_core.lammps import LammpsError
 from test_lammps import KINDS, TRICLINIC, random_structure, synthetic_committee
 
+pytestmark = pytest.mark.usefixtures("lammps_ready")
 POSITION_TOL, SPREAD_TOL, ENERGY_TOL, RELATIVE_TOL = 1e-7, 1e-8, 1e-7, 1e-7  # Å, eV/Å, eV, of T and momenta
 INFO = {"step", "time_fs", "temperature_K", "committee_energy", "energy_std", "energy_std_calibrated",
         "max_force_std", "above_trust_hi"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def lammps_ready():
-    try:
-        plugin_path()
-        executables()
-    except LammpsError as error:
-        pytest.skip(str(error))
 
 
 @pytest.fixture(scope="module")

@@ -27,15 +27,6 @@ SPECIES_SETS = {1: ["Cu"], 2: ["Ti", "O"], 3: ["Li", "Ni", "O"], 4: ["Li", "Mo",
 ACTIVATION_CYCLE = ["tanh", "sigmoid", "mtanh", "twist", "linear"]
 
 
-@pytest.fixture(scope="module")
-def lammps_ready():
-    try:
-        plugin_path()
-        executables()
-    except LammpsError as error:
-        pytest.skip(str(error))
-
-
 def synthetic_potential(folder, species, seed, rad=(6, 4.2), ang=(4, 3.4)):
     """An untrained potential with fixed random weights, feature statistics, energy scale and atomic energies,
     exported to ``folder``; returns it as read back from the files (the same numbers LAMMPS reads)."""
