@@ -13,8 +13,8 @@ from aenet_core.active_learning.settings import (DEFAULT_SELECTION, ENGINES, ENS
 from aenet_core.active_learning.trust import TRUST_SCALES
 from aenet_core.command_line import read_settings
 
-CALCULATOR_SETTINGS = ("calculator", "kwargs", "retries")
-DEFAULT_MAX_FAILED_FRACTION = 0.25  # a round with more failed calculations is a calculator problem, not bad luck  # the keys of the file aenet-core label reads
+CALCULATOR_SETTINGS = ("calculator", "kwargs", "retries")  # the keys of the file aenet-core label reads
+DEFAULT_MAX_FAILED_FRACTION = 0.25  # a round with more failed calculations is a calculator problem, not bad luck
 
 
 def _exploration_seeds(args):
@@ -56,11 +56,12 @@ def _resolve_trust(args) -> None:
 
 def _lammps_ready(committee) -> str | None:
     """Why LAMMPS cannot run this exploration (None when it can): the plugin, lmp or the exported files."""
-    from aenet_core.lammps import LammpsError, executables, find_models, plugin_path
+    from aenet_core.lammps import LammpsError, find_models, unavailable
 
+    reason = unavailable()
+    if reason:
+        return reason
     try:
-        plugin_path()
-        executables()
         find_models(committee)
     except LammpsError as err:
         return str(err)
@@ -172,9 +173,8 @@ def _select(args):
     n_accurate = sum(float(f.info["max_force_std"]) < args.trust_lo for f in frames)
     report = {"n_frames": len(frames), "n_accurate": n_accurate, "n_candidates": len(chosen["candidates"]),
               "n_selected": len(chosen["selected"]), "n_near_failed": chosen["n_near_failed"],
-              "n_failed_before": len(failed), "rule": args.rule, "trust_scale": args.trust_scale, "trust_lo": args.trust_lo,
-              "trust_hi": args.trust_hi,
-              "max_frames": args.max_frames,
+              "n_failed_before": len(failed), "rule": args.rule, "trust_scale": args.trust_scale,
+              "trust_lo": args.trust_lo, "trust_hi": args.trust_hi, "max_frames": args.max_frames,
               "selected": [{"name": frames[i].info["name"], "max_force_std": frames[i].info["max_force_std"],
                             "distance": d} for i, d in zip(chosen["selected"], chosen["distances"])]}
     write_json(args.report, report, indent=1)

@@ -56,15 +56,18 @@ class Plan:
                 return k - 1, k
         return self.round_count(run), None
 
+    def _round_numbers(self, run: str, last: int | None) -> range:
+        return range((self.round_count(run) if last is None else last) + 1)
+
     def rounds(self, run: str, last: int | None = None) -> list:
         """The round labels ("00", "01", ...) of the run's loop up to ``last`` (default: every round)."""
-        return [round_label(k) for k in range((self.round_count(run) if last is None else last) + 1)]
+        return [round_label(k) for k in self._round_numbers(run, last)]
 
     def targets(self, run: str, last: int | None = None) -> list:
         """The run itself, or the rounds of its loop up to ``last`` (default: every round)."""
         if self.loop(run) is None:
             return [run]
-        return [round_target(run, int(k)) for k in self.rounds(run, last)]
+        return [round_target(run, k) for k in self._round_numbers(run, last)]
 
     # -- data
     def source_files(self, target: str) -> list:

@@ -209,13 +209,13 @@ def round_trains(wildcards):
 def round_inputs(wildcards):
     """A round's reports: its exploration and selection (after round 0), its labelling and evaluation (a round
     that trains)."""
-    k, inputs = int(wildcards.round), {}
-    if round_trains(wildcards):
+    k, trains, inputs = int(wildcards.round), round_trains(wildcards), {}
+    if trains:
         inputs["evaluation"] = expand(rules.evaluate.output.summary, target=round_target(wildcards.run, k))[0]
     if k:
         inputs["explorations"] = exploration_files("summary")(wildcards)
         inputs["selection"] = expand(rules.select.output.report, **wildcards)[0]
-    if k and round_trains(wildcards):
+    if k and trains:
         inputs["labelling"] = expand(rules.merge_labels.output.report, **wildcards)[0]
     return inputs
 
