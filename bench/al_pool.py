@@ -92,12 +92,14 @@ def slab111(rng, au_fraction: float) -> Atoms:
     return _decorate(atoms, rng, au_fraction, strain=0.01)
 
 
-def md_frames(atoms: Atoms, temperature: float, rng, n_frames: int, interval: int, burn_in: int = 20) -> list:
-    """EMT Langevin MD of ``atoms``: a labelled Structure every ``interval`` steps after ``burn_in``."""
+def md_frames(atoms: Atoms, temperature: float, rng, n_frames: int, interval: int, burn_in: int = 20,
+              friction: float = FRICTION) -> list:
+    """EMT Langevin MD of ``atoms`` (``friction`` in 1/fs): a labelled Structure every ``interval`` steps after
+    ``burn_in``."""
     atoms = atoms.copy()
     atoms.calc = EMT()
     thermalize(atoms, temperature, rng)
-    dynamics = Langevin(atoms, TIMESTEP_FS * units.fs, temperature_K=temperature, friction=FRICTION / units.fs,
+    dynamics = Langevin(atoms, TIMESTEP_FS * units.fs, temperature_K=temperature, friction=friction / units.fs,
                         fixcm=False, rng=rng)
     dynamics.run(burn_in)
     frames = []

@@ -17,14 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from ase import units
-from ase.calculators.emt import EMT
-from ase.md.langevin import Langevin
+from al_pool import md_frames
 
-from aenet_core.active_learning.explore import thermalize
 from aenet_core.committee import TorchCommitteePotential
 from aenet_core.example_data import make_cuau_structures
-from aenet_core.structure import Structure
 
 
 def run_temperatures(run: Path) -> list:
@@ -35,21 +31,10 @@ def run_temperatures(run: Path) -> list:
 
 
 def md_test_set(temperatures, starts: int, frames: int, every: int, seed: int) -> list:
-    test = []
-    for i, start in enumerate(make_cuau_structures(starts, seed=seed)):
-        for j, temperature in enumerate(temperatures):
-            rng = np.random.default_rng([seed, i, j])
-            atoms = start.to_ase()
-            atoms.calc = EMT()
-            thermalize(atoms, temperature, rng)
-            dynamics = Langevin(atoms, 2 * units.fs, temperature_K=temperature, friction=0.01 / units.fs,
-                                fixcm=False, rng=rng)
-            for _ in range(frames):
-                dynamics.run(every)
-                test.append(Structure(atoms.positions, atoms.get_chemical_symbols(),
-                                      energy=atoms.get_potential_energy(), forces=atoms.get_forces(),
-                                      cell=atoms.cell.array, pbc=atoms.pbc))
-    return test
+    return [frame for i, start in enumerate(make_cuau_structures(starts, seed=seed))
+            for j, temperature in enumerate(temperatures)
+            for frame in md_frames(start.to_ase(), temperature, np.random.default_rng([seed, i, j]), frames, every,
+                                   burn_in=0, friction=0.01)]
 
 
 def score(committee_dir: Path, test: list) -> dict:
