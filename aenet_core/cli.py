@@ -102,10 +102,20 @@ def _limits(args):
     return PlausibilityLimits(**_given(**{name: getattr(args, name, None) for name in LIMITS}))
 
 
+def _source_files(args) -> list:
+    """The structure files named on the command line, then those listed in --sources-from (one per line)."""
+    paths = list(args.inputs)
+    if args.sources_from:
+        paths += [line for line in Path(args.sources_from).read_text(encoding="utf-8").splitlines() if line]
+    if not paths:
+        raise SystemExit("no structure files: name them, or list them in a file given as --sources-from")
+    return paths
+
+
 def _reference_energies(args):
     from aenet_core.reference_energies import ReferenceEnergies, iter_composition_energy_samples_from_files
 
-    samples = iter_composition_energy_samples_from_files(args.inputs, limits=_limits(args))
+    samples = iter_composition_energy_samples_from_files(_source_files(args), limits=_limits(args))
     fixed = _energy_pairs(args.fixed) or None
     if args.method == "fixed":
         if not fixed:
@@ -135,7 +145,7 @@ def _build_database(args):
 
     references = ReferenceEnergies.load(args.reference_energies).atomic_energies if args.reference_energies else {}
     # An empty file is ASE's error, but with --allow-empty it is a source of no structures.
-    inputs = [path for path in args.inputs if not (args.allow_empty and Path(path).stat().st_size == 0)]
+    inputs = [path for path in _source_files(args) if not (args.allow_empty and Path(path).stat().st_size == 0)]
     species = args.species or sorted({x for entry in iter_entries(inputs) for x in entry.structure.species})
     started = time.perf_counter()
     db = HDF5StructureDataset(_descriptor(args, species), args.output, sources=inputs, mode="build",
@@ -438,6 +448,8 @@ DESCRIPTION = ("Train aenet-style machine-learning interatomic potentials (the s
                "predict with them. 'aenet-core COMMAND --help' describes a command.")
 DATABASES_HELP = "database file(s); several are read as one dataset, shard by shard in the order given"
 STRUCTURES_HELP = "structure files (XSF, extxyz, anything ASE reads; every frame)"
+SOURCES_FROM_HELP = ("a text file listing structure files, one path per line (relative ones from the current "
+                     "directory), read after FILES: for more files than a command line holds")
 DEVICE_HELP = "cpu, cuda or cuda:N"
 MEMBER_SETTINGS_HELP = ("YAML or JSON file with the keys of a run in config.yaml: architecture (hidden layers "
                         "[[nodes, activation], ...] for every species, or {species: layers}) and training "
@@ -473,7 +485,8 @@ def _add_featurize(commands):
 
 def _add_reference_energies(commands):
     refs = commands.add_parser("reference-energies", help="fit atomic reference energies (JSON)")
-    refs.add_argument("inputs", nargs="+", help="structure files with total energies (eV)")
+    refs.add_argument("inputs", nargs="*", metavar="FILES", help="structure files with total energies (eV)")
+    refs.add_argument("--sources-from", metavar="LIST", help=SOURCES_FROM_HELP)
     refs.add_argument("--output", required=True, help="reference energies file (JSON)")
     refs.add_argument("--method", choices=METHODS, default="regression", help="regression (least squares over the "
                       "compositions; default), reference_compounds (from --compounds) or fixed (the --fixed values)")
@@ -491,7 +504,8 @@ def _add_reference_energies(commands):
 
 def _add_build_database(commands):
     build = commands.add_parser("build-database", help="HDF5 database with persisted features and derivatives")
-    build.add_argument("inputs", nargs="+", help=STRUCTURES_HELP)
+    build.add_argument("inputs", nargs="*", metavar="FILES", help=STRUCTURES_HELP)
+    build.add_argument("--sources-from", metavar="LIST", help=SOURCES_FROM_HELP)
     build.add_argument("--output", required=True, help="database file (HDF5)")
     _add_descriptor_arguments(build)
     build.add_argument("--reference-energies", help="JSON from reference-energies (atomic energies for the filter "
@@ -634,7 +648,7 @@ def build_parser() -> argparse.ArgumentParser:
 # apart imports nothing): no traceback above the failure line.
 USER_ERRORS = ("aenet_core.files.FileFormatError", "aenet_core.io.common.StructureFileError",
                "aenet_core.export.nn_ascii_file.NNAsciiError", "aenet_core.lammps.LammpsError",
-               "builtins.FileNotFoundError")
+               "aenet_core.data.hdf5.footprint.ResourceError", "builtins.FileNotFoundError")
 
 
 def _is_user_error(error) -> bool:

@@ -38,7 +38,7 @@ import numpy as np
 from aenet_core.data.limits import PlausibilityLimits
 from aenet_core.data.plausibility import check_labels
 from aenet_core.files import check_format, read_json, write_json
-from aenet_core.io import read_structures
+from aenet_core.io import iter_structures
 
 __all__ = ["ReferenceEnergies", "iter_composition_energy_samples_from_files"]
 
@@ -55,8 +55,8 @@ _FORMULA_TOKEN = re.compile(r"([A-Z][a-z]*)(\d*)")
 def iter_composition_energy_samples_from_files(paths, *, format=None, index=":", limits=None):
     """Yield one ``(composition, energy)`` sample per frame of each file, reading a file only when reached.
 
-    ``paths`` is one path or an iterable of paths; files are read with
-    ``aenet_core.io.read_structures(path, format=format, index=index)``.  Labels beyond the
+    ``paths`` is one path or an iterable of paths; files are read frame by frame with
+    ``aenet_core.io.iter_structures(path, format=format, index=index)``.  Labels beyond the
     plausibility limits in effect at the call are refused (``aenet_core.data.plausibility``).
     """
     if isinstance(paths, (str, os.PathLike)):
@@ -66,7 +66,7 @@ def iter_composition_energy_samples_from_files(paths, *, format=None, index=":",
 
 def _samples_from_files(paths, format, index, limits):
     for path in paths:
-        for frame, structure in enumerate(read_structures(path, format=format, index=index)):
+        for frame, structure in enumerate(iter_structures(path, format=format, index=index)):
             if structure.energy is None:
                 raise ValueError(f"{path}: frame {frame} has no energy; reference energies need total energies")
             check_labels(structure, f"{path} (frame {frame})", limits)

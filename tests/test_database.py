@@ -1,6 +1,11 @@
 """The HDF5 database: round trips, persisted payloads, filters, errors, atomic builds, training from it."""
+import json
 import pickle
+import re
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -457,3 +462,134 @@ def test_auto_mode_notices_changed_sources(tmp_path, cuau, cuau_file):
     with pytest.raises(DatabaseError, match="other sources or settings"):
         HDF5StructureDataset(descriptor(), tmp_path / "file.h5", sources=[copy]).build_database(
             show_progress=False, persist_features=True, persist_force_derivatives=True)
+
+
+def test_build_database_and_reference_energies_read_a_list_of_sources(tmp_path, cuau):
+    """--sources-from: one path per line, after the files named on the command line."""
+    from aenet_core.cli import run
+
+    paths = [tmp_path / f"s{k}.extxyz" for k in range(3)]
+    for path, structure in zip(paths, cuau):
+        write_extxyz(path, structure)
+    listing = tmp_path / "sources.txt"
+    listing.write_text(f"{paths[1]}\n\n{paths[2]}\n")
+    run(["reference-energies", str(paths[0]), "--sources-from", str(listing), "--output", str(tmp_path / "r.json")])
+    assert json.loads((tmp_path / "r.json").read_text())["metadata"]["n_samples_used"] == 3
+    run(["build-database", str(paths[0]), "--sources-from", str(listing), "--output", str(tmp_path / "db.h5"),
+         "--species", "Cu", "Au", "--rad-order", "2", "--rad-cutoff", "4.0", "--ang-order", "1", "--ang-cutoff", "3.0"])
+    db = HDF5StructureDataset(None, tmp_path / "db.h5", mode="load")
+    assert [db.get_structure_identifier(i) for i in range(len(db))] == [f"{path}#frame=0" for path in paths]
+
+
+@pytest.mark.slow
+def test_the_database_rules_pass_the_sources_as_a_list_file(tmp_path, cuau):
+    """A command line holds a few thousand file names at most: the rules' commands do not grow with the sources."""
+    from workflow_setup import default_config, dry_run
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for k in range(200):
+        write_extxyz(data / f"structure_{k:03d}.extxyz", cuau[k % len(cuau)])
+    config = default_config()
+    config["runs"]["example"]["sources"] = str(data / "*.extxyz")
+    jobs = dry_run(tmp_path, config)["jobs"]
+    commands = [job["shellcmd"] for job in jobs if job["rule"] in ("reference_energies", "build_database")]
+    assert len(commands) == 2 and all("structure_" not in command and len(command) < 1000 for command in commands)
+    (build,) = [job for job in jobs if job["rule"] == "build_database"]
+    assert all(f"--sources-from results/databases/{build['wildcards']['db']}/sources.txt" in command
+               for command in commands)
+
+
+def large_cell(repeat):
+    """A periodic Cu-Au supercell of 4 repeat³ atoms, with energy and forces."""
+    from ase.build import bulk
+
+    atoms = bulk("Cu", "fcc", a=3.8, cubic=True).repeat(repeat)
+    atoms.rattle(0.05, seed=1)
+    atoms.symbols[::3] = "Au"
+    n = len(atoms)
+    return Structure(atoms.positions, atoms.get_chemical_symbols(), energy=-3.5 * n, forces=np.zeros((n, 3)),
+                     cell=atoms.cell.array, pbc=[True] * 3)
+
+
+def test_a_structure_too_large_for_the_memory_is_refused_before_it_is_featurized(tmp_path, cuau_file, monkeypatch):
+    import aenet_core.data.hdf5.footprint as footprint
+
+    write_extxyz(tmp_path / "large.extxyz", large_cell(8))
+    featurized = []
+    monkeypatch.setattr(database, "featurize_chunk", lambda *a, **k: featurized.append(1))
+    monkeypatch.setattr(footprint, "available_memory", lambda: 0.05e9)
+    with pytest.raises(footprint.ResourceError, match=re.escape(f"{tmp_path}/large.extxyz (frame 0): featurizing "
+                                                                "its 2048 atoms needs about ") +
+                       r"0\.[1-9]\d* GB .* and 0\.05 GB are available: split the structure"):
+        build(tmp_path / "db.h5", [tmp_path / "large.extxyz", cuau_file])
+    assert featurized == [] and not (tmp_path / "db.h5").exists()
+
+
+def test_the_memory_estimate_is_at_least_what_featurizing_takes():
+    """The peak of featurizing a structure with derivatives, measured in a fresh process after a first small
+    featurization, against the estimate (bench/database.py --footprint measures more sizes).  Memory of its own
+    (anonymous) only: on a busy machine the kernel drops torch's library pages and reads them in again."""
+    from aenet_core.data.hdf5.footprint import featurizing_bytes
+
+    probe = ("from pathlib import Path; from test_database import featurize, large_cell; "
+             "kb = lambda key: int(next(l for l in Path('/proc/self/status').read_text().splitlines() "
+             "if l.startswith(key + ':')).split()[1]) * 1024; "
+             "s = large_cell(8); featurize([large_cell(1)]); before = kb('RssAnon'); "
+             "featurize([s]); print(kb('VmHWM') - kb('RssFile') - kb('RssShmem') - before)")
+    peak = int(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).parent).stdout)
+    estimate = featurizing_bytes(large_cell(8), descriptor(), derivatives=True)
+    assert peak <= estimate <= 4 * peak, (peak, estimate)
+
+
+def test_a_database_too_large_for_the_disk_is_refused_before_anything_is_featurized(tmp_path, monkeypatch):
+    import aenet_core.data.hdf5.footprint as footprint
+
+    frames = tmp_path / "frames.extxyz"
+    write_extxyz(frames, [replace(large_cell(1), positions=large_cell(1).positions + 0.01 * k) for k in range(60)])
+    size = build(tmp_path / "full.h5", [frames]).database_file.stat().st_size
+    featurized, calls = [], []
+    featurize_chunk = database.featurize_chunk
+    monkeypatch.setattr(database, "featurize_chunk", lambda *a, **k: featurized.append(1) or featurize_chunk(*a, **k))
+    monkeypatch.setattr(footprint, "free_space", lambda folder: calls.append(folder) or free)
+    free = 0.5 * size  # every frame is in the first chunk: the estimate is no extrapolation
+    with pytest.raises(footprint.ResourceError, match=r"db\.h5: the database needs about .* GB \(estimated from "
+                                                      r"the structures of the sources\), and .* GB are free in "
+                                                      r".*: free some space"):
+        build(tmp_path / "db.h5", [frames])
+    monkeypatch.setattr(database, "CHUNK_ATOMS", 40)  # extrapolated from the first 10 frames and the file's size
+    free = 0.3 * size
+    with pytest.raises(footprint.ResourceError, match=r"needs about .* GB \(extrapolated from the first structures "
+                                                      r"and the sizes of the sources\)"):
+        build(tmp_path / "db.h5", [frames])
+    assert featurized == [] and not (tmp_path / "db.h5").exists()
+    free = 0.7 * size  # half the extrapolation fits: a warning
+    with pytest.warns(UserWarning, match=r"\(extrapolated .*\), and .* GB are free .*: the build may run out of space"):
+        build(tmp_path / "db.h5", [frames])
+    free, calls[:], featurized[:] = 1e12, [], []
+    monkeypatch.setattr(footprint, "free_space", lambda folder: calls.append(folder) or (free if len(calls) < 3 else 0))
+    with pytest.raises(footprint.ResourceError, match=r"full\.h5: 0 GB are left in .*, too little for the next .* GB "
+                                                      r"\(.* GB written so far\)"):
+        build(tmp_path / "full.h5", [frames])  # the disk filled while the second chunk was featurized
+    assert len(featurized) == 2 and (tmp_path / "full.h5").stat().st_size == size  # the previous file is kept
+
+
+def test_the_memory_available_is_bounded_by_a_cgroup_limit(tmp_path):
+    """A job's memory limit (cgroup v2 or v1, on its group or a parent) less what it cannot reclaim."""
+    from aenet_core.data.hdf5.footprint import cgroup_room
+
+    for folder, files in {"job": {"memory.max": "2000000000", "memory.stat": "anon 500000000\nfile 900000000"},
+                          "job/step": {"memory.max": "max", "memory.stat": "anon 400000000"},
+                          "memory/slurm/job": {"memory.limit_in_bytes": "3000000000",
+                                               "memory.stat": "cache 5\ntotal_rss 1000000000"}}.items():
+        (tmp_path / folder).mkdir(parents=True)
+        for name, text in files.items():
+            (tmp_path / folder / name).write_text(text + "\n")
+    own = tmp_path / "cgroup"
+    own.write_text("0::/job/step\n")
+    assert cgroup_room(own, tmp_path) == 1.5e9
+    own.write_text("4:memory:/slurm/job\n1:cpu:/\n")
+    assert cgroup_room(own, tmp_path) == 2e9
+    own.write_text("0::/\n")
+    assert cgroup_room(own, tmp_path) == float("inf")

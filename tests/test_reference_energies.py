@@ -252,8 +252,8 @@ def test_file_samples_from_xsf_and_multi_frame_extxyz(tmp_path):
 def test_file_samples_are_read_lazily(tmp_path, monkeypatch):
     write_xsf(tmp_path / "a.xsf", structure(["Ti", "O"], -6.0))
     read = []
-    original = ref_module.read_structures
-    monkeypatch.setattr(ref_module, "read_structures", lambda path, **kw: read.append(path) or original(path, **kw))
+    original = ref_module.iter_structures
+    monkeypatch.setattr(ref_module, "iter_structures", lambda path, **kw: read.append(path) or original(path, **kw))
     samples = iter_composition_energy_samples_from_files([tmp_path / "a.xsf", tmp_path / "missing.xsf"])
     assert read == []
     assert next(samples) == ({"Ti": 1, "O": 1}, -6.0)

@@ -1,4 +1,6 @@
 """Inputs to entries: identifiers, globs, and the one filter every dataset applies."""
+import re
+
 import numpy as np
 import pytest
 
@@ -138,3 +140,18 @@ def test_copies_and_far_referenced_energies_are_warned_about_on_every_path(cuau,
         assert copies.startswith("2 structure(s) repeat") and f"{tmp_path}/a.extxyz#frame=1 is given twice" in copies
         assert energies.startswith("2 structure(s) have referenced energies beyond ±20 eV/atom")
         assert f"{tmp_path}/a.extxyz (frame 1): -29.54" in energies
+
+
+def test_a_file_is_read_frame_by_frame(cuau, tmp_path):
+    """A multi-frame file streams: its first frames arrive before a malformed later frame is read (the whole
+    file is never held), and the error names the frame."""
+    path = tmp_path / "frames.extxyz"
+    write_extxyz(path, cuau[:4])
+    lines = path.read_text().splitlines()
+    frame_3 = sum(cuau[k].n_atoms + 2 for k in range(3))
+    lines[frame_3 + 2] = "Cu 0.0 not-a-number 0.0 0.0 0.0 0.0"
+    path.write_text("\n".join(lines) + "\n")
+    entries = iter_entries(path)
+    assert [next(entries).identifier for _ in range(2)] == [f"{path}#frame=0", f"{path}#frame=1"]
+    with pytest.raises(ValueError, match=re.escape(f"{path} (frame 3): ASE could not read it")):
+        list(entries)

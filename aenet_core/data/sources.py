@@ -1,10 +1,10 @@
 """From what a user passes (Structures, ase.Atoms, file paths, globs, multi-frame files) to entries with
 stable identifiers, and the one filter every dataset applies.
 
-``iter_entries`` reads lazily, one file at a time.  An entry read from a file is
-identified as ``path#frame=N`` (N counts the file's frames from 0, whatever
-the filter later drops); an in-memory Structure or ase.Atoms by its name, or
-``structure_NNNNNN`` after its position in the input.
+``iter_entries`` reads lazily, one frame at a time (``aenet_core.io.iter_structures``).
+An entry read from a file is identified as ``path#frame=N`` (N counts the file's
+frames from 0, whatever the filter later drops); an in-memory Structure or
+ase.Atoms by its name, or ``structure_NNNNNN`` after its position in the input.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import numpy as np
 
 from aenet_core.data.limits import PlausibilityLimits
 from aenet_core.data.plausibility import Review, check_geometry, check_labels
-from aenet_core.io import read_structures
+from aenet_core.io import iter_structures
 from aenet_core.structure import Structure, referenced_energy_per_atom, structure_sha256
 
 CHECK_ATOMS = 4096  # atoms per batched closest-distance search of the geometry checks
@@ -70,9 +70,9 @@ def iter_entries(inputs, name: str = "structures") -> Iterator[Entry]:
     """Every frame of every input, lazily; ``name`` is what error messages call the input list."""
     for index, item in enumerate(as_input_list(inputs)):
         if _is_path(item):
-            for path in expand_path(item):
-                for frame, structure in enumerate(read_structures(path)):
-                    yield Entry(structure, str(path), str(path), frame, True)
+            for path in map(str, expand_path(item)):  # one string per file, shared by its entries
+                for frame, structure in enumerate(iter_structures(path)):
+                    yield Entry(structure, path, path, frame, True)
             continue
         structure = _in_memory(item)
         if structure is None:
@@ -129,7 +129,7 @@ class StructureFilter:
     close.  Dropped (counted in ``n_filtered``): a referenced energy per atom above
     ``max_energy`` (eV/atom; atomic reference energies subtracted), or a force
     component larger in magnitude than ``max_forces`` (eV/Å).  ``apply`` warns
-    once about duplicates and implausible referenced energies among the kept entries.
+    once about duplicates, implausible referenced energies and implausible stresses among the kept entries.
     """
 
     def __init__(self, species, atomic_energies=None, max_energy=None, max_forces=None, limits=None):
@@ -168,7 +168,7 @@ class StructureFilter:
             check_geometry(chunk, cutoff, self.limits)
 
     def warn_about(self, entries) -> None:
-        """Warn once about duplicates and implausible referenced energies among (kept) ``entries``."""
+        """Warn once about duplicates, implausible referenced energies and implausible stresses among (kept) ``entries``."""
         review = Review(self.atomic_energies, self.limits)
         for entry in entries:
             review.note(entry)

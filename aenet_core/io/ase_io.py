@@ -1,6 +1,9 @@
 """Formats read and written through ASE (extxyz, VASP OUTCAR/POSCAR/vasprun.xml, cif, ...)."""
 from __future__ import annotations
 
+import itertools
+from typing import Iterator
+
 import ase.io
 import numpy as np
 from ase import Atoms
@@ -10,25 +13,39 @@ from aenet_core.io.common import StructureFileError, as_list
 from aenet_core.structure import Structure
 
 
-def read_ase(path, index=":", format=None) -> list[Structure]:
-    """Read frames with ``ase.io.read``; ASE and validation errors become StructureFileError."""
-    try:
-        images = ase.io.read(path, index=index, format=format)
-    except (FileNotFoundError, PermissionError, IsADirectoryError):
-        raise
-    except Exception as exc:  # ASE raises many types for malformed files
-        raise StructureFileError(f"{path}: ASE could not read it as {format or 'an auto-detected format'}: "
-                                 f"{type(exc).__name__}: {exc}") from exc
-    images = [images] if isinstance(images, Atoms) else list(images)
-    structures = []
-    for i, atoms in enumerate(images):
-        default = str(path) if len(images) == 1 else f"{path}#frame={i}"
-        name = str(atoms.info["name"]) if "name" in atoms.info else default
+def iter_ase(path, index=":", format=None) -> Iterator[Structure]:
+    """The frames of ``path``, one at a time (``ase.io.iread``: memory does not grow with the frames of a file);
+    ASE and validation errors become StructureFileError.
+
+    A frame is read one ahead: a file of one frame names its structure after the file, else ``path#frame=i``.
+    """
+    frames = _ase_frames(path, index, format)
+    ahead = list(itertools.islice(frames, 2))
+    single = len(ahead) == 1
+    for i, atoms in enumerate(itertools.chain(ahead, frames)):
+        name = str(atoms.info["name"]) if "name" in atoms.info else str(path) if single else f"{path}#frame={i}"
         try:
-            structures.append(Structure.from_ase(atoms, name=name))
+            structure = Structure.from_ase(atoms, name=name)
         except ValueError as exc:
             raise StructureFileError(f"{path} (frame {i}): {exc}") from exc
-    return structures
+        yield structure
+
+
+def _ase_frames(path, index, format) -> Iterator[Atoms]:
+    """``ase.io.iread``, its errors (not those of opening the file) as StructureFileError naming file and frame."""
+    images = ase.io.iread(path, index=index, format=format)
+    for frame in itertools.count():
+        try:
+            atoms = next(images)
+        except StopIteration:
+            return
+        except (FileNotFoundError, PermissionError, IsADirectoryError):
+            raise
+        except Exception as exc:  # ASE raises many types for malformed files
+            where = f"{path} (frame {frame})" if frame else str(path)
+            raise StructureFileError(f"{where}: ASE could not read it as {format or 'an auto-detected format'}: "
+                                     f"{type(exc).__name__}: {exc}") from exc
+        yield atoms
 
 
 def write_extxyz(path, structures) -> None:

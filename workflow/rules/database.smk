@@ -1,5 +1,8 @@
 # One database per recipe (results/databases/<key>/, plan.database_key), shared by the runs that ask for it;
 # a target trains on its run's database and, in round k of a loop, the shards labelled in rounds 1..k.
+# The commands read the sources from results/databases/<key>/sources.txt, which the workflow writes before
+# any job (write_source_lists): a command line holds a few thousand file names at most. The files stay the
+# inputs, so that a changed file rebuilds the database (other files are another key).
 rule reference_energies:
     input:
         lambda wildcards: plan.database_sources(wildcards.db),
@@ -14,7 +17,8 @@ rule reference_energies:
     params:
         args=database_setting(args.reference_energy_args),
     shell:
-        "python -m aenet_core.cli reference-energies {input:q} --output {output:q} {params.args} > {log:q} 2>&1"
+        "python -m aenet_core.cli reference-energies --sources-from results/databases/{wildcards.db}/sources.txt "
+        "--output {output:q} {params.args} > {log:q} 2>&1"
 
 
 rule build_database:
@@ -35,7 +39,8 @@ rule build_database:
     params:
         args=database_setting(args.database_args),
     shell:
-        "OMP_NUM_THREADS={threads} python -m aenet_core.cli build-database {input.sources:q} --output {output:q} "
+        "OMP_NUM_THREADS={threads} python -m aenet_core.cli build-database "
+        "--sources-from results/databases/{wildcards.db}/sources.txt --output {output:q} "
         "--reference-energies {input.reference_energies:q} {params.args} > {log:q} 2>&1"
 
 

@@ -14,6 +14,8 @@ from ase.data import atomic_numbers
 from tqdm.auto import tqdm
 
 from aenet_core import __version__
+from aenet_core.data.hdf5.footprint import (ATOM_BYTES, ENTRY_BYTES, check_disk, check_memory, check_room,
+                                            database_bytes)
 from aenet_core.data.hdf5.schema import (DESCRIPTOR_CLASS, DISTANCE_FIELDS, EDGE_FIELDS, ENTRY_STRINGS, FORMAT,
                                          INDEX_FIELDS, SCHEMA_3_STRINGS, SCHEMA_VERSION, TRIPLET_FIELDS, compact_json,
                                          sha256_text)
@@ -39,10 +41,13 @@ def write_database(path: Path, descriptor, entries, structure_filter, *, feature
                          with_descriptor=recipe["descriptor"] is not None)
         try:
             chunks = _checked(atom_chunks(structure_filter.apply(entries), CHUNK_ATOMS), structure_filter,
-                              descriptor.max_cutoff)
+                              descriptor, options, workers)
+            chunks = _disk_checked(chunks, path, descriptor, options, np.dtype(storage_dtype).itemsize,
+                                   recipe["sources"])
             lines = ProgressLog(f"building {path.name}", unit="structures", seconds=30)
             with tqdm(desc=f"building {path.name}", unit=" structures", disable=not show_progress) as progress:
                 for chunk, computed in _featurized(chunks, descriptor, options, workers):
+                    check_room(path, _chunk_bytes(chunk, computed), tmp.stat().st_size)
                     writer.append(chunk, computed)
                     progress.update(len(chunk))
                     lines.update(len(chunk), f" ({writer.n_atoms} atoms)")
@@ -58,11 +63,33 @@ def write_database(path: Path, descriptor, entries, structure_filter, *, feature
             writer.file.close()
 
 
-def _checked(chunks, structure_filter, cutoff):
-    """The chunks, each refused or passed by the geometry checks before it is featurized."""
+def _checked(chunks, structure_filter, descriptor, options, workers):
+    """The chunks, each refused or passed by the geometry checks and the memory estimate before it is
+    featurized."""
     for chunk in chunks:
-        structure_filter.check_geometry(chunk, cutoff)
+        structure_filter.check_geometry(chunk, descriptor.max_cutoff)
+        if options["features"]:
+            check_memory(chunk, descriptor, options["derivatives"], workers)
         yield chunk
+
+
+def _disk_checked(chunks, path, descriptor, options, itemsize, stamps):
+    """The chunks, the database's size estimated from the first and refused (or warned about) where the disk
+    lacks the space, before it is featurized."""
+    first = next(chunks, [])
+    ended = sum(e.structure.n_atoms for e in first) < CHUNK_ATOMS  # atom_chunks ends a chunk early only at the end
+    need, certain = database_bytes(first, ended, stamps, descriptor, itemsize if options["features"] else 0,
+                                   options["derivatives"])
+    check_disk(path, need, certain)
+    if first:
+        yield first
+    yield from chunks
+
+
+def _chunk_bytes(chunk, computed) -> int:
+    """At most the bytes that appending ``chunk`` adds to the file (its arrays in float64)."""
+    return sum(np.asarray(values).nbytes for values in computed.values()) + sum(
+        ENTRY_BYTES + ATOM_BYTES * e.structure.n_atoms for e in chunk)
 
 
 # ------------------------------------------------------------------------------- featurizing
