@@ -9,7 +9,8 @@ from ase.neighborlist import neighbor_list
 
 import aenet_core.neighbors as neighbors
 from aenet_core.data.limits import PlausibilityLimits
-from aenet_core.data.plausibility import Review, check_geometry, check_labels, neighbour_density
+from aenet_core.data.plausibility import (Review, check_geometry, check_labels, geometry_problem, geometry_problems,
+                                          neighbour_density)
 from aenet_core.data.sources import Entry, iter_entries
 from aenet_core.structure import Structure
 
@@ -91,6 +92,43 @@ def test_atoms_too_close_are_named_with_their_distance(move, message):
     check_geometry(good + [entry(s)], CUTOFF, PlausibilityLimits(min_distance=0))
 
 
+def refusal(entries, limits) -> str | None:
+    try:
+        check_geometry(entries, CUTOFF, limits)
+    except ValueError as err:
+        return str(err)
+    return None
+
+
+@pytest.mark.parametrize("scale, moved, limits, refused", [
+    (1.0, None, PlausibilityLimits(), None),
+    (0.1, None, PlausibilityLimits(), "max_pairs_per_atom"),
+    (0.1, None, PlausibilityLimits(max_pairs_per_atom=1e5, min_distance=0), None),
+    (1.0, [0.01, 0, 0], PlausibilityLimits(), "0.01 Å apart"),
+    (1.0, [0, 0, 0], PlausibilityLimits(), "0 Å apart"),
+    (1.0, [2 * 3.61 - 0.1, 0, 0], PlausibilityLimits(), "0.1 Å apart"),  # across a face of the 7.22 Å cell
+    (1.0, [0.3, 0, 0], PlausibilityLimits(min_distance=0), None)])
+def test_one_structures_geometry_problem_is_the_refusal_of_the_database(scale, moved, limits, refused):
+    s = copper(scale)
+    if moved is not None:
+        s.positions[3] = s.positions[0] + moved
+    problem = geometry_problem(s, "made.xsf (frame 0)", CUTOFF, limits)
+    assert problem == refusal([entry(s)], limits)
+    assert geometry_problems([copper(), s, s], ["good", "made.xsf (frame 0)", "again"], CUTOFF, limits) == \
+        [None, problem, problem and problem.replace("made.xsf (frame 0)", "again")]
+    assert problem is None if refused is None else refused in problem
+
+
+def test_a_molecules_close_atoms_are_a_geometry_problem_without_torch_or_a_cutoff():
+    co = molecule("CO")
+    co.positions[1] = co.positions[0] + [0, 0, 0.3]
+    s = Structure.from_ase(co)
+    assert geometry_problem(s, "co", None, PlausibilityLimits()) == refusal([entry(s, "co")], PlausibilityLimits()) \
+        .replace("co (frame 0)", "co")
+    assert geometry_problem(Structure.from_ase(molecule("CO")), "co", CUTOFF, PlausibilityLimits()) is None
+    assert "max_pairs_per_atom" not in geometry_problem(copper(0.1), "made", None, PlausibilityLimits())
+
+
 def test_absurd_and_non_finite_labels_name_the_field():
     limits = PlausibilityLimits()
     s = copper()
@@ -151,3 +189,89 @@ def test_a_plain_data_set_is_not_warned_about():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         review.warn()
+
+
+def strained_copper(factor=1.0, low=0.985, high=1.015, n=9, rattle=0.01, seed=0):
+    """``n`` 32-atom fcc Cu cells scaled by ``low``..``high``, atoms displaced by about ``rattle`` Å, with EMT
+    labels; the stresses multiplied by ``factor`` (in GPa: 1 / ase.units.GPa)."""
+    from ase.calculators.emt import EMT
+
+    rng = np.random.default_rng(seed)
+    structures = []
+    for scale in np.linspace(low, high, n):
+        atoms = bulk("Cu", cubic=True).repeat(2)
+        atoms.set_cell(atoms.cell * scale, scale_atoms=True)
+        atoms.rattle(rattle, seed=int(rng.integers(2**31)))
+        atoms.calc = EMT()
+        structures.append(Structure(atoms.positions, atoms.get_chemical_symbols(), atoms.get_potential_energy(),
+                                    cell=atoms.cell.array, stress=atoms.get_stress() * factor))
+    return structures
+
+
+def review_warnings(structures, limits=None) -> list:
+    """The messages that a dataset's checks warn with about ``structures`` (in memory: named structure_NNNNNN)."""
+    from aenet_core.data.sources import StructureFilter
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        list(StructureFilter(["Cu", "Au"], limits=limits).apply(iter_entries(structures)))
+    return [str(w.message) for w in caught]
+
+
+def test_stresses_in_gpa_or_kbar_are_warned_about_naming_the_unit():
+    from ase.units import GPa, bar
+
+    from aenet_core.example_data import make_cuau_structures
+
+    assert review_warnings(make_cuau_structures(200) + strained_copper()) == []  # up to 1.0 and 0.045 eV/Å³
+    for unit, factor in (("GPa", 1 / GPa), ("kbar", 1 / (1000 * bar))):
+        structures = strained_copper(factor)
+        components = [float(s.stress.flat[np.argmax(np.abs(s.stress))]) for s in structures]
+        k = int(np.argmax(np.abs(components)))  # the most expanded cell: 7 GPa of tension
+        largest, volumes = components[k], [s.volume for s in structures]
+        magnitude, consistency = review_warnings(structures)
+        assert magnitude.startswith(f"{sum(abs(c) > 2 for c in components)} structure(s) have stress components "
+                                    f"beyond ±2 eV/Å³ (stress_warning)")
+        assert f"largest first: structure_{k:06d}: {largest:.4g} eV/Å³ = {largest / GPa:.4g} GPa" in magnitude
+        assert f"as GPa the largest would be {largest:.4g} GPa, as kbar {largest / 10:.4g} GPa" in magnitude
+        assert consistency.startswith("the stresses of 1 composition(s) change with volume unlike their energies'")
+        assert f"Cu32 (9 structures, {min(volumes):.4g} to {max(volumes):.4g} Å³): " in consistency
+        assert f"times as fast, as if in {unit}; ASE's unit is eV/Å³" in consistency
+    assert review_warnings(strained_copper(1 / GPa), PlausibilityLimits(stress_warning=10))[0].startswith(
+        "the stresses of 1 composition(s)")
+    with pytest.raises(ValueError, match="stress_warning must be a finite number > 0"):
+        PlausibilityLimits(stress_warning=0)
+
+
+def test_stresses_below_the_warning_are_compared_with_the_energies():
+    from ase.units import GPa, Bohr, Ry
+
+    for factor, limits, suggestion in ((1 / GPa, PlausibilityLimits(stress_warning=10), "as if in GPa"),
+                                       (-1, None, "as if in eV/Å³ with compression positive"),
+                                       (Bohr**3 / Ry, None, "as if in Ry/Bohr³")):
+        message, = review_warnings(strained_copper(factor), limits)
+        assert message.startswith("the stresses of 1 composition(s)") and suggestion in message, message
+
+
+def states(structures) -> tuple:
+    return tuple(np.array(values) for values in zip(*((s.volume, s.energy, -np.trace(s.stress) / 3)
+                                                        for s in structures)))
+
+
+def test_the_stress_factor_compares_slopes_only_where_the_volumes_tell():
+    from ase.units import GPa
+
+    from aenet_core.data.plausibility import GPA, stress_factor
+
+    assert GPA == pytest.approx(1 / GPa)
+    volumes, energies, pressures = states(strained_copper())
+    assert stress_factor(volumes, energies, pressures) == pytest.approx(1, abs=0.1)
+    assert stress_factor(volumes, energies, pressures * GPA) == pytest.approx(GPA, rel=0.1)
+    # A thermal pressure (MD: 4 GPa in Cu at 1000 K) or Pulay stress shifts the level, not the slope.
+    assert stress_factor(volumes, energies, pressures + 5 / GPA) == pytest.approx(1, abs=0.15)
+    assert stress_factor(*states(strained_copper(low=0.85, high=1.15, n=12))) == pytest.approx(1, abs=0.05)
+    assert stress_factor(volumes[:4], energies[:4], pressures[:4]) is None  # four volumes
+    assert stress_factor(*states(strained_copper(low=0.998, high=1.002))) is None  # 1.2 % apart
+    assert stress_factor(*states(strained_copper(low=1, high=1, rattle=0.1))) is None  # one volume (MD)
+    noise = np.random.default_rng(0).normal(size=(2, 9))
+    assert stress_factor(volumes, *noise) is None

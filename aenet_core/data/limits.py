@@ -34,6 +34,11 @@ class PlausibilityLimits:
     referenced_energy_warning: float = field(default=20.0, metadata={
         "help": "warn about energies beyond ± this after the atomic reference energies are subtracted",
         "unit": "eV/atom"})
+    # Compressing the stiffest solid by a fifth of its volume takes about 1 eV/Å³ (diamond: 150 GPa), as much as
+    # the example data's most compressed cells hold (1.3 eV/Å³: Au-rich at Cu's lattice constant); stresses in
+    # GPa beyond 2 GPa, or in kbar beyond 0.2 GPa, read as eV/Å³ exceed this.
+    stress_warning: float = field(default=2.0, metadata={
+        "help": "warn about stress components beyond ± this (stresses in GPa or kbar read as eV/Å³)", "unit": "eV/Å³"})
 
     def __post_init__(self):
         check_numbers(self, LIMIT_RULES)
@@ -41,3 +46,4 @@ class PlausibilityLimits:
 
 LIMIT_RULES = {f.name: POSITIVE for f in fields(PlausibilityLimits)} | {"min_distance": NONNEG}
 LABEL_LIMITS = ("energy_limit", "force_limit", "stress_limit")  # no geometry needed (reference-energy fits too)
+GEOMETRY_LIMITS = ("min_distance", "max_pairs_per_atom")  # no labels needed (a frame before its labelling)

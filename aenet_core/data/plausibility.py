@@ -7,11 +7,14 @@ Refused, naming the file and frame (``ValueError``):
   ``force_limit``, a stress component beyond ``stress_limit`` (all also refuse NaN and inf);
 * geometry: more neighbours per atom within the descriptor's cutoff than ``max_pairs_per_atom``,
   estimated from the atom density (so that the check itself allocates nothing; a cell given in nm
-  instead of Å is 1000 times too dense), and two atoms closer than ``min_distance``.
+  instead of Å is 1000 times too dense), and two atoms closer than ``min_distance``
+  (``geometry_problem`` says it of one structure without raising: the active-learning loop's steps).
 
-Warned about once per data set (``Review``): structures that repeat an earlier one, and referenced
-energies per atom beyond ``referenced_energy_warning`` (references on another energy scale than the data,
-e.g. energies in Ry read as eV).
+Warned about once per data set (``Review``): structures that repeat an earlier one, referenced energies
+per atom beyond ``referenced_energy_warning`` (references on another energy scale than the data, e.g.
+energies in Ry read as eV), stress components beyond ``stress_warning`` (GPa or kbar read as eV/Å³), and,
+per composition, stresses that change with volume more than tenfold faster or slower than the energies'
+-dE/dV, or in the opposite direction (``stress_factor``).
 
 Datasets, database builds and reference-energy samples take ``limits=PlausibilityLimits(...)``;
 ``PlausibilityLimits()`` (the defaults) applies wherever none is given, e.g. ``train(structures=...)``.
@@ -74,29 +77,77 @@ def neighbour_density(structure, cutoff: float) -> tuple:
     return density * 4 / 3 * math.pi * cutoff**3, density
 
 
+def _density_problem(structure, where: str, cutoff: float, limits: PlausibilityLimits):
+    """Why the atom density is not plausible (more neighbours per atom within ``cutoff`` than the limit), or None."""
+    per_atom, density = neighbour_density(structure, cutoff)
+    if not per_atom > limits.max_pairs_per_atom:
+        return None
+    return (f"{where}: {structure.n_atoms} atoms at {density:.4g} atoms/Å³ give about {per_atom:.4g} neighbours per "
+            f"atom within the {cutoff:g} Å cutoff ({per_atom * structure.n_atoms:.3g} pairs); more than "
+            f"{limits.max_pairs_per_atom:g} is not a plausible density (max_pairs_per_atom): is the cell in Å (not nm)?")
+
+
+def _too_close(where: str, species, a: int, b: int, distance: float, min_distance: float) -> str:
+    return (f"{where}: atoms {a} ({species[a]}) and {b} ({species[b]}) are {distance:.4g} Å apart; closer than "
+            f"{min_distance:g} Å is not plausible (min_distance)")
+
+
+def _closest_problem(structure, where: str, min_distance: float):
+    """Two atoms of one structure closer than ``min_distance`` (ASE's neighbour list: no torch), or None."""
+    from ase.geometry import complete_cell
+    from ase.neighborlist import primitive_neighbor_list
+
+    periodic = structure.is_periodic()
+    cell = complete_cell(structure.cell if structure.cell is not None else np.zeros((3, 3)))
+    pbc = structure.pbc if periodic else np.zeros(3, bool)
+    i, j, d = primitive_neighbor_list("ijd", pbc, cell, structure.positions, min_distance)
+    if not len(d):
+        return None
+    k = int(np.argmin(d))
+    a, b = sorted((int(i[k]), int(j[k])))
+    return _too_close(where, structure.species, a, b, float(d[k]), min_distance)
+
+
+def geometry_problem(structure, where: str, cutoff: float | None, limits: PlausibilityLimits) -> str | None:
+    """Why one structure's geometry is not plausible training data, naming ``where`` as ``check_geometry`` would
+    refuse it, or None: too dense for ``cutoff`` (the descriptor's largest; None: not checked), then two atoms
+    closer than ``min_distance``.  Needs no torch; the density is checked first, so a cell in nm allocates
+    nothing."""
+    problem = None if cutoff is None else _density_problem(structure, where, cutoff, limits)
+    if problem is None and limits.min_distance > 0:
+        problem = _closest_problem(structure, where, limits.min_distance)
+    return problem
+
+
 def check_geometry(entries, cutoff: float, limits: PlausibilityLimits) -> None:
     """Refuse the first of ``entries`` whose neighbour count within ``cutoff`` exceeds the limit, then the first
     with two atoms closer than ``min_distance`` (``entries`` is one list, searched for close atoms as one
     batch): before any neighbour list at ``cutoff`` is built."""
     for entry in entries:
-        per_atom, density = neighbour_density(entry.structure, cutoff)
-        if per_atom > limits.max_pairs_per_atom:
-            raise ValueError(
-                f"{entry.where}: {entry.structure.n_atoms} atoms at {density:.4g} atoms/Å³ give about "
-                f"{per_atom:.4g} neighbours per atom within the {cutoff:g} Å cutoff "
-                f"({per_atom * entry.structure.n_atoms:.3g} pairs); more than {limits.max_pairs_per_atom:g} "
-                f"is not a plausible density (max_pairs_per_atom): is the cell in Å (not nm)?")
+        problem = _density_problem(entry.structure, entry.where, cutoff, limits)
+        if problem:
+            raise ValueError(problem)
     if limits.min_distance > 0:
         _check_distances(entries, limits.min_distance)
 
 
 def _check_distances(entries, min_distance):
     """Refuse the first entry with two atoms closer than ``min_distance`` (coincident atoms included)."""
+    pairs = _closest_pairs([e.structure for e in entries], min_distance)
+    if pairs:
+        k = min(pairs)
+        raise ValueError(_too_close(entries[k].where, entries[k].structure.species, *pairs[k], min_distance))
+
+
+def _closest_pairs(structures, min_distance) -> dict:
+    """{k: (a, b, distance)}: for each of ``structures`` with atoms closer than ``min_distance`` its closest two,
+    found as one batch."""
     import torch  # only here: reading labels (merge-labels, reference-energies) needs no torch
 
     from aenet_core.neighbors import batched_neighbor_list, prepare_cells
 
-    structures = [e.structure for e in entries]
+    if not structures:
+        return {}
     positions = torch.from_numpy(np.concatenate([s.positions for s in structures]))
     counts = [s.n_atoms for s in structures]
     batch = torch.repeat_interleave(torch.arange(len(structures)), torch.tensor(counts))
@@ -110,21 +161,76 @@ def _check_distances(entries, min_distance):
     i = np.concatenate([nl.center.numpy(), twin[coincident]])
     j = np.concatenate([nl.neighbor.numpy(), coincident])
     distance = np.concatenate([nl.distances.numpy(), np.zeros(len(coincident))])
-    if not len(distance):
-        return
     structure = batch.numpy()[i]
-    mine = np.nonzero(structure == structure.min())[0]
-    closest = mine[np.argmin(distance[mine])]
-    k = int(structure[closest])
-    first_atom = sum(counts[:k])
-    a, b = int(i[closest]) - first_atom, int(j[closest]) - first_atom
-    species = structures[k].species
-    raise ValueError(f"{entries[k].where}: atoms {a} ({species[a]}) and {b} ({species[b]}) are "
-                     f"{distance[closest]:.4g} Å apart; closer than {min_distance:g} Å is not plausible "
-                     f"(min_distance)")
+    order = np.lexsort((distance, structure))  # by structure, then distance (stable: the first of equal ones)
+    closest = order[np.unique(structure[order], return_index=True)[1]]
+    offsets = np.cumsum([0, *counts])
+    return {int(structure[c]): (int(i[c] - offsets[structure[c]]), int(j[c] - offsets[structure[c]]),
+                                float(distance[c])) for c in closest}
+
+
+def geometry_problems(structures, wheres, cutoff: float, limits: PlausibilityLimits) -> list:
+    """``geometry_problem`` of each of ``structures`` (named by ``wheres``), the close atoms of those not too dense
+    found as one batch (torch: several times faster for many structures)."""
+    problems = [_density_problem(s, where, cutoff, limits) for s, where in zip(structures, wheres)]
+    if limits.min_distance > 0:
+        searched = [k for k, problem in enumerate(problems) if problem is None]
+        pairs = _closest_pairs([structures[k] for k in searched], limits.min_distance)
+        for m, pair in pairs.items():
+            k = searched[m]
+            problems[k] = _too_close(wheres[k], structures[k].species, *pair, limits.min_distance)
+    return problems
 
 
 # ------------------------------------------------------------------------------- warnings
+
+
+GPA = 160.21766208  # GPa in 1 eV/Å³ (1 / ase.units.GPa)
+# Units stresses come in, as how many times their numbers exceed those in eV/Å³ (ASE's: tension positive).
+STRESS_UNITS = {"eV/Å³": 1.0, "GPa": GPA, "kbar": 10 * GPA, "Ry/Bohr³": 1 / 91.8157677, "Hartree/Bohr³": 1 / 183.631535}
+# Stresses and energies across volumes are compared only with this many distinct volumes spanning this fraction of
+# their mean, and only where each fit gives its coefficient to this relative standard error.
+FIT_VOLUMES, FIT_SPREAD, FIT_ERROR = 5, 0.02, 0.1
+
+
+def stress_factor(volumes, energies, pressures) -> float | None:
+    """How many times the change of one composition's stresses with volume exceeds that of its energies' pressure
+    ``-dE/dV`` (1 for eV and eV/Å³; -1 for the opposite sign), or None where they do not tell: fewer than
+    ``FIT_VOLUMES`` distinct volumes (MD at one volume), volumes within ``FIT_SPREAD``, or fits that noise blurs.
+
+    In Birch's variable ``u = (V/V̄)^(-2/3) - 1`` the energy of a solid is nearly quadratic over a wide range
+    (exactly for B' = 4): the energies' mean at each volume is fitted quadratic in u, the stresses' ``-dE/du``
+    linear, and their slopes compared.  Slopes, not levels: the stresses' pressure differs from ``-dE/dV`` by
+    a near constant where it should (the thermal pressure of MD, 4 GPa in Cu at 1000 K; Pulay stress), which
+    moves the slope by a few percent at most."""
+    v = np.asarray(volumes, dtype=float)
+    distinct, which = np.unique(np.round(v / v.mean(), 4), return_inverse=True)
+    if len(distinct) < FIT_VOLUMES or np.ptp(v) < FIT_SPREAD * v.mean():
+        return None
+    v, e, p = (np.bincount(which, weights=np.asarray(a, dtype=float)) / np.bincount(which)
+               for a in (v, energies, pressures))
+    u = (v / v.mean()) ** (-2 / 3) - 1
+    stress_slope = _clear_leading(u, -1.5 * v.mean() * p * (1 + u) ** -2.5, 1)  # -dE/du = p dV/du
+    curvature = _clear_leading(u, e, 2)
+    return None if stress_slope is None or curvature is None else -stress_slope / (2 * curvature)
+
+
+def _clear_leading(x, y, degree: int) -> float | None:
+    """The leading coefficient of a least-squares polynomial fit of ``y(x)``, or None where noise blurs it."""
+    coefficients, covariance = np.polyfit(x, y, degree, cov=True)
+    return coefficients[0] if math.sqrt(covariance[0, 0]) < FIT_ERROR * abs(coefficients[0]) else None
+
+
+def stress_unit(factor: float) -> str:
+    """The unit (and sign) that a ``stress_factor`` suggests the stresses are in, or ''."""
+    for unit, times in STRESS_UNITS.items():
+        if abs(abs(factor) / times - 1) < 0.25:
+            return f"as if in {unit}" + (" with compression positive (as VASP's OUTCAR prints it)" if factor < 0 else "")
+    return ""
+
+
+def formula(species: tuple) -> str:
+    return "".join(f"{element}{species.count(element)}" for element in sorted(set(species)))
 
 
 class Review:
@@ -136,6 +242,8 @@ class Review:
         self.first_seen = {}  # geometry hash -> (identifier, energy) of its first entry
         self.duplicates = []  # descriptions of the later copies
         self.far = []  # (where, referenced energy per atom)
+        self.stressed = []  # (where, stress component of the largest magnitude) beyond stress_warning
+        self.states = {}  # sorted species -> [(volume, energy, pressure)] of the structures with a stress
 
     def note(self, entry) -> None:
         s = entry.structure
@@ -151,6 +259,13 @@ class Review:
             value = referenced_energy_per_atom(s.energy, s.species, self.atomic_energies)
             if abs(value) > self.limits.referenced_energy_warning:
                 self.far.append((entry.where, value))
+        if s.stress is not None:
+            largest = float(s.stress.flat[np.argmax(np.abs(s.stress))])
+            if abs(largest) > self.limits.stress_warning:
+                self.stressed.append((entry.where, largest))
+            if s.energy is not None:
+                state = (s.volume, s.energy, -np.trace(s.stress) / 3)
+                self.states.setdefault(tuple(sorted(s.species)), []).append(state)
 
     def warn(self) -> None:
         if self.duplicates:
@@ -167,3 +282,30 @@ class Review:
                           f"largest first: {shown} eV/atom; are the energies in eV and the atomic reference "
                           f"energies {self.atomic_energies} on the same scale (e.g. not Ry read as eV)?",
                           stacklevel=2)
+        if self.stressed:
+            worst = sorted(self.stressed, key=lambda item: -abs(item[1]))[:SHOWN]
+            shown = "; ".join(f"{where}: {value:.4g} eV/Å³ = {value * GPA:.4g} GPa" for where, value in worst)
+            largest = worst[0][1]
+            warnings.warn(f"{len(self.stressed)} structure(s) have stress components beyond "
+                          f"±{self.limits.stress_warning:g} eV/Å³ (stress_warning), rare in solids, largest first: "
+                          f"{shown}; ASE's unit is eV/Å³: as GPa the largest would be {largest:.4g} GPa, as kbar "
+                          f"{largest / 10:.4g} GPa; is the file in GPa or kbar?", stacklevel=2)
+        disagreeing = self.disagreeing_stresses()
+        if disagreeing:
+            warnings.warn(f"the stresses of {len(disagreeing)} composition(s) change with volume unlike their "
+                          f"energies' pressure -dE/dV: {'; '.join(disagreeing[:SHOWN])}"
+                          f"{' ...' if len(disagreeing) > SHOWN else ''}; ASE's unit is eV/Å³ "
+                          f"(1 eV/Å³ = {GPA:.4g} GPa = {10 * GPA:.5g} kbar), tension positive: is the file in "
+                          f"another unit or sign convention?", stacklevel=2)
+
+    def disagreeing_stresses(self) -> list:
+        """Per composition whose stresses change with volume more than tenfold faster or slower than its energies'
+        pressure -dE/dV, or in the opposite direction: how many times."""
+        found = []
+        for species, states in self.states.items():
+            volumes, energies, pressures = zip(*states)
+            factor = stress_factor(volumes, energies, pressures)
+            if factor is not None and not 0.1 < factor < 10:
+                found.append(f"{formula(species)} ({len(states)} structures, {min(volumes):.4g} to {max(volumes):.4g} "
+                             f"Å³): {factor:.4g} times as fast, {stress_unit(factor) or 'as if in no common unit'}")
+        return found
