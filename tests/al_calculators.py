@@ -1,6 +1,6 @@
 """Labelling calculators for the active-learning tests: EMT that records the labelling job it runs for, fails
 for the frames of one trajectory, and can kill that job once (as a scheduler or a crash would); EMT that
-needs a retry; EMT that crashes, exits or hangs as its frame's name says."""
+needs a retry; EMT that crashes, exits or hangs as its frame's name says; EMT that relaxes before it reports."""
 import faulthandler
 import os
 import resource
@@ -75,3 +75,21 @@ class MisbehavingEMT(EMT):
             (Path(self.directory).parent / "sleep.pid").write_text(str(sleep.pid))
             sleep.wait()
         super().calculate(atoms, properties, system_changes)
+
+
+class RelaxingEMT(EMT):
+    """EMT that first takes ``steps`` steepest-descent steps (a relaxation, as VASP's with ibrion > -1 and nsw > 0),
+    on the atoms it is given or (``in_place`` False) on a copy of its own, then reports the labels where it ended,
+    its atoms wrapped into the cell (as a CONTCAR)."""
+
+    def __init__(self, steps=5, in_place=True, **kwargs):
+        super().__init__(**kwargs)
+        self.steps, self.in_place = steps, in_place
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=()):
+        relaxed = atoms if self.in_place else atoms.copy()
+        for _ in range(self.steps):
+            super().calculate(relaxed, ["energy", "forces"], system_changes)
+            relaxed.positions += 0.02 * self.results["forces"]
+        relaxed.wrap()
+        super().calculate(relaxed, properties, system_changes)

@@ -1,5 +1,6 @@
 """Active learning's exploration (committee MD) and selection (trust window, farthest-point sampling)."""
 import copy
+import json
 import logging
 import math
 from dataclasses import replace
@@ -15,10 +16,12 @@ from aenet_core.active_learning.trajectory import read_trajectory, write_traject
 from aenet_core.active_learning.select import (DEFAULT_MIN_DISTANCE, dataset_vectors, farthest_point_sampling,
                                                feature_scale, select_frames, structure_vectors)
 from aenet_core.calculator import AenetCalculator
+from aenet_core.cli import main
 from aenet_core.committee import TorchCommitteePotential
 from aenet_core.data.hdf5.dataset import HDF5StructureDataset
 from aenet_core.data.memory import CachedStructureDataset, StructureDataset
 from aenet_core.data.shards import ShardedDataset
+from aenet_core.io import write_extxyz
 from aenet_core.structure import Structure
 from training_setup import REFERENCES, descriptor
 
@@ -155,7 +158,8 @@ def test_npt_changes_the_cell_and_needs_a_periodic_structure(committee):
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"temperature": 0}, "temperature must be a finite number > 0"),
+    ({"temperature": 0}, "temperature must be a finite number in \\(0, 10000\\]"),
+    ({"temperature": 1e6}, "temperature must be a finite number in \\(0, 10000\\]; got 1000000"),
     ({"steps": 0}, "steps must be an int >= 1"),
     ({"steps": 2.5}, "steps must be an int"),
     ({"interval": 0}, "interval must be an int >= 1"),
@@ -336,3 +340,50 @@ def test_selection_keeps_its_candidates_and_skips_what_is_labelled(committee, ev
         select_frames(frames, vectors, labelled, 0.3, 0.1, 3)
     with pytest.raises(ValueError, match="frame 0 has no info"):
         select_frames([Atoms("Cu")], vectors[:1], labelled, 0.1, 0.3, 3)
+
+
+DESCRIPTOR = ["--species", "Cu", "Au", "--rad-order", "2", "--rad-cutoff", "4.0", "--ang-order", "1", "--ang-cutoff",
+              "3.0"]
+
+
+def test_select_never_takes_a_frame_the_database_would_refuse(tmp_path, capsys):
+    main(["example-data", "--output", str(tmp_path / "base.extxyz"), "--n-structures", "3", "--seed", "1"])
+    main(["build-database", str(tmp_path / "base.extxyz"), "--output", str(tmp_path / "base.h5"), *DESCRIPTOR])
+    start = _start().to_ase()
+    close, dense = start.copy(), start.copy()
+    close.positions[1] = close.positions[0] + [0.45, 0, 0]  # hot MD
+    dense.set_cell(dense.cell * 0.6, scale_atoms=True)  # 94 neighbours per atom within 4 Å, 20 at the start
+    trajectory = tmp_path / "explored.extxyz"
+    write_trajectory(trajectory, [_with_spread(atoms, 0.1) for atoms in (start, close, dense)])
+    select = ["select", str(trajectory), "--database", str(tmp_path / "base.h5"), "--trust-lo", "0.05", "--trust-hi",
+              "0.3", "--max-frames", "3", "--candidates", str(tmp_path / "candidates.extxyz"), "--selected",
+              str(tmp_path / "selected.extxyz"), "--report", str(tmp_path / "selection.json"), "--max-pairs-per-atom",
+              "50"]
+    main(select)
+    report = json.loads((tmp_path / "selection.json").read_text())
+    assert (report["n_frames"], report["n_implausible"], report["n_candidates"]) == (3, 2, 1)
+    assert [s["name"] for s in report["selected"]] == [f"{trajectory}#frame=0"]
+    out = capsys.readouterr().out
+    assert (f"not plausible, never selected: {trajectory}#frame=1: atoms 0 (Au) and 1 (Cu) are 0.45 Å apart; "
+            f"closer than 0.5 Å is not plausible (min_distance)") in out
+    assert "(max_pairs_per_atom)" in out and "3 frames, 2 not plausible, 1 candidates, 1 selected" in out
+    main([*select, "--min-distance", "0.4"])
+    report = json.loads((tmp_path / "selection.json").read_text())
+    assert report["n_implausible"] == 1 and len(report["selected"]) == 2
+
+
+def test_a_seed_file_in_nm_is_refused_naming_the_file_and_frame(tmp_path, capsys):
+    start = _start()
+    in_nm = start.copy()
+    in_nm.positions, in_nm.cell = in_nm.positions / 10, in_nm.cell / 10
+    seeds, output = tmp_path / "seeds.extxyz", tmp_path / "drawn.extxyz"
+    write_extxyz(seeds, [start, in_nm])
+    argv = ["exploration-seeds", "--files", str(seeds), "--count", "1", "--seed", "0", "--output", str(output)]
+    with pytest.raises(SystemExit):
+        main([*argv, "--cutoff", "5"])
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert error.startswith(f"aenet-core exploration-seeds failed: a starting structure is not plausible training "
+                            f"data: {seeds} (frame 1): 32 atoms at ") and error.endswith("is the cell in Å (not nm)?")
+    assert not output.exists()
+    main([*argv, "--cutoff", "5", "--max-pairs-per-atom", "1e6", "--min-distance", "0"])  # the run allows it
+    assert output.exists()

@@ -3,6 +3,7 @@ is retried with overrides, a failed, crashed or hung calculation fails only its 
 out, finished calculations are kept for a rerun; merge-labels stops above a fraction of failed frames."""
 import json
 import logging
+import re
 import time
 from pathlib import Path
 
@@ -13,11 +14,14 @@ from ase.build import bulk, molecule
 from ase.calculators.emt import EMT
 
 from aenet_core.active_learning.calculators import calculator_class
-from aenet_core.active_learning.label import label_frames, labelling_report
+from aenet_core.active_learning.label import _moved, label_frames, labelling_report
 from aenet_core.active_learning.trajectory import write_trajectory
 from aenet_core.cli import main
 from aenet_core.data.limits import PlausibilityLimits
+from aenet_core.data.plausibility import geometry_problem
+from aenet_core.files import file_sha256
 from aenet_core.structure import Structure
+from aenet_core.workflow.integrity import damaged_labels
 from al_calculators import log_call
 
 
@@ -107,7 +111,10 @@ def test_a_molecule_gets_no_stress(tmp_path):
 @pytest.mark.parametrize("path, message", [
     ("EMT", "expected an import path"),
     ("no_such_module.EMT", "cannot import no_such_module"),
-    ("ase.calculators.emt.NoSuch", "ase.calculators.emt has no class or function NoSuch"),
+    ("ase.calculators.emt.NoSuch", "ase.calculators.emt has no class NoSuch"),
+    ("subprocess.run", r"run is a function, not a class \(expected an ASE calculator class: a subclass of "
+                       r"ase.calculators.calculator.BaseCalculator\)"),
+    ("ase.atoms.Atoms", "Atoms is a class but not an ASE calculator"),
 ])
 def test_a_calculator_that_cannot_be_imported_is_named(path, message):
     with pytest.raises(ValueError, match=message):
@@ -229,3 +236,91 @@ def test_retries_that_are_not_a_list_of_mappings_are_refused(tmp_path, capsys):
         main(["label", str(selected), "--batch", "0", "--batch-size", "1", "--calculator-settings", str(settings),
               "--workdir", "w", "--output", "o", "--report", "r"])
     assert "expected retries to be a list of mappings" in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_a_frame_whose_geometry_the_database_would_refuse_fails_without_a_calculation(tmp_path):
+    close, dense = frames()[0], frames()[0]
+    close.name, dense.name = "close", "dense"
+    close.positions[1] = close.positions[0] + [0.3, 0, 0]
+    dense.positions, dense.cell = dense.positions / 10, dense.cell / 10  # written in nm, read as Å
+    batch = [close, frames()[0], dense]
+    labelled, records = label_frames(batch, f"{__name__}.CountingEMT", {}, tmp_path, cutoff=6.0)
+    assert [s.name for s in labelled] == ["cu"] and calls(tmp_path) == ["cu"]
+    assert [(r["status"], r["attempts"]) for r in records[::2]] == [("failed", [])] * 2
+    assert records[0]["error"] == geometry_problem(close, "close", 6.0, PlausibilityLimits())
+    assert records[0]["error"].startswith("close: atoms 0 (Cu) and 1 (Cu) are 0.3 Å apart; closer than 0.5 Å")
+    assert records[2]["error"].startswith("dense: 8 atoms at") and "(max_pairs_per_atom)" in records[2]["error"]
+    _, records = label_frames(batch, f"{__name__}.CountingEMT", {}, tmp_path / "lenient", cutoff=6.0,
+                              limits=PlausibilityLimits(min_distance=0.2, max_pairs_per_atom=1e6))
+    assert [r["status"] for r in records[:2]] == ["labelled"] * 2 and records[2]["attempts"]  # calculated
+
+
+@pytest.mark.parametrize("in_place", [True, False], ids=["its-atoms", "a-copy"])
+def test_a_calculator_that_moves_the_atoms_labels_nothing(tmp_path, in_place):
+    """A relaxation before the labels are reported (VASP with ibrion > -1 and nsw > 0) labels another geometry:
+    refused, whether it moved the Atoms it was given or only its own (calc.atoms)."""
+    labelled, records = label_frames(frames()[:1], "al_calculators.RelaxingEMT", {"in_place": in_place}, tmp_path)
+    assert labelled == [] and records[0]["status"] == "failed"
+    assert re.fullmatch(r"RuntimeError: the calculator moved the atoms by up to 0\.0\d+ Å: its labels belong to "
+                        r"another geometry; a relaxation does that \(VASP: ibrion > -1 with nsw > 0; set nsw 0 or "
+                        r"ibrion -1\)", records[0]["error"])
+    outside = frames()[0]
+    outside.positions[1] += outside.cell[0]  # wrapped back into the cell by the calculator: the same geometry
+    labelled, records = label_frames([outside], "al_calculators.RelaxingEMT", {"steps": 0}, tmp_path / "wrapped")
+    assert records[0]["status"] == "labelled" and labelled[0].energy == pytest.approx(reference(frames()[0])[0])
+    np.testing.assert_array_equal(labelled[0].positions, outside.positions)
+    strained, boxed = outside.to_ase(), molecule("CO")
+    strained.set_cell(strained.cell * 1.01)
+    assert _moved(outside.to_ase(), strained) == "changed the cell"  # VASP with isif 3
+    boxed.cell = [10, 10, 10]  # a box around a molecule is none of its geometry
+    assert _moved(molecule("CO"), boxed) is None
+
+
+def test_label_logs_its_calculator_and_merge_labels_merges_only_what_label_wrote(tmp_path, capsys):
+    selected = write_selected(tmp_path / "selected.extxyz", ["cu", "cu2", "cu3"])
+    settings = tmp_path / "calculator.yaml"
+    settings.write_text("calculator: al_calculators.RetriedEMT\nkwargs: {mixing: 0.1}\nretries: [{mixing: 0.05}]\n")
+    batches = [tmp_path / f"batch_{batch}" for batch in (0, 1)]
+    for batch in batches:
+        main(["label", str(selected), "--batch", batch.name[-1], "--batch-size", "2", "--calculator-settings",
+              str(settings), "--workdir", str(batch.with_suffix(".work")), "--output", str(batch.with_suffix(".extxyz")),
+              "--report", str(batch.with_suffix(".json"))])
+    out = capsys.readouterr().out.splitlines()
+    assert out[:3] == ["calculator: al_calculators.RetriedEMT", 'kwargs: {"mixing": 0.1}', 'retries: [{"mixing": 0.05}]']
+    labelled = [b.with_suffix(".extxyz") for b in batches]
+    assert json.loads(batches[0].with_suffix(".json").read_text())["labelled_sha256"] == file_sha256(labelled[0])
+    merged, report = tmp_path / "labelled.extxyz", tmp_path / "labelling.json"
+    merge = ["merge-labels", *map(str, labelled), "--reports", *[str(b.with_suffix(".json")) for b in batches],
+             "--output", str(merged), "--report", str(report)]
+    original = labelled[1].read_text()
+    labelled[1].write_text(original.replace("cu3", "cu4"))  # edited by hand
+    with pytest.raises(SystemExit):
+        main(merge)
+    assert capsys.readouterr().err.splitlines()[-1].startswith(
+        f"aenet-core merge-labels failed: {labelled[1]} is not the file its label job wrote (not the sha256 "
+        f"{batches[1].with_suffix('.json')} records): edited after labelling?")
+    assert not merged.exists()
+    labelled[1].write_text(original)
+    main(merge)
+    assert json.loads(report.read_text())["labelled_sha256"] == file_sha256(merged)
+    assert damaged_labels(merged, report) == []
+    merged.write_text(merged.read_text().replace("cu3", "cu4"))
+    assert damaged_labels(merged, report) == [(merged, "deleted or not the sha256 labelling.json records",
+                                               "merge_labels")]
+    merged.unlink()
+    assert damaged_labels(merged, report)[0][1] == "deleted or not the sha256 labelling.json records"
+    report.write_text("{")
+    assert damaged_labels(merged, report) == [(report, "labelling.json does not read as JSON", "merge_labels")]
+    assert damaged_labels(merged, tmp_path / "none.json") == []  # not merged yet
+
+
+def test_label_takes_the_runs_limits_and_the_descriptors_cutoff(tmp_path):
+    selected = write_selected(tmp_path / "selected.extxyz", ["cu"])
+    common = ["label", str(selected), "--batch", "0", "--batch-size", "1", "--calculator", "ase.calculators.emt.EMT",
+              "--output", str(tmp_path / "o.extxyz"), "--report", str(tmp_path / "r.json")]
+    main([*common, "--workdir", str(tmp_path / "w1"), "--cutoff", "6", "--max-pairs-per-atom", "10"])
+    (record,) = json.loads((tmp_path / "r.json").read_text())["frames"]
+    assert record["status"] == "failed" and "(max_pairs_per_atom)" in record["error"]
+    main([*common, "--workdir", str(tmp_path / "w2"), "--force-limit", "1e-9", "--min-distance", "3"])
+    (record,) = json.loads((tmp_path / "r.json").read_text())["frames"]
+    assert record["error"].startswith("cu: atoms") and "closer than 3 Å" in record["error"]

@@ -42,7 +42,7 @@ def round_files(tmp_path):
         write(tmp_path / "b.json", {"n_frames": 2, "n_steps_run": 7, "stopped_early": True,
                                     "max_force_std": [0.4, 2.0], "energy_std_calibrated_per_atom": [4, 5]}),
     ]
-    selection = write(tmp_path / "selection.json", {"n_candidates": 4, "n_selected": 3})
+    selection = write(tmp_path / "selection.json", {"n_implausible": 2, "n_candidates": 4, "n_selected": 3})
     labelling = write(tmp_path / "labelling.json", {"n_labelled": 2, "n_failed": 1, "frames": [
         {"name": "x", "status": "labelled", "error": None}, {"name": "y", "status": "failed", "error": "boom"}]})
     return evaluation, explorations, selection, labelling
@@ -53,7 +53,8 @@ def test_a_round_summary_counts_what_each_step_reported(round_files):
     summary = round_summary(1, evaluation, explorations, selection, labelling)
     assert (summary["n_trajectories"], summary["n_frames_explored"], summary["n_hit_trust_hi"]) == (2, 5, 1)
     assert summary["fraction_hit_trust_hi"] == 0.5 and summary["n_steps_run"] == 27
-    assert (summary["n_candidates"], summary["n_selected"], summary["n_labelled"], summary["n_failed"]) == (4, 3, 2, 1)
+    assert (summary["n_implausible"], summary["n_candidates"], summary["n_selected"], summary["n_labelled"],
+            summary["n_failed"]) == (2, 4, 3, 2, 1)
     assert summary["failures"] == [{"name": "y", "error": "boom"}]
     assert summary["max_force_std_max"] == 2.0 and summary["max_force_std_p50"] == pytest.approx(0.3)
     assert summary["test_force_rmse"] == 0.3

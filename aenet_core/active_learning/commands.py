@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 from collections import Counter
@@ -12,20 +13,42 @@ from aenet_core.active_learning.settings import (DEFAULT_SELECTION, ENGINES, ENS
                                                  ExploreSettings)
 from aenet_core.active_learning.trust import TRUST_SCALES
 from aenet_core.command_line import read_settings
+from aenet_core.data.limits import GEOMETRY_LIMITS, LABEL_LIMITS, PlausibilityLimits
 
 CALCULATOR_SETTINGS = ("calculator", "kwargs", "retries")  # the keys of the file aenet-core label reads
 DEFAULT_MAX_FAILED_FRACTION = 0.25  # a round with more failed calculations is a calculator problem, not bad luck
+SHOWN = 5  # implausible frames the selection's log lists
+
+
+def _limits(args, names) -> PlausibilityLimits:
+    """The plausibility limits, as the options ``names`` change them."""
+    return PlausibilityLimits(**{name: getattr(args, name) for name in names if getattr(args, name) is not None})
+
+
+def _plausible_seeds(paths, cutoff, limits) -> list:
+    """Every frame of the seed files; one whose geometry is not plausible stops the command, naming it."""
+    from aenet_core.data.plausibility import geometry_problem
+    from aenet_core.io import read_structures
+
+    pool = []
+    for path in paths:
+        for index, structure in enumerate(read_structures(path)):
+            problem = geometry_problem(structure, f"{path} (frame {index})", cutoff, limits)
+            if problem:
+                raise SystemExit(f"a starting structure is not plausible training data: {problem}")
+            pool.append(structure)
+    return pool
 
 
 def _exploration_seeds(args):
     from aenet_core.active_learning import rounds
     from aenet_core.data.shards import open_databases
-    from aenet_core.io import read_structures, write_extxyz
+    from aenet_core.io import write_extxyz
     from aenet_core.split import Split
 
     if args.files:
-        pool = [s for path in args.files for s in read_structures(path)]
-    else:
+        pool = _plausible_seeds(args.files, args.cutoff, _limits(args, GEOMETRY_LIMITS))
+    else:  # the database's structures passed its build's checks
         db = open_databases(args.database)
         split = Split.load(args.split)
         split.check(db, label=args.split)
@@ -150,6 +173,20 @@ def failed_frames(databases) -> list:
     return failed
 
 
+def _plausible(frames, cutoff, limits, chunk: int = 1000) -> tuple:
+    """(indices of the frames whose geometry is plausible, each other frame's problem), ``chunk`` frames at a time."""
+    from aenet_core.data.plausibility import geometry_problems
+    from aenet_core.structure import Structure
+
+    problems = []
+    for start in range(0, len(frames), chunk):
+        part = frames[start: start + chunk]
+        problems += geometry_problems([Structure.from_ase(atoms) for atoms in part],
+                                      [atoms.info.get("name", f"frame {start + k}") for k, atoms in enumerate(part)],
+                                      cutoff, limits)
+    return [k for k, problem in enumerate(problems) if problem is None], [p for p in problems if p]
+
+
 def _select(args):
     import numpy as np
 
@@ -162,24 +199,32 @@ def _select(args):
     _resolve_trust(args)
     frames = _named_frames(args.trajectories)
     db = open_databases(args.database)
-    structures = [Structure.from_ase(atoms) for atoms in frames]
+    # never selected nor featurized: build_shard would refuse them, and a dense one is costly to featurize
+    limits, cutoff = _limits(args, GEOMETRY_LIMITS), db.descriptor.max_cutoff
+    usable, implausible = _plausible(frames, cutoff, limits)
+    plausible = [frames[i] for i in usable]
+    structures = [Structure.from_ase(atoms) for atoms in plausible]
     vectors = structure_vectors(db.descriptor, structures) if structures else np.zeros((0, 0))
-    failed = [Structure.from_ase(atoms) for atoms in failed_frames(args.database)]
-    failed_vectors = structure_vectors(db.descriptor, failed) if failed and structures else None
-    chosen = select_frames(frames, vectors, dataset_vectors(db), args.trust_lo, args.trust_hi, args.max_frames,
+    failed = failed_frames(args.database)
+    comparable = [Structure.from_ase(failed[i]) for i in _plausible(failed, cutoff, limits)[0]]
+    failed_vectors = structure_vectors(db.descriptor, comparable) if comparable and structures else None
+    chosen = select_frames(plausible, vectors, dataset_vectors(db), args.trust_lo, args.trust_hi, args.max_frames,
                            failed_vectors=failed_vectors, rule=args.rule)
-    write_trajectory(args.candidates, [frames[i] for i in chosen["candidates"]])
-    write_trajectory(args.selected, [frames[i] for i in chosen["selected"]])
+    candidates, selected = ([usable[i] for i in chosen[key]] for key in ("candidates", "selected"))
+    write_trajectory(args.candidates, [frames[i] for i in candidates])
+    write_trajectory(args.selected, [frames[i] for i in selected])
     n_accurate = sum(float(f.info["max_force_std"]) < args.trust_lo for f in frames)
-    report = {"n_frames": len(frames), "n_accurate": n_accurate, "n_candidates": len(chosen["candidates"]),
-              "n_selected": len(chosen["selected"]), "n_near_failed": chosen["n_near_failed"],
+    report = {"n_frames": len(frames), "n_accurate": n_accurate, "n_implausible": len(implausible),
+              "n_candidates": len(candidates), "n_selected": len(selected), "n_near_failed": chosen["n_near_failed"],
               "n_failed_before": len(failed), "rule": args.rule, "trust_scale": args.trust_scale,
               "trust_lo": args.trust_lo, "trust_hi": args.trust_hi, "max_frames": args.max_frames,
               "selected": [{"name": frames[i].info["name"], "max_force_std": frames[i].info["max_force_std"],
-                            "distance": d} for i, d in zip(chosen["selected"], chosen["distances"])]}
+                            "distance": d} for i, d in zip(selected, chosen["distances"])]}
     write_json(args.report, report, indent=1)
-    print(f"{len(frames)} frames, {report['n_candidates']} candidates, {report['n_selected']} selected -> "
-          f"{args.selected}")
+    for problem in implausible[:SHOWN]:
+        print(f"not plausible, never selected: {problem}")
+    print(f"{len(frames)} frames, {len(implausible)} not plausible, {report['n_candidates']} candidates, "
+          f"{report['n_selected']} selected -> {args.selected}")
 
 
 def _calculator(args) -> tuple:
@@ -206,22 +251,27 @@ def _stop_on_sigterm(signum, frame):
 def _label(args):
     from aenet_core.active_learning.label import label_frames, labelling_report
     from aenet_core.active_learning.trajectory import read_trajectory
-    from aenet_core.files import write_json
+    from aenet_core.files import file_sha256, write_json
     from aenet_core.io import write_extxyz
     from aenet_core.structure import Structure
 
     calculator, kwargs, retries = _calculator(args)
+    # flushed: a forked calculation would write what is left in the buffer again
+    print(f"calculator: {calculator}\nkwargs: {json.dumps(kwargs, default=str)}\n"
+          f"retries: {json.dumps(retries, default=str)}", flush=True)
+    limits = _limits(args, (*LABEL_LIMITS, *GEOMETRY_LIMITS))
     frames = [Structure.from_ase(atoms) for atoms in read_trajectory(args.selected)]
     first = args.batch * args.batch_size
     batch = frames[first: first + args.batch_size]
     previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)  # a cancelled job (Snakemake, a scheduler)
     try:
-        labelled, records = label_frames(batch, calculator, kwargs, args.workdir, first_index=first,
-                                         retries=retries, timeout=args.timeout)
+        labelled, records = label_frames(batch, calculator, kwargs, args.workdir, limits, first_index=first,
+                                         retries=retries, timeout=args.timeout, cutoff=args.cutoff)
     finally:
         signal.signal(signal.SIGTERM, previous)
     write_extxyz(args.output, labelled)
-    report = labelling_report(records, calculator, kwargs, retries)
+    # merge-labels compares the file with this, so that an edit after labelling is not merged
+    report = labelling_report(records, calculator, kwargs, retries) | {"labelled_sha256": file_sha256(args.output)}
     write_json(args.report, report, indent=1)
     for record in records:
         if record["status"] == "failed":
@@ -250,19 +300,34 @@ def _check_failed_fraction(paths, reports, limit) -> None:
                      f"{common}. Each failed frame is listed above, from {', '.join(batches)}")
 
 
+def _check_batches(paths, report_paths, reports) -> None:
+    """Stop at a batch file that is not the one its label job wrote (the sha256 its report records)."""
+    from aenet_core.files import file_sha256
+
+    if len(paths) != len(reports):
+        raise SystemExit(f"expected one report per labelled file; got {len(paths)} files and {len(reports)} reports")
+    for path, report_path, report in zip(paths, report_paths, reports):
+        recorded = report.get("labelled_sha256")  # absent from the reports of earlier versions
+        if recorded and file_sha256(path) != recorded:
+            raise SystemExit(f"{path} is not the file its label job wrote (not the sha256 {report_path} records): "
+                             f"edited after labelling? Label the batch again (snakemake --forcerun {path})")
+
+
 def _merge_labels(args):
     from aenet_core.active_learning.label import labelling_report
-    from aenet_core.files import atomic_write, read_json, write_json
+    from aenet_core.files import atomic_write, file_sha256, read_json, write_json
 
     reports = [read_json(path, "labelling report") for path in args.reports]
-    _check_failed_fraction(args.reports, reports, args.max_failed_fraction)  # before writing anything
+    _check_batches(args.labelled, args.reports, reports)  # before writing anything
+    _check_failed_fraction(args.reports, reports, args.max_failed_fraction)
     with atomic_write(args.output) as handle:
         for path in args.labelled:
             handle.write(Path(path).read_text())
     records = [record for report in reports for record in report["frames"]]
     first = reports[0] if reports else {"calculator": None, "kwargs": {}}
     report = labelling_report(records, first["calculator"], first["kwargs"], first.get("retries", ()))
-    write_json(args.report, report, indent=1)
+    # the workflow checks labelled.extxyz against this (aenet_core.workflow.integrity.damaged_labels)
+    write_json(args.report, report | {"labelled_sha256": file_sha256(args.output)}, indent=1)
     print(f"{sum(r['status'] == 'labelled' for r in records)} of {len(records)} frames labelled -> {args.output}")
 
 
@@ -316,6 +381,17 @@ def _add_trust_scale(parser) -> None:
     parser.add_argument("--evaluation", help="the previous round's evaluation summary.json (for --trust-scale)")
 
 
+def _add_limits(parser, names, cutoff: bool = False) -> None:
+    """Options that change the plausibility limits ``names``, as build-database's; ``cutoff``: --cutoff too."""
+    for f in fields(PlausibilityLimits):
+        if f.name in names:
+            notes = "; ".join(filter(None, [f.metadata.get("unit"), f"default {f.default:g}"]))
+            parser.add_argument(f"--{f.name.replace('_', '-')}", type=float, help=f"{f.metadata['help']} ({notes})")
+    if cutoff:
+        parser.add_argument("--cutoff", type=float, help="the descriptor's largest cutoff (Å), which "
+                            "--max-pairs-per-atom counts neighbours within (default: no density check)")
+
+
 def _add_exploration(commands) -> None:
     seeds = commands.add_parser("exploration-seeds", help="the structures the exploration starts from (extxyz)")
     source = seeds.add_mutually_exclusive_group(required=True)
@@ -325,6 +401,7 @@ def _add_exploration(commands) -> None:
     seeds.add_argument("--count", type=int, required=True, help="how many starting structures to draw")
     seeds.add_argument("--seed", type=int, required=True, help="random seed of the draw")
     seeds.add_argument("--output", required=True, help="the starting structures (extxyz)")
+    _add_limits(seeds, GEOMETRY_LIMITS, cutoff=True)  # --files: a structure beyond them stops the command
     seeds.set_defaults(func=_exploration_seeds)
 
     explore = commands.add_parser("explore", help="molecular dynamics with a committee, recording its uncertainty")
@@ -365,6 +442,7 @@ def _add_exploration(commands) -> None:
     select.add_argument("--candidates", required=True, help="the candidates (extxyz)")
     select.add_argument("--selected", required=True, help="the selected frames (extxyz)")
     select.add_argument("--report", required=True, help="the selection's report (JSON)")
+    _add_limits(select, GEOMETRY_LIMITS)  # a frame beyond them is never selected
     select.set_defaults(func=_select)
 
 
@@ -400,6 +478,7 @@ def _add_labelling(commands) -> None:
     label.add_argument("--workdir", required=True, help="finished calculations are kept here")
     label.add_argument("--output", required=True, help="the labelled frames (extxyz)")
     label.add_argument("--report", required=True, help="each frame's outcome (JSON)")
+    _add_limits(label, (*LABEL_LIMITS, *GEOMETRY_LIMITS), cutoff=True)  # a frame beyond them fails
     label.set_defaults(func=_label)
 
     merge = commands.add_parser("merge-labels", help="one file and one report of a round's labelling batches")

@@ -6,11 +6,13 @@ workflow's own process).  Each calculation runs in a child process of its own (f
 own), so that a calculator that crashes, exits or hangs (``timeout``) fails only its attempt; on a timeout
 or when the attempt ends, the child and whatever it started (``mpirun``, say) are killed.
 
-An attempt fails when the calculation raises, its process dies, it runs out of time, or its labels are not
-plausible training data (a calculation that did not converge often returns garbage rather than raising).
+An attempt fails when the calculation raises, its process dies, it runs out of time, the calculator moved the
+atoms (a relaxation: its labels belong to another geometry), or its labels are not plausible training data (a
+calculation that did not converge often returns garbage rather than raising).
 A failed attempt is tried again with each of ``retries`` in turn (keyword-argument overrides, e.g.
 ``[{"mixing": 0.1}, {"algo": "All"}]``); a frame that no attempt labels is recorded with its errors and
-left out, the others are kept.
+left out, the others are kept.  A frame whose geometry is not plausible training data (atoms closer than
+``min_distance``, too dense; ``aenet_core.data.plausibility.geometry_problem``) is not calculated: it fails.
 
 Each labelled frame is kept in the batch's work directory (``frame_NNNN.json``: its result, its attempts
 and the hashes of its geometry and of the settings of those attempts), so that a batch killed midway and
@@ -33,10 +35,11 @@ from pathlib import Path
 
 import numpy as np
 from ase.calculators.calculator import PropertyNotImplementedError
+from ase.geometry import complete_cell
 
 from aenet_core.active_learning.calculators import calculator_class
 from aenet_core.data.limits import PlausibilityLimits
-from aenet_core.data.plausibility import check_labels
+from aenet_core.data.plausibility import check_labels, geometry_problem
 from aenet_core.files import read_json, write_json
 from aenet_core.progress import ProgressLog
 from aenet_core.structure import Structure, structure_sha256
@@ -44,6 +47,9 @@ from aenet_core.structure import Structure, structure_sha256
 # fork: the child needs neither pickling nor imports (the labelling process is torch-free)
 _FORK = multiprocessing.get_context("fork")
 _PR_SET_PDEATHSIG = 1
+MOVED = 1e-6  # Å: a calculator's atoms further than this from the frame's (or its cell) are another geometry
+RELAXED = ("its labels belong to another geometry; a relaxation does that (VASP: ibrion > -1 with nsw > 0; set "
+           "nsw 0 or ibrion -1)")
 
 
 def _settings_sha256s(calculator: str, kwargs: dict, retries: list) -> list:
@@ -52,9 +58,24 @@ def _settings_sha256s(calculator: str, kwargs: dict, retries: list) -> list:
             .hexdigest() for k in range(len(retries) + 1)]
 
 
+def _moved(reference, atoms) -> str | None:
+    """How ``atoms`` differ from the ``reference`` geometry (positions up to periodic images, periodic cell
+    vectors: a box a code sets around a molecule is none of its geometry), or None."""
+    if len(atoms) != len(reference):
+        return f"changed the number of atoms from {len(reference)} to {len(atoms)}"
+    pbc = reference.pbc
+    if not np.allclose(atoms.cell.array[pbc], reference.cell.array[pbc], rtol=0, atol=MOVED):
+        return "changed the cell"
+    cell = complete_cell(reference.cell.array)
+    fractional = (atoms.positions - reference.positions) @ np.linalg.inv(cell)
+    fractional -= np.where(pbc, np.round(fractional), 0)  # a wrapped atom has not moved
+    largest = float(np.linalg.norm(fractional @ cell, axis=1).max(initial=0))
+    return f"moved the atoms by up to {largest:.3g} Å" if largest > MOVED else None
+
+
 def _calculate(frame: Structure, factory, kwargs: dict, directory: Path) -> dict:
-    """{energy, forces, stress or None} of ``frame`` from a fresh calculator."""
-    atoms = frame.to_ase()
+    """{energy, forces, stress or None} of ``frame`` from a fresh calculator, refused if it moved the atoms."""
+    atoms, reference = frame.to_ase(), frame.to_ase()
     calc = factory(**kwargs)
     if hasattr(calc, "directory"):
         calc.directory = str(directory)
@@ -67,6 +88,10 @@ def _calculate(frame: Structure, factory, kwargs: dict, directory: Path) -> dict
             stress = np.asarray(atoms.get_stress(voigt=True), float)
         except PropertyNotImplementedError:  # e.g. a code without stresses: energies and forces still train
             stress = None
+    for ended in (atoms, getattr(calc, "atoms", None)):
+        change = None if ended is None else _moved(reference, ended)
+        if change:
+            raise RuntimeError(f"the calculator {change}: {RELAXED}")
     return {"energy": energy, "forces": forces.tolist(), "stress": None if stress is None else stress.tolist()}
 
 
@@ -175,10 +200,19 @@ def _cached(path: Path, geometry: str, settings: list):
     return stored if found and key.get("calculator_sha256") in settings else None
 
 
+def _refused(frame: Structure, index: int, problem: str) -> tuple:
+    """(None, the record of a frame not calculated: its geometry is not plausible training data)."""
+    return None, {"index": index, "name": frame.name, "status": "failed", "error": problem, "seconds": 0.0,
+                  "reused": False, "attempts": []}
+
+
 def _label_frame(frame: Structure, index: int, factory, kwargs: dict, retries: list, settings: list, workdir: Path,
-                 limits: PlausibilityLimits, timeout: float | None) -> tuple:
+                 limits: PlausibilityLimits, cutoff: float | None, timeout: float | None) -> tuple:
     """(labelled frame or None, its record): reused from ``workdir``, else calculated and kept there."""
     where, stored = frame.name or f"frame {index}", workdir / f"frame_{index:04d}.json"
+    problem = geometry_problem(frame, where, cutoff, limits)
+    if problem:
+        return _refused(frame, index, problem)
     geometry = structure_sha256(frame, labels=False)
     started = time.perf_counter()
     cached = _cached(stored, geometry, settings)
@@ -205,15 +239,16 @@ def _outcome(record: dict) -> str:
 
 
 def label_frames(frames, calculator: str, kwargs: dict | None, workdir, limits: PlausibilityLimits | None = None,
-                 first_index: int = 0, retries=(), timeout: float | None = None) -> tuple:
+                 first_index: int = 0, retries=(), timeout: float | None = None, cutoff: float | None = None) -> tuple:
     """(labelled Structures, one record per frame): label each frame with ``calculator(**kwargs)``, a failed
     attempt tried again with ``calculator(**(kwargs | retries[k]))`` for each k in turn, each attempt given
-    ``timeout`` seconds (None: no limit).
+    ``timeout`` seconds (None: no limit).  A frame whose geometry ``limits`` refuse (its density within the
+    descriptor's ``cutoff``, None: not checked; atoms closer than ``min_distance``) fails without a calculation.
 
     Records are ``{index, name, status: labelled | failed, error, seconds, reused, attempts}``; ``index``
     counts from ``first_index`` (the frame's position in the round's selection), ``error`` is the last
     attempt's and ``attempts`` lists ``{overrides, error or None, seconds}`` (for a reused frame, those of
-    the run that labelled it).
+    the run that labelled it; none for a frame refused by its geometry).
     """
     kwargs, retries = dict(kwargs or {}), [dict(overrides) for overrides in retries]
     limits = limits or PlausibilityLimits()
@@ -225,7 +260,7 @@ def label_frames(frames, calculator: str, kwargs: dict | None, workdir, limits: 
     progress = ProgressLog("labelling", len(frames), unit="frames", lines=max(len(frames), 1))  # a line each
     for offset, frame in enumerate(frames):
         structure, record = _label_frame(frame, first_index + offset, factory, kwargs, retries, settings, workdir,
-                                         limits, timeout)
+                                         limits, cutoff, timeout)
         if structure is not None:
             labelled.append(structure)
         records.append(record)

@@ -80,6 +80,7 @@ def round_summary(round_index: int, evaluation=None, explorations=(), selection=
         "n_hit_trust_hi": sum(bool(run["stopped_early"]) for run in runs),
         "fraction_hit_trust_hi": float(np.mean([run["stopped_early"] for run in runs])) if runs else None,
         **{key: selection.get(key) for key in ("trust_scale", "trust_lo", "trust_hi") if key in selection},
+        "n_implausible": selection.get("n_implausible", 0),  # frames never selected: atoms too close, too dense
         "n_candidates": selection.get("n_candidates", 0),
         "n_selected": selection.get("n_selected", 0),
         "n_labelled": labelling.get("n_labelled", 0),

@@ -9,7 +9,7 @@ from dataclasses import fields
 import yaml
 
 from aenet_core.active_learning.settings import MD_OPTIONS
-from aenet_core.data.limits import LABEL_LIMITS, PlausibilityLimits
+from aenet_core.data.limits import GEOMETRY_LIMITS, LABEL_LIMITS, PlausibilityLimits
 from aenet_core.rules import DATA_FORCE_WEIGHT, WORKFLOW_TRAINING
 
 # Periodic checkpoints a member keeps (besides best_model.pt) unless training.max_checkpoints says otherwise.
@@ -87,8 +87,23 @@ def evaluate_args(c: dict) -> str:
     return arguments(*option("--n-uncertain", c["evaluate"].get("n_uncertain")))
 
 
+def geometry_args(c: dict | None, limits=GEOMETRY_LIMITS, cutoff: bool = True) -> list:
+    """The limits of run config ``c`` (its database section) that the build of a round's shard applies, so that a
+    loop's step refuses what the build would; ``cutoff``: the descriptor's largest cutoff too (for a step without
+    the database).  None: the library's defaults, no density check."""
+    if c is None:
+        return []
+    largest = max(c["descriptor"]["rad_cutoff"], c["descriptor"]["ang_cutoff"])
+    return [*given_options(c["database"], limits), *(("--cutoff", largest) if cutoff else ())]
+
+
 def exploration_seed_args(loop: dict) -> str:
     return arguments("--count", loop["seeds"], "--seed", loop["random_seed"])
+
+
+def seed_limit_args(c: dict) -> str:
+    """The limits a seed file's structures must pass (run config ``c``'s database)."""
+    return arguments(*geometry_args(c))
 
 
 def trust_scale_args(loop: dict, evaluation) -> tuple:
@@ -111,14 +126,22 @@ def explore_args(loop: dict, round_label: str, seed: str, temperature: str, eval
                      *ranks)
 
 
-def select_args(loop: dict, evaluation=None) -> str:
+def select_args(loop: dict, evaluation=None, c: dict | None = None) -> str:
+    """``c``: the run config, whose geometry limits a selected frame must pass (the cutoff is the database's)."""
     return arguments("--trust-lo", loop["trust_lo"], "--trust-hi", loop["trust_hi"], "--max-frames", loop["max_frames"],
-                     *trust_scale_args(loop, evaluation), *option("--rule", loop.get("selection")))
+                     *trust_scale_args(loop, evaluation), *option("--rule", loop.get("selection")),
+                     *geometry_args(c, cutoff=False))
 
 
 def label_args(loop: dict) -> str:
     label = loop["label"]
     return arguments("--batch-size", label["batch_size"], *option("--timeout", label.get("timeout")))
+
+
+def label_limit_args(c: dict) -> str:
+    """The limits a labelled frame must pass (run config ``c``'s database): its geometry before the calculation,
+    its labels after."""
+    return arguments(*geometry_args(c, (*LABEL_LIMITS, *GEOMETRY_LIMITS)))
 
 
 def merge_labels_args(loop: dict) -> str:

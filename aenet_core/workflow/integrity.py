@@ -1,7 +1,7 @@
 """Finished outputs that were damaged or deleted afterwards.  Snakemake trusts an output that exists, and does
 not remake a deleted intermediate file whose consumers are up to date; a member's model.pt and the exported
 files are checked against the sha256 their writer recorded (the member's summary.json, the export's
-manifest.json)."""
+manifest.json), as is a round's labelled.extxyz (its labelling.json)."""
 from __future__ import annotations
 
 import json
@@ -41,3 +41,16 @@ def damaged_outputs(member_summaries, export_dir) -> list:
     if changed:
         damaged.append((export, f"{', '.join(changed)} deleted or not the sha256 manifest.json records", "export"))
     return damaged
+
+
+def damaged_labels(labelled, report) -> list:
+    """(output, why, rule) when a round's merged labels are not what merge_labels wrote: ``labelled``
+    (labelled.extxyz) edited or deleted, or ``report`` (labelling.json, which records its sha256) unreadable.
+    Nothing before the merge has run, nor for a report of a version that recorded no sha256."""
+    labelled, report = Path(labelled), Path(report)
+    expected = recorded_sha256(report, "labelled_sha256")
+    if expected == "damaged":
+        return [(report, f"{report.name} does not read as JSON", "merge_labels")]
+    if expected and not intact(labelled, expected):
+        return [(labelled, f"deleted or not the sha256 {report.name} records", "merge_labels")]
+    return []
