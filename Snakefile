@@ -16,7 +16,7 @@ if not workflow.config_settings.configfiles:
 report: "workflow/report/workflow.rst"
 
 
-from aenet_core.workflow.targets import ROUND_NUMBER, RUN_NAME, TARGET_NAME
+from aenet_core.workflow.targets import ROUND_NUMBER, RUN_NAME, TARGET_NAME, TEMPERATURE
 
 
 # target: a run, or a round of its active-learning loop (<run>/round_NN); run: a run.
@@ -25,7 +25,7 @@ wildcard_constraints:
     run=RUN_NAME,
     round=ROUND_NUMBER,
     seed="[0-9]+",
-    temperature="[0-9.]+",
+    temperature=TEMPERATURE,
     batch="[0-9]+",
     member="[0-9]+",
     db="[0-9a-f]+",
@@ -56,11 +56,14 @@ localrules:
     active_learning_report,
 
 
-# Not in dry runs: a CUDA run whose jobs' torch has no CUDA build, or structure files holding species the
-# descriptor lacks, stop here, before any job.
+# Not in dry runs: a CUDA run whose jobs' torch has no CUDA build, structure files holding species the
+# descriptor lacks, or seed files the database would refuse, stop here, before any job; then the lists of
+# structure files the database builds read are written.
 onstart:
     check_cuda_torch()
     check_source_species()
+    check_seed_files()
+    write_source_lists()
 
 
 onsuccess:

@@ -153,7 +153,10 @@ def test_the_calculator_never_runs_in_the_snakemake_process(tmp_path):
 
 def test_labelling_ran_in_one_job_per_batch(loop):
     pids = list((Path(loop) / "calculator_pids").glob("*.pid"))
-    assert len(pids) == 3 + 2  # 10 and 8 frames selected in batches of 4, a process each (an empty one runs none)
+    assert len(pids) == 3 + 2  # 10 and 8 frames selected in batches of 4, a process each
+    # as many batches as the selection needs, not as max_frames (12) would
+    batches = [len(list((round_dir(loop, name) / "label").glob("batch_*.json"))) for name in ("round_01", "round_02")]
+    assert batches == [3, 2]
 
 
 def test_rerunning_a_finished_loop_runs_nothing(loop):
@@ -169,7 +172,8 @@ def test_raising_the_rounds_runs_only_the_new_round(loop):
     config = loop_config(loop)
     config["runs"]["example"]["active_learning"]["rounds"] = 3
     jobs = planned_jobs(loop, config)
-    assert jobs == {"explore": 2, "select": 1, "label": 3, "merge_labels": 1, "build_shard": 1, "split": 1,
+    # the new round's labelling jobs follow its selection, once it has run
+    assert jobs == {"explore": 2, "select": 1, "merge_labels": 1, "build_shard": 1, "split": 1,
                     "member_settings": 1, "train_member": 2, "aggregate": 1, "export": 1, "evaluate": 1, "round_summary": 1,
                     "active_learning_report": 1, "all": 1}
 

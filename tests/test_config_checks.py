@@ -112,8 +112,12 @@ LOOP_CASES = {
                                f"{LOOP}.temperatures[1]: -5 is less than or equal to the minimum of 0"),
     "temperature 0": (lambda c: loop(c).update(temperatures=[0]),
                       f"{LOOP}.temperatures[0]: 0 is less than or equal to the minimum of 0"),
-    "a temperature twice as a file name": (lambda c: loop(c).update(temperatures=[300, 300.0000001]),
-                                           f"{LOOP}.temperatures: [300, 300.0000001] repeat a temperature"),
+    "a temperature twice": (lambda c: loop(c).update(temperatures=[300, 300.0]),
+                            f"{LOOP}.temperatures: [300, 300.0] has non-unique elements"),
+    "a temperature of a plasma": (lambda c: loop(c).update(temperatures=[300, 1e6]),
+                                  f"{LOOP}.temperatures[1]: 1000000.0 is greater than the maximum of 10000"),
+    "max_frames beyond what a round labels": (lambda c: loop(c).update(max_frames=100000),
+                                              f"{LOOP}.max_frames: 100000 is greater than the maximum of 1000"),
     "no rounds": (lambda c: loop(c).update(rounds=0), f"{LOOP}.rounds: 0 is less than the minimum of 1"),
     "a calculator module that does not exist": (
         lambda c: loop(c)["label"].update(calculator="no_such_package.calculators.DFT"),
@@ -144,6 +148,31 @@ def test_a_bad_active_learning_section_is_refused_naming_the_key(tmp_path, monke
 @pytest.mark.parametrize("edit, message", CASES.values(), ids=CASES)
 def test_a_bad_config_is_refused_naming_the_key(edit, message):
     assert_refused(default_config(), edit, message)
+
+
+ALIAS_BOMB = "\n".join(["a0: &a0 [x, x, x, x, x, x, x, x, x]"] + [
+    f"a{k}: &a{k} [{', '.join([f'*a{k - 1}'] * 9)}]" for k in range(1, 9)])  # 1.2 kB, 9**9 values expanded
+
+
+@pytest.mark.parametrize("place", ["kwargs", "unknown key"])
+def test_a_yaml_alias_bomb_is_refused_before_anything_walks_it(place):
+    bomb = yaml.safe_load(ALIAS_BOMB)["a8"]
+    config = shipped_config()
+    if place == "kwargs":  # non_finite would walk its 387 million values
+        loop(config)["label"]["kwargs"] = {"bomb": bomb}
+        where = rf"{LOOP}.label.kwargs.bomb(\[0\])*"
+    else:  # jsonschema's message would print them
+        run(config)["bogus"] = bomb
+        where = r"runs.example.bogus(\[0\])*"
+    with pytest.raises(ConfigError, match=f"{where}: holds more than 100000 values once its YAML aliases"):
+        check_config(config, SCHEMA)
+
+
+def test_a_yaml_alias_of_itself_is_refused():
+    config = shipped_config()
+    loop(config)["label"]["kwargs"] = yaml.safe_load("loop: &loop [1, *loop]")
+    with pytest.raises(ConfigError, match=rf"{LOOP}.label.kwargs.loop\[1\]: holds itself"):
+        check_config(config, SCHEMA)
 
 
 def assert_refused(config, edit, message):
@@ -177,6 +206,49 @@ def test_the_dry_run_makes_the_checks(tmp_path, config, edit, message):
     assert "Job stats" not in result.stdout
 
 
+def seed_file(path, scale=1.0, gap=None):
+    """Two fcc Cu cells of 4 atoms: lengths times ``scale`` (0.1: Å read as nm); the second with its first two
+    atoms ``gap`` Å apart."""
+    from ase.build import bulk
+
+    from aenet_core.io import write_extxyz
+    from aenet_core.structure import Structure
+
+    frames = [bulk("Cu", cubic=True), bulk("Cu", cubic=True)]
+    if gap is not None:
+        frames[1].positions[1] = frames[1].positions[0] + [gap, 0, 0]
+    for atoms in frames:
+        atoms.set_cell(atoms.cell * scale, scale_atoms=True)
+    write_extxyz(path, [Structure.from_ase(atoms) for atoms in frames])
+    return str(path)
+
+
+@pytest.mark.parametrize("scale, gap, message", [
+    (0.1, 0.2, "(frame 0): 4 atoms at 85.02 atoms/Å³"),  # the density is checked first
+    (1.0, 0.4, "(frame 1): atoms 0 (Cu) and 1 (Cu) are 0.4 Å apart"),
+])
+def test_seed_files_the_database_would_refuse_are_named_before_any_job(tmp_path, scale, gap, message):
+    from aenet_core.workflow.config import seed_problems
+
+    path = seed_file(tmp_path / "seeds.extxyz", scale, gap)
+    config = shipped_config()
+    loop(config)["seed_files"] = path
+    check_config(config, SCHEMA)
+    problems = seed_problems("example", run(config), [path])
+    assert problems[0].startswith(f"{LOOP}.seed_files: {path} ") and message in problems[0]
+    assert len(problems) == 1 + (scale != 1)  # in nm, both frames
+    assert seed_problems("example", run(config), [seed_file(tmp_path / "good.extxyz")]) == []
+
+
+@pytest.mark.slow
+def test_a_run_with_a_seed_file_in_nm_stops_before_its_first_job(tmp_path):
+    config = shipped_config()
+    loop(config)["seed_files"] = seed_file(tmp_path / "seeds.extxyz", scale=0.1)
+    result = snakemake(tmp_path, config, "--cores", "1")
+    assert result.returncode != 0 and "seeds.extxyz (frame 0): 4 atoms at" in result.stderr, result.stderr
+    assert not (tmp_path / "results").exists()
+
+
 def test_the_schema_ranges_are_the_library_rules_the_descriptor_applies():
     from aenet_core.descriptor import ChebyshevDescriptor
 
@@ -185,3 +257,21 @@ def test_the_schema_ranges_are_the_library_rules_the_descriptor_applies():
         assert {k: v for k, v in defs[name].items() if k != "description"} == rule.json_schema()
     with pytest.raises(ValueError, match=r"ChebyshevDescriptor.rad_order must be an int in \[0, 100\]"):
         ChebyshevDescriptor(["Cu"], ORDER.high + 1, 4.0, 2, 3.0)
+
+
+@pytest.mark.slow
+def test_a_dry_run_imports_no_calculator_module_from_the_working_directory(tmp_path):
+    (tmp_path / "local_calc.py").write_text("from pathlib import Path\nPath('imported').touch()\n"
+                                            "from ase.calculators.emt import EMT as Local\n")
+    config = shipped_config()
+    loop(config)["label"].update(calculator="local_calc.Local", kwargs={"asap_cutof": True})
+    result = snakemake(tmp_path, config, "-n")
+    assert result.returncode != 0 and "Job stats" not in result.stdout
+    refused = f"{LOOP}.label.calculator: calculator 'local_calc.Local': cannot import local_calc"
+    assert refused in result.stdout + result.stderr
+    assert not (tmp_path / "imported").exists()
+    (tmp_path / "local_calc.py").unlink()
+    loop(config)["label"]["calculator"] = "ase.calculators.emt.EMT"
+    result = snakemake(tmp_path, config, "-n")
+    refused = f"{LOOP}.label.kwargs: 'asap_cutof' is not a keyword argument of ase.calculators.emt.EMT; did you mean"
+    assert f"{refused} asap_cutoff?" in result.stdout + result.stderr and "Job stats" not in result.stdout

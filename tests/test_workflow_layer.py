@@ -10,7 +10,7 @@ from workflow_setup import ROOT, SCHEMA, default_config, shipped_config
 
 from aenet_core.workflow.config import ConfigError, check_config
 from aenet_core.workflow.plan import Plan
-from aenet_core.workflow.targets import round_of, round_target, run_of
+from aenet_core.workflow.targets import TEMPERATURE, round_of, round_target, run_of, temperature_label
 
 HEAVY = ("torch", "pandas", "matplotlib", "h5py")
 
@@ -65,12 +65,21 @@ def test_runs_with_the_same_database_recipe_share_it():
 def test_a_loop_plans_its_rounds_explorations_and_label_batches():
     config = shipped_config()
     loop = config["runs"]["example"]["active_learning"]
-    loop.update(rounds=2, seeds=2, temperatures=[300, 600.5], max_frames=5, label={**loop["label"], "batch_size": 2})
+    loop.update(rounds=2, seeds=2, temperatures=[300, 600.5, 1e4], max_frames=5, label={**loop["label"], "batch_size": 2})
     plan = checked(config)
     assert plan.targets("example") == ["example/round_00", "example/round_01", "example/round_02"]
     assert plan.shard_rounds("example/round_02") == ["01", "02"] and plan.shard_rounds("example/round_00") == []
-    assert plan.explorations("example") == [("000", "300"), ("000", "600.5"), ("001", "300"), ("001", "600.5")]
-    assert plan.label_batches("example") == ["000", "001", "002"]
+    # every temperature as the explore rule's wildcard ([0-9.]+) matches it: 1e4 is not spelled 1e+04
+    assert plan.explorations("example") == [(s, t) for s in ("000", "001") for t in ("300", "600.5", "10000")]
+    # batches follow what a round selected, not max_frames: none for a round that selected nothing
+    assert [plan.label_batches("example", n) for n in (5, 1, 0)] == [["000", "001", "002"], ["000"], []]
+
+
+@pytest.mark.parametrize("kelvin, label", [(300, "300"), (300.0, "300"), (600.5, "600.5"), (1e6, "1000000"),
+                                           (1e-5, "0.00001"), (300.1234567, "300.1234567")])
+def test_a_temperature_has_one_spelling_of_digits_only(kelvin, label):
+    assert temperature_label(kelvin) == label
+    assert re.fullmatch(TEMPERATURE, label)
 
 
 def test_a_loop_with_max_rounds_trains_until_the_first_round_whose_exploration_says_stop():
@@ -102,3 +111,16 @@ def test_a_loop_gives_rounds_or_max_rounds():
     del loop["max_rounds"], loop["rounds"]
     with pytest.raises(ConfigError, match="not neither"):
         check_config(config, SCHEMA)
+
+
+def test_the_loops_steps_refuse_what_the_runs_database_would():
+    from aenet_core.workflow.arguments import label_limit_args, seed_limit_args, select_args
+
+    config = shipped_config()
+    config["runs"]["example"]["database"] = {"min_distance": 0.7, "force_limit": 50}
+    plan = checked(config)
+    c, loop = plan.run_config("example"), plan.loop("example")
+    cutoff = max(c["descriptor"]["rad_cutoff"], c["descriptor"]["ang_cutoff"])
+    assert select_args(loop, None, c) == select_args(loop) + " --min-distance 0.7"  # the database's cutoff
+    assert label_limit_args(c) == f"--force-limit 50 --min-distance 0.7 --cutoff {cutoff}"
+    assert seed_limit_args(c) == f"--min-distance 0.7 --cutoff {cutoff}"

@@ -14,8 +14,10 @@ SELECTION_RULES = ("farthest_point", "trust_window")
 DEFAULT_SELECTION = "farthest_point"
 
 
+# Above about 10,000 K a solid is a plasma: no use to a potential of condensed matter (and a typo, like 1e6).
+MAX_TEMPERATURE = 10_000.0
 # The ranges the workflow's schema holds too (tests/test_workflow.py keeps them equal).
-EXPLORE_RULES = {"temperature": POSITIVE, "trust_hi": POSITIVE, "seed": SEED, "steps": NumberRule(True, 1),
+EXPLORE_RULES = {"temperature": NumberRule(False, 0, MAX_TEMPERATURE, low_open=True), "trust_hi": POSITIVE, "seed": SEED, "steps": NumberRule(True, 1),
                  "timestep": POSITIVE, "interval": NumberRule(True, 1), "friction": POSITIVE, "pressure": ANY,
                  "thermostat_time": POSITIVE, "barostat_time": POSITIVE, "compressibility": POSITIVE}
 

@@ -24,6 +24,7 @@ class ConfigError(ValueError):
 def check_config(config: dict, schema: Path, python: str | None = None, pythonpath: str | None = None) -> None:
     """Validate ``config`` against ``schema`` (filling in the schema's defaults), then check each run; with
     ``python``, also that it imports each labelling calculator (with ``pythonpath`` prepended)."""
+    check_size(config)
     validate_schema(config, schema)
     problems = [f"{path}: must be a finite number" for path in non_finite(config)]
     problems += [problem for run in sorted(config["runs"]) for problem in run_problems(run, config["runs"][run])]
@@ -31,6 +32,33 @@ def check_config(config: dict, schema: Path, python: str | None = None, pythonpa
         problems += calculator_problems(config, python, pythonpath)
     if problems:
         raise ConfigError("\n".join(problems))
+
+
+SHOWN = 3  # problems listed per file
+MAX_CONFIG_VALUES = 100_000  # a real config holds hundreds; YAML aliases can make a 1 kB file hold billions
+
+
+def check_size(config) -> None:
+    """Refuse a config that holds more than MAX_CONFIG_VALUES values once its YAML aliases are expanded (or one that
+    holds itself), before anything walks it: the count visits each shared list or mapping once."""
+    sizes, open_ids = {}, set()
+
+    def size(value, path) -> int:
+        if not isinstance(value, (dict, list)):
+            return 1
+        if id(value) in open_ids:
+            raise ConfigError(f"{key_path(path) or 'config'}: holds itself (a YAML alias of its own anchor)")
+        if id(value) not in sizes:
+            open_ids.add(id(value))
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            sizes[id(value)] = 1 + sum(size(item, (*path, key)) for key, item in items)
+            open_ids.discard(id(value))
+        if sizes[id(value)] > MAX_CONFIG_VALUES:
+            raise ConfigError(f"{key_path(path) or 'config'}: holds more than {MAX_CONFIG_VALUES} values once its YAML "
+                              "aliases (*name) are expanded; a config this large is a mistake or an attack")
+        return sizes[id(value)]
+
+    size(config, ())
 
 
 def validate_schema(config: dict, schema: Path) -> None:
@@ -188,9 +216,6 @@ def loop_problems(key: str, loop: dict, c: dict) -> list:
                         f"{loop['trust_hi']}")
     if loop.get("ensemble") == "npt" and not c["training"].get("stress_weight"):
         problems.append(f"{key}.ensemble: npt needs a potential trained on stresses; training.stress_weight is 0")
-    names = [f"{t:g}" for t in loop["temperatures"]]
-    if len(set(names)) != len(names):
-        problems.append(f"{key}.temperatures: {loop['temperatures']} repeat a temperature (as file names: {names})")
     problems += pattern_problems(f"{key}.seed_files", loop.get("seed_files", []))
     if c["split"].get("testpercent") == 0:
         problems.append(f"{key}: the rounds are evaluated on round 0's test split; split.testpercent is 0")
@@ -198,23 +223,65 @@ def loop_problems(key: str, loop: dict, c: dict) -> list:
 
 
 def calculator_problems(config: dict, python: str, pythonpath: str | None = None) -> list:
-    """Labelling calculators ``python`` (the one that runs the jobs) cannot import; asked of it in a subprocess
-    (importing one here could start what it starts, e.g. MPI)."""
-    named = {run: c["active_learning"]["label"]["calculator"] for run, c in config["runs"].items()
-             if "active_learning" in c}
-    if not named:
+    """What ``python`` (the one that runs the jobs) finds wrong with each labelling calculator and the names of its
+    kwargs and retries (aenet_core.active_learning.calculators): asked in a subprocess, which imports the class
+    and reads its signatures but never constructs it (that could start what it starts, e.g. MPI)."""
+    import json  # here, with the one check that needs it
+
+    labels = {run: c["active_learning"]["label"] for run, c in config["runs"].items() if "active_learning" in c}
+    if not labels:
         return []
+    asked = {run: {"calculator": label["calculator"], "kwargs": list(label.get("kwargs", {})),
+                   "retries": [list(overrides) for overrides in label.get("retries", [])]}
+             for run, label in labels.items()}  # names only: the values are never needed, nor sent
     path = os.pathsep.join(filter(None, [pythonpath, os.environ.get("PYTHONPATH")]))
     probe = subprocess.run(
-        [python, "-m", "aenet_core.active_learning.calculators", *sorted(set(named.values()))],
+        [python, "-m", "aenet_core.active_learning.calculators"],
+        input=json.dumps(asked, default=str),
         capture_output=True,
         text=True,
-        env=os.environ | {"PYTHONPATH": path},
+        env=os.environ | {"PYTHONPATH": path, "PYTHONSAFEPATH": "1"},  # no working directory on its sys.path
     )
-    if probe.returncode == 0:
-        return []
-    why = probe.stderr.strip().splitlines()[-1] if probe.stderr.strip() else f"exit status {probe.returncode}"
-    return [f"runs.{run}.active_learning.label.calculator: {why} (asked of {python})" for run in sorted(named)]
+    try:  # its answer is the last line (what an imported module prints goes to stderr, mostly)
+        found = dict(json.loads(probe.stdout.strip().splitlines()[-1]))
+    except (IndexError, TypeError, ValueError):  # it failed before answering
+        why = probe.stderr.strip().splitlines()[-1] if probe.stderr.strip() else f"exit status {probe.returncode}"
+        found = {run: [f"calculator: {why}"] for run in labels}
+    asked_of = f" (asked of {python})"  # whether a calculator imports depends on the python asked
+    return [f"runs.{run}.active_learning.label.{problem}{asked_of if problem.startswith('calculator:') else ''}"
+            for run in sorted(labels) for problem in found.get(run, [])]
+
+
+def seed_problems(run: str, c: dict, files: list) -> list:
+    """Starting structures of run config ``c``'s loop (its seed_files) that do not read, hold species its descriptor
+    lacks, or whose geometry its database would refuse (atoms too close, a cell in nm rather than Å)."""
+    from aenet_core.data.limits import PlausibilityLimits
+    from aenet_core.data.plausibility import geometry_problem
+    from aenet_core.io import StructureFileError, read_structures
+
+    key, species = f"runs.{run}.active_learning.seed_files", set(c["descriptor"]["species"])
+    limits = PlausibilityLimits(**{name: value for name, value in c["database"].items()
+                                   if name in PlausibilityLimits.__dataclass_fields__})
+    cutoff = max(c["descriptor"]["rad_cutoff"], c["descriptor"]["ang_cutoff"])
+    problems = []
+    for path in files:
+        try:
+            structures = list(read_structures(path))
+        except StructureFileError as error:
+            problems.append(f"{key}: {error}")
+            continue
+        found = []
+        for index, structure in enumerate(structures):
+            where = f"{path} (frame {index})"
+            foreign = sorted(set(structure.species) - species)
+            problem = geometry_problem(structure, where, cutoff, limits)
+            if foreign:
+                found.append(f"{key}: {where} holds {', '.join(foreign)}, not in descriptor.species")
+            elif problem:
+                found.append(f"{key}: {problem}")
+        more = [f"{key}: ... and {len(found) - SHOWN} more frames of {path}"] if len(found) > SHOWN else []
+        problems += found[:SHOWN] + more
+    return problems
 
 
 def species_problems(run: str, c: dict, files: list) -> list:
@@ -222,12 +289,12 @@ def species_problems(run: str, c: dict, files: list) -> list:
     built-in example holds only its own)."""
     if c["sources"] == "example":
         return []
-    from aenet_core.io import StructureFileError, read_structures  # importing ase.io takes 0.4 s: only here
+    from aenet_core.io import StructureFileError, iter_structures  # importing ase.io takes 0.4 s: only here
 
     species, holders, problems = c["descriptor"]["species"], {}, []
     for path in files:
         try:
-            found = {symbol for structure in read_structures(path) for symbol in structure.species}
+            found = {symbol for structure in iter_structures(path) for symbol in structure.species}
         except StructureFileError as error:
             problems.append(f"runs.{run}.sources: {error}")
             continue

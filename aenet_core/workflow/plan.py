@@ -9,7 +9,7 @@ import math
 
 from aenet_core.committee.config import TorchCommitteeConfig, member_label
 from aenet_core.workflow.config import matching_files
-from aenet_core.workflow.targets import round_label, round_of, round_target, run_of
+from aenet_core.workflow.targets import round_label, round_of, round_target, run_of, temperature_label
 
 DATABASE_KEYS = ("descriptor", "reference_energies", "max_energy", "max_forces", "database")
 
@@ -116,11 +116,11 @@ class Plan:
     def explorations(self, run: str) -> list:
         """(starting structure, temperature) labels of a round's explorations, as the explore rule's wildcards."""
         loop = self.loop(run)
-        return [(f"{seed:03d}", f"{t:g}") for seed in range(loop["seeds"]) for t in loop["temperatures"]]
+        return [(f"{seed:03d}", temperature_label(t)) for seed in range(loop["seeds"]) for t in loop["temperatures"]]
 
-    def label_batches(self, run: str) -> list:
-        label = self.loop(run)["label"]
-        return [f"{b:03d}" for b in range(math.ceil(self.loop(run)["max_frames"] / label["batch_size"]))]
+    def label_batches(self, run: str, n_selected: int) -> list:
+        """The labelling batches of a round that selected ``n_selected`` frames (none for none)."""
+        return [f"{b:03d}" for b in range(math.ceil(n_selected / self.loop(run)["label"]["batch_size"]))]
 
     # -- what jobs ask a scheduler for (config `cluster`; a local run ignores it)
     def resources(self, rule: str) -> dict:

@@ -16,9 +16,11 @@ rule exploration_seeds:
         "../../envs/aenet_core.yaml"
     params:
         args=loop_setting(args.exploration_seed_args),
+        limits=seed_limits,
         sources=seed_sources,
     shell:
-        "python -m aenet_core.cli exploration-seeds {params.sources} {params.args} --output {output:q} > {log:q} 2>&1"
+        "python -m aenet_core.cli exploration-seeds {params.sources} {params.args} {params.limits} --output {output:q} "
+        "> {log:q} 2>&1"
 
 
 rule explore:
@@ -101,10 +103,11 @@ rule label:
         **plan.resources("label"),
     params:
         args=loop_setting(args.label_args),
+        limits=label_limits,
         workdir=lambda wildcards, output: str(Path(output.report).with_suffix(".work")),
     shell:
         "OMP_NUM_THREADS={threads} python -m aenet_core.cli label {input.selected:q} --batch {wildcards.batch:q} "
-        "{params.args} --calculator-settings {input.settings:q} --workdir {params.workdir:q} "
+        "{params.args} {params.limits} --calculator-settings {input.settings:q} --workdir {params.workdir:q} "
         "--output {output.labelled:q} --report {output.report:q} > {log:q} 2>&1"
 
 
@@ -128,7 +131,7 @@ rule merge_labels:
 
 rule build_shard:
     input:
-        labelled=rules.merge_labels.output.labelled,
+        labelled=finished_labels,
         # every shard is measured against the run's reference energies
         reference_energies=lambda wildcards: expand(
             rules.reference_energies.output[0], db=plan.database_key(wildcards.run)

@@ -17,8 +17,8 @@ from snakemake.settings.types import DeploymentMethod
 from aenet_core.active_learning import stopping
 from aenet_core.files import atomic_write, read_json
 from aenet_core.workflow import arguments as args
-from aenet_core.workflow.config import ConfigError, check_config, matching_files, species_problems
-from aenet_core.workflow.integrity import damaged_outputs
+from aenet_core.workflow.config import ConfigError, check_config, matching_files, seed_problems, species_problems
+from aenet_core.workflow.integrity import damaged_labels, damaged_outputs
 from aenet_core.workflow.plan import Plan
 from aenet_core.workflow.summary import failure_report, workflow_summary
 from aenet_core.workflow.targets import round_label, round_of, round_target, run_of
@@ -45,7 +45,10 @@ plan = Plan(config, EXAMPLE_DATA)
 RUNS = plan.runs
 # Rules run the library's command line (python -m aenet_core.cli) from this repository: the same
 # code in the Makefile's virtual environment and in a --sdm conda environment (dependencies only).
-shell.prefix(f"set -euo pipefail; export PYTHONPATH={shlex.quote(workflow.basedir)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
+# PYTHONSAFEPATH: `python -m` imports nothing from the directory Snakemake runs in (a numpy.py there, say).
+shell.prefix(
+    f"set -euo pipefail; export PYTHONSAFEPATH=1 PYTHONPATH={shlex.quote(workflow.basedir)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
+)
 
 
 def write_settings(path, text):
@@ -83,12 +86,16 @@ def check_cuda_torch():
         )
 
 
+def databases_to_build():
+    return {job.wildcards.db for job in workflow.dag.needrun_jobs() if job.rule.name in DATABASE_RULES}
+
+
 def check_source_species():
     """Refuse, before any job, structure files that do not read or hold species their run's descriptor lacks;
     reads only the sources of the databases this invocation builds."""
     if workflow.touch:
         return
-    building = {job.wildcards.db for job in workflow.dag.needrun_jobs() if job.rule.name in DATABASE_RULES}
+    building = databases_to_build()
     problems = [
         problem
         for db in sorted(building)
@@ -99,6 +106,32 @@ def check_source_species():
 
 
 DATABASE_RULES = ("reference_energies", "build_database")
+
+
+def write_source_lists():
+    """The list of structure files each database this invocation builds reads (its rules' --sources-from): a
+    file, not the command line, which holds a few thousand names at most. Written here, not by a rule of its
+    own, so that a database built before the lists existed is not rebuilt."""
+    for db in sorted(databases_to_build()):
+        listing = Path(f"results/databases/{db}/sources.txt")
+        listing.parent.mkdir(parents=True, exist_ok=True)
+        write_settings(listing, "".join(f"{path}\n" for path in plan.database_sources(db)))
+
+
+def check_seed_files():
+    """Refuse, before any job, a loop's seed files that do not read, hold foreign species or have a geometry the
+    database would refuse (a file in nm: atoms 10 times too close); only of runs that draw their seeds now."""
+    if workflow.touch:
+        return
+    drawing = {job.wildcards.run for job in workflow.dag.needrun_jobs() if job.rule.name == "exploration_seeds"}
+    problems = [
+        problem
+        for run in sorted(drawing)
+        if plan.loop(run).get("seed_files") is not None
+        for problem in seed_problems(run, plan.run_config(run), matching_files(plan.loop(run)["seed_files"]))
+    ]
+    if problems:
+        raise WorkflowError("\n".join(problems))
 
 
 # -- messages at the end ---------------------------------------------------------------------------
@@ -145,19 +178,34 @@ def forced(path, rule):
     return settings.forceall or rule in settings.forcerun or str(path) in map(os.path.normpath, settings.forcerun)
 
 
+def refuse_damaged(damaged, remedy):
+    """Stop the run on finished outputs that differ from what their rules wrote (``damaged``: (path, why, rule)),
+    unless --forcerun makes them again; checked while the DAG is built, in the submitting process only (a job's
+    inputs are fresh)."""
+    found = [item for item in damaged if not forced(item[0], item[2])]
+    if found:
+        listed = "\n".join(f"  {path}: {why}" for path, why, _ in found)
+        paths = shlex.join(str(path) for path, _, _ in found)
+        raise WorkflowError(
+            f"finished outputs were damaged, edited or deleted after they were written:\n{listed}\n"
+            f"make them again with: snakemake --forcerun {paths} ({remedy})"
+        )
+
+
 def finished_models(wildcards):
     """Input function of the rules that read the members' models: the models, once the target's finished
-    outputs are checked while the DAG is built (in the submitting process only: a job's inputs are fresh).
-    One that differs stops the run unless --forcerun makes it again."""
+    models and exported files are checked."""
     if workflow.is_main_process:
         summaries = member_files("summary")(wildcards)
         export = expand(rules.export.output[0], target=wildcards.target)[0]
-        found = [item for item in damaged_outputs(summaries, export) if not forced(item[0], item[2])]
-        if found:
-            listed = "\n".join(f"  {path}: {why}" for path, why, _ in found)
-            paths = shlex.join(str(path) for path, _, _ in found)
-            raise WorkflowError(
-                f"finished outputs were damaged, edited or deleted after they were written:\n{listed}\n"
-                f"make them again with: snakemake --forcerun {paths} (a member resumes from its checkpoints)"
-            )
+        refuse_damaged(damaged_outputs(summaries, export), "a member resumes from its checkpoints")
     return member_files("model")(wildcards)
+
+
+def finished_labels(wildcards):
+    """Input function of build_shard: a round's labelled.extxyz, once checked against the sha256 in labelling.json
+    (a hand edit would be trained on)."""
+    outputs = expand(rules.merge_labels.output, **wildcards)
+    if workflow.is_main_process:
+        refuse_damaged(damaged_labels(*outputs), "from the batches' labels, no calculation repeated")
+    return outputs[0]

@@ -122,6 +122,12 @@ def seed_inputs(wildcards):
     }
 
 
+def seed_limits(wildcards, input):
+    """The limits a seed file's structures must pass; they gate the draw without changing it: taking ``input``
+    keeps them out of Snakemake's params rerun trigger."""
+    return args.seed_limit_args(plan.run_config(wildcards.run))
+
+
 def seed_sources(wildcards, input):
     if "files" in input.keys():
         return args.arguments("--files", *input.files)
@@ -162,7 +168,7 @@ def select_inputs(wildcards):
 
 
 def select_args(wildcards):
-    return args.select_args(plan.loop(wildcards.run), evaluation_path(wildcards))
+    return args.select_args(plan.loop(wildcards.run), evaluation_path(wildcards), plan.run_config(wildcards.run))
 
 
 def exploration_files(kind):
@@ -192,10 +198,21 @@ def merge_labels_args(wildcards, input):
     return args.merge_labels_args(plan.loop(wildcards.run))
 
 
+def label_limits(wildcards, input):
+    """The limits a labelled frame must pass, which the shard's build applies anyway: taking ``input`` keeps them
+    out of Snakemake's params rerun trigger, so that runs labelled before these checks keep their labels."""
+    return args.label_limit_args(plan.run_config(wildcards.run))
+
+
 def label_files(kind):
+    """A round's labelling batches, as many as its selection (a checkpoint) needs."""
+
     def files(wildcards):
+        selection = checkpoints.select.get(**wildcards).output.report
+        n_selected = read_json(selection, "selection report")["n_selected"]
         pattern = getattr(rules.label.output, kind)
-        return expand(pattern, run=wildcards.run, round=wildcards.round, batch=plan.label_batches(wildcards.run))
+        batches = plan.label_batches(wildcards.run, n_selected)
+        return expand(pattern, run=wildcards.run, round=wildcards.round, batch=batches)
 
     return files
 
