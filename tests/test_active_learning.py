@@ -1,6 +1,7 @@
 """The active-learning loop through Snakemake on a tiny configuration: round 0 and two rounds of explore,
 select, label (a calculator that fails for one trajectory's frames) and retrain."""
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -259,3 +260,26 @@ def test_a_killed_labelling_job_reruns_to_the_same_loop_as_a_clean_run(loop, tmp
             assert (round_dir(work, name) / product).read_text() == (round_dir(loop, name) / product).read_text()
     for name in ROUNDS:
         assert all(torch.equal(a, b) for a, b in zip(weights(work, name), weights(loop, name), strict=True))
+
+
+def test_an_edited_labelled_file_stops_a_dry_run_until_it_is_merged_again(loop):
+    """labelled.extxyz is what the shard is built from: a hand edit, even with its mtime restored (Snakemake
+    would not notice), stops the run while the DAG is built; --forcerun merges it again from the batches."""
+    config = loop_config(loop)
+    labelled = round_dir(loop, "round_01") / "labelled.extxyz"
+    kept, stat = labelled.read_bytes(), labelled.stat()
+    try:
+        labelled.write_bytes(kept.replace(b"Au", b"Cu", 1))
+        os.utime(labelled, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        dry = snakemake(loop, config, "-n")
+        said = dry.stdout + dry.stderr
+        assert dry.returncode != 0 and "labelled.extxyz: deleted or not the sha256 labelling.json records" in said
+        assert "--forcerun results/example/round_01/labelled.extxyz" in said
+        jobs = dry_run(loop, config, "--forcerun", "results/example/round_01/labelled.extxyz")["jobs"]
+        rounds = {rule: sorted(job["wildcards"].get("round") for job in jobs if job["rule"] == rule)
+                  for rule in ("label", "merge_labels")}
+        assert rounds == {"label": [], "merge_labels": ["01", "02"]}  # merged again from the batches
+    finally:
+        labelled.write_bytes(kept)
+        os.utime(labelled, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert "Nothing to be done" in snakemake(loop, config, "-n").stdout

@@ -131,7 +131,7 @@ rule merge_labels:
 
 rule build_shard:
     input:
-        labelled=finished_labels,
+        labelled=rules.merge_labels.output.labelled,
         # every shard is measured against the run's reference energies
         reference_energies=lambda wildcards: expand(
             rules.reference_energies.output[0], db=plan.database_key(wildcards.run)

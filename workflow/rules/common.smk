@@ -202,10 +202,12 @@ def finished_models(wildcards):
     return member_files("model")(wildcards)
 
 
-def finished_labels(wildcards):
-    """Input function of build_shard: a round's labelled.extxyz, once checked against the sha256 in labelling.json
-    (a hand edit would be trained on)."""
-    outputs = expand(rules.merge_labels.output, **wildcards)
+def check_labels(run, rounds):
+    """Refuse a round's labelled.extxyz that is not what merge_labels wrote (the sha256 in labelling.json): the
+    shard is built from it. Called by rule all's input function, where an error stops the run (Snakemake
+    drops an input function's error while it looks for another way to make an existing file)."""
     if workflow.is_main_process:
-        refuse_damaged(damaged_labels(*outputs), "from the batches' labels, no calculation repeated")
-    return outputs[0]
+        damaged = [
+            item for k in rounds for item in damaged_labels(*expand(rules.merge_labels.output, run=run, round=k))
+        ]
+        refuse_damaged(damaged, "from the batches' labels, no calculation repeated")

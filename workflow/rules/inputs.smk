@@ -22,6 +22,7 @@ def run_outputs(run):
     if plan.loop(run) is None:
         return expand(outputs, target=run)
     last, _ = loop_end(run)
+    check_labels(run, plan.rounds(run, last)[1:])
     targets = expand(outputs, target=plan.targets(run, last))
     return [*targets, *round_summaries(run), *expand(rules.active_learning_report.output, run=run)]
 
