@@ -106,7 +106,11 @@ def _source_files(args) -> list:
     """The structure files named on the command line, then those listed in --sources-from (one per line)."""
     paths = list(args.inputs)
     if args.sources_from:
-        paths += [line for line in Path(args.sources_from).read_text(encoding="utf-8").splitlines() if line]
+        listing = Path(args.sources_from)
+        if not listing.is_file():
+            raise SystemExit(f"--sources-from {listing}: no such file (the workflow writes it when it starts, "
+                             "which --no-hooks skips)")
+        paths += [line for line in listing.read_text(encoding="utf-8").splitlines() if line]
     if not paths:
         raise SystemExit("no structure files: name them, or list them in a file given as --sources-from")
     return paths

@@ -1,5 +1,6 @@
 """Labelling calculators: only ASE Calculator classes, never imported from the working directory, and their
 keyword arguments (kwargs and each retry) checked by name before any job, without constructing them."""
+import json
 import os
 import subprocess
 import sys
@@ -72,6 +73,18 @@ def test_the_label_job_does_not_import_a_calculator_from_its_working_directory(t
                           "--report", "out.json"], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert job.returncode != 0 and f"calculator '{path}': cannot import job_local_calc" in job.stderr, job.stderr
     assert not (tmp_path / "imported").exists() and not (tmp_path / "out.extxyz").exists()
+
+
+def test_a_run_started_in_the_repository_imports_no_calculator_from_it(tmp_path):
+    """Snakemake run in the repository: its root is the working directory and on PYTHONPATH (for aenet_core,
+    named again as AENET_CORE_ROOT, as the rules' shell prefix does), still no calculator is imported from it."""
+    (tmp_path / "aenet_core").symlink_to(ROOT / "aenet_core")
+    path = calculator_module(tmp_path, "root_local_calc")
+    env = os.environ | {"PYTHONPATH": str(tmp_path), "AENET_CORE_ROOT": str(tmp_path), "PYTHONSAFEPATH": "1"}
+    probe = subprocess.run([sys.executable, "-m", "aenet_core.active_learning.calculators"], capture_output=True,
+                           text=True, cwd=tmp_path, env=env, input=json.dumps({"run": {"calculator": path}}))
+    assert "cannot import root_local_calc" in json.loads(probe.stdout.splitlines()[-1])["run"][0], probe.stderr
+    assert not (tmp_path / "imported").exists()
 
 
 @pytest.mark.parametrize("entry", ["", "cwd"])

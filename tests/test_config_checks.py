@@ -168,6 +168,16 @@ def test_a_yaml_alias_bomb_is_refused_before_anything_walks_it(place):
         check_config(config, SCHEMA)
 
 
+def test_a_config_nested_thousands_deep_is_refused():
+    config = shipped_config()
+    deep = []
+    for _ in range(5000):  # as YAML ([[[...]]]) loads, 2000 levels deep in a plain python
+        deep = [deep]
+    loop(config)["label"]["kwargs"] = {"deep": deep}
+    with pytest.raises(ConfigError, match="config: nested too deeply"):
+        check_config(config, SCHEMA)
+
+
 def test_a_yaml_alias_of_itself_is_refused():
     config = shipped_config()
     loop(config)["label"]["kwargs"] = yaml.safe_load("loop: &loop [1, *loop]")

@@ -114,13 +114,13 @@ def test_a_loop_gives_rounds_or_max_rounds():
 
 
 def test_the_loops_steps_refuse_what_the_runs_database_would():
-    from aenet_core.workflow.arguments import label_limit_args, seed_limit_args, select_args
+    from aenet_core.workflow.arguments import label_limit_args, seed_limit_args, select_limit_args
 
     config = shipped_config()
     config["runs"]["example"]["database"] = {"min_distance": 0.7, "force_limit": 50}
     plan = checked(config)
-    c, loop = plan.run_config("example"), plan.loop("example")
+    c = plan.run_config("example")
     cutoff = max(c["descriptor"]["rad_cutoff"], c["descriptor"]["ang_cutoff"])
-    assert select_args(loop, None, c) == select_args(loop) + " --min-distance 0.7"  # the database's cutoff
+    assert select_limit_args(c) == "--min-distance 0.7"  # the database's cutoff
     assert label_limit_args(c) == f"--force-limit 50 --min-distance 0.7 --cutoff {cutoff}"
     assert seed_limit_args(c) == f"--min-distance 0.7 --cutoff {cutoff}"

@@ -15,6 +15,7 @@ import sys
 
 from ase.calculators.calculator import BaseCalculator, Calculator
 
+ROOT_VARIABLE = "AENET_CORE_ROOT"  # the repository the workflow puts on PYTHONPATH for aenet_core itself
 _DICT_METHODS = frozenset(dir(dict))
 _OWN = ("a calculator of your own must be importable from an installed package or from a folder on "
         "PYTHONPATH, never from the working directory")
@@ -23,9 +24,12 @@ _OWN = ("a calculator of your own must be importable from an installed package o
 @contextlib.contextmanager
 def _without_working_directory():
     """sys.path without '' and the working directory (which ``python -m`` and ``-c`` put first), unless a
-    PYTHONPATH entry names that directory; restored afterwards."""
+    PYTHONPATH entry names that directory; restored afterwards.  The workflow's own entry (AENET_CORE_ROOT, the
+    repository, which is the working directory of a run started there) names it for aenet_core only."""
     here = os.path.realpath(os.getcwd())
-    explicit = {os.path.realpath(entry) for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry}
+    own = os.environ.get(ROOT_VARIABLE)
+    explicit = {os.path.realpath(entry) for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                if entry and entry != own}
     implicit = [(i, entry) for i, entry in enumerate(sys.path)
                 if here not in explicit and (not entry or os.path.realpath(entry) == here)]
     for i, _ in reversed(implicit):

@@ -87,12 +87,10 @@ def evaluate_args(c: dict) -> str:
     return arguments(*option("--n-uncertain", c["evaluate"].get("n_uncertain")))
 
 
-def geometry_args(c: dict | None, limits=GEOMETRY_LIMITS, cutoff: bool = True) -> list:
+def geometry_args(c: dict, limits=GEOMETRY_LIMITS, cutoff: bool = True) -> list:
     """The limits of run config ``c`` (its database section) that the build of a round's shard applies, so that a
     loop's step refuses what the build would; ``cutoff``: the descriptor's largest cutoff too (for a step without
-    the database).  None: the library's defaults, no density check."""
-    if c is None:
-        return []
+    the database)."""
     largest = max(c["descriptor"]["rad_cutoff"], c["descriptor"]["ang_cutoff"])
     return [*given_options(c["database"], limits), *(("--cutoff", largest) if cutoff else ())]
 
@@ -126,11 +124,14 @@ def explore_args(loop: dict, round_label: str, seed: str, temperature: str, eval
                      *ranks)
 
 
-def select_args(loop: dict, evaluation=None, c: dict | None = None) -> str:
-    """``c``: the run config, whose geometry limits a selected frame must pass (the cutoff is the database's)."""
+def select_args(loop: dict, evaluation=None) -> str:
     return arguments("--trust-lo", loop["trust_lo"], "--trust-hi", loop["trust_hi"], "--max-frames", loop["max_frames"],
-                     *trust_scale_args(loop, evaluation), *option("--rule", loop.get("selection")),
-                     *geometry_args(c, cutoff=False))
+                     *trust_scale_args(loop, evaluation), *option("--rule", loop.get("selection")))
+
+
+def select_limit_args(c: dict) -> str:
+    """The geometry limits a selected frame must pass (run config ``c``'s database; the cutoff is the database's)."""
+    return arguments(*geometry_args(c, cutoff=False))
 
 
 def label_args(loop: dict) -> str:

@@ -58,7 +58,10 @@ def check_size(config) -> None:
                               "aliases (*name) are expanded; a config this large is a mistake or an attack")
         return sizes[id(value)]
 
-    size(config, ())
+    try:
+        size(config, ())
+    except RecursionError:
+        raise ConfigError("config: nested too deeply (lists or mappings thousands of levels deep)") from None
 
 
 def validate_schema(config: dict, schema: Path) -> None:
@@ -240,7 +243,8 @@ def calculator_problems(config: dict, python: str, pythonpath: str | None = None
         input=json.dumps(asked, default=str),
         capture_output=True,
         text=True,
-        env=os.environ | {"PYTHONPATH": path, "PYTHONSAFEPATH": "1"},  # no working directory on its sys.path
+        # no working directory on its sys.path, even where it is the repository (pythonpath)
+        env=os.environ | {"PYTHONPATH": path, "PYTHONSAFEPATH": "1", "AENET_CORE_ROOT": pythonpath or ""},
     )
     try:  # its answer is the last line (what an imported module prints goes to stderr, mostly)
         found = dict(json.loads(probe.stdout.strip().splitlines()[-1]))

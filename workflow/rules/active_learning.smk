@@ -65,9 +65,10 @@ checkpoint select:
         **plan.resources("explore"),
     params:
         args=select_args,
+        limits=select_limits,
     shell:
         "OMP_NUM_THREADS=1 python -m aenet_core.cli select {input.trajectories:q} --database {input.database:q} "
-        "{params.args} --candidates {output.candidates:q} --selected {output.selected:q} "
+        "{params.args} {params.limits} --candidates {output.candidates:q} --selected {output.selected:q} "
         "--report {output.report:q} > {log:q} 2>&1"
 
 

@@ -45,9 +45,11 @@ plan = Plan(config, EXAMPLE_DATA)
 RUNS = plan.runs
 # Rules run the library's command line (python -m aenet_core.cli) from this repository: the same
 # code in the Makefile's virtual environment and in a --sdm conda environment (dependencies only).
-# PYTHONSAFEPATH: `python -m` imports nothing from the directory Snakemake runs in (a numpy.py there, say).
+# PYTHONSAFEPATH: `python -m` imports nothing from the directory Snakemake runs in (a numpy.py there, say);
+# AENET_CORE_ROOT: the repository is on PYTHONPATH for aenet_core, not for a labelling calculator.
+ROOT = shlex.quote(workflow.basedir)
 shell.prefix(
-    f"set -euo pipefail; export PYTHONSAFEPATH=1 PYTHONPATH={shlex.quote(workflow.basedir)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
+    f"set -euo pipefail; export PYTHONSAFEPATH=1 AENET_CORE_ROOT={ROOT} PYTHONPATH={ROOT}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
 )
 
 

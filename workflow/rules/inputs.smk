@@ -169,7 +169,14 @@ def select_inputs(wildcards):
 
 
 def select_args(wildcards):
-    return args.select_args(plan.loop(wildcards.run), evaluation_path(wildcards), plan.run_config(wildcards.run))
+    return args.select_args(plan.loop(wildcards.run), evaluation_path(wildcards))
+
+
+def select_limits(wildcards, input):
+    """The geometry limits a selected frame must pass: other limits are another database (its key hashes them),
+    which reruns the selection anyway; taking ``input`` keeps them out of Snakemake's params rerun trigger, so
+    that rounds selected before these checks are kept."""
+    return args.select_limit_args(plan.run_config(wildcards.run))
 
 
 def exploration_files(kind):
@@ -211,8 +218,12 @@ def label_files(kind):
     def files(wildcards):
         selection = checkpoints.select.get(**wildcards).output.report
         n_selected = read_json(selection, "selection report")["n_selected"]
-        pattern = getattr(rules.label.output, kind)
         batches = plan.label_batches(wildcards.run, n_selected)
+        merged = expand(rules.merge_labels.output.report, **wildcards)[0]
+        if os.path.exists(merged):  # the batches it merged (before this version, as many as max_frames asked)
+            reports = Path(merged).parent.glob("label/batch_*.json")
+            batches = sorted(path.stem.removeprefix("batch_") for path in reports)
+        pattern = getattr(rules.label.output, kind)
         return expand(pattern, run=wildcards.run, round=wildcards.round, batch=batches)
 
     return files
