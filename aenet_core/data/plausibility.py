@@ -27,6 +27,7 @@ import warnings
 import numpy as np
 
 from aenet_core.data.limits import PlausibilityLimits
+from aenet_core.training.trainout import GPA_PER_EV_PER_A3
 from aenet_core.structure import referenced_energy_per_atom, structure_sha256
 
 SHOWN = 5  # examples a warning lists
@@ -185,9 +186,9 @@ def geometry_problems(structures, wheres, cutoff: float, limits: PlausibilityLim
 # ------------------------------------------------------------------------------- warnings
 
 
-GPA = 160.21766208  # GPa in 1 eV/Å³ (1 / ase.units.GPa)
 # Units stresses come in, as how many times their numbers exceed those in eV/Å³ (ASE's: tension positive).
-STRESS_UNITS = {"eV/Å³": 1.0, "GPa": GPA, "kbar": 10 * GPA, "Ry/Bohr³": 1 / 91.8157677, "Hartree/Bohr³": 1 / 183.631535}
+STRESS_UNITS = {"eV/Å³": 1.0, "GPa": GPA_PER_EV_PER_A3, "kbar": 10 * GPA_PER_EV_PER_A3, "Ry/Bohr³": 1 / 91.8157677,
+                "Hartree/Bohr³": 1 / 183.631535}
 # Stresses and energies across volumes are compared only with this many distinct volumes spanning this fraction of
 # their mean, and only where each fit gives its coefficient to this relative standard error.
 FIT_VOLUMES, FIT_SPREAD, FIT_ERROR = 5, 0.02, 0.1
@@ -284,7 +285,8 @@ class Review:
                           stacklevel=2)
         if self.stressed:
             worst = sorted(self.stressed, key=lambda item: -abs(item[1]))[:SHOWN]
-            shown = "; ".join(f"{where}: {value:.4g} eV/Å³ = {value * GPA:.4g} GPa" for where, value in worst)
+            shown = "; ".join(f"{where}: {value:.4g} eV/Å³ = {value * GPA_PER_EV_PER_A3:.4g} GPa"
+                              for where, value in worst)
             largest = worst[0][1]
             warnings.warn(f"{len(self.stressed)} structure(s) have stress components beyond "
                           f"±{self.limits.stress_warning:g} eV/Å³ (stress_warning), rare in solids, largest first: "
@@ -295,8 +297,8 @@ class Review:
             warnings.warn(f"the stresses of {len(disagreeing)} composition(s) change with volume unlike their "
                           f"energies' pressure -dE/dV: {'; '.join(disagreeing[:SHOWN])}"
                           f"{' ...' if len(disagreeing) > SHOWN else ''}; ASE's unit is eV/Å³ "
-                          f"(1 eV/Å³ = {GPA:.4g} GPa = {10 * GPA:.5g} kbar), tension positive: is the file in "
-                          f"another unit or sign convention?", stacklevel=2)
+                          f"(1 eV/Å³ = {GPA_PER_EV_PER_A3:.4g} GPa = {10 * GPA_PER_EV_PER_A3:.5g} kbar), tension "
+                          f"positive: is the file in another unit or sign convention?", stacklevel=2)
 
     def disagreeing_stresses(self) -> list:
         """Per composition whose stresses change with volume more than tenfold faster or slower than its energies'
