@@ -8,15 +8,14 @@ import logging
 import sys
 import time
 import traceback
-from dataclasses import fields
 from pathlib import Path
 
 import aenet_core
 from aenet_core.active_learning.commands import add_commands as add_active_learning_commands
 from aenet_core.allocator import keep_freed_memory
-from aenet_core.command_line import failure_line, read_settings
+from aenet_core.command_line import add_limit_arguments, failure_line, given_limits, read_settings
 from aenet_core.data.hdf5.schema import DEFAULT_STORAGE_DTYPE
-from aenet_core.data.limits import LABEL_LIMITS, PlausibilityLimits
+from aenet_core.data.limits import LABEL_LIMITS, LIMITS
 from aenet_core.export.nn_ascii_file import ACTIVATION_CODES, DEFAULT_PREFIX
 from aenet_core.rules import DEFAULT_MIN_CUTOFF, DEFAULT_TESTPERCENT
 
@@ -25,8 +24,6 @@ from aenet_core.rules import DEFAULT_MIN_CUTOFF, DEFAULT_TESTPERCENT
 EXAMPLE_SIZE, EXAMPLE_SEED = 24, 0  # aenet_core.example_data
 METHODS = ("regression", "reference_compounds", "fixed")  # aenet_core.reference_energies
 DEFAULT_N_UNCERTAIN = 10  # aenet_core.evaluation
-# The plausibility limits: field -> (what it refuses, unit, default).
-LIMITS = {f.name: (f.metadata["help"], f.metadata.get("unit"), f.default) for f in fields(PlausibilityLimits)}
 MEMBER_SETTINGS = ("architecture", "training")  # a run's keys in config.yaml, the same shape
 VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))  # ASE's order of the six stress components
 VOIGT_NAMES = ("xx", "yy", "zz", "yz", "xz", "xy")
@@ -97,11 +94,6 @@ def _energy_pairs(pairs) -> dict:
     return out
 
 
-def _limits(args):
-    """The plausibility limits, as the command line changes them."""
-    return PlausibilityLimits(**_given(**{name: getattr(args, name, None) for name in LIMITS}))
-
-
 def _source_files(args) -> list:
     """The structure files named on the command line, then those listed in --sources-from (one per line)."""
     paths = list(args.inputs)
@@ -119,7 +111,7 @@ def _source_files(args) -> list:
 def _reference_energies(args):
     from aenet_core.reference_energies import ReferenceEnergies, iter_composition_energy_samples_from_files
 
-    samples = iter_composition_energy_samples_from_files(_source_files(args), limits=_limits(args))
+    samples = iter_composition_energy_samples_from_files(_source_files(args), limits=given_limits(args))
     fixed = _energy_pairs(args.fixed) or None
     if args.method == "fixed":
         if not fixed:
@@ -154,7 +146,7 @@ def _build_database(args):
     started = time.perf_counter()
     db = HDF5StructureDataset(_descriptor(args, species), args.output, sources=inputs, mode="build",
                               max_energy=args.max_energy, max_forces=args.max_forces, atomic_energies=references,
-                              compression=args.compression, limits=_limits(args))
+                              compression=args.compression, limits=given_limits(args))
     db.build_database(show_progress=False, build_workers=args.workers, persist_features=True,
                       persist_force_derivatives=not args.no_derivatives, allow_empty=args.allow_empty,
                       **_given(storage_dtype=args.storage_dtype))
@@ -441,13 +433,6 @@ def _add_descriptor_arguments(parser):
                         f"the descriptor's, {DEFAULT_MIN_CUTOFF})")
 
 
-def _add_limit_arguments(parser, names):
-    for name in names:
-        what, unit, default = LIMITS[name]
-        notes = "; ".join(filter(None, [unit, f"default {default:g}"]))
-        parser.add_argument("--" + name.replace("_", "-"), type=float, help=f"{what} ({notes})")
-
-
 DESCRIPTION = ("Train aenet-style machine-learning interatomic potentials (the steps the workflow runs) and "
                "predict with them. 'aenet-core COMMAND --help' describes a command.")
 DATABASES_HELP = "database file(s); several are read as one dataset, shard by shard in the order given"
@@ -502,7 +487,7 @@ def _add_reference_energies(commands):
     subset.add_argument("--subset-size", type=int, help="fit on a random subset of this many structures")
     subset.add_argument("--subset-fraction", type=float, help="fit on a random fraction of the structures, in (0, 1]")
     refs.add_argument("--seed", type=int, help="seed of the subset's reservoir sampling")
-    _add_limit_arguments(refs, LABEL_LIMITS)
+    add_limit_arguments(refs, LABEL_LIMITS)
     refs.set_defaults(func=_reference_energies)
 
 
@@ -523,7 +508,7 @@ def _add_build_database(commands):
     build.add_argument("--no-derivatives", action="store_true", help="persist features only (energy training)")
     build.add_argument("--allow-empty", action="store_true", help="empty input files and a database of no "
                        "structures are not an error (an active-learning round whose every labelling failed)")
-    _add_limit_arguments(build, LIMITS)
+    add_limit_arguments(build, LIMITS)
     build.set_defaults(func=_build_database)
 
 

@@ -7,7 +7,10 @@ Structured settings come from YAML or JSON files read as plain data (``read_sett
 from __future__ import annotations
 
 import re
+from dataclasses import fields
 from pathlib import Path
+
+from aenet_core.data.limits import PlausibilityLimits
 
 FAILURE_MARKER = "aenet-core {command} failed: {message}"
 FAILURE_LINE = re.compile(r"^aenet-core (?P<command>[a-z][a-z-]*) failed: (?P<message>.*)$")
@@ -35,3 +38,18 @@ def read_settings(path, keys) -> dict:
     if unknown:
         raise SystemExit(f"{path}: unknown key(s) {', '.join(map(str, unknown))}; expected {', '.join(keys)}")
     return settings
+
+
+def add_limit_arguments(parser, names) -> None:
+    """Options --<name> for the plausibility limits ``names``, with their help, unit and default."""
+    described = {f.name: f for f in fields(PlausibilityLimits)}
+    for name in names:
+        field = described[name]
+        notes = "; ".join(filter(None, [field.metadata.get("unit"), f"default {field.default:g}"]))
+        parser.add_argument(f"--{name.replace('_', '-')}", type=float, help=f"{field.metadata['help']} ({notes})")
+
+
+def given_limits(args) -> PlausibilityLimits:
+    """The plausibility limits as the command line's limit options change them; those not given keep the defaults."""
+    given = {f.name: getattr(args, f.name, None) for f in fields(PlausibilityLimits)}
+    return PlausibilityLimits(**{name: value for name, value in given.items() if value is not None})

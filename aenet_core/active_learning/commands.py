@@ -12,17 +12,12 @@ from pathlib import Path
 from aenet_core.active_learning.settings import (DEFAULT_SELECTION, ENGINES, ENSEMBLES, SELECTION_RULES,
                                                  ExploreSettings)
 from aenet_core.active_learning.trust import TRUST_SCALES
-from aenet_core.command_line import read_settings
-from aenet_core.data.limits import GEOMETRY_LIMITS, LABEL_LIMITS, PlausibilityLimits
+from aenet_core.command_line import add_limit_arguments, given_limits, read_settings
+from aenet_core.data.limits import GEOMETRY_LIMITS, LABEL_LIMITS
 
 CALCULATOR_SETTINGS = ("calculator", "kwargs", "retries")  # the keys of the file aenet-core label reads
 DEFAULT_MAX_FAILED_FRACTION = 0.25  # a round with more failed calculations is a calculator problem, not bad luck
 SHOWN = 5  # implausible frames the selection's log lists
-
-
-def _limits(args, names) -> PlausibilityLimits:
-    """The plausibility limits, as the options ``names`` change them."""
-    return PlausibilityLimits(**{name: getattr(args, name) for name in names if getattr(args, name) is not None})
 
 
 def _plausible_seeds(paths, cutoff, limits) -> list:
@@ -47,7 +42,7 @@ def _exploration_seeds(args):
     from aenet_core.split import Split
 
     if args.files:
-        pool = _plausible_seeds(args.files, args.cutoff, _limits(args, GEOMETRY_LIMITS))
+        pool = _plausible_seeds(args.files, args.cutoff, given_limits(args))
     else:  # the database's structures passed its build's checks
         db = open_databases(args.database)
         split = Split.load(args.split)
@@ -200,7 +195,7 @@ def _select(args):
     frames = _named_frames(args.trajectories)
     db = open_databases(args.database)
     # never selected nor featurized: build_shard would refuse them, and a dense one is costly to featurize
-    limits, cutoff = _limits(args, GEOMETRY_LIMITS), db.descriptor.max_cutoff
+    limits, cutoff = given_limits(args), db.descriptor.max_cutoff
     usable, implausible = _plausible(frames, cutoff, limits)
     plausible = [frames[i] for i in usable]
     structures = [Structure.from_ase(atoms) for atoms in plausible]
@@ -259,7 +254,7 @@ def _label(args):
     # flushed: a forked calculation would write what is left in the buffer again
     print(f"calculator: {calculator}\nkwargs: {json.dumps(kwargs, default=str)}\n"
           f"retries: {json.dumps(retries, default=str)}", flush=True)
-    limits = _limits(args, (*LABEL_LIMITS, *GEOMETRY_LIMITS))
+    limits = given_limits(args)
     frames = [Structure.from_ase(atoms) for atoms in read_trajectory(args.selected)]
     first = args.batch * args.batch_size
     batch = frames[first: first + args.batch_size]
@@ -383,10 +378,7 @@ def _add_trust_scale(parser) -> None:
 
 def _add_limits(parser, names, cutoff: bool = False) -> None:
     """Options that change the plausibility limits ``names``, as build-database's; ``cutoff``: --cutoff too."""
-    for f in fields(PlausibilityLimits):
-        if f.name in names:
-            notes = "; ".join(filter(None, [f.metadata.get("unit"), f"default {f.default:g}"]))
-            parser.add_argument(f"--{f.name.replace('_', '-')}", type=float, help=f"{f.metadata['help']} ({notes})")
+    add_limit_arguments(parser, names)
     if cutoff:
         parser.add_argument("--cutoff", type=float, help="the descriptor's largest cutoff (Å), which "
                             "--max-pairs-per-atom counts neighbours within (default: no density check)")

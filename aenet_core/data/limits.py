@@ -45,5 +45,6 @@ class PlausibilityLimits:
 
 
 LIMIT_RULES = {f.name: POSITIVE for f in fields(PlausibilityLimits)} | {"min_distance": NONNEG}
+LIMITS = tuple(LIMIT_RULES)  # every limit's name, in the fields' order
 LABEL_LIMITS = ("energy_limit", "force_limit", "stress_limit")  # no geometry needed (reference-energy fits too)
 GEOMETRY_LIMITS = ("min_distance", "max_pairs_per_atom")  # no labels needed (a frame before its labelling)

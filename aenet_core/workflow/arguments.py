@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import shlex
-from dataclasses import fields
 
 import yaml
 
 from aenet_core.active_learning.settings import MD_OPTIONS
-from aenet_core.data.limits import GEOMETRY_LIMITS, LABEL_LIMITS, PlausibilityLimits
+from aenet_core.data.limits import GEOMETRY_LIMITS, LABEL_LIMITS, LIMITS
 from aenet_core.rules import DATA_FORCE_WEIGHT, WORKFLOW_TRAINING
 
 # Periodic checkpoints a member keeps (besides best_model.pt) unless training.max_checkpoints says otherwise.
 KEPT_CHECKPOINTS = 3
-LIMITS = tuple(f.name for f in fields(PlausibilityLimits))
 DESCRIPTOR_REQUIRED = ("rad_order", "rad_cutoff", "ang_order", "ang_cutoff")
 
 
