@@ -67,7 +67,7 @@ def check_cuda_torch():
     environment is envs/aenet_core.yaml, which this process cannot ask."""
     if workflow.touch or uses_conda():
         return
-    planned = {job.wildcards.target for job in workflow.dag.needrun_jobs() if job.rule.name == "train_member"}
+    planned = planned_wildcards(["train_member"], "target")
     cuda_targets = sorted(target for target in planned if plan.uses_cuda(target))
     if not cuda_targets:
         return
@@ -88,8 +88,13 @@ def check_cuda_torch():
         )
 
 
+def planned_wildcards(rule_names, wildcard):
+    """The values of ``wildcard`` among the jobs of ``rule_names`` that this invocation runs."""
+    return {getattr(job.wildcards, wildcard) for job in workflow.dag.needrun_jobs() if job.rule.name in rule_names}
+
+
 def databases_to_build():
-    return {job.wildcards.db for job in workflow.dag.needrun_jobs() if job.rule.name in DATABASE_RULES}
+    return planned_wildcards(DATABASE_RULES, "db")
 
 
 def check_source_species():
@@ -125,7 +130,7 @@ def check_seed_files():
     database would refuse (a file in nm: atoms 10 times too close); only of runs that draw their seeds now."""
     if workflow.touch:
         return
-    drawing = {job.wildcards.run for job in workflow.dag.needrun_jobs() if job.rule.name == "exploration_seeds"}
+    drawing = planned_wildcards(["exploration_seeds"], "run")
     problems = [
         problem
         for run in sorted(drawing)
