@@ -16,7 +16,7 @@ rule exploration_seeds:
         "../../envs/aenet_core.yaml"
     params:
         args=loop_setting(args.exploration_seed_args),
-        limits=seed_limits,
+        limits=limit_args(args.seed_limit_args),
         sources=seed_sources,
     shell:
         "python -m aenet_core.cli exploration-seeds {params.sources} {params.args} {params.limits} --output {output:q} "
@@ -65,7 +65,7 @@ checkpoint select:
         **plan.resources("explore"),
     params:
         args=select_args,
-        limits=select_limits,
+        limits=limit_args(args.select_limit_args),
     shell:
         "OMP_NUM_THREADS=1 python -m aenet_core.cli select {input.trajectories:q} --database {input.database:q} "
         "{params.args} {params.limits} --candidates {output.candidates:q} --selected {output.selected:q} "
@@ -104,7 +104,7 @@ rule label:
         **plan.resources("label"),
     params:
         args=loop_setting(args.label_args),
-        limits=label_limits,
+        limits=limit_args(args.label_limit_args),
         workdir=lambda wildcards, output: str(Path(output.report).with_suffix(".work")),
     shell:
         "OMP_NUM_THREADS={threads} python -m aenet_core.cli label {input.selected:q} --batch {wildcards.batch:q} "

@@ -123,10 +123,12 @@ def seed_inputs(wildcards):
     }
 
 
-def seed_limits(wildcards, input):
-    """The limits a seed file's structures must pass; they gate the draw without changing it: taking ``input``
-    keeps them out of Snakemake's params rerun trigger."""
-    return args.seed_limit_args(plan.run_config(wildcards.run))
+def limit_args(build):
+    """Params function: ``build(run config)``, the plausibility limits a loop step applies (the run's database
+    section). Other limits are another database (its key hashes them), which reruns the step anyway; taking
+    ``input`` keeps them out of Snakemake's params rerun trigger, so that rounds made before a check existed
+    are kept."""
+    return lambda wildcards, input: build(plan.run_config(wildcards.run))
 
 
 def seed_sources(wildcards, input):
@@ -172,13 +174,6 @@ def select_args(wildcards):
     return args.select_args(plan.loop(wildcards.run), evaluation_path(wildcards))
 
 
-def select_limits(wildcards, input):
-    """The geometry limits a selected frame must pass: other limits are another database (its key hashes them),
-    which reruns the selection anyway; taking ``input`` keeps them out of Snakemake's params rerun trigger, so
-    that rounds selected before these checks are kept."""
-    return args.select_limit_args(plan.run_config(wildcards.run))
-
-
 def exploration_files(kind):
     def files(wildcards):
         pattern = getattr(rules.explore.output, kind)
@@ -206,23 +201,18 @@ def merge_labels_args(wildcards, input):
     return args.merge_labels_args(plan.loop(wildcards.run))
 
 
-def label_limits(wildcards, input):
-    """The limits a labelled frame must pass, which the shard's build applies anyway: taking ``input`` keeps them
-    out of Snakemake's params rerun trigger, so that runs labelled before these checks keep their labels."""
-    return args.label_limit_args(plan.run_config(wildcards.run))
-
-
 def label_files(kind):
     """A round's labelling batches, as many as its selection (a checkpoint) needs."""
 
     def files(wildcards):
         selection = checkpoints.select.get(**wildcards).output.report
-        n_selected = read_json(selection, "selection report")["n_selected"]
-        batches = plan.label_batches(wildcards.run, n_selected)
         merged = expand(rules.merge_labels.output.report, **wildcards)[0]
         if os.path.exists(merged):  # the batches it merged (before this version, as many as max_frames asked)
             reports = Path(merged).parent.glob("label/batch_*.json")
             batches = sorted(path.stem.removeprefix("batch_") for path in reports)
+        else:
+            n_selected = read_json(selection, "selection report")["n_selected"]
+            batches = plan.label_batches(wildcards.run, n_selected)
         pattern = getattr(rules.label.output, kind)
         return expand(pattern, run=wildcards.run, round=wildcards.round, batch=batches)
 
