@@ -5,13 +5,16 @@ them with dE/dG into gradients with respect to the positions (forces are the
 negative); it also splits and joins them per structure, which is how they are
 cached and stored.
 """
+import warnings
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Optional
 
 import torch
 
 from aenet_core import backend as backends
 from aenet_core.backend import sum_columns
+from aenet_core.contraction import Contraction, VectorGradients
 from aenet_core.neighbors import rows_per_structure
 
 
@@ -63,6 +66,7 @@ class LocalDerivatives:
     radial_distance: Optional[torch.Tensor] = None  # (E,)
     distance_ij: Optional[torch.Tensor] = None  # (T,)
     distance_ik: Optional[torch.Tensor] = None
+    _sums: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # segment_sums' matrices
 
     _EDGE_FIELDS = ("center_idx", "neighbor_idx", "radial_dG_dd", "radial_unit", "neighbor_typespin",
                     "radial_distance")
@@ -148,45 +152,47 @@ class LocalDerivatives:
         ``-contract(dE/dG)``.  Differentiable in ``grad_features`` (for force
         training through the network).
         """
-        return self.contract_with_virial(grad_features)[0]
+        return Contraction.apply(grad_features, self)
 
     def contract_with_virial(self, grad_features, structure_of_atom=None, n_structures: int = 0):
         """(``contract(grad_features)``, virials): with ``structure_of_atom`` (N,), also the strain derivative
         of sum(grad_features * G) per structure, (B, 3, 3) with [b, a, c] = sum over the relative vectors r
         of the structure's edges and triplets of d/dr_a * r_c; else None.  Stress is virial / volume."""
-        radial, on_j, on_k = self._vector_gradients(grad_features)
-        index = torch.cat([self.neighbor_idx, self.center_idx, self.triplet_center_idx, self.neighbor_j_idx,
-                           self.neighbor_k_idx])
-        terms = torch.cat([radial, -radial, -(on_j + on_k), on_j, on_k], dim=1)
-        gradient = sum_columns(terms, index, self.n_atoms, self.backend).t()
         if structure_of_atom is None:
-            return gradient, None
+            return self.contract(grad_features), None
         if self.radial_distance is None or self.distance_ij is None:
             raise ValueError("these derivatives hold no distances, which the virial (stress) needs: they come from "
                              "a database or cache written before stresses were supported; rebuild it")
+        radial, on_j, on_k = self._vector_gradients(grad_features)
         gradients = torch.cat([radial, on_j, on_k], dim=1)  # d/dr of each relative vector r
         vectors = torch.cat([self.radial_unit * self.radial_distance, self.unit_ij * self.distance_ij,
                              self.unit_ik * self.distance_ik], dim=1)
         outer = (gradients.unsqueeze(1) * vectors.unsqueeze(0)).reshape(9, -1)
         owner = structure_of_atom.index_select(0, torch.cat([self.center_idx, self.triplet_center_idx,
                                                              self.triplet_center_idx]))
-        return gradient, sum_columns(outer, owner, n_structures, self.backend).t().reshape(-1, 3, 3)
+        virials = sum_columns(outer, owner, n_structures, self.backend).t().reshape(-1, 3, 3)
+        return self.contract(grad_features), virials
+
+    def segment_sums(self, rows: str, spin: bool = False):
+        """(N, E) for ``rows`` "edges", (N, T) for "triplets": a sparse CSR matrix whose product with per-edge
+        (per-triplet) rows sums them per centre atom, weighted with their typespins when ``spin``."""
+        key = (rows, spin)
+        if key not in self._sums:
+            owner, weights = ((self.center_idx, self.neighbor_typespin) if rows == "edges"
+                              else (self.triplet_center_idx, self.triplet_typespin))
+            self._sums[key] = _segment_sums(owner, self.n_atoms, weights if spin else None,
+                                                    self.radial_dG_dd.dtype)
+        return self._sums[key]
+
+    @cached_property
+    def neighbor_terms_index(self):
+        """The atom each column of ``contraction``'s neighbour terms goes to: edges' j, triplets' j, then k."""
+        return torch.cat([self.neighbor_idx, self.neighbor_j_idx, self.neighbor_k_idx])
 
     def _vector_gradients(self, grad_features):
         """d/dr of sum(grad_features * G) per relative vector: (3, E) of each edge's r_ij, (3, T) of each
         triplet's r_ij and r_ik."""
-        nr, na = self.n_radial, self.n_angular
-        g = grad_features.t().contiguous()  # (F, N): gathering along the last axis is fast
-        g_rad = g[:nr].index_select(1, self.center_idx)
-        g_ang = g[nr: nr + na].index_select(1, self.triplet_center_idx)
-        if self.multi:
-            g_rad = g_rad + self.neighbor_typespin * g[nr + na: 2 * nr + na].index_select(1, self.center_idx)
-            g_ang = g_ang + self.triplet_typespin * g[2 * nr + na:].index_select(1, self.triplet_center_idx)
-        radial = self.radial_unit * (g_rad * self.radial_dG_dd).sum(0)
-        via_cos = (g_ang * self.angular_dG_dcos).sum(0)
-        on_j = self.dcos_drj * via_cos + self.unit_ij * (g_ang * self.angular_dG_ddij).sum(0)
-        on_k = self.dcos_drk * via_cos + self.unit_ik * (g_ang * self.angular_dG_ddik).sum(0)
-        return radial, on_j, on_k
+        return VectorGradients.apply(grad_features, self)
 
     def to_dense(self):
         """The full Jacobian dG_{i,f} / dr_{a,c} as an (N, F, N, 3) tensor (tests and debugging only)."""
@@ -204,6 +210,21 @@ class LocalDerivatives:
             for atom, values in zip((self.triplet_center_idx, self.neighbor_j_idx, self.neighbor_k_idx), grads):
                 _accumulate(jac, ang_cols, self.triplet_center_idx, atom, values * w)
         return jac
+
+
+def _segment_sums(owner, n_rows: int, weights, dtype):
+    """A sparse CSR matrix (n_rows, len(owner)) with row ``owner[e]`` holding column e, of value ``weights[e]``
+    (1 when None); rows come out in order when ``owner`` is sorted (as producers write it), else after a
+    stable sort."""
+    columns = torch.arange(len(owner), device=owner.device)
+    if len(owner) > 1 and not bool((owner[1:] >= owner[:-1]).all()):
+        columns = torch.argsort(owner, stable=True)
+    counts = torch.bincount(owner, minlength=n_rows)
+    rows = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+    values = torch.ones(len(owner), dtype=dtype, device=owner.device) if weights is None else weights[columns]
+    with warnings.catch_warnings():  # torch calls its sparse CSR support beta; what this uses of it is tested
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(rows, columns, values, size=(n_rows, len(owner)), check_invariants=False)
 
 
 def _accumulate(jac, cols, center, atom, values):

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from aenet_core import contraction
 from aenet_core.data.batch import BatchLoader, FeatureSource
 from aenet_core.data.cache import LRUCache, PersistentCache
 from aenet_core.model.checkpoint import numpy_state, plain_numpy_state
@@ -93,11 +94,12 @@ class TrainingRun:
             self._check_warmup()
         epochs = range(self.next_epoch, self.next_epoch + config.iterations)
         progress = ProgressLog("epoch", epochs.stop, lines=50, start=epochs.start)
-        for epoch in tqdm(epochs, desc="epochs", disable=not config.show_progress):
-            if self.stopped_early is not None:
-                break
-            self._epoch(epoch)
-            progress.update(detail=epoch_errors(self.history))
+        with contraction.compiled():
+            for epoch in tqdm(epochs, desc="epochs", disable=not config.show_progress):
+                if self.stopped_early is not None:
+                    break
+                self._epoch(epoch)
+                progress.update(detail=epoch_errors(self.history))
         if self.ema is not None:
             self.ema.put_in()  # the model the caller gets holds the average; state_dict keeps the raw weights
         # The last epoch's metrics from a full pass with the final weights, also when a resume from the
