@@ -1,6 +1,6 @@
 """The GPU bench: the CUDA tests, then training throughput in float64 and float32, in one command.
 
-    python bench/gpu.py --data DIR [--device cuda] [--quick] [--skip-tests] [--time-limit 270] [--json FILE]
+    python bench/gpu.py --data DIR [--device auto|cuda|cpu] [--quick] [--skip-tests] [--time-limit 270] [--json FILE]
 
 DIR holds the reference sets as aenet XSF files, ``TiO2/*.xsf`` and ``LMNTO/*.xsf`` (../shared/data here; on a
 machine that gets only the checkout, a copy inside it: docs/performance.md, "The GPU").  Needs torch, numpy,
@@ -89,11 +89,11 @@ def build_database(structures, folder: Path, workers: int):
     return db, time.perf_counter() - started
 
 
-def train_atoms(structures, testpercent=10, split_seed=7) -> int:
-    from aenet_core.split import split_indices
+def train_atoms(dataset, testpercent=10, split_seed=7) -> int:
+    """The atoms of the training split that train() draws (a test structure repeating a training one moves)."""
+    from aenet_core.split import Split
 
-    train, _ = split_indices(len(structures), testpercent, split_seed)
-    return sum(len(structures[i].species) for i in train)
+    return sum(dataset.atom_counts(Split.create(dataset, testpercent, split_seed).train))
 
 
 def train(case, data, device, dtype, batch, epochs) -> dict:
@@ -152,7 +152,8 @@ def table(records) -> str:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, type=Path, help="folder holding TiO2/ and LMNTO/ (XSF files)")
-    parser.add_argument("--device", default="cuda", help="cuda (default), cuda:N or cpu")
+    parser.add_argument("--device", default="auto",
+                        help="auto (default: cuda when this torch sees a CUDA device, else cpu), cuda, cuda:N or cpu")
     parser.add_argument("--quick", action="store_true", help="subsets and 3 epochs: checks that the bench runs")
     parser.add_argument("--skip-tests", action="store_true", help="leave out the CUDA tests")
     parser.add_argument("--time-limit", type=float, default=270.0,
@@ -161,6 +162,8 @@ def main():
     parser.add_argument("--json", type=Path, help="also write every record here")
     args = parser.parse_args()
     started = time.perf_counter()
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
         raise SystemExit(f"--device {args.device}: this torch ({torch.__version__}) sees no CUDA device; "
                          "--device cpu runs the bench on the CPU")
@@ -183,8 +186,10 @@ def main():
     print(f"LMNTO database: {len(lmnto)} structures, {sum(len(s.species) for s in lmnto)} atoms, built in "
           f"{build_s:.1f} s ({workers} workers), {(Path(scratch.name) / 'lmnto.h5').stat().st_size / 2**20:.0f} MiB",
           flush=True)
-    data = {"TiO2": {"structures": tio2, "train_atoms": train_atoms(tio2)},
-            "LMNTO": {"database": db, "train_atoms": train_atoms(lmnto)}}
+    from aenet_core.data import InMemoryStructures
+
+    data = {"TiO2": {"structures": tio2, "train_atoms": train_atoms(InMemoryStructures(tio2, descriptor(TIO2)))},
+            "LMNTO": {"database": db, "train_atoms": train_atoms(db)}}
     records = []
     for case, (set_name, _) in CASES.items():
         for dtype in DTYPES:
