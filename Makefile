@@ -90,6 +90,7 @@ bench: setup
 	$(BIN)/python bench/active_learning.py
 	$(BIN)/python bench/extensions.py --data ../shared/data/TiO2
 	$(BIN)/python bench/lammps.py --data ../shared/data --large --nve-steps 2000
+	$(BIN)/python bench/gpu.py --data ../shared/data  # CUDA when torch sees it, else the CPU (docs/performance.md)
 
 clean:
 	rm -rf $(VENV) .snakemake .pytest_cache lammps/build
