@@ -221,6 +221,8 @@ def _train_member(args):
 
 def _member_process(device, args, log_progress=False):
     """train-member in one process: the only one, or one of a data-parallel group (``device`` its own)."""
+    import warnings
+
     import torch
 
     from aenet_core.committee import train_member
@@ -235,8 +237,9 @@ def _member_process(device, args, log_progress=False):
     main = parallel is None or parallel.main
     if log_progress and main and not logging.getLogger("aenet_core").handlers:  # a process launch started
         _log_to_stderr()
-    elif not main:  # the group's progress lines come from process 0
+    elif not main:  # the group's progress lines and warnings (the same in every process) come from process 0
         logging.getLogger("aenet_core").setLevel(logging.WARNING)
+        warnings.simplefilter("ignore")
     layers, where, training = _member_settings(args)
     db, split = open_databases(args.database), Split.load(args.split)
     training = with_data_defaults(training, db, split.train) if main else training

@@ -108,6 +108,7 @@ def test_two_processes_train_and_resume_as_one_process(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:no atomic reference energy:UserWarning")
 @gloo
 def test_train_member_nproc_on_the_command_line(tmp_path, capfd):
     from aenet_core.cli import main
@@ -201,3 +202,24 @@ def test_data_parallel_training_needs_a_seed():
 
     with pytest.raises(ValueError, match="needs TorchTrainingConfig.seed"):
         object.__new__(DataParallel).share(Run())
+
+
+def test_a_started_process_failure_is_its_message():
+    report = ('\n\n-- Process 1 terminated with the following error:\nTraceback (most recent call last):\n'
+              '  File "x.py", line 3, in f\n    raise ProcessFailed("member 0 failed: ValueError: bad\\nsecond")\n'
+              'aenet_core.training.distributed.ProcessFailed: member 0 failed: ValueError: bad\nsecond line\n')
+    assert distributed._error_message(report) == "member 0 failed: ValueError: bad\nsecond line"
+    assert distributed._error_message("Traceback:\n  File x\nKeyError: 'a'") == "KeyError: 'a'"
+
+
+def fails_in_process_0(device):
+    if dist.get_rank() == 0:
+        raise ValueError("no such data")
+    dist.barrier()  # fails once process 0 is gone
+
+
+@pytest.mark.slow
+@gloo
+def test_the_failure_of_process_0_is_the_one_reported():
+    with pytest.raises(distributed.ProcessFailed, match=r"^process 0 of 2: ValueError: no such data$"):
+        distributed.launch(fails_in_process_0, 2, "cpu")

@@ -22,6 +22,8 @@ import contextlib
 import math
 import os
 import socket
+import threading
+import time
 import traceback
 
 import torch
@@ -29,6 +31,8 @@ import torch.distributed as dist
 
 from aenet_core.training.loss import BatchMetrics
 
+# Seconds a failed process other than the first waits before it reports (see _process).
+FAILURE_GRACE_S = 3.0
 # The per-batch sums each process contributes, in the order of the all-reduced vector.
 SUMS = ("energy_squares", "energy_rows", "energy_weighted", "energy_weights", "energy_abs",
         "force_squares", "force_components", "force_weighted", "force_weights", "force_atoms",
@@ -361,15 +365,23 @@ class ProcessFailed(RuntimeError):
 def _process(rank: int, nproc: int, port: int, function, device: str, args) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(nproc), LOCAL_WORLD_SIZE=str(nproc),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())  # tqdm's own, a multiprocessing semaphore, would outlive this process
     try:
         with process_group(device) as own:
             function(own, *args)
+        return
     except SystemExit as stop:  # a command's failure: its message reaches the starting process
-        if stop.code not in (None, 0):
-            raise ProcessFailed(stop.code if isinstance(stop.code, str) else f"exit status {stop.code}") from None
+        if stop.code in (None, 0):
+            return
+        failure = ProcessFailed(stop.code if isinstance(stop.code, str) else f"exit status {stop.code}")
     except Exception as error:
         traceback.print_exc()  # where it failed, in this process's stderr (the job's log)
-        raise ProcessFailed(f"process {rank} of {nproc}: {type(error).__name__}: {error}") from None
+        failure = ProcessFailed(f"process {rank} of {nproc}: {type(error).__name__}: {error}")
+    if rank:  # when process 0 failed first, the others fail for want of it: the error reported is its own
+        time.sleep(FAILURE_GRACE_S)
+    raise failure
 
 
 def _error_message(report: str) -> str:
