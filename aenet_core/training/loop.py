@@ -23,8 +23,8 @@ from aenet_core.data.cache import LRUCache, PersistentCache
 from aenet_core.model.checkpoint import numpy_state, plain_numpy_state
 from aenet_core.model.normalization import energy_normalization, feature_statistics
 from aenet_core.progress import ProgressLog
-from aenet_core.training.distributed import data_parallel
 from aenet_core.training.controls import EarlyStopping, WeightAverage, load_raw_weights, scheduled_rate
+from aenet_core.training.distributed import data_parallel
 from aenet_core.training.loss import EnergyForceLoss
 from aenet_core.training.sampling import Sampler, force_selection
 from aenet_core.training.trainout import STOPPED_EARLY
