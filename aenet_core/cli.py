@@ -210,6 +210,19 @@ def _member_settings(args) -> tuple:
 
 
 def _train_member(args):
+    from aenet_core.training import distributed
+
+    try:
+        distributed.launch(_member_process, args.nproc, args.device, args,
+                           bool(logging.getLogger("aenet_core").handlers))
+    except (distributed.DistributedSetupError, distributed.ProcessFailed) as error:
+        raise SystemExit(str(error)) from None
+
+
+def _member_process(device, args, log_progress=False):
+    """train-member in one process: the only one, or one of a data-parallel group (``device`` its own)."""
+    import warnings
+
     import torch
 
     from aenet_core.committee import train_member
@@ -218,21 +231,32 @@ def _train_member(args):
     from aenet_core.potential import TorchANNPotential
     from aenet_core.split import Split
     from aenet_core.training.config import TorchTrainingConfig
+    from aenet_core.training.distributed import data_parallel
 
+    parallel = data_parallel()
+    main = parallel is None or parallel.main
+    if log_progress and main and not logging.getLogger("aenet_core").handlers:  # a process launch started
+        _log_to_stderr()
+    elif not main:  # the group's progress lines and warnings (the same in every process) come from process 0
+        logging.getLogger("aenet_core").setLevel(logging.WARNING)
+        warnings.simplefilter("ignore")
     layers, where, training = _member_settings(args)
     db, split = open_databases(args.database), Split.load(args.split)
-    training = with_data_defaults(training, db, split.train)
+    training = with_data_defaults(training, db, split.train) if main else training
     config = TorchTrainingConfig.from_dict({"show_progress": False, **training, "atomic_energies": None})
     if args.threads:
         torch.set_num_threads(args.threads)
     potential = TorchANNPotential(_architecture(layers, db.descriptor.species, where), db.descriptor)
     seed = config.seed if args.seed is None else args.seed
+    if parallel is not None:  # every process draws the same batches; unseeded, process 0 draws the seed
+        seed = parallel.shared_seed(seed)
     summary = train_member(potential, args.output_dir, config, db, split,
-                           member_index=args.member_index, seed=seed, device=args.device,
+                           member_index=args.member_index, seed=seed, device=device,
                            initial_model=args.initial_model)
     if summary["status"] != "completed":
         raise SystemExit(f"member {args.member_index} failed: {summary['error']}")
-    print(f"member {args.member_index} (seed {seed}): {_final_errors(summary['metrics'])} -> {args.output_dir}")
+    if main:
+        print(f"member {args.member_index} (seed {seed}): {_final_errors(summary['metrics'])} -> {args.output_dir}")
 
 
 def _final_errors(metrics) -> str:
@@ -536,7 +560,10 @@ def _add_train_member(commands):
     member.add_argument("--seed", type=int, help="random seed of the member's initial weights and batches "
                         "(default: the seed of --settings' training, else unseeded)")
     member.add_argument("--device", default="cpu", help=f"{DEVICE_HELP} (default cpu)")
-    member.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    member.add_argument("--threads", type=int, help="torch CPU threads (of each process; default: torch's)")
+    member.add_argument("--nproc", type=int, default=1, help="processes that share each batch (data parallel: the "
+                        "same weights as one process); with --device cuda one GPU each (cuda:0 to cuda:N-1, NCCL), "
+                        "on the CPU gloo processes; under torchrun leave it out (default 1)")
     member.add_argument("--initial-model", help="start from this model file's weights and normalisation (warm "
                         "start; default: fresh weights from --seed)")
     member.add_argument("--output-dir", required=True, help="the member folder (member_XXX)")

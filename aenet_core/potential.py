@@ -21,6 +21,7 @@ from aenet_core.model import AtomisticModel
 from aenet_core.model.checkpoint import read_model_file, write_model_file
 from aenet_core.model.predict import PredictOut, predict_with_models
 from aenet_core.training.config import TorchTrainingConfig
+from aenet_core.training.distributed import is_main
 from aenet_core.training.inputs import TrainingData
 from aenet_core.training.loop import TrainingRun, empty_history
 from aenet_core.training.outputs import write_prediction_files
@@ -88,8 +89,10 @@ class TorchANNPotential:
         self.history = run.run()
         self.best_val_loss = run.best_val_loss
         self._run_state = run.state_dict()
-        write_prediction_files(self, data, config, output_dir)
         out = TrainOut(self.history, config=config.to_dict())
+        if not is_main():  # a data-parallel group's other processes write and print nothing
+            return out
+        write_prediction_files(self, data, config, output_dir)
         if config.timing:
             print(out.timing_report(setup_time))
         return out

@@ -92,6 +92,14 @@ CASES = {
     "a warm-up without an epoch schedule": (
         lambda c: run(c)["training"].update(use_scheduler=True, scheduler_warmup_epochs=3),
         "runs.example.training: TorchTrainingConfig.scheduler_warmup_epochs needs use_scheduler=True"),
+    "GPUs per member for a CPU run": (lambda c: run(c).update(gpus_per_member=2),
+                                      "runs.example.gpus_per_member: 2 GPUs per member needs device cuda; a CPU "
+                                      "member trains in one process"),
+    "GPUs per member on a numbered GPU": (lambda c: run(c).update(gpus_per_member=4, device="cuda:1"),
+                                          "runs.example.gpus_per_member: 4 GPUs per member needs device cuda (a GPU "
+                                          "per process), not cuda:1"),
+    "no GPU per member": (lambda c: run(c).update(gpus_per_member=0, device="cuda"),
+                          "runs.example.gpus_per_member: 0 is less than the minimum of 1"),
     "absurd rad_order": (lambda c: descriptor(c).update(rad_order=100000),
                          f"runs.example.descriptor.rad_order: 100000 is greater than the maximum of {ORDER.high}"),
 }

@@ -108,16 +108,19 @@ def test_a_cpu_run_through_the_profile_asks_for_nothing_gpu_related(tmp_path):
         assert set(job) == {"tmpdir", "threads"}, rule  # nothing to ask a scheduler for
 
 
-def test_a_cuda_run_through_the_profile_asks_one_gpu_per_member(tmp_path):
+def test_a_cuda_run_through_the_profile_asks_gpus_per_member(tmp_path):
     config = default_config()
-    config["runs"]["example"]["device"] = "cuda"
+    config["runs"]["example"].update(device="cuda", gpus_per_member=2)
     config["cluster"] = {"account": "chem42", "partition": "short", "gpu_partition": "gpu", "gpu_model": "a100"}
     result = through_the_profile(tmp_path, config)
     members = job_resources(result, "train_member")
     assert len(members) == member_count(default_config())
     for job in members:
-        assert (job["gpu"], job["gpu_model"], job["slurm_partition"], job["threads"]) == ("1", "a100", "gpu", "2")
+        assert (job["gpu"], job["gpu_model"], job["slurm_partition"], job["threads"]) == ("2", "a100", "gpu", "2")
         assert job["slurm_account"] == "chem42" and "cpus_per_gpu" not in job  # CPUs: the member's threads
+    for job in result["jobs"]:  # a process per GPU, the job's threads shared among them
+        if job["rule"] == "train_member":
+            assert "--device cuda --nproc 2 --threads 1 " in job["shellcmd"]
     for rule in ("reference_energies", "build_database", "evaluate"):
         (job,) = job_resources(result, rule)
         assert "gpu" not in job and "gpu_model" not in job, rule

@@ -52,6 +52,21 @@ def test_members_are_labelled_and_seeded_as_the_library_names_them():
     assert checked(config).member_seed("example/round_01", "001") == 3
 
 
+def test_a_cuda_member_trains_in_one_process_per_gpu_and_shares_its_threads():
+    from aenet_core.workflow.arguments import member_process_args
+
+    config = default_config()
+    assert config["runs"]["example"].get("gpus_per_member") is None
+    plan = checked(config)
+    assert (plan.member_gpus("example"), plan.member_processes("example")) == (0, 1)  # the schema's default, 1
+    config["runs"]["example"].update(device="cuda", gpus_per_member=4)
+    plan = checked(config)
+    assert (plan.member_gpus("example/round_01"), plan.member_processes("example")) == (4, 4)
+    assert member_process_args(4, 8) == "--nproc 4 --threads 2"
+    assert member_process_args(4, 2) == "--nproc 4 --threads 1"
+    assert member_process_args(1, 2) == "--threads 2"  # a one-process member's command line as before
+
+
 def test_runs_with_the_same_database_recipe_share_it():
     config = default_config()
     runs = config["runs"]

@@ -24,6 +24,7 @@ from aenet_core.potential import TorchANNPotential
 from aenet_core.rules import DATA_FORCE_WEIGHT
 from aenet_core.split import Split
 from aenet_core.training.config import TorchTrainingConfig
+from aenet_core.training.distributed import data_parallel
 from aenet_core.training.loop import checkpoint_epoch, checkpoint_files
 from aenet_core.training.trainout import TrainOut
 
@@ -127,8 +128,12 @@ def train_member(potential: TorchANNPotential, member_dir, config: TorchTraining
     A rerun after an interruption resumes from the member's last checkpoint when the
     configuration checkpoints (``checkpoint_interval``), and trains only the missing epochs.
     ``initial_model`` (a model file) warm-starts it (``TorchANNPotential.train``).
-    Failures are recorded in the summary instead of raised.
+    Failures are recorded in the summary instead of raised.  In a data-parallel group (``aenet_core.training.
+    distributed``) every process trains and process 0 alone writes: it chooses the checkpoint to resume from
+    and the others read it.
     """
+    parallel = data_parallel()
+    writes = parallel is None or parallel.main
     member_dir = Path(member_dir).resolve()
     member_dir.mkdir(parents=True, exist_ok=True)
     device = device or config.device
@@ -139,25 +144,33 @@ def train_member(potential: TorchANNPotential, member_dir, config: TorchTraining
                "architecture": potential.arch, "descriptor_config": potential.descriptor.get_config(),
                "training_config": None, "resumed_from": None,
                "initial_model": None if initial_model is None else str(initial_model)}
-    (member_dir / "summary.json").unlink(missing_ok=True)
+    if writes:
+        (member_dir / "summary.json").unlink(missing_ok=True)
     try:
         member_config = replace(config, seed=seed, device=device,
                                 checkpoint_dir=None if checkpoints is None else str(checkpoints))
         summary["training_config"] = member_config.to_dict()
         resume = None
-        if checkpoints is not None:
+        if checkpoints is not None and writes:
             resume = _resume_point(checkpoints, _fingerprint(potential, member_config, dataset, split, seed,
                                                              initial_model), config.iterations)
+        if parallel is not None:  # process 0's choice, once it has removed what it does not resume from
+            resume = parallel.shared_text(None if resume is None else str(resume))
+            resume = None if resume is None else Path(resume)
         if resume is not None:
             done = checkpoint_epoch(resume) + 1
             member_config = replace(member_config, iterations=config.iterations - done)
             summary["resumed_from"] = f"checkpoints/{resume.name}"
-            print(f"member {member_index}: resuming from {resume} ({done} of {config.iterations} epochs done)",
-                  file=sys.stderr, flush=True)
+            if writes:
+                print(f"member {member_index}: resuming from {resume} ({done} of {config.iterations} epochs done)",
+                      file=sys.stderr, flush=True)
         out = potential.train(dataset=dataset, split=split, config=member_config, resume_from=resume,
                               output_dir=member_dir, initial_model=initial_model)
         refuse_non_finite(out, potential, has_test=bool(split.test))
         potential.training_config = replace(member_config, iterations=config.iterations)  # whatever was resumed
+        if not writes:
+            summary.update(status="completed", metrics=member_metrics(out, potential.best_val_loss), error=None)
+            return summary
         out.to_json(member_dir / "history.json")
         out.to_csv(member_dir / "history.csv")
         potential.save(member_dir / "model.pt", extra_metadata={
@@ -176,6 +189,8 @@ def train_member(potential: TorchANNPotential, member_dir, config: TorchTraining
     except Exception as err:  # a failed member is recorded; the others keep their results
         summary.update(status="failed", metrics={}, model_path=None, model_sha256=None, history_json_path=None,
                        history_csv_path=None, summary_path=None, error=f"{type(err).__name__}: {err}")
+        if not writes:
+            return summary
     write_json(member_dir / "summary.json", summary, indent=1)
     return summary
 

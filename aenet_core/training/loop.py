@@ -25,6 +25,7 @@ from aenet_core.model.checkpoint import numpy_state, plain_numpy_state
 from aenet_core.model.normalization import energy_normalization, feature_statistics
 from aenet_core.progress import ProgressLog
 from aenet_core.training.controls import EarlyStopping, WeightAverage, load_raw_weights, scheduled_rate
+from aenet_core.training.distributed import data_parallel
 from aenet_core.training.loss import EnergyForceLoss
 from aenet_core.training.sampling import Sampler, force_selection
 from aenet_core.training.trainout import STOPPED_EARLY
@@ -65,6 +66,9 @@ class TrainingRun:
         self.train_loader, self.train_idx = BatchLoader(train_source, *workers), data.train_idx
         self.test_loader = BatchLoader(test_source, *workers) if test_source else None
         self.test_idx = data.test_idx
+        self.parallel = data_parallel()  # None in one process; else each process takes a share of every batch
+        if self.parallel is not None:
+            self.parallel.share(self)
         self.optimizer = config.method.build(model.parameters())
         self.scheduler = None
         if config.use_scheduler and config.scheduler == "plateau" and self.test_idx:
@@ -133,6 +137,8 @@ class TrainingRun:
         train_means, errors, timing = run_epoch(self.model, self.loss, self.train_loader, self.sampler.order(),
                                                 config.batch_size, self.train_forces, self.device, self.dtype,
                                                 step=self._step, progress=config.show_batch_progress)
+        if self.parallel is not None:  # every process's structures: the samplers stay the same
+            errors = self.parallel.epoch_errors(self.loss, self.train_idx)
         self.sampler.update(errors)
         with self._averaged():  # validation and the files written see the weight average
             test_means, improved = self._validate(epoch, timing)
@@ -148,6 +154,8 @@ class TrainingRun:
     def _step(self, loss):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.parallel is not None:
+            self.parallel.sum_gradients(self.model)
         if self.config.clip_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_grad_norm)
         self.optimizer.step()

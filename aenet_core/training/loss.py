@@ -56,6 +56,24 @@ class EnergyForceLoss:
     def of_batch(self, model, batch, n_labelled_atoms: int, train: bool):
         """(loss tensor, BatchMetrics) for one featurized batch on the model's device; ``n_labelled_atoms``
         counts the atoms of the batch's force-labelled structures."""
+        errors = self.batch_errors(model, batch, train)
+        energy = _rms(errors.energy, errors.energy_weights)
+        force = stress = (None, None)
+        if errors.forces is not None:
+            force = _rms(errors.forces, errors.force_weights)
+            supervised = batch.n_force_atoms / n_labelled_atoms if n_labelled_atoms else 1.0
+            if self.scale_unbiased and 0 < supervised < 1:
+                force = tuple(value / math.sqrt(supervised) for value in force)
+        if errors.stress is not None:
+            stress = _rms(errors.stress, errors.stress_weights)
+        loss = self.combine(energy[1], force[1], stress[1])
+        reported = [float("nan") if rms is None else float(rms.detach()) for rms, _ in (energy, force, stress)]
+        per_atom = errors.energy.detach().abs()
+        metrics = BatchMetrics(reported[0], float(per_atom.mean()), reported[1], per_atom, reported[2])
+        return loss, metrics
+
+    def batch_errors(self, model, batch, train: bool) -> "BatchErrors":
+        """The model's errors on one batch, each term's rows with their loss weights (None: all 1)."""
         stressed = self.stress_weight > 0 and batch.has_stress is not None and bool(batch.has_stress.any())
         virials = None
         if stressed:
@@ -70,22 +88,29 @@ class EnergyForceLoss:
             energies, forces = model(batch.features, batch.species_idx, batch.batch, batch.n_structures), None
         per_atom = (energies - batch.energy_ref) / batch.n_atoms
         w, k = batch.weights, batch.n_force_structures  # w None: every structure weighs 1
-        energy = _rms(per_atom, w)
-        force = stress = (None, None)
+        errors = BatchErrors(per_atom, w)
         if forces is not None:
-            atom_weights = None if w is None else torch.repeat_interleave(w[:k], batch.n_atoms[:k])
-            force = _rms(forces[: batch.n_force_atoms] - batch.forces_ref, atom_weights)
-            supervised = batch.n_force_atoms / n_labelled_atoms if n_labelled_atoms else 1.0
-            if self.scale_unbiased and 0 < supervised < 1:
-                force = tuple(value / math.sqrt(supervised) for value in force)
+            errors.forces = forces[: batch.n_force_atoms] - batch.forces_ref
+            errors.force_weights = None if w is None else torch.repeat_interleave(w[:k], batch.n_atoms[:k])
         if virials is not None:
             predicted = virials[:k] / batch.volumes[:, None, None]
-            stress = _rms((predicted - batch.stress_ref)[batch.has_stress], None if w is None else w[:k][batch.has_stress])
-        loss = self.combine(energy[1], force[1], stress[1])
-        reported = [float("nan") if rms is None else float(rms.detach()) for rms, _ in (energy, force, stress)]
-        metrics = BatchMetrics(reported[0], float(per_atom.detach().abs().mean()), reported[1],
-                               per_atom.detach().abs(), reported[2])
-        return loss, metrics
+            errors.stress = (predicted - batch.stress_ref)[batch.has_stress]
+            errors.stress_weights = None if w is None else w[:k][batch.has_stress]
+        return errors
+
+
+@dataclass
+class BatchErrors:
+    """Per-atom energy errors (one per structure), force errors of the force-supervised atoms (n, 3) and stress
+    errors of the stress-labelled structures (n, 3, 3), with one loss weight per row (None: all 1); forces and
+    stress None where the batch has no such term."""
+
+    energy: torch.Tensor
+    energy_weights: torch.Tensor | None
+    forces: torch.Tensor | None = None
+    force_weights: torch.Tensor | None = None
+    stress: torch.Tensor | None = None
+    stress_weights: torch.Tensor | None = None
 
 
 def _rms(errors, weights):

@@ -35,6 +35,13 @@ def given_options(section: dict, keys) -> list:
     return [token for key in keys for token in option(flag(key), section.get(key))]
 
 
+def member_process_args(processes: int, threads: int) -> str:
+    """A member's --threads (and --nproc with more than one process): the job's threads shared among its
+    processes, at least one each."""
+    nproc = ("--nproc", processes) if processes > 1 else ()
+    return arguments(*nproc, "--threads", max(1, threads // processes))
+
+
 def example_args(example: dict) -> str:
     return arguments(*option("--n-structures", example.get("n_structures")), *option("--seed", example.get("seed")))
 

@@ -168,6 +168,7 @@ def run_problems(run: str, c: dict) -> list:
     if c["training"].get("early_stopping_patience") is not None and c["split"].get("testpercent") == 0:
         problems.append(f"{key}.training.early_stopping_patience needs validation structures; split.testpercent is 0")
     problems += committee_problems(key, c["committee"])
+    problems += gpu_problems(key, c["device"], c["gpus_per_member"])
     if "active_learning" in c:
         problems += loop_problems(f"{key}.active_learning", c["active_learning"], c)
     return problems
@@ -205,6 +206,17 @@ def committee_problems(key: str, committee: dict) -> list:
     if "member_seeds" not in committee and not SEED.test(seeds[-1]):
         return [f"{key}.committee.base_seed: the last member's seed, {seeds[-1]}, must be at most {SEED.high}"]
     return []
+
+
+def gpu_problems(key: str, device: str, gpus: int) -> list:
+    """More than one GPU per member needs device cuda: one process per GPU, cuda:0 to cuda:N-1 of the job."""
+    if gpus == 1 or device == "cuda":
+        return []
+    if device == "cpu":
+        return [f"{key}.gpus_per_member: {gpus} GPUs per member needs device cuda; a CPU member trains in one "
+                "process (its threads)"]
+    return [f"{key}.gpus_per_member: {gpus} GPUs per member needs device cuda (a GPU per process), not {device}, "
+            "which names one GPU"]
 
 
 def loop_problems(key: str, loop: dict, c: dict) -> list:

@@ -112,6 +112,14 @@ class Plan:
     def uses_cuda(self, target: str) -> bool:
         return self.run_config(target)["device"].startswith("cuda")
 
+    def member_gpus(self, target: str) -> int:
+        """The GPUs a member's job asks for: gpus_per_member for a CUDA member, none for a CPU member."""
+        return self.run_config(target)["gpus_per_member"] if self.uses_cuda(target) else 0
+
+    def member_processes(self, target: str) -> int:
+        """The processes that train a member, sharing each batch: one per GPU, one on the CPU."""
+        return max(1, self.member_gpus(target))
+
     # -- active learning
     def explorations(self, run: str) -> list:
         """(starting structure, temperature) labels of a round's explorations, as the explore rule's wildcards."""

@@ -36,10 +36,11 @@ rule train_member:
         device=target_setting("device"),
         member_dir=subpath(output.summary, parent=True),
         initial=lambda wildcards, input: args.arguments("--initial-model", *input.initial) if input.initial else "",
+        processes=member_processes,
     shell:
         "OMP_NUM_THREADS={threads} python -m aenet_core.cli train-member --database {input.database:q} "
         "--split {input.split:q} --settings {input.settings:q} "
-        "--member-index {wildcards.member:q} --seed {params.seed:q} --device {params.device:q} --threads {threads} "
+        "--member-index {wildcards.member:q} --seed {params.seed:q} --device {params.device:q} {params.processes} "
         "{params.initial} --output-dir {params.member_dir:q} > {log:q} 2>&1"
 
 

@@ -64,6 +64,12 @@ def member_files(name):
     return files
 
 
+def member_processes(wildcards, threads):
+    """A member's --nproc and --threads. A param that takes threads is derived, which the params rerun trigger
+    leaves out: how many processes train a member does not change its weights."""
+    return args.member_process_args(plan.member_processes(wildcards.target), threads)
+
+
 def warm_start_model(wildcards):
     """With active_learning.warm_start, a member of round k >= 1 starts from the same member of round k-1."""
     k = round_of(wildcards.target)
@@ -74,10 +80,10 @@ def warm_start_model(wildcards):
 
 
 def member_resources():
-    """A member's job: only a CUDA member asks for one GPU, the GPU model and the GPU partition."""
+    """A member's job: only a CUDA member asks for GPUs (gpus_per_member), the GPU model and the GPU partition."""
     return plan.resources("train_member") | {
         "slurm_partition": lambda wildcards: plan.member_partition(wildcards.target),
-        "gpu": lambda wildcards: int(plan.uses_cuda(wildcards.target)),
+        "gpu": lambda wildcards: plan.member_gpus(wildcards.target),
         "gpu_model": lambda wildcards: plan.member_gpu_model(wildcards.target),
     }
 
