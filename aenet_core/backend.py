@@ -60,3 +60,13 @@ def sum_columns(values, index, n: int, backend: str):
         return scatter.scatter_add(values, index, dim=1, dim_size=n)
     out = torch.zeros((values.shape[0], n), dtype=values.dtype, device=values.device)
     return out.index_add_(1, index, values)
+
+
+def transfer(tensor, device=None, dtype=None):
+    """``tensor`` on ``device``, floating point cast to ``dtype`` when given; a copy from the host to a GPU
+    goes through pinned memory without waiting, so it overlaps with the work already queued there."""
+    dtype = dtype if dtype is not None and tensor.is_floating_point() else tensor.dtype
+    device = torch.device(device) if device is not None else tensor.device
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        return tensor.to(dtype=dtype).pin_memory().to(device, non_blocking=True)
+    return tensor.to(device=device, dtype=dtype)

@@ -13,7 +13,7 @@ from typing import Optional
 import torch
 
 from aenet_core import backend as backends
-from aenet_core.backend import sum_columns
+from aenet_core.backend import sum_columns, transfer
 from aenet_core.contraction import Contraction, VectorGradients
 from aenet_core.neighbors import rows_per_structure
 
@@ -66,7 +66,6 @@ class LocalDerivatives:
     radial_distance: Optional[torch.Tensor] = None  # (E,)
     distance_ij: Optional[torch.Tensor] = None  # (T,)
     distance_ik: Optional[torch.Tensor] = None
-    _sums: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # segment_sums' matrices
 
     _EDGE_FIELDS = ("center_idx", "neighbor_idx", "radial_dG_dd", "radial_unit", "neighbor_typespin",
                     "radial_distance")
@@ -74,6 +73,9 @@ class LocalDerivatives:
                        "angular_dG_ddij", "angular_dG_ddik", "dcos_drj", "dcos_drk", "unit_ij", "unit_ik",
                        "triplet_typespin", "distance_ij", "distance_ik")
     _ATOM_INDEX_FIELDS = ("center_idx", "neighbor_idx", "triplet_center_idx", "neighbor_j_idx", "neighbor_k_idx")
+
+    def __post_init__(self):
+        self._sums = {}  # segment_sums' matrices, made when first asked for (not a field: never stored)
 
     @property
     def multi(self) -> bool:
@@ -106,8 +108,8 @@ class LocalDerivatives:
 
     def to(self, device=None, dtype=None) -> "LocalDerivatives":
         """A copy on ``device``, with floating-point tensors cast to ``dtype`` when given."""
-        moved = {name: t.to(device=device, dtype=dtype if t.is_floating_point() else None)
-                 for name, t in self._fields(self._EDGE_FIELDS + self._TRIPLET_FIELDS).items()}
+        fields = self._fields(self._EDGE_FIELDS + self._TRIPLET_FIELDS)
+        moved = {name: transfer(t, device, dtype) for name, t in fields.items()}
         return replace(self, **moved)
 
     def split(self, atoms_per_structure) -> list:

@@ -12,6 +12,7 @@ from typing import Optional
 
 import torch
 
+from aenet_core.backend import transfer
 from aenet_core.derivatives import LocalDerivatives
 from aenet_core.descriptor import BatchedFeaturizer, structure_batch
 
@@ -40,24 +41,22 @@ class Batch:
     has_stress: Optional[torch.Tensor] = None  # (n_force_structures,) bool
     volumes: Optional[torch.Tensor] = None  # (n_force_structures,) Å³
     weights: Optional[torch.Tensor] = None  # (n_structures,)
+    n_force_atoms: int = 0  # counted on the host, so that reading them never waits for a device
+    n_stressed: int = 0  # force-supervised structures with a stress label
 
     @property
     def n_structures(self) -> int:
         return len(self.indices)
 
-    @property
-    def n_force_atoms(self) -> int:
-        return int(self.n_atoms[: self.n_force_structures].sum())
-
     def to(self, device, dtype) -> "Batch":
         def move(t):
-            return None if t is None else t.to(device=device, dtype=dtype if t.is_floating_point() else t.dtype)
+            return None if t is None else transfer(t, device, dtype)
 
         derivatives = None if self.derivatives is None else self.derivatives.to(device, dtype)
         return Batch(self.indices, move(self.features), move(self.species_idx), move(self.batch),
                      move(self.n_atoms), move(self.energy_ref), self.n_force_structures, derivatives,
                      move(self.forces_ref), move(self.stress_ref), move(self.has_stress), move(self.volumes),
-                     move(self.weights))
+                     move(self.weights), self.n_force_atoms, self.n_stressed)
 
 
 class FeatureSource:
@@ -109,6 +108,8 @@ class FeatureSource:
             forces_ref=None if forces is None else torch.as_tensor(forces),
             stress_ref=stresses, has_stress=has_stress, volumes=volumes,
             weights=None if (weights == 1).all() else torch.as_tensor(weights),
+            n_force_atoms=int(n_atoms[: len(forced)].sum()),
+            n_stressed=int(has_stress.sum()) if has_stress is not None else 0,
         )
 
     def _run(self, indices, with_derivatives):

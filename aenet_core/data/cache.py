@@ -13,6 +13,7 @@ import json
 import pickle
 import warnings
 from collections import OrderedDict
+from dataclasses import fields
 from pathlib import Path
 
 from aenet_core.files import atomic_write
@@ -132,7 +133,8 @@ def _storable(value):
     from aenet_core.derivatives import LocalDerivatives
 
     if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], LocalDerivatives):
-        return {"features": value[0], "derivatives": dict(value[1].__dict__)}
+        derivatives = value[1]  # its fields only: what it derives when asked for is not stored
+        return {"features": value[0], "derivatives": {f.name: getattr(derivatives, f.name) for f in fields(derivatives)}}
     return value
 
 

@@ -273,7 +273,7 @@ def run_epoch(model, loss, loader, order, batch_size, selection, device, dtype, 
         plan.append((indices, tuple(i for i in indices if i in selected)))
     sums = dict.fromkeys(METRICS, 0.0)
     supervised = {"force_rmse": 0, "stress_rmse": 0}  # batches with each term
-    errors = {}
+    recorded = []  # (dataset indices, |dE| / N of each) per batch
     timing = {"forward_time": 0.0, "backward_time": 0.0, "data_time": 0.0}
     batches = loader(plan)
     for indices, _ in tqdm(plan, desc=label, leave=False, disable=not progress):
@@ -290,20 +290,37 @@ def run_epoch(model, loss, loader, order, batch_size, selection, device, dtype, 
         timing["data_time"] += t1 - t0
         timing["forward_time"] += t2 - t1
         timing["backward_time"] += t3 - t2
+        # Metrics may be tensors on the model's device: summed there, read once the epoch ends (on a GPU a
+        # read per batch would wait for every batch to finish before the next one is prepared).
         sums["energy_rmse"] += metrics.energy_rmse
         sums["energy_mae"] += metrics.energy_mae
         for key in supervised:
-            if not math.isnan(getattr(metrics, key)):
+            if _present(getattr(metrics, key)):
                 sums[key] += getattr(metrics, key)
                 supervised[key] += 1
-        for index, error in zip(batch.indices, metrics.abs_errors.tolist()):
-            errors.setdefault(index, []).append(error)
+        recorded.append((batch.indices, metrics.abs_errors))
     means = {
-        "energy_rmse": sums["energy_rmse"] / len(plan),
-        "energy_mae": sums["energy_mae"] / len(plan),
-        **{key: sums[key] / count if count else float("nan") for key, count in supervised.items()},
+        "energy_rmse": float(sums["energy_rmse"]) / len(plan),
+        "energy_mae": float(sums["energy_mae"]) / len(plan),
+        **{key: float(sums[key]) / count if count else float("nan") for key, count in supervised.items()},
     }
-    return means, {i: sum(e) / len(e) for i, e in errors.items()}, timing
+    return means, _mean_errors(recorded), timing
+
+
+def _present(value) -> bool:
+    """Whether a batch metric was measured (a float NaN is a term the batch had no labels for)."""
+    return not (isinstance(value, float) and math.isnan(value))
+
+
+def _mean_errors(recorded) -> dict:
+    """{dataset index: mean |dE| / N over the batches that held it}, read from the device in one transfer."""
+    if not recorded:
+        return {}
+    values = torch.cat([errors.reshape(-1) for _, errors in recorded]).tolist()
+    errors = {}
+    for index, error in zip((i for indices, _ in recorded for i in indices), values):
+        errors.setdefault(index, []).append(error)
+    return {i: sum(e) / len(e) for i, e in errors.items()}
 
 
 def feature_source(dataset, config, split) -> FeatureSource:

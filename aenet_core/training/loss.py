@@ -24,11 +24,13 @@ import torch
 
 @dataclass
 class BatchMetrics:
-    energy_rmse: float
-    energy_mae: float
-    force_rmse: float  # NaN without force supervision
+    """A batch's errors: floats, or 0-d tensors on the model's device (read when the epoch ends)."""
+
+    energy_rmse: float | torch.Tensor
+    energy_mae: float | torch.Tensor
+    force_rmse: float | torch.Tensor  # NaN without force supervision
     abs_errors: torch.Tensor  # |dE| / N per structure, for adaptive sampling
-    stress_rmse: float = float("nan")  # NaN without stress supervision
+    stress_rmse: float | torch.Tensor = float("nan")  # NaN without stress supervision
 
 
 @dataclass(frozen=True)
@@ -67,14 +69,14 @@ class EnergyForceLoss:
         if errors.stress is not None:
             stress = _rms(errors.stress, errors.stress_weights)
         loss = self.combine(energy[1], force[1], stress[1])
-        reported = [float("nan") if rms is None else float(rms.detach()) for rms, _ in (energy, force, stress)]
+        reported = [float("nan") if rms is None else rms.detach() for rms, _ in (energy, force, stress)]
         per_atom = errors.energy.detach().abs()
-        metrics = BatchMetrics(reported[0], float(per_atom.mean()), reported[1], per_atom, reported[2])
+        metrics = BatchMetrics(reported[0], per_atom.mean(), reported[1], per_atom, reported[2])
         return loss, metrics
 
     def batch_errors(self, model, batch, train: bool) -> "BatchErrors":
         """The model's errors on one batch, each term's rows with their loss weights (None: all 1)."""
-        stressed = self.stress_weight > 0 and batch.has_stress is not None and bool(batch.has_stress.any())
+        stressed = self.stress_weight > 0 and batch.n_stressed > 0
         virials = None
         if stressed:
             atom_energies, forces, virials = model.atom_energies_forces_virials(
