@@ -18,7 +18,11 @@ aenet-python too (its package ``aenet`` importable from DIR, e.g. installed
 with ``pip install --target DIR``), through the same public API and in the
 same run, and prints the ratios.  Before timing, both processes construct
 one torch optimizer: torch imports its compiler stack at the first one (about
-0.5 s), for either library alike.  (stress) the Cu-Au EMT example
+0.5 s), for either library alike.  aenet_core runs with AENET_CORE_COMPILE=1:
+the compiled force kernels that training compiles by itself from 200,000
+force-supervised atom-epochs on (these 20-epoch runs are shorter; the
+compilation, 2 s with torch's cache warm, falls in the first epoch, which the
+median leaves out); ``--uncompiled`` times the plain path.  (stress) the Cu-Au EMT example
 (``make_cuau_structures``, with EMT stresses), descriptor rad 6/5.0 Å, ang
 3/4.0 Å, 2x10 tanh, batch 32, force_weight 0.1, 10 epochs, once force-only
 and once with stress_weight 10: ms/epoch of each and their ratio.
@@ -109,6 +113,8 @@ def _read(package, path):
 def in_fresh_process(package, case, args):
     """``run_case`` in a child process (aenet-python importable from ``args.compare``)."""
     env = dict(os.environ)
+    if package == "aenet_core":  # the kernels of a run long enough to compile them (see the docstring)
+        env["AENET_CORE_COMPILE"] = "0" if args.uncompiled else "1"
     if package == "aenet":
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [args.compare, env.get("PYTHONPATH")]))
     command = [sys.executable, __file__, "--one", package, case, "--data", args.data, "--threads",
@@ -186,6 +192,8 @@ def main():
                         help="also run aenet-python, its package `aenet` importable from DIR")
     parser.add_argument("--n-structures", type=int, default=300, help="EMT structures of the stress case")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--uncompiled", action="store_true",
+                        help="aenet_core's force contraction without torch.compile (AENET_CORE_COMPILE=0)")
     parser.add_argument("--one", nargs=2, metavar=("PACKAGE", "CASE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:

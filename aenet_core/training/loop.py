@@ -98,7 +98,7 @@ class TrainingRun:
             self._check_warmup()
         epochs = range(self.next_epoch, self.next_epoch + config.iterations)
         progress = ProgressLog("epoch", epochs.stop, lines=50, start=epochs.start)
-        with contraction.compiled():
+        with contraction.compiled(contraction.worthwhile(self._atom_epochs())):
             for epoch in tqdm(epochs, desc="epochs", disable=not config.show_progress):
                 if self.stopped_early is not None:
                     break
@@ -114,6 +114,13 @@ class TrainingRun:
             for key, value in final.items():
                 self.history[key][-1] = value
         return {**self.history, STOPPED_EARLY: self.stopped_early}
+
+    def _atom_epochs(self) -> int:
+        """Force-supervised training atoms times epochs: the work the force contraction faces."""
+        if not self.loss.needs_derivatives or not self.train_forces:
+            return 0
+        atoms = sum(self.train_loader.source.dataset.atom_counts(sorted(self.train_forces.selected)))
+        return atoms * self.config.iterations
 
     @property
     def stopped_early(self):

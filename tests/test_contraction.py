@@ -1,0 +1,110 @@
+"""The fused force contraction: compiled kernels against the dense Jacobian and the uncompiled functions,
+the CSR sums per centre, the fallback when compiling fails, and when training compiles."""
+import pytest
+import torch
+
+from aenet_core import contraction
+from aenet_core.data.memory import StructureDataset
+from aenet_core.descriptor import BatchedFeaturizer, structure_batch
+from aenet_core.derivatives import _segment_sums
+from aenet_core.torch_featurize import ChebyshevDescriptor
+from aenet_core.torch_training import Adam, TorchANNPotential, TorchTrainingConfig
+
+
+def descriptor():
+    return ChebyshevDescriptor(["Cu", "Au"], 6, 5.0, 3, 4.0, min_cutoff=0.55)
+
+
+@pytest.fixture(scope="module")
+def payload(cuau):
+    """Features and derivatives of five Cu-Au cells in one batch (two species: typespin-weighted sets)."""
+    dataset = StructureDataset(cuau[:5], descriptor())
+    features, _, derivatives = BatchedFeaturizer(dataset.descriptor).with_derivatives(
+        *structure_batch([dataset.get_structure(i) for i in range(5)]))
+    return features, derivatives
+
+
+@pytest.fixture
+def fresh_kernels(monkeypatch):
+    """The module's compiled kernels and failures, emptied for this test only."""
+    monkeypatch.setattr(contraction, "_kernels", {})
+    monkeypatch.setattr(contraction, "_failures", [])
+
+
+def forces_and_gradient(derivatives, weights, upstream):
+    weights = weights.clone().requires_grad_(True)
+    gradient = derivatives.contract(weights)
+    (back,) = torch.autograd.grad(gradient, weights, upstream)
+    return gradient.detach(), back
+
+
+@pytest.mark.slow
+def test_compiled_kernels_give_the_plain_functions_numbers_every_time(payload, fresh_kernels):
+    features, derivatives = payload
+    torch.manual_seed(0)
+    weights = torch.randn(features.shape, dtype=torch.float64)
+    upstream = torch.randn(derivatives.n_atoms, 3, dtype=torch.float64)
+    plain = forces_and_gradient(derivatives, weights, upstream)
+    with contraction.compiled():
+        first = forces_and_gradient(derivatives, weights, upstream)
+        again = forces_and_gradient(derivatives, weights, upstream)
+    assert set(contraction._kernels) == {contraction._atom_terms, contraction._coefficient_rows_from_atoms}
+    assert not contraction._failures
+    for ours, reference in zip(first, plain):
+        torch.testing.assert_close(ours, reference, rtol=0, atol=1e-12)
+    assert all(torch.equal(a, b) for a, b in zip(first, again))  # deterministic on the CPU
+    # The independent truth: the dense Jacobian dG/dr, contracted by hand.
+    dense = derivatives.to_dense()
+    torch.testing.assert_close(first[0], torch.einsum("if,ifac->ac", weights, dense), rtol=0, atol=1e-11)
+    torch.testing.assert_close(first[1], torch.einsum("ifac,ac->if", dense, upstream), rtol=0, atol=1e-11)
+
+
+def test_a_compiler_that_fails_leaves_the_plain_functions_with_one_warning(payload, fresh_kernels, monkeypatch):
+    features, derivatives = payload
+    weights = torch.randn(features.shape, dtype=torch.float64)
+    upstream = torch.randn(derivatives.n_atoms, 3, dtype=torch.float64)
+
+    def broken(function, **_):
+        def fails(*args):
+            raise RuntimeError("no C++ compiler found\ndetails")
+        return fails
+
+    monkeypatch.setattr(torch, "compile", broken)
+    plain = forces_and_gradient(derivatives, weights, upstream)
+    with contraction.compiled(), pytest.warns(UserWarning, match="torch.compile failed .*no C\\+\\+ compiler found"):
+        result = forces_and_gradient(derivatives, weights, upstream)
+    assert all(torch.equal(a, b) for a, b in zip(result, plain))
+    assert len(contraction._failures) == 1  # the backward pass tried no more
+
+
+def test_segment_sums_sum_rows_per_owner_in_any_order():
+    owner = torch.tensor([2, 0, 2, 1, 0, 2])
+    rows = torch.arange(12, dtype=torch.float64).reshape(6, 2)
+    spins = torch.tensor([1.0, -1.0, 0.5, 2.0, 1.0, -2.0], dtype=torch.float64)
+    expected = torch.zeros(4, 2, dtype=torch.float64).index_add_(0, owner, rows)
+    assert torch.equal(_segment_sums(owner, 4, None, torch.float64) @ rows, expected)
+    weighted = torch.zeros(4, 2, dtype=torch.float64).index_add_(0, owner, spins[:, None] * rows)
+    assert torch.equal(_segment_sums(owner, 4, spins, torch.float64) @ rows, weighted)
+    order = torch.argsort(owner, stable=True)  # sorted owners, as producers write them
+    assert torch.equal(_segment_sums(owner[order], 4, None, torch.float64) @ rows[order], expected)
+
+
+def test_training_compiles_only_when_the_work_pays_for_it(monkeypatch):
+    monkeypatch.delenv("AENET_CORE_COMPILE", raising=False)
+    assert not contraction.worthwhile(contraction.WORTHWHILE_ATOM_EPOCHS - 1)
+    assert contraction.worthwhile(contraction.WORTHWHILE_ATOM_EPOCHS)
+    monkeypatch.setenv("AENET_CORE_COMPILE", "0")
+    assert not contraction.worthwhile(10**9)
+    monkeypatch.setenv("AENET_CORE_COMPILE", "1")
+    assert contraction.worthwhile(0)
+
+
+def test_a_training_run_asks_for_compiled_kernels_by_its_force_atom_epochs(cuau, monkeypatch):
+    asked = []
+    monkeypatch.setattr(contraction, "worthwhile", lambda atom_epochs: asked.append(atom_epochs) or False)
+    config = TorchTrainingConfig(iterations=3, method=Adam(mu=1e-3, batchsize=8), testpercent=0, seed=1,
+                                 force_weight=0.1, force_fraction=1.0, atomic_energies={"Cu": 0.0, "Au": 0.0},
+                                 checkpoint_dir=None, save_best=False, show_progress=False)
+    TorchANNPotential({s: [(3, "tanh")] for s in ["Cu", "Au"]}, descriptor()).train(structures=cuau[:6],
+                                                                                     config=config)
+    assert asked == [3 * sum(s.n_atoms for s in cuau[:6])]
