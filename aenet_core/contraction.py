@@ -7,30 +7,19 @@ the virial needs.  Their backward passes are the transposed maps, written
 out rather than left to autograd.
 
 The per-edge and per-triplet work is plain torch (``_vectors``,
-``_coefficient_rows``).  Training long enough to pay for the compilation
-(``worthwhile``) runs it through ``torch.compile`` (``compiled()``), which
-fuses each gather-multiply-sum into one loop over the edges and triplets
-instead of one pass over memory per operation.  Sums over
+``_coefficient_rows``), which training compiles (``aenet_core.compiled``):
+each gather-multiply-sum becomes one loop over the edges and triplets instead
+of one pass over memory per operation.  Sums over
 atoms stay in eager kernels: sums over each centre's edges and triplets (they
 are sorted by centre) are products with a sparse CSR matrix of ones, sums over
 neighbours a scatter.  Both are deterministic on the CPU, so a compiled run
 gives the same numbers every time (and agrees with an uncompiled one to
-rounding).  Where ``torch.compile`` fails (no C++ compiler, say) the plain
-functions run, after one warning.  ``AENET_CORE_COMPILE=1`` always compiles,
-``0`` never.
+rounding).
 """
-import contextlib
-import os
-import threading
-import warnings
-
 import torch
 
+from aenet_core import compiled
 from aenet_core.backend import sum_columns
-
-_state = threading.local()
-_kernels = {}
-_failures = []
 
 
 def _vectors(g, center, triplet_center, neighbor_spin, triplet_spin, dG_dd, unit, dG_dcos, dG_ddij, dG_ddik,
@@ -76,47 +65,6 @@ def _coefficient_rows_from_atoms(grad_positions, neighbor, center, neighbor_j, n
                              *args)
 
 
-# Compiling costs about 2 s with torch's on-disk cache warm, 20 s cold; training saves 10-20 µs per atom
-# and epoch on the CPU: below this many atom-epochs the compilation would not pay for itself.
-WORTHWHILE_ATOM_EPOCHS = 200_000
-
-
-def worthwhile(atom_epochs: int) -> bool:
-    """Whether training this many force-supervised atom-epochs should compile the kernels:
-    ``AENET_CORE_COMPILE=1`` always, ``0`` never, unset from ``WORTHWHILE_ATOM_EPOCHS`` on."""
-    choice = os.environ.get("AENET_CORE_COMPILE", "").strip()
-    if choice in ("0", "1"):
-        return choice == "1"
-    return atom_epochs >= WORTHWHILE_ATOM_EPOCHS
-
-
-@contextlib.contextmanager
-def compiled(enabled: bool = True):
-    """Within this context (in this thread) the kernels run compiled where ``torch.compile`` works."""
-    previous = getattr(_state, "compiled", False)
-    _state.compiled = enabled
-    try:
-        yield
-    finally:
-        _state.compiled = previous
-
-
-def _run(function, *args):
-    """``function(*args)``, compiled when the context asks for it and compiling works."""
-    if not getattr(_state, "compiled", False) or _failures:
-        return function(*args)
-    if function not in _kernels:
-        _kernels[function] = torch.compile(function, dynamic=True)
-    try:
-        return _kernels[function](*args)
-    except Exception as error:  # noqa: BLE001 - whatever the compiler raised, the plain function works
-        _failures.append(error)
-        first_line = (str(error).splitlines() or [""])[0][:200]
-        warnings.warn(f"torch.compile failed ({type(error).__name__}: {first_line}); the force contraction "
-                      "runs uncompiled, which is slower (AENET_CORE_COMPILE=0 skips the attempt)", stacklevel=4)
-        return function(*args)
-
-
 def _inputs(d):
     return (d.center_idx, d.triplet_center_idx, d.neighbor_typespin, d.triplet_typespin, *_coefficients(d),
             d.n_radial, d.n_angular)
@@ -143,7 +91,7 @@ class Contraction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, grad_features, derivatives):
         d = ctx.derivatives = derivatives
-        on_edge_center, on_triplet_center, on_neighbors = _run(_atom_terms, grad_features, *_inputs(d))
+        on_edge_center, on_triplet_center, on_neighbors = compiled.run(_atom_terms, grad_features, *_inputs(d))
         return (d.segment_sums("edges") @ on_edge_center + d.segment_sums("triplets") @ on_triplet_center
                 + sum_columns(on_neighbors, d.neighbor_terms_index, d.n_atoms, d.backend).t())
 
@@ -151,7 +99,7 @@ class Contraction(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_positions):
         d = ctx.derivatives
-        rows = _run(_coefficient_rows_from_atoms, grad_positions, d.neighbor_idx, d.center_idx,
+        rows = compiled.run(_coefficient_rows_from_atoms, grad_positions, d.neighbor_idx, d.center_idx,
                     d.neighbor_j_idx, d.neighbor_k_idx, d.triplet_center_idx, *_coefficients(d))
         return _feature_gradient(d, *rows), None
 
@@ -162,7 +110,7 @@ class VectorGradients(torch.autograd.Function):
     @staticmethod
     def forward(ctx, grad_features, derivatives):
         ctx.derivatives = derivatives
-        return _run(_vectors, grad_features, *_inputs(derivatives))
+        return compiled.run(_vectors, grad_features, *_inputs(derivatives))
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -170,5 +118,5 @@ class VectorGradients(torch.autograd.Function):
         d = ctx.derivatives
         grads = [torch.zeros_like(like) if grad is None else grad
                  for grad, like in ((grad_radial, d.radial_unit), (grad_j, d.unit_ij), (grad_k, d.unit_ik))]
-        rows = _run(_coefficient_rows, *grads, *_coefficients(d))
+        rows = compiled.run(_coefficient_rows, *grads, *_coefficients(d))
         return _feature_gradient(d, *rows), None

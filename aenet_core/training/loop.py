@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from aenet_core import contraction
+from aenet_core import compiled
 from aenet_core.data.batch import BatchLoader, FeatureSource
 from aenet_core.data.cache import LRUCache, PersistentCache
 from aenet_core.model.checkpoint import numpy_state, plain_numpy_state
@@ -98,7 +98,7 @@ class TrainingRun:
             self._check_warmup()
         epochs = range(self.next_epoch, self.next_epoch + config.iterations)
         progress = ProgressLog("epoch", epochs.stop, lines=50, start=epochs.start)
-        with contraction.compiled(contraction.worthwhile(self._atom_epochs())):
+        with compiled.enabled(compiled.worthwhile(self._atom_epochs())):
             for epoch in tqdm(epochs, desc="epochs", disable=not config.show_progress):
                 if self.stopped_early is not None:
                     break
