@@ -22,6 +22,8 @@ import math
 import numpy as np
 import torch
 
+from aenet_core import compiled
+
 from aenet_core import backend as backends
 from aenet_core.backend import sum_columns
 from aenet_core.derivatives import LocalDerivatives
@@ -201,22 +203,12 @@ class ChebyshevDescriptor:
         r_center, r_neighbor, r_vec, r_dist = _select(nl.distances <= self.rad_cutoff, *edges)
         a_center, a_neighbor, a_vec, a_dist = _select(nl.distances <= self.ang_cutoff, *edges)
 
-        # Per-order quantities are (order, E): broadcasting along the last axis is fast on CPU.
-        x = (2 / self.rad_cutoff) * r_dist - 1
-        t, dt = chebyshev(x, self.rad_order, True) if with_derivatives else (chebyshev(x, self.rad_order), None)
-        fc, dfc = cosine_cutoff(r_dist, self.rad_cutoff, True) if with_derivatives else (cosine_cutoff(r_dist, self.rad_cutoff), None)
-        g_rad = t * fc
-
         # Triplets (i, j, k), j < k: every pair of angular edges sharing a centre.
         first, second = _pairs_within_center(a_center, n_atoms)
-        fa, dfa = cosine_cutoff(a_dist, self.ang_cutoff, True) if with_derivatives else (cosine_cutoff(a_dist, self.ang_cutoff), None)
-        u = a_vec / a_dist.unsqueeze(1)
-        u_ij, u_ik = _take(u, first), _take(u, second)
-        cos = row_dot(u_ij, u_ik)
-        ta, dta = chebyshev(cos, self.ang_order, True) if with_derivatives else (chebyshev(cos, self.ang_order), None)
-        fcj, fck = _take(fa, first), _take(fa, second)
-        fcjk = fcj * fck
-        g_ang = ta * fcjk
+        radial = compiled.run(_radial_terms, r_dist, r_vec, self.rad_order, self.rad_cutoff, with_derivatives)
+        angular = compiled.run(_angular_terms, a_vec, a_dist, first, second, self.ang_order, self.ang_cutoff,
+                               with_derivatives)
+        g_rad, g_ang = radial[0], angular[0]
         t_center = _take(a_center, first)
         j_idx, k_idx = _take(a_neighbor, first), _take(a_neighbor, second)
 
@@ -243,22 +235,50 @@ class ChebyshevDescriptor:
         if not with_derivatives:
             return features
 
-        # dG/dd_ij = dT/dd fc + T dfc/dd per radial edge; the chain rule through cos(theta_ijk),
-        # d_ij and d_ik per triplet.  Kept factored: see LocalDerivatives.
-        u_ij, u_ik = u_ij.t().contiguous(), u_ik.t().contiguous()
+        _, radial_dG_dd, radial_unit = radial
+        _, dG_dcos, dG_ddij, dG_ddik, dcos_drj, dcos_drk, unit_ij, unit_ik, d_ij, d_ik = angular
         derivatives = LocalDerivatives(
             n_atoms=n_atoms, n_radial=self.rad_order + 1, n_angular=self.ang_order + 1,
-            center_idx=r_center, neighbor_idx=r_neighbor,
-            radial_dG_dd=dt * ((2 / self.rad_cutoff) * fc) + t * dfc,
-            radial_unit=(r_vec / r_dist.unsqueeze(1)).t().contiguous(), neighbor_typespin=s_j,
-            triplet_center_idx=t_center, neighbor_j_idx=j_idx, neighbor_k_idx=k_idx,
-            angular_dG_dcos=dta * fcjk, angular_dG_ddij=ta * (_take(dfa, first) * fck),
-            angular_dG_ddik=ta * (fcj * _take(dfa, second)),
-            dcos_drj=(u_ik - cos * u_ij) / _take(a_dist, first), dcos_drk=(u_ij - cos * u_ik) / _take(a_dist, second),
-            unit_ij=u_ij, unit_ik=u_ik, triplet_typespin=s_jk, backend=self.backend,
-            radial_distance=r_dist, distance_ij=_take(a_dist, first), distance_ik=_take(a_dist, second),
+            center_idx=r_center, neighbor_idx=r_neighbor, radial_dG_dd=radial_dG_dd, radial_unit=radial_unit,
+            neighbor_typespin=s_j, triplet_center_idx=t_center, neighbor_j_idx=j_idx, neighbor_k_idx=k_idx,
+            angular_dG_dcos=dG_dcos, angular_dG_ddij=dG_ddij, angular_dG_ddik=dG_ddik, dcos_drj=dcos_drj,
+            dcos_drk=dcos_drk, unit_ij=unit_ij, unit_ik=unit_ik, triplet_typespin=s_jk, backend=self.backend,
+            radial_distance=r_dist, distance_ij=d_ij, distance_ik=d_ik,
         )
         return features, derivatives
+
+
+def _radial_terms(distance, vectors, order: int, cutoff: float, with_derivatives: bool):
+    """Per radial edge the basis T_n(x) fc(d) (order+1, E); with derivatives also dG/dd (order+1, E) and the
+    unit vectors (3, E).  Per-order quantities are (order, E): broadcasting along the last axis is fast."""
+    x = (2 / cutoff) * distance - 1
+    if not with_derivatives:
+        return (chebyshev(x, order) * cosine_cutoff(distance, cutoff),)
+    t, dt = chebyshev(x, order, True)
+    fc, dfc = cosine_cutoff(distance, cutoff, True)
+    # dG/dd = dT/dd fc + T dfc/dd.
+    return t * fc, dt * ((2 / cutoff) * fc) + t * dfc, (vectors / distance.unsqueeze(1)).t().contiguous()
+
+
+def _angular_terms(vectors, distance, first, second, order: int, cutoff: float, with_derivatives: bool):
+    """Per triplet (the angular edges ``first`` and ``second`` of one centre) the basis T_n(cos) fc_j fc_k
+    (order+1, T); with derivatives also the factors of ``LocalDerivatives``' angular fields: dG/dcos,
+    dG/dd_ij, dG/dd_ik, dcos/dr_j, dcos/dr_k, the unit vectors u_ij, u_ik (3, T) and d_ij, d_ik."""
+    u = vectors / distance.unsqueeze(1)
+    u_ij, u_ik = _take(u, first), _take(u, second)
+    cos = row_dot(u_ij, u_ik)
+    if not with_derivatives:
+        fa = cosine_cutoff(distance, cutoff)
+        return (chebyshev(cos, order) * (_take(fa, first) * _take(fa, second)),)
+    ta, dta = chebyshev(cos, order, True)
+    fa, dfa = cosine_cutoff(distance, cutoff, True)
+    fcj, fck = _take(fa, first), _take(fa, second)
+    fcjk = fcj * fck
+    d_ij, d_ik = _take(distance, first), _take(distance, second)
+    # The chain rule through cos(theta_ijk), d_ij and d_ik; kept factored (see LocalDerivatives).
+    u_ij, u_ik = u_ij.t().contiguous(), u_ik.t().contiguous()
+    return (ta * fcjk, dta * fcjk, ta * (_take(dfa, first) * fck), ta * (fcj * _take(dfa, second)),
+            (u_ik - cos * u_ij) / d_ij, (u_ij - cos * u_ik) / d_ik, u_ij, u_ik, d_ij, d_ik)
 
 
 def _take(tensor, index):

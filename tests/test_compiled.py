@@ -1,5 +1,6 @@
-"""The fused force contraction: compiled kernels against the dense Jacobian and the uncompiled functions,
-the CSR sums per centre, the fallback when compiling fails, and when training compiles."""
+"""Compiled kernels: the fused force contraction against the dense Jacobian and the uncompiled functions, the
+descriptor's compiled terms, the CSR sums per centre, the fallback when compiling fails, and when training
+compiles."""
 import pytest
 import torch
 
@@ -57,6 +58,22 @@ def test_compiled_kernels_give_the_plain_functions_numbers_every_time(payload, f
     dense = derivatives.to_dense()
     torch.testing.assert_close(first[0], torch.einsum("if,ifac->ac", weights, dense), rtol=0, atol=1e-11)
     torch.testing.assert_close(first[1], torch.einsum("ifac,ac->if", dense, upstream), rtol=0, atol=1e-11)
+
+
+@pytest.mark.slow
+def test_compiled_descriptor_terms_give_the_plain_features_and_derivatives(cuau, fresh_kernels):
+    featurizer = BatchedFeaturizer(descriptor())
+    inputs = structure_batch(cuau[:5])
+    plain = featurizer.with_derivatives(*inputs)
+    with compiled.enabled():
+        ours = featurizer.with_derivatives(*inputs)
+        features_only = featurizer(*inputs)[0]
+    assert not compiled._failures and len(compiled._kernels) == 2
+    torch.testing.assert_close(ours[0], plain[0], rtol=0, atol=1e-12)
+    torch.testing.assert_close(features_only, plain[0], rtol=0, atol=1e-12)
+    for name in ("radial_dG_dd", "radial_unit", "angular_dG_dcos", "angular_dG_ddij", "angular_dG_ddik", "dcos_drj",
+                 "dcos_drk", "unit_ij", "unit_ik", "distance_ij", "distance_ik"):
+        torch.testing.assert_close(getattr(ours[2], name), getattr(plain[2], name), rtol=0, atol=1e-12, msg=name)
 
 
 def test_a_compiler_that_fails_leaves_the_plain_functions_with_one_warning(payload, fresh_kernels, monkeypatch):
