@@ -77,10 +77,11 @@ def _coefficients(d):
 
 def _feature_gradient(d, radial_rows, angular_rows):
     """dE/dG (N, F) from the per-edge and per-triplet rows of ``_coefficient_rows``."""
-    blocks = [d.segment_sums("edges") @ radial_rows, d.segment_sums("triplets") @ angular_rows]
+    dtype = radial_rows.dtype
+    blocks = [d.segment_sums("edges", dtype) @ radial_rows, d.segment_sums("triplets", dtype) @ angular_rows]
     if d.multi:
-        blocks += [d.segment_sums("edges", spin=True) @ radial_rows,
-                   d.segment_sums("triplets", spin=True) @ angular_rows]
+        blocks += [d.segment_sums("edges", dtype, spin=True) @ radial_rows,
+                   d.segment_sums("triplets", dtype, spin=True) @ angular_rows]
     return torch.cat(blocks, dim=1)
 
 
@@ -92,8 +93,10 @@ class Contraction(torch.autograd.Function):
     def forward(ctx, grad_features, derivatives):
         d = ctx.derivatives = derivatives
         on_edge_center, on_triplet_center, on_neighbors = compiled.run(_atom_terms, grad_features, *_inputs(d))
-        return (d.segment_sums("edges") @ on_edge_center + d.segment_sums("triplets") @ on_triplet_center
-                + sum_columns(on_neighbors, d.neighbor_terms_index, d.n_atoms, d.backend).t())
+        dtype = on_edge_center.dtype  # the wider of dE/dG's and the derivatives'
+        on_centers = d.segment_sums("edges", dtype) @ on_edge_center
+        on_centers += d.segment_sums("triplets", dtype) @ on_triplet_center
+        return on_centers + sum_columns(on_neighbors, d.neighbor_terms_index, d.n_atoms, d.backend).t()
 
     @staticmethod
     @torch.autograd.function.once_differentiable

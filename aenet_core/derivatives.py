@@ -175,15 +175,15 @@ class LocalDerivatives:
         virials = sum_columns(outer, owner, n_structures, self.backend).t().reshape(-1, 3, 3)
         return self.contract(grad_features), virials
 
-    def segment_sums(self, rows: str, spin: bool = False):
-        """(N, E) for ``rows`` "edges", (N, T) for "triplets": a sparse CSR matrix whose product with per-edge
-        (per-triplet) rows sums them per centre atom, weighted with their typespins when ``spin``."""
-        key = (rows, spin)
+    def segment_sums(self, rows: str, dtype, spin: bool = False):
+        """(N, E) for ``rows`` "edges", (N, T) for "triplets": a sparse CSR matrix of ``dtype`` whose product
+        with per-edge (per-triplet) rows sums them per centre atom, weighted with their typespins when
+        ``spin``."""
+        key = (rows, dtype, spin)
         if key not in self._sums:
             owner, weights = ((self.center_idx, self.neighbor_typespin) if rows == "edges"
                               else (self.triplet_center_idx, self.triplet_typespin))
-            self._sums[key] = _segment_sums(owner, self.n_atoms, weights if spin else None,
-                                                    self.radial_dG_dd.dtype)
+            self._sums[key] = _segment_sums(owner, self.n_atoms, weights if spin else None, dtype)
         return self._sums[key]
 
     @cached_property
@@ -223,7 +223,8 @@ def _segment_sums(owner, n_rows: int, weights, dtype):
         columns = torch.argsort(owner, stable=True)
     counts = torch.bincount(owner, minlength=n_rows)
     rows = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
-    values = torch.ones(len(owner), dtype=dtype, device=owner.device) if weights is None else weights[columns]
+    values = (torch.ones(len(owner), dtype=dtype, device=owner.device) if weights is None
+              else weights[columns].to(dtype))
     with warnings.catch_warnings():  # torch calls its sparse CSR support beta; what this uses of it is tested
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
         return torch.sparse_csr_tensor(rows, columns, values, size=(n_rows, len(owner)), check_invariants=False)

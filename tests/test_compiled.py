@@ -125,3 +125,26 @@ def test_a_training_run_asks_for_compiled_kernels_by_its_force_atom_epochs(cuau,
     TorchANNPotential({s: [(3, "tanh")] for s in ["Cu", "Au"]}, descriptor()).train(structures=cuau[:6],
                                                                                      config=config)
     assert asked == [3 * sum(s.n_atoms for s in cuau[:6])]
+
+
+def test_float32_derivatives_train_a_float64_model_to_the_float64_numbers_within_their_rounding(cuau):
+    runs = {}
+    for precision in ("auto", "float32"):
+        config = TorchTrainingConfig(iterations=4, method=Adam(mu=1e-2, batchsize=8), testpercent=20, seed=1,
+                                     split_seed=3, force_weight=0.5, force_fraction=1.0, derivative_precision=precision,
+                                     atomic_energies={"Cu": 0.0, "Au": 0.0}, checkpoint_dir=None, save_best=False,
+                                     show_progress=False)
+        potential = TorchANNPotential({s: [(3, "tanh")] for s in ["Cu", "Au"]}, descriptor())
+        runs[precision] = (potential.train(structures=cuau[:16], config=config), potential)
+    (wide, _), (narrow, narrow_model) = runs["auto"], runs["float32"]
+    assert next(narrow_model.model.parameters()).dtype == torch.float64
+    for key in ("final_RMSE_train", "final_RMSE_force_train", "final_RMSE_force_test"):
+        assert narrow.stats[key] == pytest.approx(wide.stats[key], rel=1e-5), key
+        assert narrow.stats[key] != wide.stats[key], key  # the float32 path did run
+    # Forces of the same model from float32 derivatives: float32 rounding (relative 1e-7), not worse.
+    _, _, derivatives = BatchedFeaturizer(descriptor()).with_derivatives(*structure_batch(cuau[:3]))
+    weights = torch.randn(derivatives.n_atoms, descriptor().n_features, dtype=torch.float64)
+    exact = derivatives.contract(weights)
+    rounded = derivatives.to(dtype=torch.float32).contract(weights)
+    assert rounded.dtype == torch.float64
+    assert float((rounded - exact).abs().max() / exact.abs().max()) < 1e-6

@@ -52,11 +52,18 @@ class Batch:
         def move(t):
             return None if t is None else transfer(t, device, dtype)
 
-        derivatives = None if self.derivatives is None else self.derivatives.to(device, dtype)
+        derivatives = None if self.derivatives is None else self.derivatives.to(device, _narrower(dtype,
+                                                                                            self.derivatives))
         return Batch(self.indices, move(self.features), move(self.species_idx), move(self.batch),
                      move(self.n_atoms), move(self.energy_ref), self.n_force_structures, derivatives,
                      move(self.forces_ref), move(self.stress_ref), move(self.has_stress), move(self.volumes),
                      move(self.weights), self.n_force_atoms, self.n_stressed)
+
+
+def _narrower(dtype, derivatives):
+    """``dtype``, unless the derivatives are narrower already: a float32 derivative path stays float32."""
+    own = derivatives.radial_dG_dd.dtype
+    return own if dtype is None or torch.finfo(own).bits < torch.finfo(dtype).bits else dtype
 
 
 class FeatureSource:
@@ -66,14 +73,16 @@ class FeatureSource:
     holds (features, LocalDerivatives) of force-supervised structures and
     ``neighbor_cache`` the neighbour pairs of each structure, so that a
     structure featurized again needs no neighbour search; any may be None
-    (no caching).  ``featurizer_calls`` counts descriptor passes and
+    (no caching).  ``derivative_dtype`` (None: as they come) is the dtype the
+    batches' derivatives are kept in.  ``featurizer_calls`` counts descriptor passes and
     ``neighbor_searches`` the neighbour searches.  ``config_type_weights``
     enters the batches' loss weights.
     """
 
     def __init__(self, dataset, feature_cache=None, derivative_cache=None, neighbor_cache=None,
-                 config_type_weights=None):
+                 config_type_weights=None, derivative_dtype=None):
         self.dataset = dataset
+        self.derivative_dtype = derivative_dtype
         self.config_type_weights = config_type_weights
         self.featurizer = BatchedFeaturizer(dataset.descriptor)
         self.feature_cache = feature_cache
@@ -89,6 +98,8 @@ class FeatureSource:
         parts, derivatives = [], None
         if forced:
             features, derivatives = self._with_derivatives(forced)
+            if self.derivative_dtype is not None:
+                derivatives = derivatives.to(dtype=self.derivative_dtype)
             parts.append(features)
         if energy_only:
             parts.append(self._features(energy_only))

@@ -340,6 +340,7 @@ def feature_source(dataset, config, split) -> FeatureSource:
         return LRUCache(max_entries)
 
     return FeatureSource(dataset, config_type_weights=config.config_type_weights,
+                         derivative_dtype=config.derivative_dtype(),
                          feature_cache=cache(config.cache_features, config.cache_feature_max_entries, "features"),
                          derivative_cache=cache(config.cache_force_triplets, config.cache_force_triplet_max_entries,
                                                 "derivatives"),
