@@ -25,9 +25,11 @@ WORTHWHILE_ATOM_EPOCHS = 200_000
 
 
 def worthwhile(atom_epochs: int) -> bool:
-    """Whether training this many force-supervised atom-epochs should compile the kernels:
-    ``AENET_CORE_COMPILE=1`` always, ``0`` never, unset from ``WORTHWHILE_ATOM_EPOCHS`` on."""
+    """Whether training this many force-supervised atom-epochs should compile the kernels: never for none,
+    else ``AENET_CORE_COMPILE=1`` always, ``0`` never, unset from ``WORTHWHILE_ATOM_EPOCHS`` on."""
     choice = os.environ.get("AENET_CORE_COMPILE", "").strip()
+    if atom_epochs == 0:  # energy only: no contraction, features made once or cached
+        return False
     if choice in ("0", "1"):
         return choice == "1"
     return atom_epochs >= WORTHWHILE_ATOM_EPOCHS
@@ -49,6 +51,10 @@ def run(function, *args):
     if not getattr(_state, "compiled", False) or _failures:
         return function(*args)
     if function not in _kernels:
+        import torch._inductor.config as inductor
+
+        # In this process: a pool of compiler processes would compete with training for the cores.
+        inductor.compile_threads = 1
         _kernels[function] = torch.compile(function, dynamic=True)
     try:
         return _kernels[function](*args)

@@ -113,7 +113,7 @@ def test_training_compiles_only_when_the_work_pays_for_it(monkeypatch):
     monkeypatch.setenv("AENET_CORE_COMPILE", "0")
     assert not compiled.worthwhile(10**9)
     monkeypatch.setenv("AENET_CORE_COMPILE", "1")
-    assert compiled.worthwhile(0)
+    assert compiled.worthwhile(1) and not compiled.worthwhile(0)  # energy only: nothing to compile
 
 
 def test_a_training_run_asks_for_compiled_kernels_by_its_force_atom_epochs(cuau, monkeypatch):
