@@ -95,8 +95,11 @@ def build(data: str, path: Path, n_atoms: int, sigma: float, workers: int) -> di
             "build_s": build_s, "bytes": path.stat().st_size, "peak_rss_kb": memory_kb("VmHWM")}
 
 
-def train(path: Path, cache_mb: float, epochs: int, threads: int, read_ahead: bool) -> dict:
-    """Runs in the child process: ``epochs`` energy + force epochs from the database."""
+def train(path: Path, cache_mb: float, epochs: int, threads: int, read_ahead: bool, workers: int) -> dict:
+    """Runs in the child process: ``epochs`` energy + force epochs from the database (``workers``: DataLoader
+    worker processes, each with its own payload cache)."""
+    import gc
+    import resource
     import warnings
 
     import torch
@@ -118,14 +121,17 @@ def train(path: Path, cache_mb: float, epochs: int, threads: int, read_ahead: bo
     potential = TorchANNPotential({s: [(10, "tanh"), (10, "tanh")] for s in descriptor.species}, descriptor)
     config = TorchTrainingConfig(iterations=epochs, method=Adam(mu=1e-3, batchsize=32), testpercent=0, seed=1,
                                  device="cpu", force_weight=0.1, force_fraction=1.0, checkpoint_dir=None,
-                                 save_best=False, show_progress=False)
+                                 save_best=False, show_progress=False, num_workers=workers)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # no atomic reference energies: total energies, fine for a cost bench
         out = potential.train(dataset=db, config=config)
-    cache = db._payloads.cache
+    gc.collect()  # the workers end with their loader: their peak is then the children's
+    cache = db._payloads.cache if db._payloads is not None else None
     return {"open_s": open_s, "opened_kb": opened_kb, "peak_rss_kb": memory_kb("VmHWM"),
+            "worker_peak_rss_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss if workers else 0,
             "epoch_s": out.timing["epoch_time"].tolist(), "data_s": out.timing["data_time"].tolist(),
-            "cache_bytes": cache.n_bytes, "cache_entries": len(cache), "entries": len(db)}
+            "cache_bytes": cache.n_bytes if cache else 0, "cache_entries": len(cache) if cache else 0,
+            "entries": len(db)}
 
 
 def child(args_list) -> dict:
@@ -148,15 +154,18 @@ def main():
     parser.add_argument("--folder", help="where the database goes (default: a new temporary folder)")
     parser.add_argument("--keep", action="store_true", help="keep the database (and reuse one already there)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the out-of-memory run without read-ahead")
+    parser.add_argument("--loader-workers", type=int, default=0,
+                        help="also train out of memory with this many DataLoader worker processes reading")
     parser.add_argument("--build-child", nargs=2, help=argparse.SUPPRESS)
-    parser.add_argument("--train-child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--train-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.build_child:
         print(json.dumps(build(args.data, Path(args.build_child[0]), args.atoms, args.sigma, int(args.build_child[1]))))
         return
     if args.train_child:
-        path, cache_mb, read_ahead = args.train_child
-        print(json.dumps(train(Path(path), float(cache_mb), args.epochs, args.threads, read_ahead == "1")))
+        path, cache_mb, read_ahead, workers = args.train_child
+        print(json.dumps(train(Path(path), float(cache_mb), args.epochs, args.threads, read_ahead == "1",
+                               int(workers))))
         return
     if args.epochs < 2:
         parser.error("--epochs must be at least 2 (the first is not timed)")
@@ -175,17 +184,24 @@ def main():
                   f"{b['bytes'] / 1e9:.2f} GB ({b['bytes'] / b['atoms'] / 1e3:.2f} kB/atom), peak RSS "
                   f"{b['peak_rss_kb'] / 2**20:.2f} GiB")
         size_mb = path.stat().st_size / 2**20
-        cases = [("out of memory", args.cache_mb, True)]
+        cases = [("out of memory", args.cache_mb, True, 0)]
         if not args.no_baseline:
-            cases.append(("out of memory, no read-ahead", args.cache_mb, False))
-        cases.append(("in memory", round(1.5 * size_mb), True))
+            cases.append(("out of memory, no read-ahead", args.cache_mb, False, 0))
+        if args.loader_workers:
+            cases.append((f"out of memory, {args.loader_workers} workers", args.cache_mb, False, args.loader_workers))
+        cases.append(("in memory", round(1.5 * size_mb), True, 0))
         rows = {}
-        for label, cache_mb, read_ahead in cases:
-            r = child([*common, "--train-child", str(path), str(cache_mb), "1" if read_ahead else "0"])
+        for label, cache_mb, read_ahead, workers in cases:
+            r = child([*common, "--train-child", str(path), str(cache_mb), "1" if read_ahead else "0", str(workers)])
             epoch = statistics.median(r["epoch_s"][1:])
             data = statistics.median(r["data_s"][1:])
             rows[label] = epoch
             rest_mb = r["peak_rss_kb"] / 1024 - r["cache_bytes"] / 2**20
+            if workers:  # the cache is the workers'
+                print(f"{label:30s} cache {cache_mb:7.0f} MB per worker: epoch {epoch:6.1f} s (waiting for data "
+                      f"{data:5.1f} s; all epochs {', '.join(f'{x:.1f}' for x in r['epoch_s'])}), peak RSS "
+                      f"{r['peak_rss_kb'] / 1024:6.0f} MB, a worker's {r['worker_peak_rss_kb'] / 1024:6.0f} MB")
+                continue
             print(f"{label:30s} cache {cache_mb:7.0f} MB ({cache_mb / size_mb:6.1%} of the file; holds "
                   f"{r['cache_bytes'] / 2**20:6.0f} MB, {r['cache_entries']}/{r['entries']} entries): epoch "
                   f"{epoch:6.1f} s (waiting for data {data:5.1f} s; all epochs "

@@ -248,7 +248,9 @@ class HDF5StructureDataset:
     def _file(self):
         """The read-only handle of this process (DataLoader workers each open their own)."""
         if self._handle is None or self._handle_pid != os.getpid():
-            self._handle = h5py.File(self.database_file, "r", rdcc_nbytes=16 << 20)
+            # A chunk cache of 1 MiB per open dataset: every chunk the build writes fits (payloads read at random
+            # gain nothing from more), and the payload arrays stay open, each with its own.
+            self._handle = h5py.File(self.database_file, "r", rdcc_nbytes=1 << 20)
             self._handle_pid = os.getpid()
         return self._handle
 

@@ -26,6 +26,23 @@ class PayloadReader:
         self.atom_offset = atom_offset
         self.row_offsets = {"edges": edge_offset, "triplets": triplet_offset}
         self.cache = LRUCache(max_bytes=cache_bytes, size_of=_payload_bytes)
+        self._open = None  # (the h5py file, {name: its dataset}): payload arrays opened once per handle
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_open"] = None  # h5py objects stay in their process
+        return state
+
+    def _array(self, name):
+        """The payload dataset ``name`` of this process's file, opened once (each open dataset keeps its own
+        HDF5 chunk cache of the file's ``rdcc_nbytes``: a constant number of them)."""
+        f = self.handle()
+        if self._open is None or self._open[0] is not f:
+            self._open = (f, {})
+        arrays = self._open[1]
+        if name not in arrays:
+            arrays[name] = f[name]
+        return arrays[name]
 
     def features(self, indices):
         payloads, block = self._payloads(indices, False)
@@ -82,10 +99,11 @@ class PayloadReader:
     def _read_block(self, indices, with_derivatives) -> dict:
         """Features and (optionally) derivative arrays of sorted ``indices``, each read once for all of
         them: {'features': (sum N, F), 'edges'/'triplets': {name: tensor}} (atom indices stay local)."""
-        f, dtype = self.handle(), self.descriptor.dtype
-        block = {"features": torch.from_numpy(_rows(f["features/values"], self.atom_offset, indices)).to(dtype)}
+        dtype = self.descriptor.dtype
+        block = {"features": torch.from_numpy(_rows(self._array("features/values"), self.atom_offset,
+                                                    indices)).to(dtype)}
         for group, name in self._stored_derivative_fields() if with_derivatives else ():
-            dataset = f[f"derivatives/{group}/{name}"]
+            dataset = self._array(f"derivatives/{group}/{name}")
             values = torch.from_numpy(_rows(dataset, self.row_offsets[group], indices, axis=dataset.ndim - 1))
             block.setdefault(group, {})[name] = values if values.dtype == torch.int32 else values.to(dtype)
         return block
@@ -148,7 +166,7 @@ def _rows(dataset, offsets, indices, axis=0):
         return out
     space, memory = dataset.id.get_space(), h5py.h5s.create_simple(out.shape)
     start, count = [0] * len(shape), list(shape)
-    with reading(dataset.file.filename, dataset.name):
+    try:
         if len(shape) == 1:
             space.select_none()
             for lo, hi in runs:
@@ -163,4 +181,8 @@ def _rows(dataset, offsets, indices, axis=0):
             memory.select_hyperslab(tuple(start), tuple(count))
             dataset.id.read(memory, space, out)
             at += hi - lo
+    except OSError:
+        with reading(dataset.file.filename, dataset.name):  # a damaged chunk: name the file and the array
+            raise
     return out
+
