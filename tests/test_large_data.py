@@ -163,3 +163,20 @@ def test_a_small_payload_cache_keeps_its_bound_over_an_epoch(database):
         assert cache.n_bytes <= bound
         largest = max(largest, cache.n_bytes)
     assert 0 < largest and len(db._payload_reader().cache) < len(forced)
+
+
+def test_memory_the_cache_lets_go_of_is_handed_back(database, monkeypatch):
+    import aenet_core.data.hdf5.payloads as payloads
+
+    trims = []
+    monkeypatch.setattr(payloads, "TRIM_BYTES", 1)
+    monkeypatch.setattr(payloads, "return_freed_memory", lambda: trims.append(1) or True)
+    db = HDF5StructureDataset(None, database, mode="load", payload_cache_mb=0.002)  # 2 kB: a few entries
+    db.stored_features([0])
+    assert trims == []  # nothing evicted yet
+    for i in range(1, len(db)):
+        db.stored_features([i])
+    reader = db._payload_reader()
+    assert trims and reader._evicted == 0 and 0 < reader.cache.n_bytes <= 0.002 * 2**20
+    entry = reader.cache.entries[len(db) - 1][0]
+    assert entry.untyped_storage().nbytes() >= entry.nbytes  # one buffer per entry, holding all its arrays

@@ -13,9 +13,13 @@ import h5py
 import numpy as np
 import torch
 
+from aenet_core.allocator import return_freed_memory
 from aenet_core.data.cache import LRUCache
 from aenet_core.data.hdf5.schema import EDGE_FIELDS, TRIPLET_FIELDS, reading
 from aenet_core.derivatives import LocalDerivatives
+
+
+TRIM_BYTES = 32 << 20  # the heap is trimmed after the cache lets go of this many bytes
 
 
 class PayloadReader:
@@ -27,6 +31,7 @@ class PayloadReader:
         self.row_offsets = {"edges": edge_offset, "triplets": triplet_offset}
         self.cache = LRUCache(max_bytes=cache_bytes, size_of=_payload_bytes)
         self._open = None  # (the h5py file, {name: its dataset}): payload arrays opened once per handle
+        self._evicted = 0  # bytes the cache let go of since the heap was last trimmed
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -90,10 +95,12 @@ class PayloadReader:
         for i, (features, derivatives, size) in fetched.items():
             if size > self.cache.max_bytes:
                 continue  # the cache would refuse it: do not copy it first
-            if derivatives is not None:
-                derivatives = {group: {name: t.clone() for name, t in fields.items()}
-                               for group, fields in derivatives.items()}
-            self.cache.put(i, (features.clone(), derivatives, size))
+            entry, held = _packed(features, derivatives), self.cache.n_bytes
+            self.cache.put(i, entry)
+            self._evicted += held + entry[2] - self.cache.n_bytes
+        if self._evicted >= TRIM_BYTES:  # what the cache let go of goes back to the OS
+            self._evicted = 0
+            return_freed_memory()
         return out, block if whole else None
 
     def _read_block(self, indices, with_derivatives) -> dict:
@@ -132,6 +139,28 @@ class PayloadReader:
         for group, names in self.stored_fields.items():
             for name in names:
                 yield group, name
+
+
+def _packed(features, derivatives) -> tuple:
+    """A cache entry: copies of an entry's ``features`` and ``derivatives`` ({group: {name: tensor}} or None),
+    all in one buffer, and the buffer's bytes.  One allocation per entry, not one per array: freed, its pages
+    are contiguous, and go back to the OS whole when the heap is trimmed."""
+    parts = [features] + [t for fields in (derivatives or {}).values() for t in fields.values()]
+    starts, size = [], 0
+    for t in parts:
+        starts.append(size)
+        size += -(-t.nbytes // 64) * 64  # each array 64-byte aligned
+    buffer = torch.empty(size, dtype=torch.uint8)
+    copies = []
+    for t, start in zip(parts, starts):
+        copy = buffer[start: start + t.nbytes].view(t.dtype).view(t.shape)
+        copy.copy_(t)
+        copies.append(copy)
+    copies = iter(copies)
+    features = next(copies)
+    if derivatives is not None:
+        derivatives = {group: {name: next(copies) for name in fields} for group, fields in derivatives.items()}
+    return features, derivatives, size
 
 
 def _payload_bytes(value) -> int:
