@@ -21,7 +21,8 @@ validation split, ``--threads`` torch threads) for ``--epochs`` epochs with
 * the same without read-ahead (``--no-baseline`` skips it): what the read-ahead buys;
 * in memory: a cache larger than the payloads: the first epoch reads and fills it, later ones read nothing.
 
-Epoch time is the median over the epochs after the first (the in-memory case's first fills its cache).
+Epoch time is the median over the epochs after the first (the in-memory case's first fills its cache), as
+wall time and as the CPU time of all the process's threads (steadier where other work shares the cores).
 Peak RSS is compared with the cache bound: the rest (the interpreter and torch, the labels kept in memory,
 about 100 bytes per atom, the batches in flight and HDF5's chunk cache) must not grow with the file.  The
 operating system's page cache is not RSS: the out-of-memory case reads a file that the page cache may hold
@@ -114,6 +115,16 @@ def train(path: Path, cache_mb: float, epochs: int, threads: int, read_ahead: bo
     if not read_ahead:  # the baseline: batches read in the training thread, between steps
         plain = loop.BatchLoader
         loop.BatchLoader = lambda *args, **kwargs: plain(*args, read_ahead=0, **kwargs)
+    cpu_s, run_epoch = [], loop.run_epoch
+
+    def timed(*args, **kwargs):  # the CPU time of every thread of the process, per training epoch
+        started = time.process_time()
+        out = run_epoch(*args, **kwargs)
+        if kwargs.get("step") is not None:
+            cpu_s.append(time.process_time() - started)
+        return out
+
+    loop.run_epoch = timed
     started = time.perf_counter()
     db = HDF5StructureDataset(None, path, mode="load", payload_cache_mb=cache_mb)
     open_s, opened_kb = time.perf_counter() - started, memory_kb("VmRSS")
@@ -129,7 +140,7 @@ def train(path: Path, cache_mb: float, epochs: int, threads: int, read_ahead: bo
     cache = db._payloads.cache if db._payloads is not None else None
     return {"open_s": open_s, "opened_kb": opened_kb, "peak_rss_kb": memory_kb("VmHWM"),
             "worker_peak_rss_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss if workers else 0,
-            "epoch_s": out.timing["epoch_time"].tolist(), "data_s": out.timing["data_time"].tolist(),
+            "epoch_s": out.timing["epoch_time"].tolist(), "data_s": out.timing["data_time"].tolist(), "cpu_s": cpu_s,
             "cache_bytes": cache.n_bytes if cache else 0, "cache_entries": len(cache) if cache else 0,
             "entries": len(db)}
 
@@ -195,7 +206,8 @@ def main():
             r = child([*common, "--train-child", str(path), str(cache_mb), "1" if read_ahead else "0", str(workers)])
             epoch = statistics.median(r["epoch_s"][1:])
             data = statistics.median(r["data_s"][1:])
-            rows[label] = epoch
+            cpu = statistics.median(r["cpu_s"][1:])
+            rows[label] = epoch, cpu
             rest_mb = r["peak_rss_kb"] / 1024 - r["cache_bytes"] / 2**20
             if workers:  # the cache is the workers'
                 print(f"{label:30s} cache {cache_mb:7.0f} MB per worker: epoch {epoch:6.1f} s (waiting for data "
@@ -204,13 +216,16 @@ def main():
                 continue
             print(f"{label:30s} cache {cache_mb:7.0f} MB ({cache_mb / size_mb:6.1%} of the file; holds "
                   f"{r['cache_bytes'] / 2**20:6.0f} MB, {r['cache_entries']}/{r['entries']} entries): epoch "
-                  f"{epoch:6.1f} s (waiting for data {data:5.1f} s; all epochs "
+                  f"{epoch:6.1f} s (CPU {cpu:5.1f} s, waiting for data {data:5.1f} s; all epochs "
                   f"{', '.join(f'{x:.1f}' for x in r['epoch_s'])}), RSS after opening "
                   f"{r['opened_kb'] / 1024:5.0f} MB, peak RSS {r['peak_rss_kb'] / 1024:6.0f} MB "
                   f"(cache + {rest_mb:4.0f} MB)")
-        print(f"out-of-memory epoch / in-memory epoch: {rows['out of memory'] / rows['in memory']:.2f}"
-              + ("" if args.no_baseline else
-                 f" (without read-ahead {rows['out of memory, no read-ahead'] / rows['in memory']:.2f})"))
+
+        def ratio(label):
+            return "/".join(f"{a / b:.2f}" for a, b in zip(rows[label], rows["in memory"]))
+
+        print(f"out-of-memory epoch / in-memory epoch, wall/CPU: {ratio('out of memory')}"
+              + ("" if args.no_baseline else f" (without read-ahead {ratio('out of memory, no read-ahead')})"))
     finally:
         if not args.keep:
             path.unlink(missing_ok=True)

@@ -144,18 +144,23 @@ class PayloadReader:
 def _packed(features, derivatives) -> tuple:
     """A cache entry: copies of an entry's ``features`` and ``derivatives`` ({group: {name: tensor}} or None),
     all in one buffer, and the buffer's bytes.  One allocation per entry, not one per array: freed, its pages
-    are contiguous, and go back to the OS whole when the heap is trimmed."""
+    are contiguous, and go back to the OS whole when the heap is trimmed.  Empty arrays (no triplets) are kept
+    as they are; the copies are numpy views (cheaper to make than torch's) that the tensors share."""
     parts = [features] + [t for fields in (derivatives or {}).values() for t in fields.values()]
     starts, size = [], 0
     for t in parts:
         starts.append(size)
         size += -(-t.nbytes // 64) * 64  # each array 64-byte aligned
-    buffer = torch.empty(size, dtype=torch.uint8)
+    buffer = np.empty(size, np.uint8)
     copies = []
     for t, start in zip(parts, starts):
-        copy = buffer[start: start + t.nbytes].view(t.dtype).view(t.shape)
-        copy.copy_(t)
-        copies.append(copy)
+        if t.nbytes == 0:
+            copies.append(t)
+            continue
+        source = t.numpy()
+        copy = np.ndarray(source.shape, source.dtype, buffer, start)
+        np.copyto(copy, source)
+        copies.append(torch.from_numpy(copy))
     copies = iter(copies)
     features = next(copies)
     if derivatives is not None:
