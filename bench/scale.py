@@ -2,7 +2,8 @@
 file, and with one that holds everything.
 
     python bench/scale.py --data ../shared/data [--atoms 1000000] [--cache-mb 256] [--epochs 3]
-                          [--folder DIR] [--keep] [--no-baseline]
+                          [--dtype float64|float32] [--folder DIR] [--keep] [--no-baseline]
+                          [--loader-workers N]
 
 Design.  The database holds ``--atoms`` atoms (default one million): the 824 LMNTO structures (56 atoms each)
 replicated, each copy's atoms displaced by a normal random 0.02 Å, keeping the original's energy and forces
@@ -72,7 +73,7 @@ def replicated(data: str, n_atoms: int, sigma: float, seed: int = 0):
     return out
 
 
-def build(data: str, path: Path, n_atoms: int, sigma: float, workers: int) -> dict:
+def build(data: str, path: Path, n_atoms: int, sigma: float, workers: int, dtype: str) -> dict:
     """Runs in the child process: the database of ``n_atoms`` atoms."""
     import torch
 
@@ -90,7 +91,7 @@ def build(data: str, path: Path, n_atoms: int, sigma: float, workers: int) -> di
     started = time.perf_counter()
     db = HDF5StructureDataset(descriptor, path, sources=structures, mode="build")
     db.build_database(show_progress=False, build_workers=workers, persist_features=True,
-                      persist_force_derivatives=True)
+                      persist_force_derivatives=True, storage_dtype=dtype)
     build_s = time.perf_counter() - started
     return {"structures": len(structures), "atoms": int(db._attrs["n_atoms"]), "made_s": made_s,
             "build_s": build_s, "bytes": path.stat().st_size, "peak_rss_kb": memory_kb("VmHWM")}
@@ -162,6 +163,8 @@ def main():
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch threads of training")
     parser.add_argument("--build-workers", type=int, default=2)
+    parser.add_argument("--dtype", default="float64", choices=["float64", "float32"],
+                        help="storage dtype of the persisted payloads (training reads them as float64)")
     parser.add_argument("--folder", help="where the database goes (default: a new temporary folder)")
     parser.add_argument("--keep", action="store_true", help="keep the database (and reuse one already there)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the out-of-memory run without read-ahead")
@@ -171,7 +174,8 @@ def main():
     parser.add_argument("--train-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.build_child:
-        print(json.dumps(build(args.data, Path(args.build_child[0]), args.atoms, args.sigma, int(args.build_child[1]))))
+        print(json.dumps(build(args.data, Path(args.build_child[0]), args.atoms, args.sigma, int(args.build_child[1]),
+                               args.dtype)))
         return
     if args.train_child:
         path, cache_mb, read_ahead, workers = args.train_child
@@ -182,8 +186,9 @@ def main():
         parser.error("--epochs must be at least 2 (the first is not timed)")
     folder = Path(args.folder or tempfile.mkdtemp(prefix="aenet-scale-"))
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"lmnto-{args.atoms}.h5"
-    common = ["--data", args.data, "--atoms", str(args.atoms), "--sigma", str(args.sigma), "--epochs",
+    path = folder / f"lmnto-{args.atoms}-{args.dtype}.h5"
+    common = ["--data", args.data, "--atoms", str(args.atoms), "--sigma", str(args.sigma), "--dtype", args.dtype,
+              "--epochs",
               str(args.epochs), "--threads", str(args.threads)]
     try:
         if args.keep and path.exists():
@@ -200,7 +205,8 @@ def main():
             cases.append(("out of memory, no read-ahead", args.cache_mb, False, 0))
         if args.loader_workers:
             cases.append((f"out of memory, {args.loader_workers} workers", args.cache_mb, False, args.loader_workers))
-        cases.append(("in memory", round(1.5 * size_mb), True, 0))
+        # The cache holds float64 tensors (a float32 file's payloads double when read): 1.5 times that holds all.
+        cases.append(("in memory", round(1.5 * size_mb * (2 if args.dtype == "float32" else 1)), True, 0))
         rows = {}
         for label, cache_mb, read_ahead, workers in cases:
             r = child([*common, "--train-child", str(path), str(cache_mb), "1" if read_ahead else "0", str(workers)])
