@@ -7,6 +7,8 @@ derivatives come from the dataset when it stores them (a database), else from
 one pass of the descriptor over the whole batch, or from bounded
 per-structure caches when the configuration asks for them.
 """
+import queue
+import threading
 from dataclasses import dataclass
 from typing import Optional
 
@@ -220,9 +222,22 @@ class BatchLoader:
     With ``num_workers > 0`` the workers (and, with ``persistent_workers``,
     their per-process caches) live across epochs; the plan is read anew each
     epoch, so batch order and force subsets are the same as without workers.
+
+    Without workers, ``read_ahead`` batches are prepared by a background thread
+    of this process while the caller trains on the current one (one more may be
+    in preparation), so that reading persisted payloads from a file overlaps the
+    training step; the batches, and the calls made to the source and its caches,
+    are the same and in the same order as without it (the caller never calls the
+    source while an epoch's batches are being read ahead).  ``None`` (the default)
+    reads ahead ``prefetch_factor`` batches where the dataset stores its features
+    (a database: the work is reading) and none where batches are featurized (that
+    work would compete with training for the cores).
     """
 
-    def __init__(self, source, num_workers=0, prefetch_factor=2, persistent_workers=True):
+    def __init__(self, source, num_workers=0, prefetch_factor=2, persistent_workers=True, read_ahead=None):
+        if read_ahead is not None and (isinstance(read_ahead, bool) or not isinstance(read_ahead, int)
+                                       or read_ahead < 0):
+            raise ValueError(f"read_ahead must be None or an integer >= 0; got {read_ahead!r}")
         self.source = source
         self.plan = []
         self.loader = None
@@ -230,9 +245,58 @@ class BatchLoader:
             self.loader = torch.utils.data.DataLoader(
                 _PlanDataset(source), sampler=_PlanSampler(self.plan), batch_size=None, num_workers=num_workers,
                 prefetch_factor=prefetch_factor, persistent_workers=persistent_workers, collate_fn=_first)
+            read_ahead = 0
+        elif read_ahead is None:
+            stored = getattr(source.dataset, "has_persisted_features", False)
+            read_ahead = int(prefetch_factor or 0) if stored else 0
+        self.read_ahead = read_ahead
 
     def __call__(self, plan):
-        if self.loader is None:
-            return (self.source.batch(list(indices), set(forced).__contains__) for indices, forced in plan)
-        self.plan[:] = plan
-        return iter(self.loader)
+        if self.loader is not None:
+            self.plan[:] = plan
+            return iter(self.loader)
+        make = self._make
+        if self.read_ahead == 0 or len(plan) < 2:
+            return (make(key) for key in plan)
+        return _read_ahead(make, list(plan), self.read_ahead)
+
+    def _make(self, key):
+        indices, forced = key
+        return self.source.batch(list(indices), set(forced).__contains__)
+
+
+def _read_ahead(make, keys, depth):
+    """``make(key)`` of each key in order, made by a background thread at most ``depth`` batches ahead of the
+    consumer (plus the one in the making); an error in the thread is raised to the consumer, and a consumer that
+    stops early stops the thread (after the batch it is making)."""
+    ready = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def offer(item) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce():
+        try:
+            for key in keys:
+                if stop.is_set() or not offer((True, make(key))):
+                    return
+        except BaseException as err:  # handed to the consumer, which raises it
+            offer((False, err))
+
+    thread = threading.Thread(target=produce, name="aenet_core batch read-ahead", daemon=True)
+    thread.start()
+    try:
+        for _ in keys:
+            made, value = ready.get()
+            if not made:
+                raise value
+            yield value
+    finally:
+        stop.set()
+        thread.join()

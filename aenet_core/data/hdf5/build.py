@@ -193,6 +193,13 @@ COLUMNS = {"entries/n_atoms": ((), np.int64), "entries/frame": ((), np.int64), "
            "atoms/positions": ((3,), np.float64), "atoms/forces": ((3,), np.float64)}
 
 
+def _mean_rows(counts) -> float | None:
+    """The mean of the non-zero per-entry row ``counts`` (None when there is none)."""
+    counts = np.asarray(counts)
+    counts = counts[counts > 0]
+    return float(counts.mean()) if counts.size else None
+
+
 class _Writer:
     """Appends chunks of entries to a new HDF5 file; ``finish`` writes offsets and root attributes."""
 
@@ -213,14 +220,21 @@ class _Writer:
             d.attrs["identity_json"] = compact_json(descriptor.identity())
             d.attrs["identity_sha256"] = sha256_text(d.attrs["identity_json"])
 
-    def _append(self, name, values, axis=0):
-        """Append along ``axis`` (0: rows; 1: columns of an order-major (K, rows) array)."""
+    def _append(self, name, values, axis=0, rows_per_entry=None):
+        """Append along ``axis`` (0: rows; 1: columns of an order-major (K, rows) array).  ``rows_per_entry``
+        (the mean rows of an entry that has any, for arrays read entry by entry in training) sizes the chunks
+        to the read pattern."""
         values = np.asarray(values)
         if name not in self.file:
-            # Chunks of at most 1 MiB, and no larger than the first append: small files stay small.
+            # Chunks of at most 1 MiB, and no larger than the first append: small files stay small.  Arrays read
+            # entry by entry get chunks of half an entry: a chunk is the unit HDF5 reads (and checksums), so a
+            # random entry of R rows costs about R + R/2 rows read, where 1 MiB chunks cost up to 1 MiB each.
             shape = list(values.shape)
             row_bytes = values.itemsize * (values.size // max(1, shape[axis]))
-            shape[axis] = max(1, min(shape[axis], (1 << 20) // max(1, row_bytes)))
+            rows = (1 << 20) // max(1, row_bytes)
+            if rows_per_entry:
+                rows = min(rows, max(1, int(rows_per_entry) // 2))
+            shape[axis] = max(1, min(shape[axis], rows))
             maxshape = list(values.shape)
             maxshape[axis] = None
             self.file.create_dataset(name, data=values, maxshape=tuple(maxshape), chunks=tuple(shape),
@@ -255,7 +269,7 @@ class _Writer:
         self._append("atoms/positions", np.concatenate([s.positions for s in structures]))
         self._append("atoms/forces", np.concatenate([np.zeros_like(s.positions) if s.forces is None else s.forces
                                                      for s in structures]))
-        self._append_computed(computed)
+        self._append_computed(computed, counts)
         self.n_entries += len(entries)
         self.n_atoms += int(counts.sum())
 
@@ -263,20 +277,24 @@ class _Writer:
         """Every array with zero rows (``computed`` from featurizing no structure): a database of no entry."""
         for name, (shape, dtype) in COLUMNS.items():
             self._append(name, np.empty((0, *shape), dtype))
-        self._append_computed(computed)
+        self._append_computed(computed, np.zeros(0, np.int64))
 
-    def _append_computed(self, computed):
+    def _append_computed(self, computed, atom_counts):
+        """Append the features and derivatives of entries of ``atom_counts`` atoms."""
         if "features" in computed:
-            self._append("features/values", computed["features"].astype(self.storage))
+            self._append("features/values", computed["features"].astype(self.storage),
+                         rows_per_entry=_mean_rows(atom_counts))
         if "edge_counts" in computed:
             self._append("derivatives/edge_counts", computed["edge_counts"])
             self._append("derivatives/triplet_counts", computed["triplet_counts"])
             for name, values in computed.items():
                 if name.startswith(("edges/", "triplets/")):
+                    per_entry = _mean_rows(computed[name.split("/")[0][:-1] + "_counts"])
                     if values.dtype == np.int32:
-                        self._append("derivatives/" + name, values)
+                        self._append("derivatives/" + name, values, rows_per_entry=per_entry)
                     else:
-                        self._append("derivatives/" + name, values.astype(self.storage), axis=values.ndim - 1)
+                        self._append("derivatives/" + name, values.astype(self.storage), axis=values.ndim - 1,
+                                     rows_per_entry=per_entry)
 
     def finish(self, attrs: dict):
         """Write the offsets, string columns and root attributes."""

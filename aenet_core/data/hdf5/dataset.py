@@ -42,7 +42,8 @@ class HDF5StructureDataset:
     ``split_seed``).  ``in_memory_cache_size`` bounds the structures kept after
     ``get_structure``; ``payload_cache_mb`` bounds the persisted features and
     derivatives kept in memory once read (least recently used go first), so that
-    epochs after the first read nothing.  ``compression`` is None, ``'gzip'`` (with
+    epochs after the first read nothing; a file larger than it is read batch by
+    batch, the next batches by a background thread (``BatchLoader``).  ``compression`` is None, ``'gzip'`` (with
     ``compression_level`` 0-9) or ``'lzf'``; None (the default) reads fastest.
 
     Opening a file and reading its entries needs no torch: the stored descriptor is built, and the
@@ -248,7 +249,9 @@ class HDF5StructureDataset:
     def _file(self):
         """The read-only handle of this process (DataLoader workers each open their own)."""
         if self._handle is None or self._handle_pid != os.getpid():
-            self._handle = h5py.File(self.database_file, "r", rdcc_nbytes=16 << 20)
+            # A chunk cache of 1 MiB per open dataset: every chunk the build writes fits (payloads read at random
+            # gain nothing from more), and the payload arrays stay open, each with its own.
+            self._handle = h5py.File(self.database_file, "r", rdcc_nbytes=1 << 20)
             self._handle_pid = os.getpid()
         return self._handle
 

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 from functools import cached_property
 
+import h5py
 import numpy as np
 import torch
 
+from aenet_core.allocator import return_freed_memory
 from aenet_core.data.cache import LRUCache
 from aenet_core.data.hdf5.schema import EDGE_FIELDS, TRIPLET_FIELDS, reading
 from aenet_core.derivatives import LocalDerivatives
+
+
+TRIM_BYTES = 32 << 20  # the heap is trimmed after the cache lets go of this many bytes
 
 
 class PayloadReader:
@@ -25,6 +30,24 @@ class PayloadReader:
         self.atom_offset = atom_offset
         self.row_offsets = {"edges": edge_offset, "triplets": triplet_offset}
         self.cache = LRUCache(max_bytes=cache_bytes, size_of=_payload_bytes)
+        self._open = None  # (the h5py file, {name: its dataset}): payload arrays opened once per handle
+        self._evicted = 0  # bytes the cache let go of since the heap was last trimmed
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_open"] = None  # h5py objects stay in their process
+        return state
+
+    def _array(self, name):
+        """The payload dataset ``name`` of this process's file, opened once (each open dataset keeps its own
+        HDF5 chunk cache of the file's ``rdcc_nbytes``: a constant number of them)."""
+        f = self.handle()
+        if self._open is None or self._open[0] is not f:
+            self._open = (f, {})
+        arrays = self._open[1]
+        if name not in arrays:
+            arrays[name] = f[name]
+        return arrays[name]
 
     def features(self, indices):
         payloads, block = self._payloads(indices, False)
@@ -72,19 +95,22 @@ class PayloadReader:
         for i, (features, derivatives, size) in fetched.items():
             if size > self.cache.max_bytes:
                 continue  # the cache would refuse it: do not copy it first
-            if derivatives is not None:
-                derivatives = {group: {name: t.clone() for name, t in fields.items()}
-                               for group, fields in derivatives.items()}
-            self.cache.put(i, (features.clone(), derivatives, size))
+            entry, held = _packed(features, derivatives), self.cache.n_bytes
+            self.cache.put(i, entry)
+            self._evicted += held + entry[2] - self.cache.n_bytes
+        if self._evicted >= TRIM_BYTES:  # what the cache let go of goes back to the OS
+            self._evicted = 0
+            return_freed_memory()
         return out, block if whole else None
 
     def _read_block(self, indices, with_derivatives) -> dict:
         """Features and (optionally) derivative arrays of sorted ``indices``, each read once for all of
         them: {'features': (sum N, F), 'edges'/'triplets': {name: tensor}} (atom indices stay local)."""
-        f, dtype = self.handle(), self.descriptor.dtype
-        block = {"features": torch.from_numpy(_rows(f["features/values"], self.atom_offset, indices)).to(dtype)}
+        dtype = self.descriptor.dtype
+        block = {"features": torch.from_numpy(_rows(self._array("features/values"), self.atom_offset,
+                                                    indices)).to(dtype)}
         for group, name in self._stored_derivative_fields() if with_derivatives else ():
-            dataset = f[f"derivatives/{group}/{name}"]
+            dataset = self._array(f"derivatives/{group}/{name}")
             values = torch.from_numpy(_rows(dataset, self.row_offsets[group], indices, axis=dataset.ndim - 1))
             block.setdefault(group, {})[name] = values if values.dtype == torch.int32 else values.to(dtype)
         return block
@@ -115,28 +141,82 @@ class PayloadReader:
                 yield group, name
 
 
+def _packed(features, derivatives) -> tuple:
+    """A cache entry: copies of an entry's ``features`` and ``derivatives`` ({group: {name: tensor}} or None),
+    all in one buffer, and the buffer's bytes.  One allocation per entry, not one per array: freed, its pages
+    are contiguous, and go back to the OS whole when the heap is trimmed.  Empty arrays (no triplets) are kept
+    as they are; the copies are numpy views (cheaper to make than torch's) that the tensors share."""
+    parts = [features] + [t for fields in (derivatives or {}).values() for t in fields.values()]
+    starts, size = [], 0
+    for t in parts:
+        starts.append(size)
+        size += -(-t.nbytes // 64) * 64  # each array 64-byte aligned
+    buffer = np.empty(size, np.uint8)
+    copies = []
+    for t, start in zip(parts, starts):
+        if t.nbytes == 0:
+            copies.append(t)
+            continue
+        source = t.numpy()
+        copy = np.ndarray(source.shape, source.dtype, buffer, start)
+        np.copyto(copy, source)
+        copies.append(torch.from_numpy(copy))
+    copies = iter(copies)
+    features = next(copies)
+    if derivatives is not None:
+        derivatives = {group: {name: next(copies) for name in fields} for group, fields in derivatives.items()}
+    return features, derivatives, size
+
+
 def _payload_bytes(value) -> int:
     """A cached (features, derivative fields, bytes) entry's size."""
     return value[2]
 
 
 def _rows(dataset, offsets, indices, axis=0):
-    """The rows (``axis=1``: columns) of ``indices`` (each entry a contiguous block) in order; runs of
-    consecutive entries are read with one slice."""
+    """The rows (``axis=1``: columns) of sorted ``indices`` (each entry a contiguous block) in order; runs of
+    consecutive entries are read as one range.
+
+    A 1-D array is read with one HDF5 read, its ranges together forming one selection (HDF5 delivers it in file
+    order, the order of ``indices``): one h5py call per array and batch instead of one per entry.  A 2-D array
+    is read range by range (into its place in the output), the selections made with the low-level API: a union
+    of 2-D ranges is several times slower to read in HDF5 than the ranges one by one."""
     indices = list(indices)
+    if any(b <= a for a, b in zip(indices, indices[1:])):
+        raise ValueError("_rows reads entries in increasing order; sort them first")
+    runs = []
+    for i in indices:
+        lo, hi = int(offsets[i]), int(offsets[i + 1])
+        if hi == lo:
+            continue
+        if runs and runs[-1][1] == lo:
+            runs[-1][1] = hi
+        else:
+            runs.append([lo, hi])
     shape = list(dataset.shape)
-    shape[axis] = sum(int(offsets[i + 1] - offsets[i]) for i in indices)
+    shape[axis] = sum(hi - lo for lo, hi in runs)
     out = np.empty(shape, dataset.dtype)
-    lead = (slice(None),) * axis
-    start, k = 0, 0
-    while k < len(indices):
-        end = k + 1
-        while end < len(indices) and indices[end] == indices[end - 1] + 1:
-            end += 1
-        lo, hi = int(offsets[indices[k]]), int(offsets[indices[end - 1] + 1])
-        if hi > lo:
-            with reading(dataset.file.filename, dataset.name):
-                dataset.read_direct(out, lead + (slice(lo, hi),), lead + (slice(start, start + hi - lo),))
-        start += hi - lo
-        k = end
+    if out.size == 0:
+        return out
+    space, memory = dataset.id.get_space(), h5py.h5s.create_simple(out.shape)
+    start, count = [0] * len(shape), list(shape)
+    try:
+        if len(shape) == 1:
+            space.select_none()
+            for lo, hi in runs:
+                space.select_hyperslab((lo,), (hi - lo,), op=h5py.h5s.SELECT_OR)
+            dataset.id.read(memory, space, out)
+            return out
+        at = 0
+        for lo, hi in runs:
+            start[axis], count[axis] = lo, hi - lo
+            space.select_hyperslab(tuple(start), tuple(count))
+            start[axis] = at
+            memory.select_hyperslab(tuple(start), tuple(count))
+            dataset.id.read(memory, space, out)
+            at += hi - lo
+    except OSError:
+        with reading(dataset.file.filename, dataset.name):  # a damaged chunk: name the file and the array
+            raise
     return out
+
