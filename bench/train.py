@@ -51,7 +51,7 @@ def api(package):
     return featurize.ChebyshevDescriptor, training
 
 
-def run_case(package, case, data, threads):
+def run_case(package, case, data, threads, derivative_precision="auto"):
     """One case in this process; returns its record."""
     import torch
 
@@ -68,6 +68,8 @@ def run_case(package, case, data, threads):
     common = dict(method=training.Adam(mu=1e-3, batchsize=32), testpercent=10, split_seed=7, seed=1, device="cpu",
                   checkpoint_dir=None, save_best=False, show_progress=False)
     record = {"package": package, "case": case}
+    if package == "aenet_core" and derivative_precision != "auto":  # an aenet_core setting only
+        common["derivative_precision"] = derivative_precision
     if case == "energy":
         config = training.TorchTrainingConfig(iterations=200, force_weight=0.0, cache_features=True,
                                               atomic_energies=ATOMIC_ENERGIES, **common)
@@ -118,7 +120,7 @@ def in_fresh_process(package, case, args):
     if package == "aenet":
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [args.compare, env.get("PYTHONPATH")]))
     command = [sys.executable, __file__, "--one", package, case, "--data", args.data, "--threads",
-               str(args.threads)]
+               str(args.threads), "--derivative-precision", args.derivative_precision]
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"{package} {case} failed:\n{done.stderr[-3000:]}")
@@ -192,12 +194,15 @@ def main():
                         help="also run aenet-python, its package `aenet` importable from DIR")
     parser.add_argument("--n-structures", type=int, default=300, help="EMT structures of the stress case")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--derivative-precision", choices=["auto", "float32", "float64"], default="auto",
+                        help="aenet_core's derivative_precision (float32: the derivatives in float32 beside the "
+                             "float64 model)")
     parser.add_argument("--uncompiled", action="store_true",
                         help="aenet_core's force contraction without torch.compile (AENET_CORE_COMPILE=0)")
     parser.add_argument("--one", nargs=2, metavar=("PACKAGE", "CASE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_case(*args.one, args.data, args.threads)))
+        print(json.dumps(run_case(*args.one, args.data, args.threads, args.derivative_precision)))
         return
     if "stress" in args.case:
         run_stress(args.n_structures, args.threads)

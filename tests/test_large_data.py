@@ -1,5 +1,6 @@
 """Data larger than memory: batch reads that match the file's chunks, a payload cache that keeps its bound, and
 read-ahead that changes nothing but when a batch is read (bench/scale.py measures the rest)."""
+import os
 import threading
 
 import h5py
@@ -97,12 +98,15 @@ def test_read_ahead_gives_the_same_batches_and_cache_traffic(database):
         assert (ca is None and cb is None) or torch.equal(ca, cb)
 
 
-def test_read_ahead_is_the_default_for_a_database_only(database, cuau):
+def test_read_ahead_is_the_default_for_a_database_with_a_core_to_spare(database, cuau, monkeypatch):
     from aenet_core.data import StructureDataset
 
     db = HDF5StructureDataset(None, database, mode="load")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(torch.get_num_threads() + 1)))
     assert BatchLoader(FeatureSource(db), prefetch_factor=3).read_ahead == 3
     assert BatchLoader(FeatureSource(StructureDataset(cuau, descriptor()))).read_ahead == 0
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(torch.get_num_threads())))
+    assert BatchLoader(FeatureSource(db), prefetch_factor=3).read_ahead == 0  # every core computes
     with pytest.raises(ValueError, match="read_ahead"):
         BatchLoader(FeatureSource(db), read_ahead=-1)
 
