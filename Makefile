@@ -82,10 +82,11 @@ test: setup
 test-cluster: setup
 	PATH="$(abspath $(BIN)):$$PATH" tests/run-cluster-tests.sh
 
+# `make bench AENET_PYTHON=DIR`: bench/train.py also runs aenet-python (package `aenet` importable from DIR).
 bench: setup
 	$(BIN)/python bench/featurize.py --data ../shared/data/TiO2
 	$(BIN)/python bench/featurize.py --data ../shared/data/LMNTO
-	$(BIN)/python bench/train.py --data ../shared/data/TiO2 --cache
+	$(BIN)/python bench/train.py --data ../shared/data/TiO2 $(if $(AENET_PYTHON),--compare $(AENET_PYTHON))
 	$(BIN)/python bench/database.py --data ../shared/data
 	$(BIN)/python bench/active_learning.py
 	$(BIN)/python bench/extensions.py --data ../shared/data/TiO2

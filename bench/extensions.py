@@ -31,7 +31,7 @@ def timed(command, backend, cwd=None) -> tuple[float, str]:
 
 
 def training(data: str) -> None:
-    command = [sys.executable, ROOT / "bench/train.py", "--data", data, "--case", "forces", "--database"]
+    command = [sys.executable, ROOT / "bench/train.py", "--data", data, "--case", "forces", "database"]
     epochs = {}
     for backend in BACKENDS:
         _, out = timed(command, backend)
@@ -58,8 +58,8 @@ def main():
     parser.add_argument("--data", required=True, help="the TiO2 folder")
     parser.add_argument("--workflow", action="store_true", help="also time the shipped workflow (minutes)")
     args = parser.parse_args()
-    from aenet_core.backend import torch_cluster, torch_scatter
-    if torch_cluster is None or torch_scatter is None:
+    from aenet_core.backend import cluster_module, scatter_module
+    if cluster_module("auto") is None or scatter_module("auto") is None:
         raise SystemExit("torch-scatter or torch-cluster is not installed: `make extensions` first")
     training(args.data)
     if args.workflow:

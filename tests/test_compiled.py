@@ -148,3 +148,23 @@ def test_float32_derivatives_train_a_float64_model_to_the_float64_numbers_within
     rounded = derivatives.to(dtype=torch.float32).contract(weights)
     assert rounded.dtype == torch.float64
     assert float((rounded - exact).abs().max() / exact.abs().max()) < 1e-6
+
+
+def test_float32_derivatives_of_a_database_are_cached_as_float32(tmp_path, cuau):
+    from aenet_core.data import HDF5StructureDataset
+
+    db = HDF5StructureDataset(descriptor(), tmp_path / "db.h5", sources=cuau[:6], mode="build",
+                              atomic_energies={"Cu": 0.0, "Au": 0.0})
+    db.build_database(show_progress=False, persist_features=True, persist_force_derivatives=True)
+    features, exact = db.stored_derivatives([0, 3])
+    assert features.dtype == exact.radial_dG_dd.dtype == torch.float64
+    fresh = HDF5StructureDataset(None, tmp_path / "db.h5", mode="load")
+    _, narrow = fresh.stored_derivatives([3, 0], torch.float32)  # read now, cached as float32
+    assert narrow.radial_dG_dd.dtype == narrow.triplet_typespin.dtype == torch.float32
+    entry = fresh._payload_reader().cache.entries[3]
+    assert all(t.dtype != torch.float64 for group in entry[1].values() for t in group.values())
+    _, again = fresh.stored_derivatives([0, 3], torch.float32)  # from the cache
+    assert again.angular_dG_dcos.dtype == torch.float32
+    torch.testing.assert_close(again.radial_dG_dd, exact.radial_dG_dd.float(), rtol=0, atol=0)
+    weights = torch.randn(features.shape, dtype=torch.float64)
+    assert float((again.contract(weights) - exact.contract(weights)).abs().max()) < 1e-5

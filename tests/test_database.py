@@ -427,9 +427,9 @@ def test_payload_cache_reads_each_entry_once_within_its_bound(tmp_path, cuau, mo
     reads = []
     read = PayloadReader._read_block
 
-    def counting(self, indices, with_derivatives):
+    def counting(self, indices, with_derivatives, dtype=None):
         reads.append(list(indices))
-        return read(self, indices, with_derivatives)
+        return read(self, indices, with_derivatives, dtype)
 
     monkeypatch.setattr(PayloadReader, "_read_block", counting)
     db = HDF5StructureDataset(None, tmp_path / "db.h5", mode="load")

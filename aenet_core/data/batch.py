@@ -165,7 +165,8 @@ class FeatureSource:
     def _cached(self, indices, cache, with_derivatives):
         """What the dataset stores for ``indices``; else featurize them in one pass, or per structure
         through ``cache`` when there is one."""
-        stored = (self.dataset.stored_derivatives if with_derivatives else self.dataset.stored_features)(indices)
+        stored = (self.dataset.stored_derivatives(indices, self.derivative_dtype) if with_derivatives
+                  else self.dataset.stored_features(indices))
         if stored is not None:
             return stored
         if cache is None:

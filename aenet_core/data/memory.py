@@ -84,7 +84,7 @@ class InMemoryStructures:
     def stored_features(self, indices):
         return None
 
-    def stored_derivatives(self, indices):
+    def stored_derivatives(self, indices, dtype=None):
         return None
 
 

@@ -75,5 +75,6 @@ class StructureSource(Protocol):
     def stored_features(self, indices) -> torch.Tensor | None:
         """Raw features (sum N, F) of the entries, or None when the source keeps none (computed instead)."""
 
-    def stored_derivatives(self, indices) -> tuple[torch.Tensor, LocalDerivatives] | None:
-        """(features, LocalDerivatives) of force-labelled entries, or None when the source keeps none."""
+    def stored_derivatives(self, indices, dtype=None) -> tuple[torch.Tensor, LocalDerivatives] | None:
+        """(features, LocalDerivatives) of force-labelled entries, or None when the source keeps none; the
+        derivatives in ``dtype`` when given (a source may keep them so), else in the descriptor's."""

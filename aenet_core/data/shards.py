@@ -180,10 +180,10 @@ class ShardedDataset:
 
         return _joined(self._each("stored_features", indices), torch.cat)
 
-    def stored_derivatives(self, indices):
+    def stored_derivatives(self, indices, dtype=None):
         if not self._derivatives_stored:
             return None
-        parts = self._each("stored_derivatives", indices)
+        parts = self._each("stored_derivatives", indices, dtype)
         if len(parts) == 1:
             return parts[0]
         import torch

@@ -405,10 +405,12 @@ class HDF5StructureDataset:
         """Raw features (sum N, F) of ``indices`` in order, or None when the file stores none."""
         return self._payload_reader().features(indices) if self._has_features else None
 
-    def stored_derivatives(self, indices):
-        """(features, LocalDerivatives) of force-labelled ``indices`` from the file, or None."""
+    def stored_derivatives(self, indices, dtype=None):
+        """(features, LocalDerivatives) of force-labelled ``indices`` from the file, or None; the derivatives
+        in ``dtype`` when given (the payload cache then holds them so: float32 halves it), else the
+        descriptor's."""
         if not (self._has_derivatives and self._has_features):
             return None
         if not all(self.has_forces(i) for i in indices):
             raise ValueError(f"{self.database_file}: derivatives are stored for force-labelled entries only")
-        return self._payload_reader().features_and_derivatives(list(indices), self.species_of(indices))
+        return self._payload_reader().features_and_derivatives(list(indices), self.species_of(indices), dtype)

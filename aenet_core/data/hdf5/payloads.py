@@ -53,9 +53,10 @@ class PayloadReader:
         payloads, block = self._payloads(indices, False)
         return block["features"] if block else torch.cat([features for features, _ in payloads])
 
-    def features_and_derivatives(self, indices, species_idx):
-        """(features, LocalDerivatives) of ``indices``; ``species_idx`` of their atoms gives the typespins."""
-        payloads, block = self._payloads(indices, True)
+    def features_and_derivatives(self, indices, species_idx, dtype=None):
+        """(features, LocalDerivatives) of ``indices``; ``species_idx`` of their atoms gives the typespins.
+        Derivatives read now are cast to ``dtype`` (default the descriptor's), and cached so."""
+        payloads, block = self._payloads(indices, True, dtype)
         counts = [int(self.atom_offset[i + 1] - self.atom_offset[i]) for i in indices]
         first_atom = torch.tensor(np.concatenate([[0], np.cumsum(counts)[:-1]]), dtype=torch.long)
         fields = {}
@@ -68,27 +69,27 @@ class PayloadReader:
                 if name not in self.stored_fields[group]:
                     continue  # a schema 2 file has no distances: its derivatives cannot give a virial
                 joined = block[group][name] if block else torch.cat([p[1][group][name] for p in payloads], dim=-1)
-                fields[field] = joined.long() + shift if joined.dtype == torch.int32 else joined
+                fields[field] = torch.add(joined, shift) if joined.dtype == torch.int32 else joined  # int64
         d = self.descriptor
         neighbor_spin = triplet_spin = None
         if d.multi:
-            spin = d.typespin.to(d.dtype)[species_idx]
-            neighbor_spin = spin[fields["neighbor_idx"]]
-            triplet_spin = spin[fields["neighbor_j_idx"]] * spin[fields["neighbor_k_idx"]]
+            spin = d.typespin.to(fields["radial_dG_dd"].dtype).index_select(0, species_idx)
+            neighbor_spin = spin.index_select(0, fields["neighbor_idx"])
+            triplet_spin = spin.index_select(0, fields["neighbor_j_idx"]) * spin.index_select(0, fields["neighbor_k_idx"])
         derivatives = LocalDerivatives(n_atoms=int(sum(counts)), n_radial=d.rad_order + 1, n_angular=d.ang_order + 1,
                                        neighbor_typespin=neighbor_spin, triplet_typespin=triplet_spin,
                                        backend=d.backend, **fields)
         features = block["features"] if block else torch.cat([features for features, _ in payloads])
         return features, derivatives
 
-    def _payloads(self, indices, with_derivatives) -> tuple:
+    def _payloads(self, indices, with_derivatives, dtype=None) -> tuple:
         """(per-entry payloads, block).  When the entries missing from the cache are exactly ``indices`` the
         block as read is returned (nothing to concatenate) and the list is empty; otherwise each entry's
         (features, {'edges' or 'triplets': {name: tensor}} or None) comes in the order asked for."""
         indices = list(indices)
         entries = self.cache.entries
         missing = sorted({i for i in indices if i not in entries or (with_derivatives and entries[i][1] is None)})
-        block = self._read_block(missing, with_derivatives) if missing else None
+        block = self._read_block(missing, with_derivatives, dtype) if missing else None
         whole = missing == indices
         fetched = self._cut(block, missing) if missing and (self.cache.max_bytes or not whole) else {}
         out = [fetched[i][:2] if i in fetched else self.cache.get(i)[:2] for i in ([] if whole else indices)]
@@ -103,12 +104,12 @@ class PayloadReader:
             return_freed_memory()
         return out, block if whole else None
 
-    def _read_block(self, indices, with_derivatives) -> dict:
+    def _read_block(self, indices, with_derivatives, derivative_dtype=None) -> dict:
         """Features and (optionally) derivative arrays of sorted ``indices``, each read once for all of
         them: {'features': (sum N, F), 'edges'/'triplets': {name: tensor}} (atom indices stay local)."""
-        dtype = self.descriptor.dtype
         block = {"features": torch.from_numpy(_rows(self._array("features/values"), self.atom_offset,
-                                                    indices)).to(dtype)}
+                                                    indices)).to(self.descriptor.dtype)}
+        dtype = derivative_dtype or self.descriptor.dtype
         for group, name in self._stored_derivative_fields() if with_derivatives else ():
             dataset = self._array(f"derivatives/{group}/{name}")
             values = torch.from_numpy(_rows(dataset, self.row_offsets[group], indices, axis=dataset.ndim - 1))
