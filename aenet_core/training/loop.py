@@ -286,7 +286,8 @@ def run_epoch(model, loss, loader, order, batch_size, selection, device, dtype, 
     for indices, _ in tqdm(plan, desc=label, leave=False, disable=not progress):
         t0 = time.perf_counter()
         batch = next(batches).to(device, dtype)
-        labelled_atoms = sum(dataset.atom_counts([i for i in indices if dataset.has_forces(i)]))
+        labelled_atoms = (sum(dataset.atom_counts([i for i in indices if dataset.has_forces(i)]))
+                          if loss.needs_derivatives else 0)  # only the force term asks
         t1 = time.perf_counter()
         with torch.set_grad_enabled(train or loss.needs_derivatives):
             value, metrics = loss.of_batch(model, batch, labelled_atoms, train)
