@@ -295,11 +295,7 @@ def test_settings_files_are_plain_data_with_known_keys(tmp_path, text, message):
 
 @pytest.mark.filterwarnings("ignore:no atomic reference energy:UserWarning")
 def test_train_member_takes_a_settings_file_and_plain_layers(tmp_path):
-    data, db, split = tmp_path / "example.extxyz", tmp_path / "db.h5", tmp_path / "split.json"
-    main(["example-data", "--output", str(data), "--n-structures", "6", "--seed", "1"])
-    main(["build-database", str(data), "--output", str(db), "--species", "Cu", "Au", "--rad-order", "2",
-          "--rad-cutoff", "4.0", "--ang-order", "1", "--ang-cutoff", "3.0"])
-    main(["split", str(db), "--output", str(split), "--split-seed", "1", "--testpercent", "20"])
+    db, split = training_setup.cli_database(tmp_path, 6)
     settings = tmp_path / "settings.yaml"
     settings.write_text("architecture: {Cu: [[4, tanh]], Au: [[3, sigmoid], [2, tanh]]}\n"
                         "training: {iterations: 2, method: {name: adam, mu: 0.01, batchsize: 2}, seed: 5}\n")

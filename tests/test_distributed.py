@@ -16,7 +16,7 @@ from aenet_core.torch_training import Adam, StructureDataset, TorchANNPotential
 from aenet_core.training import distributed
 from aenet_core.training.distributed import DataParallel, DistributedSetupError, ShardedLoss, check_processes
 from aenet_core.training.loss import EnergyForceLoss
-from training_setup import MEMBER_ARCH, REFERENCES, descriptor, member_config
+from training_setup import MEMBER_ARCH, REFERENCES, cli_database, descriptor, member_config
 
 gloo = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
                           reason="torch.distributed with gloo is not available")
@@ -113,11 +113,7 @@ def test_two_processes_train_and_resume_as_one_process(tmp_path):
 def test_train_member_nproc_on_the_command_line(tmp_path, capfd):
     from aenet_core.cli import main
 
-    data, db, split = tmp_path / "example.extxyz", tmp_path / "db.h5", tmp_path / "split.json"
-    main(["example-data", "--output", str(data), "--n-structures", "7", "--seed", "1"])
-    main(["build-database", str(data), "--output", str(db), "--species", "Cu", "Au", "--rad-order", "2",
-          "--rad-cutoff", "4.0", "--ang-order", "1", "--ang-cutoff", "3.0"])
-    main(["split", str(db), "--output", str(split), "--split-seed", "1", "--testpercent", "20"])
+    db, split = cli_database(tmp_path, 7)
     settings = tmp_path / "settings.yaml"
     settings.write_text("architecture: [[4, tanh]]\ntraining: {iterations: 1, method: {name: adam, mu: 0.01, "
                         "batchsize: 3}, force_weight: 0.2, checkpoint_interval: 1}\n")

@@ -66,3 +66,15 @@ def count_predict(monkeypatch, model) -> list:
 
     monkeypatch.setattr(model, "predict", counting)
     return calls
+
+
+def cli_database(tmp_path, n_structures: int):
+    """(database, split) of ``n_structures`` Cu-Au example structures, made by the command line."""
+    from aenet_core.cli import main
+
+    data, db, split = tmp_path / "example.extxyz", tmp_path / "db.h5", tmp_path / "split.json"
+    main(["example-data", "--output", str(data), "--n-structures", str(n_structures), "--seed", "1"])
+    main(["build-database", str(data), "--output", str(db), "--species", "Cu", "Au", "--rad-order", "2",
+          "--rad-cutoff", "4.0", "--ang-order", "1", "--ang-cutoff", "3.0"])
+    main(["split", str(db), "--output", str(split), "--split-seed", "1", "--testpercent", "20"])
+    return db, split
