@@ -138,7 +138,21 @@ def describe(record):
     return f"{figure} ({errors} train/test; peak RSS {record['peak_rss_mb']:.0f} MB{build})"
 
 
+def check_aenet_python(folder):
+    """Refuses ``--compare`` before any case runs when aenet-python's ``aenet.torch_training`` does not import."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [folder, os.environ.get("PYTHONPATH")])))
+    done = subprocess.run([sys.executable, "-c", "import aenet.torch_training, aenet.torch_featurize"], env=env,
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise SystemExit(f"--compare {folder}: aenet-python does not import from there ({reason}); install it there "
+                         "with `pip install --no-deps --target DIR <aenet-python checkout>` (its needs: torch, "
+                         "numpy, scipy, pandas, tables, tqdm)")
+
+
 def compare(args):
+    if args.compare:
+        check_aenet_python(args.compare)
     print(f"TiO2 ({args.data}), {args.threads} threads, each case in a fresh process; "
           f"aenet-python from {args.compare or '(not compared)'}")
     rows = []
