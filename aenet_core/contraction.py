@@ -9,8 +9,7 @@ out rather than left to autograd.
 The per-edge and per-triplet work is plain torch (``_vectors``,
 ``_coefficient_rows``), which training compiles (``aenet_core.compiled``):
 each gather-multiply-sum becomes one loop over the edges and triplets instead
-of one pass over memory per operation.  Sums over
-atoms stay in eager kernels: sums over each centre's edges and triplets (they
+of one pass over memory per operation.  Sums over atoms stay in eager kernels: sums over each centre's edges and triplets (they
 are sorted by centre) are products with a sparse CSR matrix of ones, sums over
 neighbours a scatter.  Both are deterministic on the CPU, so a compiled run
 gives the same numbers every time (and agrees with an uncompiled one to
@@ -103,7 +102,7 @@ class Contraction(torch.autograd.Function):
     def backward(ctx, grad_positions):
         d = ctx.derivatives
         rows = compiled.run(_coefficient_rows_from_atoms, grad_positions, d.neighbor_idx, d.center_idx,
-                    d.neighbor_j_idx, d.neighbor_k_idx, d.triplet_center_idx, *_coefficients(d))
+                            d.neighbor_j_idx, d.neighbor_k_idx, d.triplet_center_idx, *_coefficients(d))
         return _feature_gradient(d, *rows), None
 
 

@@ -165,7 +165,9 @@ class LocalDerivatives:
         if self.radial_distance is None or self.distance_ij is None:
             raise ValueError("these derivatives hold no distances, which the virial (stress) needs: they come from "
                              "a database or cache written before stresses were supported; rebuild it")
-        radial, on_j, on_k = self._vector_gradients(grad_features)
+        # d/dr of sum(grad_features * G) per relative vector: (3, E) of each edge's r_ij, (3, T) of each
+        # triplet's r_ij and r_ik.
+        radial, on_j, on_k = VectorGradients.apply(grad_features, self)
         gradients = torch.cat([radial, on_j, on_k], dim=1)  # d/dr of each relative vector r
         vectors = torch.cat([self.radial_unit * self.radial_distance, self.unit_ij * self.distance_ij,
                              self.unit_ik * self.distance_ik], dim=1)
@@ -190,11 +192,6 @@ class LocalDerivatives:
     def neighbor_terms_index(self):
         """The atom each column of ``contraction``'s neighbour terms goes to: edges' j, triplets' j, then k."""
         return torch.cat([self.neighbor_idx, self.neighbor_j_idx, self.neighbor_k_idx])
-
-    def _vector_gradients(self, grad_features):
-        """d/dr of sum(grad_features * G) per relative vector: (3, E) of each edge's r_ij, (3, T) of each
-        triplet's r_ij and r_ik."""
-        return VectorGradients.apply(grad_features, self)
 
     def to_dense(self):
         """The full Jacobian dG_{i,f} / dr_{a,c} as an (N, F, N, 3) tensor (tests and debugging only)."""

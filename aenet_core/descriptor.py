@@ -22,9 +22,8 @@ import math
 import numpy as np
 import torch
 
-from aenet_core import compiled
-
 from aenet_core import backend as backends
+from aenet_core import compiled
 from aenet_core.backend import sum_columns
 from aenet_core.derivatives import LocalDerivatives
 from aenet_core.neighbors import (batched_neighbor_list, neighbor_list_from_pairs, pairs_by_structure, prepare_cells,

@@ -163,6 +163,13 @@ _BOOLS = (
 )
 
 
+def _dtype(precision: str, auto):
+    """The torch dtype a precision setting names; ``auto`` for 'auto'."""
+    import torch
+
+    return {"float32": torch.float32, "float64": torch.float64}.get(precision, auto)
+
+
 def _fail(name: str, allowed: str, value) -> ValueError:
     return ValueError(f"TorchTrainingConfig.{name} must be {allowed}; got {value!r}")
 
@@ -394,16 +401,11 @@ class TorchTrainingConfig:
 
     def resolved_dtype(self, descriptor_dtype: torch.dtype) -> torch.dtype:
         """The model dtype: ``precision``, or the descriptor's dtype for 'auto'."""
-        import torch
-
-        return {"float32": torch.float32, "float64": torch.float64}.get(
-            self.precision, descriptor_dtype)
+        return _dtype(self.precision, descriptor_dtype)
 
     def derivative_dtype(self):
         """The dtype training keeps the descriptor derivatives in; None: the model's."""
-        import torch
-
-        return {"float32": torch.float32, "float64": torch.float64}.get(self.derivative_precision)
+        return _dtype(self.derivative_precision, None)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict that ``from_dict`` turns back into an equal config."""
