@@ -14,7 +14,7 @@ import torch
 
 from aenet_core import backend as backends
 from aenet_core.backend import sum_columns, transfer
-from aenet_core.contraction import Contraction, VectorGradients
+from aenet_core.contraction import Contraction, VectorGradients, positions_gradient
 from aenet_core.neighbors import rows_per_structure
 
 
@@ -175,7 +175,7 @@ class LocalDerivatives:
         owner = structure_of_atom.index_select(0, torch.cat([self.center_idx, self.triplet_center_idx,
                                                              self.triplet_center_idx]))
         virials = sum_columns(outer, owner, n_structures, self.backend).t().reshape(-1, 3, 3)
-        return self.contract(grad_features), virials
+        return positions_gradient(self, radial, on_j, on_k), virials
 
     def segment_sums(self, rows: str, dtype, spin: bool = False):
         """(N, E) for ``rows`` "edges", (N, T) for "triplets": a sparse CSR matrix of ``dtype`` whose product
