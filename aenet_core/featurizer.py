@@ -33,7 +33,7 @@ class TorchAUCFeaturizer:
     def __init__(self, typenames, rad_order=0, rad_cutoff=0.0, ang_order=0, ang_cutoff=0.0,
                  min_cutoff=DEFAULT_MIN_CUTOFF, device="cpu", dtype=torch.float64, **kwargs):
         _warn_unknown("TorchAUCFeaturizer", kwargs)
-        self.typenames = list(typenames)
+        self.typenames = [str(t) for t in typenames]
         self.rad_order, self.rad_cutoff = rad_order, rad_cutoff
         self.ang_order, self.ang_cutoff = ang_order, ang_cutoff
         self.min_cutoff, self.device, self.dtype = min_cutoff, device, dtype
@@ -108,9 +108,9 @@ class TorchAUCFeaturizer:
 
     def _neighbor_info(self, positions, cell, pbc) -> dict:
         """Per atom: neighbours j with min_cutoff < d <= the larger cutoff, and r_ij = r_j - r_i (image included)."""
-        positions = torch.as_tensor(positions, dtype=self.descriptor.dtype)
-        nl = neighbor_list(positions, self.descriptor.max_cutoff, cell, pbc)
-        keep = nl.distances > self.descriptor.min_cutoff
+        positions = torch.as_tensor(positions, dtype=self.dtype)
+        nl = neighbor_list(positions, max(self.rad_cutoff, self.ang_cutoff), cell, pbc)
+        keep = nl.distances > self.min_cutoff
         counts = torch.bincount(nl.center[keep], minlength=len(positions))
         sizes = counts.tolist()
         return {"neighbor_counts": counts.numpy(),
