@@ -152,6 +152,9 @@ def _record(structure, index, typenames) -> dict:
         raise ValueError(f"write_features_to_hdf5: structure {index} lacks {missing}")
     if not record["atoms"]:
         raise ValueError(f"write_features_to_hdf5: structure {index} ({record['path']}) has no atoms")
+    if len(str(record["path"]).encode()) > 1024:
+        raise ValueError(f"write_features_to_hdf5: structure {index} has a path longer than the file's 1024 bytes: "
+                         f"{record['path']}")
     for atom in record["atoms"]:
         if atom["type"] not in typenames:
             raise ValueError(f"write_features_to_hdf5: structure {index} ({record['path']}) has atom type "

@@ -25,7 +25,7 @@ PBC_BACKENDS = ("ghost", "legacy")
 class TorchNeighborList:
     """Neighbour lists of isolated and periodic structures, with optional pair-type cutoffs.
 
-    ``atom_types`` (N,) and ``cutoff_dict`` {(type_a, type_b): cutoff <= ``cutoff``} restrict
+    ``atom_types`` (N,) (numbers or symbols) and ``cutoff_dict`` {(type_a, type_b): cutoff <= ``cutoff``} restrict
     the neighbours that ``get_neighbors_of_atom`` and ``get_neighbors_by_atom`` return; a pair
     missing from the dict uses ``cutoff``.  The last full list is cached, keyed by the
     positions, cell, pbc and coordinate kind.
@@ -180,23 +180,22 @@ class TorchNeighborList:
         """Mask over ``rows`` of the pairs within their type-pair cutoff (all True without types and dict)."""
         types = self.atom_types if atom_types is None else atom_types
         cutoffs = self.cutoff_dict if cutoff_dict is None else cutoff_dict
-        keep = torch.ones(len(rows), dtype=torch.bool, device=rows.device)
         if types is None or cutoffs is None:
-            return keep
+            return torch.ones(len(rows), dtype=torch.bool, device=rows.device)
         self._validate_cutoff_dict(cutoffs, types)
-        types = torch.as_tensor(types, device=rows.device)
+        types = _values(types)
         if len(types) != n_atoms:
             raise ValueError(f"TorchNeighborList: atom_types has {len(types)} entries but positions has "
                              f"{n_atoms} atoms")
-        first, second = types[nl.center[rows]], types[nl.neighbor[rows]]
-        limit = torch.full((len(rows),), float(self.cutoff), dtype=nl.distances.dtype, device=rows.device)
+        first, second = types[_values(nl.center[rows])], types[_values(nl.neighbor[rows])]
+        limit = np.full(len(rows), float(self.cutoff))
         for (a, b), value in cutoffs.items():
-            limit[((first == a) & (second == b)) | ((first == b) & (second == a))] = float(value)
-        return keep & (nl.distances[rows].detach() <= limit)
+            limit[((first == a) & (second == b)) | ((first == b) & (second == a))] = value
+        return torch.as_tensor(_values(nl.distances[rows]) <= limit, device=rows.device)
 
     def _validate_cutoff_dict(self, cutoff_dict, atom_types):
         """Every type of ``cutoff_dict`` must occur in ``atom_types``; each cutoff must be <= ``cutoff``."""
-        available = sorted(set(torch.as_tensor(atom_types).cpu().tolist()))
+        available = sorted(set(_values(atom_types).tolist()))
         for (type_i, type_j), value in cutoff_dict.items():
             for t in (type_i, type_j):
                 if t not in available:
@@ -208,7 +207,12 @@ class TorchNeighborList:
                 raise ValueError(f"cutoff_dict gives pair ({type_i}, {type_j}) two cutoffs: {value} and {reverse}")
 
 
+def _values(array) -> np.ndarray:
+    """A tensor, array or list as a numpy array (types may be numbers or symbols)."""
+    return array.detach().cpu().numpy() if torch.is_tensor(array) else np.asarray(array)
+
+
 def _fingerprint(array) -> tuple:
     """Hashable identity of an array's values (the cache key)."""
-    values = torch.as_tensor(array).detach().cpu().numpy()
+    values = _values(array)
     return values.shape, str(values.dtype), values.tobytes()

@@ -186,6 +186,8 @@ def test_write_features_accepts_dicts_and_objects_and_refuses_bad_input(tmp_path
         write_features_to_hdf5([], tmp_path / "g.h5", ["Au", "Cu"], {})
     with pytest.raises(ValueError, match=r"structure 0 \(m.xsf\) has atom type 'Au', not in typenames \['Cu'\]"):
         write_features_to_hdf5([as_dict], tmp_path / "g.h5", ["Cu"], {})
+    with pytest.raises(ValueError, match="path longer than the file's 1024 bytes"):
+        write_features_to_hdf5([{**as_dict, "path": "x" * 1025}], tmp_path / "g.h5", ["Au", "Cu"], {})
     with pytest.raises(ValueError, match="cell_info has 2 entries for 1 structures"):
         write_features_to_hdf5([as_dict], tmp_path / "g.h5", ["Au", "Cu"], {}, cell_info=[None, None])
     assert not (tmp_path / "g.h5").exists()

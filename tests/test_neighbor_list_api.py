@@ -123,6 +123,9 @@ def test_get_neighbors_by_atom_applies_per_call_types_and_cutoffs():
     by_atom = TorchNeighborList(cutoff=5.0).get_neighbors_by_atom(
         torch.tensor(WATER), atom_types=torch.tensor([8, 1, 1]), cutoff_dict=WATER_CUTOFFS)
     assert [r["indices"].tolist() for r in by_atom] == [[1, 2], [0], [0]]
+    symbols = TorchNeighborList(cutoff=5.0).get_neighbors_by_atom(
+        WATER, atom_types=["O", "H", "H"], cutoff_dict={("H", "H"): 1.0, ("H", "O"): 2.5})
+    assert [r["indices"].tolist() for r in symbols] == [[1, 2], [0], [0]]
 
 
 @pytest.mark.parametrize("cutoff_dict, message", [
