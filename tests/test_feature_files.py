@@ -74,7 +74,8 @@ def test_written_file_has_the_training_set_layout_and_our_features(tmp_path, xsf
     assert "Processed 3 structures" in (tmp_path / "work" / "generate.out").read_text()
 
 
-def test_booleans_are_pytables_bitfields(tmp_path, xsf_files):
+def test_booleans_are_pytables_bitfields(tmp_path, xsf_files, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the log, generate.out, goes to the working folder
     featurize_and_write_hdf5(str(xsf_files[0]), ["Au", "Cu"], hdf5_filename=tmp_path / "f.h5", **SETTINGS)
     with h5py.File(tmp_path / "f.h5") as h5:
         compound = h5["metadata"].id.get_type()
