@@ -97,8 +97,10 @@ class TorchAUCFeaturizer:
 
     def _featurize(self, struc, with_neighbors: bool) -> FeaturizedAtomicStructure:
         positions, species, energy, forces, cell, pbc, path = _frame(struc)
+        cell_tensor, pbc_tensor = (None if a is None else torch.as_tensor(a) for a in (cell, pbc))
         with torch.no_grad():
-            features = self.descriptor.forward_from_positions(positions, species, cell, pbc).cpu().numpy()
+            features = self.descriptor.forward_from_positions(torch.as_tensor(positions, dtype=self.dtype), species,
+                                                              cell_tensor, pbc_tensor).cpu().numpy()
         forces = np.zeros_like(positions) if forces is None else forces
         atoms = [{"type": t, "fingerprint": f, "coords": x, "forces": g}
                  for t, f, x, g in zip(species, features, positions, forces)]
