@@ -192,3 +192,9 @@ def test_write_features_accepts_dicts_and_objects_and_refuses_bad_input(tmp_path
     with pytest.raises(ValueError, match="cell_info has 2 entries for 1 structures"):
         write_features_to_hdf5([as_dict], tmp_path / "g.h5", ["Au", "Cu"], {}, cell_info=[None, None])
     assert not (tmp_path / "g.h5").exists()
+
+
+def test_zero_cutoffs_are_refused():
+    """aenet-python's defaults (cutoffs 0.0) build a featurizer whose features are all zero."""
+    with pytest.raises(ValueError, match="rad_cutoff"):
+        TorchAUCFeaturizer(["Au", "Cu"])
