@@ -347,7 +347,7 @@ def test_energy_training_from_the_database_reads_features_only(tmp_path, cuau, m
     db = HDF5StructureDataset(descriptor(), tmp_path / "features.h5", sources=cuau, mode="build",
                               atomic_energies=REFERENCES)
     db.build_database(show_progress=False, persist_features=True)
-    assert db.has_persisted_features and not db.has_persisted_derivatives
+    assert db.has_persisted_features() and not db.has_persisted_force_derivatives()
 
     def forbidden(*args, **kwargs):
         raise AssertionError("featurized or read structures during energy training")

@@ -78,12 +78,10 @@ class ShardedDataset:
                           f"other shards: the {kind} of every shard are computed instead", stacklevel=3)
         return not lacking
 
-    @property
     def has_persisted_features(self) -> bool:
         return self._features_stored
 
-    @property
-    def has_persisted_derivatives(self) -> bool:
+    def has_persisted_force_derivatives(self) -> bool:
         return self._derivatives_stored
 
     # -- indices ----------------------------------------------------------------------
@@ -238,9 +236,9 @@ def _descriptor_difference(shard, first) -> str | None:
 
 def _keeps(shard, kind) -> bool:
     """Whether ``shard`` (not empty) answers ``stored_<kind>`` with data rather than None."""
-    known = getattr(shard, f"has_persisted_{kind}", None)
+    known = getattr(shard, "has_persisted_features" if kind == "features" else "has_persisted_force_derivatives", None)
     if known is not None:
-        return bool(known)
+        return bool(known())
     if kind == "features":
         return shard.stored_features([0]) is not None
     forced = next((i for i in range(len(shard)) if shard.has_forces(i)), None)
