@@ -45,7 +45,7 @@ def write_database(path: Path, descriptor, entries, structure_filter, *, feature
             chunks = _checked(atom_chunks(structure_filter.apply(entries), CHUNK_ATOMS), structure_filter,
                               descriptor, options, workers)
             chunks = _disk_checked(chunks, path, descriptor, options, np.dtype(storage_dtype).itemsize,
-                                   recipe["sources"])
+                                   recipe["sources"], compressed=compression is not None)
             lines = ProgressLog(f"building {path.name}", unit="structures", seconds=30)
             with tqdm(desc=f"building {path.name}", unit=" structures", disable=not show_progress) as progress:
                 for chunk, computed in _featurized(chunks, descriptor, options, workers):
@@ -75,14 +75,15 @@ def _checked(chunks, structure_filter, descriptor, options, workers):
         yield chunk
 
 
-def _disk_checked(chunks, path, descriptor, options, itemsize, stamps):
+def _disk_checked(chunks, path, descriptor, options, itemsize, stamps, compressed):
     """The chunks, the database's size estimated from the first and refused (or warned about) where the disk
-    lacks the space, before it is featurized."""
+    lacks the space, before it is featurized.  A compressed file's size is below the estimate by an unknown
+    factor: it is then treated as an extrapolation."""
     first = next(chunks, [])
     ended = sum(e.structure.n_atoms for e in first) < CHUNK_ATOMS  # atom_chunks ends a chunk early only at the end
     need, certain = database_bytes(first, ended, stamps, descriptor, itemsize if options["features"] else 0,
                                    options["derivatives"])
-    check_disk(path, need, certain)
+    check_disk(path, need, certain and not compressed)
     if first:
         yield first
     yield from chunks
