@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from aenet_core.data import DatabaseError
+from aenet_core.data import DatabaseError, IncompatibleDescriptorError
 from aenet_core.descriptor import BatchedFeaturizer
 from aenet_core.torch_training import HDF5StructureDataset
 from training_setup import REFERENCES, descriptor
@@ -145,7 +145,7 @@ def test_descriptor_manifest_and_cache_info_round_trip(db, small):
 def test_an_incompatible_descriptor_is_a_runtime_error_naming_the_parameter(db):
     with pytest.raises(RuntimeError, match=r"incompatible with the explicit descriptor.*rad_order=4.*rad_order=5") as err:
         HDF5StructureDataset(descriptor_with(rad_order=5), db.database_file, mode="load")
-    assert isinstance(err.value, DatabaseError)
+    assert isinstance(err.value, DatabaseError) and isinstance(err.value, IncompatibleDescriptorError)
 
 
 def descriptor_with(**changes):
