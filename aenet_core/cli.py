@@ -156,7 +156,7 @@ def _build_database(args):
     if not len(db) and not args.allow_empty:
         db.close()
         Path(args.output).unlink()
-        raise ValueError(f"{args.output}: no structure was left to store (all sources empty or filtered out); "
+        raise SystemExit(f"{args.output}: no structure was left to store (all sources empty or filtered out); "
                          f"pass --allow-empty to write a database of no structures")
     print(f"{len(db)} structures ({db._attrs['n_filtered']} filtered out) in {time.perf_counter() - started:.1f} s "
           f"-> {args.output} ({Path(args.output).stat().st_size / 1e6:.1f} MB)")

@@ -197,3 +197,21 @@ def test_persisted_state_is_false_or_none_before_a_build(tmp_path):
     db = HDF5StructureDataset(descriptor(), tmp_path / "later.h5")
     assert db.has_persisted_features() is False and db.has_persisted_force_derivatives() is False
     assert db.has_persisted_descriptor() is False and db.get_descriptor_manifest() is None
+
+
+def test_the_command_line_refuses_an_empty_database_unless_allowed(tmp_path, recwarn, capsys):
+    from aenet_core.cli import main
+
+    main(["example-data", "--output", str(tmp_path / "data.extxyz"), "--n-structures", "3", "--seed", "1"])
+    command = ["build-database", str(tmp_path / "data.extxyz"), "--output", str(tmp_path / "db.h5"), "--species",
+               "Cu", "Au", "--rad-order", "2", "--rad-cutoff", "4.0", "--ang-order", "1", "--ang-cutoff", "3.0",
+               "--max-energy=-1e6", "--compression", "zlib"]
+    with pytest.raises(SystemExit):
+        main(command)
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith("aenet-core build-database failed: ") and "pass --allow-empty" in last
+    assert not (tmp_path / "db.h5").exists()
+    recwarn.clear()
+    main(command + ["--allow-empty"])
+    assert len(HDF5StructureDataset(None, tmp_path / "db.h5", mode="load")) == 0
+    assert not [w for w in recwarn if "no structure was left" in str(w.message)]
