@@ -215,3 +215,15 @@ def test_the_command_line_refuses_an_empty_database_unless_allowed(tmp_path, rec
     main(command + ["--allow-empty"])
     assert len(HDF5StructureDataset(None, tmp_path / "db.h5", mode="load")) == 0
     assert not [w for w in recwarn if "no structure was left" in str(w.message)]
+
+
+def test_structures_only_databases_shard_together_but_not_with_featurized_ones(small, db, tmp_path):
+    from aenet_core.data import ShardedDataset
+
+    a = build(tmp_path / "a.h5", small[:2], desc=None, persist=False)
+    b = build(tmp_path / "b.h5", small[2:], desc=None, persist=False)
+    sharded = ShardedDataset.open([a.database_file, b.database_file])
+    assert len(sharded) == len(small) and sharded.descriptor is None
+    assert sharded.get_structure(3).species == small[3].species
+    with pytest.raises(ValueError, match="descriptor: one stored \\(shard 0: none\\)"):
+        ShardedDataset.open([a.database_file, db.database_file])

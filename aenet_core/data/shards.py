@@ -225,6 +225,9 @@ def _same_descriptor_config(shard, first) -> bool:
 
 def _descriptor_difference(shard, first) -> str | None:
     """How ``shard``'s descriptor differs from ``first``'s in what its features mean, or None."""
+    if shard.descriptor is None or first.descriptor is None:  # a database of structures only has none
+        stored = ("none" if d is None else "one" for d in (shard.descriptor, first.descriptor))
+        return None if shard.descriptor is first.descriptor else "descriptor: {} stored (shard 0: {})".format(*stored)
     mine, theirs = shard.descriptor.identity(), first.descriptor.identity()
     differing = {key: (mine.get(key), theirs[key]) for key in theirs if mine.get(key) != theirs[key]}
     if shard.descriptor.dtype != first.descriptor.dtype:
