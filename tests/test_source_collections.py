@@ -7,6 +7,7 @@ import tarfile
 import numpy as np
 import pytest
 
+from aenet_core.data import DatabaseError
 from aenet_core.io import read_xsf, write_xsf
 from aenet_core.torch_training import HDF5StructureDataset, Structure
 from aenet_core.torch_training import sources
@@ -132,8 +133,16 @@ def test_a_database_from_a_tar_archive_and_from_records(archive, xsf_files, cuau
     db.build_database(show_progress=False)
     assert [db.get_structure_identifier(i) for i in range(2)] == ["pair#frame=0", "pair#frame=1"]
     assert db.get_entry_metadata(1)["source_kind"] == "generated" and same(db.get_structure(1), cuau[4])
+    alone = HDF5StructureDataset(descriptor(), tmp_path / "one.h5", sources=pair, mode="build")
+    alone.build_database(show_progress=False)
+    assert alone.content_sha256 == db.content_sha256
     with pytest.raises(ValueError, match="do not support build_workers > 1"):
         db.build_database(show_progress=False, build_workers=2)
+    changed = SourceRecord("pair", lambda: [cuau[3], cuau[5]], source_kind="generated")
+    auto = HDF5StructureDataset(descriptor(), tmp_path / "records.h5", sources=[changed], mode="auto")
+    with pytest.raises(DatabaseError, match="other sources or settings"):  # same id, other structures
+        auto.build_database(show_progress=False)
+    HDF5StructureDataset(descriptor(), tmp_path / "records.h5", sources=[pair], mode="auto").build_database()
     mixed = [xsf_files[0], pair, Structure(cuau[5].positions, cuau[5].species, energy=1.0, cell=cuau[5].cell)]
     db = HDF5StructureDataset(descriptor(), tmp_path / "mixed.h5", sources=mixed, mode="build")
     db.build_database(show_progress=False)

@@ -20,7 +20,7 @@ from typing import Callable, Iterator, Protocol, Sequence, runtime_checkable
 
 from aenet_core.io import read_structures
 from aenet_core.io.xsf import parse_xsf
-from aenet_core.structure import Structure
+from aenet_core.structure import Structure, structure_sha256
 
 
 @dataclass(frozen=True)
@@ -212,13 +212,14 @@ def coerce_source_collection(sources) -> SourceCollection:
 
 
 def collection_stamps(collection) -> list:
-    """What identifies a collection's content without loading it: its files' stamps where it has files, else
-    each record's kind and id."""
+    """What identifies a collection's content: its files' stamps where it has files (``stamps()``), else each
+    record's (which loads it: a record's id need not change with its structures)."""
     if hasattr(collection, "stamps"):
         return collection.stamps()
     return [record_stamp(record) for record in collection.iter_records()]
 
 
-def record_stamp(record: SourceRecord) -> str:
-    """A record's kind and id: all that identifies it without loading it."""
-    return f"{record.source_kind}:{record.source_id}"
+def record_stamp(record: SourceRecord) -> dict:
+    """A record's kind, id and the hashes of its structures."""
+    return {"kind": record.source_kind, "id": record.source_id,
+            "structures": [structure_sha256(s) for s in record.load_structures()]}

@@ -65,7 +65,7 @@ def as_input_list(inputs) -> list:
     """One input item, or a list of them."""
     if inputs is None:
         return []
-    if _is_path(inputs) or isinstance(inputs, (Structure, SourceCollection)) or \
+    if _is_path(inputs) or isinstance(inputs, (Structure, SourceCollection, SourceRecord)) or \
             hasattr(inputs, "get_chemical_symbols"):
         return [inputs]
     return list(inputs)
