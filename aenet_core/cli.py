@@ -8,6 +8,7 @@ import logging
 import sys
 import time
 import traceback
+import warnings
 from pathlib import Path
 
 import aenet_core
@@ -147,9 +148,16 @@ def _build_database(args):
     db = HDF5StructureDataset(_descriptor(args, species), args.output, sources=inputs, mode="build",
                               max_energy=args.max_energy, max_forces=args.max_forces, atomic_energies=references,
                               compression=args.compression, limits=given_limits(args))
-    db.build_database(show_progress=False, build_workers=args.workers, persist_features=True,
-                      persist_force_derivatives=not args.no_derivatives, allow_empty=args.allow_empty,
-                      **_given(storage_dtype=args.storage_dtype))
+    with warnings.catch_warnings():
+        if args.allow_empty:  # asked for: no warning
+            warnings.filterwarnings("ignore", message=".*no structure was left")
+        db.build_database(show_progress=False, build_workers=args.workers, persist_features=True,
+                          persist_force_derivatives=not args.no_derivatives, **_given(storage_dtype=args.storage_dtype))
+    if not len(db) and not args.allow_empty:
+        db.close()
+        Path(args.output).unlink()
+        raise SystemExit(f"{args.output}: no structure was left to store (all sources empty or filtered out); "
+                         f"pass --allow-empty to write a database of no structures")
     print(f"{len(db)} structures ({db._attrs['n_filtered']} filtered out) in {time.perf_counter() - started:.1f} s "
           f"-> {args.output} ({Path(args.output).stat().st_size / 1e6:.1f} MB)")
 
@@ -528,7 +536,8 @@ def _add_build_database(commands):
     build.add_argument("--workers", type=int, default=0, help="featurizing processes (0: in this process)")
     build.add_argument("--storage-dtype", choices=["float64", "float32"], help="precision of the stored features "
                        f"and derivatives (default {DEFAULT_STORAGE_DTYPE})")
-    build.add_argument("--compression", choices=["gzip", "lzf"], help="HDF5 compression (default: none)")
+    build.add_argument("--compression", choices=["zlib", "gzip", "lzf"],
+                       help="HDF5 compression (default: none; zlib and gzip are the same filter, level 5)")
     build.add_argument("--no-derivatives", action="store_true", help="persist features only (energy training)")
     build.add_argument("--allow-empty", action="store_true", help="empty input files and a database of no "
                        "structures are not an error (an active-learning round whose every labelling failed)")

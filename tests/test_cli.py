@@ -72,7 +72,7 @@ def test_reference_energies_database_and_split(tmp_path):
           "--species", "Cu", "Au", "--rad-order", "4", "--rad-cutoff", "4.5", "--ang-order", "2",
           "--ang-cutoff", "3.5"])
     db = HDF5StructureDataset(None, db_path, mode="load")
-    assert len(db) == 8 and db.has_persisted_derivatives and db.atomic_energies == fitted.atomic_energies
+    assert len(db) == 8 and db.has_persisted_force_derivatives() and db.atomic_energies == fitted.atomic_energies
     assert db.descriptor.min_cutoff == DEFAULT_MIN_CUTOFF  # not given: the descriptor's own default
     split_path = tmp_path / "split.json"
     main(["split", str(db_path), "--output", str(split_path), "--testpercent", "25", "--split-seed", "3"])

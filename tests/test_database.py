@@ -72,8 +72,8 @@ def test_round_trip_structures_labels_and_identifiers(tmp_path, cuau, cuau_file)
         assert s.species == original.species and s.energy == original.energy and s.name == original.name
         assert db.get_structure_identifier(i) == f"{cuau_file}#frame={i}"
     meta = db.get_entry_metadata(5)
-    assert meta == {"source_id": str(cuau_file), "frame_idx": 5, "display_name": str(cuau_file), "name": "cuau-005",
-                    "has_forces": True, "n_atoms": cuau[5].n_atoms, "energy": cuau[5].energy}
+    assert meta == {"source_id": str(cuau_file), "frame_idx": 5, "source_kind": "file", "display_name": str(cuau_file),
+                    "name": "cuau-005", "has_forces": True, "n_atoms": cuau[5].n_atoms, "energy": cuau[5].energy}
     assert db.energies([3, 1]) == [cuau[3].energy, cuau[1].energy]
     assert db.atom_counts([0, 2]) == [cuau[0].n_atoms, cuau[2].n_atoms]
     with pytest.raises(IndexError, match="out of range"):
@@ -202,8 +202,8 @@ def test_interrupted_build_leaves_the_previous_file_and_no_temp(tmp_path, cuau, 
 def test_bad_sources_name_the_file_and_frame(tmp_path, cuau_file):
     with pytest.raises(ValueError, match=r"cuau.extxyz \(frame 0\): species \['Au', 'Cu'\]"):
         build(tmp_path / "db.h5", [cuau_file], desc=descriptor(species=["Ni"]))
-    with pytest.raises(ValueError, match="sources"):
-        build(tmp_path / "db.h5", [])
+    with pytest.raises(ValueError, match="sources must be provided"):
+        build(tmp_path / "db.h5", None)
     with pytest.raises(ValueError, match=r"sources\[0\]"):
         build(tmp_path / "db.h5", [42])
     assert not (tmp_path / "db.h5").exists()
@@ -347,7 +347,7 @@ def test_energy_training_from_the_database_reads_features_only(tmp_path, cuau, m
     db = HDF5StructureDataset(descriptor(), tmp_path / "features.h5", sources=cuau, mode="build",
                               atomic_energies=REFERENCES)
     db.build_database(show_progress=False, persist_features=True)
-    assert db.has_persisted_features and not db.has_persisted_derivatives
+    assert db.has_persisted_features() and not db.has_persisted_force_derivatives()
 
     def forbidden(*args, **kwargs):
         raise AssertionError("featurized or read structures during energy training")
@@ -546,9 +546,10 @@ def test_the_memory_estimate_is_at_least_what_featurizing_takes():
 def test_a_database_too_large_for_the_disk_is_refused_before_anything_is_featurized(tmp_path, monkeypatch):
     import aenet_core.data.hdf5.footprint as footprint
 
+    # Uncompressed, so that the estimate is of the file's size (a compressed one's is an upper bound).
     frames = tmp_path / "frames.extxyz"
     write_extxyz(frames, [replace(large_cell(1), positions=large_cell(1).positions + 0.01 * k) for k in range(60)])
-    size = build(tmp_path / "full.h5", [frames]).database_file.stat().st_size
+    size = build(tmp_path / "full.h5", [frames], compression=None).database_file.stat().st_size
     featurized, calls = [], []
     featurize_chunk = database.featurize_chunk
     monkeypatch.setattr(database, "featurize_chunk", lambda *a, **k: featurized.append(1) or featurize_chunk(*a, **k))
@@ -557,21 +558,21 @@ def test_a_database_too_large_for_the_disk_is_refused_before_anything_is_featuri
     with pytest.raises(footprint.ResourceError, match=r"db\.h5: the database needs about .* GB \(estimated from "
                                                       r"the structures of the sources\), and .* GB are free in "
                                                       r".*: free some space"):
-        build(tmp_path / "db.h5", [frames])
+        build(tmp_path / "db.h5", [frames], compression=None)
     monkeypatch.setattr(database, "CHUNK_ATOMS", 40)  # extrapolated from the first 10 frames and the file's size
     free = 0.3 * size
     with pytest.raises(footprint.ResourceError, match=r"needs about .* GB \(extrapolated from the first structures "
                                                       r"and the sizes of the sources\)"):
-        build(tmp_path / "db.h5", [frames])
+        build(tmp_path / "db.h5", [frames], compression=None)
     assert featurized == [] and not (tmp_path / "db.h5").exists()
     free = 0.7 * size  # half the extrapolation fits: a warning
     with pytest.warns(UserWarning, match=r"\(extrapolated .*\), and .* GB are free .*: the build may run out of space"):
-        build(tmp_path / "db.h5", [frames])
+        build(tmp_path / "db.h5", [frames], compression=None)
     free, calls[:], featurized[:] = 1e12, [], []
     monkeypatch.setattr(footprint, "free_space", lambda folder: calls.append(folder) or (free if len(calls) < 3 else 0))
     with pytest.raises(footprint.ResourceError, match=r"full\.h5: 0 GB are left in .*, too little for the next .* GB "
                                                       r"\(.* GB written so far\)"):
-        build(tmp_path / "full.h5", [frames])  # the disk filled while the second chunk was featurized
+        build(tmp_path / "full.h5", [frames], compression=None)  # the disk filled while the second chunk was featurized
     assert len(featurized) == 2 and (tmp_path / "full.h5").stat().st_size == size  # the previous file is kept
 
 

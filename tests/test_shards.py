@@ -26,11 +26,10 @@ def descriptor(**changes):
     return ChebyshevDescriptor(**(params | changes))
 
 
-def build(path, sources, desc=None, allow_empty=False, **options):
+def build(path, sources, desc=None, **options):
     db = HDF5StructureDataset(desc or descriptor(), path, sources=sources, mode="build",
                               atomic_energies=options.pop("atomic_energies", REFERENCES), **options)
-    db.build_database(show_progress=False, persist_features=True, persist_force_derivatives=True,
-                      allow_empty=allow_empty)
+    db.build_database(show_progress=False, persist_features=True, persist_force_derivatives=True)
     return HDF5StructureDataset(None, path, mode="load")
 
 
@@ -54,7 +53,8 @@ def dbs(structures, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def empty(tmp_path_factory):
-    return build(tmp_path_factory.mktemp("empty") / "empty.h5", [], allow_empty=True)
+    with pytest.warns(UserWarning, match="no structure was left"):
+        return build(tmp_path_factory.mktemp("empty") / "empty.h5", [])
 
 
 def shuffled_with_repeats(n, seed=0):
@@ -131,7 +131,7 @@ def test_two_shards_answer_as_one_database_of_the_same_entries(dbs):
     sharded = ShardedDataset([a, b])
     assert isinstance(sharded, StructureSource)
     assert sharded.descriptor is a.descriptor and sharded.atomic_energies == REFERENCES
-    assert sharded.has_persisted_features and sharded.has_persisted_derivatives
+    assert sharded.has_persisted_features() and sharded.has_persisted_force_derivatives()
     assert_same_answers(sharded, whole, shuffled_with_repeats(len(whole)))
     assert sharded.locate(N_A) == (1, 0) and sharded.locate(-1) == (1, len(b) - 1)
     assert sharded.get_structure_identifier(N_A) == b.get_structure_identifier(0)
@@ -140,7 +140,7 @@ def test_two_shards_answer_as_one_database_of_the_same_entries(dbs):
 def test_shards_need_nothing_beyond_the_contract(dbs):
     whole, a, b = dbs
     sharded = ShardedDataset([OnlyTheContract(a), OnlyTheContract(b)])
-    assert sharded.has_persisted_features and sharded.has_persisted_derivatives  # found by asking for them
+    assert sharded.has_persisted_features() and sharded.has_persisted_force_derivatives()  # found by asking for them
     assert_same_answers(sharded, whole, shuffled_with_repeats(len(whole), seed=2))
     assert sharded.shard_name(1) == "shard 1"
     sharded.close()
@@ -217,7 +217,7 @@ def test_open_databases_one_path_is_the_database_itself(dbs):
 
 
 def test_an_empty_database_is_a_valid_file_with_every_array(empty, dbs, tmp_path, structures):
-    assert len(empty) == 0 and empty.has_persisted_features and empty.has_persisted_derivatives
+    assert len(empty) == 0 and empty.has_persisted_features() and empty.has_persisted_force_derivatives()
     assert empty.geometry_sha256s == [] and empty.descriptor.identity() == descriptor().identity()
     assert empty.atomic_energies == REFERENCES
     with h5py.File(empty.database_file) as e, h5py.File(dbs[1].database_file) as full:
@@ -225,12 +225,11 @@ def test_an_empty_database_is_a_valid_file_with_every_array(empty, dbs, tmp_path
         full.visititems(lambda name, item: names.append(name) if isinstance(item, h5py.Dataset) else None)
         for name in names:
             assert e[name].dtype == full[name].dtype and e[name].ndim == full[name].ndim, name
-    filtered = build(tmp_path / "filtered.h5", structures[:3], allow_empty=True, max_energy=-100.0)
+    with pytest.warns(UserWarning, match="3 filtered out"):
+        filtered = build(tmp_path / "filtered.h5", structures[:3], max_energy=-100.0)
     assert len(filtered) == 0 and filtered._attrs["n_filtered"] == 3
-    with pytest.raises(ValueError, match="no structure was left"):
-        build(tmp_path / "refused.h5", structures[:3], max_energy=-100.0)
-    with pytest.raises(ValueError, match="needs sources"):
-        build(tmp_path / "refused.h5", [])
+    with pytest.raises(ValueError, match="sources must be provided"):
+        build(tmp_path / "refused.h5", None)
     assert not (tmp_path / "refused.h5").exists()
 
 

@@ -6,6 +6,7 @@ from aenet_core.lazy import lazy_attributes
 _HOMES = {
     "DatabaseError": "hdf5",
     "HDF5StructureDataset": "hdf5",
+    "IncompatibleDescriptorError": "hdf5",
     "CachedStructureDataset": "memory",
     "InMemoryStructures": "memory",
     "StructureDataset": "memory",

@@ -250,7 +250,8 @@ class BatchLoader:
                 prefetch_factor=prefetch_factor, persistent_workers=persistent_workers, collate_fn=_first)
             read_ahead = 0
         elif read_ahead is None:
-            stored = getattr(source.dataset, "has_persisted_features", False)
+            stored = getattr(source.dataset, "has_persisted_features", None)
+            stored = bool(stored and stored())
             read_ahead = int(prefetch_factor or 0) if stored and _free_core() else 0
         self.read_ahead = read_ahead
 

@@ -123,8 +123,8 @@ def geometry_problem(structure, where: str, cutoff: float | None, limits: Plausi
 def check_geometry(entries, cutoff: float, limits: PlausibilityLimits) -> None:
     """Refuse the first of ``entries`` whose neighbour count within ``cutoff`` exceeds the limit, then the first
     with two atoms closer than ``min_distance`` (``entries`` is one list, searched for close atoms as one
-    batch): before any neighbour list at ``cutoff`` is built."""
-    for entry in entries:
+    batch): before any neighbour list at ``cutoff`` is built (None: no neighbour list will be, no density check)."""
+    for entry in entries if cutoff is not None else ():
         problem = _density_problem(entry.structure, entry.where, cutoff, limits)
         if problem:
             raise ValueError(problem)

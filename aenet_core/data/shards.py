@@ -78,12 +78,10 @@ class ShardedDataset:
                           f"other shards: the {kind} of every shard are computed instead", stacklevel=3)
         return not lacking
 
-    @property
     def has_persisted_features(self) -> bool:
         return self._features_stored
 
-    @property
-    def has_persisted_derivatives(self) -> bool:
+    def has_persisted_force_derivatives(self) -> bool:
         return self._derivatives_stored
 
     # -- indices ----------------------------------------------------------------------
@@ -227,6 +225,9 @@ def _same_descriptor_config(shard, first) -> bool:
 
 def _descriptor_difference(shard, first) -> str | None:
     """How ``shard``'s descriptor differs from ``first``'s in what its features mean, or None."""
+    if shard.descriptor is None or first.descriptor is None:  # a database of structures only has none
+        stored = ("none" if d is None else "one" for d in (shard.descriptor, first.descriptor))
+        return None if shard.descriptor is first.descriptor else "descriptor: {} stored (shard 0: {})".format(*stored)
     mine, theirs = shard.descriptor.identity(), first.descriptor.identity()
     differing = {key: (mine.get(key), theirs[key]) for key in theirs if mine.get(key) != theirs[key]}
     if shard.descriptor.dtype != first.descriptor.dtype:
@@ -238,9 +239,9 @@ def _descriptor_difference(shard, first) -> str | None:
 
 def _keeps(shard, kind) -> bool:
     """Whether ``shard`` (not empty) answers ``stored_<kind>`` with data rather than None."""
-    known = getattr(shard, f"has_persisted_{kind}", None)
+    known = getattr(shard, "has_persisted_features" if kind == "features" else "has_persisted_force_derivatives", None)
     if known is not None:
-        return bool(known)
+        return bool(known())
     if kind == "features":
         return shard.stored_features([0]) is not None
     forced = next((i for i in range(len(shard)) if shard.has_forces(i)), None)

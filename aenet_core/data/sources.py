@@ -4,7 +4,9 @@ stable identifiers, and the one filter every dataset applies.
 ``iter_entries`` reads lazily, one frame at a time (``aenet_core.io.iter_structures``).
 An entry read from a file is identified as ``path#frame=N`` (N counts the file's
 frames from 0, whatever the filter later drops); an in-memory Structure or
-ase.Atoms by its name, or ``structure_NNNNNN`` after its position in the input.
+ase.Atoms by its name, or ``structure_NNNNNN`` after its position in the input.  A source
+collection or record (``aenet_core.data.records``) gives entries like a file's,
+identified by its display name (else its id) and source kind.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import numpy as np
 
 from aenet_core.data.limits import PlausibilityLimits
 from aenet_core.data.plausibility import Review, check_geometry, check_labels
+from aenet_core.data.records import SourceCollection, SourceRecord, collection_stamps, record_stamp
 from aenet_core.io import iter_structures
 from aenet_core.structure import Structure, referenced_energy_per_atom, structure_sha256
 
@@ -34,7 +37,8 @@ class Entry:
     source_id: str  # the file path, or "sources[i]" for an in-memory item
     display_name: str  # the file path, or the structure's name (structure_NNNNNN without one)
     frame: int  # frame index within its file (0 for an in-memory item)
-    from_file: bool
+    from_file: bool  # read from a file or source record (identified with its frame)
+    source_kind: str = "file"  # "file", "structure" (in memory) or a SourceRecord's
 
     @property
     def identifier(self) -> str:
@@ -61,7 +65,8 @@ def as_input_list(inputs) -> list:
     """One input item, or a list of them."""
     if inputs is None:
         return []
-    if _is_path(inputs) or isinstance(inputs, Structure) or hasattr(inputs, "get_chemical_symbols"):
+    if _is_path(inputs) or isinstance(inputs, (Structure, SourceCollection, SourceRecord)) or \
+            hasattr(inputs, "get_chemical_symbols"):
         return [inputs]
     return list(inputs)
 
@@ -74,11 +79,21 @@ def iter_entries(inputs, name: str = "structures") -> Iterator[Entry]:
                 for frame, structure in enumerate(iter_structures(path)):
                     yield Entry(structure, path, path, frame, True)
             continue
+        if isinstance(item, (SourceCollection, SourceRecord)):
+            for record in item.iter_records() if isinstance(item, SourceCollection) else [item]:
+                yield from _record_entries(record)
+            continue
         structure = _in_memory(item)
         if structure is None:
-            raise ValueError(f"{name}[{index}] must be a Structure, ase.Atoms or a file path; "
-                             f"got {type(item).__name__}")
-        yield Entry(structure, f"{name}[{index}]", structure.name or f"structure_{index:06d}", 0, False)
+            raise ValueError(f"{name}[{index}] must be a Structure, ase.Atoms, a file path, a SourceRecord or a "
+                             f"source collection; got {type(item).__name__}")
+        yield Entry(structure, f"{name}[{index}]", structure.name or f"structure_{index:06d}", 0, False, "structure")
+
+
+def _record_entries(record: SourceRecord) -> Iterator[Entry]:
+    for frame, structure in enumerate(record.load_structures()):
+        yield Entry(structure, record.source_id, record.display_name or record.source_id, frame, True,
+                    record.source_kind)
 
 
 def input_stamps(inputs) -> list:
@@ -89,6 +104,10 @@ def input_stamps(inputs) -> list:
         if _is_path(item):
             stamps += [[str(file), Path(file).stat().st_size, Path(file).stat().st_mtime_ns]
                        for file in expand_path(item)]
+        elif isinstance(item, SourceCollection):
+            stamps += collection_stamps(item)
+        elif isinstance(item, SourceRecord):
+            stamps.append(record_stamp(item))
         else:
             structure = _in_memory(item)  # other items are refused when the entries are read
             stamps.append(type(item).__name__ if structure is None else structure_sha256(structure))
@@ -133,12 +152,13 @@ class StructureFilter:
     """
 
     def __init__(self, species, atomic_energies=None, max_energy=None, max_forces=None, limits=None):
+        """``species`` None accepts any (a database built without a descriptor)."""
         for field, value in (("max_energy", max_energy), ("max_forces", max_forces)):
             if value is not None and not math.isfinite(value):
                 raise ValueError(f"{field} must be a finite number or None; got {value!r}")
         if max_forces is not None and not max_forces > 0:
             raise ValueError(f"max_forces must be positive or None; got {max_forces!r}")
-        self.species = list(species)
+        self.species = None if species is None else list(species)
         self.atomic_energies = dict(atomic_energies or {})
         self.max_energy = None if max_energy is None else float(max_energy)
         self.max_forces = None if max_forces is None else float(max_forces)
@@ -151,7 +171,7 @@ class StructureFilter:
 
     def accepts(self, entry: Entry) -> bool:
         s = entry.structure
-        unknown = sorted(set(s.species) - set(self.species))
+        unknown = sorted(set(s.species) - set(self.species)) if self.species is not None else []
         if unknown:
             raise ValueError(f"{entry.where}: species {unknown} are not in the descriptor species {self.species}")
         if s.energy is None:

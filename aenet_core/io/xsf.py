@@ -33,7 +33,11 @@ ATOM_COLUMNS = ("symbol", "x", "y", "z", "fx", "fy", "fz")
 def read_xsf(path) -> list[Structure]:
     """Read an aenet XSF file; one Structure per frame, named after the file (and frame)."""
     with open(path, "rb") as handle:
-        data = handle.read()
+        return parse_xsf(handle.read(), path)
+
+
+def parse_xsf(data: bytes, path) -> list[Structure]:
+    """The frames of XSF ``data`` read from ``path`` (which names them and the errors)."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:

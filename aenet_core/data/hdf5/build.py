@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
+import warnings
 from collections import deque
 from pathlib import Path
 
@@ -17,8 +18,8 @@ from aenet_core import __version__
 from aenet_core.data.hdf5.footprint import (ATOM_BYTES, ENTRY_BYTES, check_disk, check_memory, check_room,
                                             database_bytes)
 from aenet_core.data.hdf5.schema import (DESCRIPTOR_CLASS, DISTANCE_FIELDS, EDGE_FIELDS, ENTRY_STRINGS, FORMAT,
-                                         INDEX_FIELDS, SCHEMA_3_STRINGS, SCHEMA_VERSION, TRIPLET_FIELDS, compact_json,
-                                         sha256_text)
+                                         INDEX_FIELDS, OPTIONAL_STRINGS, SCHEMA_3_STRINGS, SCHEMA_VERSION, TRIPLET_FIELDS,
+                                         compact_json, h5py_filters, sha256_text)
 from aenet_core.descriptor import BatchedFeaturizer, ChebyshevDescriptor, structure_batch
 from aenet_core.data.sources import atom_chunks
 from aenet_core.files import atomic_path
@@ -31,11 +32,12 @@ CHUNK_ATOMS = 2048  # atoms featurized (and held in memory) per build step
 
 def write_database(path: Path, descriptor, entries, structure_filter, *, features: bool, derivatives: bool,
                    storage_dtype: str, compression, compression_level, workers: int, show_progress: bool,
-                   recipe: dict, allow_empty: bool = False) -> None:
-    """Stream ``entries`` through ``structure_filter`` into a new database file at ``path``; with
-    ``allow_empty``, a file of zero entries when none is left (else that is an error)."""
+                   recipe: dict) -> None:
+    """Stream ``entries`` through ``structure_filter`` into a new database file at ``path`` (a file of zero
+    entries, with a warning, when none is left).  ``descriptor`` may be None when nothing is featurized."""
     path.parent.mkdir(parents=True, exist_ok=True)
     options = {"features": features or derivatives, "derivatives": derivatives}
+    workers = workers if options["features"] else 0
     with atomic_path(path) as tmp:
         writer = _Writer(tmp, descriptor, storage_dtype, compression, compression_level,
                          with_descriptor=recipe["descriptor"] is not None)
@@ -43,7 +45,7 @@ def write_database(path: Path, descriptor, entries, structure_filter, *, feature
             chunks = _checked(atom_chunks(structure_filter.apply(entries), CHUNK_ATOMS), structure_filter,
                               descriptor, options, workers)
             chunks = _disk_checked(chunks, path, descriptor, options, np.dtype(storage_dtype).itemsize,
-                                   recipe["sources"])
+                                   recipe["sources"], compressed=compression is not None)
             lines = ProgressLog(f"building {path.name}", unit="structures", seconds=30)
             with tqdm(desc=f"building {path.name}", unit=" structures", disable=not show_progress) as progress:
                 for chunk, computed in _featurized(chunks, descriptor, options, workers):
@@ -52,8 +54,8 @@ def write_database(path: Path, descriptor, entries, structure_filter, *, feature
                     progress.update(len(chunk))
                     lines.update(len(chunk), f" ({writer.n_atoms} atoms)")
             if writer.n_entries == 0:
-                if not allow_empty:
-                    raise ValueError("no structure was left to store (all sources empty or filtered out)")
+                warnings.warn(f"{path}: no structure was left to store ({structure_filter.n_filtered} filtered out, "
+                              f"the rest of the sources empty): the database has no entries", stacklevel=3)
                 writer.append_empty(featurize_chunk([], descriptor, **options))
             writer.finish({"n_filtered": structure_filter.n_filtered,
                            "filter_json": compact_json(structure_filter.settings()),
@@ -67,20 +69,21 @@ def _checked(chunks, structure_filter, descriptor, options, workers):
     """The chunks, each refused or passed by the geometry checks and the memory estimate before it is
     featurized."""
     for chunk in chunks:
-        structure_filter.check_geometry(chunk, descriptor.max_cutoff)
+        structure_filter.check_geometry(chunk, None if descriptor is None else descriptor.max_cutoff)
         if options["features"]:
             check_memory(chunk, descriptor, options["derivatives"], workers)
         yield chunk
 
 
-def _disk_checked(chunks, path, descriptor, options, itemsize, stamps):
+def _disk_checked(chunks, path, descriptor, options, itemsize, stamps, compressed):
     """The chunks, the database's size estimated from the first and refused (or warned about) where the disk
-    lacks the space, before it is featurized."""
+    lacks the space, before it is featurized.  A compressed file's size is below the estimate by an unknown
+    factor: it is then treated as an extrapolation."""
     first = next(chunks, [])
     ended = sum(e.structure.n_atoms for e in first) < CHUNK_ATOMS  # atom_chunks ends a chunk early only at the end
     need, certain = database_bytes(first, ended, stamps, descriptor, itemsize if options["features"] else 0,
                                    options["derivatives"])
-    check_disk(path, need, certain)
+    check_disk(path, need, certain and not compressed)
     if first:
         yield first
     yield from chunks
@@ -207,11 +210,10 @@ class _Writer:
         self.file = h5py.File(path, "w", rdcc_nbytes=0)
         self.storage = np.dtype(storage_dtype)
         # Every dataset carries per-chunk checksums: a damaged chunk fails its read instead of being trained on.
-        self.compression = dict(compression=compression, fletcher32=True,
-                                compression_opts=compression_level if compression == "gzip" else None)
+        self.compression = dict(h5py_filters(compression, compression_level), fletcher32=True)
         self.hash = hashlib.sha256()
         self.n_entries = self.n_atoms = 0
-        self.strings = {name: [] for name in ENTRY_STRINGS + SCHEMA_3_STRINGS}
+        self.strings = {name: [] for name in ENTRY_STRINGS + SCHEMA_3_STRINGS + OPTIONAL_STRINGS}
         self.descriptor = descriptor
         if with_descriptor:
             d = self.file.create_group("descriptor")
@@ -248,7 +250,7 @@ class _Writer:
     def append(self, entries, computed):
         structures = [e.structure for e in entries]
         for entry in entries:
-            for name in ("source_id", "display_name", "identifier"):
+            for name in ("source_id", "display_name", "identifier", "source_kind"):
                 self.strings[name].append(getattr(entry, name))
             self.strings["name"].append(entry.structure.name or "")
             self.strings["config_type"].append(entry.structure.config_type or "")

@@ -2,7 +2,8 @@
 
 ``HDF5StructureDataset(descriptor, "db.h5", sources=[...], mode="build")`` and
 ``build_database(persist_features=True, persist_force_derivatives=True)``
-stream the sources into one file (layout: ``aenet_core.data.hdf5.schema``);
+stream the sources (files, Structures, ase.Atoms, or a source collection of
+``aenet_core.torch_training.sources``) into one file (layout: ``aenet_core.data.hdf5.schema``);
 the same object then serves training (``TorchANNPotential.train(dataset=db)``)
 without featurizing again.  It implements ``StructureSource``.
 """
@@ -19,8 +20,9 @@ import numpy as np
 from ase.data import atomic_numbers, chemical_symbols
 
 from aenet_core.data.cache import LRUCache
-from aenet_core.data.hdf5.schema import (COMPRESSIONS, DEFAULT_STORAGE_DTYPE, ENTRY_ARRAYS, ENTRY_STRINGS,
-                                         SCHEMA_3_ARRAYS, SCHEMA_3_STRINGS, DatabaseError, check_schema, compact_json,
+from aenet_core.data.hdf5.schema import (DEFAULT_STORAGE_DTYPE, ENTRY_ARRAYS, ENTRY_STRINGS, FORMAT,
+                                         OPTIONAL_STRINGS, SCHEMA_3_ARRAYS, SCHEMA_3_STRINGS, DatabaseError,
+                                         IncompatibleDescriptorError, check_compression, check_schema, compact_json,
                                          reading, sha256_text)
 from aenet_core.structure import Structure, hash_structure, loss_weights, referenced_energy_per_atom, structure_sha256
 
@@ -33,7 +35,10 @@ class HDF5StructureDataset:
 
     ``mode``: ``'auto'`` opens ``database_file`` when it exists (else call
     ``build_database``), ``'load'`` requires it, ``'build'`` (re)builds it with
-    ``build_database``.  ``descriptor`` may be None when the file stores one.
+    ``build_database``.  ``descriptor`` may be None when the file stores one, and for a
+    database of structures only (built and opened without one; what featurizes then
+    raises a RuntimeError).  A descriptor that differs from the stored one raises
+    ``IncompatibleDescriptorError`` (a RuntimeError) naming the differing parameter.
     ``max_energy`` (referenced energy per atom, eV), ``max_forces`` (eV/Å) and
     ``atomic_energies`` filter at build time (``StructureFilter``, the same as
     in memory) and are recorded in the file; ``limits`` (``PlausibilityLimits``) refuse implausible
@@ -43,28 +48,26 @@ class HDF5StructureDataset:
     ``get_structure``; ``payload_cache_mb`` bounds the persisted features and
     derivatives kept in memory once read (least recently used go first), so that
     epochs after the first read nothing; a file larger than it is read batch by
-    batch, the next batches by a background thread (``BatchLoader``).  ``compression`` is None, ``'gzip'`` (with
-    ``compression_level`` 0-9) or ``'lzf'``; None (the default) reads fastest.
+    batch, the next batches by a background thread (``BatchLoader``).  ``compression`` is ``'zlib'`` (the
+    default; ``'gzip'`` is the same HDF5 filter) with ``compression_level`` 0-9, ``'lzf'`` (no level) or None
+    (none; reads fastest).
 
     Opening a file and reading its entries needs no torch: the stored descriptor is built, and the
     persisted payloads read, when first asked for.
     """
 
-    def __init__(self, descriptor=None, database_file="database.h5", sources=None, mode="auto", *,
-                 max_energy=None, max_forces=None, atomic_energies=None, seed=None, in_memory_cache_size=2048,
-                 compression=None, compression_level=None, payload_cache_mb=1024, limits=None):
+    def __init__(self, descriptor, database_file, sources=None, mode="auto", *, max_energy=None,
+                 atomic_energies=None, seed=None, in_memory_cache_size=2048, compression="zlib", compression_level=5,
+                 max_forces=None, payload_cache_mb=1024, limits=None):
         if mode not in ("auto", "build", "load"):
-            raise ValueError(f"mode must be 'auto', 'build' or 'load'; got {mode!r}")
-        if compression not in COMPRESSIONS:
-            raise ValueError(f"compression must be one of {COMPRESSIONS}; got {compression!r}")
-        if compression_level is not None and (compression != "gzip" or not 0 <= compression_level <= 9):
-            raise ValueError(f"compression_level applies to compression='gzip' only, 0-9; got {compression_level!r}")
+            raise ValueError(f"Invalid mode {mode!r} (must be 'auto'|'build'|'load')")
+        check_compression(compression, compression_level)
         if payload_cache_mb is None or payload_cache_mb < 0:
             raise ValueError(f"payload_cache_mb must be >= 0; got {payload_cache_mb!r}")
         if in_memory_cache_size is None or in_memory_cache_size < 0:
             raise ValueError(f"in_memory_cache_size must be >= 0; got {in_memory_cache_size!r}")
         self.database_file = Path(database_file).resolve()  # stays valid if the working directory changes
-        self._descriptor, self._stored_descriptor = descriptor, None
+        self._descriptor, self._stored_descriptor, self._descriptor_attrs = descriptor, None, None
         self.sources, self.mode, self.seed = sources, mode, seed
         self.max_energy, self.max_forces, self.limits = max_energy, max_forces, limits
         self.atomic_energies = dict(atomic_energies or {})
@@ -82,16 +85,16 @@ class HDF5StructureDataset:
     # -- building ------------------------------------------------------------------------
 
     def build_database(self, show_progress=True, *, build_workers=0, persist_descriptor=False,
-                       persist_features=False, persist_force_derivatives=False, storage_dtype=DEFAULT_STORAGE_DTYPE,
-                       allow_empty=False):
+                       persist_features=False, persist_force_derivatives=False, storage_dtype=DEFAULT_STORAGE_DTYPE):
         """Read every source, filter, featurize and write the file (temp name, then rename).
 
         ``persist_force_derivatives`` stores features and the sparse derivatives of force-labelled
         structures; ``persist_features`` stores features of every structure; either implies
-        ``persist_descriptor``.  ``build_workers > 1`` featurizes in that many processes while
-        this process writes.  ``storage_dtype`` is 'float64' or 'float32'.  ``allow_empty`` writes a
-        database of zero entries when no source gives a structure that passes (e.g. a shard of an
-        active-learning round whose labelling all failed); otherwise that is an error.
+        ``persist_descriptor`` (and needs a descriptor; without one the file holds structures only).
+        ``build_workers > 1`` featurizes in that many processes while this process writes (refused
+        for a source collection whose capabilities do not support a parallel build).  ``storage_dtype``
+        is 'float64' or 'float32'.  When no source gives a structure that passes (e.g. a shard of an
+        active-learning round whose labelling all failed), the file has no entries and a warning says so.
         """
         from aenet_core.data.hdf5.build import write_database
         from aenet_core.data.sources import StructureFilter, as_input_list, input_stamps, iter_entries
@@ -100,14 +103,19 @@ class HDF5StructureDataset:
             raise ValueError(f"{self.database_file}: opened with mode='load'; use mode='build' to rebuild it")
         if storage_dtype not in ("float64", "float32"):
             raise ValueError(f"storage_dtype must be 'float64' or 'float32'; got {storage_dtype!r}")
-        if self.descriptor is None:
-            raise ValueError("building a database needs a descriptor (its species decide which structures fit)")
+        if self.sources is None:
+            raise ValueError("sources must be provided to build_database() (structure files, Structures, ase.Atoms "
+                             "or a source collection)")
         self.sources = as_input_list(self.sources)
-        if not self.sources and not allow_empty:
-            raise ValueError("building a database needs sources= (structure files, Structures or ase.Atoms)")
-        structure_filter = StructureFilter(self.descriptor.species, self.atomic_energies, self.max_energy,
-                                           self.max_forces, self.limits)
+        build_workers = _build_workers(build_workers, self.sources)
         persist = persist_features or persist_force_derivatives
+        if (persist or persist_descriptor) and self.descriptor is None:
+            raise RuntimeError("Persisting HDF5 cache payloads or a descriptor manifest requires a descriptor "
+                               "instance: pass descriptor=..., or build a structures-only database without "
+                               "persist_descriptor/persist_features/persist_force_derivatives")
+        species = None if self.descriptor is None else self.descriptor.species
+        structure_filter = StructureFilter(species, self.atomic_energies, self.max_energy, self.max_forces,
+                                           self.limits)
         recipe = {"sources": input_stamps(self.sources), "filter": structure_filter.settings(),
                   "atomic_energies": self.atomic_energies,
                   "descriptor": self.descriptor.identity() if persist or persist_descriptor else None,
@@ -122,8 +130,7 @@ class HDF5StructureDataset:
         write_database(self.database_file, self.descriptor, iter_entries(self.sources, "sources"), structure_filter,
                        features=persist, derivatives=persist_force_derivatives, storage_dtype=storage_dtype,
                        compression=self.compression, compression_level=self.compression_level,
-                       workers=int(build_workers or 0), show_progress=show_progress, recipe=recipe,
-                       allow_empty=allow_empty)
+                       workers=build_workers, show_progress=show_progress, recipe=recipe)
         self._load_metadata()
 
     # -- opening ------------------------------------------------------------------------
@@ -143,6 +150,8 @@ class HDF5StructureDataset:
                 entries = {name: read("entries/" + name) for name in ENTRY_ARRAYS}
                 entries.update({name: read("entries/" + name, strings=True) for name in ENTRY_STRINGS})
                 n = len(entries["energy"])
+                entries.update({name: read("entries/" + name, strings=True) if "entries/" + name in f else [""] * n
+                                for name in OPTIONAL_STRINGS})
                 if "entries/stress" in f:
                     entries.update({name: read("entries/" + name) for name in SCHEMA_3_ARRAYS})
                     entries.update({name: read("entries/" + name, strings=True) for name in SCHEMA_3_STRINGS})
@@ -152,9 +161,13 @@ class HDF5StructureDataset:
                 atomic_number = read("atoms/atomic_number")
                 self._forces = read("atoms/forces")  # 24 bytes per atom: labels stay in memory
                 positions = read("atoms/positions")
-                stored = json.loads(f["descriptor"].attrs["config_json"]) if "descriptor" in f else None
+                self._descriptor_attrs = {k: str(v) for k, v in f["descriptor"].attrs.items()} \
+                    if "descriptor" in f else None
                 self._has_features = "features/values" in f
+                self._storage_dtype = str(f["features"].attrs["storage_dtype"]) if self._has_features else None
                 self._has_derivatives = "derivatives/edge_offset" in f
+                self._derivative_orders = tuple(int(f["derivatives"].attrs[k]) for k in ("n_radial", "n_angular")) \
+                    if self._has_derivatives else None
                 offsets = {kind: read(f"derivatives/{kind}_offset") for kind in ("edge", "triplet")
                            if self._has_derivatives}
         except OSError as err:
@@ -163,8 +176,9 @@ class HDF5StructureDataset:
             raise DatabaseError(f"{path}: incomplete aenet_core database, missing {err.args[0]}; rebuild it") from None
         self._entries = entries
         self._check_content(atomic_number, positions)
-        self._use_descriptor(stored)
-        self._species_idx = self._species_indices(atomic_number)
+        self._use_descriptor()
+        self._atomic_number = atomic_number
+        self._species_idx = self._species_indices(atomic_number) if self._species() is not None else None
         self._restore_filter()
         self._derivative_offsets, self._payloads = (offsets.get("edge"), offsets.get("triplet")), None
         self._loaded = True
@@ -182,21 +196,21 @@ class HDF5StructureDataset:
             raise DatabaseError(f"{self.database_file}: its structures or labels (entries/, atoms/) do not match "
                                 f"the content_sha256 written with them: the file is damaged; rebuild it")
 
-    def _use_descriptor(self, stored):
-        path = self.database_file
-        if stored is None:
-            if self._descriptor is None:
-                raise DatabaseError(f"{path}: stores no descriptor; pass descriptor= when opening it")
-            return
+    def _use_descriptor(self):
+        """Take the stored descriptor when none is given; refuse a given one that differs from it."""
+        if self._descriptor_attrs is None:
+            return  # structures only, or features computed with the descriptor given
+        stored = json.loads(self._descriptor_attrs["config_json"])
         if self._descriptor is None:
             self._stored_descriptor = stored
             return
-        mine = self._descriptor.identity()
-        for key, value in mine.items():
+        for key, value in self._descriptor.identity().items():
             if value != stored[key]:
-                raise DatabaseError(f"{path}: built with descriptor {key}={stored[key]!r}, but the descriptor "
-                                    f"given has {key}={value!r}; rebuild the database with mode='build' (or "
-                                    f"pass descriptor=None to use the stored one)")
+                raise IncompatibleDescriptorError(
+                    f"{self.database_file}: Persisted descriptor manifest is incompatible with the explicit "
+                    f"descriptor configuration: built with descriptor {key}={stored[key]!r}, but the descriptor "
+                    f"given has {key}={value!r}; rebuild the database with mode='build' (or pass descriptor=None "
+                    f"to use the stored one)")
 
     @property
     def descriptor(self):
@@ -214,14 +228,25 @@ class HDF5StructureDataset:
             return self._stored_descriptor
         return self._descriptor.get_config()
 
-    def _species(self) -> list:
-        """The descriptor's species, in its order (read from the file while its descriptor is not built)."""
-        return self._descriptor.species if self._descriptor is not None else list(self._stored_descriptor["species"])
+    def _species(self) -> list | None:
+        """The descriptor's species, in its order (read from the file while its descriptor is not built); None
+        without a descriptor."""
+        if self._descriptor is not None:
+            return self._descriptor.species
+        return None if self._stored_descriptor is None else list(self._stored_descriptor["species"])
 
     def _atom_species(self, lo, hi) -> list:
         """The species of the file's atoms ``lo:hi``."""
+        if self._species_idx is None:
+            return np.array(chemical_symbols)[self._atomic_number[lo:hi]].tolist()
         names = self._species()
         return [names[s] for s in self._species_idx[lo:hi].tolist()]
+
+    def _require_descriptor(self, action: str):
+        if self._species_idx is None:
+            raise RuntimeError(f"{self.database_file}: {action} requires a descriptor; this database stores none. "
+                               f"Provide descriptor=... or persist a descriptor manifest with "
+                               f"build_database(persist_descriptor=True)")
 
     def _species_indices(self, atomic_number):
         symbols = np.array(chemical_symbols)[atomic_number]
@@ -300,16 +325,6 @@ class HDF5StructureDataset:
         self._require_loaded()
         return str(self._attrs["recipe_sha256"])
 
-    @property
-    def has_persisted_features(self) -> bool:
-        self._require_loaded()
-        return self._has_features
-
-    @property
-    def has_persisted_derivatives(self) -> bool:
-        self._require_loaded()
-        return self._has_derivatives
-
     def __len__(self) -> int:
         self._require_loaded()
         return len(self._entries["energy"])
@@ -332,6 +347,7 @@ class HDF5StructureDataset:
     def species_of(self, indices) -> torch.Tensor:
         import torch
 
+        self._require_descriptor("featurizing")
         offsets = self._entries["atom_offset"]
         return torch.cat([torch.from_numpy(self._species_idx[offsets[i]: offsets[i + 1]]) for i in indices])
 
@@ -356,8 +372,8 @@ class HDF5StructureDataset:
         species = self._atom_species(offsets[index], offsets[index + 1])
         return float(referenced_energy_per_atom(self._entries["energy"][index], species, self.atomic_energies))
 
-    def get_structure(self, index: int) -> Structure:
-        index = self._index(index)
+    def get_structure(self, idx: int) -> Structure:
+        index = self._index(idx)
         cached = self._structures.get(index)
         if cached is not None:
             return cached
@@ -378,17 +394,96 @@ class HDF5StructureDataset:
             name=e["name"][index] or None, stress=e["stress"][index] if e["has_stress"][index] else None,
             weight=float(e["weight"][index]), config_type=e["config_type"][index] or None)
 
-    def get_structure_identifier(self, index: int) -> str:
-        """``path#frame=N`` for an entry read from a file, else the structure's name or ``structure_NNNNNN``."""
-        return self._entries["identifier"][self._index(index)]
+    def get_structure_identifier(self, idx: int) -> str:
+        """``path#frame=N`` for an entry read from a file or source record (its display name, else its id), else
+        the structure's name or ``structure_NNNNNN``."""
+        return self._entries["identifier"][self._index(idx)]
 
-    def get_entry_metadata(self, index: int) -> dict:
-        index = self._index(index)
+    def get_entry_metadata(self, idx: int) -> dict:
+        """source_id, frame_idx, source_kind ("file", "structure" or the record's), display_name, name,
+        has_forces, n_atoms, energy."""
+        index = self._index(idx)
         e = self._entries
         return {"source_id": e["source_id"][index], "frame_idx": int(e["frame"][index]),
-                "display_name": e["display_name"][index], "name": e["name"][index],
+                "source_kind": e["source_kind"][index], "display_name": e["display_name"][index],
+                "name": e["name"][index],
                 "has_forces": bool(e["has_forces"][index]), "n_atoms": self.atom_counts([index])[0],
                 "energy": float(e["energy"][index])}
+
+    # -- persisted descriptor, features and derivatives (aenet-python's API; its dict keys) ------------
+
+    def has_persisted_descriptor(self) -> bool:
+        return self._loaded and self._descriptor_attrs is not None
+
+    def get_descriptor_manifest(self) -> dict | None:
+        """The stored descriptor: schema_version, manifest_format, descriptor_class, config_json,
+        config_sha256 and config (a dict); None when the file stores none."""
+        if not self.has_persisted_descriptor():
+            return None
+        attrs = self._descriptor_attrs
+        return {"schema_version": int(self._attrs["schema_version"]), "manifest_format": f"{FORMAT}.descriptor",
+                "descriptor_class": attrs["descriptor_class"], "config_json": attrs["config_json"],
+                "config_sha256": sha256_text(attrs["config_json"]), "config": json.loads(attrs["config_json"])}
+
+    def load_persisted_descriptor(self):
+        """A new descriptor built from the stored one (RuntimeError when the file stores none)."""
+        if not self.has_persisted_descriptor():
+            raise RuntimeError(f"{self.database_file}: This HDF5 dataset does not contain a persisted descriptor "
+                               f"manifest; build it with build_database(persist_descriptor=True)")
+        from aenet_core.descriptor import ChebyshevDescriptor
+
+        return ChebyshevDescriptor.from_config(json.loads(self._descriptor_attrs["config_json"]), device="cpu")
+
+    def has_persisted_features(self) -> bool:
+        return self._loaded and self._has_features
+
+    def has_persisted_force_derivatives(self) -> bool:
+        return self._loaded and self._has_derivatives
+
+    def _cache_info(self) -> dict:
+        attrs = self._descriptor_attrs
+        return {"schema_version": int(self._attrs["schema_version"]), "cache_format": FORMAT,
+                "descriptor_compat_json": attrs["identity_json"], "descriptor_compat_sha256": attrs["identity_sha256"],
+                "storage_dtype": self._storage_dtype, "contains_features": self._has_features,
+                "contains_force_derivatives": self._has_derivatives}
+
+    def get_persisted_feature_cache_info(self) -> dict | None:
+        """What the stored features are: schema_version, cache_format, descriptor_compat_json/_sha256 (the
+        descriptor's identity), storage_dtype, contains_features, contains_force_derivatives; None without."""
+        return self._cache_info() if self.has_persisted_features() else None
+
+    def get_force_derivative_cache_info(self) -> dict | None:
+        """``get_persisted_feature_cache_info()`` and payload_format, n_radial_features, n_angular_features, multi;
+        None when no derivatives are stored."""
+        if not self.has_persisted_force_derivatives():
+            return None
+        n_radial, n_angular = self._derivative_orders
+        return {**self._cache_info(), "payload_format": f"{FORMAT}.local_derivatives",
+                "n_radial_features": n_radial, "n_angular_features": n_angular, "multi": len(self._species()) > 1}
+
+    def load_persisted_features(self, idx: int) -> torch.Tensor:
+        """The stored raw features (N, F) of entry ``idx``, in the descriptor's dtype."""
+        if not self.has_persisted_features():
+            raise RuntimeError(f"{self.database_file}: This HDF5 dataset does not contain persisted features; build "
+                               f"it with build_database(persist_features=True)")
+        return self.stored_features([self._index(idx)]).to(self.descriptor.dtype)
+
+    def load_persisted_force_derivatives(self, idx: int) -> dict | None:
+        """The stored derivatives of entry ``idx`` as ``{"radial": {center_idx, neighbor_idx, dG_drij (E, R+1, 3),
+        neighbor_typespin}, "angular": {center_idx, neighbor_j_idx, neighbor_k_idx, grads_i/j/k (T, A+1, 3),
+        triplet_typespin}}`` (typespins None with one species); None for an entry without forces."""
+        if not self.has_persisted_force_derivatives():
+            raise RuntimeError(f"{self.database_file}: This HDF5 dataset does not contain a force-derivative cache; "
+                               f"build it with build_database(persist_force_derivatives=True)")
+        index = self._index(idx)
+        if not self.has_forces(index):
+            return None
+        _, d = self.stored_derivatives([index])
+        return {"radial": {"center_idx": d.center_idx, "neighbor_idx": d.neighbor_idx, "dG_drij": d.dG_drij,
+                           "neighbor_typespin": d.neighbor_typespin},
+                "angular": {"center_idx": d.triplet_center_idx, "neighbor_j_idx": d.neighbor_j_idx,
+                            "neighbor_k_idx": d.neighbor_k_idx, "grads_i": d.grads_i, "grads_j": d.grads_j,
+                            "grads_k": d.grads_k, "triplet_typespin": d.triplet_typespin}}
 
     # -- persisted payloads ---------------------------------------------------------------
 
@@ -414,3 +509,19 @@ class HDF5StructureDataset:
         if not all(self.has_forces(i) for i in indices):
             raise ValueError(f"{self.database_file}: derivatives are stored for force-labelled entries only")
         return self._payload_reader().features_and_derivatives(list(indices), self.species_of(indices), dtype)
+
+
+def _build_workers(build_workers, sources) -> int:
+    """``build_workers`` as an int >= 0; more than 1 refused for a source collection that cannot build in
+    parallel."""
+    from aenet_core.data.records import SourceCollection
+
+    workers = int(build_workers or 0)
+    if workers < 0:
+        raise ValueError(f"build_workers must be >= 0; got {build_workers!r}")
+    serial = [type(item).__name__ for item in sources
+              if isinstance(item, SourceCollection) and not item.capabilities.supports_parallel_build]
+    if workers > 1 and serial:
+        raise ValueError(f"The configured sources do not support build_workers > 1 ({serial[0]} declares "
+                         f"supports_parallel_build=False); got build_workers={workers}")
+    return workers

@@ -53,9 +53,9 @@ def _derivative_bytes(edges, triplets, descriptor, itemsize) -> float:
 
 def stored_bytes(structure, descriptor, itemsize: int, derivatives: bool) -> float:
     """The bytes that ``structure`` adds to a database with features (and derivatives) of ``itemsize`` bytes
-    (0: labels only)."""
+    (0: labels only, when ``descriptor`` may be None)."""
     n = structure.n_atoms
-    size = ENTRY_BYTES + n * (ATOM_BYTES + descriptor.n_features * itemsize)
+    size = ENTRY_BYTES + n * (ATOM_BYTES + (descriptor.n_features * itemsize if itemsize else 0))
     if derivatives and structure.has_forces():
         _, edges, triplets = neighbour_counts(structure, descriptor)
         size += _derivative_bytes(edges, triplets, descriptor, itemsize)

@@ -11,10 +11,11 @@ contiguous, located by offset arrays::
                         has_cell, cell (n,3,3), pbc (n,3), has_stress, stress (n,3,3) eV/Å³ (zero
                         where none), weight f8 (the loss weight), frame int64 (index in its source
                         before filtering), name, source_id, display_name, identifier, config_type
-                        ("" for none) (UTF-8 strings)
+                        ("" for none), source_kind ("file", "structure", or a SourceRecord's;
+                        absent from files written before it: read as "") (UTF-8 strings)
     /atoms/             one row per atom: atomic_number int16, positions (A,3), forces (A,3)
                         (zero where the entry has no forces)
-    /descriptor         attrs: descriptor_class, config_json, identity_json, identity_sha256
+    /descriptor         (only where persisted; a structures-only database has none) attrs: descriptor_class, config_json, identity_json, identity_sha256
     /features/values    (A, F) raw features, float64 or float32 (attr storage_dtype)
     /derivatives/       force-labelled entries only (others have empty ranges); attrs
                         storage_dtype, n_radial (R+1), n_angular (A+1);
@@ -43,6 +44,7 @@ from __future__ import annotations
 import hashlib
 import json
 from contextlib import contextmanager
+from numbers import Integral
 
 from aenet_core.files import FileFormatError, check_format
 
@@ -50,7 +52,8 @@ FORMAT = "aenet_core.database"
 SCHEMA_VERSION = 3
 READABLE_VERSIONS = (2, SCHEMA_VERSION)
 DESCRIPTOR_CLASS = "aenet_core.descriptor.ChebyshevDescriptor"
-COMPRESSIONS = (None, "gzip", "lzf")
+# h5py's filter for each accepted ``compression`` (aenet-python's zlib is HDF5's gzip filter)
+COMPRESSIONS = {None: None, "zlib": "gzip", "gzip": "gzip", "lzf": "lzf"}
 DEFAULT_STORAGE_DTYPE = "float64"  # of the persisted features and derivatives
 EDGE_FIELDS = {"center": "center_idx", "neighbor": "neighbor_idx", "dG_dd": "radial_dG_dd", "unit": "radial_unit",
                "distance": "radial_distance"}
@@ -62,12 +65,34 @@ DISTANCE_FIELDS = ("distance", "d_ij", "d_ik")  # (E,) and (T,): one value per e
 INDEX_FIELDS = ("center", "neighbor", "j", "k")  # int32 local atom indices; the rest are float arrays
 ENTRY_ARRAYS = ("atom_offset", "energy", "has_forces", "has_cell", "cell", "pbc", "frame")
 ENTRY_STRINGS = ("name", "source_id", "display_name", "identifier")
+OPTIONAL_STRINGS = ("source_kind",)  # read as "" from files written before it
 SCHEMA_3_ARRAYS = ("has_stress", "stress", "weight")
 SCHEMA_3_STRINGS = ("config_type",)
 
 
 class DatabaseError(FileFormatError):
     """A database file that cannot be used as it is; the message names the file and what to do."""
+
+
+class IncompatibleDescriptorError(DatabaseError, RuntimeError):
+    """The descriptor given differs from the one a database was built with (a RuntimeError, as in
+    aenet-python)."""
+
+
+def check_compression(compression, compression_level) -> None:
+    """Refuse a compression this reader cannot write, or a level outside zlib's 0-9."""
+    if compression not in COMPRESSIONS:
+        raise ValueError(f"compression library {compression!r} is not supported; it must be one of: "
+                         f"{', '.join(map(repr, COMPRESSIONS))}")
+    if isinstance(compression_level, bool) or not isinstance(compression_level, Integral) or \
+            not 0 <= compression_level <= 9:
+        raise ValueError(f"compression level must be between 0 and 9; got compression_level={compression_level!r}")
+
+
+def h5py_filters(compression, compression_level) -> dict:
+    """The h5py ``create_dataset`` options of an accepted compression (the level applies to zlib/gzip)."""
+    name = COMPRESSIONS[compression]
+    return {"compression": name, "compression_opts": compression_level if name == "gzip" else None}
 
 
 def compact_json(value) -> str:
