@@ -1,4 +1,4 @@
-"""FHI-aims standard output (the 2012-era layout ASE's reader stops on), and aenet-python's format names."""
+"""FHI-aims standard output (the 2012-era layout ASE's reader stops on), ATAT str.out, aenet-python's format names."""
 import ase.io
 import numpy as np
 import pytest
@@ -136,3 +136,30 @@ def test_aenet_python_format_names(tmp_path, name, filename):
     (structure,) = read_structures(path, format=name)
     assert structure.species == ["Cu", "Au"] and np.allclose(structure.positions, INPUT)
     assert set(AENET_FORMATS) >= {"aims", "aimsout", "vasp", "vasprun", "xdatcar", "pw", "espresso", "xsf", "xyz"}
+
+
+def atat_text(system_lines):
+    return "\n".join(system_lines + ["1 0 0", "0 1 0", "0 0 2", "", "0 0 0 Fe1", "0.5 0.5 0.5 Fe2", "0 0 1 O"]) + "\n"
+
+
+@pytest.mark.parametrize("system_lines", [["2.8 2.8 2.8 90 90 90"], ["2.8 0 0", "0 2.8 0", "0 0 2.8"]])
+def test_atat_str_out(tmp_path, system_lines):
+    path = tmp_path / "str.out"
+    path.write_text(atat_text(system_lines))
+    for structure in (read_structures(path)[0], read_structures(path, format="atat")[0]):
+        assert structure.species == ["Fe1", "Fe2", "O"]  # ATAT's labels are species labels here too
+        assert np.allclose(structure.positions, [[0, 0, 0], [1.4, 1.4, 1.4], [0, 0, 2.8]])
+        assert np.allclose(structure.cell, np.diag([2.8, 2.8, 5.6])) and structure.energy is None
+
+
+@pytest.mark.parametrize("edit, line, message", [
+    (lambda t: t.replace("0.5 0.5 0.5 Fe2", "0.5 0.5 x Fe2"), 7, "expected x y z of 'x y z label'"),
+    (lambda t: t.replace("0 0 1 O", "0 0 1"), 8, "expected x y z of 'x y z label'|expected 'x y z label'"),
+    (lambda t: t.replace("2.8 2.8 2.8 90 90 90", "2.8 2.8 90 90"), 1, "expected 'a b c alpha beta gamma'"),
+    (lambda t: "\n".join(t.splitlines()[:4]), 4, "the file ends early"),
+])
+def test_malformed_atat_names_file_and_line(tmp_path, edit, line, message):
+    path = tmp_path / "str.out"
+    path.write_text(edit(atat_text(["2.8 2.8 2.8 90 90 90"])))
+    with pytest.raises(StructureFileError, match=rf"{path}:{line}: .*({message})"):
+        read_structures(path)
