@@ -73,7 +73,7 @@ CASES = {
     "ang_cutoff == min_cutoff": (lambda c: descriptor(c).update(ang_cutoff=0.5, min_cutoff=0.5),
                                  "runs.example.descriptor.ang_cutoff must be above min_cutoff (0.5 Å); got 0.5"),
     "species not an element": (lambda c: descriptor(c).update(species=["Cu", "Zz"]),
-                               "runs.example.descriptor.species: 'Zz' is not a chemical element, nor a label"),
+                               "runs.example.descriptor.species: 'Zz' is not a chemical element"),
     "fixed value of no element": (
         lambda c: run(c).update(reference_energies={"method": "fixed", "values": {"Cu": 1.0, "Zz": 2.0}}),
         "runs.example.reference_energies.values: Zz is not one of descriptor.species (Cu, Au)"),

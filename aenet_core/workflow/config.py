@@ -13,7 +13,7 @@ from pathlib import Path
 
 from aenet_core.committee.config import TorchCommitteeConfig
 from aenet_core.rules import DEFAULT_MIN_CUTOFF, SEED, WORKFLOW_TRAINING
-from aenet_core.structure import element_of
+from aenet_core.structure import VALID_SYMBOLS
 from aenet_core.training.config import TorchTrainingConfig
 
 
@@ -148,20 +148,10 @@ def folder_glob(folder) -> str:
     return f", e.g. {os.path.join(folder, f'*{suffix}')!r} ({suffixes.count(suffix)} files)"
 
 
-def _names_element(label: str) -> bool:
-    """Whether ``label`` maps to an element (the workflow's LAMMPS and ASE steps need one)."""
-    try:
-        element_of(label)
-    except ValueError:
-        return False
-    return True
-
-
 def run_problems(run: str, c: dict) -> list:
     """What the schema cannot express and the library would refuse inside a job, for run config ``c``."""
     key, species = f"runs.{run}", c["descriptor"]["species"]
-    problems = [f"{key}.descriptor.species: {s!r} is not a chemical element, nor a label that starts with one "
-                f"('Fe1')" for s in species if not _names_element(s)]
+    problems = [f"{key}.descriptor.species: {s!r} is not a chemical element" for s in species if s not in VALID_SYMBOLS]
     if c["sources"] != "example":
         problems += pattern_problems(f"{key}.sources", c["sources"])
     problems += cutoff_problems(key, c["descriptor"])
