@@ -126,7 +126,9 @@ class AenetCalculator(Calculator):
         species = self.model.descriptor.species
         unknown = sorted(set(atoms_species(self.atoms)) - set(species))
         if unknown:
-            raise ValueError(f"the model has no network for species {unknown}; it knows {list(species)}")
+            raise ValueError(f"the model has no network for species {unknown}; it knows {list(species)} (atoms "
+                             f"take species labels such as 'Fe1' from atoms.arrays['species_labels'], as "
+                             f"Structure.to_ase() writes them)")
         derivatives = bool(DERIVATIVE_PROPERTIES.intersection(properties))
         periodic = bool(self.atoms.pbc.all())
         if {"stress", "stress_std"}.intersection(properties) and not periodic:

@@ -1,6 +1,6 @@
 """Atomic reference energies fitted to (composition, total energy) samples.
 
-A sample is a pair ``(composition, energy)``: ``composition`` maps element symbols to
+A sample is a pair ``(composition, energy)``: ``composition`` maps species labels to
 non-negative integer counts (total > 0), ``energy`` is the finite total energy in eV.
 Samples are consumed lazily in one pass; ``iter_composition_energy_samples_from_files``
 yields them from structure files.

@@ -129,3 +129,12 @@ def test_from_atomic_structure():
     assert last.energy is None and last.forces is None
     first = Structure.from_AtomicStructure(AtomicStructureStandIn(periodic=False), frame=0)
     assert first.energy == -8.0 and np.array_equal(first.forces, np.ones((2, 3))) and first.cell is None
+
+
+def test_the_calculator_names_labels_when_atoms_carry_elements_only(trained):
+    potential, structures = trained
+    atoms = structures[0].to_ase()
+    del atoms.arrays["species_labels"]
+    atoms.calc = AenetCalculator(potential)
+    with pytest.raises(ValueError, match=r"no network for species \['Fe'\].*atoms.arrays\['species_labels'\]"):
+        atoms.get_potential_energy()
