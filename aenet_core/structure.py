@@ -124,8 +124,11 @@ class Structure:
 
     def _init_cell_pbc(self):
         if self.cell is None:
-            if self.pbc is not None:
-                raise ValueError("Structure.pbc was given without a cell; pass cell=(3, 3) lattice vectors too")
+            # aenet-python scripts pass pbc=[False]*3 for molecules: that is no periodicity, kept as None
+            if self.pbc is not None and _to_numpy("pbc", self.pbc, bool).any():
+                raise ValueError(f"Structure.pbc {np.asarray(self.pbc).tolist()} was given without a cell; pass "
+                                 f"cell=(3, 3) lattice vectors too")
+            self.pbc = None
             return
         self.cell = _to_numpy("cell", self.cell, np.float64)
         if self.cell.shape != (3, 3):

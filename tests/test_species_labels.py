@@ -138,3 +138,8 @@ def test_the_calculator_names_labels_when_atoms_carry_elements_only(trained):
     atoms.calc = AenetCalculator(potential)
     with pytest.raises(ValueError, match=r"no network for species \['Fe'\].*atoms.arrays\['species_labels'\]"):
         atoms.get_potential_energy()
+
+
+def test_a_molecule_with_pbc_false_and_no_cell_is_accepted_as_aenet_python_does():
+    s = Structure(np.zeros((2, 3)) + [[0, 0, 0], [1, 0, 0]], ["H", "H"], -1.0, pbc=np.array([False] * 3))
+    assert s.pbc is None and s.cell is None and not s.is_periodic()

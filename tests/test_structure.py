@@ -70,7 +70,7 @@ def test_inputs_are_copied():
     (dict(forces=np.zeros((4, 2))), r"Structure\.forces must have shape \(4, 3\) like positions; got \(4, 2\)"),
     (dict(cell=np.ones(3)), r"Structure\.cell must have shape \(3, 3\); got \(3,\)"),
     (dict(cell=CELL, pbc=[True, False]), r"Structure\.pbc must have 3 entries; got 2"),
-    (dict(pbc=[True, True, True]), r"Structure\.pbc was given without a cell"),
+    (dict(pbc=[True, True, True]), r"Structure\.pbc \[True, True, True\] was given without a cell"),
     (dict(energy="abc"), r"Structure\.energy must be a number"),
     (dict(positions=[[0, 0, 0], [1, 1], [2, 2, 2], [3, 3, 3]]), r"Structure\.positions must be numeric"),
 ])
