@@ -1,4 +1,5 @@
-"""FHI-aims standard output (the 2012-era layout ASE's reader stops on), ATAT str.out, aenet-python's format names."""
+"""Our readers of formats ASE lacks: FHI-aims output (the 2012-era layout ASE stops on), ATAT str.out, Tinker XYZ;
+aenet-python's format names."""
 import ase.io
 import numpy as np
 import pytest
@@ -162,4 +163,38 @@ def test_malformed_atat_names_file_and_line(tmp_path, edit, line, message):
     path = tmp_path / "str.out"
     path.write_text(edit(atat_text(["2.8 2.8 2.8 90 90 90"])))
     with pytest.raises(StructureFileError, match=rf"{path}:{line}: .*({message})"):
+        read_structures(path)
+
+
+TINKER_FRAME = """     3  water {n}
+    1  O     0.000000    0.000000    0.{n}00000     1     2     3
+    2  H     0.957200    0.000000    0.000000     2     1
+    3  H    -0.239988    0.926627    0.000000D+00     2     1
+"""
+
+
+def test_tinker_frames_box_lines_and_key_file(tmp_path):
+    arc = tmp_path / "water.arc"
+    arc.write_text(TINKER_FRAME.format(n=1) + TINKER_FRAME.format(n=2))
+    frames = read_structures(arc)
+    assert [f.species for f in frames] == [["O", "H", "H"]] * 2 and frames[1].positions[0, 2] == 0.2
+    assert frames[0].cell is None and frames[1].name == f"{arc}#frame=1"
+    (tmp_path / "water.key").write_text("parameters water\na-axis 10.0\nc-axis 12.0\n")
+    assert np.allclose(read_structures(arc, index="0")[0].cell, np.diag([10.0, 10.0, 12.0]))
+    boxed = tmp_path / "boxed.data"
+    lines = TINKER_FRAME.format(n=1).splitlines()
+    boxed.write_text("\n".join([lines[0], "  8.0 8.0 8.0 90.0 90.0 90.0"] + lines[1:]) + "\n")
+    (frame,) = read_structures(boxed, format="tinker")
+    assert np.allclose(frame.cell, np.eye(3) * 8.0) and np.allclose(frame.positions[2], [-0.239988, 0.926627, 0])
+
+
+@pytest.mark.parametrize("edit, line, message", [
+    (lambda t: t.replace("0.957200", "x.957200"), 3, "expected 'index name x y z"),
+    (lambda t: t.replace("     3  water 1", "three water"), 1, "expected 'natoms \\[title\\]'"),
+    (lambda t: t.replace("     3  water 1", "     5  water 1"), 4, "unexpected end of file; the frame declares 5"),
+])
+def test_malformed_tinker_names_file_and_line(tmp_path, edit, line, message):
+    path = tmp_path / "bad.tinker"
+    path.write_text(edit(TINKER_FRAME.format(n=1)))
+    with pytest.raises(StructureFileError, match=rf"{path}:{line}: {message}"):
         read_structures(path)
