@@ -14,6 +14,7 @@ from aenet_core.descriptor import BatchedFeaturizer
 from aenet_core.model.predict import evaluate_model
 from aenet_core.neighbors import pair_search, row_dot, wrapped_offsets
 from aenet_core.potential import TorchANNPotential
+from aenet_core.structure import atoms_species
 
 COMMITTEE_PROPERTIES = ["energy_std", "energy_std_calibrated", "member_energies", "forces_std", "force_std",
                         "max_force_std", "force_uncertainty", "stress_std"]
@@ -123,9 +124,11 @@ class AenetCalculator(Calculator):
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         species = self.model.descriptor.species
-        unknown = sorted(set(self.atoms.get_chemical_symbols()) - set(species))
+        unknown = sorted(set(atoms_species(self.atoms)) - set(species))
         if unknown:
-            raise ValueError(f"the model has no network for species {unknown}; it knows {list(species)}")
+            raise ValueError(f"the model has no network for species {unknown}; it knows {list(species)} (atoms "
+                             f"take species labels such as 'Fe1' from atoms.arrays['species_labels'], as "
+                             f"Structure.to_ase() writes them)")
         derivatives = bool(DERIVATIVE_PROPERTIES.intersection(properties))
         periodic = bool(self.atoms.pbc.all())
         if {"stress", "stress_std"}.intersection(properties) and not periodic:
@@ -146,7 +149,7 @@ class AenetCalculator(Calculator):
         positions = torch.as_tensor(atoms.positions, dtype=descriptor.dtype, device=descriptor.device)
         periodic = bool(atoms.pbc.any())
         cell, pbc = (atoms.cell.array, atoms.pbc) if periodic else (None, None)
-        symbols = atoms.get_chemical_symbols()
+        symbols = atoms_species(atoms)
         pairs = None if self.neighbors is None else self.neighbors.pairs(positions, cell, pbc, atoms.numbers)
         inputs = ([positions], [symbols], [cell], [pbc])
         if eval_forces:

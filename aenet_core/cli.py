@@ -131,7 +131,8 @@ def _reference_energies(args):
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     result.save(args.output)
     meta = result.metadata
-    print(f"{result.method}: {result.atomic_energies} from {meta['n_samples_used']} samples, "
+    n_used = meta.get("n_samples_used", len(meta.get("selected_reference_samples", ())))
+    print(f"{result.method}: {result.atomic_energies} from {n_used} samples, "
           f"rmse {meta['rmse']:.4g} eV -> {args.output}")
 
 

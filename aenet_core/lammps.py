@@ -34,6 +34,7 @@ import numpy as np
 
 from aenet_core.export.nn_ascii_file import species_files
 from aenet_core.export.nn_binary import read_potential_file
+from aenet_core.structure import element_of
 
 PAIR_STYLE = "aenet/core"
 PLUGIN_FILE = "aenetcoreplugin.so"
@@ -232,10 +233,12 @@ def write_data_file(path: Path, structure, elements: list, velocities=None) -> t
 
 
 def mass_lines(elements: list) -> str:
-    """LAMMPS ``mass`` lines of the atom types ``elements`` (ASE's atomic masses)."""
+    """LAMMPS ``mass`` lines of the atom types ``elements`` (ASE's atomic masses; a species label such as 'Fe1'
+    has its element's mass)."""
     from ase.data import atomic_masses, atomic_numbers
 
-    return "\n".join(f"mass {t + 1} {float(atomic_masses[atomic_numbers[e]])!r}" for t, e in enumerate(elements))
+    masses = [atomic_masses[atomic_numbers[element_of(e, "a LAMMPS mass")]] for e in elements]
+    return "\n".join(f"mass {t + 1} {float(m)!r}" for t, m in enumerate(masses))
 
 
 def _structure_block(k: int, boundary: str, models: list, elements: list, newton: bool) -> str:

@@ -1,6 +1,6 @@
 """Atomic reference energies fitted to (composition, total energy) samples.
 
-A sample is a pair ``(composition, energy)``: ``composition`` maps element symbols to
+A sample is a pair ``(composition, energy)``: ``composition`` maps species labels to
 non-negative integer counts (total > 0), ``energy`` is the finite total energy in eV.
 Samples are consumed lazily in one pass; ``iter_composition_energy_samples_from_files``
 yields them from structure files.
@@ -52,23 +52,27 @@ _FORMULA_TOKEN = re.compile(r"([A-Z][a-z]*)(\d*)")
 
 # --------------------------------------------------------------------------- samples
 
-def iter_composition_energy_samples_from_files(paths, *, format=None, index=":", limits=None):
+def iter_composition_energy_samples_from_files(paths, *, frmt=None, **read_kwargs):
     """Yield one ``(composition, energy)`` sample per frame of each file, reading a file only when reached.
 
     ``paths`` is one path or an iterable of paths; files are read frame by frame with
-    ``aenet_core.io.iter_structures(path, format=format, index=index)``.  Labels beyond the
-    plausibility limits in effect at the call are refused (``aenet_core.data.plausibility``).
+    ``aenet_core.io.iter_structures(path, format=frmt, **read_kwargs)`` (``frmt`` takes aenet-python's
+    format names too, e.g. ``"aimsout"``; ``index=":"`` selects frames).  Labels beyond the plausibility
+    limits are refused (``aenet_core.data.plausibility``): ``limits=PlausibilityLimits(...)`` among
+    ``read_kwargs`` sets them (default: those in effect at the call) and is not passed to the reader.
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    return _samples_from_files(paths, format, index, limits or PlausibilityLimits())
+    limits = read_kwargs.pop("limits", None) or PlausibilityLimits()
+    return _samples_from_files(paths, frmt, read_kwargs, limits)
 
 
-def _samples_from_files(paths, format, index, limits):
+def _samples_from_files(paths, frmt, read_kwargs, limits):
     for path in paths:
-        for frame, structure in enumerate(iter_structures(path, format=format, index=index)):
+        for frame, structure in enumerate(iter_structures(path, format=frmt, **read_kwargs)):
             if structure.energy is None:
-                raise ValueError(f"{path}: frame {frame} has no energy; reference energies need total energies")
+                raise ValueError(f"{path}: frame {frame} has no energy; reference energies need finite total "
+                                 f"energies for every sample")
             check_labels(structure, f"{path} (frame {frame})", limits)
             yield dict(Counter(structure.species)), structure.energy
 
@@ -80,19 +84,20 @@ def _is_real(value):
 def _validate_composition(label, composition):
     """Return ``composition`` as ``{species: int}`` with zero counts dropped."""
     if not isinstance(composition, Mapping):
-        # ValueError like every other sample problem, so callers need to catch one type.
-        raise ValueError(f"{label}: composition must be a mapping of species to counts; "  # noqa: TRY004
-                         f"got {type(composition).__name__}")
+        raise TypeError(f"{label}: each sample composition must be a mapping of species to counts; "
+                        f"got {type(composition).__name__}")
     counts = {}
     for species, count in composition.items():
         if not isinstance(species, str) or not species:
             raise ValueError(f"{label}: species must be non-empty strings; got {species!r}")
         if not _is_real(count) or not float(count).is_integer() or count < 0:
-            raise ValueError(f"{label}: count of {species!r} must be a non-negative integer; got {count!r}")
+            raise ValueError(f"{label}: count of {species!r} must be a non-negative integer; got {count!r} "
+                             f"(composition counts must be integer-valued and non-negative)")
         if count:
             counts[species] = int(count)
     if not counts:
-        raise ValueError(f"{label}: composition {dict(composition)!r} has no atoms (total count must be > 0)")
+        raise ValueError(f"{label}: composition {dict(composition)!r} has no atoms (each sample composition "
+                         f"must contain at least one atom)")
     return counts
 
 
@@ -101,10 +106,12 @@ def _validate_sample(position, sample):
     try:
         composition, energy = sample
     except (TypeError, ValueError):
-        raise ValueError(f"{label}: expected a (composition, energy) pair; got {sample!r}") from None
+        raise TypeError(f"{label}: each regression sample must be a (composition, energy) pair; "
+                        f"got {sample!r}") from None
     counts = _validate_composition(label, composition)
     if not _is_real(energy) or not math.isfinite(energy):
-        raise ValueError(f"{label}: energy must be a finite number; got {energy!r}")
+        raise ValueError(f"{label}: energy must be a finite number; got {energy!r} (regression requires finite "
+                         f"total energies for every sample)")
     return counts, float(energy)
 
 
@@ -221,7 +228,10 @@ def _parse_compound(compound):
     if isinstance(compound, Mapping):
         counts = _validate_composition(f"reference compound {dict(compound)!r}", compound)
         return _formula_label(counts), counts
-    if not isinstance(compound, str) or not _FORMULA.fullmatch(compound):
+    if not isinstance(compound, str):
+        raise TypeError(f"reference compound {compound!r}: each reference compound must be a formula string "
+                        f"or a composition mapping; got {type(compound).__name__}")
+    if not _FORMULA.fullmatch(compound):
         raise ValueError(f"reference compound {compound!r} is not a valid formula: expected element symbols "
                          f"each followed by an optional count, e.g. 'TiO2' (no parentheses or spaces)")
     counts = Counter()
@@ -231,7 +241,7 @@ def _parse_compound(compound):
 
 
 def _parse_compounds(reference_compounds):
-    """Map each exact composition (frozenset of items) to its label; reject duplicates."""
+    """Map each exact composition (frozenset of items) to ``(label, counts)``; reject duplicates."""
     if isinstance(reference_compounds, (str, Mapping)):
         reference_compounds = [reference_compounds]
     targets = {}
@@ -239,9 +249,9 @@ def _parse_compounds(reference_compounds):
         label, counts = _parse_compound(compound)
         key = frozenset(counts.items())
         if key in targets:
-            raise ValueError(f"reference compound {label!r} has the same composition as {targets[key]!r}; "
-                             f"list each compound once")
-        targets[key] = label
+            raise ValueError(f"reference compound {label!r} has the same composition as {targets[key][0]!r}; "
+                             f"reference_compounds must not contain duplicate or equivalent compositions")
+        targets[key] = label, counts
     if not targets:
         raise ValueError("reference_compounds is empty: give at least one compound")
     return targets
@@ -256,10 +266,14 @@ def _select_lowest(stream, targets):
             candidates[key] += 1
             if key not in best or energy < best[key][1]:
                 best[key] = (counts, energy)
-    missing = [label for key, label in targets.items() if key not in best]
+    if not n_total:
+        raise ValueError("no samples: at least one (composition, energy) pair is needed")
+    missing = [target for key, target in targets.items() if key not in best]
     if missing:
-        raise ValueError(f"no sample has exactly the composition of reference compound(s) {', '.join(missing)} "
-                         f"(matching is on the absolute composition of a cell: 'TiO2' does not match Ti2O4)")
+        raise ValueError(f"no sample has exactly the composition of reference compound(s) "
+                         f"{', '.join(label for label, _ in missing)} (missing requested reference compounds in "
+                         f"the provided samples: {[counts for _, counts in missing]!r}; matching is on the "
+                         f"absolute composition of a cell: 'TiO2' does not match Ti2O4)")
     return best, candidates, n_total
 
 
@@ -280,9 +294,9 @@ def _plain(value):
 class ReferenceEnergies:
     """Per-species reference energies (eV) and how they were obtained; see the module docstring."""
 
-    method: str
     _atomic_energies: dict = field(hash=False)
-    _metadata: dict = field(default_factory=dict, hash=False)
+    method: str
+    _metadata: dict = field(default_factory=dict, hash=False, repr=False)
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -292,7 +306,7 @@ class ReferenceEnergies:
         energies = {}
         for species, energy in self._atomic_energies.items():
             if not isinstance(species, str) or not _is_real(energy) or not math.isfinite(energy):
-                raise ValueError(f"atomic_energies: expected species -> finite energy; got {species!r}: {energy!r}")
+                raise ValueError(f"atomic_energies must map species to finite energies; got {species!r}: {energy!r}")
             energies[species] = float(energy)
         # Own copies, so later changes to the caller's dicts cannot reach this frozen object.
         object.__setattr__(self, "_atomic_energies", energies)
@@ -317,7 +331,7 @@ class ReferenceEnergies:
         else:
             used, n_total = _reservoir_sample(_validated(samples), k, random.Random(random_seed))
         energies, fit = _solve(used, fixed_atomic_energies)
-        return cls("regression", energies, _metadata(fit, n_total, len(used), k, subset_fraction, random_seed))
+        return cls(energies, "regression", _metadata(fit, n_total, len(used), k, subset_fraction, random_seed))
 
     @classmethod
     def from_reference_compounds(cls, samples, *, reference_compounds,
@@ -327,15 +341,17 @@ class ReferenceEnergies:
         best, candidates, n_total = _select_lowest(_validated(samples), targets)
         selected = [best[key] for key in targets]
         energies, fit = _solve(selected, fixed_atomic_energies)
-        metadata = _metadata(fit, n_total, len(selected))
+        metadata = {key: fit[key] for key in ("species_order", "fixed_atomic_energies", "free_species")}
         metadata.update({
+            "n_samples_total": n_total,
             "n_reference_compounds": len(targets),
-            "reference_compounds": list(targets.values()),
-            "reference_candidate_counts": {label: candidates[key] for key, label in targets.items()},
-            "selected_reference_samples": [{"composition": dict(sorted(counts.items())), "energy": energy}
+            "reference_compounds": [dict(counts) for _, counts in targets.values()],
+            "reference_candidate_counts": [candidates[key] for key in targets],
+            "selected_reference_samples": [{"composition": dict(counts), "energy": energy}
                                            for counts, energy in selected],
         })
-        return cls("reference_compounds", energies, metadata)
+        metadata.update({key: fit[key] for key in ("rank", "residual_sum_squares", "rmse", "singular_values")})
+        return cls(energies, "reference_compounds", metadata)
 
     @classmethod
     def from_fixed(cls, samples, *, atomic_energies) -> ReferenceEnergies:
@@ -348,7 +364,7 @@ class ReferenceEnergies:
                              f"contain; give every species a value (or use regression with these values fixed "
                              f"to fit the others)")
         energies, fit = _solve(used, atomic_energies)
-        return cls("fixed", energies, _metadata(fit, len(used), len(used)))
+        return cls(energies, "fixed", _metadata(fit, len(used), len(used)))
 
     def to_dict(self) -> dict:
         return {"format": FILE_FORMAT, "version": FILE_VERSION, "method": self.method,
@@ -362,7 +378,7 @@ class ReferenceEnergies:
             if key not in data:
                 raise ValueError(f"missing key {key!r}")
         check_format(None, data["format"], FILE_FORMAT, data["version"], (FILE_VERSION,), "reference energies file")
-        return cls(data["method"], data["atomic_energies"], data["metadata"])
+        return cls(data["atomic_energies"], data["method"], data["metadata"])
 
     def save(self, path) -> None:
         """Write JSON atomically: a temporary file beside ``path`` replaces it only once complete."""

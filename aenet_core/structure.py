@@ -12,9 +12,36 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.data import chemical_symbols
 from ase.stress import full_3x3_to_voigt_6_stress, voigt_6_to_full_3x3_stress
 
-# 'X' is ASE's placeholder for "no element"; it is not a valid species here.
+# 'X' is ASE's placeholder for "no element"; it names no element here.
 VALID_SYMBOLS = frozenset(chemical_symbols[1:])
 SINGULAR_VOLUME = 1e-12  # Å³: a periodic cell smaller than this has no volume
+LABELS_ARRAY = "species_labels"  # the ASE per-atom array that carries species labels which are not elements
+
+
+def element_of(label: str, purpose: str = "this") -> str:
+    """The chemical element of a species label: the label itself when it is an element symbol, else the
+    element symbol it starts with, followed by anything but a lowercase letter ('Fe1', 'Fe_up', 'FeB' -> Fe;
+    'Cx' names none).  ``purpose`` (what needs the element) goes into the ValueError for a label without one."""
+    if label in VALID_SYMBOLS:
+        return label
+    for n in (2, 1):
+        head, rest = label[:n], label[n:]
+        if head in VALID_SYMBOLS and rest and not rest[0].islower():
+            return head
+    raise ValueError(f"species label {label!r} names no chemical element, which {purpose} needs: a label maps to "
+                     f"the element symbol it starts with (e.g. 'Fe1', 'Fe_up' -> Fe)")
+
+
+def elements_of(species, purpose: str = "this") -> list:
+    """``element_of`` for each label of ``species``."""
+    return [element_of(label, purpose) for label in species]
+
+
+def atoms_species(atoms) -> list:
+    """The species of ASE ``atoms``: the labels that ``Structure.to_ase`` stored, else the chemical symbols."""
+    if LABELS_ARRAY in atoms.arrays:
+        return [str(label) for label in atoms.arrays[LABELS_ARRAY]]
+    return atoms.get_chemical_symbols()
 
 
 def _to_numpy(field, value, dtype):
@@ -69,14 +96,16 @@ class Structure:
             raise ValueError(f"Structure.positions must have shape (N, 3); got {self.positions.shape}")
         _check_finite("positions", self.positions)
         if isinstance(self.species, str):
-            raise ValueError(f"Structure.species must be a list of element symbols; got the string {self.species!r}")
+            raise ValueError(f"Structure.species must be a list of species labels; got the string {self.species!r}")
         self.species = [str(s) for s in self.species]
         if len(self.species) != self.n_atoms:
             raise ValueError(
                 f"Structure.species has {len(self.species)} entries but positions has {self.n_atoms} atoms")
-        for i, symbol in enumerate(self.species):
-            if symbol not in VALID_SYMBOLS:
-                raise ValueError(f"Structure.species: unknown element symbol {symbol!r} at atom index {i}")
+        for i, label in enumerate(self.species):
+            # any label (element symbols, 'Fe1', 'A'), but one that the text formats can write as one field
+            if not label or label.split() != [label]:
+                raise ValueError(f"Structure.species: label {label!r} at atom index {i} is empty or contains "
+                                 f"whitespace")
 
     def _init_energy_forces(self):
         if self.energy is not None:
@@ -95,8 +124,11 @@ class Structure:
 
     def _init_cell_pbc(self):
         if self.cell is None:
-            if self.pbc is not None:
-                raise ValueError("Structure.pbc was given without a cell; pass cell=(3, 3) lattice vectors too")
+            # aenet-python scripts pass pbc=[False]*3 for molecules: that is no periodicity, kept as None
+            if self.pbc is not None and _to_numpy("pbc", self.pbc, bool).any():
+                raise ValueError(f"Structure.pbc {np.asarray(self.pbc).tolist()} was given without a cell; pass "
+                                 f"cell=(3, 3) lattice vectors too")
+            self.pbc = None
             return
         self.cell = _to_numpy("cell", self.cell, np.float64)
         if self.cell.shape != (3, 3):
@@ -160,9 +192,15 @@ class Structure:
                          name=self.name if name is None else name)
 
     def to_ase(self) -> Atoms:
-        """ASE Atoms; energy/forces/stress ride on a SinglePointCalculator, the name in info['name']."""
-        atoms = Atoms(symbols=self.species, positions=self.positions, cell=self.cell,
+        """ASE Atoms; energy/forces/stress ride on a SinglePointCalculator, the name in info['name'].
+
+        Species labels that are not element symbols become their elements (``element_of``: 'Fe1' -> Fe);
+        the labels themselves ride along in ``atoms.arrays['species_labels']``, which ``from_ase`` reads."""
+        symbols = elements_of(self.species, "ASE Atoms")
+        atoms = Atoms(symbols=symbols, positions=self.positions, cell=self.cell,
                       pbc=self.pbc if self.pbc is not None else False)
+        if symbols != self.species:
+            atoms.new_array(LABELS_ARRAY, np.array(self.species))
         if self.energy is not None or self.forces is not None or self.stress is not None:
             stress = None if self.stress is None else full_3x3_to_voigt_6_stress(self.stress)
             atoms.calc = SinglePointCalculator(atoms, energy=self.energy, forces=self.forces, stress=stress)
@@ -183,7 +221,8 @@ class Structure:
         / ``atoms.arrays['forces']`` / ``atoms.info['stress']``, or ``atoms.info['virial']``
         (eV; stress = -virial / volume, as ASE-based trainers write it).  The cell is kept
         only when some direction is periodic; ``info['weight']`` and ``info['config_type']``
-        (as MACE names them) become ``weight`` and ``config_type``.
+        (as MACE names them) become ``weight`` and ``config_type``; species labels come from
+        ``atoms.arrays['species_labels']`` where ``to_ase`` put them, else the chemical symbols.
         """
         energy = _stored_result(atoms, "energy")
         forces = _stored_result(atoms, "forces")
@@ -198,12 +237,31 @@ class Structure:
             virial = np.reshape(atoms.info["virial"], (3, 3))
             stress = -virial / atoms.get_volume() if atoms.pbc.all() else virial
         periodic = bool(np.any(atoms.pbc))
-        return cls(positions=atoms.get_positions(), species=atoms.get_chemical_symbols(),
+        return cls(positions=atoms.get_positions(), species=atoms_species(atoms),
                    energy=energy, forces=forces,
                    cell=atoms.cell.array if periodic else None,
                    pbc=atoms.pbc if periodic else None,
                    name=name if name is not None else atoms.info.get("name"), stress=stress,
                    weight=atoms.info.get("weight", 1.0), config_type=atoms.info.get("config_type"))
+
+    @classmethod
+    def from_AtomicStructure(cls, s, frame: int = -1) -> Structure:
+        """Frame ``frame`` of aenet-python's ``AtomicStructure``, read by its attributes (``coords``, ``types``,
+        ``avec``, ``pbc``, per-frame ``energy`` and ``forces``; aenet is not imported).  A frame whose energy
+        or forces are missing, None or empty has none; a periodic structure is periodic in 3D."""
+        periodic = bool(getattr(s, "pbc", False))
+        return cls(positions=s.coords[frame], species=list(s.types), energy=_frame_value(s, "energy", frame),
+                   forces=_frame_value(s, "forces", frame), cell=s.avec[frame] if periodic else None,
+                   pbc=[True, True, True] if periodic else None, name=getattr(s, "name", None))
+
+
+def _frame_value(s, attribute, frame):
+    """``s.<attribute>[frame]``, or None where there is none (missing, None, or an empty list)."""
+    try:
+        value = getattr(s, attribute)[frame]
+    except (AttributeError, IndexError, KeyError, TypeError):
+        return None
+    return None if value is None or (np.ndim(value) > 0 and len(value) == 0) else value
 
 
 def stress_labels(structures) -> tuple:

@@ -27,6 +27,7 @@ from aenet_core.structure import referenced_energy_per_atom
 
 DESCRIPTION = "aenet_core Chebyshev descriptor export"
 TRAINSET_NAME = "aenet_core"
+FORTRAN_TYPELEN = 2  # aenet's aeio.f90
 
 
 # ----------------------------------------------------------------------------- export
@@ -34,7 +35,8 @@ TRAINSET_NAME = "aenet_core"
 
 def to_aenet_ascii(potential, output_dir, prefix=DEFAULT_PREFIX, structures=None, descriptor_stats=None) -> dict:
     """Write ``<prefix>.<Species>.nn.ascii``, its binary twin ``<prefix>.<Species>.nn`` (what Fortran
-    ``train.x`` writes), per species, and ``<prefix>.manifest.json`` into ``output_dir``.
+    ``train.x`` writes), per species, and ``<prefix>.manifest.json`` into ``output_dir``.  Species labels
+    longer than Fortran's 2-character type names ('Fe1') get no binary twin (a warning says so).
 
     The feature statistics written are the model's own, per species
     (avg = mean, cov = std^2 + mean^2), so aenet normalises exactly as the
@@ -54,6 +56,7 @@ def to_aenet_ascii(potential, output_dir, prefix=DEFAULT_PREFIX, structures=None
     "atomic_energies"}``.
     """
     descriptor, model = potential.descriptor, potential.model
+    binary = _fortran_type_names(descriptor.species)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     mean, std = _feature_statistics(model)
@@ -63,12 +66,27 @@ def to_aenet_ascii(potential, output_dir, prefix=DEFAULT_PREFIX, structures=None
     for index, species in enumerate(descriptor.species):
         content = NNAsciiFile(**_network_fields(model, index), **_setup_fields(descriptor, index, mean, std, bounds),
                               neval=neval[species], **_trainset_fields(model), **trainset_counts)
-        files[species], binary_files[species] = f"{prefix}.{species}.nn.ascii", f"{prefix}.{species}.nn"
+        files[species] = f"{prefix}.{species}.nn.ascii"
         write_nn_ascii(output_dir / files[species], content)
-        write_nn_binary(output_dir / binary_files[species], content)
+        if binary:
+            binary_files[species] = f"{prefix}.{species}.nn"
+            write_nn_binary(output_dir / binary_files[species], content)
     manifest = _manifest(potential, prefix, files, binary_files)
     write_json(output_dir / f"{prefix}.manifest.json", manifest, indent=2)
     return manifest
+
+
+def _fortran_type_names(species) -> bool:
+    """Whether Fortran aenet can hold the species names (TYPELEN characters); warns when it cannot.  Labels
+    such as 'Fe1' go into the .nn.ascii files whole; the binary .nn files, Fortran's own, are then left out."""
+    long = [s for s in species if len(s) > FORTRAN_TYPELEN]
+    if long:
+        warnings.warn(f"species {long} have names longer than {FORTRAN_TYPELEN} characters: the .nn.ascii files "
+                      f"carry them whole (aenet_core and aenet-python read them back), but Fortran aenet and its "
+                      f"LAMMPS pair style hold only {FORTRAN_TYPELEN} characters of a type name, so no binary .nn "
+                      f"files are written; for Fortran, label species with at most {FORTRAN_TYPELEN} characters",
+                      stacklevel=3)
+    return not long
 
 
 def _manifest(potential, prefix, files, binary_files) -> dict:

@@ -10,7 +10,7 @@ from ase import Atoms
 
 from aenet_core.files import atomic_write
 from aenet_core.io.common import StructureFileError, as_list
-from aenet_core.structure import Structure
+from aenet_core.structure import LABELS_ARRAY, Structure, elements_of
 
 
 def iter_ase(path, index=":", format=None) -> Iterator[Structure]:
@@ -52,7 +52,8 @@ def write_extxyz(path, structures) -> None:
     """Write extended XYZ atomically, every number at full (round-trip) precision.
 
     ASE reads the result back (energy, forces and stress as calculator results,
-    the name in ``info['name']``).
+    the name in ``info['name']``).  Species labels that are not elements ('Fe1') write their element
+    in the species column and the label in a ``species_labels`` column.
     """
     with atomic_write(path) as handle:
         for structure in as_list(structures):
@@ -64,7 +65,10 @@ def _quoted(text: str) -> str:
 
 
 def _extxyz_frame(structure: Structure) -> str:
+    elements = elements_of(structure.species, "extended XYZ (its species column holds elements)")
+    labelled = elements != structure.species  # the labels go into a column of their own, which from_ase reads
     properties = "species:S:1:pos:R:3" + (":forces:R:3" if structure.forces is not None else "")
+    properties += f":{LABELS_ARRAY}:S:1" if labelled else ""
     info = []
     if structure.cell is not None:
         info.append('Lattice="' + " ".join(map(repr, structure.cell.ravel().tolist())) + '"')
@@ -83,5 +87,6 @@ def _extxyz_frame(structure: Structure) -> str:
         info.append(f"config_type={_quoted(structure.config_type)}")
     columns = [structure.positions] + ([structure.forces] if structure.forces is not None else [])
     rows = np.concatenate(columns, axis=1).tolist()
-    lines = [f"{symbol} " + " ".join(map(repr, row)) for symbol, row in zip(structure.species, rows)]
+    lines = [f"{element} " + " ".join(map(repr, row)) + (f" {label}" if labelled else "")
+             for element, label, row in zip(elements, structure.species, rows)]
     return f"{structure.n_atoms}\n" + " ".join(info) + "\n" + "\n".join(lines) + "\n"

@@ -4,7 +4,8 @@ A file holds one frame (``CRYSTAL``/``SLAB``/``POLYMER``/``MOLECULE`` + ``PRIMVE
 ``PRIMCOORD``, or ``ATOMS`` for an isolated structure) or several after
 ``ANIMSTEPS n``.  Energies come from ``# total energy = <E> eV`` comments: a comment
 belongs to the first frame whose coordinate block starts after it (the last frame
-when none does).  Coordinate lines are ``symbol-or-Z x y z [fx fy fz]``.
+when none does).  Coordinate lines are ``label-or-Z x y z [fx fy fz]``: a species label (an element
+symbol, or a label such as ``Fe1`` as aenet's type names allow) or an atomic number.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from ase.data import chemical_symbols
 
 from aenet_core.files import atomic_write
 from aenet_core.io.common import StructureFileError, as_list
-from aenet_core.structure import VALID_SYMBOLS, Structure
+from aenet_core.structure import Structure
 
 DIMENSIONS = {
     "CRYSTAL": (True, True, True),
@@ -122,11 +123,13 @@ class _XsfParser:
         return value
 
     def symbol(self, number, token):
-        if token.isdigit() and 1 <= int(token) < len(chemical_symbols):
-            return chemical_symbols[int(token)]
-        if token in VALID_SYMBOLS:
+        """The element of an atomic number, else the species label as written (aenet's type names: 'Fe1')."""
+        if not token.isdigit():
             return token
-        raise self.error(number, f"column 1 (symbol): unknown element symbol or atomic number {token!r}")
+        if 1 <= int(token) < len(chemical_symbols):
+            return chemical_symbols[int(token)]
+        raise self.error(number, f"column 1 (symbol): atomic number {token} is out of range "
+                                 f"1-{len(chemical_symbols) - 1}")
 
     # -- blocks -----------------------------------------------------------
 
