@@ -221,7 +221,7 @@ def test_rewritten_fortran_files_keep_every_value(tmp_path, fortran_files, fortr
 
 def test_trained_export_writes_the_training_statistics_and_structure_counts(tmp_path, cuau_potential):
     structures = make_cuau_structures(5, seed=3)
-    plain = cuau_potential.to_aenet_ascii(tmp_path / "plain")
+    plain = cuau_potential.export_aenet(tmp_path / "plain")
     manifest = cuau_potential.export_aenet(tmp_path / "counted", prefix="cuau", structures=structures,
                                            compute_stats=False)
     assert manifest["files"] == {"Cu": "cuau.Cu.nn.ascii", "Au": "cuau.Au.nn.ascii"}
