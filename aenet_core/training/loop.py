@@ -2,8 +2,8 @@
 
 A checkpoint is a complete model file plus ``run_state``: optimizer,
 scheduler, random generators, force subsets, sampler scores, the schedule's
-length, the weight average and early stopping.  Training N epochs, or N/2 and
-then N/2 more from the checkpoint, gives the same weights.  With a weight
+length, the weight average, early stopping and the in-loop metrics a final pass replaced.  Training N epochs, or N/2 and
+then N/2 more from the checkpoint, gives the same weights and history.  With a weight
 average every model file holds the average and ``run_state`` the raw weights
 too.  The run writes files only through the ``save`` callback it is given.
 """
