@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import time
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -25,7 +26,7 @@ from aenet_core.training.distributed import is_main
 from aenet_core.training.inputs import TrainingData
 from aenet_core.training.loop import TrainingRun, empty_history
 from aenet_core.training.outputs import write_prediction_files
-from aenet_core.training.trainout import TrainOut
+from aenet_core.training.trainout import Energies, TrainOut
 
 
 class TorchANNPotential:
@@ -45,6 +46,22 @@ class TorchANNPotential:
         self.best_val_loss = None
         self._run_state = None  # the finished run's state: a saved model can be trained further
         self.extra_metadata = {}
+        self._metadata = None
+
+    @property
+    def history(self) -> dict:
+        """The training history: one value per epoch for each metric (``HISTORY_KEYS``), and ``stopped_early``."""
+        return self._history
+
+    @history.setter
+    def history(self, value: dict) -> None:
+        self._history = value
+
+    @property
+    def metadata(self) -> dict | None:
+        """What the model file this potential was loaded from holds besides the weights (``model_metadata``);
+        None for a potential not loaded with ``from_file``/``load_model``."""
+        return self._metadata
 
     # ----------------------------------------------------------------------------- training
 
@@ -68,6 +85,7 @@ class TorchANNPotential:
         """
         started = time.perf_counter()
         config = config or TorchTrainingConfig()
+        config.refuse_mixed_memory()  # also when set after the config was built
         device, dtype = config.resolved_device(), config.resolved_dtype(self.descriptor.dtype)
         if config.seed is not None:
             seed_everything(config.seed)
@@ -92,7 +110,9 @@ class TorchANNPotential:
         out = TrainOut(self.history, config=config.to_dict())
         if not is_main():  # a data-parallel group's other processes write and print nothing
             return out
-        write_prediction_files(self, data, config, output_dir)
+        energies = write_prediction_files(self, data, config, output_dir)
+        if "train" in energies:
+            out.energies = Energies(energies["train"], energies.get("test"))
         if config.timing:
             print(out.timing_report(setup_time))
         return out
@@ -120,24 +140,30 @@ class TorchANNPotential:
 
     # ----------------------------------------------------------------------------- files
 
-    def save(self, path, extra_metadata: dict | None = None) -> None:
+    def save(self, path, extra_metadata: dict | None = None, training_config=None, optimizer_state=None) -> None:
         """Write the model (weights, normalisation, descriptor, history, config) to ``path`` atomically;
-        ``extra_metadata`` (JSON-like) is stored with it and restored as ``potential.extra_metadata``."""
+        ``extra_metadata`` (JSON-like) is stored with it and restored as ``potential.extra_metadata``.
+        ``training_config`` replaces the stored configuration; ``optimizer_state`` (a state dict) is stored as
+        ``optimizer_state_dict`` (see ``save_model``)."""
         self.extra_metadata = dict(extra_metadata or self.extra_metadata)
-        self._write_model_file(path, self.history, self.best_val_loss, self._run_state)
+        extra = {} if optimizer_state is None else {"optimizer_state_dict": optimizer_state}
+        self._write_model_file(path, self.history, self.best_val_loss, self._run_state,
+                               training_config or self.training_config, **extra)
 
-    def _write_model_file(self, path, history, best_val_loss, run_state) -> None:
+    def _write_model_file(self, path, history, best_val_loss, run_state, training_config=None, **extra) -> None:
         """The model file; with the ``run_state`` of a training run it is also a checkpoint to resume from."""
+        training_config = training_config or self.training_config
         write_model_file(path, {
             "architecture": self.arch,
             "descriptor_config": self.descriptor.get_config(),
             "model_state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "training_history": history,
             "best_val_loss": best_val_loss,
-            "training_config": self.training_config.to_dict() if self.training_config else None,
+            "training_config": training_config.to_dict() if training_config else None,
             "atomic_energies": dict(zip(self.descriptor.species, self.model.atomic_energies.tolist())),
             "run_state": run_state,
             "extra_metadata": self.extra_metadata,
+            **extra,
         })
 
     @classmethod
@@ -157,21 +183,52 @@ class TorchANNPotential:
         potential.best_val_loss = payload["best_val_loss"]
         potential._run_state = payload["run_state"]
         potential.extra_metadata = payload.get("extra_metadata") or {}
+        potential._metadata = model_metadata(payload)
         if payload["training_config"] is not None:
             potential.training_config = TorchTrainingConfig.from_dict(payload["training_config"])
         return potential
 
-    def to_aenet_ascii(self, output_dir, prefix=DEFAULT_PREFIX, structures=None, descriptor_stats=None) -> dict:
-        """Write aenet ``.nn.ascii`` files, ``<prefix>.<Species>.nn.ascii`` per species, their binary twins
-        ``<prefix>.<Species>.nn`` and a manifest.
+    def to_aenet_ascii(self, output_dir, prefix=DEFAULT_PREFIX, descriptor_stats=None, structures=None,
+                       compute_stats=True) -> list:
+        """Write the aenet files of ``export_aenet``; returns the ``.nn.ascii`` paths in species order."""
+        manifest = self.export_aenet(output_dir, prefix, descriptor_stats, structures, compute_stats)
+        return [Path(output_dir) / manifest["files"][species] for species in self.descriptor.species]
 
-        ``structures`` (Structures, ase.Atoms or files) fill only the training-set counts and
-        ``descriptor_stats`` only sfval_min/max; see ``aenet_core.export.to_aenet_ascii``.
+    def export_aenet(self, output_dir, prefix=DEFAULT_PREFIX, descriptor_stats=None, structures=None,
+                     compute_stats=True) -> dict:
+        """Write aenet ``.nn.ascii`` files, ``<prefix>.<Species>.nn.ascii`` per species, their binary twins
+        ``<prefix>.<Species>.nn`` and ``<prefix>.manifest.json``; returns the manifest.
+
+        The feature normalisation written (avg, cov) is always the model's own, so that aenet evaluates what
+        the model evaluates.  ``structures`` (Structures, ase.Atoms or files, with energies, e.g. the training
+        set) fill the training-set counts and, with ``compute_stats``, the informative sfval_min/max from
+        their features; ``descriptor_stats`` ({'min', 'max'}) sets sfval_min/max instead; else they are
+        mean -/+ std.  See ``aenet_core.export.to_aenet_ascii``.
         """
         if structures is not None:
             structures = [entry.structure for entry in iter_entries(structures)]
+            if descriptor_stats is None and compute_stats:
+                descriptor_stats = self._feature_bounds(structures)
         return to_aenet_ascii(self, output_dir, prefix=prefix, structures=structures,
                               descriptor_stats=descriptor_stats)
+
+    def _feature_bounds(self, structures) -> dict:
+        """{'min', 'max'} (S, F) of the raw features of each species' atoms in ``structures``; a species
+        without atoms there keeps mean -/+ std."""
+        mean = self.model.feature_mean.detach().cpu().double()
+        std = self.model.feature_std.detach().cpu().double()
+        low, high = (mean - std).clone(), (mean + std).clone()
+        seen = torch.zeros(len(self.descriptor.species), dtype=torch.bool)
+        with torch.no_grad():
+            for s in structures:
+                features = self.descriptor.forward_from_positions(s.positions, s.species, s.cell, s.pbc)
+                features = features.detach().cpu().double()
+                for row, index in enumerate(self.descriptor.species_indices(s.species).tolist()):
+                    first = not seen[index]
+                    low[index] = features[row] if first else torch.minimum(low[index], features[row])
+                    high[index] = features[row] if first else torch.maximum(high[index], features[row])
+                    seen[index] = True
+        return {"min": low.numpy(), "max": high.numpy()}
 
     @classmethod
     def from_aenet(cls, files, device=None) -> TorchANNPotential:
@@ -187,20 +244,82 @@ class TorchANNPotential:
 
     # ----------------------------------------------------------------------------- inference
 
-    def predict(self, structures, eval_forces: bool = False, batch_size: int = 32,
+    def predict(self, structures, eval_forces: bool = False, config=None, batch_size: int | None = None,
                 eval_stress: bool = False) -> PredictOut:
         """Energies (and forces, stresses) of Structures, ase.Atoms or structure files (every frame, each
-        named ``path#frame=N`` in ``structure_paths``)."""
+        named ``path#frame=N`` in ``structure_paths``/``paths``).
+
+        ``config`` (e.g. aenet-python's ``PredictionConfig``) gives the ``batch_size`` unless ``batch_size``
+        does (default 32); its other settings do not apply here: per-atom energies always come back."""
         entries = list(iter_entries(structures))
         return predict_with_models([self.model], self.descriptor, [e.structure for e in entries],
-                                   [e.identifier for e in entries], eval_forces, batch_size, eval_stress)[0]
+                                   [e.identifier for e in entries], eval_forces, _batch_size(config, batch_size),
+                                   eval_stress)[0]
 
-    def predict_dataset(self, dataset, eval_forces: bool = False, batch_size: int = 32) -> PredictOut:
+    def predict_dataset(self, dataset, eval_forces: bool = False, config=None,
+                        batch_size: int | None = None) -> PredictOut:
         """``predict`` over every entry of a dataset (a ``StructureSource``), named by its identifiers."""
         indices = range(len(dataset))
         return predict_with_models([self.model], self.descriptor, [dataset.get_structure(i) for i in indices],
                                    [dataset.get_structure_identifier(i) for i in indices], eval_forces,
-                                   batch_size)[0]
+                                   _batch_size(config, batch_size))[0]
+
+    def cohesive_energy(self, structure, atomic_energies: dict | None = None) -> float:
+        """The structure's (reference) total energy minus its atoms' reference energies (eV, not per atom):
+        ``atomic_energies``, else the potential's own; a species without one counts 0 eV, as in training."""
+        entry = next(iter(iter_entries([structure], name="structure")))
+        if entry.structure.energy is None:
+            raise ValueError(f"cohesive_energy needs a structure with an energy; {entry.identifier} has none")
+        if atomic_energies is None:
+            atomic_energies = dict(zip(self.descriptor.species, self.model.atomic_energies.tolist()))
+        return float(entry.structure.energy) - sum(float(atomic_energies.get(s, 0.0))
+                                                   for s in entry.structure.species)
+
+
+def _batch_size(config, batch_size) -> int:
+    """``batch_size``, else the prediction config's, else 32."""
+    if batch_size is None:
+        batch_size = getattr(config, "batch_size", None) or DEFAULT_PREDICT_BATCH
+    return batch_size
+
+
+DEFAULT_PREDICT_BATCH = 32
+
+
+def model_metadata(payload: dict) -> dict:
+    """A model file's contents without the weights and the run state: header, architecture, descriptor,
+    history, configuration, atomic energies, extra metadata, and ``normalization`` (the model's feature and
+    energy statistics as lists)."""
+    state = payload["model_state_dict"]
+    meta = {k: v for k, v in payload.items() if k not in ("model_state_dict", "run_state")}
+    meta["normalization"] = {"E_shift": float(state["E_shift"]), "E_scaling": float(state["E_scaling"]),
+                             "feature_mean": state["feature_mean"].tolist(),
+                             "feature_std": state["feature_std"].tolist()}
+    return meta
+
+
+def save_model(trainer, path, optimizer=None, training_config=None, extra_metadata=None) -> None:
+    """Write ``trainer`` (a TorchANNPotential) to ``path`` as ``trainer.save`` does; ``training_config`` (a
+    TorchTrainingConfig) replaces the configuration stored, ``optimizer`` adds its ``optimizer_state_dict``
+    (a file written after training also holds the whole run state, which resumes exactly)."""
+    trainer.save(path, extra_metadata, training_config=training_config,
+                 optimizer_state=None if optimizer is None else optimizer.state_dict())
+
+
+def load_model(path, device=None) -> tuple:
+    """(potential, metadata) of a model file: ``TorchANNPotential.from_file`` and its ``metadata``."""
+    potential = TorchANNPotential.from_file(path, device=device)
+    return potential, potential.metadata
+
+
+def export_history(history, json_path, csv_path=None) -> None:
+    """Write a training history (a dict as ``train`` records, or a TrainOut) as strict JSON (NaN as null) and,
+    with ``csv_path``, as CSV (``TrainOut.to_json``/``to_csv``)."""
+    out = history if isinstance(history, TrainOut) else TrainOut(history)
+    for path, write in ((json_path, out.to_json), (csv_path, out.to_csv)):
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            write(path)
 
 
 def seed_everything(seed: int) -> None:

@@ -40,7 +40,7 @@ def synthetic_potential(folder, species, seed, rad=(6, 4.2), ang=(4, 3.4)):
     potential.model.set_energy_normalization(rng.uniform(-5, -3), rng.uniform(0.2, 2))
     with torch.no_grad():
         potential.model.atomic_energies.copy_(torch.tensor(rng.uniform(-500, -10, len(species))))
-    manifest = potential.to_aenet_ascii(folder)
+    manifest = potential.export_aenet(folder)
     return TorchANNPotential.from_aenet_ascii({s: folder / name for s, name in manifest["files"].items()})
 
 

@@ -25,7 +25,7 @@ SPECIES = ("Ti", "O")
 def exported_cuau(tmp_path_factory):
     """A trained Cu-Au potential and its manifest, exported once."""
     potential, folder = train_cuau(), tmp_path_factory.mktemp("cuau")
-    return potential, folder, potential.to_aenet_ascii(folder, prefix="cuau")
+    return potential, folder, potential.export_aenet(folder, prefix="cuau")
 
 
 def differing_fields(first, second) -> list:
@@ -132,7 +132,7 @@ def test_sfenv_of_other_species_counts_round_trips(species, tmp_path):
     torch.manual_seed(0)
     potential = TorchANNPotential({s: [(3, "tanh")] for s in species},
                                   ChebyshevDescriptor(species, 3, 3.0, 2, 2.5, min_cutoff=0.3))
-    manifest = potential.to_aenet_ascii(tmp_path / "export")
+    manifest = potential.export_aenet(tmp_path / "export")
     content = read_nn_ascii(tmp_path / "export" / manifest["files"][species[0]])
     assert len(content.sfenv) == len(species) * len(content.sf_types)
     assert_round_trips(tmp_path, content)

@@ -144,8 +144,8 @@ class TorchCommitteePotential:
         indices = self.member_indices or list(range(len(self.members)))
         for index, member in zip(indices, self.members):
             folder = member_dir_name(index, max(indices) + 1)
-            written = member.to_aenet_ascii(output_dir / folder, prefix=prefix, structures=structures,
-                                            descriptor_stats=descriptor_stats)
+            written = member.export_aenet(output_dir / folder, prefix=prefix, structures=structures,
+                                          descriptor_stats=descriptor_stats)
             relative.append({species: f"{folder}/{name}" for species, name in written["files"].items()})
             binary.append({species: f"{folder}/{name}" for species, name in written["binary_files"].items()})
             templates.append(str(output_dir.resolve() / folder / f"{prefix}.{ELEMENT}.nn.ascii"))  # for LAMMPS

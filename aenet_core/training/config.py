@@ -7,6 +7,7 @@ survives ``to_dict`` -> JSON -> ``from_dict`` unchanged.
 """
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import os
@@ -23,14 +24,21 @@ if TYPE_CHECKING:  # torch is imported where it is used: the workflow checks con
     import torch
 
 
-class _Method:
-    """Shared behaviour of the optimizer methods (frozen dataclasses)."""
+@dataclass(frozen=True)
+class TrainingMethod:
+    """An optimizer method: its name (``method_name``) and hyper-parameters (the dataclass fields).
 
-    method_name: ClassVar[str]
-    _rules: ClassVar[dict[str, NumberRule]]
+    Methods are frozen and checked on construction; ``Adam`` and ``SGD`` are the ones training builds.
+    """
+
+    _rules: ClassVar[dict[str, NumberRule]] = {}
 
     def __post_init__(self):
         check_numbers(self, self._rules)
+
+    @property
+    def method_name(self) -> str:
+        raise NotImplementedError(f"{type(self).__name__} is not an optimizer method; use Adam or SGD")
 
     def to_params_dict(self) -> dict[str, Any]:
         """The hyper-parameters as a plain, JSON-serialisable dict."""
@@ -38,7 +46,7 @@ class _Method:
 
 
 @dataclass(frozen=True)
-class Adam(_Method):
+class Adam(TrainingMethod):
     """Adam with learning rate ``mu``; ``batchsize`` structures per step."""
 
     mu: float = 0.001
@@ -48,11 +56,14 @@ class Adam(_Method):
     beta2: float = 0.999
     epsilon: float = 1e-8
 
-    method_name: ClassVar[str] = "adam"
     _rules: ClassVar[dict[str, NumberRule]] = {
         "mu": POSITIVE, "batchsize": NumberRule(True, 1), "weight_decay": NONNEG, "beta1": BETA, "beta2": BETA,
         "epsilon": POSITIVE,
     }
+
+    @property
+    def method_name(self) -> str:
+        return "adam"
 
     @property
     def learning_rate(self) -> float:
@@ -67,7 +78,7 @@ class Adam(_Method):
 
 
 @dataclass(frozen=True)
-class SGD(_Method):
+class SGD(TrainingMethod):
     """Stochastic gradient descent with optional momentum."""
 
     lr: float = 0.01
@@ -75,10 +86,13 @@ class SGD(_Method):
     momentum: float = 0.0
     weight_decay: float = 0.0
 
-    method_name: ClassVar[str] = "sgd"
     _rules: ClassVar[dict[str, NumberRule]] = {
         "lr": POSITIVE, "batchsize": NumberRule(True, 1), "momentum": NONNEG, "weight_decay": NONNEG,
     }
+
+    @property
+    def method_name(self) -> str:
+        return "sgd"
 
     @property
     def learning_rate(self) -> float:
@@ -91,7 +105,7 @@ class SGD(_Method):
                                weight_decay=self.weight_decay)
 
 
-_METHODS = {cls.method_name: cls for cls in (Adam, SGD)}
+_METHODS = {"adam": Adam, "sgd": SGD}
 
 
 def method_from_dict(d: Mapping[str, Any]) -> Adam | SGD:
@@ -264,13 +278,11 @@ class TorchTrainingConfig:
     """
 
     iterations: int = 100
-    method: Adam | SGD | None = None
-    testpercent: float = DEFAULT_TESTPERCENT
+    method: TrainingMethod | None = None
+    testpercent: int = int(DEFAULT_TESTPERCENT)  # a float percentage is accepted too
     seed: int | None = None
     split_seed: int | None = None
     force_weight: float = 0.0
-    stress_weight: float = 0.0
-    config_type_weights: dict[str, float] | None = None
     force_fraction: float = 1.0
     sampling_policy: str = "uniform"
     force_sampling: str = "random"
@@ -294,9 +306,6 @@ class TorchTrainingConfig:
     timing: bool = False
     device: str | None = None
     precision: str = "auto"
-    # The descriptor derivatives the force contraction reads: "float32" halves their memory and traffic
-    # (forces then carry relative rounding of about 1e-7); "auto" keeps the model's precision.
-    derivative_precision: str = "auto"
     atomic_energies: dict[str, float] | None = None
     normalize_features: bool = True
     normalize_energy: bool = True
@@ -316,6 +325,12 @@ class TorchTrainingConfig:
     scheduler_patience: int = 10
     scheduler_factor: float = 0.5
     scheduler_min_lr: float = 1e-6
+    # Ours, after aenet-python's fields (which keep its order and defaults):
+    stress_weight: float = 0.0
+    config_type_weights: dict[str, float] | None = None
+    # The descriptor derivatives the force contraction reads: "float32" halves their memory and traffic
+    # (forces then carry relative rounding of about 1e-7); "auto" keeps the model's precision.
+    derivative_precision: str = "auto"
     scheduler: str = "plateau"
     scheduler_gamma: float = 0.99
     scheduler_warmup_epochs: int = 0
@@ -324,22 +339,12 @@ class TorchTrainingConfig:
     early_stopping_min_delta: float = 0.0
     clip_grad_norm: float | None = None
 
-    def __new__(cls, *args, **kwargs):
-        # The generated __init__ would only say "unexpected keyword"; name the replacement.
-        for name in _REMOVED:
-            if name in kwargs:
-                raise RemovedOptionError(
-                    f"TorchTrainingConfig.{name} was removed; use force_resample_num_epochs "
-                    "(epochs between force-subset resamples, 0 = never) instead")
-        return super().__new__(cls)
-
     def __post_init__(self):
         if self.method is None:
             self.method = Adam()
         if not isinstance(self.method, (Adam, SGD)):
             raise _fail("method", "an Adam or SGD instance or None", self.method)
-        if self.memory_mode == "mixed":
-            raise NotImplementedError("memory_mode='mixed' is not implemented; use 'cpu' or 'gpu'")
+        self.refuse_mixed_memory()
         for name, choices in _CHOICES.items():
             if getattr(self, name) not in choices:
                 raise _fail(name, "one of " + ", ".join(map(repr, choices)), getattr(self, name))
@@ -348,7 +353,10 @@ class TorchTrainingConfig:
             if not isinstance(value, (bool, np.bool_)):
                 raise _fail(name, "True or False", value)
             setattr(self, name, bool(value))
+        percent = self.testpercent
         check_numbers(self, _NUMBERS)
+        if isinstance(percent, numbers.Integral):  # an int stays an int, as aenet-python keeps it
+            self.testpercent = int(percent)
         if (self.E_shift is None) != (self.E_scaling is None):
             raise ValueError("TorchTrainingConfig.E_shift and E_scaling must be given together "
                              f"or both left None; got E_shift={self.E_shift!r}, "
@@ -363,6 +371,12 @@ class TorchTrainingConfig:
             "config_type_weights", self.config_type_weights,
             "None or a mapping of config_type (a string) to a finite weight >= 0", minimum=0.0)
         self.feature_stats = _feature_stats(self.feature_stats)
+
+    def refuse_mixed_memory(self) -> None:
+        """NotImplementedError for memory_mode 'mixed' (also when set after construction)."""
+        if self.memory_mode == "mixed":
+            raise NotImplementedError("TorchTrainingConfig.memory_mode='mixed' is not implemented; "
+                                      "use memory_mode='cpu' or 'gpu'")
 
     def _check_schedule(self) -> None:
         if self.scheduler != "plateau" and not self.use_scheduler:
@@ -425,6 +439,22 @@ class TorchTrainingConfig:
             d["method"] = method_from_dict(d["method"])
         return cls(**d)
 
+
+def _refuse_removed(init):
+    """``init`` that names the replacement of a removed option (the generated one only says "unexpected
+    keyword"); its signature stays the dataclass's."""
+    @functools.wraps(init)
+    def checked(self, *args, **kwargs):
+        for name in _REMOVED:
+            if name in kwargs:
+                raise RemovedOptionError(
+                    f"TorchTrainingConfig.{name} was removed; use force_resample_num_epochs "
+                    "(epochs between force-subset resamples, 0 = never) instead")
+        init(self, *args, **kwargs)
+    return checked
+
+
+TorchTrainingConfig.__init__ = _refuse_removed(TorchTrainingConfig.__init__)
 
 _PATHS_AND_DEVICES = ("cache_persist_dir", "checkpoint_dir", "device")
 

@@ -2,8 +2,8 @@
 
 A checkpoint is a complete model file plus ``run_state``: optimizer,
 scheduler, random generators, force subsets, sampler scores, the schedule's
-length, the weight average and early stopping.  Training N epochs, or N/2 and
-then N/2 more from the checkpoint, gives the same weights.  With a weight
+length, the weight average, early stopping and the in-loop metrics a final pass replaced.  Training N epochs, or N/2 and
+then N/2 more from the checkpoint, gives the same weights and history.  With a weight
 average every model file holds the average and ``run_state`` the raw weights
 too.  The run writes files only through the ``save`` callback it is given.
 """
@@ -83,6 +83,9 @@ class TrainingRun:
         self.history = empty_history()
         self.best_val_loss = None
         self.next_epoch = 0
+        # The last epoch's in-loop metrics once the final pass has replaced them (None before): a resume that
+        # trains puts them back, so that its history is the uninterrupted run's.
+        self.loop_metrics = None
         self.planned_epochs = config.iterations  # the cosine's length; a resume keeps the first run's
         self.ema = WeightAverage(model, config.ema_decay) if config.ema_decay else None
         self.early_stopping = None
@@ -102,18 +105,31 @@ class TrainingRun:
             for epoch in tqdm(epochs, desc="epochs", disable=not config.show_progress):
                 if self.stopped_early is not None:
                     break
+                if self.loop_metrics is not None:
+                    self._set_last_metrics(self.loop_metrics)
+                    self.loop_metrics = None
                 self._epoch(epoch)
                 progress.update(detail=epoch_errors(self.history))
         if self.ema is not None:
             self.ema.put_in()  # the model the caller gets holds the average; state_dict keeps the raw weights
-        # The last epoch's metrics from a full pass with the final weights, also when a resume from the
-        # final checkpoint trains no epoch: every path to the same weights records the same metrics.
-        if self.history["train_energy_rmse"]:
-            final = _metric_entries(self.evaluate(self.train_loader, self.train_idx, self.train_forces),
-                                    self.evaluate(self.test_loader, self.test_idx, self.test_forces))
-            for key, value in final.items():
-                self.history[key][-1] = value
+        if self.loop_metrics is None:
+            self._final_pass()
         return {**self.history, STOPPED_EARLY: self.stopped_early}
+
+    def _final_pass(self) -> None:
+        """The last epoch's metrics from a full pass with the final weights (the in-loop ones are means over
+        changing weights), kept in ``loop_metrics``.  A resume that trains no epoch returns the history the run
+        returned, or would have returned had it ended at the checkpoint."""
+        if not self.history["train_energy_rmse"]:
+            return
+        final = _metric_entries(self.evaluate(self.train_loader, self.train_idx, self.train_forces),
+                                self.evaluate(self.test_loader, self.test_idx, self.test_forces))
+        self.loop_metrics = {key: self.history[key][-1] for key in final}
+        self._set_last_metrics(final)
+
+    def _set_last_metrics(self, metrics) -> None:
+        for key, value in metrics.items():
+            self.history[key][-1] = value
 
     def _atom_epochs(self) -> int:
         """Force-supervised training atoms times epochs: the work the force contraction faces."""
@@ -228,6 +244,7 @@ class TrainingRun:
             "planned_epochs": self.planned_epochs,
             "ema": self.ema.state_dict() if self.ema else None,
             "early_stopping": self.early_stopping.state_dict() if self.early_stopping else None,
+            "loop_metrics": self.loop_metrics,
         }
 
     def load_state_dict(self, state, history, best_val_loss) -> None:
@@ -248,6 +265,7 @@ class TrainingRun:
             self.history.setdefault(key, [float("nan")] * epochs)
         self.best_val_loss = best_val_loss
         self.next_epoch = state["epoch"] + 1
+        self.loop_metrics = state.get("loop_metrics")
         self._load_controls(state)
 
     def _load_controls(self, state) -> None:

@@ -4,11 +4,13 @@ from pathlib import Path
 from aenet_core.files import atomic_write
 
 
-def write_prediction_files(potential, data, config, directory) -> None:
+def write_prediction_files(potential, data, config, directory) -> dict:
     """``energies.<split>.0`` (``config.save_energies``) and ``forces.<split>.0`` (``save_forces``) of the
-    train and test splits of ``data`` (a ``TrainingData``), in ``directory``."""
+    train and test splits of ``data`` (a ``TrainingData``), in ``directory``; returns the energies files
+    written, ``{split: path}``."""
+    written = {}
     if not (config.save_energies or config.save_forces):
-        return
+        return written
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     for split, dataset, indices in (("train", data.train_set, data.train_idx), ("test", data.test_set, data.test_idx)):
@@ -19,11 +21,12 @@ def write_prediction_files(potential, data, config, directory) -> None:
         out = potential.predict(structures, eval_forces=config.save_forces)
         if config.save_energies:
             rows = [(n, s.species, s.energy, e) for n, s, e in zip(names, structures, out.total_energy)]
-            write_energies(directory / f"energies.{split}.0", rows, potential.descriptor.species,
-                           float(potential.model.E_scaling))
+            written[split] = directory / f"energies.{split}.0"
+            write_energies(written[split], rows, potential.descriptor.species, float(potential.model.E_scaling))
         if config.save_forces:
             rows = [(n, s.species, s.positions, s.forces, f) for n, s, f in zip(names, structures, out.forces)]
             write_forces(directory / f"forces.{split}.0", rows)
+    return written
 
 
 def write_energies(path, rows, species, E_scaling: float) -> None:
@@ -34,7 +37,7 @@ def write_energies(path, rows, species, E_scaling: float) -> None:
     count of each species, then the structure identifier; Cost-Func is the per-atom error in
     normalised units (times E_scaling).
     """
-    counts_header = " ".join(f"#{s:>3}" for s in species)
+    counts_header = " ".join(f"{'#' + s:>4}" for s in species)  # one token per column
     lines = [f"#  Ref(eV)        ANN(eV)      #atoms  Ref(eV/atom)   ANN(eV/atom) Ref-ANN(eV/atom)"
              f"    Cost-Func {counts_header}    Path-of-input-file"]
     for identifier, symbols, reference, predicted in rows:

@@ -65,8 +65,9 @@ def _format(value):
 class TrainOut:
     """Results of one training run, built from the trainer's per-epoch history."""
 
-    def __init__(self, history, config=None):
+    def __init__(self, history, config=None, energies=None):
         self.config = dict(config or {})
+        self.energies = energies  # an Energies of the energies.* files training wrote (save_energies), or None
         self.stopped_early = history.get(STOPPED_EARLY)
         self.history = {key: _as_series(key, values) for key, values in history.items() if key != STOPPED_EARLY}
         for key in REQUIRED_KEYS:
@@ -205,6 +206,57 @@ class TrainOut:
     def plot_training_summary(self, outfile=None):
         """Energy panel, plus a force panel beside it when force errors exist."""
         return plot_learning_curves([("", self)], outfile)
+
+
+class Energies:
+    """The tables of aenet ``energies.train.*``/``energies.test.*`` files (``save_energies``, ``train.x``).
+
+    ``energies_train`` and ``energies_test`` (None without a test file) are pandas DataFrames with the
+    header's columns: ``Ref(eV)``, ``ANN(eV)``, ``#atoms``, ``Ref(eV/atom)``, ``ANN(eV/atom)``,
+    ``Ref-ANN(eV/atom)``, ``Cost-Func``, one ``#<Species>`` count per species, ``Path-of-input-file``.
+    """
+
+    def __init__(self, path_train, path_test=None):
+        self.path_train, self.path_test = path_train, path_test
+        self.energies_train = read_energies(path_train)
+        self.energies_test = None if path_test is None else read_energies(path_test)
+
+    def add_energies(self, path_train, path_test=None) -> None:
+        """Append the rows of further ``energies.*`` files."""
+        import pandas as pd
+
+        self.energies_train = pd.concat([self.energies_train, read_energies(path_train)], ignore_index=True)
+        if path_test is not None:
+            tables = [t for t in (self.energies_test, read_energies(path_test)) if t is not None]
+            self.energies_test = pd.concat(tables, ignore_index=True)
+
+    def __repr__(self):
+        n_test = 0 if self.energies_test is None else len(self.energies_test)
+        return f"Energies(n_train={len(self.energies_train)}, n_test={n_test})"
+
+
+# train.x's multi-word column names -> ours (its "ANN error" is the normalised error, our Cost-Func)
+_TRAIN_X_HEADER = {"Cost Func": "Cost-Func", "ANN error": "Cost-Func", "Path of input file": "Path-of-input-file"}
+
+
+def read_energies(path):
+    """One ``energies.*`` file as a DataFrame named by its header; the last column (the structure's path or
+    name) keeps any spaces in it."""
+    import pandas as pd
+
+    with open(path, encoding="utf-8") as handle:
+        header = handle.readline()
+        for words, name in _TRAIN_X_HEADER.items():
+            header = header.replace(words, name)
+        columns = header.lstrip("#").split()
+        rows = [line.strip().split(maxsplit=len(columns) - 1) for line in handle if line.strip()]
+    for number, row in enumerate(rows, start=2):
+        if len(row) != len(columns):
+            raise ValueError(f"{path}, line {number}: {len(row)} columns, the header names {len(columns)}")
+    table = pd.DataFrame(rows, columns=columns)
+    numeric = columns[:-1]
+    table[numeric] = table[numeric].apply(pd.to_numeric)
+    return table
 
 
 PANELS = {"energy": ("RMSE_train", "RMSE_test", "Energy RMSE (eV/atom)"),
