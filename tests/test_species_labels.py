@@ -99,7 +99,7 @@ def test_training_predict_and_ase_calculator_with_labels(trained):
 def test_nn_ascii_export_round_trip_with_labels(trained, tmp_path):
     potential, structures = trained
     with pytest.warns(UserWarning, match=re.escape("species ['Fe1', 'Fe2'] have names longer than 2")):
-        manifest = potential.to_aenet_ascii(tmp_path, structures=structures)
+        manifest = potential.export_aenet(tmp_path, structures=structures)
     assert sorted(manifest["files"]) == ["Fe1", "Fe2"] and manifest["binary_files"] == {}
     assert not list(tmp_path.glob("*.nn"))  # Fortran's binary format holds 2-character type names only
     loaded = TorchANNPotential.from_aenet({s: tmp_path / name for s, name in manifest["files"].items()})
