@@ -150,6 +150,15 @@ def test_a_plain_torch_dataset_is_refused_with_value_error(cuau, tmp_path, max_p
     assert not (tmp_path / "plain").exists()
 
 
+def test_inputs_that_do_not_go_together_are_refused(cuau, dataset, tmp_path):
+    for data, message in (({"structures": cuau, "test_dataset": dataset}, "not with structures="),
+                          ({"structures": cuau, "dataset": dataset}, "exactly one of"),
+                          ({"train_dataset": dataset, "split": "split.json"}, "split= applies to")):
+        with pytest.raises(ValueError, match=message):
+            train(tmp_path, "refused", **data)
+    assert not (tmp_path / "refused").exists()
+
+
 def test_predict_returns_a_list_of_ensemble_results_averaging_the_members(committee_run, cuau):
     committee, _ = committee_run
     predictions = committee.predict(cuau[:4], True)

@@ -54,6 +54,9 @@ def committee_data(descriptor, config, structures=None, dataset=None, train_data
     whole), or ``train_dataset``/``test_dataset`` as given."""
     if sum(x is not None for x in (structures, dataset, train_dataset)) != 1:
         raise ValueError("committee.train() needs exactly one of structures=, dataset= or train_dataset=")
+    if structures is not None and test_dataset is not None:
+        raise ValueError("test_dataset= goes with train_dataset= or dataset=, not with structures= (split by "
+                         "testpercent/split_seed or split=)")
     if split is not None and (train_dataset is not None or test_dataset is not None):
         raise ValueError("split= applies to structures= or dataset=, not to train_dataset=/test_dataset=")
     if dataset is not None and test_dataset is not None:
