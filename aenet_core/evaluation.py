@@ -46,7 +46,7 @@ def evaluate_committee(committee_dir, database, split, output_dir, n_uncertain: 
     split_path, split = split, Split.load(split)
     split.check(db, label=str(split_path))
     indices = split.test or split.train  # no test split: report on the training structures
-    predictions = committee.predict_dataset(db, indices, eval_forces=True, eval_stress=True)
+    predictions = committee.predict_dataset(db, eval_forces=True, indices=indices, eval_stress=True)
     n_atoms = np.array(predictions.n_atoms, float)
     reference = np.array(db.energies(indices), float)
     error = (predictions.energy_mean - reference) / n_atoms

@@ -96,6 +96,17 @@ class Split:
         recipe = f"{EXTEND_RECIPE} (n_base = {base.n_entries}, base content_sha256 {base.content_sha256})"
         return cls(train, test, base.split_seed, base.testpercent, len(dataset), dataset.content_sha256, recipe)
 
+    @classmethod
+    def given(cls, dataset, train, test, split_seed: int | None, recipe: str) -> Split:
+        """The split of ``dataset`` into the entries ``train`` and ``test`` chosen elsewhere (``recipe`` says
+        how); ``testpercent`` is the share they give the test set."""
+        train, test = sorted(int(i) for i in train), sorted(int(i) for i in test)
+        outside = [i for i in train + test if not 0 <= i < len(dataset)]
+        if outside:
+            raise ValueError(f"split indices {outside[:SHOWN]} fall outside 0..{len(dataset) - 1}")
+        share = 100.0 * len(test) / max(1, len(train) + len(test))
+        return cls(train, test, split_seed, share, len(dataset), dataset.content_sha256, recipe)
+
     def check(self, dataset, label="split") -> None:
         """Refuse a dataset other than the one this split was drawn from."""
         if len(dataset) != self.n_entries or dataset.content_sha256 != self.content_sha256:

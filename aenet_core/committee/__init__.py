@@ -7,6 +7,7 @@ _HOMES = {
     "TorchCommitteeConfig": "config",
     "train_member": "member",
     "METADATA_FILE": "metadata",
+    "TorchCommitteeMemberResult": "metadata",
     "TorchCommitteeTrainResult": "metadata",
     "aggregate_committee": "metadata",
     "TorchCommitteePotential": "potential",

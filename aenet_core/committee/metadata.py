@@ -100,18 +100,39 @@ def _public(summary: dict) -> dict:
     return {key: summary.get(key) for key in keys}
 
 
+_PATH_FIELDS = ("member_dir", "model_path", "history_json_path", "history_csv_path", "summary_path",
+                "checkpoint_dir")
+# TrainOut's statistics among a member's metrics (the legacy aliases fill in where these are missing).
+_STAT_PREFIXES = ("final_", "min_", "epoch_min_")
+
+
 @dataclass
-class CommitteeMember:
+class TorchCommitteeMemberResult:
+    """One member of a committee run: its seed, device, files (absolute paths; None where the member wrote
+    none), status, metrics and error.  ``model_sha256`` is the model file's checksum when it finished."""
+
     member_index: int
     seed: int | None
     split_seed: int | None
     device: str
-    status: str
-    metrics: dict
-    error: str | None
     member_dir: Path
     model_path: Path | None
-    model_sha256: str | None = None  # recorded when the member finished; absent in older metadata
+    history_json_path: Path | None
+    history_csv_path: Path | None
+    summary_path: Path | None
+    checkpoint_dir: Path | None
+    status: str
+    metrics: dict
+    error: str | None = None
+    model_sha256: str | None = None  # absent in older metadata
+
+    @classmethod
+    def from_summary(cls, summary: dict, root: Path) -> TorchCommitteeMemberResult:
+        """From a member's entry in committee_metadata.json, whose paths are relative to ``root``."""
+        paths = {key: None if summary.get(key) is None else root / summary[key] for key in _PATH_FIELDS}
+        return cls(summary["member_index"], summary["seed"], summary["split_seed"], summary["device"],
+                   status=summary["status"], metrics=summary["metrics"] or {}, error=summary["error"],
+                   model_sha256=summary.get("model_sha256"), **paths)
 
     def check_model_file(self) -> None:
         """Refuse a model file that is not the one the member wrote (damaged, truncated or replaced)."""
@@ -123,10 +144,30 @@ class CommitteeMember:
                                  f"and train the member again (it resumes from its checkpoints)")
 
     @property
+    def stats(self) -> dict:
+        """The finite TrainOut statistics among the metrics (final_*, min_*, epoch_min_*, best_val_loss,
+        epochs_recorded), by TrainOut's names."""
+        finite = {key: float(value) for key, value in self.metrics.items()
+                  if value is not None and np.isfinite(float(value))}
+        stats = {key: value for key, value in finite.items()
+                 if key.startswith(_STAT_PREFIXES) or key in ("best_val_loss", "epochs_recorded")}
+        for alias, key in LEGACY_ALIASES.items():
+            if key not in stats and alias in finite:
+                stats[key] = finite[alias]
+        return stats
+
+    @property
     def trainout(self) -> TrainOut | None:
         """The member's TrainOut, rebuilt from its history.json (None for a failed member)."""
-        path = self.member_dir / "history.json"
-        return TrainOut.from_json(path) if self.status == "completed" and path.exists() else None
+        path = self.history_json_path
+        return TrainOut.from_json(path) if self.status == "completed" and path and path.exists() else None
+
+    def to_metadata(self) -> dict:
+        """The member as plain JSON data, paths as absolute strings."""
+        out = {key: value for key, value in vars(self).items()}
+        out.update({key: None if out[key] is None else str(out[key]) for key in _PATH_FIELDS})
+        out["metrics"] = dict(self.metrics)
+        return out
 
 
 class TorchCommitteeTrainResult:
@@ -145,11 +186,7 @@ class TorchCommitteeTrainResult:
         check_format(path, metadata.get("format", FORMAT), FORMAT, metadata.get("schema_version"),
                      (SCHEMA_VERSION,), "committee metadata file", "committee metadata schema")
         root = path.parent
-        members = [CommitteeMember(m["member_index"], m["seed"], m["split_seed"], m["device"], m["status"],
-                                   m["metrics"] or {}, m["error"], root / m["member_dir"],
-                                   None if m["model_path"] is None else root / m["model_path"],
-                                   m.get("model_sha256"))
-                   for m in metadata["members"]]
+        members = [TorchCommitteeMemberResult.from_summary(m, root) for m in metadata["members"]]
         return cls(root, path, members, metadata["execution_mode"])
 
     @property
@@ -162,13 +199,17 @@ class TorchCommitteeTrainResult:
 
     @property
     def trainouts(self) -> list:
-        return [m.trainout for m in self.members]
+        """The TrainOuts of the completed members that have a history."""
+        return [out for out in (m.trainout for m in self.completed_members) if out is not None]
 
     def _rows(self) -> list:
-        return [{"member": m.member_index, "seed": m.seed, "split_seed": m.split_seed, "device": m.device,
-                 "status": m.status, "member_dir": str(m.member_dir),
-                 "model_path": None if m.model_path is None else str(m.model_path), "error": m.error,
-                 **m.metrics} for m in self.members]
+        rows = []
+        for m in self.members:
+            plain = m.to_metadata()
+            rows.append({"member": m.member_index, "seed": m.seed, "split_seed": m.split_seed, "device": m.device,
+                         "status": m.status, **{key: plain[key] for key in _PATH_FIELDS}, "error": m.error,
+                         **m.metrics})
+        return rows
 
     def to_dataframe(self) -> pd.DataFrame:
         import pandas as pd

@@ -12,18 +12,18 @@ import numpy as np
 import torch
 
 from aenet_core.committee.config import TorchCommitteeConfig, member_dir_name
+from aenet_core.committee.inputs import committee_data, root_entries
 from aenet_core.committee.member import member_job, train_member
 from aenet_core.committee.metadata import METADATA_FILE, TorchCommitteeTrainResult, aggregate_committee
 from aenet_core.committee.results import AenetEnsembleResult, TorchCommitteePredictResult
-from aenet_core.data.memory import StructureDataset
 from aenet_core.data.sources import iter_entries
 from aenet_core.descriptor import ChebyshevDescriptor
 from aenet_core.export import DEFAULT_PREFIX
+from aenet_core.export import to_aenet_ascii as export_ascii
 from aenet_core.files import atomic_write, file_sha256, write_json
 from aenet_core.lammps import ELEMENT, LAMMPS_INPUT_FILE, pair_lines
 from aenet_core.model.predict import predict_with_models
 from aenet_core.potential import TorchANNPotential
-from aenet_core.split import Split, as_split
 from aenet_core.training.config import TorchTrainingConfig
 from aenet_core.uncertainty import CALIBRATION_FILE, Calibration, load_calibration_factor
 
@@ -40,18 +40,16 @@ class TorchCommitteePotential:
 
     # -- training -----------------------------------------------------------------------
 
-    def train(self, structures=None, dataset=None, config: TorchTrainingConfig | None = None,
-              committee_config: TorchCommitteeConfig | None = None, split=None) -> TorchCommitteeTrainResult:
-        """Train every member on one shared split (``split``, else ``testpercent``/``split_seed``)."""
+    def train(self, structures=None, dataset=None, train_dataset=None, test_dataset=None,
+              config: TorchTrainingConfig | None = None, committee_config: TorchCommitteeConfig | None = None,
+              split=None) -> TorchCommitteeTrainResult:
+        """Train every member on one shared split: of ``structures`` or ``dataset`` (``split``, else
+        ``testpercent``/``split_seed``), or exactly ``train_dataset``/``test_dataset`` (``torch.utils.data.Subset``s
+        of datasets too); ``dataset`` with ``test_dataset`` trains on the whole ``dataset``."""
         config = config or TorchTrainingConfig()
-        committee_config = committee_config or TorchCommitteeConfig(num_members=2)
-        if (structures is None) == (dataset is None):
-            raise ValueError("committee.train() needs exactly one of structures= or dataset=")
-        if dataset is None:
-            dataset = StructureDataset(structures, self.descriptor, max_energy=config.max_energy,
-                                       max_forces=config.max_forces, atomic_energies=config.atomic_energies)
-        split = as_split(split) if split is not None else Split.create(dataset, config.testpercent, config.split_seed)
-        split.check(dataset)
+        committee_config = committee_config or TorchCommitteeConfig(num_members=1)
+        dataset, split, kinds = committee_data(self.descriptor, config, structures, dataset, train_dataset,
+                                               test_dataset, split)
         output_dir = committee_config.directory().resolve()
         default_device = str(config.resolved_device())
         seeds = committee_config.seeds(config.seed)
@@ -70,10 +68,8 @@ class TorchCommitteePotential:
         else:
             for job in jobs:
                 train_member(TorchANNPotential(self.arch, self.descriptor), *job[3:])
-        name = type(dataset).__name__
         path = aggregate_committee(output_dir, committee_config, "parallel" if parallel else "sequential",
-                                   {"train": f"{name}[train: {len(split.train)}]",
-                                    "test": f"{name}[test: {len(split.test)}]"},
+                                   {"train": kinds[0], "test": kinds[1]},
                                    member_dirs=[job[3] for job in jobs])  # not folders left by an earlier run
         result = TorchCommitteeTrainResult.from_metadata(path)
         if result.failed_members:
@@ -128,27 +124,46 @@ class TorchCommitteePotential:
     def member_model_paths(self) -> list:
         return list(self.model_paths)
 
+    def load_members(self, device=None) -> list:
+        """The members (``TorchANNPotential``s) in committee order; with ``device``, loaded again from their
+        model files onto it."""
+        self._require_members()
+        if device is not None:
+            self.members = [TorchANNPotential.from_file(path, device=device) for path in self.model_paths]
+        return list(self.members)
+
+    def _require_members(self) -> None:
+        if not self.members:
+            raise ValueError("the committee has no members; train it or load it with from_directory() or "
+                             "from_files()")
+
     # -- export -------------------------------------------------------------------------
 
-    def to_aenet_ascii(self, output_dir, prefix=DEFAULT_PREFIX, structures=None, descriptor_stats=None) -> list:
+    def to_aenet_ascii(self, output_dir, prefix=DEFAULT_PREFIX, descriptor_stats=None, structures=None,
+                       compute_stats: bool = True) -> list:
         """Each member's ``.nn.ascii`` files and their binary ``.nn`` twins in ``output_dir/member_XXX/``;
-        returns one ``{species: .nn.ascii path}`` per member (the manifest ensemble tools take) and writes it,
-        the ``.nn`` files as "binary_members", every file's sha256, the members' model files and descriptor,
-        and the LAMMPS input lines that load the committee ("lammps_input", ``aenet_core.lammps.pair_lines``)
-        to ``output_dir/manifest.json``; those lines also to ``output_dir/pair.lammps``, for LAMMPS's
-        ``include``."""
-        if not self.members:
-            raise ValueError("the committee has no members; train it or load it with from_directory()")
-        output_dir = Path(output_dir)
+        returns one ``{species: absolute .nn.ascii path}`` per member (what ensemble tools take).
+
+        The exported feature statistics are always the training normaliser's; ``structures`` fill only the
+        training-set counts (not with ``compute_stats=False``) and ``descriptor_stats`` only sfval_min/max.
+        Also written: ``output_dir/manifest.json`` (those files, the ``.nn`` files as "binary_members", every
+        file's sha256, the members' model files and descriptor, and the LAMMPS input lines that load the
+        committee, "lammps_input", ``aenet_core.lammps.pair_lines``) and the lines alone in
+        ``output_dir/pair.lammps``, for LAMMPS's ``include``."""
+        self._require_members()
+        output_dir = Path(output_dir).resolve()
+        structures = structures if compute_stats else None
+        if structures is not None:
+            structures = [entry.structure for entry in iter_entries(structures)]
         relative, binary, templates = [], [], []  # the first two within output_dir
         indices = self.member_indices or list(range(len(self.members)))
         for index, member in zip(indices, self.members):
             folder = member_dir_name(index, max(indices) + 1)
-            written = member.export_aenet(output_dir / folder, prefix=prefix, structures=structures,
-                                          descriptor_stats=descriptor_stats)
+            written = export_ascii(member, output_dir / folder, prefix=prefix, structures=structures,
+                                   descriptor_stats=descriptor_stats)
             relative.append({species: f"{folder}/{name}" for species, name in written["files"].items()})
             binary.append({species: f"{folder}/{name}" for species, name in written["binary_files"].items()})
-            templates.append(str(output_dir.resolve() / folder / f"{prefix}.{ELEMENT}.nn.ascii"))  # for LAMMPS
+            templates.append(str(output_dir / folder / f"{prefix}.{ELEMENT}.nn.ascii"))  # for LAMMPS
         names = [name for m in relative + binary for name in m.values()]
         manifest = {"format": "aenet_core committee nn.ascii", "prefix": prefix, "members": relative,
                     "binary_members": binary, "sha256": {name: file_sha256(output_dir / name) for name in names},
@@ -161,30 +176,34 @@ class TorchCommitteePotential:
 
     # -- prediction ---------------------------------------------------------------------
 
-    def predict(self, structures, eval_forces: bool = False, aggregation: str = "mean", reference_member: int = 0,
-                batch_size: int = 32, eval_stress: bool = False) -> TorchCommitteePredictResult:
+    def predict(self, structures, eval_forces: bool = False, config=None, aggregation: str = "mean",
+                reference_member: int = 0, batch_size: int = 32,
+                eval_stress: bool = False) -> TorchCommitteePredictResult:
         """Committee predictions for Structures, ase.Atoms or structure files (every frame; identified
-        as ``path#frame=N``); ``eval_stress`` adds the members' stresses of 3D-periodic structures."""
+        as ``path#frame=N``): a list of ``AenetEnsembleResult``, one per structure, whose ``source_indices``
+        are None.  ``config`` (aenet-python's PredictionConfig) sets ``batch_size`` when it has one;
+        ``eval_stress`` adds the members' stresses of 3D-periodic structures."""
         entries = list(iter_entries(structures))
-        indices = list(range(len(entries)))
-        return self._predict([e.structure for e in entries], eval_forces, aggregation, reference_member, batch_size,
-                             indices, indices, [e.identifier for e in entries], eval_stress)
+        return self._predict([e.structure for e in entries], eval_forces, aggregation, reference_member,
+                             _batch_size(config, batch_size), list(range(len(entries))), [None] * len(entries),
+                             [e.identifier for e in entries], eval_stress)
 
-    def predict_dataset(self, dataset, indices=None, eval_forces: bool = False, aggregation: str = "mean",
-                        reference_member: int = 0, batch_size: int = 32,
+    def predict_dataset(self, dataset, eval_forces: bool = False, config=None, aggregation: str = "mean",
+                        reference_member: int = 0, indices=None, batch_size: int = 32,
                         eval_stress: bool = False) -> TorchCommitteePredictResult:
-        """Predict ``dataset`` entries ``indices`` (default all): ``index`` is the position in ``indices``,
-        ``source_index`` the dataset entry."""
-        indices = list(range(len(dataset))) if indices is None else list(indices)
-        structures = [dataset.get_structure(i) for i in indices]
-        identifiers = [dataset.get_structure_identifier(i) for i in indices]
-        return self._predict(structures, eval_forces, aggregation, reference_member, batch_size,
-                             list(range(len(indices))), indices, identifiers, eval_stress)
+        """Predict the entries ``indices`` (default all) of ``dataset`` (a structure source, or a
+        ``torch.utils.data.Subset`` of one, nested or not): ``index`` is the position among them,
+        ``source_index`` the entry of the dataset under the Subsets."""
+        root, entries = root_entries(dataset)
+        sources = entries if indices is None else [entries[i] for i in indices]
+        structures = [root.get_structure(i) for i in sources]
+        identifiers = [root.get_structure_identifier(i) for i in sources]
+        return self._predict(structures, eval_forces, aggregation, reference_member, _batch_size(config, batch_size),
+                             list(range(len(sources))), sources, identifiers, eval_stress)
 
     def _predict(self, structures, eval_forces, aggregation, reference_member, batch_size, indices, sources,
                  identifiers, eval_stress=False):
-        if not self.members:
-            raise ValueError("the committee has no members; train it or load it with from_directory()")
+        self._require_members()
         outputs = predict_with_models([m.model for m in self.members], self.descriptor, structures, identifiers,
                                       eval_forces, batch_size, eval_stress)
         predictions = []
@@ -199,10 +218,16 @@ class TorchCommitteePotential:
 
     def calibrate(self, dataset, indices=None, n_bins: int = 8) -> Calibration:
         """Fit the uncertainty scale on held-out entries (e.g. the test split) and keep it for predictions."""
-        predictions = self.predict_dataset(dataset, indices)
+        predictions = self.predict_dataset(dataset, indices=indices)
         n_atoms = np.array(predictions.n_atoms, float)
         reference = np.array(dataset.energies(predictions.source_indices), float)
         calibration = Calibration.fit((predictions.energy_mean - reference) / n_atoms,
                                       predictions.energy_std / n_atoms, n_bins)
         self.calibration_factor = calibration.factor
         return calibration
+
+
+def _batch_size(config, default: int) -> int:
+    """A PredictionConfig's ``batch_size`` where it sets one, else ``default``."""
+    size = getattr(config, "batch_size", None)
+    return default if size is None else int(size)

@@ -99,12 +99,17 @@ class AenetEnsembleResult:
 
 
 class TorchCommitteePredictResult(list):
-    """A list of ``AenetEnsembleResult`` (one per structure) with the members' ``PredictOut``s and tables."""
+    """A list of ``AenetEnsembleResult`` (one per structure) with the members' ``PredictOut``s and tables.
 
-    def __init__(self, predictions, member_outputs, indices, source_indices, identifiers, n_atoms,
+    ``source_indices`` are the dataset entries predicted (None for structures given directly); ``n_atoms``
+    defaults to the atom counts of the first member's ``PredictOut``."""
+
+    def __init__(self, predictions, member_outputs, indices, source_indices, identifiers, n_atoms=None,
                  calibration_factor=None):
         super().__init__(predictions)
         self.member_outputs, self.indices, self.source_indices = member_outputs, indices, source_indices
+        if n_atoms is None:
+            n_atoms = [member_outputs[0].num_atoms(i) for i in range(len(predictions))] if member_outputs else []
         self.identifiers, self.n_atoms, self.calibration_factor = identifiers, n_atoms, calibration_factor
 
     @property
@@ -169,12 +174,12 @@ class TorchCommitteePredictResult(list):
             table["energy_std_calibrated"] = self.calibration_factor * table["energy_std"]
         return table
 
-    def sort_by(self, column="energy_std", ascending=False) -> pd.DataFrame:
+    def sort_by(self, column="energy_std", *, ascending=False) -> pd.DataFrame:
         if column in RENAMED:
             warn_renamed(column)
         return self._sorted(column, ascending)
 
-    def top_uncertain(self, n=10, metric="energy_std") -> pd.DataFrame:
+    def top_uncertain(self, n=10, *, metric="energy_std") -> pd.DataFrame:
         if metric in RENAMED:
             warn_renamed(metric)
         return self._sorted(metric, ascending=False).head(n)

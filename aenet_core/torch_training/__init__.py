@@ -1,6 +1,6 @@
 """Seed-compatible public module: ``from aenet_core.torch_training import TorchANNPotential, ...``."""
-from aenet_core.committee import (AenetEnsembleResult, TorchCommitteeConfig, TorchCommitteePotential,
-                                  TorchCommitteePredictResult, TorchCommitteeTrainResult)
+from aenet_core.committee import (AenetEnsembleResult, TorchCommitteeConfig, TorchCommitteeMemberResult,
+                                  TorchCommitteePotential, TorchCommitteePredictResult, TorchCommitteeTrainResult)
 from aenet_core.data import CachedStructureDataset, HDF5StructureDataset, StructureDataset
 from aenet_core.model.predict import PredictOut
 from aenet_core.potential import TorchANNPotential, export_history, load_model, save_model
@@ -9,6 +9,6 @@ from aenet_core.training.config import SGD, Adam, TorchTrainingConfig, TrainingM
 from aenet_core.training.trainout import TrainOut
 
 __all__ = ["SGD", "Adam", "AenetEnsembleResult", "CachedStructureDataset", "HDF5StructureDataset", "PredictOut",
-           "Structure", "StructureDataset", "TorchANNPotential", "TorchCommitteeConfig", "TorchCommitteePotential",
-           "TorchCommitteePredictResult", "TorchCommitteeTrainResult", "TorchTrainingConfig", "TrainOut", "TrainingMethod",
-           "export_history", "load_model", "save_model"]
+           "Structure", "StructureDataset", "TorchANNPotential", "TorchCommitteeConfig", "TorchCommitteeMemberResult",
+           "TorchCommitteePotential", "TorchCommitteePredictResult", "TorchCommitteeTrainResult", "TorchTrainingConfig",
+           "TrainOut", "TrainingMethod", "export_history", "load_model", "save_model"]
