@@ -24,7 +24,8 @@ from aenet_core.data.cache import LRUCache, PersistentCache
 from aenet_core.model.checkpoint import numpy_state, plain_numpy_state
 from aenet_core.model.normalization import energy_normalization, feature_statistics
 from aenet_core.progress import ProgressLog
-from aenet_core.training.controls import EarlyStopping, WeightAverage, load_raw_weights, scheduled_rate
+from aenet_core.training.controls import (EarlyStopping, WeightAverage, load_raw_weights, plateau_scheduler,
+                                          scheduled_rate)
 from aenet_core.training.distributed import data_parallel
 from aenet_core.training.loss import EnergyForceLoss
 from aenet_core.training.sampling import Sampler, force_selection
@@ -72,9 +73,8 @@ class TrainingRun:
         self.optimizer = config.method.build(model.parameters())
         self.scheduler = None
         if config.use_scheduler and config.scheduler == "plateau" and self.test_idx:
-            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                self.optimizer, mode="min", patience=config.scheduler_patience, factor=config.scheduler_factor,
-                min_lr=config.scheduler_min_lr)
+            self.scheduler = plateau_scheduler(self.optimizer, config.scheduler_patience, config.scheduler_factor,
+                                               config.scheduler_min_lr)
         seed = config.seed
         self.train_forces = force_selection(data.train_set, self.train_idx, config, 0 if seed is None else seed)
         test_set = data.test_set if test_source else None
