@@ -230,8 +230,11 @@ def test_checkpoint_manager_round_trip_and_pruning(trained, cuau, tmp_path):
         torch.testing.assert_close(model.state_dict()[key], value)
     torch.testing.assert_close(fresh.state_dict()["state"][0]["exp_avg"], optimizer.state_dict()["state"][0]["exp_avg"])
     net, adapter = components(pot.descriptor, seed=3)
-    CheckpointManager().load_checkpoint(path, adapter, None, CPU)
+    normalizer = NormalizationManager()
+    normalizer.set_state(CheckpointManager().load_checkpoint(path, adapter, None, CPU)["normalization"])
     torch.testing.assert_close(net.functions[1][0].weight, pot.model.networks.functions[1][0].weight)
+    np.testing.assert_allclose(Predictor(adapter, pot.descriptor, normalizer, REFERENCES).predict(cuau[:3])[0],
+                               pot.predict(cuau[:3]).total_energy, rtol=0, atol=1e-10)
     assert CheckpointManager().infer_start_epoch(path, out) == 4
     assert CheckpointManager().infer_start_epoch("checkpoint_epoch_0012.pt") == 13
     assert CheckpointManager().infer_start_epoch("model.pt") == 0

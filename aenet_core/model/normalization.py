@@ -76,6 +76,8 @@ class NormalizationManager:
         return self.feature_mean is not None and self.feature_std is not None
 
     def _tensor(self, values):
+        if isinstance(values, torch.Tensor):
+            return values.detach().to(dtype=self.dtype, device=self.device).reshape(-1).clone()  # not a view
         return torch.as_tensor(np.asarray(values, dtype=float), dtype=self.dtype, device=self.device).reshape(-1)
 
     def set_feature_stats(self, mean, std) -> None:

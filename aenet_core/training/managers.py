@@ -131,8 +131,9 @@ class CheckpointManager:
 
     def load_checkpoint(self, path, model, optimizer, device) -> dict:
         """Load a checkpoint's weights (and normalisation, for an ``AtomisticModel``) into ``model`` and its
-        optimizer state into ``optimizer`` (None: skipped); returns the payload with ``epoch`` and
-        ``history`` set.  RuntimeError naming the file when it cannot be loaded."""
+        optimizer state into ``optimizer`` (None: skipped); returns the payload with ``epoch``, ``history``
+        and ``normalization`` (a ``NormalizationManager`` state; None for per-species feature statistics,
+        which it cannot hold) set.  RuntimeError naming the file when it cannot be loaded."""
         try:
             payload = read_model_file(path)
             model.load_state_dict(_state_for(model, payload["model_state_dict"]))
@@ -142,6 +143,7 @@ class CheckpointManager:
             raise RuntimeError(f"Failed to load checkpoint '{path}': {err}") from err
         payload["history"] = payload["training_history"]
         payload["epoch"] = _stored_epoch(payload)
+        payload["normalization"] = _normalization_state(payload["model_state_dict"])
         self.best_val_loss = payload.get("best_val_loss")
         return payload
 
@@ -181,6 +183,16 @@ def _state_for(model, state: dict) -> dict:
     if isinstance(model, AtomicNetworks):
         return networks
     return {f"net.{key}": value for key, value in networks.items()}
+
+
+def _normalization_state(state: dict):
+    """The model's normalisation as ``NormalizationManager.get_state()`` gives it, or None where the species'
+    feature statistics differ (models read from Fortran aenet files)."""
+    mean, std = state["feature_mean"], state["feature_std"]
+    if not (bool((mean == mean[0]).all()) and bool((std == std[0]).all())):
+        return None
+    return {"normalize_features": True, "normalize_energy": True, "E_shift": float(state["E_shift"]),
+            "E_scaling": float(state["E_scaling"]), "feature_mean": mean[0].numpy(), "feature_std": std[0].numpy()}
 
 
 def _optimizer_state(payload) -> dict:
