@@ -47,43 +47,37 @@ class TrainingLoop:
         view = atomistic_view(self.model, self.normalizer, self._references(atomic_energies_by_index))
         view.train(train)
         loss = EnergyForceLoss(float(alpha), force_scale_unbiased)
-        sums, counts, scores = {"energy_rmse": 0.0, "energy_mae": 0.0, "force_rmse": 0.0}, [0, 0], {}
-        timing = dict.fromkeys(("data_loading", "loss_computation", "optimizer", "backward"), 0.0)
+        totals, timing = EpochTotals(), dict.fromkeys(("data_loading", "loss_computation", "optimizer"), 0.0)
+        self.last_backward_time = 0.0
         started = ready = time.perf_counter()
         for raw in tqdm(loader, desc="train" if train else "val", leave=False, disable=not show_batch_progress):
             batch = self._batch(raw, alpha)
-            computed = time.perf_counter()
-            timing["data_loading"] += computed - ready
-            with torch.set_grad_enabled(train or batch.derivatives is not None):
-                value, metrics = loss.of_batch(view, batch, batch.n_force_atoms, train)
-            stepped = time.perf_counter()
-            timing["loss_computation"] += stepped - computed
-            if train and optimizer is not None:
-                optimizer.zero_grad(set_to_none=True)
-                value.backward()
-                backward = time.perf_counter()
-                optimizer.step()
-                timing["backward"] += backward - stepped
-                timing["optimizer"] += time.perf_counter() - backward
-            sums["energy_rmse"] += float(metrics.energy_rmse)
-            sums["energy_mae"] += float(metrics.energy_mae)
-            counts[0] += 1
-            force = float(metrics.force_rmse)
-            if not math.isnan(force):  # NaN: the batch had no force term
-                sums["force_rmse"] += force
-                counts[1] += 1
-            if collect_structure_scores:
-                for index, error in zip(batch.indices, metrics.abs_errors.tolist()):
-                    scores.setdefault(index, []).append(error)
+            timing["data_loading"] += time.perf_counter() - ready
+            # a dict without sample_indices numbers its structures from 0 in every batch: no scores then
+            indices = batch.indices if isinstance(raw, Batch) or raw.get("sample_indices") is not None else ()
+            totals.add(indices, self._step(view, loss, batch, optimizer if train else None, train, timing))
             ready = time.perf_counter()
         timing["total"] = time.perf_counter() - started
-        self._keep_times(timing)
-        means = [sums[key] / max(1, count) for key, count in (("energy_rmse", counts[0]),
-                                                                ("energy_mae", counts[0]))]
-        force_rmse = sums["force_rmse"] / counts[1] if counts[1] else float("nan")
-        structure_scores = {i: sum(e) / len(e) for i, e in scores.items()} if collect_structure_scores else None
-        return (*means, force_rmse, {k: timing[k] for k in ("data_loading", "loss_computation", "optimizer",
-                                                             "total")}, structure_scores)
+        self.last_data_loading_time = timing["data_loading"]
+        self.last_loss_computation_time = self.last_forward_time = timing["loss_computation"]
+        self.last_optimizer_time = timing["optimizer"]
+        return (*totals.means(), timing, totals.structure_scores() if collect_structure_scores else None)
+
+    def _step(self, view, loss, batch, optimizer, train, timing):
+        """The batch's metrics; ``optimizer`` (None: validation) steps on its loss."""
+        started = time.perf_counter()
+        with torch.set_grad_enabled(train or batch.derivatives is not None):
+            value, metrics = loss.of_batch(view, batch, batch.n_force_atoms, train)
+        computed = time.perf_counter()
+        timing["loss_computation"] += computed - started
+        if optimizer is not None:
+            optimizer.zero_grad(set_to_none=True)
+            value.backward()
+            backward = time.perf_counter()
+            optimizer.step()
+            self.last_backward_time += backward - computed
+            timing["optimizer"] += time.perf_counter() - backward
+        return metrics
 
     def _references(self, atomic_energies_by_index):
         if atomic_energies_by_index is None:
@@ -105,8 +99,32 @@ class TrainingLoop:
                      energy_ref=torch.as_tensor(raw["energy_ref"], dtype=torch.float64).reshape(-1),
                      n_force_structures=0, derivatives=None, forces_ref=None).to(self.device, self.dtype)
 
-    def _keep_times(self, timing) -> None:
-        self.last_data_loading_time = timing["data_loading"]
-        self.last_loss_computation_time = self.last_forward_time = timing["loss_computation"]
-        self.last_backward_time = timing["backward"]
-        self.last_optimizer_time = timing["optimizer"]
+
+class EpochTotals:
+    """Sums of batch errors over an epoch (means over batches; force RMSE over the batches with a force
+    term) and the |dE|/N of each structure by sample index."""
+
+    def __init__(self):
+        self.energy_rmse = self.energy_mae = self.force_rmse = 0.0
+        self.batches = self.force_batches = 0
+        self.errors = {}
+
+    def add(self, indices, metrics) -> None:
+        self.energy_rmse += float(metrics.energy_rmse)
+        self.energy_mae += float(metrics.energy_mae)
+        self.batches += 1
+        force = float(metrics.force_rmse)
+        if not math.isnan(force):  # NaN: the batch had no force term
+            self.force_rmse += force
+            self.force_batches += 1
+        for index, error in zip(indices, metrics.abs_errors.tolist()):
+            self.errors.setdefault(index, []).append(error)
+
+    def means(self) -> tuple:
+        """(energy RMSE, energy MAE, force RMSE or NaN)."""
+        batches = max(1, self.batches)
+        force = self.force_rmse / self.force_batches if self.force_batches else float("nan")
+        return self.energy_rmse / batches, self.energy_mae / batches, force
+
+    def structure_scores(self) -> dict:
+        return {index: sum(errors) / len(errors) for index, errors in self.errors.items()}
