@@ -78,11 +78,19 @@ def test_network_builder_builds_the_model_networks():
     ({"Cu": [(4, "relu")], "Au": [(4, "tanh")]}, ["relu", "activation"]),
     ({"Cu": [(4, "tanh")]}, ["Au"]),
     ({"Cu": [], "Au": [(4, "tanh")]}, ["Cu", "empty"]),
+    ({"Cu": [(4, "tanh")], "Au": [(4, "tanh")], "Ag": [(4, "tanh")]}, ["Ag", "not descriptor species"]),
 ])
 def test_network_builder_refuses_bad_architectures(arch, words):
     with pytest.raises(ValueError) as err:
         NetworkBuilder(descriptor(), CPU, torch.float64).validate_arch(arch)
     assert all(word in str(err.value) for word in words)
+
+
+def test_network_builder_knows_aenets_other_activations():
+    """Fortran aenet's mtanh and twist, which aenet-python's builder refuses."""
+    sizes, activations = NetworkBuilder(descriptor(), CPU, torch.float64).validate_arch(
+        {"Cu": [(4, "mtanh")], "Au": [(3, "TWIST")]})
+    assert activations == [["mtanh"], ["twist"]]
 
 
 def test_energy_model_adapter_checks_shapes():
@@ -174,6 +182,17 @@ def test_provided_feature_stats_take_arrays_and_aenet_cov():
     np.testing.assert_allclose(normalizer.feature_std.numpy(), std, rtol=1e-12)
 
 
+def test_normalization_manager_refuses_empty_data():
+    """aenet-python leaves the features unnormalised and the energy scale 1 when the loader is empty."""
+    with pytest.raises(ValueError, match="at least one atom"):
+        NormalizationManager().compute_feature_stats([], 3, show_progress=False)
+    with pytest.raises(ValueError, match="at least one finite energy"):
+        NormalizationManager().compute_energy_stats([], show_progress=False)
+    given = NormalizationManager()
+    given.compute_energy_stats([], provided_shift=0.1, provided_scaling=2.0, show_progress=False)
+    assert (given.E_shift, given.E_scaling) == (0.1, 2.0)
+
+
 # ------------------------------------------------------------------------------------------- metrics
 
 
@@ -255,6 +274,9 @@ def test_checkpoint_manager_best_model(trained, tmp_path):
     assert payload["best_val_loss"] == 2.0 and payload["extra_metadata"]["epoch"] == 7
     assert CheckpointManager(save_best=False).should_save_best(1.0) is False
     CheckpointManager().save_checkpoint(pot, optimizer, 0)  # no directory: nothing written, no error
+    (tmp_path / "checkpoint_epoch_0000.pt").mkdir()
+    with pytest.raises(OSError):  # a checkpoint that cannot be written stops the loop (aenet-python only warns)
+        manager.save_checkpoint(pot, optimizer, 0)
 
 
 def test_checkpoint_manager_reads_the_checkpoints_train_writes(cuau, tmp_path):
