@@ -169,6 +169,10 @@ def test_normalization_manager_round_trips():
     assert off.apply_feature_normalization(x) is x and off.denormalize_energy(torch.tensor(2.5), 4) == 2.5
     with pytest.raises(ValueError, match="E_scaling"):
         normalizer.set_energy_stats(0.0, 0.0)
+    # a column without spread normalises to 0, as in the model (aenet-python divides by 1e-12)
+    normalizer.set_feature_stats([2.0, 1.0], [0.0, 2.0])
+    torch.testing.assert_close(normalizer.apply_feature_normalization(torch.tensor([[2.5, 3.0]], dtype=torch.float64)),
+                               torch.tensor([[0.0, 1.0]], dtype=torch.float64))
 
 
 def test_provided_feature_stats_take_arrays_and_aenet_cov():

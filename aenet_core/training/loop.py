@@ -36,6 +36,7 @@ HISTORY_KEYS = ("train_energy_rmse", "test_energy_rmse", "train_energy_mae", "te
                 "epoch_time", "forward_time", "backward_time", "data_time", "validation_time")
 METRICS = ("energy_rmse", "energy_mae", "force_rmse", "stress_rmse")
 NAN_METRICS = dict.fromkeys(METRICS, float("nan"))
+BEST_MODEL = "best_model.pt"  # the model of the lowest validation loss, in the checkpoint folder
 
 
 def empty_history() -> dict:
@@ -205,7 +206,7 @@ class TrainingRun:
             return
         directory = Path(config.checkpoint_dir)
         if config.save_best and improved:
-            self.save(directory / "best_model.pt", self.history, self.best_val_loss, self.state_dict())
+            self.save(directory / BEST_MODEL, self.history, self.best_val_loss, self.state_dict())
         interval = config.checkpoint_interval
         # The epoch an early stop ends on is checkpointed too, so that a resume knows it stopped.
         if interval and ((epoch + 1) % interval == 0 or self.stopped_early is not None):

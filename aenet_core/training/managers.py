@@ -14,7 +14,7 @@ from pathlib import Path
 from aenet_core.model.atomistic import AtomisticModel
 from aenet_core.model.checkpoint import read_model_file, write_model_file
 from aenet_core.model.network import AtomicNetworks
-from aenet_core.training.loop import checkpoint_epoch, checkpoint_files, checkpoint_name
+from aenet_core.training.loop import BEST_MODEL, checkpoint_epoch, checkpoint_files, checkpoint_name
 
 METRIC_KEYS = ("train_energy_rmse", "test_energy_rmse", "train_energy_mae", "test_energy_mae", "train_force_rmse",
                "test_force_rmse", "learning_rate", "epoch_time", "forward_time", "backward_time")
@@ -25,7 +25,6 @@ TIMING_KEYS = {
     "epoch_loss_time_val": ("val", "loss_computation"), "epoch_optimizer_time_val": ("val", "optimizer"),
     "epoch_train_time": ("train", "total"), "epoch_val_time": ("val", "total"),
 }
-BEST_MODEL = "best_model.pt"
 
 
 class MetricsTracker:
