@@ -17,18 +17,24 @@ from aenet_core.model.network import AtomicNetworks
 DEGENERATE_STD = 1e-10
 
 
+def inverse_std(std):
+    """1 / std, 0 where std is at most ``DEGENERATE_STD`` (such a feature normalises to 0)."""
+    return std.reciprocal().masked_fill(std <= DEGENERATE_STD, 0.0)
+
+
 class AtomisticModel(nn.Module):
     """Per-species networks plus the normalisation and atomic reference energies they were trained with.
 
     All of the state (weights and the buffers ``feature_mean``,
     ``feature_std`` (both (S, F), one row per species), ``E_shift``,
-    ``E_scaling``, ``atomic_energies``) lives in ``state_dict``.
+    ``E_scaling``, ``atomic_energies``) lives in ``state_dict``.  ``networks`` (an ``AtomicNetworks``
+    for ``arch``) is used as given, shared and not copied, instead of new networks.
     """
 
-    def __init__(self, arch, species, n_features: int, atomic_energies=None, dtype=torch.float64):
+    def __init__(self, arch, species, n_features: int, atomic_energies=None, dtype=torch.float64, networks=None):
         super().__init__()
         self.species = list(species)
-        self.networks = AtomicNetworks(arch, self.species, n_features)
+        self.networks = networks if networks is not None else AtomicNetworks(arch, self.species, n_features)
         reference = atomic_energies or {}
         shape = (len(self.species), n_features)
         self.register_buffer("feature_mean", torch.zeros(shape, dtype=dtype))
@@ -77,7 +83,7 @@ class AtomisticModel(nn.Module):
             self._inverse_std().index_select(0, species_idx)
 
     def _inverse_std(self):
-        return self.feature_std.reciprocal().masked_fill(self.feature_std <= DEGENERATE_STD, 0.0)
+        return inverse_std(self.feature_std)
 
     def atom_energies(self, outputs, species_idx):
         """Physical per-atom energies (eV): out / E_scaling + E_shift + E_atom."""

@@ -9,7 +9,9 @@ int, float, bool, None, lists, tuples, dicts), so it is read with
 ``training_config``, ``atomic_energies``, ``run_state`` (a checkpoint's
 optimizer, scheduler, generators, force subsets, sampler scores, schedule
 length, weight average with the raw weights, and early stopping; None when
-there is nothing to resume) and ``extra_metadata``.
+there is nothing to resume) and ``extra_metadata``.  A file that
+``CheckpointManager`` (a loop the caller writes) saved has no ``run_state`` and
+holds its optimizer's state under ``optimizer_state_dict`` instead.
 
 Older files load too and are upgraded in memory: 1.0 (one feature mean/std row
 for all species) and 1.1 (the NumPy generator state stored as a NumPy array,

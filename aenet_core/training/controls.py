@@ -102,6 +102,13 @@ class EarlyStopping:
         self.waited, self.stopped = state["waited"], state["stopped"]
 
 
+def plateau_scheduler(optimizer, patience: int, factor: float, min_lr: float):
+    """Multiplies the learning rate by ``factor`` (not below ``min_lr``) after ``patience`` epochs without a
+    lower validation loss."""
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", patience=patience, factor=factor,
+                                                      min_lr=min_lr)
+
+
 def scheduled_rate(config, epoch: int, planned_epochs: int) -> float:
     """The learning rate of 0-based ``epoch`` under the exponential or cosine schedule of ``config`` (see
     ``TorchTrainingConfig``), for a run planned over ``planned_epochs`` epochs."""

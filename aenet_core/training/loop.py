@@ -24,7 +24,8 @@ from aenet_core.data.cache import LRUCache, PersistentCache
 from aenet_core.model.checkpoint import numpy_state, plain_numpy_state
 from aenet_core.model.normalization import energy_normalization, feature_statistics
 from aenet_core.progress import ProgressLog
-from aenet_core.training.controls import EarlyStopping, WeightAverage, load_raw_weights, scheduled_rate
+from aenet_core.training.controls import (EarlyStopping, WeightAverage, load_raw_weights, plateau_scheduler,
+                                          scheduled_rate)
 from aenet_core.training.distributed import data_parallel
 from aenet_core.training.loss import EnergyForceLoss
 from aenet_core.training.sampling import Sampler, force_selection
@@ -35,6 +36,7 @@ HISTORY_KEYS = ("train_energy_rmse", "test_energy_rmse", "train_energy_mae", "te
                 "epoch_time", "forward_time", "backward_time", "data_time", "validation_time")
 METRICS = ("energy_rmse", "energy_mae", "force_rmse", "stress_rmse")
 NAN_METRICS = dict.fromkeys(METRICS, float("nan"))
+BEST_MODEL = "best_model.pt"  # the model of the lowest validation loss, in the checkpoint folder
 
 
 def empty_history() -> dict:
@@ -72,9 +74,8 @@ class TrainingRun:
         self.optimizer = config.method.build(model.parameters())
         self.scheduler = None
         if config.use_scheduler and config.scheduler == "plateau" and self.test_idx:
-            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                self.optimizer, mode="min", patience=config.scheduler_patience, factor=config.scheduler_factor,
-                min_lr=config.scheduler_min_lr)
+            self.scheduler = plateau_scheduler(self.optimizer, config.scheduler_patience, config.scheduler_factor,
+                                               config.scheduler_min_lr)
         seed = config.seed
         self.train_forces = force_selection(data.train_set, self.train_idx, config, 0 if seed is None else seed)
         test_set = data.test_set if test_source else None
@@ -221,7 +222,7 @@ class TrainingRun:
             return
         directory = Path(config.checkpoint_dir)
         if config.save_best and improved:
-            self.save(directory / "best_model.pt", self.history, self.best_val_loss, self.state_dict())
+            self.save(directory / BEST_MODEL, self.history, self.best_val_loss, self.state_dict())
         interval = config.checkpoint_interval
         # The epoch an early stop ends on is checkpointed too, so that a resume knows it stopped.
         if interval and ((epoch + 1) % interval == 0 or self.stopped_early is not None):
