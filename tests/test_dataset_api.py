@@ -235,15 +235,17 @@ def test_train_test_split_gives_two_structure_datasets_by_the_recipe(datasets, s
     assert len(everything) == 8 and len(nothing) == 0
 
 
-def test_train_test_split_matches_the_documented_example():
+def test_the_documented_dataset_examples_give_the_documented_values():
     from aenet_core.torch_featurize import ChebyshevDescriptor
     from aenet_core.torch_training import Structure
 
     d = ChebyshevDescriptor(species=["H"], rad_order=1, rad_cutoff=2.0, ang_order=0, ang_cutoff=2.0, min_cutoff=0.1)
-    dataset = StructureDataset([Structure(np.array([[0.0, 0, 0], [0.9, 0, 0], [0, 0.9, 0]]) + shift, ["H"] * 3,
-                                          energy=energy, forces=np.zeros((3, 3)))
-                                for shift, energy in ((0.0, 0.0), (0.1, 0.5))], d)
+    structures = [Structure(np.array([[0.0, 0, 0], [0.9, 0, 0], [0, 0.9, 0]]) + shift, ["H"] * 3, energy=energy,
+                            forces=np.zeros((3, 3))) for shift, energy in ((0.0, 0.0), (0.1, 0.5))]
+    dataset = StructureDataset(structures=structures, descriptor=d)
     assert dataset[0]["features"].shape == torch.Size([3, 3]) and dataset[0]["use_forces"] is True
+    cached = CachedStructureDataset(structures=structures, descriptor=d, show_progress=False)
+    assert cached[0]["features"].shape == torch.Size([3, 3]) and cached[0]["use_forces"] is False
     train, test = train_test_split(dataset, test_fraction=0.5, seed=42)
     assert (len(train), len(test)) == (1, 1)
 
