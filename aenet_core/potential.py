@@ -15,6 +15,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from aenet_core.data.protocol import resolve_subsets
 from aenet_core.data.sources import iter_entries
 from aenet_core.descriptor import IDENTITY_KEYS, ChebyshevDescriptor
 from aenet_core.export import DEFAULT_PREFIX, load_aenet, to_aenet_ascii
@@ -258,10 +259,11 @@ class TorchANNPotential:
 
     def predict_dataset(self, dataset, eval_forces: bool = False, config=None,
                         batch_size: int | None = None) -> PredictOut:
-        """``predict`` over every entry of a dataset (a ``StructureSource``), named by its identifiers."""
-        indices = range(len(dataset))
-        return predict_with_models([self.model], self.descriptor, [dataset.get_structure(i) for i in indices],
-                                   [dataset.get_structure_identifier(i) for i in indices], eval_forces,
+        """``predict`` over every entry of a dataset (a ``StructureSource``, or a torch Subset of one, nested or
+        not), each named by its base dataset's identifier."""
+        base, indices = resolve_subsets(dataset)
+        return predict_with_models([self.model], self.descriptor, [base.get_structure(i) for i in indices],
+                                   [base.get_structure_identifier(i) for i in indices], eval_forces,
                                    _batch_size(config, batch_size))[0]
 
     def cohesive_energy(self, structure, atomic_energies: dict | None = None) -> float:

@@ -16,16 +16,22 @@ where it cannot leak.  A split whose hash does not match the dataset is refused.
 entries keep their side and every later one is a training entry, so the test
 set, and its errors, stay those of the first round (but for a test entry that a
 new entry repeats, which moves as above).
+
+aenet-python's ``train_test_split`` (two StructureDatasets) and
+``train_test_split_dataset`` (two torch Subsets of any dataset) shuffle the same
+way, with ``int(n * test_fraction)`` test entries and no repeat check; the first
+keeps both sides in entry order, the second in shuffled order, as aenet-python does.
 """
 from __future__ import annotations
 
+import numbers
 import random
 import warnings
 from dataclasses import asdict, dataclass
 
 from aenet_core.data.shards import ShardedDataset
 from aenet_core.files import check_format, read_json, write_json
-from aenet_core.rules import DEFAULT_TESTPERCENT, TESTPERCENT
+from aenet_core.rules import DEFAULT_TESTPERCENT, TESTPERCENT, UNIT, checked_number
 from aenet_core.structure import structure_sha256
 
 FORMAT = "aenet_core.split"
@@ -39,29 +45,76 @@ EXTEND_RECIPE = ("the first n_base entries keep their side in the base split; ev
 SHOWN = 5  # repeated structures a warning names
 
 
+def shuffled_split(n: int, n_test: int, seed) -> tuple:
+    """(train, test): ``range(n)`` shuffled by ``random.Random(seed)``, the first ``n_test`` the test set, both in
+    shuffled order."""
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    return order[n_test:], order[:n_test]
+
+
 def split_indices(n: int, testpercent: float, split_seed) -> tuple:
     """(train, test) index lists by the recipe above."""
-    order = list(range(n))
-    random.Random(split_seed).shuffle(order)
-    n_test = int(n * testpercent / 100)
-    return sorted(order[n_test:]), sorted(order[:n_test])
+    train, test = shuffled_split(n, int(n * testpercent / 100), split_seed)
+    return sorted(train), sorted(test)
 
 
-def _without_repeats_in_test(dataset, train, test) -> tuple:
-    """(train, test) with each test entry that repeats a training structure moved to the training side,
-    where it cannot pass for an unseen structure."""
+def draw(dataset, testpercent: float, split_seed, entries=None) -> tuple:
+    """(train, test) entries of ``dataset`` by the recipe above, drawn among ``entries`` (default all; e.g. a
+    Subset's, see ``resolve_subsets``): positions in ``entries`` are shuffled and sorted, the lists hold the
+    entries at them."""
+    if not TESTPERCENT.test(testpercent):
+        raise ValueError(f"testpercent must be {TESTPERCENT.text}; got {testpercent!r}")
+    entries = list(range(len(dataset))) if entries is None else list(entries)
+    train, test = _without_repeats_in_test(dataset, entries, *split_indices(len(entries), testpercent, split_seed))
+    return [entries[i] for i in train], [entries[i] for i in test]
+
+
+def _without_repeats_in_test(dataset, entries, train, test) -> tuple:
+    """(train, test) positions in ``entries`` with each test entry that repeats a training structure moved to the
+    training side, where it cannot pass for an unseen structure."""
     if not test:
         return train, test
     keys = dataset.geometry_sha256s
-    trained = {keys[i] for i in train}
-    repeats = [i for i in test if keys[i] in trained]
+    trained = {keys[entries[i]] for i in train}
+    repeats = [i for i in test if keys[entries[i]] in trained]
     if not repeats:
         return train, test
-    names = ", ".join(dataset.get_structure_identifier(i) for i in repeats[:SHOWN])
+    names = ", ".join(dataset.get_structure_identifier(entries[i]) for i in repeats[:SHOWN])
     warnings.warn(f"{len(repeats)} of {len(test)} test structures repeat a training structure (same species, "
                   f"positions and cell) and move to the training set: {names}{' ...' if len(repeats) > SHOWN else ''}",
-                  stacklevel=3)
-    return sorted(train + repeats), [i for i in test if keys[i] not in trained]
+                  stacklevel=4)
+    return sorted(train + repeats), [i for i in test if keys[entries[i]] not in trained]
+
+
+def _test_count(owner: str, n: int, test_fraction) -> int:
+    """``int(n * test_fraction)``, aenet-python's count, for a ``test_fraction`` in [0, 1]."""
+    if not isinstance(test_fraction, numbers.Real):
+        raise TypeError(f"{owner}: test_fraction must be a number in [0, 1]; got {test_fraction!r}")
+    return int(n * checked_number(owner, "test_fraction", test_fraction, UNIT))
+
+
+def train_test_split(dataset, test_fraction: float = 0.1, seed=None) -> tuple:
+    """(train, test) StructureDatasets of an in-memory dataset's entries: ``range(n)`` shuffled by
+    ``random.Random(seed)``, the first ``int(n * test_fraction)`` the test set, each side in entry order
+    (either may be empty).  Entries keep their identifiers and the dataset's filter settings."""
+    from aenet_core.data.memory import StructureDataset
+
+    if not isinstance(dataset, StructureDataset):
+        raise TypeError(f"train_test_split splits a StructureDataset or CachedStructureDataset; got "
+                        f"{type(dataset).__name__} (train_test_split_dataset splits any dataset into Subsets)")
+    train, test = shuffled_split(len(dataset), _test_count("train_test_split", len(dataset), test_fraction), seed)
+    return dataset.part(sorted(train), seed), dataset.part(sorted(test), seed)
+
+
+def train_test_split_dataset(dataset, test_fraction: float = 0.1, seed=None) -> tuple:
+    """(train, test) ``torch.utils.data.Subset``s of any dataset with a length: ``range(n)`` shuffled by
+    ``random.Random(seed)``, the first ``int(n * test_fraction)`` the test set; both keep the shuffled order."""
+    from torch.utils.data import Subset
+
+    n = len(dataset)
+    train, test = shuffled_split(n, _test_count("train_test_split_dataset", n, test_fraction), seed)
+    return Subset(dataset, train), Subset(dataset, test)
 
 
 @dataclass(frozen=True)
@@ -76,9 +129,7 @@ class Split:
 
     @classmethod
     def create(cls, dataset, testpercent: float = DEFAULT_TESTPERCENT, split_seed: int | None = None) -> Split:
-        if not TESTPERCENT.test(testpercent):
-            raise ValueError(f"testpercent must be {TESTPERCENT.text}; got {testpercent!r}")
-        train, test = _without_repeats_in_test(dataset, *split_indices(len(dataset), testpercent, split_seed))
+        train, test = draw(dataset, testpercent, split_seed)
         return cls(train, test, split_seed, float(testpercent), len(dataset), dataset.content_sha256)
 
     @classmethod
@@ -92,7 +143,7 @@ class Split:
                              f"entries of the base split's dataset (content hash {base.content_sha256[:12]}…): a "
                              f"split extends only to its dataset with entries appended")
         train = sorted(base.train + list(range(base.n_entries, len(dataset))))
-        train, test = _without_repeats_in_test(dataset, train, list(base.test))
+        train, test = _without_repeats_in_test(dataset, range(len(dataset)), train, list(base.test))
         recipe = f"{EXTEND_RECIPE} (n_base = {base.n_entries}, base content_sha256 {base.content_sha256})"
         return cls(train, test, base.split_seed, base.testpercent, len(dataset), dataset.content_sha256, recipe)
 

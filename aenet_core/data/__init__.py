@@ -1,6 +1,7 @@
-"""Training data: the structure-source contract, inputs, the plausibility limits and the common filter,
-in-memory and HDF5 datasets, sharded datasets (several databases as one), per-structure caches and featurized
-batches.  Each name is imported from its module on first use (``aenet_core.lazy``)."""
+"""Training data: the structure-source contract (``resolve_subsets`` sees through torch Subsets of a source),
+inputs, the plausibility limits and the common filter, in-memory and HDF5 datasets, sharded datasets (several
+databases as one), per-structure caches and featurized batches.  Each name is imported from its module on
+first use (``aenet_core.lazy``)."""
 from aenet_core.lazy import lazy_attributes
 
 _HOMES = {
@@ -12,6 +13,7 @@ _HOMES = {
     "StructureDataset": "memory",
     "PlausibilityLimits": "limits",
     "StructureSource": "protocol",
+    "resolve_subsets": "protocol",
     "ShardedDataset": "shards",
     "open_databases": "shards",
     "StructureFilter": "sources",

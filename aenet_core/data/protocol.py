@@ -4,6 +4,8 @@
 ``HDF5StructureDataset`` (a database file) implement it; anything else that
 does can be trained on.  Indices are entry positions ``0..len - 1``; methods
 taking ``indices`` answer for them in the order given (repeats allowed).
+``resolve_subsets`` sees through ``torch.utils.data.Subset``s of a source to the
+source and its entries.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
+from torch.utils.data import Subset
 
 from aenet_core.derivatives import LocalDerivatives
 from aenet_core.descriptor import ChebyshevDescriptor
@@ -78,3 +81,32 @@ class StructureSource(Protocol):
     def stored_derivatives(self, indices, dtype=None) -> tuple[torch.Tensor, LocalDerivatives] | None:
         """(features, LocalDerivatives) of force-labelled entries, or None when the source keeps none; the
         derivatives in ``dtype`` when given (a source may keep them so), else in the descriptor's."""
+
+
+SOURCE_METHODS = tuple(name for name, value in vars(StructureSource).items()
+                       if not name.startswith("_") and callable(value))
+
+
+def resolve_subsets(dataset, name: str = "dataset") -> tuple:
+    """(base, indices): the ``StructureSource`` under ``dataset`` and the entries of it that ``dataset``'s
+    items are, in order.  ``dataset`` is a source itself (indices: all of its entries) or a
+    ``torch.utils.data.Subset`` of one, nested to any depth (indices: what the subsets select, repeats kept,
+    negative ones counted from the end).  ``name`` is what errors call it; ValueError for anything else."""
+    base, indices = dataset, None
+    while isinstance(base, Subset):
+        level = [int(i) for i in base.indices]
+        indices = level if indices is None else [level[i] for i in indices]
+        base = base.dataset
+    missing = [method for method in SOURCE_METHODS if not callable(getattr(base, method, None))]
+    if missing:
+        raise ValueError(f"{name} must be a StructureDataset, CachedStructureDataset, HDF5StructureDataset (or "
+                         f"another StructureSource) or a torch Subset of one; got {type(base).__name__}, which "
+                         f"lacks {', '.join(missing)}")
+    n = len(base)
+    if indices is None:
+        return base, list(range(n))
+    outside = [i for i in indices if not -n <= i < n]
+    if outside:
+        raise IndexError(f"{name}: Subset index {outside[0]} is outside the {n} entries of its "
+                         f"{type(base).__name__}")
+    return base, [i % n for i in indices]

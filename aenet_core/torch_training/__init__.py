@@ -6,6 +6,7 @@ from aenet_core.model.normalization import NormalizationManager
 from aenet_core.model.predict import PredictOut
 from aenet_core.model.predictor import EnergyModelAdapter, Predictor
 from aenet_core.potential import TorchANNPotential, export_history, load_model, save_model
+from aenet_core.split import train_test_split, train_test_split_dataset
 from aenet_core.structure import Structure
 from aenet_core.training.builders import NetworkBuilder, OptimizerBuilder
 from aenet_core.training.config import SGD, Adam, TorchTrainingConfig, TrainingMethod
@@ -18,4 +19,5 @@ __all__ = ["SGD", "Adam", "AenetEnsembleResult", "CachedStructureDataset", "Chec
            "PredictOut", "Predictor", "Structure", "StructureDataset", "TorchANNPotential", "TorchCommitteeConfig",
            "TorchCommitteeMemberResult", "TorchCommitteePotential", "TorchCommitteePredictResult",
            "TorchCommitteeTrainResult", "TorchTrainingConfig", "TrainOut", "TrainingLoop", "TrainingMethod",
-           "export_history", "load_model", "save_model"]
+           "export_history", "load_model", "save_model", "train_test_split",
+           "train_test_split_dataset"]

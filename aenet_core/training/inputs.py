@@ -6,7 +6,8 @@ import warnings
 from dataclasses import dataclass
 
 from aenet_core.data.memory import StructureDataset
-from aenet_core.split import Split, as_split
+from aenet_core.data.protocol import resolve_subsets
+from aenet_core.split import as_split, draw
 
 
 @dataclass
@@ -23,29 +24,42 @@ class TrainingData:
                 split=None) -> TrainingData:
         """From ``structures`` (filtered by the config, split by ``testpercent``/``split_seed``), a prebuilt
         ``dataset`` (split likewise), ``train_dataset``/``test_dataset`` as given, or a ``split`` (a Split or
-        a split file) of ``structures``/``dataset``."""
+        a split file) of ``structures``/``dataset``.  Datasets may be torch Subsets of a dataset, nested or not
+        (``resolve_subsets``): their entries are drawn, split and named as the base dataset's."""
         if split is not None and train_dataset is not None:
             raise ValueError("split= applies to structures= or dataset=, not to train_dataset=/test_dataset=")
-        if train_dataset is None and dataset is None:
-            if structures is None:
-                raise ValueError("train() needs structures=, dataset= or train_dataset=")
+        if train_dataset is not None:
+            train_set, train_idx = resolve_subsets(train_dataset, "train_dataset")
+            test_set, test_idx = resolve_subsets(test_dataset, "test_dataset") if test_dataset is not None \
+                else (None, [])
+            _check_prebuilt((train_set, train_idx), (test_set, test_idx), config, descriptor)
+            data = cls(train_set, train_idx, test_set, test_idx)
+        elif dataset is None and structures is None:
+            raise ValueError("train() needs structures=, dataset= or train_dataset=")
+        elif dataset is None:
             dataset = StructureDataset(structures, descriptor, max_energy=config.max_energy,
                                        max_forces=config.max_forces, atomic_energies=config.atomic_energies)
+            data = cls.split(dataset, list(range(len(dataset))), config, split)
         else:
-            _check_prebuilt(train_dataset if train_dataset is not None else dataset, test_dataset, config,
-                            descriptor)
-        if train_dataset is not None:
-            test_idx = list(range(len(test_dataset))) if test_dataset is not None else []
-            data = cls(train_dataset, list(range(len(train_dataset))), test_dataset, test_idx)
-        elif split is not None:
-            split = as_split(split)
-            split.check(dataset)
-            data = cls(dataset, list(split.train), dataset, list(split.test))
-        else:
-            split = Split.create(dataset, config.testpercent, config.split_seed)  # what a split file would hold
-            data = cls(dataset, list(split.train), dataset, list(split.test))
+            base, entries = resolve_subsets(dataset)
+            _check_prebuilt((base, entries), (None, []), config, descriptor)
+            if split is not None and base is not dataset:
+                raise ValueError("split= indexes the whole dataset it was drawn from, not a Subset of it; pass "
+                                 "that dataset, or the Subset's sides as train_dataset=/test_dataset=")
+            data = cls.split(base, entries, config, split)
         data._check_sizes(config)
         return data
+
+    @classmethod
+    def split(cls, dataset, entries, config, split=None) -> TrainingData:
+        """``entries`` of ``dataset`` split by ``split`` (for all of its entries), else by ``testpercent`` and
+        ``split_seed`` (what a split file would hold)."""
+        if split is not None:
+            split = as_split(split)
+            split.check(dataset)
+            return cls(dataset, list(split.train), dataset, list(split.test))
+        train, test = draw(dataset, config.testpercent, config.split_seed, entries)
+        return cls(dataset, train, dataset, test)
 
     def _check_sizes(self, config) -> None:
         if not self.train_idx:
@@ -63,11 +77,13 @@ class TrainingData:
                           f"total rather than cohesive energies for them", stacklevel=3)
 
 
-def _check_prebuilt(train_set, test_set, config, descriptor) -> None:
+def _check_prebuilt(train, test, config, descriptor) -> None:
     """Prebuilt datasets own their atomic references and filters; refuse a conflicting configuration, a
-    dataset featurized with another descriptor, or entries without an energy."""
+    dataset featurized with another descriptor, or entries without an energy.  ``train`` and ``test`` are
+    (dataset, the entries used), the test dataset None when there is none."""
     mine = descriptor.identity()
-    for data in (train_set, test_set):
+    (train_set, _), (test_set, _) = train, test
+    for data, indices in (train, test):
         if data is None:
             continue
         theirs = data.descriptor.identity()
@@ -75,7 +91,7 @@ def _check_prebuilt(train_set, test_set, config, descriptor) -> None:
         if differing:
             raise ValueError(f"the dataset's descriptor differs from the potential's in {differing}: "
                              f"{[theirs[k] for k in differing]} vs {[mine[k] for k in differing]}")
-        missing = [i for i, e in enumerate(data.energies(range(len(data)))) if math.isnan(e)]
+        missing = [i for i, e in zip(indices, data.energies(indices)) if math.isnan(e)]
         if missing:
             raise ValueError(f"{len(missing)} dataset entries have no energy (first: entry {missing[0]}, "
                              f"{data.get_structure_identifier(missing[0])}); training needs a total energy for "

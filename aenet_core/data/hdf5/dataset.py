@@ -485,6 +485,29 @@ class HDF5StructureDataset:
                             "neighbor_k_idx": d.neighbor_k_idx, "grads_i": d.grads_i, "grads_j": d.grads_j,
                             "grads_k": d.grads_k, "triplet_typespin": d.triplet_typespin}}
 
+    def get_force_indices(self) -> list:
+        """Entries with force labels."""
+        self._require_loaded()
+        return np.flatnonzero(self._entries["has_forces"]).tolist()
+
+    # -- samples (aenet_core.data.samples) ------------------------------------------------
+
+    def __getitem__(self, idx: int) -> dict:
+        """Entry ``idx``'s sample dict, the force view where it has forces (derivatives from the file when it
+        stores them)."""
+        return self.materialize_sample(idx, use_forces=True, load_local_derivatives=True)
+
+    def materialize_sample(self, idx: int, *, use_forces: bool, cache_state=None, cache_features: bool = False,
+                           cache_neighbors: bool = False, cache_force_triplets: bool = False,
+                           load_local_derivatives: bool = False) -> dict:
+        """Entry ``idx``'s sample dict, the force view when ``use_forces`` and it has forces; features from the
+        file when it stores them, derivatives too when ``load_local_derivatives``.  ``cache_neighbors`` and
+        ``cache_force_triplets`` are accepted for aenet-python's signature (no neighbour graphs are kept)."""
+        from aenet_core.data.samples import materialize_sample
+
+        return materialize_sample(self, self._index(idx), use_forces=use_forces, cache_state=cache_state,
+                                  cache_features=cache_features, load_local_derivatives=load_local_derivatives)
+
     # -- persisted payloads ---------------------------------------------------------------
 
     def _payload_reader(self):
