@@ -145,7 +145,7 @@ class PlainDataset(torch.utils.data.Dataset):
 @pytest.mark.parametrize("max_parallel", [1, 2])
 def test_a_plain_torch_dataset_is_refused_with_value_error(cuau, tmp_path, max_parallel):
     with pytest.raises(ValueError, match="StructureDataset, CachedStructureDataset, HDF5StructureDataset.*Subset "
-                                         "wrappers around them; got PlainDataset"):
+                                         "of one; got PlainDataset"):
         train(tmp_path, "plain", max_parallel=max_parallel, train_dataset=Subset(PlainDataset(cuau), [0, 1]))
     assert not (tmp_path / "plain").exists()
 

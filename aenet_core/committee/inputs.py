@@ -4,13 +4,11 @@ from __future__ import annotations
 from torch.utils.data import Subset
 
 from aenet_core.data.memory import StructureDataset
-from aenet_core.data.protocol import StructureSource
+from aenet_core.data.protocol import resolve_subsets
 from aenet_core.data.shards import ShardedDataset
 from aenet_core.split import Split, as_split, split_indices
 
 GIVEN = "the train_dataset and test_dataset given (Subsets resolved to their datasets' entries)"
-SUPPORTED = ("StructureDataset, CachedStructureDataset, HDF5StructureDataset (any aenet_core structure source), or "
-             "Subset wrappers around them")
 
 
 def dataset_kind(dataset) -> str | None:
@@ -20,24 +18,12 @@ def dataset_kind(dataset) -> str | None:
     return f"Subset[{dataset_kind(dataset.dataset)}]" if isinstance(dataset, Subset) else type(dataset).__name__
 
 
-def root_entries(dataset) -> tuple:
-    """(the dataset under any nested Subsets, the entries of it that ``dataset`` holds, in order)."""
-    # TODO(i26): switch to the data layer's Subset resolver once it lands (helper ds).
-    entries = range(len(dataset))
-    while isinstance(dataset, Subset):
-        entries = [int(dataset.indices[i]) for i in entries]
-        dataset = dataset.dataset
-    if not isinstance(dataset, StructureSource):
-        raise ValueError(f"committee training supports only {SUPPORTED}; got {type(dataset).__name__}")
-    return dataset, list(entries)
-
-
 def _given(train_dataset, test_dataset, split_seed) -> tuple:
     """One dataset and split holding exactly the entries of ``train_dataset`` and ``test_dataset``: their
     common dataset, or the two datasets joined (``ShardedDataset``)."""
     roots, sides = [], []
     for side in (train_dataset, test_dataset):
-        root, entries = root_entries(side) if side is not None else (None, [])
+        root, entries = resolve_subsets(side) if side is not None else (None, [])
         if root is not None and not any(root is r for r in roots):
             roots.append(root)
         sides.append((root, entries))
@@ -75,12 +61,12 @@ def committee_data(descriptor, config, structures=None, dataset=None, train_data
     if isinstance(dataset, Subset):
         if split is not None:
             raise ValueError("split= indexes a dataset's entries; give the dataset, not a Subset of it")
-        root, entries = root_entries(dataset)
+        root, entries = resolve_subsets(dataset)
         train, test = split_indices(len(entries), config.testpercent, config.split_seed)
         split = Split.given(root, [entries[i] for i in train], [entries[i] for i in test], config.split_seed,
                             f"testpercent/split_seed within {dataset_kind(dataset)} ({len(entries)} entries)")
         return root, split, kinds
-    root_entries(dataset)  # refuses what committees cannot train on
+    resolve_subsets(dataset)  # refuses what committees cannot train on
     split = as_split(split) if split is not None else Split.create(dataset, config.testpercent, config.split_seed)
     split.check(dataset)
     return dataset, split, kinds

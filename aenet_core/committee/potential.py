@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from aenet_core.committee.config import TorchCommitteeConfig, member_dir_name
-from aenet_core.committee.inputs import committee_data, root_entries
+from aenet_core.committee.inputs import committee_data
+from aenet_core.data.protocol import resolve_subsets
 from aenet_core.committee.member import member_job, train_member
 from aenet_core.committee.metadata import METADATA_FILE, TorchCommitteeTrainResult, aggregate_committee
 from aenet_core.committee.results import AenetEnsembleResult, TorchCommitteePredictResult
@@ -194,7 +195,7 @@ class TorchCommitteePotential:
         """Predict the entries ``indices`` (default all) of ``dataset`` (a structure source, or a
         ``torch.utils.data.Subset`` of one, nested or not): ``index`` is the position among them,
         ``source_index`` the entry of the dataset under the Subsets."""
-        root, entries = root_entries(dataset)
+        root, entries = resolve_subsets(dataset)
         sources = entries if indices is None else [entries[i] for i in indices]
         structures = [root.get_structure(i) for i in sources]
         identifiers = [root.get_structure_identifier(i) for i in sources]
