@@ -333,3 +333,38 @@ def test_timing_stats_count_searches_only_when_profiling():
     assert stats["nblist_time_per_call"] == pytest.approx(stats["nblist_time"] / 2)
     profiled.reset_timing_stats()
     assert profiled.get_timing_stats()["nblist_calls"] == 0 and profiled.nblist_time == 0.0
+
+
+def test_graph_edges_within_min_cutoff_and_their_triplets_are_dropped():
+    descriptor, positions, species, cell, pbc = periodic_case()
+    graph, triplets = descriptor.neighbor_graph(positions, cell, pbc)
+    idx = descriptor.species_indices(species)
+    # Atom 0 gets a first edge at 0.1 Å (within min_cutoff), and a triplet with it and each of its other edges.
+    close = torch.tensor([[0.1, 0.0, 0.0]], dtype=torch.float64)
+    n0 = int(graph["center_ptr"][1])
+    ptr = graph["center_ptr"]
+    padded = {"center_ptr": torch.cat([ptr[:1], ptr[1:] + 1]),
+              "nbr_idx": torch.cat([torch.tensor([1], dtype=torch.int32), graph["nbr_idx"]]),
+              "r_ij": torch.cat([close, graph["r_ij"]]), "d_ij": torch.cat([close.norm(dim=1), graph["d_ij"]])}
+    shift = (triplets["tri_i"] == 0).int()
+    moved = dict(triplets, tri_j_local=triplets["tri_j_local"] + shift, tri_k_local=triplets["tri_k_local"] + shift)
+    added = {"tri_i": torch.zeros(n0), "tri_j": torch.ones(n0), "tri_k": graph["nbr_idx"][:n0],
+             "tri_j_local": torch.zeros(n0), "tri_k_local": torch.arange(1, n0 + 1)}
+    padded_triplets = {key: torch.cat([added[key].int(), moved[key]]) for key in triplets}
+    expected = descriptor.compute_feature_gradients_with_graph(positions, idx, graph, triplets)
+    result = descriptor.compute_feature_gradients_with_graph(positions, idx, padded, padded_triplets)
+    for got, want in zip(result, expected):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+
+
+def test_bad_inputs_are_refused_with_what_was_expected():
+    with pytest.raises(ValueError, match="r_max must exceed r_min"):
+        ChebyshevPolynomials(3, 2.0, 2.0)
+    descriptor, positions, species = molecule_case()
+    with pytest.raises(ValueError, match=r"one entry per atom \(4\)"):
+        descriptor(positions, species, [torch.tensor([1])], [torch.zeros(1, 3)])
+    with pytest.raises(ValueError, match="as many rows"):
+        descriptor(positions, species, [torch.tensor([1])] * 4, [torch.zeros(2, 3)] * 4)
+    graph, triplets = descriptor.neighbor_graph(positions)
+    with pytest.raises(ValueError, match=r"center_ptr'\] must have N \+ 1 = 4"):
+        descriptor.forward_with_graph(positions[:3], descriptor.species_indices(species[:3]), graph, triplets)
