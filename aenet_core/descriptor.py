@@ -18,8 +18,9 @@ edges and triplets go through ``index_add`` (or torch-scatter when the backend
 allows it); no Python loop runs over atoms, pairs or triplets.
 
 Besides positions, the features take aenet-python's other inputs (per-atom
-neighbour lists, a CSR neighbour graph with triplets): each becomes the same
-edges, and the dense gradients (N, F, N, 3) it offers are ``LocalDerivatives.to_dense``.
+neighbour lists, which are Python lists of one entry per atom, and a CSR
+neighbour graph with triplets): each becomes the same edges, and the dense
+gradients (N, F, N, 3) it offers are ``LocalDerivatives.to_dense``.
 """
 import contextlib
 import math
@@ -148,7 +149,10 @@ class ChebyshevDescriptor(nn.Module):
         return cls(**params, device=device or config.get("device", "cpu"), backend=backend)
 
     def to(self, device=None, dtype=None) -> "ChebyshevDescriptor":
-        """A copy on another device and/or dtype (same backend); unlike ``nn.Module.to``, self is unchanged."""
+        """A copy on another device and/or dtype (same backend); unlike ``nn.Module.to``, self is unchanged.
+        As there, a dtype may come first: ``descriptor.to(torch.float32)``."""
+        if isinstance(device, torch.dtype):
+            device, dtype = None, device
         config = self.get_config()
         if dtype is not None:
             config["dtype"] = dtype

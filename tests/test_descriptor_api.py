@@ -130,6 +130,8 @@ def test_descriptor_is_a_callable_module():
     assert clone is not descriptor and clone.identity() == descriptor.identity()
     torch.testing.assert_close(clone(positions, species, cell=cell, pbc=pbc), expected, rtol=0, atol=0)
     assert {descriptor, clone} == {descriptor, clone} and len({descriptor, clone}) == 2  # hashable, by identity
+    single = descriptor.to(torch.float32)  # a copy, as nn.Module.to takes a dtype first
+    assert single.dtype == torch.float32 and descriptor.dtype == torch.float64 and single.identity() == clone.identity()
 
 
 def test_batched_featurizer_takes_featurizer_and_equals_single_calls():
@@ -282,9 +284,20 @@ def test_graph_paths_match_positions_with_atoms_outside_the_home_cell():
     torch.testing.assert_close(features, expected, rtol=0, atol=1e-12)
     torch.testing.assert_close(graph_dense, dense, rtol=0, atol=1e-12)
     without = descriptor.forward_with_graph(positions, idx, graph)
-    radial = descriptor._columns(radial=True)
+    radial = list(range(7)) + list(range(11, 18))  # [radial, angular, radial_w, angular_w] of R = 6, A = 3
+    angular = [7, 8, 9, 10, 18, 19, 20, 21]
     torch.testing.assert_close(without[:, radial], expected[:, radial], rtol=0, atol=1e-12)
-    assert without[:, descriptor._columns(radial=False)].abs().max() == 0
+    assert without[:, angular].abs().max() == 0
+    torch.testing.assert_close(descriptor.compute_radial_features(positions, idx, *lists_of(graph)),
+                               expected[:, radial], rtol=0, atol=1e-12)
+    torch.testing.assert_close(descriptor.compute_angular_features(positions, idx, *lists_of(graph)),
+                               expected[:, angular], rtol=0, atol=1e-12)
+
+
+def lists_of(graph):
+    """Per-atom neighbour indices and vectors of a CSR graph."""
+    sizes = graph["center_ptr"].diff().tolist()
+    return list(torch.split(graph["nbr_idx"].long(), sizes)), list(torch.split(graph["r_ij"], sizes))
 
 
 def test_local_derivative_dicts_rebuild_the_dense_gradients():
