@@ -381,3 +381,22 @@ def test_bad_inputs_are_refused_with_what_was_expected():
     graph, triplets = descriptor.neighbor_graph(positions)
     with pytest.raises(ValueError, match=r"center_ptr'\] must have N \+ 1 = 4"):
         descriptor.forward_with_graph(positions[:3], descriptor.species_indices(species[:3]), graph, triplets)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_the_api_runs_on_cuda_as_on_the_cpu():
+    cpu, positions, species, cell, pbc = periodic_case()
+    gpu = cpu.to(device="cuda")
+    torch.testing.assert_close(gpu.compute_feature_gradients(positions, species, cell, pbc)[1].cpu(),
+                               cpu.compute_feature_gradients(positions, species, cell, pbc)[1], rtol=0, atol=1e-10)
+    features, info = gpu.featurize_with_neighbor_info(positions, species, cell, pbc)
+    assert features.is_cuda and info["neighbor_counts"].tolist() == cpu.featurize_with_neighbor_info(
+        positions, species, cell, pbc)[1]["neighbor_counts"].tolist()
+    graph, triplets = gpu.neighbor_graph(positions, cell, pbc)
+    idx = gpu.species_indices(species)
+    torch.testing.assert_close(gpu.forward_with_graph(positions, idx, graph, triplets).cpu(),
+                               cpu(positions, species, cell=cell, pbc=pbc), rtol=0, atol=1e-10)
+    lists = [torch.as_tensor(a) for a in info["neighbor_lists"]]
+    vectors = [torch.as_tensor(v) for v in info["neighbor_vectors"]]
+    torch.testing.assert_close(gpu.compute_radial_features(positions, idx, lists, vectors).cpu(),
+                               cpu.compute_radial_features(positions, idx.cpu(), lists, vectors), rtol=0, atol=1e-10)
