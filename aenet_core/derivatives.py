@@ -194,7 +194,7 @@ class LocalDerivatives:
         return torch.cat([self.neighbor_idx, self.neighbor_j_idx, self.neighbor_k_idx])
 
     def to_dense(self):
-        """The full Jacobian dG_{i,f} / dr_{a,c} as an (N, F, N, 3) tensor (tests and debugging only)."""
+        """The full Jacobian dG_{i,f} / dr_{a,c} as an (N, F, N, 3) tensor (O(N^2 F) memory: small structures)."""
         nr, na, n = self.n_radial, self.n_angular, self.n_atoms
         weights = [(None, None)] + ([(self.neighbor_typespin, self.triplet_typespin)] if self.multi else [])
         dG_drij, grads = self.dG_drij, (self.grads_i, self.grads_j, self.grads_k)
