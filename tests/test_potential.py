@@ -158,7 +158,8 @@ def test_predict_names_every_frame_of_a_multi_frame_file(cuau, tmp_path):
     path = tmp_path / "six-frames.extxyz"
     write_extxyz(path, cuau[:6])
     out = p.predict([path, cuau[7]])
-    assert out.structure_paths == [f"{path}#frame={k}" for k in range(6)] + ["cuau-007"] == out.paths
+    assert out.structure_paths == [f"{path}#frame={k}" for k in range(6)] + ["cuau-007"]
+    assert out.paths == [str(path)] * 6 + ["cuau-007"]  # aenet-python's: where each came from
     assert out.total_energy == p.predict(cuau[:6] + [cuau[7]]).total_energy
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import glob
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -54,11 +54,16 @@ def _is_path(item) -> bool:
     return isinstance(item, (str, Path))
 
 
-def _in_memory(item):
-    """The Structure an in-memory input item stands for (ase.Atoms converted), or None."""
+def _in_memory(item) -> list | None:
+    """The Structures an in-memory input item stands for (ase.Atoms converted, every frame of aenet-python's
+    AtomicStructure, recognised by its ``coords``/``types``/``avec``), or None."""
     if isinstance(item, Structure):
-        return item
-    return Structure.from_ase(item) if hasattr(item, "get_chemical_symbols") else None
+        return [item]
+    if hasattr(item, "get_chemical_symbols"):
+        return [Structure.from_ase(item)]
+    if all(hasattr(item, a) for a in ("coords", "types", "avec")):
+        return [Structure.from_AtomicStructure(item, frame) for frame in range(len(item.coords))]
+    return None
 
 
 def as_input_list(inputs) -> list:
@@ -83,11 +88,22 @@ def iter_entries(inputs, name: str = "structures") -> Iterator[Entry]:
             for record in item.iter_records() if isinstance(item, SourceCollection) else [item]:
                 yield from _record_entries(record)
             continue
-        structure = _in_memory(item)
-        if structure is None:
-            raise ValueError(f"{name}[{index}] must be a Structure, ase.Atoms, a file path, a SourceRecord or a "
-                             f"source collection; got {type(item).__name__}")
-        yield Entry(structure, f"{name}[{index}]", structure.name or f"structure_{index:06d}", 0, False, "structure")
+        frames = _in_memory(item)
+        if frames is None:
+            raise ValueError(f"{name}[{index}] must be a Structure, ase.Atoms, an AtomicStructure, a file path, a "
+                             f"SourceRecord or a source collection; got {type(item).__name__}")
+        for frame, structure in enumerate(frames):
+            display = structure.name or f"structure_{index:06d}"
+            if len(frames) > 1:
+                display = f"{display}#frame={frame}"
+            yield Entry(structure, f"{name}[{index}]", display, frame, False, "structure")
+
+
+def convert_to_structures(inputs) -> list:
+    """aenet-python's ``convert_to_structures``: the Structures of every input item (Structures, ase.Atoms,
+    AtomicStructures, files, globs), every frame of a file named by its path where it has no name."""
+    return [entry.structure if entry.structure.name or not entry.from_file
+            else replace(entry.structure, name=entry.source_id) for entry in iter_entries(inputs)]
 
 
 def _record_entries(record: SourceRecord) -> Iterator[Entry]:
@@ -109,8 +125,9 @@ def input_stamps(inputs) -> list:
         elif isinstance(item, SourceRecord):
             stamps.append(record_stamp(item))
         else:
-            structure = _in_memory(item)  # other items are refused when the entries are read
-            stamps.append(type(item).__name__ if structure is None else structure_sha256(structure))
+            frames = _in_memory(item)  # other items are refused when the entries are read
+            hashes = [structure_sha256(f) for f in frames or []]
+            stamps.append(type(item).__name__ if frames is None else hashes[0] if len(hashes) == 1 else hashes)
     return stamps
 
 

@@ -1,6 +1,7 @@
 """Prediction: energies, forces and stresses of structures from one or several models that share a descriptor."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Optional
 
@@ -18,7 +19,8 @@ class PredictOut:
     (``atoms.get_stress(voigt=False)``), or None for a structure that is not periodic in 3D.
 
     ``structure_paths`` names each structure: ``path#frame=N`` for one read from
-    a file, else its name or ``structure_NNNNNN`` after its position.
+    a file, else its name or ``structure_NNNNNN`` after its position. ``paths``
+    (aenet-python's) names where each came from: the file, without the frame.
     """
 
     coords: list
@@ -32,7 +34,9 @@ class PredictOut:
 
     @property
     def paths(self) -> Optional[list]:
-        return self.structure_paths
+        if self.structure_paths is None:
+            return None
+        return [re.sub(r"#frame=\d+$", "", name) for name in self.structure_paths]
 
     @property
     def num_structures(self) -> int:

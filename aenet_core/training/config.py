@@ -375,8 +375,8 @@ class TorchTrainingConfig:
     def refuse_mixed_memory(self) -> None:
         """NotImplementedError for memory_mode 'mixed' (also when set after construction)."""
         if self.memory_mode == "mixed":
-            raise NotImplementedError("TorchTrainingConfig.memory_mode='mixed' is not implemented; "
-                                      "use memory_mode='cpu' or 'gpu'")
+            raise NotImplementedError("TorchTrainingConfig.memory_mode='mixed' is not implemented (the name is "
+                                      "kept for a future mixed-memory mode); use memory_mode='cpu' or 'gpu'")
 
     def _check_schedule(self) -> None:
         if self.scheduler != "plateau" and not self.use_scheduler:
