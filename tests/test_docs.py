@@ -41,3 +41,20 @@ def test_a_pages_python_blocks_run_in_order(page, tmp_path, monkeypatch, request
     namespace = {"__name__": f"docs.{page.stem}"}
     for number, block in enumerate(blocks, 1):
         exec(compile(block, f"{page.name}, python block {number}", "exec"), namespace)
+
+
+def test_every_test_the_differences_page_cites_exists():
+    """Each entry of docs/differences-from-aenet-python.md names the test that shows our behaviour:
+    ``tests/test_x.py::test_name`` (a bare ``::test_name`` continues the last file named)."""
+    page = (ROOT / "docs" / "differences-from-aenet-python.md").read_text()
+    cited, current = [], None
+    for file, name in re.findall(r"`(tests/[\w/]+\.py)?(?:::(\w+))?", page):
+        current = file or current
+        if file and not name:
+            cited.append((file, None))
+        elif name:
+            cited.append((current, name))
+    assert len(cited) > 50
+    missing = [f"{file}::{name}" for file, name in cited
+               if not (ROOT / file).is_file() or name and not re.search(rf"^def {name}\(", (ROOT / file).read_text(), re.M)]
+    assert missing == []
