@@ -35,6 +35,7 @@ from aenet_core import compiled
 from aenet_core.backend import sum_columns
 from aenet_core.chebyshev import AngularBasis, RadialBasis, chebyshev, cosine_cutoff
 from aenet_core.derivatives import LocalDerivatives
+from aenet_core.neighbor_list import TorchNeighborList
 from aenet_core.neighbors import (batched_neighbor_list, neighbor_list_from_pairs, pairs_by_structure, prepare_cells,
                                   row_dot)
 from aenet_core.rules import DEFAULT_MIN_CUTOFF, ORDER, checked_number
@@ -77,7 +78,8 @@ class ChebyshevDescriptor(nn.Module):
     A ``torch.nn.Module`` without parameters: ``descriptor(positions, species,
     cell=..., pbc=...)`` is ``forward``.  Every path, the neighbour-list and
     graph inputs of aenet-python included, computes through the same sparse
-    per-edge and per-triplet terms.
+    per-edge and per-triplet terms.  ``nbl`` is a ``TorchNeighborList`` for the
+    larger cutoff, as aenet-python's descriptor carries one.
     """
 
     def __init__(self, species, rad_order: int, rad_cutoff: float, ang_order: int, ang_cutoff: float,
@@ -109,6 +111,7 @@ class ChebyshevDescriptor(nn.Module):
         self.n_features = (self.rad_order + self.ang_order + 2) * (2 if self.multi else 1)
         self.rad_basis = RadialBasis(self.rad_order, self.rad_cutoff, self.min_cutoff, dtype).to(self.device)
         self.ang_basis = AngularBasis(self.ang_order, self.ang_cutoff, self.min_cutoff, dtype).to(self.device)
+        self.nbl = TorchNeighborList(cutoff=self.max_cutoff, device=self.device, dtype=dtype)
         self.profile_timing = bool(profile_timing)
         self.reset_timing_stats()
 

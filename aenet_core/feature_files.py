@@ -14,14 +14,19 @@ The file is written with h5py in the layout PyTables gives it in aenet-python:
 
 Booleans are 8-bit bitfields, PyTables' bool type, so PyTables reads them back as bool.
 """
+import json
+import warnings
+
 import h5py
 import numpy as np
 
+from aenet_core.descriptor import typespins
 from aenet_core.files import atomic_path
 from aenet_core.structure import Structure
 
 TITLE = "Aenet reference data"
 INFO_DTYPE = np.dtype([("energy", "<f8"), ("first_atom", "<u8"), ("num_atoms", "<u4"), ("path", "S1024")])
+STRUCTURE_FIELDS = ("path", "energy", "atom_types", "atoms", "neighbor_info", "cell", "pbc")
 ATOM_DTYPE = np.dtype([("coords", "<f8", (3,)), ("forces", "<f8", (3,)), ("structure", "<u8"), ("type", "S64")])
 B8 = h5py.h5t.STD_B8LE  # PyTables' bool
 
@@ -108,6 +113,82 @@ class FeaturizedAtomicStructure:
 
     def atom_features_for_type(self, atom_type: str) -> np.ndarray:
         return self.atom_features[np.array(self.types) == atom_type]
+
+    @property
+    def atom_weights(self) -> dict:
+        """{type: Fortran aenet's typespin}, in ``atom_types`` order: ``global_moment_fingerprint``'s weights."""
+        return dict(zip(self.atom_types, typespins(len(self.atom_types))))
+
+    def global_moment_fingerprint(self, outer_moment=1, inner_moment=1, weighted=False, weights=None,
+                                  append_weighted=False, stack_type_features=False, exclude_zero_atoms=False,
+                                  atom_types=None) -> np.ndarray:
+        """One vector for the structure.  Per type (``atom_types``, default all): the mean and central moments
+        2..``inner_moment`` of its atoms' features (zeros when it has no atoms, unless ``exclude_zero_atoms``
+        skips it), times the type's weight when ``weighted`` (``weights``, default ``atom_weights``;
+        ``append_weighted`` keeps the unweighted part first).  The types' vectors are then concatenated
+        (``stack_type_features``) or reduced to their mean and central moments 2..``outer_moment``."""
+        for name, value in (("outer_moment", outer_moment), ("inner_moment", inner_moment)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"global_moment_fingerprint: {name} must be a positive integer (1: mean, "
+                                 f"2: mean and variance, ...); got {value!r}")
+        if weighted:
+            weights = self.atom_weights if weights is None else weights
+            if sorted(weights) != sorted(self.atom_types):
+                raise ValueError(f"global_moment_fingerprint: weights must have exactly the structure's atom types "
+                                 f"{self.atom_types} as keys; got {list(weights)}")
+            if stack_type_features:
+                warnings.warn("global_moment_fingerprint: weighting types is usually not useful when their "
+                              "features are stacked", stacklevel=2)
+        per_type = []
+        for atom_type in self.atom_types if atom_types is None else atom_types:
+            features = self.atom_features_for_type(atom_type)
+            if len(features) == 0 and exclude_zero_atoms:
+                continue
+            vector = (_moments(features, inner_moment) if len(features)
+                      else np.zeros(inner_moment * self.max_descriptor_length))
+            if weighted:
+                weighted_vector = weights[atom_type] * vector
+                vector = np.concatenate([vector, weighted_vector]) if append_weighted else weighted_vector
+            per_type.append(vector)
+        if not per_type:
+            raise ValueError(f"global_moment_fingerprint: structure {self.path} has no atoms of the types "
+                             f"{atom_types or self.atom_types}")
+        return np.concatenate(per_type) if stack_type_features else _moments(np.array(per_type), outer_moment)
+
+    def to_JSON(self, indent=None) -> str:
+        """The structure as JSON (arrays as lists); ``from_JSON`` reads it back."""
+        return json.dumps({key: getattr(self, key) for key in STRUCTURE_FIELDS}, default=_as_list, sort_keys=True,
+                          indent=indent)
+
+    @classmethod
+    def from_JSON(cls, json_string) -> "FeaturizedAtomicStructure":
+        data = json.loads(json_string)
+        missing = [key for key in STRUCTURE_FIELDS[:4] if key not in data]
+        if missing:
+            raise ValueError(f"FeaturizedAtomicStructure.from_JSON: the JSON lacks {missing}")
+        atoms = [{key: value if key == "type" else np.asarray(value, dtype=np.float64) for key, value in atom.items()}
+                 for atom in data["atoms"]]
+        neighbors = data.get("neighbor_info")
+        if neighbors is not None:
+            neighbors = dict(neighbors, neighbor_counts=np.asarray(neighbors["neighbor_counts"]),
+                             neighbor_lists=[np.asarray(n, dtype=np.int64) for n in neighbors["neighbor_lists"]],
+                             neighbor_vectors=[np.asarray(v, dtype=np.float64).reshape(-1, 3)
+                                               for v in neighbors["neighbor_vectors"]])
+        cell = data.get("cell")
+        return cls(data["path"], data["energy"], data["atom_types"], atoms, neighbor_info=neighbors,
+                   cell=None if cell is None else np.asarray(cell, dtype=np.float64), pbc=data.get("pbc"))
+
+
+def _moments(rows: np.ndarray, order: int) -> np.ndarray:
+    """Mean over the rows, then their central moments 2..order, concatenated."""
+    mean = rows.mean(axis=0)
+    return np.concatenate([mean] + [((rows - mean) ** k).mean(axis=0) for k in range(2, order + 1)])
+
+
+def _as_list(value):
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.tolist()
+    raise TypeError(f"FeaturizedAtomicStructure.to_JSON: cannot write a {type(value).__name__}")
 
 
 def write_features_to_hdf5(featurized_structures, filename, typenames, atomic_energies, neighbor_info=None,

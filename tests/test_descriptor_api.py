@@ -134,6 +134,17 @@ def test_descriptor_is_a_callable_module():
     assert single.dtype == torch.float32 and descriptor.dtype == torch.float64 and single.identity() == clone.identity()
 
 
+def test_the_descriptors_neighbour_list_finds_every_image_within_the_larger_cutoff():
+    descriptor, positions, species, cell, pbc = periodic_case()
+    assert descriptor.nbl.cutoff == max(descriptor.rad_cutoff, descriptor.ang_cutoff) == 3.2
+    found = descriptor.nbl.get_neighbors(positions, cell, pbc, fractional=False)
+    shifts = torch.cartesian_prod(*[torch.arange(-3, 4, dtype=torch.float64)] * 3) @ cell
+    for i in range(len(positions)):
+        d = (positions[None, :, :] + shifts[:, None, :] - positions[i]).norm(dim=-1).flatten()
+        expected = d[(d > 0) & (d <= 3.2)].sort().values
+        torch.testing.assert_close(found["distances"][found["edge_index"][0] == i].sort().values, expected)
+
+
 def test_batched_featurizer_takes_featurizer_and_equals_single_calls():
     descriptor, positions, species, cell, pbc = periodic_case()
     batched = BatchedFeaturizer(featurizer=descriptor)

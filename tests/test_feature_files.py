@@ -136,6 +136,64 @@ def test_featurize_structure_returns_documented_attributes():
     assert featurized.structure.n_atoms == 4
 
 
+def hand_made(types=("O", "H", "H"), atom_types=("O", "H", "Li")):
+    """Features 1..F per atom, so every moment is easy to write down."""
+    atoms = [{"type": t, "fingerprint": np.array([i + 1.0, 2.0 * (i + 1) ** 2]), "coords": np.full(3, float(i)),
+              "forces": np.zeros(3)} for i, t in enumerate(types)]
+    return FeaturizedAtomicStructure("w.xsf", -1.5, list(atom_types), atoms)
+
+
+def test_global_moment_fingerprint_by_hand():
+    featurized = hand_made(types=("O", "H", "H"), atom_types=("O", "H"))  # O: [1, 2]; H: [2, 8] and [3, 18]
+    assert featurized.atom_weights == {"O": -1, "H": 1}  # the typespins
+    assert hand_made().atom_weights == {"O": -1, "H": 0, "Li": 1}
+    o, h_mean, h_var = np.array([1.0, 2.0]), np.array([2.5, 13.0]), np.array([0.25, 25.0])
+    assert np.allclose(featurized.global_moment_fingerprint(), (o + h_mean) / 2)
+    assert np.allclose(featurized.global_moment_fingerprint(inner_moment=2, stack_type_features=True),
+                       np.concatenate([o, np.zeros(2), h_mean, h_var]))
+    per_type = np.array([-o, h_mean])  # weighted by the typespins
+    assert np.allclose(featurized.global_moment_fingerprint(outer_moment=2, weighted=True),
+                       np.concatenate([per_type.mean(0), per_type.var(0)]))
+    assert np.allclose(featurized.global_moment_fingerprint(weighted=True, append_weighted=True, weights={"O": 2, "H": 0}),
+                       (np.concatenate([o, 2 * o]) + np.concatenate([h_mean, 0 * h_mean])) / 2)
+    assert np.allclose(featurized.global_moment_fingerprint(atom_types=["H"]), h_mean)
+
+
+def test_global_moment_fingerprint_of_a_type_without_atoms_and_bad_settings():
+    """aenet-python gives a type without atoms a vector of length 1, and then fails to combine the types."""
+    featurized = hand_made()  # no Li
+    o, h_mean = np.array([1.0, 2.0]), np.array([2.5, 13.0])
+    assert np.allclose(featurized.global_moment_fingerprint(stack_type_features=True, inner_moment=1),
+                       np.concatenate([o, h_mean, np.zeros(2)]))
+    assert np.allclose(featurized.global_moment_fingerprint(exclude_zero_atoms=True), (o + h_mean) / 2)
+    for bad in ({"inner_moment": 0}, {"outer_moment": 1.5}):
+        with pytest.raises(ValueError, match=f"{next(iter(bad))} must be a positive integer"):
+            featurized.global_moment_fingerprint(**bad)
+    with pytest.raises(ValueError, match=r"weights must have exactly the structure's atom types \['O', 'H', 'Li'\]"):
+        featurized.global_moment_fingerprint(weighted=True, weights={"O": 1, "H": 2})
+    with pytest.warns(UserWarning, match="usually not useful"):
+        featurized.global_moment_fingerprint(weighted=True, stack_type_features=True)
+    with pytest.raises(ValueError, match="no atoms of the types"):
+        featurized.global_moment_fingerprint(atom_types=["Li"], exclude_zero_atoms=True)
+
+
+def test_json_round_trip_keeps_every_field():
+    """aenet-python's from_JSON calls the constructor without arguments and always raises TypeError."""
+    featurized = TorchAUCFeaturizer(["Au", "Cu"], **SETTINGS).featurize_structure(aucu())
+    featurized.neighbor_info = {"neighbor_counts": np.array([2, 0, 1, 0]), "max_neighbors": 2,
+                                "neighbor_lists": [np.array([1, 2]), np.array([], dtype=np.int64), np.array([0]),
+                                                   np.array([], dtype=np.int64)],
+                                "neighbor_vectors": [np.ones((2, 3)), np.zeros((0, 3)), -np.ones((1, 3)),
+                                                     np.zeros((0, 3))]}
+    back = FeaturizedAtomicStructure.from_JSON(featurized.to_JSON(indent=1))
+    assert back.to_JSON() == featurized.to_JSON() and back.is_periodic and back.energy == 6.0
+    assert np.array_equal(back.atom_features, featurized.atom_features) and np.array_equal(back.cell, featurized.cell)
+    for got, expected in zip(back.neighbor_info["neighbor_vectors"], featurized.neighbor_info["neighbor_vectors"]):
+        assert got.shape == expected.shape and np.array_equal(got, expected)
+    with pytest.raises(ValueError, match=r"lacks \['atoms'\]"):
+        FeaturizedAtomicStructure.from_JSON('{"path": "p", "energy": 0, "atom_types": []}')
+
+
 class AtomicStructureStandIn:
     """The attributes aenet-python's featurizer reads from its AtomicStructure (one frame)."""
 
