@@ -91,8 +91,8 @@ def _validate_composition(label, composition):
         if not isinstance(species, str) or not species:
             raise ValueError(f"{label}: species must be non-empty strings; got {species!r}")
         if not _is_real(count) or not float(count).is_integer() or count < 0:
-            raise ValueError(f"{label}: count of {species!r} must be a non-negative integer; got {count!r} "
-                             f"(composition counts must be integer-valued and non-negative)")
+            raise ValueError(f"Composition counts must be integer-valued and non-negative: {label}: count of "
+                             f"{species!r} must be a non-negative integer; got {count!r}")
         if count:
             counts[species] = int(count)
     if not counts:
@@ -185,7 +185,7 @@ def _metadata(fit, n_total, n_used, subset_size=None, subset_fraction=None, rand
 def _resolve_subset_size(samples, subset_size, subset_fraction):
     """The reservoir size k, or None when all samples are used."""
     if subset_size is not None and subset_fraction is not None:
-        raise ValueError("subset_size and subset_fraction are mutually exclusive; give at most one")
+        raise ValueError("Specify at most one of subset_size and subset_fraction (they are mutually exclusive)")
     if subset_size is not None:
         if not isinstance(subset_size, numbers.Integral) or isinstance(subset_size, bool) or subset_size < 1:
             raise ValueError(f"subset_size must be a positive integer; got {subset_size!r}")
@@ -193,12 +193,12 @@ def _resolve_subset_size(samples, subset_size, subset_fraction):
     if subset_fraction is None:
         return None
     if not _is_real(subset_fraction) or not 0 < subset_fraction <= 1:
-        raise ValueError(f"subset_fraction must be in (0, 1]; got {subset_fraction!r}")
+        raise ValueError(f"subset_fraction must be a finite float in the interval (0, 1]; got {subset_fraction!r}")
     try:
         n_samples = len(samples)
     except TypeError:
-        raise ValueError("subset_fraction needs the number of samples: pass a sized collection (e.g. a list) "
-                         "or use subset_size with an iterator") from None
+        raise ValueError("subset_fraction requires a sized sample collection to know the number of samples: "
+                         "pass a sized collection (e.g. a list) or use subset_size with an iterator") from None
     return max(1, math.ceil(n_samples * subset_fraction))
 
 
@@ -213,7 +213,8 @@ def _reservoir_sample(stream, k, rng):
             if j < k:
                 reservoir[j] = item
     if n_seen < k:
-        raise ValueError(f"subset size {k} exceeds the number of samples ({n_seen})")
+        raise ValueError(f"subset_size cannot exceed the number of available samples: subset size {k} exceeds "
+                         f"the number of samples ({n_seen})")
     return reservoir, n_seen
 
 
@@ -270,9 +271,9 @@ def _select_lowest(stream, targets):
         raise ValueError("no samples: at least one (composition, energy) pair is needed")
     missing = [target for key, target in targets.items() if key not in best]
     if missing:
-        raise ValueError(f"no sample has exactly the composition of reference compound(s) "
-                         f"{', '.join(label for label, _ in missing)} (missing requested reference compounds in "
-                         f"the provided samples: {[counts for _, counts in missing]!r}; matching is on the "
+        raise ValueError(f"Missing requested reference compounds in the provided samples: "
+                         f"{[counts for _, counts in missing]!r}; no sample has exactly the composition of "
+                         f"reference compound(s) {', '.join(label for label, _ in missing)} (matching is on the "
                          f"absolute composition of a cell: 'TiO2' does not match Ti2O4)")
     return best, candidates, n_total
 

@@ -1,19 +1,23 @@
 """Species labels (aenet-python accepts any, e.g. magnetic sublattices Fe1/Fe2): they flow through structures,
 files, training, prediction and export, and map to their element where one is needed."""
+import json
 import re
+from dataclasses import replace
 
 import ase.io
+import h5py
 import numpy as np
 import pytest
 import torch
 from ase.data import atomic_masses, atomic_numbers
 
 from aenet_core.calculator import AenetCalculator
+from aenet_core.descriptor import BatchedFeaturizer
 from aenet_core.io import read_structures, write_extxyz, write_xsf
 from aenet_core.lammps import mass_lines
 from aenet_core.structure import Structure, element_of
 from aenet_core.torch_featurize import ChebyshevDescriptor
-from aenet_core.torch_training import Adam, TorchANNPotential, TorchTrainingConfig
+from aenet_core.torch_training import Adam, HDF5StructureDataset, TorchANNPotential, TorchTrainingConfig
 
 
 @pytest.mark.parametrize("label, element", [("Fe", "Fe"), ("Fe1", "Fe"), ("Fe_up", "Fe"), ("FeB", "Fe"),
@@ -143,3 +147,63 @@ def test_the_calculator_names_labels_when_atoms_carry_elements_only(trained):
 def test_a_molecule_with_pbc_false_and_no_cell_is_accepted_as_aenet_python_does():
     s = Structure(np.zeros((2, 3)) + [[0, 0, 0], [1, 0, 0]], ["H", "H"], -1.0, pbc=np.array([False] * 3))
     assert s.pbc is None and s.cell is None and not s.is_periodic()
+
+
+LABEL_ENERGIES = {"Fe1": -4.0, "Fe2": -4.1}
+
+
+def labelled_database(path, structures):
+    db = HDF5StructureDataset(label_descriptor(), path, sources=structures, mode="build", atomic_energies=LABEL_ENERGIES)
+    db.build_database(show_progress=False, persist_features=True, persist_force_derivatives=True)
+    return db
+
+
+def label_descriptor():
+    return ChebyshevDescriptor(["Fe1", "Fe2"], 4, 4.0, 2, 3.0, min_cutoff=0.5)
+
+
+def test_a_database_keeps_labels_and_their_features(tmp_path):
+    structures = [sublattices(seed) for seed in range(3)]
+    labelled_database(tmp_path / "fe.h5", structures).close()
+    with h5py.File(tmp_path / "fe.h5", "r") as f:
+        assert json.loads(f.attrs["species_json"]) == ["Fe1", "Fe2"] and "atoms/atomic_number" not in f
+    reopened = HDF5StructureDataset(None, tmp_path / "fe.h5", mode="load")
+    assert reopened.descriptor.species == ["Fe1", "Fe2"]
+    for k, s in enumerate(structures):
+        assert reopened.get_structure(k).species == s.species
+        assert np.array_equal(reopened.get_structure(k).positions, s.positions)
+    fresh, _ = BatchedFeaturizer(label_descriptor())([s.positions for s in structures], [s.species for s in structures],
+                                                    [s.cell for s in structures], [s.pbc for s in structures])
+    assert torch.equal(reopened.stored_features(range(3)), fresh)
+
+
+def test_a_file_of_atomic_numbers_written_before_labels_still_opens(tmp_path):
+    structures = [Structure([[0, 0, 0], [1.2 + 0.1 * k, 0, 0], [0, 1.3, 0]], ["O", "H", "H"], energy=-14.0 - k)
+                  for k in range(2)]
+    db = HDF5StructureDataset(None, tmp_path / "old.h5", sources=structures, mode="build")
+    db.build_database(show_progress=False)
+    db.close()
+    with h5py.File(tmp_path / "old.h5", "r+") as f:  # as schema 3 stored the species
+        codes = f["atoms/species"][:]
+        f["atoms/atomic_number"] = np.array([atomic_numbers["O"], atomic_numbers["H"]], np.int16)[codes]
+        del f["atoms/species"]
+        del f.attrs["species_json"]
+        f.attrs["schema_version"] = 3
+    old = HDF5StructureDataset(None, tmp_path / "old.h5", mode="load")
+    assert [old.get_structure(k).species for k in range(2)] == [["O", "H", "H"]] * 2
+
+
+def test_training_from_a_labelled_database_equals_training_from_structures(tmp_path):
+    structures = [sublattices(seed) for seed in range(8)]
+    db = labelled_database(tmp_path / "fe.h5", structures)
+    config = TorchTrainingConfig(iterations=2, method=Adam(mu=0.01, batchsize=3), testpercent=25, split_seed=1,
+                                 seed=3, force_weight=0.3, device="cpu", checkpoint_dir=None, save_best=False,
+                                 show_progress=False)
+    potentials = []
+    for source in ({"structures": structures, "config": replace(config, atomic_energies=LABEL_ENERGIES)},
+                   {"dataset": db, "config": config}):
+        torch.manual_seed(0)
+        potentials.append(TorchANNPotential({"Fe1": [(5, "tanh")], "Fe2": [(5, "tanh")]}, label_descriptor()))
+        potentials[-1].train(**source)
+    for a, b in zip(*(p.model.state_dict().values() for p in potentials)):
+        assert torch.equal(a, b)

@@ -11,7 +11,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
-from ase.data import atomic_numbers
 from tqdm.auto import tqdm
 
 from aenet_core import __version__
@@ -192,7 +191,7 @@ def _local_derivatives(payload, counts, subset) -> dict:
 COLUMNS = {"entries/n_atoms": ((), np.int64), "entries/frame": ((), np.int64), "entries/energy": ((), np.float64),
            "entries/has_forces": ((), bool), "entries/has_cell": ((), bool), "entries/cell": ((3, 3), np.float64),
            "entries/pbc": ((3,), bool), "entries/has_stress": ((), bool), "entries/stress": ((3, 3), np.float64),
-           "entries/weight": ((), np.float64), "atoms/atomic_number": ((), np.int16),
+           "entries/weight": ((), np.float64), "atoms/species": ((), np.int16),
            "atoms/positions": ((3,), np.float64), "atoms/forces": ((3,), np.float64)}
 
 
@@ -214,6 +213,7 @@ class _Writer:
         self.hash = hashlib.sha256()
         self.n_entries = self.n_atoms = 0
         self.strings = {name: [] for name in ENTRY_STRINGS + SCHEMA_3_STRINGS + OPTIONAL_STRINGS}
+        self.species = {}  # label -> index in atoms/species, in order of first occurrence
         self.descriptor = descriptor
         if with_descriptor:
             d = self.file.create_group("descriptor")
@@ -266,8 +266,8 @@ class _Writer:
         self._append("entries/has_stress", [s.has_stress() for s in structures])
         self._append("entries/stress", [np.zeros((3, 3)) if s.stress is None else s.stress for s in structures])
         self._append("entries/weight", [s.weight for s in structures])
-        self._append("atoms/atomic_number",
-                     np.concatenate([[atomic_numbers[x] for x in s.species] for s in structures]).astype(np.int16))
+        self._append("atoms/species", np.array([self.species.setdefault(x, len(self.species))
+                                                for s in structures for x in s.species], np.int16))
         self._append("atoms/positions", np.concatenate([s.positions for s in structures]))
         self._append("atoms/forces", np.concatenate([np.zeros_like(s.positions) if s.forces is None else s.forces
                                                      for s in structures]))
@@ -317,7 +317,8 @@ class _Writer:
         if "features/values" in f:
             f["features"].attrs["storage_dtype"] = self.storage.name
         f.attrs.update(format=FORMAT, schema_version=SCHEMA_VERSION, aenet_core_version=__version__,
-                       n_entries=self.n_entries, n_atoms=self.n_atoms, content_sha256=self.hash.hexdigest(), **attrs)
+                       n_entries=self.n_entries, n_atoms=self.n_atoms, content_sha256=self.hash.hexdigest(),
+                       species_json=compact_json(list(self.species)), **attrs)
 
     def _create_empty_derivatives(self):
         """Derivative arrays no entry filled (e.g. no triplet anywhere) still exist, with zero rows."""

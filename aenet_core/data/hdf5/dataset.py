@@ -17,13 +17,12 @@ from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
-from ase.data import atomic_numbers, chemical_symbols
 
 from aenet_core.data.cache import LRUCache
 from aenet_core.data.hdf5.schema import (DEFAULT_STORAGE_DTYPE, ENTRY_ARRAYS, ENTRY_STRINGS, FORMAT,
                                          OPTIONAL_STRINGS, SCHEMA_3_ARRAYS, SCHEMA_3_STRINGS, DatabaseError,
                                          IncompatibleDescriptorError, check_compression, check_schema, compact_json,
-                                         reading, sha256_text)
+                                         reading, sha256_text, stored_species)
 from aenet_core.structure import Structure, hash_structure, loss_weights, referenced_energy_per_atom, structure_sha256
 
 if TYPE_CHECKING:  # imported where used: reading entries needs no torch
@@ -158,7 +157,7 @@ class HDF5StructureDataset:
                 else:  # schema 2: no stress labels, weights or config types
                     entries.update(has_stress=np.zeros(n, bool), stress=np.zeros((n, 3, 3)), weight=np.ones(n),
                                    config_type=[""] * n)
-                atomic_number = read("atoms/atomic_number")
+                labels, codes = stored_species(f, read)
                 self._forces = read("atoms/forces")  # 24 bytes per atom: labels stay in memory
                 positions = read("atoms/positions")
                 self._descriptor_attrs = {k: str(v) for k, v in f["descriptor"].attrs.items()} \
@@ -175,19 +174,19 @@ class HDF5StructureDataset:
         except KeyError as err:
             raise DatabaseError(f"{path}: incomplete aenet_core database, missing {err.args[0]}; rebuild it") from None
         self._entries = entries
-        self._check_content(atomic_number, positions)
+        self._labels, self._codes = np.array(labels, object), codes
+        self._check_content(positions)
         self._use_descriptor()
-        self._atomic_number = atomic_number
-        self._species_idx = self._species_indices(atomic_number) if self._species() is not None else None
+        self._species_idx = self._species_indices() if self._species() is not None else None
         self._restore_filter()
         self._derivative_offsets, self._payloads = (offsets.get("edge"), offsets.get("triplet")), None
         self._loaded = True
 
-    def _check_content(self, atomic_number, positions):
+    def _check_content(self, positions):
         """Refuse a file whose structures or labels no longer hash to the content_sha256 written with them;
         the entries' geometry hashes come with it."""
         e, hasher, self._geometry_sha256s = self._entries, hashlib.sha256(), []
-        symbols = np.array(chemical_symbols)[atomic_number].tolist()
+        symbols = self._labels[self._codes].tolist()
         for index, (lo, hi) in enumerate(zip(e["atom_offset"][:-1], e["atom_offset"][1:])):
             structure = self._entry_structure(index, positions[lo:hi], symbols[lo:hi])
             hash_structure(hasher, structure)
@@ -238,7 +237,7 @@ class HDF5StructureDataset:
     def _atom_species(self, lo, hi) -> list:
         """The species of the file's atoms ``lo:hi``."""
         if self._species_idx is None:
-            return np.array(chemical_symbols)[self._atomic_number[lo:hi]].tolist()
+            return self._labels[self._codes[lo:hi]].tolist()
         names = self._species()
         return [names[s] for s in self._species_idx[lo:hi].tolist()]
 
@@ -248,17 +247,14 @@ class HDF5StructureDataset:
                                f"Provide descriptor=... or persist a descriptor manifest with "
                                f"build_database(persist_descriptor=True)")
 
-    def _species_indices(self, atomic_number):
-        symbols = np.array(chemical_symbols)[atomic_number]
+    def _species_indices(self):
+        """Each atom's index in the descriptor's species."""
         lookup = {s: i for i, s in enumerate(self._species())}
-        unknown = sorted(set(symbols.tolist()) - set(lookup))
+        unknown = sorted(set(self._labels[np.unique(self._codes)].tolist()) - set(lookup))
         if unknown:
             raise DatabaseError(f"{self.database_file}: holds species {unknown} that the descriptor "
                                 f"{self._species()} does not know")
-        table = np.full(max(atomic_numbers.values()) + 1, -1, np.int64)
-        for symbol, index in lookup.items():
-            table[atomic_numbers[symbol]] = index
-        return table[atomic_number]
+        return np.array([lookup.get(label, -1) for label in self._labels], np.int64)[self._codes]
 
     def _restore_filter(self):
         stored = json.loads(self._attrs["filter_json"])

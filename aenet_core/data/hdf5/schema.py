@@ -1,20 +1,21 @@
 """Layout and versions of the HDF5 structure database, and the checks every open makes.
 
-File layout (``format = "aenet_core.database"``, ``schema_version = 3``); every
+File layout (``format = "aenet_core.database"``, ``schema_version = 4``); every
 array is plain typed data (no pickles), and the rows of one entry are
 contiguous, located by offset arrays::
 
     /                   attrs: format, schema_version, aenet_core_version, n_entries, n_atoms,
                         content_sha256 (structures and labels, in entry order), n_filtered,
-                        filter_json (max_energy, max_forces), atomic_energies_json, recipe_sha256
+                        filter_json (max_energy, max_forces), atomic_energies_json, recipe_sha256,
+                        species_json (the species labels, e.g. "Fe1", in order of first occurrence)
     /entries/           one row per entry: atom_offset (n+1) int64, energy f8, has_forces,
                         has_cell, cell (n,3,3), pbc (n,3), has_stress, stress (n,3,3) eV/Å³ (zero
                         where none), weight f8 (the loss weight), frame int64 (index in its source
                         before filtering), name, source_id, display_name, identifier, config_type
                         ("" for none), source_kind ("file", "structure", or a SourceRecord's;
                         absent from files written before it: read as "") (UTF-8 strings)
-    /atoms/             one row per atom: atomic_number int16, positions (A,3), forces (A,3)
-                        (zero where the entry has no forces)
+    /atoms/             one row per atom: species int16 (index into species_json), positions (A,3),
+                        forces (A,3) (zero where the entry has no forces)
     /descriptor         (only where persisted; a structures-only database has none) attrs: descriptor_class, config_json, identity_json, identity_sha256
     /features/values    (A, F) raw features, float64 or float32 (attr storage_dtype)
     /derivatives/       force-labelled entries only (others have empty ranges); attrs
@@ -34,7 +35,8 @@ energy); the filter's settings are recorded.  The derivative fields are those
 of ``LocalDerivatives``, order-major as it holds them (an entry's edges are a
 contiguous column range, read without any transposition); the typespin weights
 are recomputed from the species; the distances give the relative vectors the
-virial (stress) needs.  Schema 2 files (before stresses) open for energy and force
+virial (stress) needs.  Files before schema 4 store ``atoms/atomic_number`` instead of the
+species index (element symbols only) and open as they did.  Schema 2 files (before stresses) open for energy and force
 training: no stress labels, weights 1 and no config types, and derivatives without
 distances, so stresses need a rebuild.  Schema 1 files (before the common filter and stored identifiers) are
 refused with a request to rebuild.
@@ -46,11 +48,13 @@ import json
 from contextlib import contextmanager
 from numbers import Integral
 
+from ase.data import chemical_symbols
+
 from aenet_core.files import FileFormatError, check_format
 
 FORMAT = "aenet_core.database"
-SCHEMA_VERSION = 3
-READABLE_VERSIONS = (2, SCHEMA_VERSION)
+SCHEMA_VERSION = 4
+READABLE_VERSIONS = (2, 3, SCHEMA_VERSION)
 DESCRIPTOR_CLASS = "aenet_core.descriptor.ChebyshevDescriptor"
 # h5py's filter for each accepted ``compression`` (aenet-python's zlib is HDF5's gzip filter)
 COMPRESSIONS = {None: None, "zlib": "gzip", "gzip": "gzip", "lzf": "lzf"}
@@ -126,3 +130,11 @@ def check_schema(path, f) -> None:
 def _plain(value):
     """An HDF5 integer attribute as a Python int (others unchanged)."""
     return int(value) if hasattr(value, "dtype") and value.dtype.kind in "iu" else value
+
+
+def stored_species(f, read) -> tuple[list, object]:
+    """The species labels and each atom's index into them (``read`` reads a dataset): schema 4's species_json
+    and atoms/species, or in an older file the element symbols indexed by atoms/atomic_number."""
+    if "atoms/species" in f:
+        return json.loads(f.attrs["species_json"]), read("atoms/species")
+    return list(chemical_symbols), read("atoms/atomic_number")
