@@ -10,7 +10,8 @@ from torch.utils.data import Subset
 
 from aenet_core.committee import METADATA_FILE
 from aenet_core.torch_training import (AenetEnsembleResult, StructureDataset, TorchCommitteeConfig,
-                                       TorchCommitteeMemberResult, TorchCommitteePotential, TrainOut)
+                                       TorchCommitteeMemberResult, TorchCommitteePotential,
+                                       TorchCommitteeTrainResult, TrainOut)
 from training_setup import MEMBER_ARCH, REFERENCES, descriptor, member_config
 
 # What aenet-python's TorchCommitteeMemberResult.to_metadata() holds, and its committee_metadata.json.
@@ -140,6 +141,30 @@ class PlainDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index):
         return self.structures[index]
+
+
+def member_result(tmp_path, index, status, metrics, error=None):
+    folder = tmp_path / f"member_{index:03d}"
+    return TorchCommitteeMemberResult(index, index + 1, None, "cpu", folder, folder / "model.pt", None, None, None,
+                                      None, status, metrics, error)
+
+
+def test_print_result_states_the_finite_metrics_of_completed_members_and_the_counts(tmp_path):
+    members = [member_result(tmp_path, 0, "completed", {"final_MAE_train": 1.0, "final_RMSE_test": float("nan")}),
+               member_result(tmp_path, 1, "completed", {"final_MAE_train": 3.0, "final_RMSE_test": None}),
+               member_result(tmp_path, 2, "failed", {"final_MAE_train": 100.0}, error="out of memory")]
+    result = TorchCommitteeTrainResult(tmp_path, tmp_path / METADATA_FILE, members, "sequential")
+    assert result.stats == {"final_MAE_train": {"mean": 2.0, "std": 1.0, "min": 1.0, "max": 3.0, "n": 2}}
+    lines = str(result).splitlines()
+    # aenet-python's summary lines (TrainOut's style), then the failures
+    assert lines[:6] == ["Training statistics:", "  final_MAE_train: 2 ± 1", "  completed_members: 2",
+                         "  failed_members: 1", "  execution_mode: sequential", f"  output_dir: {tmp_path}"]
+    assert lines[6:] == ["  member 2 failed: out of memory"]
+
+
+def test_member_seeds_of_another_length_name_both_counts():
+    with pytest.raises(ValueError, match=r"member_seeds must have length equal to num_members \(3\); got 2"):
+        TorchCommitteeConfig(num_members=3, member_seeds=[1, 2])
 
 
 @pytest.mark.parametrize("max_parallel", [1, 2])

@@ -1,9 +1,12 @@
-"""Progress lines of long work (aenet_core.progress)."""
+"""Progress lines of long work (aenet_core.progress) and the bars ``show_progress``/``show_batch_progress``
+draw while training, as aenet-python documents them."""
 import logging
+import warnings
 
 import pytest
 
 from aenet_core.progress import ProgressLog, duration
+from training_setup import config, potential
 
 
 @pytest.mark.parametrize("seconds, text", [(4.4, "4 s"), (200, "3 min 20 s"), (7500, "2 h 05 min")])
@@ -36,3 +39,34 @@ def test_without_a_total_the_lines_say_what_is_done(caplog):
     progress.update(10)
     messages = [record.getMessage() for record in caplog.records]
     assert messages[0].startswith("building database.h5: 40 structures (900 atoms), ") and len(messages) == 2
+
+
+def train_and_read_bars(capsys, structures, resume_from=None, **settings):
+    """Train (energies only); returns (the TrainOut, what the bars wrote to stderr)."""
+    capsys.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = potential().train(structures=structures, resume_from=resume_from,
+                                config=config(force_weight=0.0, **settings))
+    return out, capsys.readouterr().err
+
+
+def test_show_progress_false_draws_no_bar_even_with_batch_progress(cuau, capsys):
+    out, bars = train_and_read_bars(capsys, cuau, iterations=2, show_progress=False, show_batch_progress=True)
+    assert len(out.errors) == 2 and bars == ""
+
+
+def test_the_epoch_bar_shows_each_epochs_errors_and_batch_bars_come_on_request(cuau, capsys):
+    out, bars = train_and_read_bars(capsys, cuau, iterations=3, show_progress=True)
+    assert "epochs: 100%" in bars and "3/3" in bars and "RMSE_E train" in bars and "lr " in bars
+    assert "train:" not in bars
+    _, bars = train_and_read_bars(capsys, cuau, iterations=2, show_progress=True, show_batch_progress=True)
+    # 11 training structures in batches of 4: each epoch's bar counts 3 batches
+    assert "train: 100%" in bars and "3/3" in bars
+
+
+def test_a_resumed_bar_counts_the_additional_epochs(cuau, capsys, tmp_path):
+    train_and_read_bars(capsys, cuau, iterations=2, checkpoint_dir=str(tmp_path), checkpoint_interval=1)
+    out, bars = train_and_read_bars(capsys, cuau, tmp_path / "checkpoint_epoch_0001.pt", iterations=3,
+                                    show_progress=True)
+    assert len(out.errors) == 5 and "3/3" in bars and "5/5" not in bars

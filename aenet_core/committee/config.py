@@ -31,8 +31,8 @@ class TorchCommitteeConfig:
         if self.member_seeds is not None:
             self.member_seeds = list(self.member_seeds)
             if len(self.member_seeds) != self.num_members:
-                raise ValueError(f"TorchCommitteeConfig.member_seeds has {len(self.member_seeds)} seeds for "
-                                 f"{self.num_members} members")
+                raise ValueError(f"TorchCommitteeConfig.member_seeds must have length equal to num_members "
+                                 f"({self.num_members}); got {len(self.member_seeds)} seeds")
             for seed in self.member_seeds:
                 _check_int("member_seeds[...]", seed)
         _check_int("max_parallel", self.max_parallel, 1)

@@ -245,10 +245,12 @@ class TorchCommitteeTrainResult:
                              title)
 
     def __str__(self) -> str:
-        lines = [f"Committee: {len(self.completed_members)} completed, {len(self.failed_members)} failed "
-                 f"({self.execution_mode}) in {self.output_dir}", "Training statistics:"]
+        lines = ["Training statistics:"]
         lines += [f"  {key}: {s['mean']:.6g} ± {s['std']:.6g}" for key, s in self.stats.items()
                   if not key.startswith("epoch") and key not in LEGACY_ALIASES]
+        lines += [f"  completed_members: {len(self.completed_members)}",
+                  f"  failed_members: {len(self.failed_members)}", f"  execution_mode: {self.execution_mode}",
+                  f"  output_dir: {self.output_dir}"]
         lines += [f"  member {m.member_index} failed: {m.error}" for m in self.failed_members]
         return "\n".join(lines)
 

@@ -103,14 +103,17 @@ class TrainingRun:
         epochs = range(self.next_epoch, self.next_epoch + config.iterations)
         progress = ProgressLog("epoch", epochs.stop, lines=50, start=epochs.start)
         with compiled.enabled(compiled.worthwhile(self._atom_epochs())):
-            for epoch in tqdm(epochs, desc="epochs", disable=not config.show_progress):
+            bar = tqdm(epochs, desc="epochs", disable=not config.show_progress)
+            for epoch in bar:
                 if self.stopped_early is not None:
                     break
                 if self.loop_metrics is not None:
                     self._set_last_metrics(self.loop_metrics)
                     self.loop_metrics = None
                 self._epoch(epoch)
-                progress.update(detail=epoch_errors(self.history))
+                errors = epoch_errors(self.history)
+                progress.update(detail=f" | {errors}")
+                bar.set_postfix_str(errors)
         if self.ema is not None:
             self.ema.put_in()  # the model the caller gets holds the average; state_dict keeps the raw weights
         if self.loop_metrics is None:
@@ -160,7 +163,8 @@ class TrainingRun:
         rate = self.optimizer.param_groups[0]["lr"]  # the rate this epoch trains with
         train_means, errors, timing = run_epoch(self.model, self.loss, self.train_loader, self.sampler.order(),
                                                 config.batch_size, self.train_forces, self.device, self.dtype,
-                                                step=self._step, progress=config.show_batch_progress)
+                                                step=self._step,
+                                                progress=config.show_progress and config.show_batch_progress)
         if self.parallel is not None:  # every process's structures: the samplers stay the same
             errors = self.parallel.epoch_errors(self.loss, self.train_idx)
         self.sampler.update(errors)
@@ -416,7 +420,7 @@ def checkpoint_epoch(path) -> int:
 
 
 def epoch_errors(history) -> str:
-    """The last epoch's errors and learning rate, for a progress line."""
+    """The last epoch's errors and learning rate, for the progress line and bar."""
     parts = []
     for name, key, unit in (("RMSE_E", "energy_rmse", "eV/atom"), ("RMSE_F", "force_rmse", "eV/Å"),
                             ("RMSE_S", "stress_rmse", "eV/Å³")):
@@ -424,7 +428,7 @@ def epoch_errors(history) -> str:
         if not (math.isnan(train) and math.isnan(test)):
             parts.append(f"{name} train {train:.4g} test {test:.4g} {unit}")
     parts.append(f"lr {history['learning_rate'][-1]:.3g}")
-    return " | " + " | ".join(parts)
+    return " | ".join(parts)
 
 
 def _metric_entries(train, test) -> dict:
