@@ -27,7 +27,8 @@ from aenet_core.training.distributed import is_main
 from aenet_core.training.inputs import TrainingData
 from aenet_core.training.loop import TrainingRun, empty_history
 from aenet_core.training.outputs import write_prediction_files
-from aenet_core.training.trainout import Energies, TrainOut
+from aenet_core.training.trainout import (STOPPED_EARLY, Energies, TrainOut, history_arrays, write_history_csv,
+                                          write_history_json)
 
 
 class TorchANNPotential:
@@ -57,6 +58,12 @@ class TorchANNPotential:
     @history.setter
     def history(self, value: dict) -> None:
         self._history = value
+
+    @property
+    def net(self):
+        """The per-species networks (aenet-python's ``net``: ``net.functions[i]`` is species i's network),
+        shared with ``model``."""
+        return self.model.networks
 
     @property
     def metadata(self) -> dict | None:
@@ -248,23 +255,28 @@ class TorchANNPotential:
     def predict(self, structures, eval_forces: bool = False, config=None, batch_size: int | None = None,
                 eval_stress: bool = False) -> PredictOut:
         """Energies (and forces, stresses) of Structures, ase.Atoms or structure files (every frame, each
-        named ``path#frame=N`` in ``structure_paths``/``paths``).
+        named ``path#frame=N`` in ``structure_paths``; ``paths`` names the file).
 
         ``config`` (e.g. aenet-python's ``PredictionConfig``) gives the ``batch_size`` unless ``batch_size``
-        does (default 32); its other settings do not apply here: per-atom energies always come back."""
+        does (default 32), and with ``timing`` fills ``PredictOut.timing``; per-atom energies always come
+        back."""
         entries = list(iter_entries(structures))
         return predict_with_models([self.model], self.descriptor, [e.structure for e in entries],
                                    [e.identifier for e in entries], eval_forces, _batch_size(config, batch_size),
-                                   eval_stress)[0]
+                                   eval_stress, track_timing=_timing(config))[0]
 
     def predict_dataset(self, dataset, eval_forces: bool = False, config=None,
                         batch_size: int | None = None) -> PredictOut:
         """``predict`` over every entry of a dataset (a ``StructureSource``, or a torch Subset of one, nested or
         not), each named by its base dataset's identifier."""
-        base, indices = resolve_subsets(dataset)
+        try:
+            base, indices = resolve_subsets(dataset)
+        except ValueError as error:
+            raise ValueError(f"predict_dataset requires a dataset that gives its structures (get_structure): "
+                             f"{error}") from None
         return predict_with_models([self.model], self.descriptor, [base.get_structure(i) for i in indices],
                                    [base.get_structure_identifier(i) for i in indices], eval_forces,
-                                   _batch_size(config, batch_size))[0]
+                                   _batch_size(config, batch_size), track_timing=_timing(config))[0]
 
     def cohesive_energy(self, structure, atomic_energies: dict | None = None) -> float:
         """The structure's (reference) total energy minus its atoms' reference energies (eV, not per atom):
@@ -286,6 +298,11 @@ def _batch_size(config, batch_size) -> int:
 
 
 DEFAULT_PREDICT_BATCH = 32
+
+
+def _timing(config) -> bool:
+    """Whether the prediction config asks for timing (aenet-python's ``PredictionConfig.timing``)."""
+    return bool(getattr(config, "timing", False))
 
 
 def model_metadata(payload: dict) -> dict:
@@ -315,13 +332,19 @@ def load_model(path, device=None) -> tuple:
 
 
 def export_history(history, json_path, csv_path=None) -> None:
-    """Write a training history (a dict as ``train`` records, or a TrainOut) as strict JSON (NaN as null) and,
-    with ``csv_path``, as CSV (``TrainOut.to_json``/``to_csv``)."""
-    out = history if isinstance(history, TrainOut) else TrainOut(history)
-    for path, write in ((json_path, out.to_json), (csv_path, out.to_csv)):
+    """Write a training history (a dict of per-epoch lists, as ``train`` records, or a TrainOut) as strict JSON
+    (NaN as null) and, with ``csv_path``, as CSV: epoch, the energy/force/stress RMSEs, ``learning_rate`` and
+    ``epoch_time`` (NaN where the history lacks one)."""
+    if isinstance(history, TrainOut):
+        arrays, stopped_early = history.history, history.stopped_early
+    else:
+        arrays, stopped_early = history_arrays(history), history.get(STOPPED_EARLY)
+    for path in (json_path, csv_path):
         if path is not None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            write(path)
+    write_history_json(arrays, stopped_early, json_path)
+    if csv_path is not None:
+        write_history_csv(arrays, csv_path)
 
 
 def seed_everything(seed: int) -> None:

@@ -237,3 +237,70 @@ def test_to_aenet_ascii_returns_the_files_and_keeps_the_models_statistics(traine
                                    .numpy()[[x == species for x in s.species]] for s in cuau[:6]])
         np.testing.assert_array_equal(written.sf_min, features.min(axis=0))
         np.testing.assert_array_equal(written.sf_max, features.max(axis=0))
+
+
+def test_predict_timing_when_the_config_asks(trained, cuau):
+    p, _, _ = trained
+
+    class PredictionConfig:  # aenet-python's timing flag
+        batch_size, timing = 2, True
+
+    assert p.predict(cuau[:5]).timing is None
+    for forces in (False, True):
+        timing = p.predict(cuau[:5], forces, PredictionConfig()).timing
+        assert set(timing) == {"featurization", "energy_eval", "force_eval", "total"}
+        assert all(len(values) == 5 for values in timing.values())
+        assert min(timing["featurization"]) > 0 and min(timing["energy_eval"]) > 0
+        assert timing["total"] == pytest.approx(np.add(timing["featurization"], timing["energy_eval"]))
+        # forces come from the energy pass: not timed apart, so NaN; 0.0 when none were computed
+        assert all(math.isnan(t) for t in timing["force_eval"]) if forces else timing["force_eval"] == [0.0] * 5
+    # a batch's structures share its time equally
+    assert timing["featurization"][0] == timing["featurization"][1] != timing["featurization"][4]
+
+
+def test_net_is_the_models_networks_and_zero_weights_predict_the_references(cuau):
+    import torch
+
+    p = potential()
+    p.train(structures=cuau[:4], config=config(iterations=0, normalize_energy=False))
+    assert p.net is p.model.networks and len(p.net.functions) == 2
+    with torch.no_grad():
+        for network in p.net.functions:
+            for parameter in network.parameters():
+                parameter.zero_()
+    # zero network output: the total energy is the atomic reference energies' sum
+    expected = [sum(REFERENCES[x] for x in s.species) for s in cuau[:4]]
+    assert p.predict(cuau[:4]).total_energy == pytest.approx(expected, rel=0, abs=1e-12)
+
+
+def test_predict_dataset_names_what_the_dataset_lacks(trained):
+    import torch
+
+    p, _, _ = trained
+
+    class FeaturesOnly(torch.utils.data.Dataset):
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, index):
+            return {"features": torch.zeros(1, 3)}
+
+    for forces in (False, True):
+        with pytest.raises(ValueError, match=r"predict_dataset requires a dataset .*get_structure.*FeaturesOnly"):
+            p.predict_dataset(FeaturesOnly(), eval_forces=forces)
+
+
+def test_export_history_takes_any_history_of_per_epoch_lists(tmp_path):
+    history = {"train_energy_rmse": [1.0, 0.8, 0.6], "test_force_rmse": [math.nan, 0.6, 0.5],
+               "learning_rates": [1e-3, 1e-3, 5e-4]}  # no MAE: aenet-python's example history
+    export_history(history, tmp_path / "h.json", tmp_path / "h.csv")
+    stored = json.loads((tmp_path / "h.json").read_text())
+    assert stored == {"train_energy_rmse": [1.0, 0.8, 0.6], "test_force_rmse": [None, 0.6, 0.5],
+                      "learning_rates": [1e-3, 1e-3, 5e-4], "stopped_early": None}
+    with open(tmp_path / "h.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0])[:2] == ["epoch", "train_energy_rmse"] and len(rows) == 3
+    assert [float(r["train_energy_rmse"]) for r in rows] == [1.0, 0.8, 0.6]
+    assert all(math.isnan(float(r["test_energy_rmse"])) for r in rows)  # absent from the history
+    with pytest.raises(ValueError, match=r"history\['learning_rates'\] has 2 values, expected 3"):
+        export_history({**history, "learning_rates": [1e-3, 1e-3]}, tmp_path / "bad.json")

@@ -148,3 +148,34 @@ def test_a_database_from_a_tar_archive_and_from_records(archive, xsf_files, cuau
     db.build_database(show_progress=False)
     assert [db.get_entry_metadata(i)["source_kind"] for i in range(4)] == ["file", "generated", "generated",
                                                                            "structure"]
+
+
+def test_a_source_that_cannot_be_read_fails_the_build_and_keeps_the_old_database(xsf_files, cuau, tmp_path):
+    path = tmp_path / "kept.h5"
+    HDF5StructureDataset(descriptor(), path, sources=xsf_files, mode="build").build_database(show_progress=False)
+    before = path.read_bytes()
+    broken = tmp_path / "broken.tar"
+    with tarfile.open(broken, "w") as tar:
+        add_member(tar, "ok.xsf", xsf_files[0].read_bytes())
+        add_member(tar, "bad.xsf", b"this is not a valid xsf payload")
+    for failing in (TarArchiveXSFSourceCollection(broken), [xsf_files[1], tmp_path / "missing.xsf"],
+                    [SourceRecord("mem:0", lambda: cuau[0]), SourceRecord("mem:1", lambda: 1 / 0)]):
+        db = HDF5StructureDataset(descriptor(), path, sources=failing, mode="build")
+        # aenet-python's RuntimeError and message, naming the source and the reader's error
+        with pytest.raises(RuntimeError, match=r"Failed to load build source '[^']*(bad\.xsf|missing\.xsf|mem:1)': "
+                                               r"(StructureFileError|FileNotFoundError|ZeroDivisionError)") as err:
+            db.build_database(show_progress=False, build_workers=2 if isinstance(failing, SourceCollection) else 0)
+        assert err.value.__cause__ is not None
+        assert path.read_bytes() == before  # the database it would have replaced is untouched
+    assert len(HDF5StructureDataset(descriptor(), path, mode="load")) == 3
+
+
+def test_a_long_display_name_is_stored_whole(cuau, tmp_path):
+    name = "x" * 3000  # aenet-python refuses more than 2048 bytes: its column has a fixed width
+    record = SourceRecord("mem_0", lambda: cuau[0], source_kind="memory", display_name=name)
+    db = HDF5StructureDataset(descriptor(), tmp_path / "long.h5", sources=RecordSourceCollection([record]),
+                              mode="build")
+    db.build_database(show_progress=False)
+    reopened = HDF5StructureDataset(descriptor(), tmp_path / "long.h5", mode="load")
+    assert reopened.get_entry_metadata(0)["display_name"] == name
+    assert reopened.get_structure_identifier(0) == f"{name}#frame=0"

@@ -14,6 +14,7 @@ _HOMES = {
     "PlausibilityLimits": "limits",
     "StructureSource": "protocol",
     "resolve_subsets": "protocol",
+    "SourceLoadError": "records",
     "ShardedDataset": "shards",
     "open_databases": "shards",
     "StructureFilter": "sources",

@@ -175,8 +175,8 @@ class CachedStructureDataset(StructureDataset):
     Energy-view features of every structure are kept in memory, so energy
     training on it never featurizes again; force-supervised structures still
     get their derivatives from the descriptor (or a ``HDF5StructureDataset``
-    with persisted derivatives).  ``dataset[i]`` is the energy view of entry i
-    (``materialize_sample(i, use_forces=True)`` gives the force view).
+    with persisted derivatives).  ``dataset[i]`` is the energy view of entry i without positions (None, as
+    aenet-python's cached samples have); ``materialize_sample(i, use_forces=...)`` gives either view whole.
     """
 
     def __init__(self, structures, descriptor, max_energy=None, max_forces=None, atomic_energies=None, seed=None,
@@ -190,7 +190,7 @@ class CachedStructureDataset(StructureDataset):
             self._features.extend(torch.split(features, [s.n_atoms for s in chunk]))
 
     def __getitem__(self, idx: int) -> dict:
-        return self.materialize_sample(idx, use_forces=False)
+        return {**self.materialize_sample(idx, use_forces=False), "positions": None}
 
     def stored_features(self, indices):
         return torch.cat([self._features[i] for i in indices])

@@ -91,8 +91,8 @@ class FilePathSourceCollection:
         return len(self._paths)
 
     def stamps(self) -> list:
-        """Each file's path, size and modification time: what says the inputs changed."""
-        return [[path, Path(path).stat().st_size, Path(path).stat().st_mtime_ns] for path in self._paths]
+        """Each file's ``file_stamp``: what says the inputs changed."""
+        return [file_stamp(path) for path in self._paths]
 
 
 class RecordSourceCollection:
@@ -220,6 +220,32 @@ def collection_stamps(collection) -> list:
 
 
 def record_stamp(record: SourceRecord) -> dict:
-    """A record's kind, id and the hashes of its structures."""
+    """A record's kind, id and the hashes of its structures (``SourceLoadError`` when it cannot be loaded)."""
     return {"kind": record.source_kind, "id": record.source_id,
-            "structures": [structure_sha256(s) for s in record.load_structures()]}
+            "structures": [structure_sha256(s) for s in read_source(record.source_id, record.load_structures)]}
+
+
+def file_stamp(path) -> list:
+    """A file's path, size and modification time; a missing file's path alone (its reading then fails, naming
+    it)."""
+    if not os.path.exists(path):
+        return [str(path), None, None]
+    stat = Path(path).stat()
+    return [str(path), stat.st_size, stat.st_mtime_ns]
+
+
+class SourceLoadError(RuntimeError):
+    """A source (file, archive member or record) that could not be read while building a database; the
+    reader's error is its cause.  A RuntimeError, as aenet-python's."""
+
+
+def read_source(source_id, load, source_errors: bool = True) -> Iterator[Structure]:
+    """The structures ``load()`` gives, lazily; with ``source_errors``, a failure to read them a
+    ``SourceLoadError`` naming ``source_id`` and the reader's message."""
+    try:
+        yield from load()
+    except Exception as error:
+        if not source_errors:
+            raise
+        raise SourceLoadError(f"Failed to load build source {source_id!r}: {type(error).__name__}: {error}") \
+            from error

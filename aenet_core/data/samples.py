@@ -1,6 +1,7 @@
 """``dataset[i]``: aenet-python's per-entry sample dict, built the same way for every dataset.
 
-Keys: ``features`` (N, F) raw, in the descriptor's dtype; ``positions`` (N, 3);
+Keys: ``features`` (N, F) raw, in the descriptor's dtype; ``positions`` (N, 3) (None in
+``CachedStructureDataset`` items, as in aenet-python's);
 ``species`` (symbols); ``species_indices`` (N,) int64; ``cell`` (3, 3) and
 ``pbc`` (3,) bool, or None without a cell; ``energy`` (eV, NaN without one);
 ``forces`` (N, 3) on the force view, else None; ``has_forces`` (the entry has

@@ -20,7 +20,8 @@ import numpy as np
 
 from aenet_core.data.limits import PlausibilityLimits
 from aenet_core.data.plausibility import Review, check_geometry, check_labels
-from aenet_core.data.records import SourceCollection, SourceRecord, collection_stamps, record_stamp
+from aenet_core.data.records import (SourceCollection, SourceRecord, collection_stamps, file_stamp, read_source,
+                                     record_stamp)
 from aenet_core.io import iter_structures
 from aenet_core.structure import Structure, referenced_energy_per_atom, structure_sha256
 
@@ -76,17 +77,19 @@ def as_input_list(inputs) -> list:
     return list(inputs)
 
 
-def iter_entries(inputs, name: str = "structures") -> Iterator[Entry]:
-    """Every frame of every input, lazily; ``name`` is what error messages call the input list."""
+def iter_entries(inputs, name: str = "structures", source_errors: bool = False) -> Iterator[Entry]:
+    """Every frame of every input, lazily; ``name`` is what error messages call the input list.  With
+    ``source_errors`` (a database build), a file or record that cannot be read raises ``SourceLoadError``."""
     for index, item in enumerate(as_input_list(inputs)):
         if _is_path(item):
             for path in map(str, expand_path(item)):  # one string per file, shared by its entries
-                for frame, structure in enumerate(iter_structures(path)):
+                frames = read_source(path, lambda file=path: iter_structures(file), source_errors)
+                for frame, structure in enumerate(frames):
                     yield Entry(structure, path, path, frame, True)
             continue
         if isinstance(item, (SourceCollection, SourceRecord)):
             for record in item.iter_records() if isinstance(item, SourceCollection) else [item]:
-                yield from _record_entries(record)
+                yield from _record_entries(record, source_errors)
             continue
         frames = _in_memory(item)
         if frames is None:
@@ -106,10 +109,11 @@ def convert_to_structures(inputs) -> list:
             else replace(entry.structure, name=entry.source_id) for entry in iter_entries(inputs)]
 
 
-def _record_entries(record: SourceRecord) -> Iterator[Entry]:
-    for frame, structure in enumerate(record.load_structures()):
+def _record_entries(record: SourceRecord, source_errors: bool) -> Iterator[Entry]:
+    for frame, structure in enumerate(read_source(record.source_id, record.load_structures, source_errors)):
         yield Entry(structure, record.source_id, record.display_name or record.source_id, frame, True,
                     record.source_kind)
+
 
 
 def input_stamps(inputs) -> list:
@@ -118,8 +122,7 @@ def input_stamps(inputs) -> list:
     stamps = []
     for item in as_input_list(inputs):
         if _is_path(item):
-            stamps += [[str(file), Path(file).stat().st_size, Path(file).stat().st_mtime_ns]
-                       for file in expand_path(item)]
+            stamps += [file_stamp(file) for file in expand_path(item)]
         elif isinstance(item, SourceCollection):
             stamps += collection_stamps(item)
         elif isinstance(item, SourceRecord):

@@ -1,7 +1,9 @@
 """Prediction: energies, forces and stresses of structures from one or several models that share a descriptor."""
 from __future__ import annotations
 
+import math
 import re
+import time
 from dataclasses import dataclass
 from typing import Optional
 
@@ -9,6 +11,8 @@ import torch
 
 from aenet_core.data.batch import FeatureSource
 from aenet_core.data.memory import InMemoryStructures
+
+TIMING_KEYS = ("featurization", "energy_eval", "force_eval", "total")
 
 
 @dataclass
@@ -21,6 +25,11 @@ class PredictOut:
     ``structure_paths`` names each structure: ``path#frame=N`` for one read from
     a file, else its name or ``structure_NNNNNN`` after its position. ``paths``
     (aenet-python's) names where each came from: the file, without the frame.
+
+    ``timing`` (when asked for) holds per structure, in seconds, its share of its batch's
+    featurization (``featurization``), of the model pass (``energy_eval``; forces and stresses come
+    from the same pass, so ``force_eval`` is NaN when they were computed, else 0.0) and of both
+    (``total``).
     """
 
     coords: list
@@ -31,6 +40,7 @@ class PredictOut:
     forces: Optional[list]
     structure_paths: Optional[list] = None
     stress: Optional[list] = None
+    timing: Optional[dict] = None
 
     @property
     def paths(self) -> Optional[list]:
@@ -64,19 +74,23 @@ def evaluate_model(model, features, species_idx, derivatives, batch, n_structure
 
 
 def predict_with_models(models, descriptor, structures, identifiers, eval_forces: bool, batch_size: int,
-                        eval_stress: bool = False) -> list:
+                        eval_stress: bool = False, track_timing: bool = False) -> list:
     """One PredictOut per model (all on one device and dtype, sharing ``descriptor``) for ``structures``:
     each batch is featurized once and every model evaluated on it.  Stresses come from the same
-    sparse derivatives as the forces."""
+    sparse derivatives as the forces; ``track_timing`` fills ``timing``."""
     device, dtype = next(models[0].parameters()).device, models[0].feature_mean.dtype
     derivatives = eval_forces or eval_stress
     totals, atom_energies, forces, stresses = ([[] for _ in models] for _ in range(4))
+    timings = [{key: [] for key in TIMING_KEYS} for _ in models]
     for start in range(0, len(structures), batch_size):
         chunk = structures[start: start + batch_size]
+        started = time.perf_counter()
         batch = FeatureSource(InMemoryStructures(chunk, descriptor)).batch(list(range(len(chunk))),
                                                                            lambda _: derivatives).to(device, dtype)
+        featurization = time.perf_counter() - started
         sizes = batch.n_atoms.tolist()
         for k, model in enumerate(models):
+            evaluated = time.perf_counter()
             per_atom, f, virials = evaluate_model(model, batch.features, batch.species_idx, batch.derivatives,
                                                   batch.batch, len(chunk), eval_stress)
             if eval_stress:
@@ -86,6 +100,7 @@ def predict_with_models(models, descriptor, structures, identifiers, eval_forces
             atom_energies[k] += [x.detach().cpu().numpy() for x in torch.split(per_atom, sizes)]
             if eval_forces:
                 forces[k] += [x.detach().cpu().numpy() for x in torch.split(f, sizes)]
+            _add_timing(timings[k], len(chunk), featurization, time.perf_counter() - evaluated, derivatives)
     outs = []
     for k, model in enumerate(models):
         references = model.atomic_energies.detach().cpu().numpy()
@@ -95,5 +110,14 @@ def predict_with_models(models, descriptor, structures, identifiers, eval_forces
                                atom_types=[list(s.species) for s in structures], total_energy=totals[k],
                                cohesive_energy=cohesive, atom_energies=atom_energies[k],
                                forces=forces[k] if eval_forces else None, structure_paths=list(identifiers),
-                               stress=stresses[k] if eval_stress else None))
+                               stress=stresses[k] if eval_stress else None,
+                               timing=timings[k] if track_timing else None))
     return outs
+
+
+def _add_timing(timing: dict, n: int, featurization: float, evaluation: float, derivatives: bool) -> None:
+    """Add ``n`` structures' equal shares of their batch's featurization and model-pass seconds."""
+    shares = {"featurization": featurization / n, "energy_eval": evaluation / n,
+              "force_eval": math.nan if derivatives else 0.0, "total": (featurization + evaluation) / n}
+    for key, value in shares.items():
+        timing[key] += [value] * n

@@ -8,8 +8,6 @@ compute exactly what ``TorchANNPotential`` computes.
 """
 from __future__ import annotations
 
-import time
-
 import torch
 from torch import nn
 
@@ -17,8 +15,6 @@ from aenet_core.data.sources import iter_entries
 from aenet_core.model.atomistic import AtomisticModel
 from aenet_core.model.network import AtomicNetworks
 from aenet_core.model.predict import predict_with_models
-
-TIMING_KEYS = ("featurization", "energy_eval", "force_eval", "total")
 
 
 class EnergyModelAdapter(nn.Module):
@@ -91,8 +87,7 @@ class Predictor:
         structure files, one entry per structure; forces and per-atom energies as tensors.
 
         Featurization runs in this process (``num_workers``, ``prefetch_factor`` and
-        ``persistent_workers`` are accepted and not used); ``timing`` has, per structure, its share of its
-        batch's wall time under 'total' (the other keys NaN: not timed apart).
+        ``persistent_workers`` are accepted and not used); ``timing`` is ``PredictOut.timing``.
         """
         structures = [entry.structure for entry in iter_entries(structures)]
         return self._predict(structures, eval_forces, return_atom_energies, track_timing, batch_size)[:4]
@@ -111,22 +106,12 @@ class Predictor:
     def _predict(self, structures, eval_forces, return_atom_energies, track_timing, batch_size) -> tuple:
         view = atomistic_view(self.model, self.normalizer, self.atomic_energies_by_index)
         size = int(batch_size) if batch_size is not None else 32
-        energies, forces, atom_energies = [], [], []
-        timing = {key: [] for key in TIMING_KEYS}
-        for start in range(0, len(structures), size):
-            chunk = structures[start: start + size]
-            started = time.perf_counter()
-            out = predict_with_models([view], self.descriptor, chunk, [f"structure_{start + i:06d}"
-                                                                       for i in range(len(chunk))],
-                                      eval_forces, size)[0]
-            share = (time.perf_counter() - started) / len(chunk)
-            energies += out.total_energy
-            atom_energies += [torch.as_tensor(e) for e in out.atom_energies]
-            forces += [torch.as_tensor(f) for f in out.forces or []]
-            for key in TIMING_KEYS:
-                timing[key] += [share if key == "total" else float("nan")] * len(chunk)
-        return (energies, forces if eval_forces else None, atom_energies if return_atom_energies else None,
-                timing if track_timing else None)
+        out = predict_with_models([view], self.descriptor, structures, [f"structure_{i:06d}"
+                                                                         for i in range(len(structures))],
+                                  eval_forces, size, track_timing=track_timing)[0]
+        forces = [torch.as_tensor(f) for f in out.forces] if eval_forces else None
+        atom_energies = [torch.as_tensor(e) for e in out.atom_energies] if return_atom_energies else None
+        return out.total_energy, forces, atom_energies, out.timing
 
     def cohesive_energy(self, structure, atomic_energies=None) -> float:
         """The structure's energy minus its atoms' reference energies (eV, not per atom)."""

@@ -46,6 +46,39 @@ def _as_series(key, values):
     return arr
 
 
+def history_arrays(history) -> dict:
+    """The per-epoch entries of a history dict as float arrays of one length (ValueError naming an entry that is
+    not a flat list of numbers, or has another length than the first)."""
+    arrays = {key: _as_series(key, values) for key, values in history.items() if key != STOPPED_EARLY}
+    first = next(iter(arrays), None)
+    for key, arr in arrays.items():
+        if len(arr) != len(arrays[first]):
+            raise ValueError(f"history[{key!r}] has {len(arr)} values, expected {len(arrays[first])} "
+                             f"(one per epoch, like {first!r})")
+    return arrays
+
+
+def write_history_json(arrays: dict, stopped_early, path) -> None:
+    """Write ``history_arrays`` and ``stopped_early`` as strict JSON (non-finite values as null), atomically."""
+    data = {key: [v if math.isfinite(v) else None for v in arr.tolist()] for key, arr in arrays.items()}
+    data[STOPPED_EARLY] = stopped_early
+    with atomic_write(path) as handle:
+        json.dump(data, handle, indent=1, allow_nan=False)
+
+
+def write_history_csv(arrays: dict, path) -> None:
+    """Write epoch and the ``CSV_KEYS`` columns of ``history_arrays`` (NaN where absent) as CSV, atomically; NaN is
+    written ``nan``, as aenet-python's CSV has it, so that ``float()`` reads every cell."""
+    import pandas as pd
+
+    epochs = len(next(iter(arrays.values()), []))
+    table = pd.DataFrame({"epoch": np.arange(epochs)})
+    for key in CSV_KEYS:
+        table[key] = arrays.get(key, np.full(epochs, np.nan))
+    with atomic_write(path) as handle:
+        table.to_csv(handle, index=False, na_rep="nan")
+
+
 def _final(arr):
     return float(arr[-1]) if arr.size else math.nan
 
@@ -69,16 +102,11 @@ class TrainOut:
         self.config = dict(config or {})
         self.energies = energies  # an Energies of the energies.* files training wrote (save_energies), or None
         self.stopped_early = history.get(STOPPED_EARLY)
-        self.history = {key: _as_series(key, values) for key, values in history.items() if key != STOPPED_EARLY}
         for key in REQUIRED_KEYS:
-            if key not in self.history:
+            if key not in history:
                 raise ValueError(f"history is missing required key {key!r}")
+        self.history = history_arrays(history)
         self.num_epochs = len(self.history[REQUIRED_KEYS[0]])
-        for key, arr in self.history.items():
-            if len(arr) != self.num_epochs:
-                raise ValueError(
-                    f"history[{key!r}] has {len(arr)} values, expected {self.num_epochs} "
-                    f"(one per epoch, like {REQUIRED_KEYS[0]!r})")
 
     @classmethod
     def from_json(cls, path, config=None):
@@ -87,21 +115,11 @@ class TrainOut:
 
     def to_json(self, path):
         """Write the history as strict JSON (non-finite values as null), atomically."""
-        data = {key: [v if math.isfinite(v) else None for v in arr.tolist()]
-                for key, arr in self.history.items()}
-        data[STOPPED_EARLY] = self.stopped_early
-        with atomic_write(path) as handle:
-            json.dump(data, handle, indent=1, allow_nan=False)
+        write_history_json(self.history, self.stopped_early, path)
 
     def to_csv(self, path):
         """Write epoch, energy/force/stress RMSEs, learning rate and epoch time as CSV, atomically."""
-        import pandas as pd
-
-        table = pd.DataFrame({"epoch": np.arange(self.num_epochs)})
-        for key in CSV_KEYS:
-            table[key] = self._series(key)
-        with atomic_write(path) as handle:
-            table.to_csv(handle, index=False)
+        write_history_csv(self.history, path)
 
     def _series(self, key):
         """History values for ``key``, or all NaN when the key is absent."""

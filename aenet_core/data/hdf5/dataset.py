@@ -126,8 +126,9 @@ class HDF5StructureDataset:
             raise DatabaseError(f"{self.database_file} exists but was built from other sources or settings; "
                                 f"use mode='build' to rebuild it, or delete it")
         self._close()
-        write_database(self.database_file, self.descriptor, iter_entries(self.sources, "sources"), structure_filter,
-                       features=persist, derivatives=persist_force_derivatives, storage_dtype=storage_dtype,
+        entries = iter_entries(self.sources, "sources", source_errors=True)
+        write_database(self.database_file, self.descriptor, entries, structure_filter, features=persist,
+                       derivatives=persist_force_derivatives, storage_dtype=storage_dtype,
                        compression=self.compression, compression_level=self.compression_level,
                        workers=build_workers, show_progress=show_progress, recipe=recipe)
         self._load_metadata()

@@ -144,7 +144,7 @@ def database_bytes(sample, ended: bool, stamps, descriptor, itemsize: int, deriv
     if ended:
         return sum(sizes), True
     files = list(dict.fromkeys(e.source_id for e in sample if e.from_file))
-    lengths = {str(stamp[0]): stamp[1] for stamp in stamps if isinstance(stamp, list)}
+    lengths = {str(stamp[0]): stamp[1] or 0 for stamp in stamps if isinstance(stamp, list)}  # 0: missing
     read = sum(lengths.get(f, 0) for f in files[:-1])
     counted = [size for e, size in zip(sample, sizes) if e.from_file and e.source_id in files[:-1]]
     last = [(e, size) for e, size in zip(sample, sizes) if files and e.source_id == files[-1]]
