@@ -160,8 +160,12 @@ class TorchANNPotential:
 
     def _write_model_file(self, path, history, best_val_loss, run_state, training_config=None, **extra) -> None:
         """The model file; with the ``run_state`` of a training run it is also a checkpoint to resume from."""
+        write_model_file(path, self.model_payload(history, best_val_loss, run_state, training_config, **extra))
+
+    def model_payload(self, history, best_val_loss, run_state, training_config=None, **extra) -> dict:
+        """What a model file holds (``extra`` adds or replaces top-level entries)."""
         training_config = training_config or self.training_config
-        write_model_file(path, {
+        return {
             "architecture": self.arch,
             "descriptor_config": self.descriptor.get_config(),
             "model_state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
@@ -172,7 +176,7 @@ class TorchANNPotential:
             "run_state": run_state,
             "extra_metadata": self.extra_metadata,
             **extra,
-        })
+        }
 
     @classmethod
     def from_file(cls, path, device=None) -> TorchANNPotential:

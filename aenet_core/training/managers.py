@@ -108,18 +108,11 @@ class CheckpointManager:
             return
         config = training_config if training_config is not None else trainer.training_config
         best = None if self.best_val_loss is None else float(self.best_val_loss)
-        write_model_file(self.checkpoint_dir / (filename or checkpoint_name(epoch)), {
-            "architecture": trainer.arch,
-            "descriptor_config": trainer.descriptor.get_config(),
-            "model_state_dict": {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()},
-            "training_history": dict(trainer.history),
-            "best_val_loss": best,
-            "training_config": config.to_dict() if config is not None else None,
-            "atomic_energies": dict(zip(trainer.descriptor.species, trainer.model.atomic_energies.tolist())),
-            "run_state": None,  # not a TrainingRun's: train(resume_from=...) refuses it, saying so
-            "optimizer_state_dict": optimizer.state_dict() if optimizer is not None else None,
-            "extra_metadata": {**trainer.extra_metadata, "epoch": int(epoch), "best_val_loss": best},
-        })
+        payload = trainer.model_payload(
+            dict(trainer.history), best, None, config,  # no run state: train(resume_from=...) refuses it, saying so
+            optimizer_state_dict=optimizer.state_dict() if optimizer is not None else None,
+            extra_metadata={**trainer.extra_metadata, "epoch": int(epoch), "best_val_loss": best})
+        write_model_file(self.checkpoint_dir / (filename or checkpoint_name(epoch)), payload)
         self._rotate()
 
     def _rotate(self) -> None:
