@@ -1,10 +1,22 @@
 """Shared fixtures: the reference data sets live in ../shared/data beside the repository."""
+import logging
 import os
 from pathlib import Path
 
 import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def library_logger_restored():
+    """The command line's main() gives logger aenet_core a handler on the sys.stderr of that moment (pytest's
+    capture, closed after the test): each test leaves the logger as it found it."""
+    logger = logging.getLogger("aenet_core")
+    handlers, level = list(logger.handlers), logger.level
+    yield
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
 
 
 @pytest.fixture(scope="session")

@@ -61,8 +61,9 @@ def test_the_epoch_bar_shows_each_epochs_errors_and_batch_bars_come_on_request(c
     assert "epochs: 100%" in bars and "3/3" in bars and "RMSE_E train" in bars and "lr " in bars
     assert "train:" not in bars
     _, bars = train_and_read_bars(capsys, cuau, iterations=2, show_progress=True, show_batch_progress=True)
-    # 11 training structures in batches of 4: each epoch's bar counts 3 batches
-    assert "train: 100%" in bars and "3/3" in bars
+    # 11 training structures in batches of 4: each epoch's bar counts 3 batches (tqdm redraws it only every
+    # 0.1 s and clears it at the epoch's end, so its total is what is sure to show)
+    assert "train:" in bars and "0/3 [" in bars
 
 
 def test_a_resumed_bar_counts_the_additional_epochs(cuau, capsys, tmp_path):

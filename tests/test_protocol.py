@@ -41,4 +41,4 @@ def test_training_splits_committees_and_prediction_use_only_the_contract(kind, c
     committee = TorchCommitteePotential(potential().arch, descriptor())
     committee.train(dataset=source, split=split, config=config(iterations=1, atomic_energies=None),
                     committee_config=TorchCommitteeConfig(num_members=2, base_seed=1, output_dir=tmp_path))
-    assert len(committee.predict_dataset(source, split.test)) == len(split.test)
+    assert len(committee.predict_dataset(source, indices=split.test)) == len(split.test)

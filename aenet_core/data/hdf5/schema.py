@@ -48,8 +48,6 @@ import json
 from contextlib import contextmanager
 from numbers import Integral
 
-from ase.data import chemical_symbols
-
 from aenet_core.files import FileFormatError, check_format
 
 FORMAT = "aenet_core.database"
@@ -137,4 +135,6 @@ def stored_species(f, read) -> tuple[list, object]:
     and atoms/species, or in an older file the element symbols indexed by atoms/atomic_number."""
     if "atoms/species" in f:
         return json.loads(f.attrs["species_json"]), read("atoms/species")
+    from ase.data import chemical_symbols  # only for files before schema 4: opening a database needs no ase
+
     return list(chemical_symbols), read("atoms/atomic_number")
