@@ -173,3 +173,45 @@ def test_foreign_and_damaged_model_files_name_the_file(tmp_path):
     torch.save({"format": "other", "schema_version": "2.0"}, tmp_path / "foreign.pt")
     with pytest.raises(ModelFileError, match=r"foreign\.pt: unsupported format 'other'"):
         TorchANNPotential.from_file(tmp_path / "foreign.pt")
+
+
+def aenet_python_model_file(trained, path, normalize=True):
+    """``trained`` written in aenet-python's model-file layout (its schema 1.0): layers named
+    ``net.functions.i.Linear_Sp{i+1}_F{k}``, one feature mean and std for all species, the normalisation and the
+    atomic energies beside the weights, its training configuration (which names options we removed)."""
+    state = trained.model.state_dict()
+    assert torch.equal(state["feature_mean"][0], state["feature_mean"][1])  # one row, as aenet-python keeps
+    weights = {}
+    for key, value in state.items():
+        if key.startswith("networks.functions."):
+            network, index, kind = key.split(".")[2:]
+            weights[f"net.functions.{network}.Linear_Sp{int(network) + 1}_F{int(index) // 2 + 1}.{kind}"] = value
+    scale = dict(E_shift=float(state["E_shift"]), E_scaling=float(state["E_scaling"]))
+    torch.save({
+        "schema_version": "1.0", "timestamp": "2025-01-01T00:00:00", "torch_version": "2.5.0", "device_hint": "cpu",
+        "architecture": trained.arch, "descriptor_config": trained.descriptor.get_config(),
+        "model_state_dict": weights, "optimizer_state_dict": None,
+        "training_history": trained.history, "best_val_loss": 0.1,
+        "training_config": {"iterations": 4, "force_resample_each_epoch": True},
+        "normalization": {"normalize_features": normalize, "normalize_energy": True, **scale,
+                          "feature_mean": state["feature_mean"][0].tolist(),
+                          "feature_std": state["feature_std"][0].tolist()},
+        "atomic_energies": REFERENCES, "extra_metadata": {"note": "theirs"}}, path)
+
+
+def test_aenet_python_model_files_load_and_predict_what_they_were_trained_to(cuau, tmp_path):
+    trained = potential()
+    trained.train(structures=cuau, config=config(iterations=2, force_weight=0.2))
+    aenet_python_model_file(trained, tmp_path / "theirs.pt")
+    loaded = TorchANNPotential.from_file(tmp_path / "theirs.pt")
+    expected, got = trained.predict(cuau[:4], eval_forces=True), loaded.predict(cuau[:4], eval_forces=True)
+    assert np.allclose(got.total_energy, expected.total_energy, rtol=0, atol=1e-10)
+    assert all(np.allclose(a, b, atol=1e-10) for a, b in zip(got.forces, expected.forces))
+    assert loaded.training_config is None and loaded.metadata["extra_metadata"] == {
+        "note": "theirs", "aenet_python_training_config": {"iterations": 4, "force_resample_each_epoch": True}}
+    loaded.save(tmp_path / "ours.pt")  # and it is ours from then on
+    again = TorchANNPotential.from_file(tmp_path / "ours.pt").predict(cuau[:4]).total_energy
+    assert np.allclose(again, expected.total_energy, rtol=0, atol=1e-10)
+    aenet_python_model_file(trained, tmp_path / "raw.pt", normalize=False)  # raw features: mean 0, std 1
+    raw = TorchANNPotential.from_file(tmp_path / "raw.pt").model.state_dict()
+    assert torch.equal(raw["feature_mean"], torch.zeros_like(raw["feature_mean"])) and raw["feature_std"].eq(1).all()

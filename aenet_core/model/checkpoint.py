@@ -83,7 +83,9 @@ def read_model_file(path) -> dict:
         raise RefusedModelFileError(
             f"{path}: refused, a schema {version} file holds NumPy arrays, which only schema 1.x files may; it "
             f"was not written by aenet_core or was altered")
-    if version == "1.0":
+    if version == "1.0" and _written_by_aenet_python(payload):
+        _from_aenet_python(payload)
+    elif version == "1.0":
         _upgrade_from_1_0(payload)
     if version in _LEGACY_VERSIONS:
         _upgrade_from_1_1(payload)
@@ -126,6 +128,41 @@ def _legacy_globals() -> list:
         from numpy.core.multiarray import _reconstruct
     return [torch.torch_version.TorchVersion, (_reconstruct, "numpy.core.multiarray._reconstruct"),
             (_reconstruct, "numpy._core.multiarray._reconstruct"), np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
+def _written_by_aenet_python(payload) -> bool:
+    """aenet-python's model files share schema 1.0 with ours; theirs name layers ``net.functions.i.Linear_...``
+    and keep the normalisation beside the weights."""
+    return "normalization" in payload and any(k.startswith("net.functions.") for k in payload["model_state_dict"])
+
+
+def _from_aenet_python(payload) -> None:
+    """An aenet-python model file as our schema 1.1: its global feature mean and std for every species (zero
+    and one without feature normalisation), its energy scaling (zero shift and unit scale without), the
+    atomic energies in species order and each network's linear layers where ours keep them (an activation
+    after each hidden layer).  Its training configuration is kept in ``extra_metadata``, not resumed."""
+    state, norm = payload["model_state_dict"], payload["normalization"]
+    species = payload["descriptor_config"]["species"]
+    dtype = next(iter(state.values())).dtype
+    n_features = len(norm["feature_mean"])
+    mean, std = torch.zeros(n_features, dtype=dtype), torch.ones(n_features, dtype=dtype)
+    if norm["normalize_features"]:
+        mean, std = torch.tensor(norm["feature_mean"], dtype=dtype), torch.tensor(norm["feature_std"], dtype=dtype)
+    energies = payload.get("atomic_energies") or {}
+    ours = {"feature_mean": mean.expand(len(species), -1).clone(), "feature_std": std.expand(len(species), -1).clone(),
+            "E_shift": torch.tensor(norm["E_shift"] if norm["normalize_energy"] else 0.0, dtype=dtype),
+            "E_scaling": torch.tensor(norm["E_scaling"] if norm["normalize_energy"] else 1.0, dtype=dtype),
+            "atomic_energies": torch.tensor([float(energies.get(s, 0.0)) for s in species], dtype=dtype)}
+    for key, value in state.items():
+        found = re.fullmatch(r"net\.functions\.(\d+)\.Linear_Sp\d+_F(\d+)\.(weight|bias)", key)
+        if found is None:
+            raise ModelFileError(f"an aenet-python model file with an unknown weight {key!r}")
+        network, layer, kind = found.groups()
+        ours[f"networks.functions.{network}.{2 * (int(layer) - 1)}.{kind}"] = value
+    extra = dict(payload.get("extra_metadata") or {}, aenet_python_training_config=payload["training_config"])
+    payload.update(model_state_dict=ours, training_config=None, extra_metadata=extra, run_state=None)
+    for key in ("normalization", "optimizer_state_dict", "device_hint"):
+        payload.pop(key, None)
 
 
 def _upgrade_from_1_0(payload) -> None:
