@@ -133,22 +133,19 @@ def featurize_and_write_hdf5(xsf_files, typenames, rad_order, rad_cutoff, ang_or
 
 
 def _frame(struc) -> tuple:
-    """(positions, species, energy, forces, cell, pbc, path) of a Structure or an AtomicStructure-like object."""
+    """(positions, species, energy, forces, cell, pbc, path) of a Structure or an AtomicStructure-like object
+    (its last frame, as ``Structure.from_AtomicStructure`` reads it); a missing energy counts 0."""
     if isinstance(struc, Structure):
-        energy = 0.0 if struc.energy is None else struc.energy
-        return struc.positions, struc.species, energy, struc.forces, struc.cell, struc.pbc, struc.name or "unknown"
-    try:
-        positions, species = np.asarray(struc.coords[-1], dtype=np.float64), list(struc.types)
-        energy, forces = struc.energy[-1], (struc.forces[-1] if len(struc.forces) else None)
-        cell = np.asarray(struc.avec[-1], dtype=np.float64) if struc.pbc else None
-    except (AttributeError, IndexError, TypeError) as err:
-        raise TypeError(f"expected an aenet_core Structure or an object with aenet-python AtomicStructure's "
-                        f"coords, types, energy, forces, avec and pbc; got {type(struc).__name__} ({err})") from None
-    if forces is not None and len(forces) == 0:
-        forces = None
-    return (positions, species, 0.0 if energy is None else float(energy),
-            None if forces is None else np.asarray(forces, dtype=np.float64), cell,
-            None if cell is None else np.ones(3, dtype=bool), getattr(struc, "path", "unknown"))
+        path = struc.name or "unknown"
+    else:
+        path = getattr(struc, "path", "unknown")
+        try:
+            struc = Structure.from_AtomicStructure(struc)
+        except (AttributeError, IndexError, TypeError) as err:
+            raise TypeError(f"expected an aenet_core Structure or an object with aenet-python AtomicStructure's "
+                            f"coords, types, energy, forces, avec and pbc; got {type(struc).__name__} ({err})") from None
+    energy = 0.0 if struc.energy is None else float(struc.energy)
+    return struc.positions, struc.species, energy, struc.forces, struc.cell, struc.pbc, path
 
 
 def _xsf_paths(xsf_files) -> list:
