@@ -87,16 +87,22 @@ SOURCE_METHODS = tuple(name for name, value in vars(StructureSource).items()
                        if not name.startswith("_") and callable(value))
 
 
-def resolve_subsets(dataset, name: str = "dataset") -> tuple:
-    """(base, indices): the ``StructureSource`` under ``dataset`` and the entries of it that ``dataset``'s
-    items are, in order.  ``dataset`` is a source itself (indices: all of its entries) or a
-    ``torch.utils.data.Subset`` of one, nested to any depth (indices: what the subsets select, repeats kept,
-    negative ones counted from the end).  ``name`` is what errors call it; ValueError for anything else."""
+def subset_entries(dataset) -> tuple:
+    """(the dataset under any nested torch Subsets, the entries of it they select in order; None: no Subset)."""
     base, indices = dataset, None
     while isinstance(base, Subset):
         level = [int(i) for i in base.indices]
         indices = level if indices is None else [level[i] for i in indices]
         base = base.dataset
+    return base, indices
+
+
+def resolve_subsets(dataset, name: str = "dataset") -> tuple:
+    """(base, indices): the ``StructureSource`` under ``dataset`` and the entries of it that ``dataset``'s
+    items are, in order.  ``dataset`` is a source itself (indices: all of its entries) or a
+    ``torch.utils.data.Subset`` of one, nested to any depth (indices: what the subsets select, repeats kept,
+    negative ones counted from the end).  ``name`` is what errors call it; ValueError for anything else."""
+    base, indices = subset_entries(dataset)
     missing = [method for method in SOURCE_METHODS if not callable(getattr(base, method, None))]
     if missing:
         raise ValueError(f"{name} must be a StructureDataset, CachedStructureDataset, HDF5StructureDataset (or "

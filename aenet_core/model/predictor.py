@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from aenet_core.data.protocol import subset_entries
 from aenet_core.data.sources import iter_entries
 from aenet_core.model.atomistic import AtomisticModel
 from aenet_core.model.network import AtomicNetworks
@@ -126,10 +127,9 @@ class Predictor:
 
 def dataset_structures(dataset) -> list:
     """Every structure of a ``StructureSource``, through any torch ``Subset`` layers around it."""
-    indices = range(len(dataset))
-    while isinstance(dataset, torch.utils.data.Subset):
-        indices = [dataset.indices[i] for i in indices]
-        dataset = dataset.dataset
+    dataset, indices = subset_entries(dataset)
+    if indices is None:
+        indices = range(len(dataset))
     if not hasattr(dataset, "get_structure"):
         raise ValueError(f"predict_dataset needs a dataset with get_structure(i) (a StructureDataset, "
                          f"HDF5StructureDataset or a Subset of one); got {type(dataset).__name__}")
