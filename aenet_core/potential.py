@@ -155,8 +155,7 @@ class TorchANNPotential:
         ``optimizer_state_dict`` (see ``save_model``)."""
         self.extra_metadata = dict(extra_metadata or self.extra_metadata)
         extra = {} if optimizer_state is None else {"optimizer_state_dict": optimizer_state}
-        self._write_model_file(path, self.history, self.best_val_loss, self._run_state,
-                               training_config or self.training_config, **extra)
+        self._write_model_file(path, self.history, self.best_val_loss, self._run_state, training_config, **extra)
 
     def _write_model_file(self, path, history, best_val_loss, run_state, training_config=None, **extra) -> None:
         """The model file; with the ``run_state`` of a training run it is also a checkpoint to resume from."""
@@ -235,10 +234,13 @@ class TorchANNPotential:
             for s in structures:
                 features = self.descriptor.forward_from_positions(s.positions, s.species, s.cell, s.pbc)
                 features = features.detach().cpu().double()
-                for row, index in enumerate(self.descriptor.species_indices(s.species).tolist()):
+                species = self.descriptor.species_indices(s.species).cpu()
+                for index in species.unique().tolist():
+                    rows = features[species == index]
+                    lowest, highest = rows.min(0).values, rows.max(0).values
                     first = not seen[index]
-                    low[index] = features[row] if first else torch.minimum(low[index], features[row])
-                    high[index] = features[row] if first else torch.maximum(high[index], features[row])
+                    low[index] = lowest if first else torch.minimum(low[index], lowest)
+                    high[index] = highest if first else torch.maximum(high[index], highest)
                     seen[index] = True
         return {"min": low.numpy(), "max": high.numpy()}
 
