@@ -39,22 +39,18 @@ def _vectors(g, center, triplet_center, neighbor_spin, triplet_spin, dG_dd, unit
 
 def _atom_terms(*args):
     """``_vectors`` laid out for ``positions_gradient``'s sums over atoms."""
-    return _laid_out(*_vectors(*args))
+    return laid_out(*_vectors(*args))
 
 
-def _laid_out(radial, on_j, on_k):
+def laid_out(radial, on_j, on_k):
     """What each edge and triplet adds to its centre, (E, 3) and (T, 3), and what each adds to its neighbours j
-    and k, (3, E + 2T)."""
+    and k, (3, E + 2T): the last is also d/dr of every relative vector, edges' r_ij then triplets' r_ij, r_ik."""
     return -radial.t().contiguous(), -(on_j + on_k).t().contiguous(), torch.cat([radial, on_j, on_k], dim=1)
 
 
-def positions_gradient(d, radial, on_j, on_k):
-    """The gradient with respect to the positions (N, 3) from ``_vectors``' outputs, summed over atoms as
+def positions_gradient(d, on_edge_center, on_triplet_center, on_neighbors):
+    """The gradient with respect to the positions (N, 3) from ``laid_out``'s terms, summed over atoms as
     ``Contraction`` sums them (differentiable: the virial path back-propagates through it)."""
-    return _atom_sums(d, *_laid_out(radial, on_j, on_k))
-
-
-def _atom_sums(d, on_edge_center, on_triplet_center, on_neighbors):
     dtype = on_edge_center.dtype  # the wider of dE/dG's and the derivatives'
     on_centers = d.segment_sums("edges", dtype) @ on_edge_center
     on_centers = on_centers + d.segment_sums("triplets", dtype) @ on_triplet_center
@@ -108,7 +104,7 @@ class Contraction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, grad_features, derivatives):
         d = ctx.derivatives = derivatives
-        return _atom_sums(d, *compiled.run(_atom_terms, grad_features, *_inputs(d)))
+        return positions_gradient(d, *compiled.run(_atom_terms, grad_features, *_inputs(d)))
 
     @staticmethod
     @torch.autograd.function.once_differentiable

@@ -14,7 +14,7 @@ import torch
 
 from aenet_core import backend as backends
 from aenet_core.backend import sum_columns, transfer
-from aenet_core.contraction import Contraction, VectorGradients, positions_gradient
+from aenet_core.contraction import Contraction, VectorGradients, laid_out, positions_gradient
 from aenet_core.neighbors import rows_per_structure
 
 
@@ -167,15 +167,15 @@ class LocalDerivatives:
                              "a database or cache written before stresses were supported; rebuild it")
         # d/dr of sum(grad_features * G) per relative vector: (3, E) of each edge's r_ij, (3, T) of each
         # triplet's r_ij and r_ik.
-        radial, on_j, on_k = VectorGradients.apply(grad_features, self)
-        gradients = torch.cat([radial, on_j, on_k], dim=1)  # d/dr of each relative vector r
+        terms = laid_out(*VectorGradients.apply(grad_features, self))
+        gradients = terms[2]  # d/dr of each relative vector r
         vectors = torch.cat([self.radial_unit * self.radial_distance, self.unit_ij * self.distance_ij,
                              self.unit_ik * self.distance_ik], dim=1)
         outer = (gradients.unsqueeze(1) * vectors.unsqueeze(0)).reshape(9, -1)
         owner = structure_of_atom.index_select(0, torch.cat([self.center_idx, self.triplet_center_idx,
                                                              self.triplet_center_idx]))
         virials = sum_columns(outer, owner, n_structures, self.backend).t().reshape(-1, 3, 3)
-        return positions_gradient(self, radial, on_j, on_k), virials
+        return positions_gradient(self, *terms), virials
 
     def segment_sums(self, rows: str, dtype, spin: bool = False):
         """(N, E) for ``rows`` "edges", (N, T) for "triplets": a sparse CSR matrix of ``dtype`` whose product
