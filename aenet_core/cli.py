@@ -251,7 +251,7 @@ def _member_process(device, args, log_progress=False):
         warnings.simplefilter("ignore")
     layers, where, training = _member_settings(args)
     db, split = open_databases(args.database), Split.load(args.split)
-    training = with_data_defaults(training, db, split.train) if main else training
+    training = with_data_defaults(training, db, split.train, announce=main)  # every process trains alike
     config = TorchTrainingConfig.from_dict({"show_progress": False, **training, "atomic_energies": None})
     if args.threads:
         torch.set_num_threads(args.threads)

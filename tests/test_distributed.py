@@ -110,13 +110,14 @@ def test_two_processes_train_and_resume_as_one_process(tmp_path):
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:no atomic reference energy:UserWarning")
 @gloo
-def test_train_member_nproc_on_the_command_line(tmp_path, capfd):
+@pytest.mark.parametrize("force_weight", ["force_weight: 0.2, ", ""])  # "": the data's default, in every process
+def test_train_member_nproc_on_the_command_line(tmp_path, capfd, force_weight):
     from aenet_core.cli import main
 
     db, split = cli_database(tmp_path, 7)
     settings = tmp_path / "settings.yaml"
     settings.write_text("architecture: [[4, tanh]]\ntraining: {iterations: 1, method: {name: adam, mu: 0.01, "
-                        "batchsize: 3}, force_weight: 0.2, checkpoint_interval: 1}\n")
+                        f"batchsize: 3}}, {force_weight}checkpoint_interval: 1}}\n")
     member = ["train-member", "--database", str(db), "--split", str(split), "--member-index", "0", "--seed", "4",
               "--settings", str(settings), "--threads", "1", "--output-dir"]
     main([*member, str(tmp_path / "one")])
@@ -125,6 +126,7 @@ def test_train_member_nproc_on_the_command_line(tmp_path, capfd):
     out, err = capfd.readouterr()
     assert out.count("member 0 (seed 4): final RMSE") == 1  # printed by process 0 alone
     assert err.count("epoch: 1/1 (100 %)") == 1  # progress lines, too
+    assert err.count("training.force_weight is not set") == (0 if force_weight else 1)
     assert_same_weights(weights(tmp_path / "one/model.pt"), weights(tmp_path / "two/model.pt"))
     summary = json.loads((tmp_path / "two/summary.json").read_text())
     assert summary["status"] == "completed" and summary["metrics"]["epochs_recorded"] == 1

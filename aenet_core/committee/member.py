@@ -46,13 +46,14 @@ def member_metrics(trainout: TrainOut, best_val_loss) -> dict:
     return metrics
 
 
-def with_data_defaults(settings: dict, dataset, indices) -> dict:
+def with_data_defaults(settings: dict, dataset, indices, announce: bool = True) -> dict:
     """A workflow member's training settings: ``force_weight`` DATA_FORCE_WEIGHT when they choose none and a
-    structure of ``indices`` has forces (the log says so)."""
+    structure of ``indices`` has forces (the log says so when ``announce``)."""
     if "force_weight" in settings or not any(dataset.has_forces(i) for i in indices):
         return settings
-    print(f"training.force_weight is not set and the data carry forces: training on them with force_weight "
-          f"{DATA_FORCE_WEIGHT} (set training.force_weight: 0 for energies only)", file=sys.stderr, flush=True)
+    if announce:
+        print(f"training.force_weight is not set and the data carry forces: training on them with force_weight "
+              f"{DATA_FORCE_WEIGHT} (set training.force_weight: 0 for energies only)", file=sys.stderr, flush=True)
     return {**settings, "force_weight": DATA_FORCE_WEIGHT}
 
 
