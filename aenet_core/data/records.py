@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import tarfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator, Protocol, Sequence, runtime_checkable
@@ -130,6 +131,7 @@ class TarArchiveXSFSourceCollection:
         self._suffixes = tuple(suffix.lower() for suffix in member_suffixes)
         self._members = self._scan()
         self._capabilities = SourceCapabilities(supports_random_access=False)
+        self._cursor = None  # the archive still open after a read, and the index of its next member
 
     @property
     def capabilities(self) -> SourceCapabilities:
@@ -152,9 +154,9 @@ class TarArchiveXSFSourceCollection:
             if path.is_absolute() or ".." in path.parts or "\\" in name:
                 raise ValueError(f"{self._archive}: archive member {name!r} has an absolute or parent-relative "
                                  f"name; refusing the archive")
-        names = [name for _, name in found]
+        counts = Counter(name for _, name in found)
         label = Path(self._archive).name
-        return [_Member(index, name, f"{label}:{name}" + (f"@member={index}" if names.count(name) > 1 else ""))
+        return [_Member(index, name, f"{label}:{name}" + (f"@member={index}" if counts[name] > 1 else ""))
                 for index, name in found]
 
     def _record(self, member: _Member, loader) -> SourceRecord:
@@ -176,21 +178,41 @@ class TarArchiveXSFSourceCollection:
             yield [self._record(m, lambda m=m, d=d: self._parse(m, d)) for m, d in zip(members, data)]
 
     def _read(self, members) -> list:
-        """The bytes of ``members`` (in archive order), read from the archive stream."""
+        """The bytes of ``members`` (in archive order), read from the archive stream: on from where the last read
+        stopped when they lie ahead of it (records load in order, so the archive is read once)."""
         wanted = {m.index: m for m in members}
         data = {}
-        with tarfile.open(self._archive, mode="r:*") as archive:
-            for index, member in enumerate(archive):
-                if index in wanted:
-                    with archive.extractfile(member) as handle:
-                        data[index] = handle.read()
-                    if len(data) == len(wanted):
-                        break
+        for index, member, archive in self._walk(min(wanted)):
+            if index in wanted:
+                with archive.extractfile(member) as handle:
+                    data[index] = handle.read()
+                if len(data) == len(wanted):
+                    break
+        if max(wanted) == self._members[-1].index:
+            self._close()
         missing = sorted(set(wanted) - set(data))
         if missing:
             raise FileNotFoundError(f"{self._archive}: archive member #{missing[0]} ({wanted[missing[0]].name}) is "
                                     f"no longer in the archive")
         return [data[m.index] for m in members]
+
+    def _walk(self, start: int):
+        """(index, member, open archive) of the members from ``start`` on, continuing the open archive when its
+        next member is not past ``start``, else opening it anew."""
+        if self._cursor is None or self._cursor[1] > start:
+            self._close()
+            self._cursor = [tarfile.open(self._archive, mode="r:*"), 0]
+        archive = self._cursor[0]
+        while (member := archive.next()) is not None:
+            index = self._cursor[1]
+            self._cursor[1] += 1
+            yield index, member, archive
+        self._close()
+
+    def _close(self) -> None:
+        if self._cursor is not None:
+            self._cursor[0].close()
+            self._cursor = None
 
     def _parse(self, member: _Member, data: bytes) -> list:
         return parse_xsf(data, f"{self._archive}::{member.name}")
