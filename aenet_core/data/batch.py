@@ -11,6 +11,7 @@ import os
 import queue
 import threading
 from dataclasses import dataclass
+from functools import partial
 from typing import Optional
 
 import torch
@@ -196,8 +197,13 @@ class _PlanDataset(torch.utils.data.Dataset):
         self.source = source
 
     def __getitem__(self, key):
-        indices, forced = key
-        return self.source.batch(list(indices), set(forced).__contains__)
+        return _plan_batch(self.source, key)
+
+
+def _plan_batch(source, key):
+    """The batch of a plan key: (dataset indices, the force-supervised ones among them)."""
+    indices, forced = key
+    return source.batch(list(indices), set(forced).__contains__)
 
 
 class _PlanSampler(torch.utils.data.Sampler):
@@ -259,14 +265,10 @@ class BatchLoader:
         if self.loader is not None:
             self.plan[:] = plan
             return iter(self.loader)
-        make = self._make
+        make = partial(_plan_batch, self.source)
         if self.read_ahead == 0 or len(plan) < 2:
             return (make(key) for key in plan)
         return _read_ahead(make, list(plan), self.read_ahead)
-
-    def _make(self, key):
-        indices, forced = key
-        return self.source.batch(list(indices), set(forced).__contains__)
 
 
 def _free_core() -> bool:

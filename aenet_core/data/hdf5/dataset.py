@@ -237,10 +237,7 @@ class HDF5StructureDataset:
 
     def _atom_species(self, lo, hi) -> list:
         """The species of the file's atoms ``lo:hi``."""
-        if self._species_idx is None:
-            return self._labels[self._codes[lo:hi]].tolist()
-        names = self._species()
-        return [names[s] for s in self._species_idx[lo:hi].tolist()]
+        return self._labels[self._codes[lo:hi]].tolist()
 
     def _require_descriptor(self, action: str):
         if self._species_idx is None:
@@ -475,12 +472,9 @@ class HDF5StructureDataset:
         index = self._index(idx)
         if not self.has_forces(index):
             return None
-        _, d = self.stored_derivatives([index])
-        return {"radial": {"center_idx": d.center_idx, "neighbor_idx": d.neighbor_idx, "dG_drij": d.dG_drij,
-                           "neighbor_typespin": d.neighbor_typespin},
-                "angular": {"center_idx": d.triplet_center_idx, "neighbor_j_idx": d.neighbor_j_idx,
-                            "neighbor_k_idx": d.neighbor_k_idx, "grads_i": d.grads_i, "grads_j": d.grads_j,
-                            "grads_k": d.grads_k, "triplet_typespin": d.triplet_typespin}}
+        from aenet_core.data.samples import derivative_dict
+
+        return derivative_dict(self.stored_derivatives([index])[1])
 
     def get_force_indices(self) -> list:
         """Entries with force labels."""
