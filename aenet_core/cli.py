@@ -230,8 +230,6 @@ def _train_member(args):
 
 def _member_process(device, args, log_progress=False):
     """train-member in one process: the only one, or one of a data-parallel group (``device`` its own)."""
-    import warnings
-
     import torch
 
     from aenet_core.committee import train_member
@@ -240,10 +238,9 @@ def _member_process(device, args, log_progress=False):
     from aenet_core.potential import TorchANNPotential
     from aenet_core.split import Split
     from aenet_core.training.config import TorchTrainingConfig
-    from aenet_core.training.distributed import data_parallel
+    from aenet_core.training.distributed import data_parallel, is_main
 
-    parallel = data_parallel()
-    main = parallel is None or parallel.main
+    parallel, main = data_parallel(), is_main()
     if log_progress and main and not logging.getLogger("aenet_core").handlers:  # a process launch started
         _log_to_stderr()
     elif not main:  # the group's progress lines and warnings (the same in every process) come from process 0

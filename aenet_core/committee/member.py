@@ -24,7 +24,7 @@ from aenet_core.potential import TorchANNPotential
 from aenet_core.rules import DATA_FORCE_WEIGHT
 from aenet_core.split import Split
 from aenet_core.training.config import TorchTrainingConfig
-from aenet_core.training.distributed import data_parallel
+from aenet_core.training.distributed import data_parallel, is_main
 from aenet_core.training.loop import checkpoint_epoch, checkpoint_files
 from aenet_core.training.trainout import TrainOut
 
@@ -133,8 +133,7 @@ def train_member(potential: TorchANNPotential, member_dir, config: TorchTraining
     distributed``) every process trains and process 0 alone writes: it chooses the checkpoint to resume from
     and the others read it.
     """
-    parallel = data_parallel()
-    writes = parallel is None or parallel.main
+    parallel, writes = data_parallel(), is_main()
     member_dir = Path(member_dir).resolve()
     member_dir.mkdir(parents=True, exist_ok=True)
     device = device or config.device
@@ -169,14 +168,14 @@ def train_member(potential: TorchANNPotential, member_dir, config: TorchTraining
                               output_dir=member_dir, initial_model=initial_model)
         refuse_non_finite(out, potential, has_test=bool(split.test))
         potential.training_config = replace(member_config, iterations=config.iterations)  # whatever was resumed
+        metrics = member_metrics(out, potential.best_val_loss)
         if not writes:
-            summary.update(status="completed", metrics=member_metrics(out, potential.best_val_loss), error=None)
+            summary.update(status="completed", metrics=metrics, error=None)
             return summary
         out.to_json(member_dir / "history.json")
         out.to_csv(member_dir / "history.csv")
         potential.save(member_dir / "model.pt", extra_metadata={
             "committee_member_index": member_index, "committee_seed": seed, "committee_split_seed": split.split_seed})
-        metrics = member_metrics(out, potential.best_val_loss)
         trivial = trivial_errors(dataset, split)
         side, where = ("test", "test") if split.test else ("train", "training")
         warnings = weak_fit_warnings(metrics[f"final_RMSE_{side}"], metrics[f"final_RMSE_force_{side}"], trivial,

@@ -37,6 +37,9 @@ METADATA_FILE = "committee_metadata.json"
 # A member's metrics also go by aenet-python's names (alias -> metric); the committee's statistics skip these.
 LEGACY_ALIASES = {"train_energy_rmse": "final_RMSE_train", "test_energy_rmse": "final_RMSE_test",
                   "train_force_rmse": "final_RMSE_force_train", "test_force_rmse": "final_RMSE_force_test"}
+# A member summary's paths (relative to the member folder in the file).
+_PATH_FIELDS = ("member_dir", "model_path", "history_json_path", "history_csv_path", "summary_path",
+                "checkpoint_dir")
 
 
 def aggregate_committee(output_dir, committee_config: TorchCommitteeConfig | None = None,
@@ -61,8 +64,7 @@ def aggregate_committee(output_dir, committee_config: TorchCommitteeConfig | Non
     for path in paths:
         summary = read_json(path, "member summary")
         relative = path.parent.name
-        for key in ("member_dir", "model_path", "history_json_path", "history_csv_path", "summary_path",
-                    "checkpoint_dir"):
+        for key in _PATH_FIELDS:
             if summary.get(key) is not None:
                 summary[key] = str(Path(relative) / summary[key]) if summary[key] != "." else relative
         summaries.append(summary)
@@ -100,8 +102,6 @@ def _public(summary: dict) -> dict:
     return {key: summary.get(key) for key in keys}
 
 
-_PATH_FIELDS = ("member_dir", "model_path", "history_json_path", "history_csv_path", "summary_path",
-                "checkpoint_dir")
 # TrainOut's statistics among a member's metrics (the legacy aliases fill in where these are missing).
 _STAT_PREFIXES = ("final_", "min_", "epoch_min_")
 

@@ -18,7 +18,7 @@ from torch import nn
 from aenet_core.descriptor import ChebyshevDescriptor
 from aenet_core.export.nn_ascii_file import (ACTIVATION_NAMES, DEFAULT_PREFIX, N_SFPARAM, NNAsciiError, NNAsciiFile,
                                              weight_offsets, write_nn_ascii)
-from aenet_core.export.nn_binary import read_potential_file, write_nn_binary
+from aenet_core.export.nn_binary import TYPE_LENGTH, read_potential_file, write_nn_binary
 from aenet_core.files import write_json
 from aenet_core.io.common import as_list
 from aenet_core.model import ACTIVATIONS, AtomisticModel
@@ -27,7 +27,6 @@ from aenet_core.structure import referenced_energy_per_atom
 
 DESCRIPTION = "aenet_core Chebyshev descriptor export"
 TRAINSET_NAME = "aenet_core"
-FORTRAN_TYPELEN = 2  # aenet's aeio.f90
 
 
 # ----------------------------------------------------------------------------- export
@@ -79,12 +78,12 @@ def to_aenet_ascii(potential, output_dir, prefix=DEFAULT_PREFIX, structures=None
 def _fortran_type_names(species) -> bool:
     """Whether Fortran aenet can hold the species names (TYPELEN characters); warns when it cannot.  Labels
     such as 'Fe1' go into the .nn.ascii files whole; the binary .nn files, Fortran's own, are then left out."""
-    long = [s for s in species if len(s) > FORTRAN_TYPELEN]
+    long = [s for s in species if len(s) > TYPE_LENGTH]
     if long:
-        warnings.warn(f"species {long} have names longer than {FORTRAN_TYPELEN} characters: the .nn.ascii files "
+        warnings.warn(f"species {long} have names longer than {TYPE_LENGTH} characters: the .nn.ascii files "
                       f"carry them whole (aenet_core and aenet-python read them back), but Fortran aenet and its "
-                      f"LAMMPS pair style hold only {FORTRAN_TYPELEN} characters of a type name, so no binary .nn "
-                      f"files are written; for Fortran, label species with at most {FORTRAN_TYPELEN} characters",
+                      f"LAMMPS pair style hold only {TYPE_LENGTH} characters of a type name, so no binary .nn "
+                      f"files are written; for Fortran, label species with at most {TYPE_LENGTH} characters",
                       stacklevel=3)
     return not long
 
