@@ -17,7 +17,6 @@ import torch
 from aenet_core.descriptor import ChebyshevDescriptor
 from aenet_core.feature_files import FeaturizedAtomicStructure, write_features_to_hdf5
 from aenet_core.io.xsf import read_xsf
-from aenet_core.neighbors import neighbor_list
 from aenet_core.rules import DEFAULT_MIN_CUTOFF
 from aenet_core.structure import Structure
 
@@ -98,27 +97,20 @@ class TorchAUCFeaturizer:
     def _featurize(self, struc, with_neighbors: bool) -> FeaturizedAtomicStructure:
         positions, species, energy, forces, cell, pbc, path = _frame(struc)
         cell_tensor, pbc_tensor = (None if a is None else torch.as_tensor(a) for a in (cell, pbc))
-        with torch.no_grad():
-            features = self.descriptor.forward_from_positions(torch.as_tensor(positions, dtype=self.dtype), species,
-                                                              cell_tensor, pbc_tensor).cpu().numpy()
+        positions_tensor, neighbors = torch.as_tensor(positions, dtype=self.dtype), None
+        with torch.no_grad():  # one neighbour search gives the features and, when asked for, the neighbour info
+            if with_neighbors:
+                features, neighbors = self.descriptor.featurize_with_neighbor_info(positions_tensor, species,
+                                                                                   cell_tensor, pbc_tensor)
+            else:
+                features = self.descriptor.forward_from_positions(positions_tensor, species, cell_tensor, pbc_tensor)
+        features = features.cpu().numpy()
         forces = np.zeros_like(positions) if forces is None else forces
         atoms = [{"type": t, "fingerprint": f, "coords": x, "forces": g}
                  for t, f, x, g in zip(species, features, positions, forces)]
-        neighbors = self._neighbor_info(positions, cell, pbc) if with_neighbors else None
         return FeaturizedAtomicStructure(path, energy, self.typenames, atoms, neighbor_info=neighbors, cell=cell,
                                          pbc=None if pbc is None else bool(np.all(pbc)))
 
-    def _neighbor_info(self, positions, cell, pbc) -> dict:
-        """Per atom: neighbours j with min_cutoff < d <= the larger cutoff, and r_ij = r_j - r_i (image included)."""
-        positions = torch.as_tensor(positions, dtype=self.dtype)
-        nl = neighbor_list(positions, max(self.rad_cutoff, self.ang_cutoff), cell, pbc)
-        keep = nl.distances > self.min_cutoff
-        counts = torch.bincount(nl.center[keep], minlength=len(positions))
-        sizes = counts.tolist()
-        return {"neighbor_counts": counts.numpy(),
-                "neighbor_lists": [n.numpy() for n in torch.split(nl.neighbor[keep], sizes)],
-                "neighbor_vectors": [v.numpy() for v in torch.split(nl.vectors[keep], sizes)],
-                "max_neighbors": max(sizes, default=0)}
 
 
 def featurize_and_write_hdf5(xsf_files, typenames, rad_order, rad_cutoff, ang_order, ang_cutoff,
