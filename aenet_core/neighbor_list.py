@@ -115,9 +115,17 @@ class TorchNeighborList:
         return result
 
     def get_neighbors_by_atom(self, positions, cell=None, pbc=None, atom_types=None, cutoff_dict=None) -> list:
-        """``get_neighbors_of_atom`` for every atom (positions fractional when a cell is given)."""
-        return [self.get_neighbors_of_atom(i, positions, cell, pbc, atom_types=atom_types, cutoff_dict=cutoff_dict)
-                for i in range(len(positions))]
+        """``get_neighbors_of_atom`` for every atom (positions fractional when a cell is given), from one search."""
+        n_atoms = len(positions)
+        if n_atoms == 0:
+            return []
+        nl, _ = self._cached_search(positions, cell, pbc, True)
+        rows = torch.arange(len(nl.center), device=nl.center.device)
+        rows = rows[self._within_pair_cutoffs(nl, rows, atom_types, cutoff_dict, n_atoms)]
+        rows = rows[torch.argsort(nl.center[rows], stable=True)]  # each atom's pairs in the list's order
+        sizes = torch.bincount(nl.center[rows], minlength=n_atoms).tolist()
+        return [{"indices": nl.neighbor[own], "distances": nl.distances[own],
+                 "offsets": nl.offset[own] if cell is not None else None} for own in torch.split(rows, sizes)]
 
     def __repr__(self) -> str:
         return (f"TorchNeighborList(cutoff={self.cutoff}, device='{self.device}', dtype={self.dtype}, "
