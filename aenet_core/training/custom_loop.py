@@ -7,7 +7,6 @@ as in ``train()``: (1 - alpha) RMSE_E (eV/atom) + alpha RMSE_F (eV/Å).
 """
 from __future__ import annotations
 
-import math
 import time
 
 import torch
@@ -15,6 +14,7 @@ from tqdm.auto import tqdm
 
 from aenet_core.data.batch import Batch
 from aenet_core.model.predictor import atomistic_view
+from aenet_core.training.loop import EpochSums
 from aenet_core.training.loss import EnergyForceLoss
 
 FORCE_BATCHES = ("Force-training batches must include either precomputed local derivatives or graph data: give "
@@ -47,7 +47,7 @@ class TrainingLoop:
         view = atomistic_view(self.model, self.normalizer, self._references(atomic_energies_by_index))
         view.train(train)
         loss = EnergyForceLoss(float(alpha), force_scale_unbiased)
-        totals, timing = EpochTotals(), dict.fromkeys(("data_loading", "loss_computation", "optimizer"), 0.0)
+        totals, timing = EpochSums(), dict.fromkeys(("data_loading", "loss_computation", "optimizer"), 0.0)
         self.last_backward_time = 0.0
         started = ready = time.perf_counter()
         for raw in tqdm(loader, desc="train" if train else "val", leave=False, disable=not show_batch_progress):
@@ -61,7 +61,9 @@ class TrainingLoop:
         self.last_data_loading_time = timing["data_loading"]
         self.last_loss_computation_time = self.last_forward_time = timing["loss_computation"]
         self.last_optimizer_time = timing["optimizer"]
-        return (*totals.means(), timing, totals.structure_scores() if collect_structure_scores else None)
+        means = totals.means()
+        return (means["energy_rmse"], means["energy_mae"], means["force_rmse"], timing,
+                totals.structure_errors() if collect_structure_scores else None)
 
     def _step(self, view, loss, batch, optimizer, train, timing):
         """The batch's metrics; ``optimizer`` (None: validation) steps on its loss."""
@@ -98,33 +100,3 @@ class TrainingLoop:
                      batch=torch.repeat_interleave(torch.arange(len(n_atoms)), n_atoms), n_atoms=n_atoms,
                      energy_ref=torch.as_tensor(raw["energy_ref"], dtype=torch.float64).reshape(-1),
                      n_force_structures=0, derivatives=None, forces_ref=None).to(self.device, self.dtype)
-
-
-class EpochTotals:
-    """Sums of batch errors over an epoch (means over batches; force RMSE over the batches with a force
-    term) and the |dE|/N of each structure by sample index."""
-
-    def __init__(self):
-        self.energy_rmse = self.energy_mae = self.force_rmse = 0.0
-        self.batches = self.force_batches = 0
-        self.errors = {}
-
-    def add(self, indices, metrics) -> None:
-        self.energy_rmse += float(metrics.energy_rmse)
-        self.energy_mae += float(metrics.energy_mae)
-        self.batches += 1
-        force = float(metrics.force_rmse)
-        if not math.isnan(force):  # NaN: the batch had no force term
-            self.force_rmse += force
-            self.force_batches += 1
-        for index, error in zip(indices, metrics.abs_errors.tolist()):
-            self.errors.setdefault(index, []).append(error)
-
-    def means(self) -> tuple:
-        """(energy RMSE, energy MAE, force RMSE or NaN)."""
-        batches = max(1, self.batches)
-        force = self.force_rmse / self.force_batches if self.force_batches else float("nan")
-        return self.energy_rmse / batches, self.energy_mae / batches, force
-
-    def structure_scores(self) -> dict:
-        return {index: sum(errors) / len(errors) for index, errors in self.errors.items()}

@@ -29,7 +29,7 @@ import traceback
 import torch
 import torch.distributed as dist
 
-from aenet_core.training.loss import BatchMetrics
+from aenet_core.training.loss import BatchMetrics, recorded_pairs
 
 # Seconds a failed process other than the first waits before it reports (see _process).
 FAILURE_GRACE_S = 3.0
@@ -111,15 +111,14 @@ class DataParallel:
             parameter.grad = flat[offset: offset + n].view_as(parameter).clone() if given else None
             offset += n
 
-    def epoch_errors(self, loss, indices) -> dict:
+    def epoch_errors(self, recorded, indices) -> dict:
         """The training epoch's mean |dE|/N per sampled structure of ``indices`` (the split's), over every
-        process's shares; the recorded errors are cleared."""
+        process's shares (``recorded``: this process's, as ``EpochSums`` records them)."""
         position = {index: k for k, index in enumerate(indices)}
         totals = torch.zeros(2, len(indices), dtype=torch.float64)
-        for index, error in loss.recorded:
+        for index, error in recorded_pairs(recorded):
             totals[0, position[index]] += error
             totals[1, position[index]] += 1
-        loss.recorded.clear()
         totals = self.all_reduce(totals.to(self.device)).cpu()
         return {indices[k]: float(totals[0, k] / totals[1, k]) for k in torch.nonzero(totals[1]).flatten().tolist()}
 
@@ -160,11 +159,10 @@ class DataParallel:
 class ShardedLoss:
     """A loss whose metrics and gradients are the whole batch's while each process holds its share of it
     (``EnergyForceLoss`` in every process).  The loss tensor it returns has the batch loss's value and, summed
-    over the processes, its gradient.  Training batches record (index, |dE|/N) for ``epoch_errors``."""
+    over the processes, its gradient."""
 
     def __init__(self, loss, parallel: DataParallel):
         self.loss, self.parallel = loss, parallel
-        self.recorded = []
 
     @property
     def needs_derivatives(self) -> bool:
@@ -212,8 +210,6 @@ class ShardedLoss:
             surrogate = parameter.new_zeros((), requires_grad=torch.is_grad_enabled())
         loss = surrogate + (value - surrogate.detach())
         abs_errors = errors.energy.detach().abs() if errors is not None else parameter.new_zeros(0)
-        if train:
-            self.recorded += zip(batch.indices, abs_errors.tolist())
         metrics = BatchMetrics(reported["energy"], totals["energy_abs"] / totals["energy_rows"], reported["force"],
                                abs_errors, reported["stress"])
         return loss, metrics

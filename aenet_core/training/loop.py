@@ -27,7 +27,7 @@ from aenet_core.progress import ProgressLog
 from aenet_core.training.controls import (EarlyStopping, WeightAverage, load_raw_weights, plateau_scheduler,
                                           scheduled_rate)
 from aenet_core.training.distributed import data_parallel
-from aenet_core.training.loss import EnergyForceLoss
+from aenet_core.training.loss import EnergyForceLoss, recorded_pairs
 from aenet_core.training.sampling import Sampler, force_selection
 from aenet_core.training.trainout import STOPPED_EARLY
 
@@ -161,12 +161,13 @@ class TrainingRun:
             for group in self.optimizer.param_groups:
                 group["lr"] = scheduled_rate(config, epoch, self.planned_epochs)
         rate = self.optimizer.param_groups[0]["lr"]  # the rate this epoch trains with
-        train_means, errors, timing = run_epoch(self.model, self.loss, self.train_loader, self.sampler.order(),
+        train_means, sums, timing = run_epoch(self.model, self.loss, self.train_loader, self.sampler.order(),
                                                 config.batch_size, self.train_forces, self.device, self.dtype,
                                                 step=self._step,
                                                 progress=config.show_progress and config.show_batch_progress)
-        if self.parallel is not None:  # every process's structures: the samplers stay the same
-            errors = self.parallel.epoch_errors(self.loss, self.train_idx)
+        # with several processes every process's structures count: the samplers stay the same
+        errors = (sums.structure_errors() if self.parallel is None
+                  else self.parallel.epoch_errors(sums.recorded, self.train_idx))
         self.sampler.update(errors)
         with self._averaged():  # validation and the files written see the weight average
             test_means, improved = self._validate(epoch, timing)
@@ -289,7 +290,7 @@ class TrainingRun:
 
 def run_epoch(model, loss, loader, order, batch_size, selection, device, dtype, step=None, progress=False,
               label="train"):
-    """One pass over ``order`` (dataset indices, in draw order); returns (means, per-structure errors, timings).
+    """One pass over ``order`` (dataset indices, in draw order); returns (means, the ``EpochSums``, timings).
 
     ``step(loss)`` (training; None validates) updates the weights from each batch's loss. Epoch metrics are
     means over batches."""
@@ -301,9 +302,7 @@ def run_epoch(model, loss, loader, order, batch_size, selection, device, dtype, 
     for start in range(0, len(order), batch_size):
         indices = tuple(order[start: start + batch_size])
         plan.append((indices, tuple(i for i in indices if i in selected)))
-    sums = dict.fromkeys(METRICS, 0.0)
-    supervised = {"force_rmse": 0, "stress_rmse": 0}  # batches with each term
-    recorded = []  # (dataset indices, |dE| / N of each) per batch
+    sums = EpochSums()
     timing = {"forward_time": 0.0, "backward_time": 0.0, "data_time": 0.0}
     batches = loader(plan)
     for indices, _ in tqdm(plan, desc=label, leave=False, disable=not progress):
@@ -321,21 +320,42 @@ def run_epoch(model, loss, loader, order, batch_size, selection, device, dtype, 
         timing["data_time"] += t1 - t0
         timing["forward_time"] += t2 - t1
         timing["backward_time"] += t3 - t2
-        # Metrics may be tensors on the model's device: summed there, read once the epoch ends (on a GPU a
-        # read per batch would wait for every batch to finish before the next one is prepared).
-        sums["energy_rmse"] += metrics.energy_rmse
-        sums["energy_mae"] += metrics.energy_mae
-        for key in supervised:
+        sums.add(batch.indices, metrics)
+    return sums.means(), sums, timing
+
+
+class EpochSums:
+    """A pass's batch metrics: means over its batches (force and stress over the batches with those terms) and
+    each structure's |dE|/N.  Metrics may be tensors on the model's device: summed there and read once the pass
+    ends (on a GPU a read per batch would wait for every batch to finish before the next one is prepared)."""
+
+    def __init__(self):
+        self.sums = dict.fromkeys(METRICS, 0.0)
+        self.supervised = {"force_rmse": 0, "stress_rmse": 0}  # batches with each term
+        self.batches = 0
+        self.recorded = []  # (dataset indices, |dE| / N of each) per batch that names its structures
+
+    def add(self, indices, metrics) -> None:
+        self.batches += 1
+        self.sums["energy_rmse"] += metrics.energy_rmse
+        self.sums["energy_mae"] += metrics.energy_mae
+        for key in self.supervised:
             if _present(getattr(metrics, key)):
-                sums[key] += getattr(metrics, key)
-                supervised[key] += 1
-        recorded.append((batch.indices, metrics.abs_errors))
-    means = {
-        "energy_rmse": float(sums["energy_rmse"]) / len(plan),
-        "energy_mae": float(sums["energy_mae"]) / len(plan),
-        **{key: float(sums[key]) / count if count else float("nan") for key, count in supervised.items()},
-    }
-    return means, _mean_errors(recorded), timing
+                self.sums[key] += getattr(metrics, key)
+                self.supervised[key] += 1
+        if len(indices):
+            self.recorded.append((indices, metrics.abs_errors))
+
+    def means(self) -> dict:
+        batches = max(1, self.batches)
+        return {"energy_rmse": float(self.sums["energy_rmse"]) / batches,
+                "energy_mae": float(self.sums["energy_mae"]) / batches,
+                **{key: float(self.sums[key]) / count if count else float("nan")
+                   for key, count in self.supervised.items()}}
+
+    def structure_errors(self) -> dict:
+        """{dataset index: mean |dE| / N over the batches that held it}."""
+        return _mean_errors(self.recorded)
 
 
 def _present(value) -> bool:
@@ -344,12 +364,9 @@ def _present(value) -> bool:
 
 
 def _mean_errors(recorded) -> dict:
-    """{dataset index: mean |dE| / N over the batches that held it}, read from the device in one transfer."""
-    if not recorded:
-        return {}
-    values = torch.cat([errors.reshape(-1) for _, errors in recorded]).tolist()
+    """{dataset index: mean |dE| / N over the batches that held it}."""
     errors = {}
-    for index, error in zip((i for indices, _ in recorded for i in indices), values):
+    for index, error in recorded_pairs(recorded):
         errors.setdefault(index, []).append(error)
     return {i: sum(e) / len(e) for i, e in errors.items()}
 

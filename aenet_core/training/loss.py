@@ -33,6 +33,15 @@ class BatchMetrics:
     stress_rmse: float | torch.Tensor = float("nan")  # NaN without stress supervision
 
 
+def recorded_pairs(recorded) -> list:
+    """(dataset index, |dE| / N) of every structure of batches recorded as (indices, ``abs_errors``), read from
+    the device at once."""
+    if not recorded:
+        return []
+    values = torch.cat([errors.reshape(-1) for _, errors in recorded]).tolist()
+    return list(zip((i for indices, _ in recorded for i in indices), values))
+
+
 @dataclass(frozen=True)
 class EnergyForceLoss:
     """``force_weight`` is a, ``stress_weight`` b; with ``scale_unbiased`` the force RMSE of a batch whose
