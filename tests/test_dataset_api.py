@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from aenet_core.data import resolve_subsets
 from aenet_core.torch_training import (CachedStructureDataset, HDF5StructureDataset, StructureDataset,
                                        train_test_split, train_test_split_dataset)
-from training_setup import REFERENCES, config, descriptor, potential
+from training_setup import REFERENCES, config, dense_jacobian, descriptor, finite_difference_jacobian, potential
 
 KEYS = {"features", "neighbor_info", "graph", "triplets", "local_derivatives", "positions", "species",
         "species_indices", "cell", "pbc", "energy", "forces", "has_forces", "use_forces", "n_atoms", "name"}
@@ -39,27 +39,6 @@ def datasets(structures, tmp_path_factory):
             "cached": CachedStructureDataset(structures, descriptor(), atomic_energies=REFERENCES,
                                              show_progress=False),
             "database": db}
-
-
-def dense_gradients(sample, d) -> torch.Tensor:
-    """(N, N, F, 3): dG_{i,f}/dr_m assembled from a sample's ``local_derivatives``, features in the order
-    [radial, angular, typespin-weighted radial, weighted angular]."""
-    n, derivatives = sample["n_atoms"], sample["local_derivatives"]
-    radial, angular = derivatives["radial"], derivatives["angular"]
-    blocks = []
-    for spin_weighted in (False, True):
-        rad = torch.zeros(n, n, d.rad_order + 1, 3, dtype=torch.float64)
-        g, c, j = radial["dG_drij"], radial["center_idx"], radial["neighbor_idx"]
-        g = g * radial["neighbor_typespin"][:, None, None] if spin_weighted else g
-        rad.index_put_((c, j), g, accumulate=True)
-        rad.index_put_((c, c), -g, accumulate=True)
-        ang = torch.zeros(n, n, d.ang_order + 1, 3, dtype=torch.float64)
-        spin = angular["triplet_typespin"][:, None, None] if spin_weighted else 1.0
-        c = angular["center_idx"]
-        for atoms, name in ((c, "i"), (angular["neighbor_j_idx"], "j"), (angular["neighbor_k_idx"], "k")):
-            ang.index_put_((c, atoms), angular["grads_" + name] * spin, accumulate=True)
-        blocks += [rad, ang]
-    return torch.cat(blocks, dim=2)
 
 
 @pytest.mark.parametrize("kind", ["memory", "cached", "database"])
@@ -106,21 +85,17 @@ def test_every_dataset_loads_through_a_dataloader(datasets):
 def test_sample_derivatives_are_the_features_gradients(datasets, structures):
     """The force view's derivatives against central finite differences of the features."""
     d, s = descriptor(), structures[0]
-    dense = dense_gradients(datasets["memory"][0], d)
-    h = 1e-5
-    for atom in range(s.n_atoms):
-        for axis in range(3):
-            step = np.zeros_like(s.positions)
-            step[atom, axis] = h
-            up, down = (d.forward_from_positions(s.positions + sign * step, s.species, s.cell, s.pbc)
-                        for sign in (1, -1))
-            torch.testing.assert_close(dense[:, atom, :, axis], (up - down) / (2 * h), rtol=0, atol=1e-7)
+    dense = dense_jacobian(datasets["memory"][0]["local_derivatives"], s.n_atoms, d)
+    fd = finite_difference_jacobian(lambda x: d.forward_from_positions(x, s.species, s.cell, s.pbc),
+                                    torch.as_tensor(s.positions), step=1e-5)
+    torch.testing.assert_close(dense, fd, rtol=0, atol=1e-7)
 
 
 def test_database_samples_read_the_persisted_derivatives(datasets, monkeypatch):
     db, d = datasets["database"], descriptor()
-    computed = dense_gradients(datasets["memory"][1], d)
-    torch.testing.assert_close(dense_gradients(db[1], d), computed, rtol=0, atol=1e-12)
+    n = db[1]["n_atoms"]
+    computed = dense_jacobian(datasets["memory"][1]["local_derivatives"], n, d)
+    torch.testing.assert_close(dense_jacobian(db[1]["local_derivatives"], n, d), computed, rtol=0, atol=1e-12)
     monkeypatch.setattr(d.__class__, "forward_with_derivatives", None)  # db[i] must not compute them
     assert db[1]["local_derivatives"] is not None
 

@@ -10,6 +10,7 @@ from numpy.polynomial import chebyshev as npcheb
 from aenet_core.descriptor import UnknownSpeciesError
 from aenet_core.torch_featurize import (AngularBasis, BatchedFeaturizer, ChebyshevDescriptor, ChebyshevPolynomials,
                                         RadialBasis)
+from training_setup import dense_jacobian, finite_difference_jacobian
 
 
 def periodic_case():
@@ -26,18 +27,6 @@ def molecule_case():
     positions = torch.tensor([[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0], [0.5, 0.4, 1.1]],
                              dtype=torch.float64)
     return descriptor, positions, ["O", "H", "H", "H"]
-
-
-def finite_difference_jacobian(function, positions, step=1e-6):
-    """d function(positions) / d positions by central differences: (*output, N, 3)."""
-    columns = []
-    for a in range(len(positions)):
-        for c in range(3):
-            up, down = positions.clone(), positions.clone()
-            up[a, c] += step
-            down[a, c] -= step
-            columns.append((function(up) - function(down)) / (2 * step))
-    return torch.stack(columns, dim=-1).reshape(*columns[0].shape, len(positions), 3)
 
 
 # ------------------------------------------------------------------------------ basis classes
@@ -323,17 +312,7 @@ def test_local_derivative_dicts_rebuild_the_dense_gradients():
     n, nr, na = len(positions), descriptor.rad_order + 1, descriptor.ang_order + 1
     assert radial["dG_drij"].shape == (len(radial["center_idx"]), nr, 3)
     assert angular["grads_i"].shape == (len(angular["center_idx"]), na, 3) and len(angular["center_idx"]) > 0
-    dense = torch.zeros(n, descriptor.n_features, n, 3, dtype=torch.float64)
-    for e, (i, j) in enumerate(zip(radial["center_idx"].tolist(), radial["neighbor_idx"].tolist())):
-        for offset, weight in ((0, 1.0), (nr + na, float(radial["neighbor_typespin"][e]))):
-            dense[i, offset:offset + nr, j] += weight * radial["dG_drij"][e]
-            dense[i, offset:offset + nr, i] -= weight * radial["dG_drij"][e]
-    atoms = zip(angular["center_idx"].tolist(), angular["neighbor_j_idx"].tolist(),
-                angular["neighbor_k_idx"].tolist())
-    for t, (i, j, k) in enumerate(atoms):
-        for offset, weight in ((nr, 1.0), (2 * nr + na, float(angular["triplet_typespin"][t]))):
-            for atom, name in ((i, "grads_i"), (j, "grads_j"), (k, "grads_k")):
-                dense[i, offset:offset + na, atom] += weight * angular[name][t]
+    dense = dense_jacobian(local, n, descriptor)
     torch.testing.assert_close(dense, descriptor.compute_feature_gradients(positions, species, cell, pbc)[1],
                                rtol=0, atol=1e-12)
     single = ChebyshevDescriptor(["Ti"], 4, 3.0, 2, 2.5)

@@ -11,7 +11,7 @@ import torch
 from aenet_core.data import DatabaseError, IncompatibleDescriptorError
 from aenet_core.descriptor import BatchedFeaturizer
 from aenet_core.torch_training import HDF5StructureDataset
-from training_setup import REFERENCES, descriptor
+from training_setup import REFERENCES, dense_jacobian, descriptor, finite_difference_jacobian
 
 CACHE_KEYS = ["schema_version", "cache_format", "descriptor_compat_json", "descriptor_compat_sha256", "storage_dtype",
               "contains_features", "contains_force_derivatives"]
@@ -78,27 +78,6 @@ def test_persisted_features_equal_freshly_computed_ones(db, small):
         db.load_persisted_features(len(small))
 
 
-def dense_jacobian(payload, n_atoms, desc):
-    """dG_{i,f}/dr_{a,x} assembled from the per-edge and per-triplet blocks; features are ordered radial, angular,
-    then their typespin-weighted copies."""
-    r1, a1 = desc.rad_order + 1, desc.ang_order + 1
-    jac = torch.zeros(n_atoms, desc.n_features, n_atoms, 3, dtype=torch.float64)
-    radial, angular = payload["radial"], payload["angular"]
-    for e, (i, j) in enumerate(zip(radial["center_idx"].tolist(), radial["neighbor_idx"].tolist())):
-        grad, spin = radial["dG_drij"][e], radial["neighbor_typespin"][e]
-        for block, weight in ((slice(0, r1), 1.0), (slice(r1 + a1, 2 * r1 + a1), spin)):
-            jac[i, block, j] += weight * grad
-            jac[i, block, i] -= weight * grad
-    triplets = zip(angular["center_idx"].tolist(), angular["neighbor_j_idx"].tolist(),
-                   angular["neighbor_k_idx"].tolist())
-    for t, (i, j, k) in enumerate(triplets):
-        spin = angular["triplet_typespin"][t]
-        for block, weight in ((slice(r1, r1 + a1), 1.0), (slice(2 * r1 + a1, 2 * (r1 + a1)), spin)):
-            for atom, grads in ((i, "grads_i"), (j, "grads_j"), (k, "grads_k")):
-                jac[i, block, atom] += weight * angular[grads][t]
-    return jac
-
-
 def test_persisted_derivatives_match_finite_differences(db, small):
     desc, index = descriptor(), 4  # 8 atoms, forces, periodic
     structure, payload = small[index], db.load_persisted_force_derivatives(index)
@@ -107,14 +86,13 @@ def test_persisted_derivatives_match_finite_differences(db, small):
     assert payload["radial"]["dG_drij"].shape[1:] == (desc.rad_order + 1, 3)
     assert payload["angular"]["grads_i"].shape[1:] == (desc.ang_order + 1, 3)
     assert payload["angular"]["center_idx"].dtype == torch.int64
-    jac, h = dense_jacobian(payload, structure.n_atoms, desc), 1e-5
-    for atom in range(structure.n_atoms):
-        for x in range(3):
-            moved = [structure.copy(), structure.copy()]
-            moved[0].positions[atom, x] += h
-            moved[1].positions[atom, x] -= h
-            plus, minus = raw_features(moved[:1]), raw_features(moved[1:])
-            torch.testing.assert_close(jac[:, :, atom, x], (plus - minus) / (2 * h), rtol=1e-6, atol=1e-7)
+    def features(positions):
+        moved = structure.copy()
+        moved.positions[:] = positions.numpy()
+        return raw_features([moved])
+
+    fd = finite_difference_jacobian(features, torch.as_tensor(structure.positions), step=1e-5)
+    torch.testing.assert_close(dense_jacobian(payload, structure.n_atoms, desc), fd, rtol=1e-6, atol=1e-7)
 
 
 def test_an_entry_without_forces_has_no_persisted_derivatives(cuau, tmp_path):

@@ -1,4 +1,7 @@
-"""The small Cu-Au training set-up several test modules share: references, descriptor, potential, config."""
+"""The small Cu-Au training set-up several test modules share: references, descriptor, potential, config; and the
+dense derivatives tests compare sparse ones with."""
+import torch
+
 from aenet_core.data import StructureSource
 from aenet_core.example_data import make_cuau_structures
 from aenet_core.torch_featurize import ChebyshevDescriptor
@@ -78,3 +81,37 @@ def cli_database(tmp_path, n_structures: int):
           "--rad-cutoff", "4.0", "--ang-order", "1", "--ang-cutoff", "3.0"])
     main(["split", str(db), "--output", str(split), "--split-seed", "1", "--testpercent", "20"])
     return db, split
+
+
+def finite_difference_jacobian(function, positions, step=1e-6):
+    """d function(positions) / d positions (a tensor) by central differences: (*output, N, 3)."""
+    columns = []
+    for a in range(len(positions)):
+        for c in range(3):
+            up, down = positions.clone(), positions.clone()
+            up[a, c] += step
+            down[a, c] -= step
+            columns.append((function(up) - function(down)) / (2 * step))
+    return torch.stack(columns, dim=-1).reshape(*columns[0].shape, len(positions), 3)
+
+
+def dense_jacobian(local, n_atoms, desc):
+    """dG_{i,f}/dr_{a,x} (N, F, N, 3) assembled from aenet-python's local-derivative dict (per-edge and
+    per-triplet blocks, several species); features are ordered radial, angular, then their typespin-weighted
+    copies."""
+    r1, a1 = desc.rad_order + 1, desc.ang_order + 1
+    jac = torch.zeros(n_atoms, desc.n_features, n_atoms, 3, dtype=torch.float64)
+    radial, angular = local["radial"], local["angular"]
+    for e, (i, j) in enumerate(zip(radial["center_idx"].tolist(), radial["neighbor_idx"].tolist())):
+        grad, spin = radial["dG_drij"][e], radial["neighbor_typespin"][e]
+        for block, weight in ((slice(0, r1), 1.0), (slice(r1 + a1, 2 * r1 + a1), spin)):
+            jac[i, block, j] += weight * grad
+            jac[i, block, i] -= weight * grad
+    triplets = zip(angular["center_idx"].tolist(), angular["neighbor_j_idx"].tolist(),
+                   angular["neighbor_k_idx"].tolist())
+    for t, (i, j, k) in enumerate(triplets):
+        spin = angular["triplet_typespin"][t]
+        for block, weight in ((slice(r1, r1 + a1), 1.0), (slice(2 * r1 + a1, 2 * (r1 + a1)), spin)):
+            for atom, grads in ((i, "grads_i"), (j, "grads_j"), (k, "grads_k")):
+                jac[i, block, atom] += weight * angular[grads][t]
+    return jac
