@@ -9,20 +9,7 @@ import torch
 from torch.utils.data import Subset
 
 from aenet_core.io import write_extxyz, write_xsf
-from training_setup import REFERENCES, descriptor
-
-
-class AtomicStructureStandIn:
-    """The attributes of aenet-python's AtomicStructure that conversion reads: per-frame coords, avec, energy,
-    forces; types; pbc (aenet is not imported)."""
-
-    def __init__(self, structures):
-        self.coords = [s.positions for s in structures]
-        self.avec = [s.cell for s in structures]
-        self.energy = [s.energy for s in structures]
-        self.forces = [s.forces for s in structures]
-        self.types = list(structures[0].species)
-        self.pbc = True
+from training_setup import REFERENCES, AtomicStructureStandIn, descriptor
 
 
 def test_the_documented_submodules_hold_the_documented_names():

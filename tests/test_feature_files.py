@@ -1,5 +1,7 @@
 """TorchAUCFeaturizer and aenet-python's training-set HDF5 file: structure checks with h5py, features against
 our descriptor, neighbour information against ASE."""
+from dataclasses import replace
+
 import h5py
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from aenet_core.feature_files import FeaturizedAtomicStructure
 from aenet_core.io.xsf import write_xsf
 from aenet_core.structure import Structure
 from aenet_core.torch_featurize import TorchAUCFeaturizer, featurize_and_write_hdf5, write_features_to_hdf5
+from training_setup import AtomicStructureStandIn
 
 SETTINGS = {"rad_order": 4, "rad_cutoff": 4.0, "ang_order": 2, "ang_cutoff": 3.0}
 REFERENCES = {"Au": -1.0, "Cu": -2.0}
@@ -194,33 +197,23 @@ def test_json_round_trip_keeps_every_field():
         FeaturizedAtomicStructure.from_JSON('{"path": "p", "energy": 0, "atom_types": []}')
 
 
-class AtomicStructureStandIn:
-    """The attributes aenet-python's featurizer reads from its AtomicStructure (one frame)."""
-
-    def __init__(self, structure, periodic=True):
-        self.coords = [structure.positions]
-        self.types = np.array(structure.species)
-        self.energy = [None]
-        self.forces = [np.empty(0)]
-        self.avec = [structure.cell]
-        self.pbc = periodic
-        self.typenames = ["Au", "Cu"]
-        self.names_known = True
+def unlabelled(structure):
+    return replace(structure, energy=None, forces=None)
 
 
 def test_atomic_structure_like_objects_are_featurized():
     featurizer = TorchAUCFeaturizer(["Au", "Cu"], **SETTINGS)
-    featurized = featurizer.featurize_structures([AtomicStructureStandIn(aucu())])[0]
+    featurized = featurizer.featurize_structures([AtomicStructureStandIn([unlabelled(aucu())])])[0]
     assert np.allclose(featurized.atom_features, descriptor_features(aucu()), atol=1e-12)
     assert featurized.energy == 0.0 and featurized.path == "unknown" and np.all(featurized.forces == 0)
-    isolated = featurizer.featurize_structure(AtomicStructureStandIn(aucu(), periodic=False))
+    isolated = featurizer.featurize_structure(AtomicStructureStandIn([unlabelled(aucu())], periodic=False))
     assert isolated.cell is None and not isolated.is_periodic
     with pytest.raises(TypeError, match="coords, types, energy, forces, avec and pbc; got int"):
         featurizer.featurize_structure(3)
 
 
 def test_from_structure_takes_the_species_and_forwards_settings():
-    stand_in = AtomicStructureStandIn(aucu())
+    stand_in = AtomicStructureStandIn([unlabelled(aucu())])
     featurizer = TorchAUCFeaturizer.from_structure(stand_in, **SETTINGS)
     assert featurizer.typenames == ["Au", "Cu"] and featurizer.ntypes == 2 and featurizer.rad_order == 4
     assert TorchAUCFeaturizer.from_structure(molecule(), **SETTINGS).typenames == ["Au", "Cu"]

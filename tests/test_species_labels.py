@@ -18,6 +18,7 @@ from aenet_core.lammps import mass_lines
 from aenet_core.structure import Structure, element_of
 from aenet_core.torch_featurize import ChebyshevDescriptor
 from aenet_core.torch_training import Adam, HDF5StructureDataset, TorchANNPotential, TorchTrainingConfig
+from training_setup import AtomicStructureStandIn
 
 
 @pytest.mark.parametrize("label, element", [("Fe", "Fe"), ("Fe1", "Fe"), ("Fe_up", "Fe"), ("FeB", "Fe"),
@@ -114,24 +115,20 @@ def test_nn_ascii_export_round_trip_with_labels(trained, tmp_path):
     assert all(np.allclose(a, b, atol=1e-9) for a, b in zip(got.forces, expected.forces))
 
 
-class AtomicStructureStandIn:
-    """What aenet-python's AtomicStructure exposes: per-frame coords, avec, energy and forces; types; pbc."""
-
-    def __init__(self, periodic):
-        self.types = np.array(["Fe1", "Fe2"])
-        self.coords = [np.zeros((2, 3)) + [[0, 0, 0], [1.4, 1.4, 1.4]], np.zeros((2, 3)) + [[0, 0, 0], [1.5, 1.4, 1.4]]]
-        self.avec = [np.eye(3) * 2.87, np.eye(3) * 2.9] if periodic else []
-        self.pbc = periodic
-        self.energy = [-8.0, None]
-        self.forces = [np.ones((2, 3)), []]
+def fe_frames():
+    """Two frames of an Fe1/Fe2 cell: the first with energy and forces, the second with neither."""
+    first = Structure(np.array([[0, 0, 0], [1.4, 1.4, 1.4]]), ["Fe1", "Fe2"], energy=-8.0, forces=np.ones((2, 3)),
+                      cell=np.eye(3) * 2.87, pbc=[True] * 3)
+    second = Structure(np.array([[0, 0, 0], [1.5, 1.4, 1.4]]), ["Fe1", "Fe2"], cell=np.eye(3) * 2.9, pbc=[True] * 3)
+    return [first, second]
 
 
 def test_from_atomic_structure():
-    last = Structure.from_AtomicStructure(AtomicStructureStandIn(periodic=True))
+    last = Structure.from_AtomicStructure(AtomicStructureStandIn(fe_frames()))
     assert last.species == ["Fe1", "Fe2"] and last.positions[1, 0] == 1.5
     assert np.array_equal(last.cell, np.eye(3) * 2.9) and last.pbc.all()
     assert last.energy is None and last.forces is None
-    first = Structure.from_AtomicStructure(AtomicStructureStandIn(periodic=False), frame=0)
+    first = Structure.from_AtomicStructure(AtomicStructureStandIn(fe_frames(), periodic=False), frame=0)
     assert first.energy == -8.0 and np.array_equal(first.forces, np.ones((2, 3))) and first.cell is None
 
 

@@ -1,5 +1,6 @@
 """The small Cu-Au training set-up several test modules share: references, descriptor, potential, config; and the
 dense derivatives tests compare sparse ones with."""
+import numpy as np
 import torch
 
 from aenet_core.data import StructureSource
@@ -115,3 +116,18 @@ def dense_jacobian(local, n_atoms, desc):
             for atom, grads in ((i, "grads_i"), (j, "grads_j"), (k, "grads_k")):
                 jac[i, block, atom] += weight * angular[grads][t]
     return jac
+
+
+class AtomicStructureStandIn:
+    """The attributes aenet-python's AtomicStructure offers (aenet is not imported): per-frame coords, avec,
+    energy and forces of ``frames`` (Structures of the same atoms), types, pbc, and the featurizer's typenames."""
+
+    def __init__(self, frames, periodic=True):
+        self.coords = [frame.positions for frame in frames]
+        self.avec = [frame.cell for frame in frames] if periodic else []
+        self.energy = [frame.energy for frame in frames]
+        self.forces = [np.empty(0) if frame.forces is None else frame.forces for frame in frames]
+        self.types = np.array(frames[0].species)
+        self.pbc = periodic
+        self.typenames = sorted(set(frames[0].species))
+        self.names_known = True
