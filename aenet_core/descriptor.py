@@ -577,8 +577,7 @@ class BatchedFeaturizer(nn.Module):
         Passing them back, concatenated with atom offsets, as ``pairs=`` skips the neighbour search.
         """
         positions, _, batch, cells, pbcs = self._inputs(batch_positions, batch_species, batch_cells, batch_pbc)
-        d = self.featurizer
-        nl = batched_neighbor_list(positions, batch, cells, pbcs, d.max_cutoff, d.min_cutoff, d.backend)
+        nl = self.featurizer._search(positions, batch, cells, pbcs)
         return pairs_by_structure(nl, torch.bincount(batch, minlength=len(batch_positions)))
 
     def _run(self, batch_positions, batch_species, batch_cells, batch_pbc, with_derivatives, pairs=None):
